@@ -1,0 +1,54 @@
+//! The JSON contract: a [`RunReport`] as pretty-printed JSON, the file CI gates read.
+
+use std::io::{Read, Write};
+
+use serde::Deserialize;
+
+use crate::{Format, ReportError, RunReport, SCHEMA_VERSION};
+
+/// Writes `report` as pretty-printed JSON followed by a newline.
+///
+/// # Errors
+///
+/// [`ReportError::Write`] when `out` fails.
+pub fn write(report: &RunReport, mut out: impl Write) -> Result<(), ReportError> {
+    let write_error = |source| ReportError::Write {
+        format: Format::Json,
+        source,
+    };
+    // A `RunReport` always serializes (string keys, no fallible `Serialize`), so
+    // any error here comes from `out` and is an I/O error underneath.
+    serde_json::to_writer_pretty(&mut out, report).map_err(|e| write_error(e.into()))?;
+    out.write_all(b"\n").map_err(write_error)
+}
+
+/// Reads a report written by [`write()`], checking its `schema_version` first so
+/// a report from another schema fails with that, not with a confusing field error.
+///
+/// # Errors
+///
+/// - [`ReportError::Read`] when `reader` fails or is not UTF-8;
+/// - [`ReportError::Parse`] when the text is not JSON, has no numeric
+///   `schema_version`, or does not match the schema;
+/// - [`ReportError::UnsupportedSchema`] when `schema_version` is not
+///   [`SCHEMA_VERSION`].
+pub fn read(mut reader: impl Read) -> Result<RunReport, ReportError> {
+    /// Only the version; serde ignores every other field.
+    #[derive(Deserialize)]
+    struct Versioned {
+        schema_version: u64,
+    }
+
+    let mut text = String::new();
+    reader
+        .read_to_string(&mut text)
+        .map_err(ReportError::Read)?;
+    let Versioned { schema_version } = serde_json::from_str(&text).map_err(ReportError::Parse)?;
+    if schema_version != u64::from(SCHEMA_VERSION) {
+        return Err(ReportError::UnsupportedSchema {
+            found: schema_version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    serde_json::from_str(&text).map_err(ReportError::Parse)
+}

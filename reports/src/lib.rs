@@ -1,0 +1,76 @@
+//! Gauntlet's run-result model ([`RunReport`]) and its renderers.
+//!
+//! A [`RunReport`] is the versioned contract of one run ([`SCHEMA_VERSION`]):
+//! metadata to reproduce it, one [`CaseResult`] per case and the [`Summary`]
+//! counts. Every renderer takes the report and any [`std::io::Write`], so tests
+//! render into a `Vec<u8>`:
+//!
+//! - [`junit::write`]: JUnit XML for CI test dashboards;
+//! - [`json::write`] / [`json::read`]: the JSON contract CI gates read;
+//! - [`markdown::write`]: a GitHub-flavoured summary for job summaries and PRs;
+//! - [`terminal::write`] and [`terminal::case_line`]: what a human sees.
+//!
+//! [`write_all`] writes the three report files of a run into a directory,
+//! each atomically.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//!
+//! use gauntlet_reports::{CaseResult, Outcome, RunMeta, RunReport, terminal};
+//!
+//! let started_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+//! let meta = RunMeta {
+//!     tool: "gauntlet".into(),
+//!     tool_version: "0.1.0".into(),
+//!     git_commit: None,
+//!     crate_versions: Default::default(),
+//!     seed: 42,
+//!     target: "in-process gauntlet-engine 0.1.0".into(),
+//!     profile: "default".into(),
+//!     started_at,
+//!     finished_at: started_at + Duration::from_millis(1_230),
+//! };
+//! let case = CaseResult {
+//!     id: "unit::health_live".into(),
+//!     suite: "unit".into(),
+//!     name: "health_live".into(),
+//!     requirements: vec!["ENG-VAL-001".into()],
+//!     outcome: Outcome::Fail,
+//!     duration: Duration::from_micros(12_300),
+//!     message: Some("expected 200, got 503".into()),
+//!     location: None,
+//! };
+//! let report = RunReport::new(meta, vec![case]);
+//!
+//! let mut out = Vec::new();
+//! terminal::write(&report, &mut out, false)?;
+//! assert_eq!(
+//!     String::from_utf8_lossy(&out),
+//!     "FAIL  unit::health_live [ENG-VAL-001] expected 200, got 503\n\
+//!      gauntlet: 0 passed, 1 failed, 0 skipped, 0 errored in 1.23s\n",
+//! );
+//!
+//! let mut xml = Vec::new();
+//! gauntlet_reports::junit::write(&report, &mut xml)?;
+//! assert!(String::from_utf8_lossy(&xml).contains(r#"<failure message="expected 200, got 503">"#));
+//! # Ok::<(), gauntlet_reports::ReportError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod files;
+mod fmt;
+pub mod json;
+pub mod junit;
+pub mod markdown;
+mod model;
+pub mod terminal;
+
+pub use error::{Format, ReportError};
+pub use files::{JSON_FILE, JUNIT_FILE, MARKDOWN_FILE, write_all};
+pub use model::{
+    CaseResult, ExitCode, Location, Outcome, RunMeta, RunReport, SCHEMA_VERSION, Summary,
+};
+
+/// Version of this crate, recorded in every report.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

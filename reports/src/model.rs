@@ -1,0 +1,212 @@
+//! The run-result model: a stable, versioned serde contract that every reporter
+//! renders and that CI reads.
+//!
+//! Change it deliberately: bump [`SCHEMA_VERSION`] when a field changes meaning
+//! or disappears; adding an optional field does not need a bump.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the run-result schema written into every report.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole result of one `gauntlet run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Always [`SCHEMA_VERSION`] when written by this crate.
+    pub schema_version: u32,
+    /// Where, when, what and with which seed.
+    pub meta: RunMeta,
+    /// Every selected case, in registry order.
+    pub cases: Vec<CaseResult>,
+    /// Counts derived from `cases`.
+    pub summary: Summary,
+}
+
+impl RunReport {
+    /// Builds a report and derives its summary from the cases.
+    pub fn new(meta: RunMeta, cases: Vec<CaseResult>) -> Self {
+        let summary = Summary::from_cases(&cases);
+        Self {
+            schema_version: SCHEMA_VERSION,
+            meta,
+            cases,
+            summary,
+        }
+    }
+
+    /// The process exit code this report calls for.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.summary.failed + self.summary.errored > 0 {
+            ExitCode::Failed
+        } else {
+            ExitCode::Success
+        }
+    }
+
+    /// The cases grouped by suite, suites in the order they first appear and
+    /// cases in registry order within each suite.
+    pub fn suites(&self) -> Vec<(&str, Vec<&CaseResult>)> {
+        let mut suites: Vec<(&str, Vec<&CaseResult>)> = Vec::new();
+        for case in &self.cases {
+            match suites.iter_mut().find(|(name, _)| *name == case.suite) {
+                Some((_, cases)) => cases.push(case),
+                None => suites.push((&case.suite, vec![case])),
+            }
+        }
+        suites
+    }
+}
+
+/// Run metadata: enough to reproduce the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// Name of the tool that produced the report (`gauntlet`).
+    pub tool: String,
+    /// Version of that tool.
+    pub tool_version: String,
+    /// Git commit of the tool's source, when known.
+    pub git_commit: Option<String>,
+    /// Versions of the crates that took part (`gauntlet-engine` → `0.1.0`, ...).
+    pub crate_versions: BTreeMap<String, String>,
+    /// The seed every generator and property case of the run derived from.
+    pub seed: u64,
+    /// Human description of the target (`in-process gauntlet-engine 0.1.0`, a URL, ...).
+    pub target: String,
+    /// The config profile in force.
+    pub profile: String,
+    /// When the run started (UTC).
+    #[serde(with = "humantime_serde")]
+    pub started_at: SystemTime,
+    /// When the run finished (UTC).
+    #[serde(with = "humantime_serde")]
+    pub finished_at: SystemTime,
+}
+
+impl RunMeta {
+    /// Wall time of the run; zero if the clock stepped back while it ran.
+    pub fn wall_time(&self) -> Duration {
+        self.finished_at
+            .duration_since(self.started_at)
+            .unwrap_or_default()
+    }
+}
+
+/// One case's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// `suite::name`.
+    pub id: String,
+    /// The suite the case belongs to.
+    pub suite: String,
+    /// The case name within its suite.
+    pub name: String,
+    /// Requirement ids the case checks (at least one).
+    pub requirements: Vec<String>,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// Wall time the case took.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Failure or error message; for a pass, an optional note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Where the case is defined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+/// A case verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The case passed.
+    Pass,
+    /// The target did not do what the requirement says.
+    Fail,
+    /// The case did not run; `reason` says why (e.g. a capability the target lacks).
+    Skip {
+        /// Why the case was skipped.
+        reason: String,
+    },
+    /// The case could not reach a verdict (timeout, transport error, harness bug).
+    Error,
+}
+
+impl Outcome {
+    /// Short lowercase label: `pass`, `fail`, `skip`, `error`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::Skip { .. } => "skip",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Source location of a case definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// Path relative to the workspace root.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+}
+
+/// Counts of cases by outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// All cases.
+    pub total: usize,
+    /// Passed.
+    pub passed: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Skipped.
+    pub skipped: usize,
+    /// Errored.
+    pub errored: usize,
+}
+
+impl Summary {
+    /// Counts the outcomes of `cases`.
+    pub fn from_cases(cases: &[CaseResult]) -> Self {
+        let mut s = Summary {
+            total: cases.len(),
+            ..Summary::default()
+        };
+        for c in cases {
+            match c.outcome {
+                Outcome::Pass => s.passed += 1,
+                Outcome::Fail => s.failed += 1,
+                Outcome::Skip { .. } => s.skipped += 1,
+                Outcome::Error => s.errored += 1,
+            }
+        }
+        s
+    }
+}
+
+/// Documented process exit codes of the `gauntlet` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Every case and gate passed (skips allowed).
+    Success = 0,
+    /// A case or gate failed or errored.
+    Failed = 1,
+    /// Usage or configuration error.
+    Usage = 2,
+    /// Setup error: target unreachable, fixture missing.
+    Setup = 3,
+}
+
+impl ExitCode {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}

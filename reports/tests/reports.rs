@@ -1,0 +1,315 @@
+//! Every renderer run over one fixed report: snapshots of each format, and the
+//! properties CI relies on (parseable JUnit, JSON round trip, atomic files).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use gauntlet_reports::{
+    CaseResult, JSON_FILE, JUNIT_FILE, Location, MARKDOWN_FILE, Outcome, ReportError, RunMeta,
+    RunReport, SCHEMA_VERSION, json, junit, markdown, terminal, write_all,
+};
+
+const TRICKY_MESSAGE: &str = "expected <price> & \"quote\" | got none\nsecond line";
+
+fn case(
+    suite: &str,
+    name: &str,
+    requirements: &[&str],
+    outcome: Outcome,
+    micros: u64,
+    message: Option<&str>,
+    line: Option<u32>,
+) -> CaseResult {
+    CaseResult {
+        id: format!("{suite}::{name}"),
+        suite: suite.into(),
+        name: name.into(),
+        requirements: requirements.iter().map(|r| (*r).into()).collect(),
+        outcome,
+        duration: Duration::from_micros(micros),
+        message: message.map(Into::into),
+        location: line.map(|line| Location {
+            file: format!("suites/src/{suite}.rs"),
+            line,
+        }),
+    }
+}
+
+/// Two suites interleaved in registry order; every outcome, a fail with and one
+/// without a message, and a message full of XML and Markdown specials.
+fn fixture() -> RunReport {
+    let started_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let meta = RunMeta {
+        tool: "gauntlet".into(),
+        tool_version: "0.1.0".into(),
+        git_commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        crate_versions: BTreeMap::from([
+            ("gauntlet-engine".into(), "0.1.0".into()),
+            ("gauntlet-suites".into(), "0.1.0".into()),
+        ]),
+        seed: 42,
+        target: "in-process gauntlet-engine 0.1.0".into(),
+        profile: "ci".into(),
+        started_at,
+        finished_at: started_at + Duration::from_millis(1_234),
+    };
+    let skip = Outcome::Skip {
+        reason: "target lacks capability `metrics`".into(),
+    };
+    RunReport::new(
+        meta,
+        vec![
+            case(
+                "unit",
+                "health_live",
+                &["ENG-VAL-001"],
+                Outcome::Pass,
+                12_300,
+                None,
+                Some(12),
+            ),
+            case(
+                "unit",
+                "predict_schema",
+                &["ENG-VAL-002", "ENG-VAL-003"],
+                Outcome::Fail,
+                3_050,
+                Some(TRICKY_MESSAGE),
+                Some(40),
+            ),
+            case("sla", "p99_latency", &["ENG-VAL-010"], skip, 0, None, None),
+            case(
+                "unit",
+                "model_swap",
+                &["ENG-VAL-004"],
+                Outcome::Fail,
+                250_000,
+                None,
+                None,
+            ),
+            case(
+                "sla",
+                "throughput",
+                &["ENG-VAL-011"],
+                Outcome::Error,
+                5_000_000,
+                Some("timed out after 5s"),
+                Some(88),
+            ),
+            case(
+                "sla",
+                "quote_freshness",
+                &["ENG-VAL-012"],
+                Outcome::Pass,
+                840,
+                Some("p99 staleness 3 ms"),
+                Some(120),
+            ),
+        ],
+    )
+}
+
+fn render(write: impl FnOnce(&mut Vec<u8>) -> Result<(), ReportError>) -> String {
+    let mut out = Vec::new();
+    write(&mut out).expect("rendering into a Vec cannot fail");
+    String::from_utf8(out).expect("reports are UTF-8")
+}
+
+fn junit_xml() -> String {
+    render(|out| junit::write(&fixture(), out))
+}
+
+/// A fresh directory per test under the system temp dir, never the working directory.
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gauntlet-reports-{test}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn junit_snapshot() {
+    insta::assert_snapshot!("junit", junit_xml());
+}
+
+#[test]
+fn json_snapshot() {
+    insta::assert_snapshot!("json", render(|out| json::write(&fixture(), out)));
+}
+
+#[test]
+fn markdown_snapshot() {
+    insta::assert_snapshot!("markdown", render(|out| markdown::write(&fixture(), out)));
+}
+
+#[test]
+fn terminal_snapshot() {
+    insta::assert_snapshot!(
+        "terminal",
+        render(|out| terminal::write(&fixture(), out, false))
+    );
+}
+
+#[test]
+fn terminal_color_snapshot() {
+    let colored = render(|out| terminal::write(&fixture(), out, true));
+    // Make the escape byte visible in the snapshot file.
+    insta::assert_snapshot!("terminal_color", colored.replace('\x1b', "<ESC>"));
+}
+
+#[test]
+fn junit_parses_back_with_the_same_counts_and_messages() {
+    let parsed = quick_junit::Report::deserialize_from_str(&junit_xml()).unwrap();
+    assert_eq!(parsed.name.as_deref(), Some("gauntlet"));
+    assert_eq!(
+        (parsed.tests, parsed.failures, parsed.errors, parsed.skipped),
+        (6, 2, 1, 1)
+    );
+    let suites: Vec<&str> = parsed.test_suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(suites, ["unit", "sla"], "suites in first-seen order");
+
+    let predict = &parsed.test_suites[0].test_cases[1];
+    assert_eq!(predict.name.as_str(), "predict_schema");
+    assert_eq!(predict.classname.as_deref(), Some("unit"));
+    let quick_junit::TestCaseStatus::NonSuccess {
+        message,
+        description,
+        ..
+    } = &predict.status
+    else {
+        panic!("predict_schema should fail: {:?}", predict.status);
+    };
+    // The escaped specials come back intact; the attribute holds the message on one line.
+    assert_eq!(
+        message.as_deref(),
+        Some(TRICKY_MESSAGE.replace('\n', " ").as_str())
+    );
+    let description = description.as_deref().unwrap();
+    assert!(description.starts_with(TRICKY_MESSAGE), "{description}");
+    assert!(description.contains("requirements: ENG-VAL-002, ENG-VAL-003"));
+    let properties: Vec<(&str, &str)> = predict
+        .properties
+        .iter()
+        .map(|p| (p.name.as_str(), p.value.as_str()))
+        .collect();
+    assert_eq!(
+        properties,
+        [
+            ("requirements", "ENG-VAL-002, ENG-VAL-003"),
+            ("location", "suites/src/unit.rs:40"),
+        ]
+    );
+}
+
+#[test]
+fn junit_escapes_xml_specials() {
+    let xml = junit_xml();
+    assert!(
+        xml.contains("message=\"expected &lt;price&gt; &amp; &quot;quote&quot; | got none"),
+        "{xml}"
+    );
+    assert!(!xml.contains("<price>"));
+    assert!(!xml.contains("\"quote\""));
+}
+
+#[test]
+fn junit_every_failure_and_error_has_a_message() {
+    let xml = junit_xml();
+    let mut seen = 0;
+    for tag in ["<failure", "<error"] {
+        for (start, _) in xml.match_indices(tag) {
+            let element = &xml[start..start + xml[start..].find('>').unwrap()];
+            let message = element
+                .split("message=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| panic!("no message attribute in {element}"));
+            assert!(!message.trim().is_empty(), "empty message in {element}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 3, "two failures and one error");
+    assert!(xml.contains("<failure message=\"case failed\">"));
+}
+
+#[test]
+fn json_round_trips() {
+    let report = fixture();
+    let text = render(|out| json::write(&report, out));
+    assert!(text.ends_with("}\n"));
+    assert_eq!(json::read(text.as_bytes()).unwrap(), report);
+}
+
+#[test]
+fn json_rejects_an_unknown_schema_version() {
+    let mut value = serde_json::to_value(fixture()).unwrap();
+    value["schema_version"] = serde_json::json!(SCHEMA_VERSION + 1);
+    let error = json::read(value.to_string().as_bytes()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ReportError::UnsupportedSchema { found, supported }
+                if found == u64::from(SCHEMA_VERSION + 1) && supported == SCHEMA_VERSION
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "failed to read JSON report: schema_version 2 is not supported \
+         (this build reads schema_version 1)"
+    );
+}
+
+#[test]
+fn json_rejects_a_report_without_schema_version() {
+    let error = json::read(&br#"{"meta": {}}"#[..]).unwrap_err();
+    assert!(matches!(error, ReportError::Parse(_)), "{error:?}");
+    let source = std::error::Error::source(&error).unwrap().to_string();
+    assert!(source.contains("schema_version"), "{source}");
+}
+
+#[test]
+fn write_all_writes_three_files_and_no_temp_files() {
+    let dir = temp_dir("write-all").join("nested");
+    let report = fixture();
+    let paths = write_all(&report, &dir).unwrap();
+    assert_eq!(
+        paths,
+        [JUNIT_FILE, JSON_FILE, MARKDOWN_FILE].map(|name| dir.join(name))
+    );
+    // Twice, to replace existing files as a re-run would.
+    assert_eq!(write_all(&report, &dir).unwrap(), paths);
+
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["junit.xml", "report.json", "summary.md"]);
+
+    let json = fs::read(dir.join(JSON_FILE)).unwrap();
+    assert_eq!(json::read(json.as_slice()).unwrap(), report);
+    assert_eq!(
+        fs::read_to_string(dir.join(JUNIT_FILE)).unwrap(),
+        junit_xml()
+    );
+    fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn write_all_reports_a_directory_it_cannot_create() {
+    let dir = temp_dir("write-all-blocked");
+    fs::create_dir_all(&dir).unwrap();
+    let blocker = dir.join("file");
+    fs::write(&blocker, "not a directory").unwrap();
+
+    let error = write_all(&fixture(), &blocker.join("reports")).unwrap_err();
+    assert!(matches!(error, ReportError::CreateDir { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("failed to create report directory ")
+    );
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,185 @@
+//! Engine micro-benchmarks: prediction, request validation + sanitising, and a whole infer
+//! request through the router. Artifacts are built here from a fixed LCG, so the figures are
+//! reproducible and the bench depends on no other workspace crate.
+//!
+//! Targets: 100-tree depth-6 ensemble predict ≤ 2 µs; whole 1-row infer handler ≤ 20 µs.
+
+use std::hint::black_box;
+
+use axum::body::Body;
+use criterion::Criterion;
+use gauntlet_engine::artifact::{
+    ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION, FeatureSpec, ImputePolicy, ModelParams, Node,
+    Objective, Tree,
+};
+use gauntlet_engine::oip::InferRequest;
+use gauntlet_engine::{AppState, EngineConfig, Model, ModelArtifact, app};
+use tower::ServiceExt as _;
+
+const N_FEATURES: usize = 32;
+const N_TREES: usize = 100;
+const DEPTH: u32 = 6;
+
+/// A 64-bit LCG (Knuth's MMIX constants): deterministic and dependency-free.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 11
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+fn artifact(name: &str, model: ModelParams) -> ModelArtifact {
+    ModelArtifact {
+        format: ARTIFACT_FORMAT.to_owned(),
+        format_version: ARTIFACT_FORMAT_VERSION,
+        name: name.to_owned(),
+        version: "1".to_owned(),
+        features: (0..N_FEATURES)
+            .map(|i| FeatureSpec {
+                name: format!("f{i:02}"),
+                median: 0.0,
+                mad: 0.5,
+                min: -1.0,
+                max: 1.0,
+            })
+            .collect(),
+        impute: ImputePolicy::Median,
+        clip_mads: Some(6.0),
+        model,
+    }
+}
+
+fn linear(rng: &mut Lcg) -> ModelArtifact {
+    artifact(
+        "linear",
+        ModelParams::Linear {
+            intercept: 0.1,
+            weights: (0..N_FEATURES).map(|_| rng.unit()).collect(),
+        },
+    )
+}
+
+/// A full binary tree of `depth` levels of splits (2^depth leaves).
+fn tree(rng: &mut Lcg) -> Tree {
+    fn build(rng: &mut Lcg, depth: u32, nodes: &mut Vec<Node>) -> usize {
+        let at = nodes.len();
+        nodes.push(Node::Leaf {
+            value: rng.unit() * 0.1,
+        });
+        if depth > 0 {
+            let feature = rng.below(N_FEATURES);
+            let threshold = rng.unit() * 0.8;
+            let default_left = rng.below(2) == 0;
+            let left = build(rng, depth - 1, nodes);
+            let right = build(rng, depth - 1, nodes);
+            nodes[at] = Node::Split {
+                feature,
+                threshold,
+                left,
+                right,
+                default_left,
+            };
+        }
+        at
+    }
+    let mut nodes = Vec::new();
+    build(rng, DEPTH, &mut nodes);
+    Tree { nodes }
+}
+
+fn ensemble(rng: &mut Lcg) -> ModelArtifact {
+    artifact(
+        "ensemble",
+        ModelParams::TreeEnsemble {
+            base_score: 0.0,
+            objective: Objective::BinaryLogistic,
+            trees: (0..N_TREES).map(|_| tree(rng)).collect(),
+        },
+    )
+}
+
+fn infer_body(row: &[f64]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": "bench",
+        "inputs": [{"name": "features", "shape": [1, N_FEATURES], "datatype": "FP64", "data": row}]
+    }))
+    .unwrap_or_default()
+}
+
+fn benches(c: &mut Criterion) {
+    let mut rng = Lcg(42);
+    let linear = Model::from_artifact(linear(&mut rng)).unwrap_or_else(|e| panic!("{e}"));
+    let ensemble_artifact = ensemble(&mut rng);
+    let ensemble =
+        Model::from_artifact(ensemble_artifact.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let row: Vec<f64> = (0..N_FEATURES).map(|_| rng.unit()).collect();
+
+    c.bench_function("predict/linear_32", |b| {
+        b.iter(|| linear.predict(black_box(&row)))
+    });
+    c.bench_function("predict/ensemble_100x_depth6", |b| {
+        b.iter(|| ensemble.predict(black_box(&row)))
+    });
+
+    // JSON parse with schema checks, then sanitising; the shape checks run in the handler bench.
+    let body = infer_body(&row);
+    c.bench_function("validate_sanitise/1_row", |b| {
+        b.iter(|| {
+            let request: InferRequest =
+                serde_json::from_slice(black_box(&body)).unwrap_or_default();
+            let values = request
+                .inputs
+                .first()
+                .map(|input| input.data.as_slice())
+                .unwrap_or_default();
+            ensemble.sanitise(values).map(|s| s.values.len())
+        })
+    });
+
+    let state = AppState::new(EngineConfig::default());
+    let loaded = state
+        .registry()
+        .load(ensemble_artifact)
+        .and_then(|(name, _)| state.registry().promote(&name));
+    if let Err(e) = loaded {
+        panic!("{e}");
+    }
+    let router = app(state);
+    let body = bytes::Bytes::from(body);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.bench_function("handler/infer_1_row_ensemble", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let request = http::Request::post("/v2/models/ensemble/infer")
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap_or_default();
+            let response = router.clone().oneshot(request).await;
+            let response = response.unwrap_or_else(|never| match never {});
+            assert_eq!(response.status(), http::StatusCode::OK);
+            response
+        })
+    });
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    benches(&mut criterion);
+    criterion.final_summary();
+}

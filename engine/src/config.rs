@@ -1,0 +1,222 @@
+//! Engine configuration, read from TOML (kebab-case keys, unknown keys rejected).
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! model-dir = "models"
+//! max-body-bytes = 1048576
+//! max-batch-rows = 10000
+//! request-timeout = "5s"
+//! ```
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default listen address: loopback only, since admin routes are not yet authenticated.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// Default request body limit (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
+/// Default largest batch (rows) one infer request may carry.
+pub const DEFAULT_MAX_BATCH_ROWS: usize = 10_000;
+/// Default limit of an artifact uploaded to the load route or read from the model directory.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: usize = 64 * 1_048_576;
+/// Default time the server waits for in-flight requests on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The engine's configuration. Every field has a compiled-in default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct EngineConfig {
+    /// Address to bind (`127.0.0.1:8080`; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Directory of `*.json` artifacts loaded and promoted at start, and read by the
+    /// repository load route when no artifact is posted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_dir: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Most rows one infer request may carry (413 above).
+    pub max_batch_rows: usize,
+    /// Largest artifact accepted by the load route or read from the model directory, in bytes.
+    pub max_artifact_bytes: usize,
+    /// Per-request deadline (`"5s"`, `"250ms"`); none by default. A request over it gets 408.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Duration>,
+    /// How long shutdown waits for in-flight requests before exiting anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            listen: DEFAULT_LISTEN,
+            model_dir: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
+            max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
+            request_timeout: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TOML is malformed, has an unknown key or a value of the wrong type.
+    #[error("invalid config: {message}")]
+    Toml {
+        /// toml's message, naming the key and the line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {field} {message}")]
+    Invalid {
+        /// The kebab-case key.
+        field: &'static str,
+        /// What is wrong, with the limit.
+        message: String,
+    },
+    /// The config file could not be read.
+    #[error("failed to read config file `{}`", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EngineConfig {
+    /// Parses and validates a TOML document.
+    ///
+    /// # Errors
+    /// [`ConfigError::Toml`] naming the key and line, or [`ConfigError::Invalid`].
+    pub fn from_toml_str(s: &str) -> Result<Self, ConfigError> {
+        let config: EngineConfig = toml::from_str(s).map_err(|e| ConfigError::Toml {
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or the errors of [`EngineConfig::from_toml_str`].
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Checks the ranges of the numeric settings.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key and the limit.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        if self.max_body_bytes == 0 {
+            return invalid("max-body-bytes", "must be at least 1");
+        }
+        if self.max_batch_rows == 0 {
+            return invalid("max-batch-rows", "must be at least 1");
+        }
+        if self.max_artifact_bytes == 0 {
+            return invalid("max-artifact-bytes", "must be at least 1");
+        }
+        if self.request_timeout == Some(Duration::ZERO) {
+            return invalid("request-timeout", "must be greater than 0");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = EngineConfig::from_toml_str("").unwrap();
+        assert_eq!(c, EngineConfig::default());
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.max_body_bytes, 1_048_576);
+        assert_eq!(c.max_batch_rows, 10_000);
+        assert_eq!(c.request_timeout, None);
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let c = EngineConfig::from_toml_str(
+            "listen = \"127.0.0.1:0\"\nmodel-dir = \"/m\"\nmax-body-bytes = 10\n\
+             max-batch-rows = 5\nmax-artifact-bytes = 7\nrequest-timeout = \"250ms\"\n\
+             shutdown-grace = \"1s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.model_dir.as_deref(), Some(Path::new("/m")));
+        assert_eq!(
+            (c.max_body_bytes, c.max_batch_rows, c.max_artifact_bytes),
+            (10, 5, 7)
+        );
+        assert_eq!(c.request_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(1));
+        let round = toml::to_string(&c).unwrap();
+        assert_eq!(EngineConfig::from_toml_str(&round).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err =
+            EngineConfig::from_toml_str("listen = \"127.0.0.1:1\"\nmax-body = 3\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("max-body"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_address_are_named() {
+        let msg = EngineConfig::from_toml_str("max-batch-rows = \"ten\"")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("max-batch-rows"), "{msg}");
+        let msg = EngineConfig::from_toml_str("listen = \"nowhere\"")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("listen"), "{msg}");
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        for (toml, key) in [
+            ("max-body-bytes = 0", "max-body-bytes"),
+            ("max-batch-rows = 0", "max-batch-rows"),
+            ("max-artifact-bytes = 0", "max-artifact-bytes"),
+            ("request-timeout = \"0s\"", "request-timeout"),
+        ] {
+            let msg = EngineConfig::from_toml_str(toml).unwrap_err().to_string();
+            assert!(msg.contains(key), "{msg}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err =
+            EngineConfig::from_toml_file(Path::new("/nonexistent/gauntlet.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}

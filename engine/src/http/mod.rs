@@ -1,0 +1,352 @@
+//! The HTTP API: Open Inference Protocol (KServe V2) core, the Triton-compatible repository
+//! extension and Prometheus metrics. [`app`] builds the router; tests drive it with
+//! `tower::ServiceExt::oneshot`, no socket needed.
+//!
+//! Every error response, including unknown routes (404) and wrong methods (405), is
+//! `{"error": "..."}` with a JSON content type. Health and readiness probes answer with empty
+//! bodies, as the protocol specifies.
+
+mod body;
+mod error;
+mod infer;
+mod repository;
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderValue, Method, StatusCode, Uri, header};
+use http_body_util::BodyExt as _;
+use tracing::Instrument as _;
+
+use self::error::{ApiError, json_error};
+use crate::model::Model;
+use crate::oip::{ModelMetadata, ModelMetadataParameters, ServerMetadata, TensorMetadata};
+use crate::registry::ModelVersions;
+use crate::state::AppState;
+
+/// Server name reported by `GET /v2`.
+pub const SERVER_NAME: &str = "gauntlet-engine";
+/// Name of the single-tensor input in model metadata.
+pub const INPUT_NAME: &str = "features";
+pub use self::infer::OUTPUT_NAME;
+
+/// Marks a deliberate error response without a body (readiness probes), which the JSON
+/// error layer must leave alone.
+#[derive(Clone, Copy)]
+struct EmptyBody;
+
+/// Builds the engine's router over `state`.
+pub fn app(state: AppState) -> Router {
+    let timeout = state.config().request_timeout;
+    let mut router = Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(health_live))
+        .route("/v2/health/ready", get(health_ready))
+        .route("/v2/models/{m}", get(model_metadata))
+        .route("/v2/models/{m}/ready", get(model_ready))
+        .route("/v2/models/{m}/infer", post(infer::infer))
+        .route("/v2/models/{m}/versions/{v}", get(version_metadata))
+        .route("/v2/models/{m}/versions/{v}/ready", get(version_ready))
+        .route(
+            "/v2/models/{m}/versions/{v}/infer",
+            post(infer::infer_version),
+        )
+        .route("/v2/repository/index", post(repository::index))
+        .route("/v2/repository/models/{m}/load", post(repository::load))
+        .route("/v2/repository/models/{m}/unload", post(repository::unload))
+        .route(
+            "/v2/repository/models/{m}/promote",
+            post(repository::promote),
+        )
+        .route(
+            "/v2/repository/models/{m}/rollback",
+            post(repository::rollback),
+        )
+        .route("/metrics", get(metrics))
+        .fallback(not_found);
+    if let Some(limit) = timeout {
+        router = router.layer(middleware::from_fn(move |req: Request, next: Next| {
+            deadline(limit, req, next)
+        }));
+    }
+    router
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(trace))
+        .with_state(state)
+}
+
+async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: SERVER_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        extensions: vec!["model_repository".to_owned()],
+    })
+}
+
+async fn health_live() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn health_ready(State(state): State<AppState>) -> Response {
+    probe(state.is_ready())
+}
+
+/// 200 or 400, both with an empty body.
+fn probe(ready: bool) -> Response {
+    if ready {
+        StatusCode::OK.into_response()
+    } else {
+        (StatusCode::BAD_REQUEST, axum::Extension(EmptyBody)).into_response()
+    }
+}
+
+fn lookup(state: &AppState, name: &str) -> Result<std::sync::Arc<ModelVersions>, ApiError> {
+    state
+        .registry()
+        .versions(name)
+        .ok_or_else(|| ApiError::unknown_model(name))
+}
+
+async fn model_metadata(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    let versions = lookup(&state, &name)?;
+    let model = versions
+        .primary()
+        .ok_or_else(|| ApiError::unknown_model(&name))?;
+    Ok(Json(metadata(&versions, model)))
+}
+
+async fn version_metadata(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    let versions = lookup(&state, &name)?;
+    let model = versions
+        .get(&version)
+        .ok_or_else(|| infer::unknown_version(&name, &version, &versions))?;
+    Ok(Json(metadata(&versions, model)))
+}
+
+fn metadata(versions: &ModelVersions, model: &Model) -> ModelMetadata {
+    let n = i64::try_from(model.n_features()).unwrap_or(i64::MAX);
+    ModelMetadata {
+        name: model.name().to_owned(),
+        versions: versions
+            .retained()
+            .iter()
+            .map(|(m, _)| m.version().to_owned())
+            .collect(),
+        platform: format!("gauntlet-{}", model.kind()),
+        inputs: vec![TensorMetadata {
+            name: INPUT_NAME.to_owned(),
+            datatype: "FP64".to_owned(),
+            shape: vec![-1, n],
+        }],
+        outputs: vec![TensorMetadata {
+            name: OUTPUT_NAME.to_owned(),
+            datatype: "FP64".to_owned(),
+            shape: vec![-1],
+        }],
+        parameters: ModelMetadataParameters {
+            feature_names: model.feature_names().to_vec(),
+            live_version: versions.live.as_ref().map(|m| m.version().to_owned()),
+        },
+    }
+}
+
+async fn model_ready(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let versions = lookup(&state, &name)?;
+    Ok(probe(versions.live.is_some()))
+}
+
+async fn version_ready(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let versions = lookup(&state, &name)?;
+    if versions.get(&version).is_none() {
+        return Err(infer::unknown_version(&name, &version, &versions));
+    }
+    let live = versions
+        .live
+        .as_ref()
+        .is_some_and(|m| m.version() == version);
+    Ok(probe(live))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state
+        .metrics()
+        .render(state.registry())
+        .map_err(|e| ApiError::internal("failed to render metrics", &e))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(prometheus::TEXT_FORMAT),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+/// Answers 408 when a request outlives `request-timeout`.
+async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request exceeded the request-timeout of {}",
+                humantime::format_duration(limit)
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Turns every non-JSON error response (axum's plain-text rejections, its empty 405) into
+/// `{"error": ...}`, keeping the status and the `Allow` header.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<EmptyBody>().is_some()
+        || is_json(response.headers())
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection bodies are short messages; anything longer is cut rather than buffered.
+    let text = match http_body_util::Limited::new(body, 4096).collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes())
+            .trim()
+            .to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let mut out = json_error(status, message);
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
+}
+
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// One span per request, with the route template (not the raw path: bounded cardinality).
+async fn trace(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = %route,
+        model = tracing::field::Empty,
+        version = tracing::field::Empty,
+    );
+    let start = Instant::now();
+    let response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request finished"
+        );
+    });
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    async fn call(router: Router, uri: &str) -> (StatusCode, serde_json::Value) {
+        let request = http::Request::get(uri)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn deadline_answers_408_as_json() {
+        let router = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .layer(middleware::from_fn(|req: Request, next: Next| {
+                deadline(Duration::from_millis(10), req, next)
+            }));
+        let (status, body) = call(router, "/slow").await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            body["error"],
+            "request exceeded the request-timeout of 10ms"
+        );
+    }
+
+    #[tokio::test]
+    async fn plain_text_rejections_become_json() {
+        let router = Router::new()
+            .route(
+                "/n/{x}",
+                get(|Path(x): Path<u32>| async move { x.to_string() }),
+            )
+            .layer(middleware::from_fn(json_errors));
+        let (status, body) = call(router, "/n/abc").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["error"].as_str().unwrap().contains("Cannot parse"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn configured_timeout_is_layered() {
+        let config = crate::EngineConfig {
+            request_timeout: Some(Duration::from_secs(5)),
+            ..crate::EngineConfig::default()
+        };
+        let (status, body) = call(app(AppState::new(config)), "/v2").await;
+        assert_eq!(
+            (status, body["name"].as_str()),
+            (StatusCode::OK, Some(SERVER_NAME))
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! Repository extension (Triton-compatible shapes): index, load (stage), promote, rollback, unload.
+//!
+//! These admin routes are unauthenticated for now; the server binds loopback by default.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use http::HeaderMap;
+
+use super::body::{is_blank, parse, read_body, require_json};
+use super::error::ApiError;
+use crate::artifact::{ArtifactError, ModelArtifact, is_valid_name, refine_model_error};
+use crate::oip::{
+    LoadRequest, LoadResponse, PromoteResponse, RepositoryIndexRequest, UnloadResponse,
+};
+use crate::registry::{IndexEntry, ModelState, Promotion, RegistryError};
+use crate::state::AppState;
+
+pub(crate) async fn index(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Vec<IndexEntry>>, ApiError> {
+    let limit = state.config().max_body_bytes;
+    let bytes = read_body(&headers, body, limit, "max-body-bytes").await?;
+    let request = if is_blank(&bytes) {
+        RepositoryIndexRequest::default()
+    } else {
+        require_json(&headers)?;
+        parse::<RepositoryIndexRequest>(&bytes)?
+    };
+    let mut entries = state.registry().index();
+    if request.ready == Some(true) {
+        entries.retain(|e| e.state == ModelState::Ready);
+    }
+    Ok(Json(entries))
+}
+
+/// Stages the posted artifact, or `{model_dir}/{m}.json` when none is posted.
+pub(crate) async fn load(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<LoadResponse>, ApiError> {
+    // The name becomes a file name below: this check is what keeps it inside model_dir.
+    if !is_valid_name(&name) {
+        return Err(ApiError::bad_request(format!(
+            "model name {name:?} must match [A-Za-z0-9_.-]{{1,64}}"
+        )));
+    }
+    let limit = state.config().max_artifact_bytes;
+    let bytes = read_body(&headers, body, limit, "max-artifact-bytes").await?;
+    let posted = if is_blank(&bytes) {
+        None
+    } else {
+        require_json(&headers)?;
+        blocking(move || {
+            crate::json::parse::<LoadRequest>(&bytes).map_err(|e| {
+                let e = refine_model_error(e, &bytes, "parameters.artifact.model");
+                ApiError::bad_request(format!("invalid JSON body: {e}"))
+            })
+        })
+        .await?
+        .parameters
+        .and_then(|p| p.artifact)
+    };
+    let (artifact, field) = match posted {
+        Some(artifact) => (artifact, "parameters.artifact"),
+        None => (read_model_file(&state, &name).await?, "file"),
+    };
+    if artifact.name != name {
+        return Err(ApiError::bad_request(format!(
+            "{field}.name: artifact name {:?} does not match the model {name:?} in the URL",
+            artifact.name
+        )));
+    }
+    let registry_state = state.clone();
+    let (name, version) = blocking(move || {
+        registry_state
+            .registry()
+            .load(artifact)
+            .map_err(|err| match err {
+                RegistryError::InvalidArtifact(e) => {
+                    ApiError::bad_request(format!("{field}: invalid artifact: {e}"))
+                }
+                other => ApiError::from(other),
+            })
+    })
+    .await?;
+    Ok(Json(LoadResponse {
+        name,
+        version,
+        state: "STAGED".to_owned(),
+    }))
+}
+
+async fn read_model_file(state: &AppState, name: &str) -> Result<ModelArtifact, ApiError> {
+    let Some(dir) = state.config().model_dir.as_ref() else {
+        return Err(ApiError::not_found(
+            "parameters.artifact: no artifact posted and no model directory is configured",
+        ));
+    };
+    let file_name = format!("{name}.json");
+    let path = dir.join(&file_name);
+    let limit = state.config().max_artifact_bytes;
+    match tokio::fs::metadata(&path).await {
+        Ok(meta) if meta.is_file() => {
+            if meta.len() > limit as u64 {
+                return Err(ApiError::too_large(format!(
+                    "model file {file_name:?} is {} bytes, over the max-artifact-bytes limit of {limit}",
+                    meta.len()
+                )));
+            }
+        }
+        Ok(_) => {
+            return Err(ApiError::not_found(format!(
+                "model file {file_name:?} not found in the model directory"
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "model file {file_name:?} not found in the model directory"
+            )));
+        }
+        Err(e) => return Err(ApiError::internal("failed to stat model file", &e)),
+    }
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::internal("failed to read model file", &e))?;
+    blocking(move || {
+        ModelArtifact::from_json(&bytes).map_err(|e: ArtifactError| {
+            ApiError::bad_request(format!("model file {file_name:?}: invalid artifact: {e}"))
+        })
+    })
+    .await
+}
+
+/// Runs CPU-heavy work (parsing and compiling large artifacts) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("blocking task failed", &e))?
+}
+
+pub(crate) async fn promote(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PromoteResponse>, ApiError> {
+    Ok(Json(response(state.registry().promote(&name)?)))
+}
+
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PromoteResponse>, ApiError> {
+    Ok(Json(response(state.registry().rollback(&name)?)))
+}
+
+pub(crate) async fn unload(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<UnloadResponse>, ApiError> {
+    state.registry().unload(&name)?;
+    Ok(Json(UnloadResponse { name }))
+}
+
+fn response(p: Promotion) -> PromoteResponse {
+    PromoteResponse {
+        name: p.name,
+        live_version: p.live,
+        previous_version: p.previous,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn blocking_passes_results_through() {
+        assert_eq!(blocking(|| Ok(3)).await.unwrap(), 3);
+        let err = blocking::<()>(|| Err(ApiError::bad_request("x")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+    }
+}

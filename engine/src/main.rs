@@ -1,0 +1,197 @@
+//! `gauntlet-engine`: serve models over the Open Inference Protocol.
+//!
+//! Prints `listening on ADDR` (the bound address, so `--listen 127.0.0.1:0` is usable) on
+//! stdout once it accepts connections; logs go to stderr. See `--help` for exit codes.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use gauntlet_engine::{AppState, EngineConfig, serve, shutdown_signal};
+use tracing_subscriber::EnvFilter;
+
+/// Bad flags, a bad config file, or a model file that fails to load.
+const EXIT_CONFIG: u8 = 2;
+/// The model directory does not exist.
+const EXIT_MISSING_MODEL_DIR: u8 = 3;
+/// Runtime failure: cannot bind the address, or the server's listener failed.
+const EXIT_RUNTIME: u8 = 1;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  shut down cleanly after SIGTERM or SIGINT
+  1  runtime failure (cannot bind the listen address, listener error)
+  2  invalid flags or config file, or a model file that fails to load
+  3  the model directory does not exist";
+
+/// Reference ML model-serving engine (Open Inference Protocol / KServe V2).
+#[derive(Debug, Parser)]
+#[command(name = "gauntlet-engine", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    /// Address to listen on [default: 127.0.0.1:8080; port 0 picks a free port].
+    #[arg(long, env = "GAUNTLET_ENGINE_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Directory of `*.json` artifacts to load and promote at start.
+    #[arg(long, env = "GAUNTLET_ENGINE_MODEL_DIR", value_name = "DIR")]
+    model_dir: Option<PathBuf>,
+    /// TOML config file (kebab-case keys of EngineConfig); flags override it.
+    #[arg(long, env = "GAUNTLET_ENGINE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long, env = "GAUNTLET_ENGINE_MAX_BODY_BYTES", value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Most rows per infer request [default: 10000].
+    #[arg(long, env = "GAUNTLET_ENGINE_MAX_BATCH_ROWS", value_name = "ROWS")]
+    max_batch_rows: Option<usize>,
+    /// Per-request deadline, e.g. `5s` or `250ms` [default: none].
+    #[arg(long, env = "GAUNTLET_ENGINE_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    request_timeout: Option<Duration>,
+    /// Log format on stderr; the level comes from RUST_LOG [default level: info].
+    #[arg(long, env = "GAUNTLET_ENGINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let config = match build_config(&cli) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("gauntlet-engine: error: {err:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("gauntlet-engine: error: failed to start the async runtime: {err}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+/// The config file (or defaults) with flags and their env twins laid over it.
+fn build_config(cli: &Cli) -> anyhow::Result<EngineConfig> {
+    let mut config = match &cli.config {
+        Some(path) => EngineConfig::from_toml_file(path).map_err(|e| {
+            anyhow::Error::from(e).context(format!("config file `{}`", path.display()))
+        })?,
+        None => EngineConfig::default(),
+    };
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = &cli.model_dir {
+        config.model_dir = Some(dir.clone());
+    }
+    if let Some(bytes) = cli.max_body_bytes {
+        config.max_body_bytes = bytes;
+    }
+    if let Some(rows) = cli.max_batch_rows {
+        config.max_batch_rows = rows;
+    }
+    if let Some(timeout) = cli.request_timeout {
+        config.request_timeout = Some(timeout);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: EngineConfig) -> ExitCode {
+    let state = AppState::new(config.clone());
+    if let Some(dir) = &config.model_dir {
+        if let Err(err) = state.load_model_dir(dir) {
+            let code = if err.is_missing_model_dir() {
+                EXIT_MISSING_MODEL_DIR
+            } else {
+                EXIT_CONFIG
+            };
+            eprintln!("gauntlet-engine: error: {:#}", anyhow::Error::from(err));
+            return ExitCode::from(code);
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!(
+                "gauntlet-engine: error: failed to bind {}: {err}",
+                config.listen
+            );
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(err) => {
+            eprintln!("gauntlet-engine: error: failed to read the bound address: {err}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    // Handlers first: a SIGTERM sent as soon as the address is announced must not kill us.
+    let shutdown = shutdown_signal();
+    let mut stdout = std::io::stdout().lock();
+    // The harness parses this line for the port; it must reach the pipe now.
+    if writeln!(stdout, "listening on {addr}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        tracing::warn!("stdout is closed; not announcing the address");
+    }
+    drop(stdout);
+    tracing::info!(%addr, models = state.registry().len(), "serving");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = serve(listener, state.clone(), async {
+        let _ = stop_rx.await;
+    });
+    tokio::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result,
+        () = shutdown => {
+            state.set_ready(false);
+            tracing::info!(grace = ?config.shutdown_grace, "draining");
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("in-flight requests did not finish within the shutdown grace; exiting");
+                    Ok(())
+                }
+            }
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("gauntlet-engine: error: server failed: {err}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}

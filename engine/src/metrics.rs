@@ -1,0 +1,174 @@
+//! Prometheus metrics, one `prometheus::Registry` per [`crate::AppState`] so that many engines
+//! in one process (tests, the in-process harness target) never share counters.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
+};
+
+use crate::oip::{SanitiserAction, SanitiserChange};
+use crate::registry::Registry;
+
+/// The `model` label of requests for a model that is not loaded. No model can have this name
+/// (names are 1 to 64 characters), and it keeps label cardinality bounded whatever clients send.
+pub(crate) const UNKNOWN_MODEL_LABEL: &str = "";
+
+/// Latency buckets from 50 µs to 1 s: the engine answers in microseconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0,
+];
+
+pub(crate) struct Metrics {
+    registry: prometheus::Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    live_version: IntGaugeVec,
+    sanitiser: IntCounterVec,
+    /// Serialises scrapes: each rebuilds the live-version gauge before gathering.
+    scrape: Mutex<()>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = prometheus::Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "gauntlet_requests_total",
+                "Inference requests by model and HTTP status.",
+            ),
+            &["model", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gauntlet_request_duration_seconds",
+                "Inference request duration, from routing to response, by model.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["model"],
+        )?;
+        let live_version = IntGaugeVec::new(
+            Opts::new(
+                "gauntlet_model_live_version",
+                "1 for the version of each model that is live.",
+            ),
+            &["model", "version"],
+        )?;
+        let sanitiser = IntCounterVec::new(
+            Opts::new(
+                "gauntlet_sanitiser_changes_total",
+                "Values changed by the sanitiser, by model, feature and action.",
+            ),
+            &["model", "feature", "action"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(live_version.clone()))?;
+        registry.register(Box::new(sanitiser.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            live_version,
+            sanitiser,
+            scrape: Mutex::new(()),
+        })
+    }
+
+    /// Counts one inference request; its duration is recorded for loaded models only.
+    pub(crate) fn observe_request(
+        &self,
+        model: &str,
+        status: http::StatusCode,
+        elapsed: Option<Duration>,
+    ) {
+        self.requests
+            .with_label_values(&[model, status.as_str()])
+            .inc();
+        if let Some(elapsed) = elapsed {
+            self.duration
+                .with_label_values(&[model])
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn record_changes(&self, model: &str, changes: &[SanitiserChange]) {
+        for c in changes {
+            let action = match c.action {
+                SanitiserAction::Imputed => "imputed",
+                SanitiserAction::Clipped => "clipped",
+            };
+            self.sanitiser
+                .with_label_values(&[model, c.feature.as_str(), action])
+                .inc();
+        }
+    }
+
+    /// Renders the text exposition format, with the live-version gauge read from `registry`
+    /// at scrape time so it is right whoever changed the registry.
+    pub(crate) fn render(&self, registry: &Registry) -> Result<Vec<u8>, prometheus::Error> {
+        let _guard = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        self.live_version.reset();
+        for entry in registry.index() {
+            if entry.state == crate::registry::ModelState::Ready {
+                self.live_version
+                    .with_label_values(&[entry.name.as_str(), entry.version.as_str()])
+                    .set(1);
+            }
+        }
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::{artifact, linear};
+
+    #[test]
+    fn renders_every_family() {
+        let m = Metrics::new().unwrap();
+        let r = Registry::new();
+        r.load(artifact("m", "7", 1, linear(0.0, vec![1.0])))
+            .unwrap();
+        r.promote("m").unwrap();
+        m.observe_request("m", http::StatusCode::OK, Some(Duration::from_micros(30)));
+        m.observe_request(UNKNOWN_MODEL_LABEL, http::StatusCode::NOT_FOUND, None);
+        m.record_changes(
+            "m",
+            &[SanitiserChange {
+                row: 0,
+                feature: "f0".into(),
+                action: SanitiserAction::Clipped,
+                original: Some(9.0),
+                value: 3.0,
+            }],
+        );
+        let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
+        assert!(
+            text.contains("gauntlet_requests_total{model=\"m\",status=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gauntlet_request_duration_seconds_bucket{model=\"m\",le=\"0.00005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gauntlet_model_live_version{model=\"m\",version=\"7\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "gauntlet_sanitiser_changes_total{action=\"clipped\",feature=\"f0\",model=\"m\"} 1"
+            ),
+            "{text}"
+        );
+        r.unload("m").unwrap();
+        let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
+        assert!(!text.contains("gauntlet_model_live_version{"), "{text}");
+    }
+}

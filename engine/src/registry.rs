@@ -1,0 +1,584 @@
+//! The model registry: per model a live, a staged and a previous slot, swapped atomically.
+//!
+//! Readers never lock: the name → model map and each model's slots sit behind [`ArcSwap`], so a
+//! lookup is a few atomic loads and an `Arc` clone. A request clones its `Arc<Model>` once and
+//! serves the whole request with it, so it always sees one complete version, whatever swaps
+//! happen meanwhile. Writers (load, promote, rollback, unload) are serialised by one `Mutex`
+//! and replace immutable snapshots, so no reader can see a half-made change.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use crate::artifact::{ArtifactError, ModelArtifact};
+use crate::model::Model;
+
+/// Why a registry operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// No model of that name is loaded (HTTP 404).
+    #[error("unknown model {name:?}")]
+    UnknownModel {
+        /// The model name.
+        name: String,
+    },
+    /// `promote` with an empty staged slot (HTTP 409).
+    #[error("model {name:?} has no staged version to promote; load one first")]
+    NothingStaged {
+        /// The model name.
+        name: String,
+    },
+    /// `rollback` with no previous version (HTTP 409).
+    #[error("model {name:?} has no previous version to roll back to")]
+    NothingToRollBack {
+        /// The model name.
+        name: String,
+    },
+    /// The artifact failed validation (HTTP 400).
+    #[error(transparent)]
+    InvalidArtifact(#[from] ArtifactError),
+}
+
+impl RegistryError {
+    /// The HTTP status this error maps to.
+    pub fn http_status(&self) -> http::StatusCode {
+        match self {
+            RegistryError::UnknownModel { .. } => http::StatusCode::NOT_FOUND,
+            RegistryError::NothingStaged { .. } | RegistryError::NothingToRollBack { .. } => {
+                http::StatusCode::CONFLICT
+            }
+            RegistryError::InvalidArtifact(_) => http::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The versions a model retains; an immutable snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct ModelVersions {
+    /// The version that serves unversioned requests.
+    pub live: Option<Arc<Model>>,
+    /// Loaded, awaiting promotion; servable by explicit version for staged testing.
+    pub staged: Option<Arc<Model>>,
+    /// The version live before the last promotion or rollback; the rollback target.
+    pub previous: Option<Arc<Model>>,
+}
+
+impl ModelVersions {
+    /// Retained models, live first, then staged, then previous, without repeated version labels.
+    pub fn retained(&self) -> Vec<(&Arc<Model>, Slot)> {
+        let mut out: Vec<(&Arc<Model>, Slot)> = Vec::with_capacity(3);
+        for (model, slot) in [
+            (&self.live, Slot::Live),
+            (&self.staged, Slot::Staged),
+            (&self.previous, Slot::Previous),
+        ] {
+            if let Some(m) = model
+                && out.iter().all(|(o, _)| o.version() != m.version())
+            {
+                out.push((m, slot));
+            }
+        }
+        out
+    }
+
+    /// The model to describe when no version is named: live, else staged, else previous.
+    pub fn primary(&self) -> Option<&Arc<Model>> {
+        self.live
+            .as_ref()
+            .or(self.staged.as_ref())
+            .or(self.previous.as_ref())
+    }
+
+    /// The retained model with this version label (live wins over staged over previous).
+    pub fn get(&self, version: &str) -> Option<&Arc<Model>> {
+        [&self.live, &self.staged, &self.previous]
+            .into_iter()
+            .flatten()
+            .find(|m| m.version() == version)
+    }
+}
+
+/// Which slot a retained version sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// Serving.
+    Live,
+    /// Loaded, not yet promoted.
+    Staged,
+    /// Live before the last swap.
+    Previous,
+}
+
+/// Readiness of a version in the repository index (Triton's `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ModelState {
+    /// The live version: serves unversioned requests.
+    Ready,
+    /// Retained but not live (staged or previous).
+    Unavailable,
+}
+
+impl ModelState {
+    /// The wire form, `READY` or `UNAVAILABLE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelState::Ready => "READY",
+            ModelState::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+impl fmt::Display for ModelState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for ModelState {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ModelState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// One entry of the repository index (Triton shape): one per retained version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Model name.
+    pub name: String,
+    /// Version label.
+    pub version: String,
+    /// `READY` for the live version, else `UNAVAILABLE`.
+    pub state: ModelState,
+    /// Empty when ready; `staged` or `previous` otherwise.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The outcome of a promotion or rollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    /// Model name.
+    pub name: String,
+    /// The version now live.
+    pub live: String,
+    /// The version live before, now the rollback target.
+    pub previous: Option<String>,
+}
+
+type Slots = Arc<ArcSwap<ModelVersions>>;
+
+/// Models by name, each with live, staged and previous slots. See the module docs.
+pub struct Registry {
+    models: ArcSwap<HashMap<String, Slots>>,
+    writer: Mutex<()>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("index", &self.index())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry {
+            models: ArcSwap::from_pointee(HashMap::new()),
+            writer: Mutex::new(()),
+        }
+    }
+
+    fn write_lock(&self) -> MutexGuard<'_, ()> {
+        // The guarded data is `()`: a panic in another writer leaves nothing inconsistent,
+        // because every change is one atomic store of a complete snapshot.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slots(&self, name: &str) -> Option<Slots> {
+        self.models.load().get(name).cloned()
+    }
+
+    /// Validates and compiles `artifact` and puts it in its model's staged slot (replacing
+    /// any staged version). A failed load changes nothing.
+    ///
+    /// # Errors
+    /// [`RegistryError::InvalidArtifact`].
+    pub fn load(&self, artifact: ModelArtifact) -> Result<(String, String), RegistryError> {
+        let model = Arc::new(Model::from_artifact(artifact)?);
+        Ok(self.stage(model))
+    }
+
+    /// Puts an already compiled model in its staged slot; returns `(name, version)`.
+    pub fn stage(&self, model: Arc<Model>) -> (String, String) {
+        let name = model.name().to_owned();
+        let version = model.version().to_owned();
+        let _guard = self.write_lock();
+        match self.slots(&name) {
+            Some(slots) => {
+                let old = slots.load();
+                slots.store(Arc::new(ModelVersions {
+                    staged: Some(model),
+                    ..ModelVersions::clone(&old)
+                }));
+            }
+            None => {
+                let mut map = HashMap::clone(&self.models.load());
+                let versions = ModelVersions {
+                    staged: Some(model),
+                    ..ModelVersions::default()
+                };
+                map.insert(name.clone(), Arc::new(ArcSwap::from_pointee(versions)));
+                self.models.store(Arc::new(map));
+            }
+        }
+        info!(model = %name, version = %version, "model staged");
+        (name, version)
+    }
+
+    /// Makes the staged version live; the old live version becomes the previous one.
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownModel`], [`RegistryError::NothingStaged`].
+    pub fn promote(&self, name: &str) -> Result<Promotion, RegistryError> {
+        let _guard = self.write_lock();
+        let slots = self.slots(name).ok_or_else(|| unknown(name))?;
+        let old = slots.load_full();
+        let Some(staged) = old.staged.clone() else {
+            return Err(RegistryError::NothingStaged {
+                name: name.to_owned(),
+            });
+        };
+        let previous = old.live.clone().or_else(|| old.previous.clone());
+        let promotion = Promotion {
+            name: name.to_owned(),
+            live: staged.version().to_owned(),
+            previous: previous.as_ref().map(|m| m.version().to_owned()),
+        };
+        slots.store(Arc::new(ModelVersions {
+            live: Some(staged),
+            staged: None,
+            previous,
+        }));
+        info!(model = %name, version = %promotion.live, previous = ?promotion.previous, "model promoted");
+        Ok(promotion)
+    }
+
+    /// Swaps the previous version back to live in O(1); the rolled-back version becomes the
+    /// previous one, so a second rollback rolls forward again.
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownModel`], [`RegistryError::NothingToRollBack`].
+    pub fn rollback(&self, name: &str) -> Result<Promotion, RegistryError> {
+        let _guard = self.write_lock();
+        let slots = self.slots(name).ok_or_else(|| unknown(name))?;
+        let old = slots.load_full();
+        let Some(previous) = old.previous.clone() else {
+            return Err(RegistryError::NothingToRollBack {
+                name: name.to_owned(),
+            });
+        };
+        let promotion = Promotion {
+            name: name.to_owned(),
+            live: previous.version().to_owned(),
+            previous: old.live.as_ref().map(|m| m.version().to_owned()),
+        };
+        slots.store(Arc::new(ModelVersions {
+            live: Some(previous),
+            staged: old.staged.clone(),
+            previous: old.live.clone(),
+        }));
+        info!(model = %name, version = %promotion.live, previous = ?promotion.previous, "model rolled back");
+        Ok(promotion)
+    }
+
+    /// Removes a model and all its versions. Requests already holding it finish with it.
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownModel`].
+    pub fn unload(&self, name: &str) -> Result<(), RegistryError> {
+        let _guard = self.write_lock();
+        let current = self.models.load_full();
+        if !current.contains_key(name) {
+            return Err(unknown(name));
+        }
+        let mut map = HashMap::clone(&current);
+        map.remove(name);
+        self.models.store(Arc::new(map));
+        info!(model = %name, "model unloaded");
+        Ok(())
+    }
+
+    /// The live version of a model.
+    pub fn live(&self, name: &str) -> Option<Arc<Model>> {
+        self.models.load().get(name)?.load().live.clone()
+    }
+
+    /// Any retained version (live, staged or previous) of a model by version label.
+    pub fn version(&self, name: &str, version: &str) -> Option<Arc<Model>> {
+        self.models.load().get(name)?.load().get(version).cloned()
+    }
+
+    /// A snapshot of a model's slots.
+    pub fn versions(&self, name: &str) -> Option<Arc<ModelVersions>> {
+        Some(self.models.load().get(name)?.load_full())
+    }
+
+    /// Whether a model of this name is loaded (in any slot).
+    pub fn contains(&self, name: &str) -> bool {
+        self.models.load().contains_key(name)
+    }
+
+    /// Number of models loaded.
+    pub fn len(&self) -> usize {
+        self.models.load().len()
+    }
+
+    /// Whether no model is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.models.load().is_empty()
+    }
+
+    /// The repository index: one entry per retained version, sorted by model name, each
+    /// model's live version first.
+    pub fn index(&self) -> Vec<IndexEntry> {
+        let map = self.models.load();
+        let mut names: Vec<&String> = map.keys().collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let Some(slots) = map.get(name) else { continue };
+            let versions = slots.load();
+            for (model, slot) in versions.retained() {
+                let (state, reason) = match slot {
+                    Slot::Live => (ModelState::Ready, ""),
+                    Slot::Staged => (ModelState::Unavailable, "staged"),
+                    Slot::Previous => (ModelState::Unavailable, "previous"),
+                };
+                out.push(IndexEntry {
+                    name: name.clone(),
+                    version: model.version().to_owned(),
+                    state,
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+        out
+    }
+}
+
+fn unknown(name: &str) -> RegistryError {
+    RegistryError::UnknownModel {
+        name: name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::{artifact, linear};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A model whose prediction is its version number, whatever the input.
+    fn versioned(name: &str, v: u32) -> ModelArtifact {
+        artifact(
+            name,
+            &v.to_string(),
+            2,
+            linear(f64::from(v), vec![0.0, 0.0]),
+        )
+    }
+
+    fn live_version(r: &Registry, name: &str) -> Option<String> {
+        r.live(name).map(|m| m.version().to_owned())
+    }
+
+    #[test]
+    fn load_stages_and_promote_makes_live() {
+        let r = Registry::new();
+        assert!(r.is_empty());
+        assert_eq!(r.load(versioned("m", 1)).unwrap(), ("m".into(), "1".into()));
+        assert!(r.live("m").is_none(), "a load only stages");
+        assert!(r.contains("m"));
+        assert_eq!(r.version("m", "1").unwrap().version(), "1");
+        let p = r.promote("m").unwrap();
+        assert_eq!((p.live.as_str(), p.previous), ("1", None));
+        assert_eq!(live_version(&r, "m").as_deref(), Some("1"));
+        assert_eq!(
+            r.promote("m").unwrap_err(),
+            RegistryError::NothingStaged { name: "m".into() }
+        );
+    }
+
+    #[test]
+    fn promote_keeps_previous_and_rollback_twice_rolls_forward() {
+        let r = Registry::new();
+        r.load(versioned("m", 1)).unwrap();
+        r.promote("m").unwrap();
+        assert!(matches!(
+            r.rollback("m"),
+            Err(RegistryError::NothingToRollBack { .. })
+        ));
+        r.load(versioned("m", 2)).unwrap();
+        let p = r.promote("m").unwrap();
+        assert_eq!((p.live.as_str(), p.previous.as_deref()), ("2", Some("1")));
+        let p = r.rollback("m").unwrap();
+        assert_eq!((p.live.as_str(), p.previous.as_deref()), ("1", Some("2")));
+        assert_eq!(live_version(&r, "m").as_deref(), Some("1"));
+        let p = r.rollback("m").unwrap();
+        assert_eq!((p.live.as_str(), p.previous.as_deref()), ("2", Some("1")));
+    }
+
+    #[test]
+    fn failed_load_keeps_everything() {
+        let r = Registry::new();
+        r.load(versioned("m", 1)).unwrap();
+        r.promote("m").unwrap();
+        r.load(versioned("m", 2)).unwrap();
+        let before = r.index();
+        let mut bad = versioned("m", 3);
+        bad.model = linear(0.0, vec![1.0]);
+        let err = r.load(bad).unwrap_err();
+        assert_eq!(err.http_status(), http::StatusCode::BAD_REQUEST);
+        assert_eq!(r.index(), before);
+        assert_eq!(
+            r.versions("m").unwrap().staged.as_ref().unwrap().version(),
+            "2"
+        );
+    }
+
+    #[test]
+    fn unknown_model_errors() {
+        let r = Registry::new();
+        for err in [r.promote("x"), r.rollback("x")].map(Result::unwrap_err) {
+            assert_eq!(err, RegistryError::UnknownModel { name: "x".into() });
+            assert_eq!(err.http_status(), http::StatusCode::NOT_FOUND);
+        }
+        assert!(r.unload("x").is_err());
+        assert!(
+            r.live("x").is_none() && r.version("x", "1").is_none() && r.versions("x").is_none()
+        );
+    }
+
+    #[test]
+    fn unload_removes_model_but_holders_keep_it() {
+        let r = Registry::new();
+        r.load(versioned("m", 1)).unwrap();
+        r.promote("m").unwrap();
+        let held = r.live("m").unwrap();
+        r.unload("m").unwrap();
+        assert!(!r.contains("m"));
+        assert_eq!(held.predict(&[0.0, 0.0]), 1.0);
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn index_lists_retained_versions() {
+        let r = Registry::new();
+        r.load(versioned("b", 1)).unwrap();
+        r.load(versioned("a", 1)).unwrap();
+        r.promote("a").unwrap();
+        r.load(versioned("a", 2)).unwrap();
+        r.promote("a").unwrap();
+        r.load(versioned("a", 3)).unwrap();
+        let idx = r.index();
+        let rows: Vec<(&str, &str, ModelState, &str)> = idx
+            .iter()
+            .map(|e| {
+                (
+                    e.name.as_str(),
+                    e.version.as_str(),
+                    e.state,
+                    e.reason.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("a", "2", ModelState::Ready, ""),
+                ("a", "3", ModelState::Unavailable, "staged"),
+                ("a", "1", ModelState::Unavailable, "previous"),
+                ("b", "1", ModelState::Unavailable, "staged"),
+            ]
+        );
+        assert!(idx[0].state == "READY");
+        let json = serde_json::to_value(&idx[0]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"name":"a","version":"2","state":"READY","reason":""})
+        );
+    }
+
+    #[test]
+    fn same_version_reloaded_is_listed_once() {
+        let r = Registry::new();
+        r.load(versioned("m", 1)).unwrap();
+        r.promote("m").unwrap();
+        r.load(versioned("m", 1)).unwrap();
+        assert_eq!(r.index().len(), 1);
+        assert_eq!(r.versions("m").unwrap().retained().len(), 1);
+    }
+
+    #[test]
+    fn concurrent_readers_always_see_a_complete_version() {
+        let r = Arc::new(Registry::new());
+        r.load(versioned("m", 1)).unwrap();
+        r.promote("m").unwrap();
+        r.load(versioned("m", 2)).unwrap();
+        r.promote("m").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (r, stop) = (Arc::clone(&r), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut reads = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let m = r.live("m").expect("a live version at every instant");
+                        let v: f64 = m.version().parse().unwrap();
+                        // Version label and weights come from the one Arc: they always agree.
+                        assert_eq!(m.predict(&[1.0, 1.0]), v);
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        for i in 0..3000u32 {
+            if i % 3 == 0 {
+                let next = if live_version(&r, "m").as_deref() == Some("1") {
+                    2
+                } else {
+                    1
+                };
+                r.load(versioned("m", next)).unwrap();
+                r.promote("m").unwrap();
+            } else {
+                r.rollback("m").unwrap();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for h in readers {
+            assert!(h.join().unwrap() > 0);
+        }
+    }
+}

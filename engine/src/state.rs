@@ -1,0 +1,273 @@
+//! Shared application state: configuration, registry, readiness and metrics.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing::info;
+
+use crate::artifact::{ArtifactError, ModelArtifact};
+use crate::config::EngineConfig;
+use crate::metrics::Metrics;
+use crate::model::Model;
+use crate::registry::Registry;
+
+/// Errors of engine setup (loading the model directory, serving).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The model directory could not be listed.
+    #[error("failed to read model directory `{}`", dir.display())]
+    ModelDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A model file could not be read.
+    #[error("failed to read model file `{}`", file.display())]
+    ReadModelFile {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A model file is larger than `max-artifact-bytes`.
+    #[error("model file `{}` is {size} bytes, over the max-artifact-bytes limit of {limit}", file.display())]
+    ModelFileTooLarge {
+        /// The file.
+        file: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// A model file is not a valid artifact.
+    #[error("invalid model file `{}`", file.display())]
+    InvalidModelFile {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: ArtifactError,
+    },
+    /// Binding or serving failed.
+    #[error("server I/O error")]
+    Io(#[from] std::io::Error),
+}
+
+impl EngineError {
+    /// True when the model directory does not exist (the binary exits 3 for it).
+    pub fn is_missing_model_dir(&self) -> bool {
+        matches!(self, EngineError::ModelDir { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Everything a request handler needs; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    registry: Registry,
+    ready: AtomicBool,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.inner.config)
+            .field("registry", &self.inner.registry)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// A ready state with an empty registry. Loads nothing: see [`AppState::load_model_dir`].
+    pub fn new(config: EngineConfig) -> AppState {
+        // Metric names and labels are compile-time constants: a failure here is a bug that
+        // every test would catch, not something a user can cause.
+        let metrics = Metrics::new().expect("metric definitions are valid");
+        AppState {
+            inner: Arc::new(Inner {
+                config,
+                registry: Registry::new(),
+                ready: AtomicBool::new(true),
+                metrics,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The model registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Whether `/v2/health/ready` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Sets readiness; cleared while draining so load balancers stop sending traffic.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Release);
+    }
+
+    /// Loads every `*.json` file of `dir`, in file-name order, and promotes each. All files are
+    /// read and validated before any is loaded, so a bad file leaves the registry untouched.
+    /// Several files of one model (`m-1.json`, `m-2.json`) leave the last live and the one
+    /// before it as the rollback target.
+    ///
+    /// # Errors
+    /// [`EngineError`] naming the directory or the file.
+    pub fn load_model_dir(&self, dir: &Path) -> Result<usize, EngineError> {
+        let dir_err = |source| EngineError::ModelDir {
+            dir: dir.to_owned(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(dir_err)? {
+            let path = entry.map_err(dir_err)?.path();
+            if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        let limit = self.config().max_artifact_bytes;
+        let mut models = Vec::with_capacity(files.len());
+        for file in files {
+            let read_err = |source| EngineError::ReadModelFile {
+                file: file.clone(),
+                source,
+            };
+            let size = std::fs::metadata(&file).map_err(read_err)?.len();
+            if size > limit as u64 {
+                return Err(EngineError::ModelFileTooLarge { file, size, limit });
+            }
+            let bytes = std::fs::read(&file).map_err(read_err)?;
+            let model = ModelArtifact::from_json(&bytes)
+                .and_then(Model::from_artifact)
+                .map_err(|source| EngineError::InvalidModelFile {
+                    file: file.clone(),
+                    source,
+                })?;
+            models.push(Arc::new(model));
+        }
+        let count = models.len();
+        for model in models {
+            let (name, _) = self.registry().stage(model);
+            // Fails only if another writer promoted or unloaded it in between; nothing to undo.
+            if let Err(err) = self.registry().promote(&name) {
+                tracing::warn!(model = %name, error = %err, "promotion after load failed");
+            }
+        }
+        info!(dir = %dir.display(), models = count, "model directory loaded");
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::{artifact, linear};
+
+    fn write(dir: &Path, file: &str, a: &ModelArtifact) {
+        std::fs::write(dir.join(file), a.to_json_pretty()).unwrap();
+    }
+
+    #[test]
+    fn loads_and_promotes_in_name_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "m-1.json",
+            &artifact("m", "1", 1, linear(0.0, vec![1.0])),
+        );
+        write(
+            tmp.path(),
+            "m-2.json",
+            &artifact("m", "2", 1, linear(0.0, vec![1.0])),
+        );
+        write(
+            tmp.path(),
+            "z.json",
+            &artifact("z", "1", 1, linear(0.0, vec![1.0])),
+        );
+        std::fs::write(tmp.path().join("notes.txt"), "ignored").unwrap();
+        let state = AppState::new(EngineConfig::default());
+        assert_eq!(state.load_model_dir(tmp.path()).unwrap(), 3);
+        let versions = state.registry().versions("m").unwrap();
+        assert_eq!(versions.live.as_ref().unwrap().version(), "2");
+        assert_eq!(versions.previous.as_ref().unwrap().version(), "1");
+        assert!(state.registry().live("z").is_some());
+    }
+
+    #[test]
+    fn bad_file_is_named_and_nothing_loads() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "a.json",
+            &artifact("a", "1", 1, linear(0.0, vec![1.0])),
+        );
+        std::fs::write(tmp.path().join("b.json"), "{ not json").unwrap();
+        let state = AppState::new(EngineConfig::default());
+        let err = state.load_model_dir(tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("b.json"), "{err}");
+        assert!(state.registry().is_empty());
+    }
+
+    #[test]
+    fn missing_dir_is_reported() {
+        let state = AppState::new(EngineConfig::default());
+        let err = state
+            .load_model_dir(Path::new("/nonexistent/models"))
+            .unwrap_err();
+        assert!(err.is_missing_model_dir());
+    }
+
+    #[test]
+    fn too_large_file_is_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "a.json",
+            &artifact("a", "1", 1, linear(0.0, vec![1.0])),
+        );
+        let config = EngineConfig {
+            max_artifact_bytes: 10,
+            ..EngineConfig::default()
+        };
+        let err = AppState::new(config)
+            .load_model_dir(tmp.path())
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::ModelFileTooLarge { limit: 10, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn readiness_toggles() {
+        let state = AppState::new(EngineConfig::default());
+        assert!(state.is_ready());
+        state.clone().set_ready(false);
+        assert!(!state.is_ready());
+        assert!(format!("{state:?}").contains("ready: false"));
+    }
+}

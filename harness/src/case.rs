@@ -1,0 +1,188 @@
+//! Cases: what a suite registers, and how a case body reports its verdict.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use gauntlet_engine::artifact::ModelArtifact;
+
+use crate::target::{Capability, Target, TargetError};
+
+/// The verdict of a case body that did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseError {
+    /// The target did not do what the requirement says; the message says what differed.
+    Fail(String),
+    /// The case cannot run against this target; the reason says why.
+    Skip(String),
+    /// No verdict could be reached (transport failure, harness problem).
+    Error(String),
+}
+
+impl fmt::Display for CaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaseError::Fail(m) => write!(f, "failed: {m}"),
+            CaseError::Skip(m) => write!(f, "skipped: {m}"),
+            CaseError::Error(m) => write!(f, "error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CaseError {}
+
+impl From<TargetError> for CaseError {
+    fn from(e: TargetError) -> Self {
+        CaseError::Error(e.to_string())
+    }
+}
+
+/// What a case body returns.
+pub type CaseOutcome = Result<(), CaseError>;
+
+/// A case body: an async function of its context.
+pub type CaseBody = fn(CaseCtx) -> BoxFuture<'static, CaseOutcome>;
+
+/// Everything a case body receives.
+#[derive(Clone)]
+pub struct CaseCtx {
+    /// The system under test.
+    pub target: Arc<dyn Target>,
+    /// The run's seed, mixed with the case id so each case has its own stream.
+    pub seed: u64,
+    /// Number of generated inputs each property case tries.
+    pub property_cases: u32,
+    /// The reference model artifacts the target is expected to serve.
+    pub reference_models: Arc<Vec<ModelArtifact>>,
+}
+
+impl CaseCtx {
+    /// The reference artifact named `name`, or a skip saying the run has none.
+    pub fn reference(&self, name: &str) -> Result<&ModelArtifact, CaseError> {
+        self.reference_models
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| CaseError::Skip(format!("no reference model {name:?} in this run")))
+    }
+}
+
+/// A registered case.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// Suite name (`unit`, `property`, ...).
+    pub suite: &'static str,
+    /// Case name, unique within its suite.
+    pub name: &'static str,
+    /// Requirement ids the case checks; at least one, each in the catalogue.
+    pub requirements: &'static [&'static str],
+    /// Capabilities the target must offer; otherwise the case is skipped.
+    pub needs: &'static [Capability],
+    /// Source file of the definition.
+    pub file: &'static str,
+    /// Source line of the definition.
+    pub line: u32,
+    /// The body.
+    pub body: CaseBody,
+}
+
+impl Case {
+    /// `suite::name`.
+    pub fn id(&self) -> String {
+        format!("{}::{}", self.suite, self.name)
+    }
+
+    /// The first capability the target lacks, if any.
+    pub fn missing_capability(&self, target: &dyn Target) -> Option<Capability> {
+        self.needs
+            .iter()
+            .copied()
+            .find(|c| !target.capabilities().contains(c))
+    }
+
+    /// Derives this case's seed from the run seed (FNV-1a of the id, mixed in),
+    /// so that adding a case does not change the inputs of the others.
+    pub fn seed(&self, run_seed: u64) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.id().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        splitmix64(run_seed ^ h)
+    }
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Case")
+            .field("id", &self.id())
+            .field("requirements", &self.requirements)
+            .field("needs", &self.needs)
+            .finish_non_exhaustive()
+    }
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Declares a [`Case`] from an `async fn(CaseCtx) -> CaseOutcome`.
+///
+/// ```
+/// use gauntlet_harness::{Capability, CaseCtx, CaseOutcome, case};
+///
+/// async fn health_live(_ctx: CaseCtx) -> CaseOutcome {
+///     Ok(())
+/// }
+/// async fn load_promote(_ctx: CaseCtx) -> CaseOutcome {
+///     Ok(())
+/// }
+/// let a = case!("unit", health_live, ["ENG-OIP"], []);
+/// let b = case!("unit", load_promote, ["ENG-SWAP", "ENG-BG"], [Capability::Repository]);
+/// assert_eq!(a.id(), "unit::health_live");
+/// assert_eq!(b.requirements, ["ENG-SWAP", "ENG-BG"]);
+/// ```
+#[macro_export]
+macro_rules! case {
+    ($suite:literal, $name:ident, [$($req:literal),+ $(,)?], [$($cap:expr),* $(,)?]) => {
+        $crate::Case {
+            suite: $suite,
+            name: stringify!($name),
+            requirements: &[$($req),+],
+            needs: &[$($cap),*],
+            file: file!(),
+            line: line!(),
+            body: |ctx| ::std::boxed::Box::pin($name(ctx)),
+        }
+    };
+}
+
+/// Fails the case with a formatted message unless the condition holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err($crate::CaseError::Fail(format!($($msg)+)));
+        }
+    };
+}
+
+/// Fails the case unless `actual == expected`, saying what differed.
+#[macro_export]
+macro_rules! ensure_eq {
+    ($actual:expr, $expected:expr, $($what:tt)+) => {{
+        let actual = &$actual;
+        let expected = &$expected;
+        if actual != expected {
+            return Err($crate::CaseError::Fail(format!(
+                "{}: expected {:?}, got {:?}",
+                format!($($what)+),
+                expected,
+                actual
+            )));
+        }
+    }};
+}

@@ -1,0 +1,321 @@
+//! `gauntlet.toml`: profiles layered over compiled-in defaults.
+//!
+//! ```toml
+//! [profile.default]
+//! concurrency = 4
+//! case-timeout = "30s"
+//!
+//! [profile.ci]
+//! # CI machines are small and shared: fewer cases at once, more generated inputs.
+//! concurrency = 2
+//! property-cases = 256
+//! ```
+//!
+//! Resolution order, later wins: compiled defaults, `[profile.default]`,
+//! `[profile.<name>]`, then command-line flags (applied by the CLI).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The seed used when neither the config nor the command line sets one.
+pub const DEFAULT_SEED: u64 = 0x6A75_6E74_6C65_7400;
+
+/// A parsed `gauntlet.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    /// Named profiles.
+    #[serde(default)]
+    pub profile: BTreeMap<String, Profile>,
+}
+
+/// One profile: every field optional, layered over the ones before it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Profile {
+    /// Run seed.
+    pub seed: Option<u64>,
+    /// Cases running at once.
+    pub concurrency: Option<usize>,
+    /// Deadline of one case.
+    #[serde(default, with = "humantime_serde")]
+    pub case_timeout: Option<Duration>,
+    /// Generated inputs per property case.
+    pub property_cases: Option<u32>,
+    /// Suites to run; empty or absent means all.
+    pub suites: Option<Vec<String>>,
+    /// Where reports go.
+    pub report_dir: Option<PathBuf>,
+    /// Deadline to reach an HTTP target.
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    /// Deadline of one HTTP request.
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
+}
+
+/// Fully resolved settings of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The profile these settings came from.
+    pub profile: String,
+    /// Run seed.
+    pub seed: u64,
+    /// Cases running at once (1 to 256).
+    pub concurrency: usize,
+    /// Deadline of one case (1 ms to 1 h).
+    pub case_timeout: Duration,
+    /// Generated inputs per property case (1 to 100,000).
+    pub property_cases: u32,
+    /// Suites to run; empty means all.
+    pub suites: Vec<String>,
+    /// Where reports go.
+    pub report_dir: PathBuf,
+    /// Deadline to reach an HTTP target (100 ms to 5 s).
+    pub connect_timeout: Duration,
+    /// Deadline of one HTTP request (1 ms to 10 min).
+    pub request_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            profile: "default".to_owned(),
+            seed: DEFAULT_SEED,
+            concurrency: 4,
+            case_timeout: Duration::from_secs(60),
+            property_cases: 64,
+            suites: Vec::new(),
+            report_dir: PathBuf::from("gauntlet-report"),
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A config that cannot be read or resolved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("failed to read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key.
+    #[error("failed to parse config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with the key and line.
+        message: String,
+    },
+    /// The requested profile does not exist.
+    #[error("profile {name:?} is not defined in {path} (defined: {defined})")]
+    UnknownProfile {
+        /// The profile asked for.
+        name: String,
+        /// The file.
+        path: String,
+        /// The profiles that exist.
+        defined: String,
+    },
+    /// A value is out of its range.
+    #[error("{field} = {value} is out of range: {limit}")]
+    OutOfRange {
+        /// The field, as written in the config (`concurrency`).
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// The allowed range.
+        limit: &'static str,
+    },
+}
+
+impl ConfigFile {
+    /// Parses TOML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+}
+
+impl Settings {
+    /// Resolves `profile` from `file` (None: compiled defaults only) over the defaults.
+    ///
+    /// `default` always exists; any other name must be defined in the file.
+    pub fn resolve(
+        file: Option<(&ConfigFile, &Path)>,
+        profile: &str,
+    ) -> Result<Settings, ConfigError> {
+        let mut settings = Settings {
+            profile: profile.to_owned(),
+            ..Settings::default()
+        };
+        let empty = ConfigFile::default();
+        let (file, path) = file.unwrap_or((&empty, Path::new("(no config file)")));
+        if let Some(base) = file.profile.get("default") {
+            settings.apply(base);
+        }
+        if profile != "default" {
+            let named = file
+                .profile
+                .get(profile)
+                .ok_or_else(|| ConfigError::UnknownProfile {
+                    name: profile.to_owned(),
+                    path: path.display().to_string(),
+                    defined: std::iter::once("default")
+                        .chain(file.profile.keys().map(String::as_str).filter(|k| *k != "default"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            settings.apply(named);
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Layers the fields `p` sets over these settings.
+    pub fn apply(&mut self, p: &Profile) {
+        let Profile {
+            seed,
+            concurrency,
+            case_timeout,
+            property_cases,
+            suites,
+            report_dir,
+            connect_timeout,
+            request_timeout,
+        } = p.clone();
+        self.seed = seed.unwrap_or(self.seed);
+        self.concurrency = concurrency.unwrap_or(self.concurrency);
+        self.case_timeout = case_timeout.unwrap_or(self.case_timeout);
+        self.property_cases = property_cases.unwrap_or(self.property_cases);
+        self.suites = suites.unwrap_or_else(|| self.suites.clone());
+        self.report_dir = report_dir.unwrap_or_else(|| self.report_dir.clone());
+        self.connect_timeout = connect_timeout.unwrap_or(self.connect_timeout);
+        self.request_timeout = request_timeout.unwrap_or(self.request_timeout);
+    }
+
+    /// Checks every value against its range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check<T: PartialOrd + std::fmt::Debug>(
+            field: &'static str,
+            value: T,
+            lo: T,
+            hi: T,
+            limit: &'static str,
+        ) -> Result<(), ConfigError> {
+            if value < lo || value > hi {
+                return Err(ConfigError::OutOfRange {
+                    field,
+                    value: format!("{value:?}"),
+                    limit,
+                });
+            }
+            Ok(())
+        }
+        check("concurrency", self.concurrency, 1, 256, "1 to 256")?;
+        check(
+            "property-cases",
+            self.property_cases,
+            1,
+            100_000,
+            "1 to 100000",
+        )?;
+        check(
+            "case-timeout",
+            self.case_timeout,
+            Duration::from_millis(1),
+            Duration::from_secs(3600),
+            "1ms to 1h",
+        )?;
+        check(
+            "connect-timeout",
+            self.connect_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+            "100ms to 5s (an unreachable target must fail within 5 s)",
+        )?;
+        check(
+            "request-timeout",
+            self.request_timeout,
+            Duration::from_millis(1),
+            Duration::from_secs(600),
+            "1ms to 10min",
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOML: &str = r#"
+[profile.default]
+concurrency = 8
+case-timeout = "5s"
+
+[profile.ci]
+concurrency = 2
+property-cases = 256
+"#;
+
+    #[test]
+    fn profiles_layer_over_defaults() {
+        let file = ConfigFile::parse(TOML, Path::new("g.toml")).unwrap();
+        let d = Settings::resolve(Some((&file, Path::new("g.toml"))), "default").unwrap();
+        assert_eq!(d.concurrency, 8);
+        assert_eq!(d.case_timeout, Duration::from_secs(5));
+        assert_eq!(d.property_cases, 64);
+        let ci = Settings::resolve(Some((&file, Path::new("g.toml"))), "ci").unwrap();
+        assert_eq!(ci.concurrency, 2);
+        assert_eq!(ci.case_timeout, Duration::from_secs(5));
+        assert_eq!(ci.property_cases, 256);
+        assert_eq!(ci.profile, "ci");
+        assert_eq!(Settings::resolve(None, "default").unwrap().seed, DEFAULT_SEED);
+    }
+
+    #[test]
+    fn errors_name_the_key_profile_and_limit() {
+        let err = ConfigFile::parse("[profile.ci]\nconcurency = 2\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("concurency") && err.contains("g.toml"), "{err}");
+        let file = ConfigFile::parse(TOML, Path::new("g.toml")).unwrap();
+        let err = Settings::resolve(Some((&file, Path::new("g.toml"))), "nightly")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nightly") && err.contains("ci"), "{err}");
+        let zero = ConfigFile::parse("[profile.default]\nconcurrency = 0\n", Path::new("g"))
+            .unwrap();
+        let err = Settings::resolve(Some((&zero, Path::new("g"))), "default")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("concurrency") && err.contains("1 to 256"), "{err}");
+        let slow = ConfigFile::parse("[profile.default]\nconnect-timeout = \"9s\"\n", Path::new("g"))
+            .unwrap();
+        let err = Settings::resolve(Some((&slow, Path::new("g"))), "default")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connect-timeout") && err.contains("5s"), "{err}");
+    }
+}

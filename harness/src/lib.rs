@@ -1,0 +1,51 @@
+//! Gauntlet's framework: the [`Target`] seam and its implementations, the case
+//! registry, the runner, the requirement catalogue and the config.
+//!
+//! Suites register [`Case`]s; the [`runner`] runs a selection of them against a
+//! [`Target`] and returns the `gauntlet-reports` run-result model.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use gauntlet_engine::EngineConfig;
+//! use gauntlet_harness::runner::{self, RunOptions};
+//! use gauntlet_harness::{CaseCtx, CaseOutcome, InProcess, Target, TargetExt, case, ensure_eq};
+//!
+//! async fn health_live(ctx: CaseCtx) -> CaseOutcome {
+//!     let reply = ctx.target.get("/v2/health/live").await?;
+//!     ensure_eq!(reply.status.as_u16(), 200, "GET /v2/health/live status");
+//!     Ok(())
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let target: Arc<dyn Target> = Arc::new(InProcess::with_models(EngineConfig::default(), vec![])?);
+//! let cases = [case!("unit", health_live, ["ENG-OIP"], [])];
+//! let options = RunOptions {
+//!     concurrency: 1,
+//!     case_timeout: Duration::from_secs(5),
+//!     seed: 1,
+//!     property_cases: 8,
+//! };
+//! let results = runner::run(&cases, target, Arc::new(vec![]), &options, |_| {}).await;
+//! assert_eq!(results[0].outcome.label(), "pass");
+//! # Ok::<(), gauntlet_harness::InProcessError>(())
+//! # }).unwrap();
+//! ```
+#![deny(missing_docs)]
+
+mod case;
+pub mod catalogue;
+pub mod config;
+pub mod runner;
+pub mod target;
+
+pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome};
+pub use catalogue::{Catalogue, CatalogueError, Requirement};
+pub use target::{
+    Capabilities, Capability, HttpOptions, HttpTarget, InProcess, InProcessError, Reply, Target, TargetError,
+    TargetExt, infer_path,
+};
+
+/// Version of this crate, recorded in every report.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

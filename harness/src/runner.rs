@@ -1,0 +1,274 @@
+//! The runner: selects cases, runs them against a target with a concurrency
+//! limit and a per-case timeout, and turns each verdict into a report entry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use gauntlet_engine::artifact::ModelArtifact;
+use gauntlet_reports::{CaseResult, Location, Outcome};
+
+use crate::case::{Case, CaseCtx, CaseError};
+use crate::target::Target;
+
+/// Which cases a run takes. Empty lists select everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Suites to run (`unit`, `property`); empty means all.
+    pub suites: Vec<String>,
+    /// Substring that the case id (`suite::name`) must contain.
+    pub filter: Option<String>,
+    /// Requirement ids of which a case must name at least one; empty means all.
+    pub requirements: Vec<String>,
+}
+
+impl Selection {
+    /// Whether `case` is selected.
+    pub fn matches(&self, case: &Case) -> bool {
+        (self.suites.is_empty() || self.suites.iter().any(|s| s == case.suite))
+            && self
+                .filter
+                .as_deref()
+                .is_none_or(|f| case.id().contains(f))
+            && (self.requirements.is_empty()
+                || case
+                    .requirements
+                    .iter()
+                    .any(|r| self.requirements.iter().any(|q| q == r)))
+    }
+
+    /// The selected cases, in registry order.
+    pub fn apply(&self, cases: &[Case]) -> Vec<Case> {
+        cases.iter().filter(|c| self.matches(c)).copied().collect()
+    }
+}
+
+/// How the selected cases run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Cases running at once (≥ 1).
+    pub concurrency: usize,
+    /// Deadline for one case; past it the case is an error.
+    pub case_timeout: Duration,
+    /// The run seed; each case derives its own from it.
+    pub seed: u64,
+    /// Generated inputs per property case.
+    pub property_cases: u32,
+}
+
+/// What the runner tells its listeners as the run progresses.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RunEvent<'a> {
+    /// The run is about to start this many cases.
+    Started {
+        /// Number of selected cases.
+        total: usize,
+    },
+    /// A case reached its verdict.
+    CaseFinished(&'a CaseResult),
+}
+
+/// Runs `cases` against `target` and returns one result per case, in the order given.
+///
+/// `on_event` sees each verdict as it arrives (for live progress lines).
+pub async fn run(
+    cases: &[Case],
+    target: Arc<dyn Target>,
+    reference_models: Arc<Vec<ModelArtifact>>,
+    options: &RunOptions,
+    mut on_event: impl FnMut(RunEvent<'_>),
+) -> Vec<CaseResult> {
+    on_event(RunEvent::Started { total: cases.len() });
+    let mut indexed: Vec<(usize, CaseResult)> = Vec::with_capacity(cases.len());
+    let mut stream = futures::stream::iter(cases.iter().copied().enumerate().map(|(i, case)| {
+        let ctx = CaseCtx {
+            target: Arc::clone(&target),
+            seed: case.seed(options.seed),
+            property_cases: options.property_cases,
+            reference_models: Arc::clone(&reference_models),
+        };
+        let timeout = options.case_timeout;
+        async move { (i, run_one(case, ctx, timeout).await) }
+    }))
+    .buffer_unordered(options.concurrency.max(1));
+    while let Some((i, result)) = stream.next().await {
+        on_event(RunEvent::CaseFinished(&result));
+        indexed.push((i, result));
+    }
+    indexed.sort_by_key(|(i, _)| *i);
+    indexed.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Runs one case: skipped when the target lacks a capability it needs, an
+/// error when it panics or passes its deadline.
+pub async fn run_one(case: Case, ctx: CaseCtx, timeout: Duration) -> CaseResult {
+    let started = Instant::now();
+    let verdict = match case.missing_capability(ctx.target.as_ref()) {
+        Some(cap) => Err(CaseError::Skip(format!("target lacks {cap}"))),
+        None => {
+            let task = tokio::spawn((case.body)(ctx));
+            match tokio::time::timeout(timeout, task).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(join)) => Err(CaseError::Error(panic_message(join))),
+                Err(_) => Err(CaseError::Error(format!(
+                    "case timed out after {} ms",
+                    timeout.as_millis()
+                ))),
+            }
+        }
+    };
+    result_of(&case, verdict, started.elapsed())
+}
+
+/// Turns a case verdict into its report entry.
+pub fn result_of(case: &Case, verdict: Result<(), CaseError>, duration: Duration) -> CaseResult {
+    let (outcome, message) = match verdict {
+        Ok(()) => (Outcome::Pass, None),
+        Err(CaseError::Fail(m)) => (Outcome::Fail, Some(m)),
+        Err(CaseError::Skip(reason)) => (Outcome::Skip { reason }, None),
+        Err(CaseError::Error(m)) => (Outcome::Error, Some(m)),
+    };
+    CaseResult {
+        id: case.id(),
+        suite: case.suite.to_owned(),
+        name: case.name.to_owned(),
+        requirements: case.requirements.iter().map(|r| (*r).to_owned()).collect(),
+        outcome,
+        duration,
+        message,
+        location: Some(Location {
+            file: case.file.to_owned(),
+            line: case.line,
+        }),
+    }
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    if join.is_cancelled() {
+        return "case was cancelled".to_owned();
+    }
+    let payload = join.into_panic();
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    format!("case panicked: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::CaseOutcome;
+    use crate::target::Capability;
+    use crate::{case, ensure};
+
+    async fn passes(_ctx: CaseCtx) -> CaseOutcome {
+        Ok(())
+    }
+    async fn fails(_ctx: CaseCtx) -> CaseOutcome {
+        ensure!(1 + 1 == 3, "arithmetic: expected 3, got {}", 1 + 1);
+        Ok(())
+    }
+    async fn panics(_ctx: CaseCtx) -> CaseOutcome {
+        panic!("boom")
+    }
+    async fn sleeps(_ctx: CaseCtx) -> CaseOutcome {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(())
+    }
+    async fn needs_nothing_real(_ctx: CaseCtx) -> CaseOutcome {
+        Ok(())
+    }
+
+    struct Bare(crate::Capabilities);
+    #[async_trait::async_trait]
+    impl Target for Bare {
+        fn describe(&self) -> String {
+            "bare".into()
+        }
+        fn capabilities(&self) -> &crate::Capabilities {
+            &self.0
+        }
+        async fn send(
+            &self,
+            _r: http::Request<bytes::Bytes>,
+        ) -> Result<http::Response<bytes::Bytes>, crate::TargetError> {
+            Ok(http::Response::new(bytes::Bytes::new()))
+        }
+    }
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            concurrency: 3,
+            case_timeout: Duration::from_millis(200),
+            seed: 1,
+            property_cases: 4,
+        }
+    }
+
+    #[tokio::test]
+    async fn verdicts_map_to_outcomes_in_order() {
+        let cases = [
+            case!("unit", passes, ["ENG-OIP"], []),
+            case!("unit", fails, ["ENG-OIP"], []),
+            case!("unit", panics, ["ENG-OIP"], []),
+            case!("unit", sleeps, ["ENG-OIP"], []),
+            case!("unit", needs_nothing_real, ["ENG-OIP"], [Capability::Repository]),
+        ];
+        let target: Arc<dyn Target> = Arc::new(Bare(Default::default()));
+        let mut seen = 0;
+        let results = run(&cases, target, Arc::new(vec![]), &opts(), |e| {
+            if matches!(e, RunEvent::CaseFinished(_)) {
+                seen += 1;
+            }
+        })
+        .await;
+        assert_eq!(seen, 5);
+        let outcomes: Vec<_> = results.iter().map(|r| r.outcome.label()).collect();
+        assert_eq!(outcomes, ["pass", "fail", "error", "error", "skip"]);
+        assert!(results[1].message.as_deref().unwrap().contains("got 2"));
+        assert!(results[2].message.as_deref().unwrap().contains("boom"));
+        assert!(results[3].message.as_deref().unwrap().contains("timed out"));
+        assert_eq!(results[0].location.as_ref().unwrap().file, file!());
+        match &results[4].outcome {
+            Outcome::Skip { reason } => assert!(reason.contains("repository"), "{reason}"),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn selection_by_suite_filter_and_requirement() {
+        let a = case!("unit", passes, ["ENG-OIP"], []);
+        let b = case!("property", fails, ["ENG-VAL", "ENG-SAN"], []);
+        let all = [a, b];
+        let pick = |s: Selection| s.apply(&all).iter().map(Case::id).collect::<Vec<_>>();
+        assert_eq!(pick(Selection::default()).len(), 2);
+        let by_suite = Selection {
+            suites: vec!["property".into()],
+            ..Selection::default()
+        };
+        assert_eq!(pick(by_suite), ["property::fails"]);
+        let by_filter = Selection {
+            filter: Some("pass".into()),
+            ..Selection::default()
+        };
+        assert_eq!(pick(by_filter), ["unit::passes"]);
+        let by_req = Selection {
+            requirements: vec!["ENG-SAN".into()],
+            ..Selection::default()
+        };
+        assert_eq!(pick(by_req), ["property::fails"]);
+    }
+
+    #[test]
+    fn case_seeds_differ_by_case_and_are_stable() {
+        let a = case!("unit", passes, ["ENG-OIP"], []);
+        let b = case!("unit", fails, ["ENG-OIP"], []);
+        assert_ne!(a.seed(1), b.seed(1));
+        assert_eq!(a.seed(1), a.seed(1));
+        assert_ne!(a.seed(1), a.seed(2));
+    }
+}

@@ -1,0 +1,244 @@
+//! Any Open Inference Protocol server at a base URL, over real HTTP.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+
+use super::{Capabilities, Capability, Target, TargetError, TargetExt};
+
+/// Timeouts of an [`HttpTarget`].
+#[derive(Debug, Clone, Copy)]
+pub struct HttpOptions {
+    /// Deadline for the reachability probe at connect time (and for each TCP connect).
+    pub connect_timeout: Duration,
+    /// Deadline for each request, body included.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An OIP server at a base URL, driven with reqwest.
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    base: String,
+    client: reqwest::Client,
+    options: HttpOptions,
+    capabilities: Capabilities,
+    server: String,
+}
+
+impl HttpTarget {
+    /// Checks the URL, probes `GET /v2/health/live` within the connect deadline,
+    /// and reads the server's extensions from `GET /v2` to learn its capabilities.
+    ///
+    /// An address where nothing answers fails with [`TargetError::Unreachable`]
+    /// within `options.connect_timeout`.
+    pub async fn connect(url: &str, options: HttpOptions) -> Result<Self, TargetError> {
+        let base = validate_base_url(url)?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| TargetError::InvalidUrl {
+                url: url.to_owned(),
+                reason: format!("failed to build HTTP client: {e}"),
+            })?;
+        let mut target = HttpTarget {
+            base,
+            client,
+            options,
+            capabilities: Capabilities::new(),
+            server: String::from("unknown server"),
+        };
+        let unreachable = |reason: String| TargetError::Unreachable {
+            url: target_url(url),
+            reason,
+        };
+        let probe = tokio::time::timeout(options.connect_timeout, target.get("/v2/health/live"));
+        match probe.await {
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer to GET /v2/health/live within {} ms",
+                    options.connect_timeout.as_millis()
+                )));
+            }
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Ok(reply)) if reply.status != StatusCode::OK => {
+                return Err(unreachable(format!(
+                    "GET /v2/health/live answered {}, expected 200",
+                    reply.status
+                )));
+            }
+            Ok(Ok(_)) => {}
+        }
+        if let Ok(reply) = target.get("/v2").await
+            && reply.status == StatusCode::OK
+            && let Ok(meta) = reply.json::<serde_json::Value>()
+        {
+            let name = meta["name"].as_str().unwrap_or("unknown server");
+            let version = meta["version"].as_str().unwrap_or("?");
+            target.server = format!("{name} {version}");
+            let has = |ext: &str| {
+                meta["extensions"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|e| e.as_str() == Some(ext)))
+            };
+            if has("model_repository") {
+                target.capabilities.insert(Capability::Repository);
+                // Artifact upload is gauntlet-engine's own extension of the load call.
+                if name == "gauntlet-engine" {
+                    target.capabilities.insert(Capability::ArtifactUpload);
+                }
+            }
+        }
+        if let Ok(reply) = target.get("/metrics").await
+            && reply.status == StatusCode::OK
+        {
+            target.capabilities.insert(Capability::Metrics);
+        }
+        Ok(target)
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+}
+
+fn target_url(url: &str) -> String {
+    url.trim_end_matches('/').to_owned()
+}
+
+fn validate_base_url(url: &str) -> Result<String, TargetError> {
+    let invalid = |reason: &str| TargetError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    match parsed.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(invalid(
+                "https targets are not supported by this build (no TLS stack); use http:// or a TLS-terminating proxy on loopback",
+            ));
+        }
+        other => return Err(invalid(&format!("scheme {other:?} is not http"))),
+    }
+    if parsed.host_str().is_none() {
+        return Err(invalid("the URL has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid("a base URL takes no query or fragment"));
+    }
+    Ok(target_url(parsed.as_str()))
+}
+
+#[async_trait]
+impl Target for HttpTarget {
+    fn describe(&self) -> String {
+        format!("{} ({})", self.base, self.server)
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {
+        let (parts, body) = request.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+        let method = parts.method.clone();
+        let url = format!("{}{}", self.base, path);
+        let response = self
+            .client
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(e, &method, &path, self.options))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| classify(e, &method, &path, self.options))?;
+        let mut out = Response::new(bytes);
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        Ok(out)
+    }
+}
+
+fn classify(e: reqwest::Error, method: &http::Method, path: &str, options: HttpOptions) -> TargetError {
+    if e.is_timeout() {
+        TargetError::Timeout {
+            method: method.clone(),
+            path: path.to_owned(),
+            after_ms: u64::try_from(options.request_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    } else {
+        // reqwest's Display omits the cause ("error sending request"); include the chain.
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            source = s.source();
+        }
+        TargetError::Transport {
+            method: method.clone(),
+            path: path.to_owned(),
+            reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_urls_with_reason() {
+        for (url, needle) in [
+            ("ftp://127.0.0.1:1", "scheme"),
+            ("https://127.0.0.1:1", "https"),
+            ("not a url", "relative URL"),
+            ("http://127.0.0.1:1/?q=1", "query"),
+        ] {
+            let err = validate_base_url(url).unwrap_err().to_string();
+            assert!(err.contains(needle), "{url}: {err}");
+        }
+        assert_eq!(
+            validate_base_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_fails_fast() {
+        // A port just released by the OS: nothing listens there.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let started = std::time::Instant::now();
+        let err = HttpTarget::connect(&format!("http://127.0.0.1:{port}"), HttpOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TargetError::Unreachable { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

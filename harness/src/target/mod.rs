@@ -1,0 +1,234 @@
+//! The [`Target`] seam: one small trait that every system under test implements.
+//!
+//! A target only has to carry an HTTP exchange; the typed Open Inference
+//! Protocol calls live in [`TargetExt`], written once for every target.
+
+mod http_url;
+mod in_process;
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use gauntlet_engine::oip::{ErrorBody, InferRequest, InferResponse};
+
+pub use http_url::{HttpOptions, HttpTarget};
+pub use in_process::{InProcess, InProcessError};
+
+/// Something a case may need from a target beyond the core protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// The Triton-compatible repository extension: index, load, unload, plus
+    /// promote and rollback.
+    Repository,
+    /// Loading a model from an artifact sent in the load request
+    /// (`{"parameters": {"artifact": …}}`), as `gauntlet-engine` does.
+    ArtifactUpload,
+    /// A Prometheus `GET /metrics` endpoint.
+    Metrics,
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Capability::Repository => "repository extension (load/promote/rollback)",
+            Capability::ArtifactUpload => "artifact upload in load requests",
+            Capability::Metrics => "Prometheus /metrics endpoint",
+        })
+    }
+}
+
+/// The set of capabilities a target offers.
+pub type Capabilities = BTreeSet<Capability>;
+
+/// Why a request to a target did not produce a response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// The base URL is not usable.
+    #[error("invalid target URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Nothing answered at the target's address within the connect deadline.
+    #[error("target {url} is unreachable: {reason}")]
+    Unreachable {
+        /// The base URL.
+        url: String,
+        /// The transport's explanation.
+        reason: String,
+    },
+    /// The request timed out.
+    #[error("request {method} {path} timed out after {after_ms} ms")]
+    Timeout {
+        /// HTTP method.
+        method: Method,
+        /// Request path.
+        path: String,
+        /// The deadline that passed.
+        after_ms: u64,
+    },
+    /// Any other transport failure.
+    #[error("request {method} {path} failed: {reason}")]
+    Transport {
+        /// HTTP method.
+        method: Method,
+        /// Request path.
+        path: String,
+        /// The transport's explanation.
+        reason: String,
+    },
+    /// The harness could not build the request (a bug in a case).
+    #[error("failed to build request {path}: {reason}")]
+    BadRequest {
+        /// Request path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A system under test that serves the Open Inference Protocol over HTTP.
+///
+/// Implementations: [`InProcess`] (the reference engine's router, no socket) and
+/// [`HttpTarget`] (any base URL). Suites never know which one they drive.
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// One line describing the target for reports (`in-process gauntlet-engine 0.1.0`).
+    fn describe(&self) -> String;
+    /// What the target offers beyond the core protocol.
+    fn capabilities(&self) -> &Capabilities;
+    /// Sends one request; the request URI holds only path and query.
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TargetError>;
+}
+
+/// A response with its status, parsed on demand.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: http::HeaderMap,
+    /// Raw body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Parses the body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// Parses the body as the OIP error body `{"error": "..."}`.
+    pub fn error_body(&self) -> Result<ErrorBody, serde_json::Error> {
+        self.json()
+    }
+
+    /// The body as text, lossily, for messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl From<Response<Bytes>> for Reply {
+    fn from(r: Response<Bytes>) -> Self {
+        let (parts, body) = r.into_parts();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+}
+
+/// Typed Open Inference Protocol calls, written once over [`Target::send`].
+#[async_trait]
+pub trait TargetExt: Target {
+    /// Sends `method path` with a raw body and an optional content type.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<Reply, TargetError> {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        let request = builder.body(body).map_err(|e| TargetError::BadRequest {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(self.send(request).await?.into())
+    }
+
+    /// `GET path`.
+    async fn get(&self, path: &str) -> Result<Reply, TargetError> {
+        self.call(Method::GET, path, Bytes::new(), None).await
+    }
+
+    /// `POST path` with a JSON body.
+    async fn post_json<B: Serialize + Sync + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Reply, TargetError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| TargetError::BadRequest {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.call(
+            Method::POST,
+            path,
+            Bytes::from(bytes),
+            Some("application/json"),
+        )
+        .await
+    }
+
+    /// `POST /v2/models/{model}[/versions/{version}]/infer`.
+    async fn infer(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        request: &InferRequest,
+    ) -> Result<Reply, TargetError> {
+        self.post_json(&infer_path(model, version), request).await
+    }
+
+    /// Infers and parses a 200 response; anything else is returned as the reply.
+    async fn infer_ok(
+        &self,
+        model: &str,
+        request: &InferRequest,
+    ) -> Result<Result<InferResponse, Reply>, TargetError> {
+        let reply = self.infer(model, None, request).await?;
+        if reply.status != StatusCode::OK {
+            return Ok(Err(reply));
+        }
+        match reply.json::<InferResponse>() {
+            Ok(r) => Ok(Ok(r)),
+            Err(_) => Ok(Err(reply)),
+        }
+    }
+}
+
+impl<T: Target + ?Sized> TargetExt for T {}
+
+/// The infer path of a model, optionally of one version.
+pub fn infer_path(model: &str, version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("/v2/models/{model}/versions/{v}/infer"),
+        None => format!("/v2/models/{model}/infer"),
+    }
+}

@@ -1,0 +1,206 @@
+//! The Prometheus endpoint: the four metric families, moving with the traffic.
+
+use http::{StatusCode, header};
+
+use gauntlet_fixtures::REF_LINEAR;
+use gauntlet_harness::{
+    Capability, Case, CaseCtx, CaseError, CaseOutcome, TargetExt, case, ensure, infer_path,
+};
+
+use crate::support::{Layout, describe, expect_infer_ok, infer_request, present, typical_rows};
+
+pub(super) fn cases() -> Vec<Case> {
+    vec![case!(
+        "unit",
+        metrics_expose_request_latency_version_and_sanitiser,
+        ["ENG-OBS"],
+        [Capability::Metrics]
+    )]
+}
+
+/// One sample of the text exposition format: `name{labels} value`.
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Sample {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses the samples of a Prometheus text exposition, skipping comments; a malformed line is an
+/// error naming it.
+fn parse_samples(text: &str) -> Result<Vec<Sample>, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| parse_line(line).ok_or_else(|| format!("malformed sample line {line:?}")))
+        .collect()
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_owned();
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices();
+        let mut key = String::new();
+        loop {
+            let (i, c) = chars.next()?;
+            match c {
+                '}' => {
+                    rest = &inner[i + 1..];
+                    break;
+                }
+                ',' | ' ' => {}
+                '=' => {
+                    if chars.next()?.1 != '"' {
+                        return None;
+                    }
+                    let mut value = String::new();
+                    loop {
+                        match chars.next()?.1 {
+                            '"' => break,
+                            '\\' => match chars.next()?.1 {
+                                'n' => value.push('\n'),
+                                other => value.push(other),
+                            },
+                            other => value.push(other),
+                        }
+                    }
+                    labels.push((std::mem::take(&mut key), value));
+                }
+                other => key.push(other),
+            }
+        }
+    }
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+/// Sum of the samples named `name` whose labels include every pair of `labels`.
+fn total(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
+        .map(|s| s.value)
+        .sum()
+}
+
+/// `GET /metrics`: 200, a text content type, and parseable samples.
+async fn scrape(ctx: &CaseCtx) -> Result<Vec<Sample>, CaseError> {
+    let reply = ctx.target.get("/metrics").await?;
+    ensure!(
+        reply.status == StatusCode::OK,
+        "GET /metrics: expected status 200 OK, got {}",
+        describe(&reply)
+    );
+    let content_type = reply
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    ensure!(
+        content_type.starts_with("text/plain"),
+        "GET /metrics: `content-type` expected text/plain (Prometheus text format), got {content_type:?}"
+    );
+    parse_samples(&reply.text()).map_err(|why| CaseError::Fail(format!("GET /metrics: {why}")))
+}
+
+async fn metrics_expose_request_latency_version_and_sanitiser(ctx: CaseCtx) -> CaseOutcome {
+    let artifact = ctx.reference(REF_LINEAR)?;
+    let model = artifact.name.as_str();
+    let ok = [("model", model), ("status", "200")];
+    let before = scrape(&ctx).await?;
+
+    // One request with a missing value: one 200 and at least one sanitiser change.
+    let mut data = present(&typical_rows(artifact, ctx.seed, 1));
+    data[0] = None;
+    let request = infer_request(artifact, &data, Layout::Matrix);
+    let line = format!("POST {}", infer_path(model, None));
+    let reply = ctx.target.infer(model, None, &request).await?;
+    let response = expect_infer_ok(&reply, &line)?;
+    ensure!(
+        !response.parameters.sanitiser_changes.is_empty(),
+        "{line} with a missing value: expected a sanitiser change, got none"
+    );
+
+    let after = scrape(&ctx).await?;
+    let requests = "gauntlet_requests_total";
+    let (was, is) = (total(&before, requests, &ok), total(&after, requests, &ok));
+    ensure!(
+        is >= was + 1.0,
+        "GET /metrics: {requests}{{model={model:?},status=\"200\"}} expected to grow by at least 1 after a request, went from {was} to {is}"
+    );
+    let count = "gauntlet_request_duration_seconds_count";
+    let (was, is) = (
+        total(&before, count, &[("model", model)]),
+        total(&after, count, &[("model", model)]),
+    );
+    ensure!(
+        is >= was + 1.0,
+        "GET /metrics: {count}{{model={model:?}}} expected to grow by at least 1 after a request, went from {was} to {is}"
+    );
+    ensure!(
+        after
+            .iter()
+            .any(|s| s.name == "gauntlet_request_duration_seconds_bucket"
+                && s.label("le") == Some("+Inf")),
+        "GET /metrics: expected a histogram gauntlet_request_duration_seconds with an le=\"+Inf\" bucket, found none"
+    );
+    let live = "gauntlet_model_live_version";
+    let version = total(
+        &after,
+        live,
+        &[("model", model), ("version", &artifact.version)],
+    );
+    ensure!(
+        version == 1.0,
+        "GET /metrics: {live}{{model={model:?},version={:?}}} expected 1, got {version}",
+        artifact.version
+    );
+    let changes = "gauntlet_sanitiser_changes_total";
+    let (was, is) = (total(&before, changes, &[]), total(&after, changes, &[]));
+    ensure!(
+        is >= was + 1.0,
+        "GET /metrics: {changes} expected to grow by at least 1 after a request with a missing value, went from {was} to {is}"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_labels_escapes_and_infinities() {
+        let text = "# HELP x y\n# TYPE a counter\na_total{model=\"m\",status=\"200\"} 3\n\
+                    b_bucket{le=\"+Inf\",q=\"a\\\"b\"} 2 1700000000\nc 1.5e-3\nd{} +Inf\n";
+        let samples = parse_samples(text).unwrap();
+        assert_eq!(samples.len(), 4);
+        assert_eq!(samples[0].label("status"), Some("200"));
+        assert_eq!(samples[1].label("q"), Some("a\"b"));
+        assert_eq!(samples[2].value, 1.5e-3);
+        assert_eq!(samples[3].value, f64::INFINITY);
+        assert_eq!(total(&samples, "a_total", &[("model", "m")]), 3.0);
+        assert_eq!(total(&samples, "a_total", &[("model", "other")]), 0.0);
+        assert!(parse_samples("a{b=\"c} 1").is_err());
+    }
+}

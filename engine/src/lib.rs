@@ -53,3 +53,6 @@ pub use crate::registry::{
 pub use crate::sanitise::{SanitiseError, Sanitised};
 pub use crate::server::{serve, shutdown_signal};
 pub use crate::state::{AppState, EngineError};
+
+/// Version of this crate, recorded in every report.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

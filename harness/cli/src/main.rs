@@ -1,0 +1,353 @@
+//! `gauntlet`: runs Gauntlet's suites against a model-serving target and writes
+//! the reports. A thin layer: flags become a validated [`Plan`], then the plan runs.
+//!
+//! Exit codes: 0 every case passed, 1 a case or gate failed, 2 usage or config
+//! error, 3 setup error (target unreachable, fixture missing, reports unwritable).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode as ProcessExit;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use clap::{Args, Parser, Subcommand};
+
+use gauntlet_harness::config::{ConfigFile, Settings};
+use gauntlet_harness::runner::{self, RunEvent, RunOptions, Selection};
+use gauntlet_harness::{Case, Catalogue, HttpOptions, HttpTarget, Target};
+use gauntlet_reports::{ExitCode, RunMeta, RunReport};
+
+#[derive(Debug, Parser)]
+#[command(name = "gauntlet", version, about = "Release gate for ML model-serving systems")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the suites against a target and write the reports.
+    Run(RunArgs),
+    /// List the cases with their requirement ids.
+    List(SelectArgs),
+}
+
+#[derive(Debug, Args)]
+struct SelectArgs {
+    /// Only these suites (repeatable): unit, property.
+    #[arg(long = "suite", value_name = "SUITE", env = "GAUNTLET_SUITE", value_delimiter = ',')]
+    suites: Vec<String>,
+    /// Only cases whose id (`suite::name`) contains this text.
+    #[arg(long, env = "GAUNTLET_FILTER")]
+    filter: Option<String>,
+    /// Only cases that check one of these requirement ids (repeatable).
+    #[arg(
+        long = "requirement",
+        value_name = "ID",
+        env = "GAUNTLET_REQUIREMENT",
+        value_delimiter = ','
+    )]
+    requirements: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Base URL of an Open Inference Protocol server; default: the in-process reference engine.
+    #[arg(long, env = "GAUNTLET_TARGET", value_name = "URL")]
+    target: Option<String>,
+    /// Config profile from gauntlet.toml.
+    #[arg(long, env = "GAUNTLET_PROFILE", default_value = "default")]
+    profile: String,
+    /// Config file; default: ./gauntlet.toml when it exists.
+    #[arg(long, env = "GAUNTLET_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where to write junit.xml, report.json and summary.md.
+    #[arg(long, env = "GAUNTLET_REPORT_DIR", value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+    /// Run seed (decimal or 0x-hex); every generated input derives from it.
+    #[arg(long, env = "GAUNTLET_SEED", value_parser = parse_seed)]
+    seed: Option<u64>,
+    /// Cases running at once.
+    #[arg(long, env = "GAUNTLET_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Generated inputs per property case.
+    #[arg(long, env = "GAUNTLET_PROPERTY_CASES")]
+    property_cases: Option<u32>,
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|e| format!("seed must be an unsigned 64-bit integer (decimal or 0x-hex): {e}"))
+}
+
+/// An error with the exit code it calls for.
+#[derive(Debug)]
+struct Failure {
+    code: ExitCode,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl std::fmt::Display) -> Self {
+        Failure {
+            code: ExitCode::Usage,
+            message: message.to_string(),
+        }
+    }
+    fn setup(message: impl std::fmt::Display) -> Self {
+        Failure {
+            code: ExitCode::Setup,
+            message: message.to_string(),
+        }
+    }
+}
+
+fn main() -> ProcessExit {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { ExitCode::Usage.code() } else { 0 };
+            // clap prints help and version to stdout, errors to stderr.
+            let _ = e.print();
+            return ProcessExit::from(code);
+        }
+    };
+    init_tracing();
+    let result = match cli.command {
+        Command::List(args) => list(&args),
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(code) => ProcessExit::from(code.code()),
+        Err(f) => {
+            eprintln!("gauntlet: error: {}", f.message);
+            ProcessExit::from(f.code.code())
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GAUNTLET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Every registered case, checked against the requirement catalogue.
+fn checked_cases() -> Result<Vec<Case>, Failure> {
+    let cases = gauntlet_suites::all_cases();
+    let catalogue = Catalogue::builtin().map_err(Failure::usage)?;
+    catalogue.check(&cases).map_err(Failure::usage)?;
+    Ok(cases)
+}
+
+fn selection(args: &SelectArgs, cases: &[Case]) -> Result<Selection, Failure> {
+    let known = gauntlet_suites::suite_names();
+    for s in &args.suites {
+        if !known.contains(&s.as_str()) {
+            return Err(Failure::usage(format!(
+                "--suite {s:?} is not a suite (known: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    let catalogue = Catalogue::builtin().map_err(Failure::usage)?;
+    for r in &args.requirements {
+        if catalogue.get(r).is_none() {
+            return Err(Failure::usage(format!(
+                "--requirement {r:?} is not in the requirement catalogue"
+            )));
+        }
+    }
+    let selection = Selection {
+        suites: args.suites.clone(),
+        filter: args.filter.clone(),
+        requirements: args.requirements.clone(),
+    };
+    if selection.apply(cases).is_empty() {
+        return Err(Failure::usage("no case matches the selection"));
+    }
+    Ok(selection)
+}
+
+fn list(args: &SelectArgs) -> Result<ExitCode, Failure> {
+    let cases = checked_cases()?;
+    let selected = selection(args, &cases)?.apply(&cases);
+    let width = selected.iter().map(|c| c.id().len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for case in &selected {
+        let line = format!(
+            "{:<width$}  {}",
+            case.id(),
+            case.requirements.join(", "),
+            width = width
+        );
+        if writeln!(out, "{line}").is_err() {
+            break; // stdout closed (e.g. piped into head): nothing left to say.
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+/// A validated run: everything checked before any work starts.
+struct Plan {
+    settings: Settings,
+    selected: Vec<Case>,
+    target_url: Option<String>,
+}
+
+fn plan(args: RunArgs) -> Result<Plan, Failure> {
+    let cases = checked_cases()?;
+    let config_path = args.config.clone().or_else(|| {
+        let default = PathBuf::from("gauntlet.toml");
+        default.exists().then_some(default)
+    });
+    let file = match &config_path {
+        Some(p) => Some(ConfigFile::read(p).map_err(Failure::usage)?),
+        None => None,
+    };
+    let mut settings = Settings::resolve(
+        file.as_ref().zip(config_path.as_deref()),
+        &args.profile,
+    )
+    .map_err(Failure::usage)?;
+    if let Some(seed) = args.seed {
+        settings.seed = seed;
+    }
+    if let Some(c) = args.concurrency {
+        settings.concurrency = c;
+    }
+    if let Some(p) = args.property_cases {
+        settings.property_cases = p;
+    }
+    if let Some(dir) = args.report_dir.clone() {
+        settings.report_dir = dir;
+    }
+    settings.validate().map_err(|e| Failure::usage(flagify(&e.to_string())))?;
+    let mut select = args.select;
+    if select.suites.is_empty() {
+        select.suites = settings.suites.clone();
+    }
+    let selected = selection(&select, &cases)?.apply(&cases);
+    Ok(Plan {
+        settings,
+        selected,
+        target_url: args.target,
+    })
+}
+
+/// Config field names double as flag names: say `--concurrency`, not `concurrency`.
+fn flagify(message: &str) -> String {
+    format!("{message} (from the config profile or the matching --flag)")
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let plan = plan(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::setup(format!("failed to start the async runtime: {e}")))?;
+    runtime.block_on(execute(plan))
+}
+
+async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
+    let Plan {
+        settings,
+        selected,
+        target_url,
+    } = plan;
+    let started_at = SystemTime::now();
+    let reference = gauntlet_fixtures::load_embedded()
+        .map_err(|e| Failure::setup(format!("failed to load the reference models: {e}")))?;
+    let target: Arc<dyn Target> = match &target_url {
+        None => Arc::new(
+            gauntlet_suites::reference_target()
+                .map_err(|e| Failure::setup(format!("failed to start the reference engine: {e}")))?,
+        ),
+        Some(url) => {
+            let options = HttpOptions {
+                connect_timeout: settings.connect_timeout,
+                request_timeout: settings.request_timeout,
+            };
+            match HttpTarget::connect(url, options).await {
+                Ok(t) => Arc::new(t),
+                Err(e @ gauntlet_harness::TargetError::InvalidUrl { .. }) => {
+                    return Err(Failure::usage(format!("--target: {e}")));
+                }
+                Err(e) => return Err(Failure::setup(e)),
+            }
+        }
+    };
+    let options = RunOptions {
+        concurrency: settings.concurrency,
+        case_timeout: settings.case_timeout,
+        seed: settings.seed,
+        property_cases: settings.property_cases,
+    };
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    eprintln!(
+        "gauntlet: running {} cases against {} (profile {}, seed {:#x})",
+        selected.len(),
+        target.describe(),
+        settings.profile,
+        settings.seed
+    );
+    let cases = runner::run(
+        &selected,
+        Arc::clone(&target),
+        Arc::new(reference),
+        &options,
+        |event| {
+            if let RunEvent::CaseFinished(result) = event {
+                eprintln!("{}", gauntlet_reports::terminal::case_line(result, color));
+            }
+        },
+    )
+    .await;
+    let meta = RunMeta {
+        tool: "gauntlet".to_owned(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_commit: Some(env!("GAUNTLET_GIT_COMMIT"))
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned),
+        crate_versions: crate_versions(),
+        seed: settings.seed,
+        target: target.describe(),
+        profile: settings.profile.clone(),
+        started_at,
+        finished_at: SystemTime::now(),
+    };
+    let report = RunReport::new(meta, cases);
+    write_reports(&report, &settings.report_dir)?;
+    let mut err = std::io::stderr().lock();
+    let _ = gauntlet_reports::terminal::write(&report, &mut err, color);
+    let _ = writeln!(err, "gauntlet: reports in {}", settings.report_dir.display());
+    Ok(report.exit_code())
+}
+
+fn crate_versions() -> std::collections::BTreeMap<String, String> {
+    [
+        ("gauntlet", env!("CARGO_PKG_VERSION")),
+        ("gauntlet-engine", gauntlet_engine::VERSION),
+        ("gauntlet-harness", gauntlet_harness::VERSION),
+        ("gauntlet-reports", gauntlet_reports::VERSION),
+        ("gauntlet-suites", gauntlet_suites::VERSION),
+        ("gauntlet-fixtures", gauntlet_fixtures::VERSION),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn write_reports(report: &RunReport, dir: &Path) -> Result<(), Failure> {
+    gauntlet_reports::write_all(report, dir)
+        .map(|_| ())
+        .map_err(|e| Failure::setup(format!("failed to write reports to {}: {e}", dir.display())))
+}

@@ -1,0 +1,243 @@
+//! End-to-end tests of the `gauntlet` binary: real processes, real files, real
+//! HTTP servers on loopback.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body_util::BodyExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gauntlet");
+
+fn gauntlet(args: &[&str], cwd: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("GAUNTLET_TARGET")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("spawn gauntlet")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Serves the reference engine on 127.0.0.1:0 in a background thread, with an
+/// optional middleware that damages infer responses.
+fn serve_engine(defective: bool) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            let target = gauntlet_suites::reference_target().expect("reference target");
+            let mut app = gauntlet_engine::app(target.state().clone());
+            if defective {
+                app = app.layer(axum::middleware::from_fn(nudge_predictions));
+            }
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            // Stops when the test process exits.
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("server up")
+}
+
+/// A defect a release gate must catch: every prediction is off by 1e-3.
+async fn nudge_predictions(req: Request, next: Next) -> Response {
+    let is_infer = req.uri().path().ends_with("/infer");
+    let response = next.run(req).await;
+    if !is_infer || !response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    let mut json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    if let Some(outputs) = json["outputs"].as_array_mut() {
+        for out in outputs {
+            if let Some(data) = out["data"].as_array_mut() {
+                for v in data {
+                    *v = serde_json::json!(v.as_f64().unwrap_or(0.0) + 1e-3);
+                }
+            }
+        }
+    }
+    let body = serde_json::to_vec(&json).expect("json");
+    let mut parts = parts;
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn read_report(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("report json")
+}
+
+fn outcomes(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().expect("id").to_owned(),
+                c["outcome"]["status"].as_str().expect("status").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn list_prints_every_case_with_requirements() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["list"], dir.path());
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 10, "{stdout}");
+    for line in &lines {
+        let (id, reqs) = line.split_once("  ").expect("two columns");
+        assert!(id.contains("::"), "{line}");
+        assert!(reqs.trim().split(", ").all(|r| r.contains('-')), "{line}");
+    }
+    assert!(stdout.lines().any(|l| l.starts_with("unit::")));
+    assert!(stdout.lines().any(|l| l.starts_with("property::")));
+}
+
+#[test]
+fn in_process_run_writes_reports_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(
+        &["run", "--report-dir", "out", "--seed", "7", "--property-cases", "16"],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    for f in ["junit.xml", "report.json", "summary.md"] {
+        assert!(dir.path().join("out").join(f).is_file(), "{f} missing");
+    }
+    let report = read_report(&dir.path().join("out"));
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["meta"]["seed"], 7);
+    assert!(report["meta"]["target"].as_str().unwrap().contains("in-process"));
+    assert!(report["meta"]["crate_versions"]["gauntlet-engine"].is_string());
+    let cases = outcomes(&report);
+    assert!(cases.iter().all(|(_, s)| s == "pass"), "{cases:?}");
+    assert!(stderr.contains("passed"), "{stderr}");
+}
+
+#[test]
+fn http_target_passes_the_same_cases_as_in_process() {
+    let addr = serve_engine(false);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let by_url = gauntlet(
+        &["run", "--target", &url, "--report-dir", "url", "--property-cases", "16"],
+        dir.path(),
+    );
+    assert_eq!(code(&by_url), 0, "{}", text(&by_url.stderr));
+    let local = gauntlet(
+        &["run", "--report-dir", "local", "--property-cases", "16"],
+        dir.path(),
+    );
+    assert_eq!(code(&local), 0, "{}", text(&local.stderr));
+    let url_report = read_report(&dir.path().join("url"));
+    assert!(url_report["meta"]["target"].as_str().unwrap().contains(&url));
+    assert_eq!(
+        outcomes(&url_report),
+        outcomes(&read_report(&dir.path().join("local")))
+    );
+}
+
+#[test]
+fn defective_target_fails_with_exit_1_and_junit_names_what_differed() {
+    let addr = serve_engine(true);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let out = gauntlet(
+        &["run", "--target", &url, "--report-dir", "out", "--property-cases", "16"],
+        dir.path(),
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let report = read_report(&dir.path().join("out"));
+    let failed: Vec<_> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"]["status"] == "fail")
+        .collect();
+    assert!(!failed.is_empty());
+    assert!(
+        failed
+            .iter()
+            .any(|c| c["requirements"].as_array().unwrap().iter().any(|r| r == "ENG-PRED")),
+        "no ENG-PRED failure: {failed:?}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
+    let case = failed[0];
+    let name = case["name"].as_str().unwrap();
+    let req = case["requirements"][0].as_str().unwrap();
+    assert!(junit.contains(&format!("name=\"{name}\"")), "{junit}");
+    assert!(junit.contains(req), "{junit}");
+    assert!(junit.contains("expected"), "{junit}");
+}
+
+#[test]
+fn unreachable_target_exits_3_within_5_seconds() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = gauntlet(
+        &["run", "--target", &format!("http://127.0.0.1:{port}")],
+        dir.path(),
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("unreachable") && stderr.contains(&port.to_string()), "{stderr}");
+}
+
+#[test]
+fn usage_and_config_errors_exit_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["run", "--suite", "nope"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("nope"));
+
+    std::fs::write(dir.path().join("gauntlet.toml"), "[profile.ci]\nconcurency = 2\n").unwrap();
+    let out = gauntlet(&["run", "--profile", "ci"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("concurency"), "{}", text(&out.stderr));
+
+    std::fs::write(dir.path().join("gauntlet.toml"), "[profile.ci]\nconcurrency = 2\n").unwrap();
+    let out = gauntlet(&["run", "--profile", "nightly"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("nightly"));
+
+    let out = gauntlet(&["run", "--concurrency", "0"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("concurrency"));
+
+    let out = gauntlet(&["run", "--target", "ftp://127.0.0.1:1"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("scheme"));
+
+    let out = gauntlet(&["run", "--seed", "x"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("seed"));
+}

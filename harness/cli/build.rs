@@ -27,7 +27,9 @@ fn main() {
     };
     println!("cargo:rustc-env=GAUNTLET_GIT_COMMIT={value}");
     // Rebuild when HEAD moves or the index changes (commit, checkout, add).
-    if let Ok(out) = Command::new("git").args(["rev-parse", "--git-dir"]).output()
+    if let Ok(out) = Command::new("git")
+        .args(["rev-parse", "--git-dir"])
+        .output()
         && out.status.success()
     {
         let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();

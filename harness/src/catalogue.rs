@@ -129,7 +129,10 @@ mod tests {
         let c = Catalogue::builtin().unwrap();
         let bad = crate::case!("unit", noop, ["NOPE-1"], []);
         let err = c.check(&[bad]).unwrap_err().to_string();
-        assert!(err.contains("unit::noop") && err.contains("NOPE-1"), "{err}");
+        assert!(
+            err.contains("unit::noop") && err.contains("NOPE-1"),
+            "{err}"
+        );
         let ok = crate::case!("unit", noop, ["ENG-OIP"], []);
         let err = c.check(&[ok, ok]).unwrap_err().to_string();
         assert!(err.contains("twice"), "{err}");

@@ -182,7 +182,12 @@ impl Settings {
                     name: profile.to_owned(),
                     path: path.display().to_string(),
                     defined: std::iter::once("default")
-                        .chain(file.profile.keys().map(String::as_str).filter(|k| *k != "default"))
+                        .chain(
+                            file.profile
+                                .keys()
+                                .map(String::as_str)
+                                .filter(|k| *k != "default"),
+                        )
                         .collect::<Vec<_>>()
                         .join(", "),
                 })?;
@@ -291,7 +296,10 @@ property-cases = 256
         assert_eq!(ci.case_timeout, Duration::from_secs(5));
         assert_eq!(ci.property_cases, 256);
         assert_eq!(ci.profile, "ci");
-        assert_eq!(Settings::resolve(None, "default").unwrap().seed, DEFAULT_SEED);
+        assert_eq!(
+            Settings::resolve(None, "default").unwrap().seed,
+            DEFAULT_SEED
+        );
     }
 
     #[test]
@@ -299,23 +307,35 @@ property-cases = 256
         let err = ConfigFile::parse("[profile.ci]\nconcurency = 2\n", Path::new("g.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("concurency") && err.contains("g.toml"), "{err}");
+        assert!(
+            err.contains("concurency") && err.contains("g.toml"),
+            "{err}"
+        );
         let file = ConfigFile::parse(TOML, Path::new("g.toml")).unwrap();
         let err = Settings::resolve(Some((&file, Path::new("g.toml"))), "nightly")
             .unwrap_err()
             .to_string();
         assert!(err.contains("nightly") && err.contains("ci"), "{err}");
-        let zero = ConfigFile::parse("[profile.default]\nconcurrency = 0\n", Path::new("g"))
-            .unwrap();
+        let zero =
+            ConfigFile::parse("[profile.default]\nconcurrency = 0\n", Path::new("g")).unwrap();
         let err = Settings::resolve(Some((&zero, Path::new("g"))), "default")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("concurrency") && err.contains("1 to 256"), "{err}");
-        let slow = ConfigFile::parse("[profile.default]\nconnect-timeout = \"9s\"\n", Path::new("g"))
-            .unwrap();
+        assert!(
+            err.contains("concurrency") && err.contains("1 to 256"),
+            "{err}"
+        );
+        let slow = ConfigFile::parse(
+            "[profile.default]\nconnect-timeout = \"9s\"\n",
+            Path::new("g"),
+        )
+        .unwrap();
         let err = Settings::resolve(Some((&slow, Path::new("g"))), "default")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("connect-timeout") && err.contains("5s"), "{err}");
+        assert!(
+            err.contains("connect-timeout") && err.contains("5s"),
+            "{err}"
+        );
     }
 }

@@ -43,8 +43,8 @@ pub mod target;
 pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome};
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
 pub use target::{
-    Capabilities, Capability, HttpOptions, HttpTarget, InProcess, InProcessError, Reply, Target, TargetError,
-    TargetExt, infer_path,
+    Capabilities, Capability, HttpOptions, HttpTarget, InProcess, InProcessError, Reply, Target,
+    TargetError, TargetExt, infer_path,
 };
 
 /// Version of this crate, recorded in every report.

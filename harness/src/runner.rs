@@ -27,10 +27,7 @@ impl Selection {
     /// Whether `case` is selected.
     pub fn matches(&self, case: &Case) -> bool {
         (self.suites.is_empty() || self.suites.iter().any(|s| s == case.suite))
-            && self
-                .filter
-                .as_deref()
-                .is_none_or(|f| case.id().contains(f))
+            && self.filter.as_deref().is_none_or(|f| case.id().contains(f))
             && (self.requirements.is_empty()
                 || case
                     .requirements
@@ -216,7 +213,12 @@ mod tests {
             case!("unit", fails, ["ENG-OIP"], []),
             case!("unit", panics, ["ENG-OIP"], []),
             case!("unit", sleeps, ["ENG-OIP"], []),
-            case!("unit", needs_nothing_real, ["ENG-OIP"], [Capability::Repository]),
+            case!(
+                "unit",
+                needs_nothing_real,
+                ["ENG-OIP"],
+                [Capability::Repository]
+            ),
         ];
         let target: Arc<dyn Target> = Arc::new(Bare(Default::default()));
         let mut seen = 0;

@@ -52,6 +52,9 @@ mod repository;
 mod support;
 mod unit;
 
+/// Version of this crate, recorded in every report.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 #[cfg(test)]
 mod honesty;
 
@@ -139,6 +142,3 @@ mod tests {
         assert!(described.contains("in-process"), "{described}");
     }
 }
-
-/// Version of this crate, recorded in every report.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");

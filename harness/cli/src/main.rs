@@ -18,7 +18,11 @@ use gauntlet_harness::{Case, Catalogue, HttpOptions, HttpTarget, Target};
 use gauntlet_reports::{ExitCode, RunMeta, RunReport};
 
 #[derive(Debug, Parser)]
-#[command(name = "gauntlet", version, about = "Release gate for ML model-serving systems")]
+#[command(
+    name = "gauntlet",
+    version,
+    about = "Release gate for ML model-serving systems"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +39,12 @@ enum Command {
 #[derive(Debug, Args)]
 struct SelectArgs {
     /// Only these suites (repeatable): unit, property.
-    #[arg(long = "suite", value_name = "SUITE", env = "GAUNTLET_SUITE", value_delimiter = ',')]
+    #[arg(
+        long = "suite",
+        value_name = "SUITE",
+        env = "GAUNTLET_SUITE",
+        value_delimiter = ','
+    )]
     suites: Vec<String>,
     /// Only cases whose id (`suite::name`) contains this text.
     #[arg(long, env = "GAUNTLET_FILTER")]
@@ -111,7 +120,11 @@ fn main() -> ProcessExit {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { ExitCode::Usage.code() } else { 0 };
+            let code = if e.use_stderr() {
+                ExitCode::Usage.code()
+            } else {
+                0
+            };
             // clap prints help and version to stdout, errors to stderr.
             let _ = e.print();
             return ProcessExit::from(code);
@@ -213,11 +226,8 @@ fn plan(args: RunArgs) -> Result<Plan, Failure> {
         Some(p) => Some(ConfigFile::read(p).map_err(Failure::usage)?),
         None => None,
     };
-    let mut settings = Settings::resolve(
-        file.as_ref().zip(config_path.as_deref()),
-        &args.profile,
-    )
-    .map_err(Failure::usage)?;
+    let mut settings = Settings::resolve(file.as_ref().zip(config_path.as_deref()), &args.profile)
+        .map_err(Failure::usage)?;
     if let Some(seed) = args.seed {
         settings.seed = seed;
     }
@@ -230,7 +240,9 @@ fn plan(args: RunArgs) -> Result<Plan, Failure> {
     if let Some(dir) = args.report_dir.clone() {
         settings.report_dir = dir;
     }
-    settings.validate().map_err(|e| Failure::usage(flagify(&e.to_string())))?;
+    settings
+        .validate()
+        .map_err(|e| Failure::usage(flagify(&e.to_string())))?;
     let mut select = args.select;
     if select.suites.is_empty() {
         select.suites = settings.suites.clone();
@@ -266,25 +278,25 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
     let started_at = SystemTime::now();
     let reference = gauntlet_fixtures::load_embedded()
         .map_err(|e| Failure::setup(format!("failed to load the reference models: {e}")))?;
-    let target: Arc<dyn Target> = match &target_url {
-        None => Arc::new(
-            gauntlet_suites::reference_target()
-                .map_err(|e| Failure::setup(format!("failed to start the reference engine: {e}")))?,
-        ),
-        Some(url) => {
-            let options = HttpOptions {
-                connect_timeout: settings.connect_timeout,
-                request_timeout: settings.request_timeout,
-            };
-            match HttpTarget::connect(url, options).await {
-                Ok(t) => Arc::new(t),
-                Err(e @ gauntlet_harness::TargetError::InvalidUrl { .. }) => {
-                    return Err(Failure::usage(format!("--target: {e}")));
+    let target: Arc<dyn Target> =
+        match &target_url {
+            None => Arc::new(gauntlet_suites::reference_target().map_err(|e| {
+                Failure::setup(format!("failed to start the reference engine: {e}"))
+            })?),
+            Some(url) => {
+                let options = HttpOptions {
+                    connect_timeout: settings.connect_timeout,
+                    request_timeout: settings.request_timeout,
+                };
+                match HttpTarget::connect(url, options).await {
+                    Ok(t) => Arc::new(t),
+                    Err(e @ gauntlet_harness::TargetError::InvalidUrl { .. }) => {
+                        return Err(Failure::usage(format!("--target: {e}")));
+                    }
+                    Err(e) => return Err(Failure::setup(e)),
                 }
-                Err(e) => return Err(Failure::setup(e)),
             }
-        }
-    };
+        };
     let options = RunOptions {
         concurrency: settings.concurrency,
         case_timeout: settings.case_timeout,
@@ -328,7 +340,11 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
     write_reports(&report, &settings.report_dir)?;
     let mut err = std::io::stderr().lock();
     let _ = gauntlet_reports::terminal::write(&report, &mut err, color);
-    let _ = writeln!(err, "gauntlet: reports in {}", settings.report_dir.display());
+    let _ = writeln!(
+        err,
+        "gauntlet: reports in {}",
+        settings.report_dir.display()
+    );
     Ok(report.exit_code())
 }
 

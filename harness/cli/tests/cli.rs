@@ -120,7 +120,15 @@ fn list_prints_every_case_with_requirements() {
 fn in_process_run_writes_reports_and_passes() {
     let dir = tempfile::tempdir().unwrap();
     let out = gauntlet(
-        &["run", "--report-dir", "out", "--seed", "7", "--property-cases", "16"],
+        &[
+            "run",
+            "--report-dir",
+            "out",
+            "--seed",
+            "7",
+            "--property-cases",
+            "16",
+        ],
         dir.path(),
     );
     let stderr = text(&out.stderr);
@@ -131,7 +139,12 @@ fn in_process_run_writes_reports_and_passes() {
     let report = read_report(&dir.path().join("out"));
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["meta"]["seed"], 7);
-    assert!(report["meta"]["target"].as_str().unwrap().contains("in-process"));
+    assert!(
+        report["meta"]["target"]
+            .as_str()
+            .unwrap()
+            .contains("in-process")
+    );
     assert!(report["meta"]["crate_versions"]["gauntlet-engine"].is_string());
     let cases = outcomes(&report);
     assert!(cases.iter().all(|(_, s)| s == "pass"), "{cases:?}");
@@ -144,7 +157,15 @@ fn http_target_passes_the_same_cases_as_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}");
     let by_url = gauntlet(
-        &["run", "--target", &url, "--report-dir", "url", "--property-cases", "16"],
+        &[
+            "run",
+            "--target",
+            &url,
+            "--report-dir",
+            "url",
+            "--property-cases",
+            "16",
+        ],
         dir.path(),
     );
     assert_eq!(code(&by_url), 0, "{}", text(&by_url.stderr));
@@ -154,7 +175,12 @@ fn http_target_passes_the_same_cases_as_in_process() {
     );
     assert_eq!(code(&local), 0, "{}", text(&local.stderr));
     let url_report = read_report(&dir.path().join("url"));
-    assert!(url_report["meta"]["target"].as_str().unwrap().contains(&url));
+    assert!(
+        url_report["meta"]["target"]
+            .as_str()
+            .unwrap()
+            .contains(&url)
+    );
     assert_eq!(
         outcomes(&url_report),
         outcomes(&read_report(&dir.path().join("local")))
@@ -167,7 +193,15 @@ fn defective_target_fails_with_exit_1_and_junit_names_what_differed() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}");
     let out = gauntlet(
-        &["run", "--target", &url, "--report-dir", "out", "--property-cases", "16"],
+        &[
+            "run",
+            "--target",
+            &url,
+            "--report-dir",
+            "out",
+            "--property-cases",
+            "16",
+        ],
         dir.path(),
     );
     assert_eq!(code(&out), 1, "{}", text(&out.stderr));
@@ -180,9 +214,11 @@ fn defective_target_fails_with_exit_1_and_junit_names_what_differed() {
         .collect();
     assert!(!failed.is_empty());
     assert!(
-        failed
+        failed.iter().any(|c| c["requirements"]
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|c| c["requirements"].as_array().unwrap().iter().any(|r| r == "ENG-PRED")),
+            .any(|r| r == "ENG-PRED")),
         "no ENG-PRED failure: {failed:?}"
     );
     let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
@@ -206,10 +242,17 @@ fn unreachable_target_exits_3_within_5_seconds() {
         &["run", "--target", &format!("http://127.0.0.1:{port}")],
         dir.path(),
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(code(&out), 3, "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("unreachable") && stderr.contains(&port.to_string()), "{stderr}");
+    assert!(
+        stderr.contains("unreachable") && stderr.contains(&port.to_string()),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -219,12 +262,24 @@ fn usage_and_config_errors_exit_2_naming_the_problem() {
     assert_eq!(code(&out), 2);
     assert!(text(&out.stderr).contains("nope"));
 
-    std::fs::write(dir.path().join("gauntlet.toml"), "[profile.ci]\nconcurency = 2\n").unwrap();
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.ci]\nconcurency = 2\n",
+    )
+    .unwrap();
     let out = gauntlet(&["run", "--profile", "ci"], dir.path());
     assert_eq!(code(&out), 2);
-    assert!(text(&out.stderr).contains("concurency"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("concurency"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    std::fs::write(dir.path().join("gauntlet.toml"), "[profile.ci]\nconcurrency = 2\n").unwrap();
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.ci]\nconcurrency = 2\n",
+    )
+    .unwrap();
     let out = gauntlet(&["run", "--profile", "nightly"], dir.path());
     assert_eq!(code(&out), 2);
     assert!(text(&out.stderr).contains("nightly"));

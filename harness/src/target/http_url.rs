@@ -183,7 +183,12 @@ impl Target for HttpTarget {
     }
 }
 
-fn classify(e: reqwest::Error, method: &http::Method, path: &str, options: HttpOptions) -> TargetError {
+fn classify(
+    e: reqwest::Error,
+    method: &http::Method,
+    path: &str,
+    options: HttpOptions,
+) -> TargetError {
     if e.is_timeout() {
         TargetError::Timeout {
             method: method.clone(),

@@ -49,8 +49,10 @@ pub type CaseBody = fn(CaseCtx) -> BoxFuture<'static, CaseOutcome>;
 pub struct CaseCtx {
     /// The system under test.
     pub target: Arc<dyn Target>,
-    /// The run's seed, mixed with the case id so each case has its own stream.
+    /// This case's seed: the run seed mixed with the case id, so each case has its own stream.
     pub seed: u64,
+    /// The run seed the case seed derives from; `gauntlet run --seed RUN_SEED` replays it.
+    pub run_seed: u64,
     /// Number of generated inputs each property case tries.
     pub property_cases: u32,
     /// The reference model artifacts the target is expected to serve.
@@ -58,6 +60,23 @@ pub struct CaseCtx {
 }
 
 impl CaseCtx {
+    /// The context of `case` in a run with `run_seed`.
+    pub fn for_case(
+        case: &Case,
+        target: Arc<dyn Target>,
+        run_seed: u64,
+        property_cases: u32,
+        reference_models: Arc<Vec<ModelArtifact>>,
+    ) -> Self {
+        CaseCtx {
+            target,
+            seed: case.seed(run_seed),
+            run_seed,
+            property_cases,
+            reference_models,
+        }
+    }
+
     /// The reference artifact named `name`, or a skip saying the run has none.
     pub fn reference(&self, name: &str) -> Result<&ModelArtifact, CaseError> {
         self.reference_models

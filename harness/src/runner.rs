@@ -80,12 +80,13 @@ pub async fn run(
     on_event(RunEvent::Started { total: cases.len() });
     let mut indexed: Vec<(usize, CaseResult)> = Vec::with_capacity(cases.len());
     let mut stream = futures::stream::iter(cases.iter().copied().enumerate().map(|(i, case)| {
-        let ctx = CaseCtx {
-            target: Arc::clone(&target),
-            seed: case.seed(options.seed),
-            property_cases: options.property_cases,
-            reference_models: Arc::clone(&reference_models),
-        };
+        let ctx = CaseCtx::for_case(
+            &case,
+            Arc::clone(&target),
+            options.seed,
+            options.property_cases,
+            Arc::clone(&reference_models),
+        );
         let timeout = options.case_timeout;
         async move { (i, run_one(case, ctx, timeout).await) }
     }))

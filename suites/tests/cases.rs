@@ -64,12 +64,13 @@ fn main() -> ExitCode {
         .into_iter()
         .map(|case| {
             let lacks = case.missing_capability(target.as_ref());
-            let ctx = CaseCtx {
-                target: Arc::clone(&target),
-                seed: case.seed(seed),
+            let ctx = CaseCtx::for_case(
+                &case,
+                Arc::clone(&target),
+                seed,
                 property_cases,
-                reference_models: Arc::clone(&models),
-            };
+                Arc::clone(&models),
+            );
             let runtime = Arc::clone(&runtime);
             Trial::ignorable_test(case.id(), move || {
                 let result = runtime.block_on(run_one(case, ctx, CASE_TIMEOUT));

@@ -345,7 +345,15 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         "gauntlet: reports in {}",
         settings.report_dir.display()
     );
-    Ok(report.exit_code())
+    let code = report.exit_code();
+    if code != ExitCode::Success {
+        let _ = writeln!(
+            err,
+            "gauntlet: the same inputs are generated again with --seed {:#x}",
+            settings.seed
+        );
+    }
+    Ok(code)
 }
 
 fn crate_versions() -> std::collections::BTreeMap<String, String> {

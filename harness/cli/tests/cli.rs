@@ -204,7 +204,9 @@ fn defective_target_fails_with_exit_1_and_junit_names_what_differed() {
         ],
         dir.path(),
     );
-    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    assert!(stderr.contains("--seed 0x"), "{stderr}");
     let report = read_report(&dir.path().join("out"));
     let failed: Vec<_> = report["cases"]
         .as_array()

@@ -100,6 +100,7 @@ where
         references: Arc::clone(&ctx.reference_models),
     };
     let seed = ctx.seed;
+    let run_seed = ctx.run_seed;
     let cases = ctx.property_cases;
     let task = tokio::task::spawn_blocking(move || {
         let config = Config {
@@ -115,7 +116,7 @@ where
         match runner.run(&strategy, |value| property(&probe, value)) {
             Ok(()) => Ok(()),
             Err(TestError::Fail(reason, minimal)) => Err(CaseError::Fail(failure_message(
-                case_id, seed, &reason, &minimal,
+                case_id, seed, run_seed, &reason, &minimal,
             ))),
             Err(TestError::Abort(reason)) => Err(CaseError::Error(format!(
                 "{case_id}: the property run was aborted: {reason} (case seed {seed:#018x})"
@@ -130,13 +131,14 @@ where
 fn failure_message(
     case_id: &str,
     seed: u64,
+    run_seed: u64,
     reason: &impl std::fmt::Display,
     minimal: &impl Debug,
 ) -> String {
     format!(
         "{reason}\nminimal failing input: {}\ncase seed {seed:#018x} of {case_id}: replay with \
-         `gauntlet run --seed <run seed>` (the case seed is derived from the run seed and the case \
-         id, so the same run seed regenerates this input)",
+         `gauntlet run --seed {run_seed:#x} --filter {case_id}` (the case seed derives from the \
+         run seed and the case id, so the same run seed regenerates this input)",
         excerpt_chars(&format!("{minimal:?}"), MAX_INPUT_CHARS)
     )
 }
@@ -166,13 +168,13 @@ mod tests {
 
     #[test]
     fn failure_message_names_input_seed_and_replay() {
-        let msg = failure_message("property::x", 0xab, &"status 500", &vec![1, 2]);
+        let msg = failure_message("property::x", 0xab, 0x7, &"status 500", &vec![1, 2]);
         assert!(msg.contains("status 500"), "{msg}");
         assert!(msg.contains("[1, 2]"), "{msg}");
         assert!(msg.contains("0x00000000000000ab"), "{msg}");
         assert!(msg.contains("property::x"), "{msg}");
         assert!(
-            msg.contains("replay with `gauntlet run --seed <run seed>`"),
+            msg.contains("replay with `gauntlet run --seed 0x7 --filter property::x`"),
             "{msg}"
         );
     }

@@ -17,11 +17,18 @@ use gauntlet_harness::runner::{self, RunEvent, RunOptions, Selection};
 use gauntlet_harness::{Case, Catalogue, HttpOptions, HttpTarget, Target};
 use gauntlet_reports::{ExitCode, RunMeta, RunReport};
 
+const EXIT_CODES: &str = "Exit codes:
+  0  every case passed (skips allowed)
+  1  a case failed or errored
+  2  usage or config error (bad flag, unknown profile or suite, bad gauntlet.toml)
+  3  setup error: target unreachable (within 5 s), fixtures missing, reports not writable";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "gauntlet",
     version,
-    about = "Release gate for ML model-serving systems"
+    about = "Release gate for ML model-serving systems",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +38,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the suites against a target and write the reports.
+    #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
     /// List the cases with their requirement ids.
     List(SelectArgs),
@@ -287,6 +295,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
                 let options = HttpOptions {
                     connect_timeout: settings.connect_timeout,
                     request_timeout: settings.request_timeout,
+                    ..HttpOptions::default()
                 };
                 match HttpTarget::connect(url, options).await {
                     Ok(t) => Arc::new(t),

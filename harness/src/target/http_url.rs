@@ -15,13 +15,20 @@ pub struct HttpOptions {
     pub connect_timeout: Duration,
     /// Deadline for each request, body included.
     pub request_timeout: Duration,
+    /// Largest response body read; a larger one is a transport error, so a
+    /// misbehaving server cannot exhaust the harness's memory.
+    pub max_response_bytes: usize,
 }
+
+/// Default [`HttpOptions::max_response_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(10),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -172,11 +179,26 @@ impl Target for HttpTarget {
             .map_err(|e| classify(e, &method, &path, self.options))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
+        let limit = self.options.max_response_bytes;
+        let mut body = bytes::BytesMut::new();
+        let mut response = response;
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| classify(e, &method, &path, self.options))?;
-        let mut out = Response::new(bytes);
+            .map_err(|e| classify(e, &method, &path, self.options))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(TargetError::Transport {
+                    method,
+                    path,
+                    reason: format!(
+                        "response body exceeds the max-response-bytes limit of {limit} bytes"
+                    ),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut out = Response::new(body.freeze());
         *out.status_mut() = status;
         *out.headers_mut() = headers;
         Ok(out)
@@ -231,6 +253,44 @@ mod tests {
             validate_base_url("http://127.0.0.1:8080/").unwrap(),
             "http://127.0.0.1:8080"
         );
+    }
+
+    #[tokio::test]
+    async fn oversized_response_is_a_transport_error() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A server that answers every request with a 4 KiB body.
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        let body = "x".repeat(4096);
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                        if sock.write_all(head.as_bytes()).await.is_err()
+                            || sock.write_all(body.as_bytes()).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let options = HttpOptions {
+            max_response_bytes: 1024,
+            ..HttpOptions::default()
+        };
+        let target = HttpTarget::connect(&format!("http://{addr}"), options).await;
+        let err = target.unwrap_err().to_string();
+        assert!(err.contains("max-response-bytes limit of 1024"), "{err}");
     }
 
     #[tokio::test]

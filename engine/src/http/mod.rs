@@ -7,6 +7,7 @@
 //! bodies, as the protocol specifies.
 
 mod body;
+mod drain;
 mod error;
 mod infer;
 mod repository;
@@ -76,6 +77,7 @@ pub fn app(state: AppState) -> Router {
     }
     router
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(drain::drain_unread_body))
         .layer(middleware::from_fn(trace))
         .with_state(state)
 }

@@ -55,8 +55,31 @@ pub struct CaseCtx {
     pub run_seed: u64,
     /// Number of generated inputs each property case tries.
     pub property_cases: u32,
-    /// The reference model artifacts the target is expected to serve.
+    /// The reference model artifacts the target serves (see [`crate::references`]).
     pub reference_models: Arc<Vec<ModelArtifact>>,
+    /// Every reference artifact of the run, served or not: templates for cases
+    /// that upload models of their own.
+    pub templates: Arc<Vec<ModelArtifact>>,
+}
+
+/// The reference artifacts of a run: all of them, and those the target serves.
+#[derive(Debug, Clone, Default)]
+pub struct References {
+    /// Every reference artifact of the run.
+    pub all: Arc<Vec<ModelArtifact>>,
+    /// The ones the target serves with the same version and features.
+    pub served: Arc<Vec<ModelArtifact>>,
+}
+
+impl References {
+    /// A run whose target serves every artifact (the in-process reference engine).
+    pub fn all_served(models: Vec<ModelArtifact>) -> Self {
+        let all = Arc::new(models);
+        References {
+            served: Arc::clone(&all),
+            all,
+        }
+    }
 }
 
 impl CaseCtx {
@@ -66,15 +89,25 @@ impl CaseCtx {
         target: Arc<dyn Target>,
         run_seed: u64,
         property_cases: u32,
-        reference_models: Arc<Vec<ModelArtifact>>,
+        references: &References,
     ) -> Self {
         CaseCtx {
             target,
             seed: case.seed(run_seed),
             run_seed,
             property_cases,
-            reference_models,
+            reference_models: Arc::clone(&references.served),
+            templates: Arc::clone(&references.all),
         }
+    }
+
+    /// The reference artifact named `name` as a template for a model the case
+    /// uploads itself, whether or not the target serves it.
+    pub fn template(&self, name: &str) -> Result<&ModelArtifact, CaseError> {
+        self.templates
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| CaseError::Skip(format!("no reference artifact {name:?} in this run")))
     }
 
     /// The reference artifact named `name`, or a skip saying the run has none.
@@ -82,7 +115,12 @@ impl CaseCtx {
         self.reference_models
             .iter()
             .find(|m| m.name == name)
-            .ok_or_else(|| CaseError::Skip(format!("no reference model {name:?} in this run")))
+            .ok_or_else(|| {
+                CaseError::Skip(format!(
+                    "the target does not serve reference model {name:?} \
+                     (serve fixtures/models to run this case)"
+                ))
+            })
     }
 }
 

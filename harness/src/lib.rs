@@ -27,7 +27,7 @@
 //!     seed: 1,
 //!     property_cases: 8,
 //! };
-//! let results = runner::run(&cases, target, Arc::new(vec![]), &options, |_| {}).await;
+//! let results = runner::run(&cases, target, &Default::default(), &options, |_| {}).await;
 //! assert_eq!(results[0].outcome.label(), "pass");
 //! # Ok::<(), gauntlet_harness::InProcessError>(())
 //! # }).unwrap();
@@ -37,10 +37,11 @@
 mod case;
 pub mod catalogue;
 pub mod config;
+pub mod references;
 pub mod runner;
 pub mod target;
 
-pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome};
+pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome, References};
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
 pub use target::{
     Capabilities, Capability, HttpOptions, HttpTarget, InProcess, InProcessError, Reply, Target,

@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_reports::{CaseResult, Location, Outcome};
 
-use crate::case::{Case, CaseCtx, CaseError};
+use crate::case::{Case, CaseCtx, CaseError, References};
 use crate::target::Target;
 
 /// Which cases a run takes. Empty lists select everything.
@@ -73,7 +72,7 @@ pub enum RunEvent<'a> {
 pub async fn run(
     cases: &[Case],
     target: Arc<dyn Target>,
-    reference_models: Arc<Vec<ModelArtifact>>,
+    references: &References,
     options: &RunOptions,
     mut on_event: impl FnMut(RunEvent<'_>),
 ) -> Vec<CaseResult> {
@@ -85,7 +84,7 @@ pub async fn run(
             Arc::clone(&target),
             options.seed,
             options.property_cases,
-            Arc::clone(&reference_models),
+            references,
         );
         let timeout = options.case_timeout;
         async move { (i, run_one(case, ctx, timeout).await) }
@@ -223,7 +222,7 @@ mod tests {
         ];
         let target: Arc<dyn Target> = Arc::new(Bare(Default::default()));
         let mut seen = 0;
-        let results = run(&cases, target, Arc::new(vec![]), &opts(), |e| {
+        let results = run(&cases, target, &References::default(), &opts(), |e| {
             if matches!(e, RunEvent::CaseFinished(_)) {
                 seen += 1;
             }

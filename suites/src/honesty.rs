@@ -11,7 +11,7 @@ use http::{Request, Response, StatusCode, header};
 use serde_json::Value;
 
 use gauntlet_harness::runner::run_one;
-use gauntlet_harness::{Capabilities, Case, CaseCtx, InProcess, Target, TargetError};
+use gauntlet_harness::{Capabilities, Case, CaseCtx, InProcess, References, Target, TargetError};
 use gauntlet_reports::{CaseResult, Outcome};
 
 use crate::{all_cases, reference_target};
@@ -146,7 +146,7 @@ async fn run_against(target: Arc<dyn Target>, id: &str, property_cases: u32) -> 
         target,
         crate::DEFAULT_SEED,
         property_cases,
-        Arc::new(gauntlet_fixtures::load_embedded().unwrap()),
+        &References::all_served(gauntlet_fixtures::load_embedded().unwrap()),
     );
     run_one(case, ctx, Duration::from_secs(120)).await
 }

@@ -19,12 +19,13 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
+//! use gauntlet_harness::References;
 //! use gauntlet_harness::runner::{RunOptions, Selection, run};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = tokio::runtime::Runtime::new()?;
 //! let target = Arc::new(gauntlet_suites::reference_target()?);
-//! let models = Arc::new(gauntlet_fixtures::load_embedded()?);
+//! let models = References::all_served(gauntlet_fixtures::load_embedded()?);
 //! let selection = Selection {
 //!     suites: vec!["unit".to_owned()],
 //!     filter: Some("health".to_owned()),
@@ -37,7 +38,7 @@
 //!     seed: gauntlet_suites::DEFAULT_SEED,
 //!     property_cases: 16,
 //! };
-//! let results = runtime.block_on(run(&cases, target, models, &options, |_| {}));
+//! let results = runtime.block_on(run(&cases, target, &models, &options, |_| {}));
 //! assert!(!results.is_empty());
 //! assert!(results.iter().all(|r| r.outcome.label() == "pass"), "{results:#?}");
 //! # Ok(())

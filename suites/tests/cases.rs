@@ -13,7 +13,7 @@ use std::time::Duration;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use gauntlet_harness::runner::run_one;
-use gauntlet_harness::{CaseCtx, Target};
+use gauntlet_harness::{CaseCtx, References, Target};
 use gauntlet_reports::Outcome;
 
 /// Deadline of one case; the property cases take a few seconds in a debug build.
@@ -49,7 +49,9 @@ fn main() -> ExitCode {
             .map_err(|e| format!("failed to build the tokio runtime: {e}"))?;
         let target: Arc<dyn Target> =
             Arc::new(gauntlet_suites::reference_target().map_err(|e| error_chain(&e))?);
-        let models = Arc::new(gauntlet_fixtures::load_embedded().map_err(|e| error_chain(&e))?);
+        let models = References::all_served(
+            gauntlet_fixtures::load_embedded().map_err(|e| error_chain(&e))?,
+        );
         Ok((seed, property_cases, Arc::new(runtime), target, models))
     };
     let (seed, property_cases, runtime, target, models) = match setup() {
@@ -64,13 +66,7 @@ fn main() -> ExitCode {
         .into_iter()
         .map(|case| {
             let lacks = case.missing_capability(target.as_ref());
-            let ctx = CaseCtx::for_case(
-                &case,
-                Arc::clone(&target),
-                seed,
-                property_cases,
-                Arc::clone(&models),
-            );
+            let ctx = CaseCtx::for_case(&case, Arc::clone(&target), seed, property_cases, &models);
             let runtime = Arc::clone(&runtime);
             Trial::ignorable_test(case.id(), move || {
                 let result = runtime.block_on(run_one(case, ctx, CASE_TIMEOUT));

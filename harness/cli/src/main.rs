@@ -13,8 +13,9 @@ use std::time::SystemTime;
 use clap::{Args, Parser, Subcommand};
 
 use gauntlet_harness::config::{ConfigFile, Settings};
+use gauntlet_harness::references::served_references;
 use gauntlet_harness::runner::{self, RunEvent, RunOptions, Selection};
-use gauntlet_harness::{Case, Catalogue, HttpOptions, HttpTarget, Target};
+use gauntlet_harness::{Case, Catalogue, HttpOptions, HttpTarget, References, Target};
 use gauntlet_reports::{ExitCode, RunMeta, RunReport};
 
 const EXIT_CODES: &str = "Exit codes:
@@ -306,6 +307,17 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
                 }
             }
         };
+    let check = served_references(target.as_ref(), reference).await;
+    for (name, why) in &check.missing {
+        eprintln!(
+            "gauntlet: warning: the target does not serve reference model {name}: {why}; \
+             cases that need it are skipped"
+        );
+    }
+    let references = References {
+        all: Arc::new(check.all),
+        served: Arc::new(check.served),
+    };
     let options = RunOptions {
         concurrency: settings.concurrency,
         case_timeout: settings.case_timeout,
@@ -323,7 +335,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
     let cases = runner::run(
         &selected,
         Arc::clone(&target),
-        Arc::new(reference),
+        &references,
         &options,
         |event| {
             if let RunEvent::CaseFinished(result) = event {

@@ -35,15 +35,24 @@ fn text(b: &[u8]) -> String {
 /// Serves the reference engine on 127.0.0.1:0 in a background thread, with an
 /// optional middleware that damages infer responses.
 fn serve_engine(defective: bool) -> SocketAddr {
+    serve(move || {
+        let target = gauntlet_suites::reference_target().expect("reference target");
+        let app = gauntlet_engine::app(target.state().clone());
+        if defective {
+            app.layer(axum::middleware::from_fn(nudge_predictions))
+        } else {
+            app
+        }
+    })
+}
+
+/// Serves a router built by `make` on 127.0.0.1:0 until the test process exits.
+fn serve(make: impl FnOnce() -> axum::Router + Send + 'static) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async move {
-            let target = gauntlet_suites::reference_target().expect("reference target");
-            let mut app = gauntlet_engine::app(target.state().clone());
-            if defective {
-                app = app.layer(axum::middleware::from_fn(nudge_predictions));
-            }
+            let app = make();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
@@ -297,4 +306,71 @@ fn usage_and_config_errors_exit_2_naming_the_problem() {
     let out = gauntlet(&["run", "--seed", "x"], dir.path());
     assert_eq!(code(&out), 2);
     assert!(text(&out.stderr).contains("seed"));
+}
+
+#[test]
+fn target_without_the_reference_models_skips_what_needs_them() {
+    // The reference engine with no model loaded: nothing to compare predictions with.
+    let addr = serve(|| {
+        gauntlet_engine::app(gauntlet_engine::AppState::new(
+            gauntlet_engine::EngineConfig::default(),
+        ))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(
+        &[
+            "run",
+            "--target",
+            &format!("http://{addr}"),
+            "--report-dir",
+            "out",
+        ],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert!(
+        stderr.contains("does not serve reference model ref-linear"),
+        "{stderr}"
+    );
+    let report = read_report(&dir.path().join("out"));
+    let cases = outcomes(&report);
+    let passed: Vec<_> = cases.iter().filter(|(_, s)| s == "pass").collect();
+    let skipped: Vec<_> = cases.iter().filter(|(_, s)| s == "skip").collect();
+    assert!(
+        cases.iter().all(|(_, s)| s == "pass" || s == "skip"),
+        "{cases:?}"
+    );
+    // Protocol cases and the cases that upload models of their own still run.
+    for id in [
+        "unit::health_live",
+        "unit::load_promote_rollback",
+        "property::readers_see_whole_versions_during_swaps",
+    ] {
+        assert!(
+            passed.iter().any(|(c, _)| c == id),
+            "{id} did not pass: {cases:?}"
+        );
+    }
+    assert!(
+        skipped
+            .iter()
+            .any(|(c, _)| c == "property::predictions_match_library")
+    );
+    let reason = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "unit::infer_echoes_request_id")
+        .map(|c| {
+            c["outcome"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap();
+    assert!(
+        reason.contains("does not serve reference model"),
+        "{reason}"
+    );
 }

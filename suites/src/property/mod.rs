@@ -94,6 +94,12 @@ where
     S: Strategy + 'static,
     P: Fn(&Probe, S::Value) -> Result<(), TestCaseError> + Send + 'static,
 {
+    if ctx.reference_models.is_empty() {
+        return Err(CaseError::Skip(
+            "the target serves none of the reference models (serve fixtures/models to run this case)"
+                .to_owned(),
+        ));
+    }
     let probe = Probe {
         handle: Handle::current(),
         target: Arc::clone(&ctx.target),

@@ -177,7 +177,7 @@ async fn swap_storm(
 }
 
 async fn readers_see_whole_versions_during_swaps(ctx: CaseCtx) -> CaseOutcome {
-    let reference = ctx.reference(REF_LINEAR)?;
+    let reference = ctx.template(REF_LINEAR)?;
     let name = scratch_name("prop-swap", ctx.seed);
     let target = ctx.target.as_ref();
     with_scratch(target, &name, || async {

@@ -126,7 +126,7 @@ async fn index_entries(target: &dyn Target, name: &str) -> Result<Vec<Value>, Ca
 }
 
 async fn load_promote_rollback(ctx: CaseCtx) -> CaseOutcome {
-    let reference = ctx.reference(REF_LINEAR)?;
+    let reference = ctx.template(REF_LINEAR)?;
     let name = scratch_name("conf-swap", ctx.seed);
     let target = ctx.target.as_ref();
     with_scratch(target, &name, || async {
@@ -222,7 +222,7 @@ fn with_dangling_child(artifact: &ModelArtifact) -> Option<ModelArtifact> {
 }
 
 async fn failed_load_keeps_live_model(ctx: CaseCtx) -> CaseOutcome {
-    let reference = ctx.reference(REF_ENSEMBLE)?;
+    let reference = ctx.template(REF_ENSEMBLE)?;
     let name = scratch_name("conf-badload", ctx.seed);
     let target = ctx.target.as_ref();
     with_scratch(target, &name, || async {
@@ -276,7 +276,7 @@ async fn failed_load_keeps_live_model(ctx: CaseCtx) -> CaseOutcome {
 }
 
 async fn promote_without_staged_is_409(ctx: CaseCtx) -> CaseOutcome {
-    let reference = ctx.reference(REF_LINEAR)?;
+    let reference = ctx.template(REF_LINEAR)?;
     let name = scratch_name("conf-conflict", ctx.seed);
     let target = ctx.target.as_ref();
     with_scratch(target, &name, || async {

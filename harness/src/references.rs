@@ -1,0 +1,135 @@
+//! Which reference models a target serves.
+//!
+//! Cases that compare predictions with the model library need the target to
+//! serve the very artifacts the run holds. Before a run the harness asks the
+//! target for each one; a case that needs a model the target does not serve is
+//! skipped with the reason, rather than failed for a model it was never given.
+
+use gauntlet_engine::artifact::ModelArtifact;
+
+use crate::target::{Target, TargetExt};
+
+/// The outcome of [`served_references`].
+#[derive(Debug, Clone, Default)]
+pub struct ReferenceCheck {
+    /// Every artifact asked about, in the order given.
+    pub all: Vec<ModelArtifact>,
+    /// The artifacts the target serves, live, with the same version and features.
+    pub served: Vec<ModelArtifact>,
+    /// For each artifact it does not serve: the model name and why.
+    pub missing: Vec<(String, String)>,
+}
+
+/// Asks `target` for each artifact's metadata (`GET /v2/models/{name}`) and keeps
+/// the ones it serves with the artifact's version and feature layout.
+pub async fn served_references(target: &dyn Target, models: Vec<ModelArtifact>) -> ReferenceCheck {
+    let mut check = ReferenceCheck::default();
+    for artifact in &models {
+        match serves(target, artifact).await {
+            Ok(()) => check.served.push(artifact.clone()),
+            Err(reason) => check.missing.push((artifact.name.clone(), reason)),
+        }
+    }
+    check.all = models;
+    check
+}
+
+async fn serves(target: &dyn Target, artifact: &ModelArtifact) -> Result<(), String> {
+    let path = format!("/v2/models/{}", artifact.name);
+    let reply = target
+        .get(&path)
+        .await
+        .map_err(|e| format!("GET {path} failed: {e}"))?;
+    if !reply.status.is_success() {
+        return Err(format!("GET {path} answered {}", reply.status));
+    }
+    let meta: serde_json::Value = reply
+        .json()
+        .map_err(|e| format!("GET {path} answered a body that is not JSON: {e}"))?;
+    if let Some(versions) = meta["versions"].as_array()
+        && !versions
+            .iter()
+            .any(|v| v.as_str() == Some(&artifact.version))
+    {
+        return Err(format!(
+            "GET {path} lists versions {versions:?}, not the reference version {:?}",
+            artifact.version
+        ));
+    }
+    let expected: Vec<&str> = artifact.features.iter().map(|f| f.name.as_str()).collect();
+    if let Some(names) = meta["parameters"]["feature_names"].as_array() {
+        let names: Vec<&str> = names.iter().filter_map(|n| n.as_str()).collect();
+        if names != expected {
+            return Err(format!(
+                "GET {path} declares features {names:?}, the reference has {expected:?}"
+            ));
+        }
+    } else if let Some(width) = meta["inputs"][0]["shape"]
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(serde_json::Value::as_i64)
+        && usize::try_from(width).ok() != Some(expected.len())
+    {
+        return Err(format!(
+            "GET {path} declares {width} input features, the reference has {}",
+            expected.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InProcess;
+    use gauntlet_engine::EngineConfig;
+    use gauntlet_engine::artifact::{
+        ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION, FeatureSpec, ImputePolicy, ModelParams,
+    };
+
+    fn linear(name: &str, version: &str, features: &[&str]) -> ModelArtifact {
+        ModelArtifact {
+            format: ARTIFACT_FORMAT.to_owned(),
+            format_version: ARTIFACT_FORMAT_VERSION,
+            name: name.to_owned(),
+            version: version.to_owned(),
+            features: features
+                .iter()
+                .map(|f| FeatureSpec {
+                    name: (*f).to_owned(),
+                    median: 0.0,
+                    mad: 1.0,
+                    min: -1.0,
+                    max: 1.0,
+                })
+                .collect(),
+            impute: ImputePolicy::Median,
+            clip_mads: None,
+            model: ModelParams::Linear {
+                intercept: 0.0,
+                weights: vec![1.0; features.len()],
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn keeps_served_models_and_says_why_others_are_missing() {
+        let served = linear("m", "1", &["a", "b"]);
+        let target = InProcess::with_models(EngineConfig::default(), vec![served.clone()]).unwrap();
+        let check = served_references(
+            &target,
+            vec![
+                served.clone(),
+                linear("absent", "1", &["a"]),
+                linear("m", "2", &["a", "b"]),
+                linear("m", "1", &["a", "c"]),
+            ],
+        )
+        .await;
+        assert_eq!(check.served, vec![served]);
+        let reasons: Vec<&str> = check.missing.iter().map(|(_, r)| r.as_str()).collect();
+        assert!(reasons[0].contains("404"), "{reasons:?}");
+        assert!(reasons[1].contains("\"2\""), "{reasons:?}");
+        assert!(reasons[2].contains("features"), "{reasons:?}");
+    }
+}

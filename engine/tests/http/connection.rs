@@ -1,9 +1,5 @@
 //! Connection hygiene over real HTTP/1.1: an early error answer must reach the client intact
 //! and leave the connection usable (or say `Connection: close`).
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail the test by panicking"
-)]
 
 use std::time::Duration;
 

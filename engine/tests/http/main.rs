@@ -5,6 +5,8 @@
     reason = "helpers outside #[test] fns unwrap too: a failure there is a test failure"
 )]
 
+mod connection;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};

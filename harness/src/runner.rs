@@ -105,14 +105,19 @@ pub async fn run_one(case: Case, ctx: CaseCtx, timeout: Duration) -> CaseResult 
     let verdict = match case.missing_capability(ctx.target.as_ref()) {
         Some(cap) => Err(CaseError::Skip(format!("target lacks {cap}"))),
         None => {
-            let task = tokio::spawn((case.body)(ctx));
-            match tokio::time::timeout(timeout, task).await {
+            let mut task = tokio::spawn((case.body)(ctx));
+            match tokio::time::timeout(timeout, &mut task).await {
                 Ok(Ok(v)) => v,
                 Ok(Err(join)) => Err(CaseError::Error(panic_message(join))),
-                Err(_) => Err(CaseError::Error(format!(
-                    "case timed out after {} ms",
-                    timeout.as_millis()
-                ))),
+                Err(_) => {
+                    // A case past its deadline must not keep loading the target in the
+                    // background while the next cases run.
+                    task.abort();
+                    Err(CaseError::Error(format!(
+                        "case timed out after {} ms",
+                        timeout.as_millis()
+                    )))
+                }
             }
         }
     };
@@ -172,8 +177,11 @@ mod tests {
     async fn panics(_ctx: CaseCtx) -> CaseOutcome {
         panic!("boom")
     }
+    static SLEEPER_WOKE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
     async fn sleeps(_ctx: CaseCtx) -> CaseOutcome {
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        SLEEPER_WOKE.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
     async fn needs_nothing_real(_ctx: CaseCtx) -> CaseOutcome {
@@ -234,6 +242,9 @@ mod tests {
         assert!(results[1].message.as_deref().unwrap().contains("got 2"));
         assert!(results[2].message.as_deref().unwrap().contains("boom"));
         assert!(results[3].message.as_deref().unwrap().contains("timed out"));
+        // The timed-out case was aborted, not left running.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!SLEEPER_WOKE.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!(results[0].location.as_ref().unwrap().file, file!());
         match &results[4].outcome {
             Outcome::Skip { reason } => assert!(reason.contains("repository"), "{reason}"),

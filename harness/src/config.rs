@@ -20,6 +20,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Stands for the config path in messages when there is no config file.
+const NO_CONFIG: &str = "(no config file)";
+
 /// The seed used when neither the config nor the command line sets one.
 pub const DEFAULT_SEED: u64 = 0x6A75_6E74_6C65_7400;
 
@@ -170,7 +173,7 @@ impl Settings {
             ..Settings::default()
         };
         let empty = ConfigFile::default();
-        let (file, path) = file.unwrap_or((&empty, Path::new("(no config file)")));
+        let (file, path) = file.unwrap_or((&empty, Path::new(NO_CONFIG)));
         if let Some(base) = file.profile.get("default") {
             settings.apply(base);
         }
@@ -180,7 +183,11 @@ impl Settings {
                 .get(profile)
                 .ok_or_else(|| ConfigError::UnknownProfile {
                     name: profile.to_owned(),
-                    path: path.display().to_string(),
+                    path: if file.profile.is_empty() && path == Path::new(NO_CONFIG) {
+                        "the config: no --config given and no ./gauntlet.toml".to_owned()
+                    } else {
+                        path.display().to_string()
+                    },
                     defined: std::iter::once("default")
                         .chain(
                             file.profile

@@ -123,6 +123,30 @@ impl Failure {
             message: message.to_string(),
         }
     }
+    /// A usage error from a library error, with its causes.
+    fn usage_err(e: impl std::error::Error) -> Self {
+        Self::usage(chain(&e))
+    }
+    /// A setup error from a library error, with its causes.
+    fn setup_err(e: impl std::error::Error) -> Self {
+        Self::setup(chain(&e))
+    }
+}
+
+/// An error and its causes on one line. Library errors keep their cause out of
+/// their own message (it is `source()`); a cause already quoted is not repeated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
 }
 
 fn main() -> ProcessExit {
@@ -165,8 +189,8 @@ fn init_tracing() {
 /// Every registered case, checked against the requirement catalogue.
 fn checked_cases() -> Result<Vec<Case>, Failure> {
     let cases = gauntlet_suites::all_cases();
-    let catalogue = Catalogue::builtin().map_err(Failure::usage)?;
-    catalogue.check(&cases).map_err(Failure::usage)?;
+    let catalogue = Catalogue::builtin().map_err(Failure::usage_err)?;
+    catalogue.check(&cases).map_err(Failure::usage_err)?;
     Ok(cases)
 }
 
@@ -180,7 +204,7 @@ fn selection(args: &SelectArgs, cases: &[Case]) -> Result<Selection, Failure> {
             )));
         }
     }
-    let catalogue = Catalogue::builtin().map_err(Failure::usage)?;
+    let catalogue = Catalogue::builtin().map_err(Failure::usage_err)?;
     for r in &args.requirements {
         if catalogue.get(r).is_none() {
             return Err(Failure::usage(format!(
@@ -232,11 +256,11 @@ fn plan(args: RunArgs) -> Result<Plan, Failure> {
         default.exists().then_some(default)
     });
     let file = match &config_path {
-        Some(p) => Some(ConfigFile::read(p).map_err(Failure::usage)?),
+        Some(p) => Some(ConfigFile::read(p).map_err(Failure::usage_err)?),
         None => None,
     };
     let mut settings = Settings::resolve(file.as_ref().zip(config_path.as_deref()), &args.profile)
-        .map_err(Failure::usage)?;
+        .map_err(Failure::usage_err)?;
     if let Some(seed) = args.seed {
         settings.seed = seed;
     }
@@ -285,28 +309,36 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         target_url,
     } = plan;
     let started_at = SystemTime::now();
-    let reference = gauntlet_fixtures::load_embedded()
-        .map_err(|e| Failure::setup(format!("failed to load the reference models: {e}")))?;
-    let target: Arc<dyn Target> =
-        match &target_url {
-            None => Arc::new(gauntlet_suites::reference_target().map_err(|e| {
-                Failure::setup(format!("failed to start the reference engine: {e}"))
-            })?),
-            Some(url) => {
-                let options = HttpOptions {
-                    connect_timeout: settings.connect_timeout,
-                    request_timeout: settings.request_timeout,
-                    ..HttpOptions::default()
-                };
-                match HttpTarget::connect(url, options).await {
-                    Ok(t) => Arc::new(t),
-                    Err(e @ gauntlet_harness::TargetError::InvalidUrl { .. }) => {
-                        return Err(Failure::usage(format!("--target: {e}")));
-                    }
-                    Err(e) => return Err(Failure::setup(e)),
+    // Fail before the run, not after it, when the reports cannot be written.
+    std::fs::create_dir_all(&settings.report_dir).map_err(|e| {
+        Failure::setup(format!(
+            "failed to create report directory {}: {e}",
+            settings.report_dir.display()
+        ))
+    })?;
+    let reference = gauntlet_fixtures::load_embedded().map_err(Failure::setup_err)?;
+    let target: Arc<dyn Target> = match &target_url {
+        None => Arc::new(gauntlet_suites::reference_target().map_err(|e| {
+            Failure::setup(format!(
+                "failed to start the reference engine: {}",
+                chain(&e)
+            ))
+        })?),
+        Some(url) => {
+            let options = HttpOptions {
+                connect_timeout: settings.connect_timeout,
+                request_timeout: settings.request_timeout,
+                ..HttpOptions::default()
+            };
+            match HttpTarget::connect(url, options).await {
+                Ok(t) => Arc::new(t),
+                Err(e @ gauntlet_harness::TargetError::InvalidUrl { .. }) => {
+                    return Err(Failure::usage(format!("--target: {e}")));
                 }
+                Err(e) => return Err(Failure::setup_err(e)),
             }
-        };
+        }
+    };
     let check = served_references(target.as_ref(), reference).await;
     for (name, why) in &check.missing {
         eprintln!(
@@ -358,9 +390,9 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         finished_at: SystemTime::now(),
     };
     let report = RunReport::new(meta, cases);
-    write_reports(&report, &settings.report_dir)?;
     let mut err = std::io::stderr().lock();
     let _ = gauntlet_reports::terminal::write(&report, &mut err, color);
+    write_reports(&report, &settings.report_dir)?;
     let _ = writeln!(
         err,
         "gauntlet: reports in {}",
@@ -394,5 +426,5 @@ fn crate_versions() -> std::collections::BTreeMap<String, String> {
 fn write_reports(report: &RunReport, dir: &Path) -> Result<(), Failure> {
     gauntlet_reports::write_all(report, dir)
         .map(|_| ())
-        .map_err(|e| Failure::setup(format!("failed to write reports to {}: {e}", dir.display())))
+        .map_err(Failure::setup_err)
 }

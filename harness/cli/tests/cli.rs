@@ -374,3 +374,77 @@ fn target_without_the_reference_models_skips_what_needs_them() {
         "{reason}"
     );
 }
+
+/// Every usage, config and setup error as a user sees it: exit code and message.
+#[test]
+fn error_messages_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let unreachable = format!("http://127.0.0.1:{closed_port}");
+    let bad_key = dir.path().join("bad-key.toml");
+    std::fs::write(&bad_key, "[profile.ci]\nconcurency = 2\n").unwrap();
+    let bad_value = dir.path().join("bad-value.toml");
+    std::fs::write(&bad_value, "[profile.default]\ncase-timeout = \"soon\"\n").unwrap();
+    let blocked = dir.path().join("file-not-dir");
+    std::fs::write(&blocked, "").unwrap();
+    let runs: Vec<Vec<String>> = vec![
+        vec!["run".into(), "--suite".into(), "nope".into()],
+        vec!["run".into(), "--requirement".into(), "NOPE-1".into()],
+        vec!["run".into(), "--filter".into(), "no-such-case".into()],
+        vec![
+            "run".into(),
+            "--config".into(),
+            bad_key.display().to_string(),
+            "--profile".into(),
+            "ci".into(),
+        ],
+        vec![
+            "run".into(),
+            "--config".into(),
+            bad_value.display().to_string(),
+        ],
+        vec!["run".into(), "--config".into(), "missing.toml".into()],
+        vec!["run".into(), "--profile".into(), "nightly".into()],
+        vec!["run".into(), "--concurrency".into(), "0".into()],
+        vec!["run".into(), "--seed".into(), "x".into()],
+        vec!["run".into(), "--target".into(), "ftp://127.0.0.1:1".into()],
+        vec![
+            "run".into(),
+            "--target".into(),
+            "https://127.0.0.1:1".into(),
+        ],
+        vec!["run".into(), "--target".into(), unreachable.clone()],
+        vec![
+            "run".into(),
+            "--suite".into(),
+            "unit".into(),
+            "--filter".into(),
+            "health_live".into(),
+            "--report-dir".into(),
+            blocked.join("out").display().to_string(),
+        ],
+    ];
+    let mut transcript = String::new();
+    for args in &runs {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = gauntlet(&argv, dir.path());
+        let stderr = text(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("PASS") && !l.starts_with("gauntlet: running"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        transcript.push_str(&format!(
+            "$ gauntlet {}\nexit {}\n{}\n\n",
+            argv.join(" "),
+            code(&out),
+            stderr
+        ));
+    }
+    let transcript = transcript
+        .replace(&dir.path().display().to_string(), "[TMP]")
+        .replace(&closed_port.to_string(), "[PORT]");
+    insta::assert_snapshot!(transcript);
+}

@@ -396,7 +396,7 @@ fn unknown(name: &str) -> RegistryError {
 mod tests {
     use super::*;
     use crate::model::tests::{artifact, linear};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     /// A model whose prediction is its version number, whatever the input.
     fn versioned(name: &str, v: u32) -> ModelArtifact {
@@ -547,24 +547,31 @@ mod tests {
         r.load(versioned("m", 2)).unwrap();
         r.promote("m").unwrap();
         let stop = Arc::new(AtomicBool::new(false));
+        // Per-reader read counts: the writer keeps swapping until every reader has read
+        // during the swaps, however the two cores schedule the threads.
+        let reads: Arc<Vec<AtomicU64>> = Arc::new((0..4).map(|_| AtomicU64::new(0)).collect());
         let readers: Vec<_> = (0..4)
-            .map(|_| {
-                let (r, stop) = (Arc::clone(&r), Arc::clone(&stop));
+            .map(|i| {
+                let (r, stop, reads) = (Arc::clone(&r), Arc::clone(&stop), Arc::clone(&reads));
                 std::thread::spawn(move || {
-                    let mut reads = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let m = r.live("m").expect("a live version at every instant");
                         let v: f64 = m.version().parse().unwrap();
                         // Version label and weights come from the one Arc: they always agree.
                         assert_eq!(m.predict(&[1.0, 1.0]), v);
-                        reads += 1;
+                        reads[i].fetch_add(1, Ordering::Relaxed);
                     }
-                    reads
                 })
             })
             .collect();
-        for i in 0..3000u32 {
-            if i % 3 == 0 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut swaps = 0u32;
+        while swaps < 3000 || reads.iter().any(|n| n.load(Ordering::Relaxed) < 100) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "readers made no progress in 20 s"
+            );
+            if swaps % 3 == 0 {
                 let next = if live_version(&r, "m").as_deref() == Some("1") {
                     2
                 } else {
@@ -575,10 +582,11 @@ mod tests {
             } else {
                 r.rollback("m").unwrap();
             }
+            swaps += 1;
         }
         stop.store(true, Ordering::Relaxed);
         for h in readers {
-            assert!(h.join().unwrap() > 0);
+            h.join().unwrap();
         }
     }
 }

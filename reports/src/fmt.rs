@@ -40,6 +40,12 @@ pub(crate) fn git_commit(meta: &RunMeta) -> &str {
 }
 
 /// `40 passed, 1 failed, 2 skipped, 0 errored`.
+/// The run seed as the `gauntlet run --seed` flag takes it (hex), which is what a
+/// person copies to replay a run.
+pub(crate) fn seed(seed: u64) -> String {
+    format!("{seed:#x}")
+}
+
 pub(crate) fn counts(s: &Summary) -> String {
     format!(
         "{} passed, {} failed, {} skipped, {} errored",

@@ -59,7 +59,7 @@ fn run_properties(report: &RunReport) -> Vec<Property> {
         properties.push(Property::new("git-commit", commit));
     }
     properties.extend([
-        Property::new("seed", meta.seed.to_string()),
+        Property::new("seed", fmt::seed(meta.seed)),
         Property::new("target", &meta.target),
         Property::new("profile", &meta.profile),
         Property::new("schema-version", report.schema_version.to_string()),

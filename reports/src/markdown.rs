@@ -29,7 +29,7 @@ fn render(report: &RunReport, out: &mut impl Write) -> io::Result<()> {
     let rows = [
         ("Target", cell(&meta.target)),
         ("Profile", cell(&meta.profile)),
-        ("Seed", meta.seed.to_string()),
+        ("Seed", fmt::seed(meta.seed)),
         ("Git commit", code(fmt::git_commit(meta))),
         (
             "Tool version",

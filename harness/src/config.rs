@@ -130,7 +130,7 @@ pub enum ConfigError {
         defined: String,
     },
     /// A value is out of its range.
-    #[error("{field} = {value} is out of range: {limit}")]
+    #[error("{field} = {value} is out of range: {limit} (set by --{field} or the config profile)")]
     OutOfRange {
         /// The field, as written in the config (`concurrency`).
         field: &'static str,
@@ -161,12 +161,14 @@ impl ConfigFile {
 }
 
 impl Settings {
-    /// Resolves `profile` from `file` (None: compiled defaults only) over the defaults.
+    /// Resolves `profile` from `file` (None: compiled defaults only) over the
+    /// defaults, then `overrides` (the command line) over that, and validates the result.
     ///
     /// `default` always exists; any other name must be defined in the file.
     pub fn resolve(
         file: Option<(&ConfigFile, &Path)>,
         profile: &str,
+        overrides: &Profile,
     ) -> Result<Settings, ConfigError> {
         let mut settings = Settings {
             profile: profile.to_owned(),
@@ -200,6 +202,7 @@ impl Settings {
                 })?;
             settings.apply(named);
         }
+        settings.apply(overrides);
         settings.validate()?;
         Ok(settings)
     }
@@ -294,19 +297,43 @@ property-cases = 256
     #[test]
     fn profiles_layer_over_defaults() {
         let file = ConfigFile::parse(TOML, Path::new("g.toml")).unwrap();
-        let d = Settings::resolve(Some((&file, Path::new("g.toml"))), "default").unwrap();
+        let d = Settings::resolve(
+            Some((&file, Path::new("g.toml"))),
+            "default",
+            &Profile::default(),
+        )
+        .unwrap();
         assert_eq!(d.concurrency, 8);
         assert_eq!(d.case_timeout, Duration::from_secs(5));
         assert_eq!(d.property_cases, 64);
-        let ci = Settings::resolve(Some((&file, Path::new("g.toml"))), "ci").unwrap();
+        let ci = Settings::resolve(
+            Some((&file, Path::new("g.toml"))),
+            "ci",
+            &Profile::default(),
+        )
+        .unwrap();
         assert_eq!(ci.concurrency, 2);
         assert_eq!(ci.case_timeout, Duration::from_secs(5));
         assert_eq!(ci.property_cases, 256);
         assert_eq!(ci.profile, "ci");
         assert_eq!(
-            Settings::resolve(None, "default").unwrap().seed,
+            Settings::resolve(None, "default", &Profile::default())
+                .unwrap()
+                .seed,
             DEFAULT_SEED
         );
+    }
+
+    #[test]
+    fn command_line_layer_wins_before_validation() {
+        let zero =
+            ConfigFile::parse("[profile.default]\nconcurrency = 0\n", Path::new("g")).unwrap();
+        let flags = Profile {
+            concurrency: Some(2),
+            ..Profile::default()
+        };
+        let s = Settings::resolve(Some((&zero, Path::new("g"))), "default", &flags).unwrap();
+        assert_eq!(s.concurrency, 2);
     }
 
     #[test]
@@ -319,15 +346,23 @@ property-cases = 256
             "{err}"
         );
         let file = ConfigFile::parse(TOML, Path::new("g.toml")).unwrap();
-        let err = Settings::resolve(Some((&file, Path::new("g.toml"))), "nightly")
-            .unwrap_err()
-            .to_string();
+        let err = Settings::resolve(
+            Some((&file, Path::new("g.toml"))),
+            "nightly",
+            &Profile::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("nightly") && err.contains("ci"), "{err}");
         let zero =
             ConfigFile::parse("[profile.default]\nconcurrency = 0\n", Path::new("g")).unwrap();
-        let err = Settings::resolve(Some((&zero, Path::new("g"))), "default")
-            .unwrap_err()
-            .to_string();
+        let err = Settings::resolve(
+            Some((&zero, Path::new("g"))),
+            "default",
+            &Profile::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("concurrency") && err.contains("1 to 256"),
             "{err}"
@@ -337,9 +372,13 @@ property-cases = 256
             Path::new("g"),
         )
         .unwrap();
-        let err = Settings::resolve(Some((&slow, Path::new("g"))), "default")
-            .unwrap_err()
-            .to_string();
+        let err = Settings::resolve(
+            Some((&slow, Path::new("g"))),
+            "default",
+            &Profile::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("connect-timeout") && err.contains("5s"),
             "{err}"

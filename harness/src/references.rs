@@ -2,8 +2,8 @@
 //!
 //! Cases that compare predictions with the model library need the target to
 //! serve the very artifacts the run holds. Before a run the harness asks the
-//! target for each one; a case that needs a model the target does not serve is
-//! skipped with the reason, rather than failed for a model it was never given.
+//! target for each one. The CLI refuses to run against a target that lacks one
+//! unless told to skip the cases that need it (`--skip-missing-models`).
 
 use gauntlet_engine::artifact::ModelArtifact;
 
@@ -34,18 +34,23 @@ pub async fn served_references(target: &dyn Target, models: Vec<ModelArtifact>) 
     check
 }
 
+/// `Err(reason)` only when the target clearly serves something else: a 404 for the name, or
+/// metadata with another version or feature layout. A target that errs, times out or answers
+/// garbage is kept, so the cases run and report the fault instead of skipping it.
 async fn serves(target: &dyn Target, artifact: &ModelArtifact) -> Result<(), String> {
     let path = format!("/v2/models/{}", artifact.name);
-    let reply = target
-        .get(&path)
-        .await
-        .map_err(|e| format!("GET {path} failed: {e}"))?;
-    if !reply.status.is_success() {
+    let Ok(reply) = target.get(&path).await else {
+        return Ok(());
+    };
+    if reply.status == http::StatusCode::NOT_FOUND {
         return Err(format!("GET {path} answered {}", reply.status));
     }
-    let meta: serde_json::Value = reply
-        .json()
-        .map_err(|e| format!("GET {path} answered a body that is not JSON: {e}"))?;
+    let Ok(meta) = reply.json::<serde_json::Value>() else {
+        return Ok(());
+    };
+    if !reply.status.is_success() {
+        return Ok(());
+    }
     if let Some(versions) = meta["versions"].as_array()
         && !versions
             .iter()
@@ -110,6 +115,34 @@ mod tests {
                 weights: vec![1.0; features.len()],
             },
         }
+    }
+
+    /// Answers 500 to everything: broken, not absent.
+    struct Broken(crate::Capabilities);
+    #[async_trait::async_trait]
+    impl Target for Broken {
+        fn describe(&self) -> String {
+            "broken".into()
+        }
+        fn capabilities(&self) -> &crate::Capabilities {
+            &self.0
+        }
+        async fn send(
+            &self,
+            _r: http::Request<bytes::Bytes>,
+        ) -> Result<http::Response<bytes::Bytes>, crate::TargetError> {
+            let mut r = http::Response::new(bytes::Bytes::from_static(b"oops"));
+            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            Ok(r)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_target_is_not_excused_as_missing_models() {
+        let check =
+            served_references(&Broken(Default::default()), vec![linear("m", "1", &["a"])]).await;
+        assert_eq!(check.served.len(), 1);
+        assert!(check.missing.is_empty());
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
 
-use gauntlet_harness::config::{ConfigFile, Settings};
+use gauntlet_harness::config::{ConfigFile, Profile, Settings};
 use gauntlet_harness::references::served_references;
 use gauntlet_harness::runner::{self, RunEvent, RunOptions, Selection};
 use gauntlet_harness::{Case, Catalogue, HttpOptions, HttpTarget, References, Target};
@@ -93,6 +93,19 @@ struct RunArgs {
     /// Generated inputs per property case.
     #[arg(long, env = "GAUNTLET_PROPERTY_CASES")]
     property_cases: Option<u32>,
+    /// Deadline of one case, e.g. `60s`.
+    #[arg(long, env = "GAUNTLET_CASE_TIMEOUT", value_parser = humantime::parse_duration)]
+    case_timeout: Option<std::time::Duration>,
+    /// Deadline to reach an HTTP target, e.g. `3s` (at most 5s).
+    #[arg(long, env = "GAUNTLET_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
+    connect_timeout: Option<std::time::Duration>,
+    /// Deadline of one HTTP request, e.g. `10s`.
+    #[arg(long, env = "GAUNTLET_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    request_timeout: Option<std::time::Duration>,
+    /// Run even when the target does not serve the reference models: the cases that
+    /// need them are skipped. Without it such a target is a setup error (exit 3).
+    #[arg(long, env = "GAUNTLET_SKIP_MISSING_MODELS")]
+    skip_missing_models: bool,
 }
 
 fn parse_seed(s: &str) -> Result<u64, String> {
@@ -171,7 +184,7 @@ fn main() -> ProcessExit {
     match result {
         Ok(code) => ProcessExit::from(code.code()),
         Err(f) => {
-            eprintln!("gauntlet: error: {}", f.message);
+            let _ = writeln!(std::io::stderr(), "gauntlet: error: {}", f.message);
             ProcessExit::from(f.code.code())
         }
     }
@@ -195,11 +208,27 @@ fn checked_cases() -> Result<Vec<Case>, Failure> {
 }
 
 fn selection(args: &SelectArgs, cases: &[Case]) -> Result<Selection, Failure> {
+    // An environment twin set to "" (as CI matrices do) means "not set".
+    let args = &SelectArgs {
+        suites: args
+            .suites
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect(),
+        filter: args.filter.clone(),
+        requirements: args
+            .requirements
+            .iter()
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .collect(),
+    };
     let known = gauntlet_suites::suite_names();
     for s in &args.suites {
         if !known.contains(&s.as_str()) {
             return Err(Failure::usage(format!(
-                "--suite {s:?} is not a suite (known: {})",
+                "suite {s:?} (from --suite or the profile's `suites`) is not a suite (known: {})",
                 known.join(", ")
             )));
         }
@@ -214,7 +243,7 @@ fn selection(args: &SelectArgs, cases: &[Case]) -> Result<Selection, Failure> {
     }
     let selection = Selection {
         suites: args.suites.clone(),
-        filter: args.filter.clone(),
+        filter: args.filter.clone().filter(|f| !f.is_empty()),
         requirements: args.requirements.clone(),
     };
     if selection.apply(cases).is_empty() {
@@ -247,6 +276,7 @@ struct Plan {
     settings: Settings,
     selected: Vec<Case>,
     target_url: Option<String>,
+    skip_missing_models: bool,
 }
 
 fn plan(args: RunArgs) -> Result<Plan, Failure> {
@@ -259,24 +289,24 @@ fn plan(args: RunArgs) -> Result<Plan, Failure> {
         Some(p) => Some(ConfigFile::read(p).map_err(Failure::usage_err)?),
         None => None,
     };
-    let mut settings = Settings::resolve(file.as_ref().zip(config_path.as_deref()), &args.profile)
-        .map_err(Failure::usage_err)?;
-    if let Some(seed) = args.seed {
-        settings.seed = seed;
-    }
-    if let Some(c) = args.concurrency {
-        settings.concurrency = c;
-    }
-    if let Some(p) = args.property_cases {
-        settings.property_cases = p;
-    }
-    if let Some(dir) = args.report_dir.clone() {
-        settings.report_dir = dir;
-    }
-    settings
-        .validate()
-        .map_err(|e| Failure::usage(flagify(&e.to_string())))?;
+    let flags = Profile {
+        seed: args.seed,
+        concurrency: args.concurrency,
+        case_timeout: args.case_timeout,
+        property_cases: args.property_cases,
+        suites: None,
+        report_dir: args.report_dir.clone(),
+        connect_timeout: args.connect_timeout,
+        request_timeout: args.request_timeout,
+    };
+    let settings = Settings::resolve(
+        file.as_ref().zip(config_path.as_deref()),
+        &args.profile,
+        &flags,
+    )
+    .map_err(Failure::usage_err)?;
     let mut select = args.select;
+    select.suites.retain(|s| !s.is_empty());
     if select.suites.is_empty() {
         select.suites = settings.suites.clone();
     }
@@ -285,12 +315,8 @@ fn plan(args: RunArgs) -> Result<Plan, Failure> {
         settings,
         selected,
         target_url: args.target,
+        skip_missing_models: args.skip_missing_models,
     })
-}
-
-/// Config field names double as flag names: say `--concurrency`, not `concurrency`.
-fn flagify(message: &str) -> String {
-    format!("{message} (from the config profile or the matching --flag)")
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, Failure> {
@@ -307,6 +333,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         settings,
         selected,
         target_url,
+        skip_missing_models,
     } = plan;
     let started_at = SystemTime::now();
     // Fail before the run, not after it, when the reports cannot be written.
@@ -340,9 +367,24 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         }
     };
     let check = served_references(target.as_ref(), reference).await;
+    let mut err = std::io::stderr();
+    if !check.missing.is_empty() && !skip_missing_models {
+        let names: Vec<String> = check
+            .missing
+            .iter()
+            .map(|(name, why)| format!("{name} ({why})"))
+            .collect();
+        return Err(Failure::setup(format!(
+            "the target does not serve the reference models {}: serve fixtures/models, or pass \
+             --skip-missing-models to run only the cases that do not need them",
+            names.join(", ")
+        )));
+    }
     for (name, why) in &check.missing {
-        eprintln!(
-            "gauntlet: warning: the target does not serve reference model {name}: {why}; \
+        // Ignore write errors: a closed stderr (`| head`) must not stop the run or its reports.
+        let _ = writeln!(
+            err,
+            "gauntlet: warning: the target does not serve reference model {name} ({why}); \
              cases that need it are skipped"
         );
     }
@@ -357,7 +399,8 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         property_cases: settings.property_cases,
     };
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    eprintln!(
+    let _ = writeln!(
+        err,
         "gauntlet: running {} cases against {} (profile {}, seed {:#x})",
         selected.len(),
         target.describe(),
@@ -371,7 +414,11 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         &options,
         |event| {
             if let RunEvent::CaseFinished(result) = event {
-                eprintln!("{}", gauntlet_reports::terminal::case_line(result, color));
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{}",
+                    gauntlet_reports::terminal::case_line(result, color)
+                );
             }
         },
     )
@@ -402,8 +449,8 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
     if code != ExitCode::Success {
         let _ = writeln!(
             err,
-            "gauntlet: the same inputs are generated again with --seed {:#x}",
-            settings.seed
+            "gauntlet: the same inputs are generated again with --seed {:#x} --property-cases {}",
+            settings.seed, settings.property_cases
         );
     }
     Ok(code)

@@ -317,13 +317,24 @@ fn target_without_the_reference_models_skips_what_needs_them() {
         ))
     });
     let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    // Without the opt-in this is a setup error: a gate must not pass on skips by accident.
+    let out = gauntlet(
+        &["run", "--target", &url, "--report-dir", "out"],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 3, "{stderr}");
+    assert!(stderr.contains("--skip-missing-models"), "{stderr}");
+    assert!(!dir.path().join("out/report.json").exists());
     let out = gauntlet(
         &[
             "run",
             "--target",
-            &format!("http://{addr}"),
+            &url,
             "--report-dir",
             "out",
+            "--skip-missing-models",
         ],
         dir.path(),
     );

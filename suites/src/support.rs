@@ -346,7 +346,19 @@ pub(crate) fn typical_rows(artifact: &ModelArtifact, seed: u64, rows: usize) -> 
 
 /// A model name no other case uses: `{prefix}-{seed as 16 hex digits}`.
 pub(crate) fn scratch_name(prefix: &str, seed: u64) -> String {
-    format!("{prefix}-{seed:016x}")
+    format!("{prefix}-{seed:016x}-{}", run_nonce())
+}
+
+/// A tag unique to this process, so two runs with the same seed against one shared server
+/// never touch each other's scratch models. It does not feed any generated input.
+fn run_nonce() -> &'static str {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!("{:x}{:05x}", std::process::id(), nanos & 0xf_ffff)
+    })
 }
 
 /// Checks a sanitiser change against the expected row, feature, action and values.

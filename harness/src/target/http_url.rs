@@ -37,6 +37,7 @@ impl Default for HttpOptions {
 #[derive(Debug, Clone)]
 pub struct HttpTarget {
     base: String,
+    credentials: Option<Credentials>,
     client: reqwest::Client,
     options: HttpOptions,
     capabilities: Capabilities,
@@ -50,7 +51,7 @@ impl HttpTarget {
     /// An address where nothing answers fails with [`TargetError::Unreachable`]
     /// within `options.connect_timeout`.
     pub async fn connect(url: &str, options: HttpOptions) -> Result<Self, TargetError> {
-        let base = validate_base_url(url)?;
+        let (base, credentials) = validate_base_url(url)?;
         let client = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(options.connect_timeout)
@@ -58,18 +59,19 @@ impl HttpTarget {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| TargetError::InvalidUrl {
-                url: url.to_owned(),
+                url: base.clone(),
                 reason: format!("failed to build HTTP client: {e}"),
             })?;
         let mut target = HttpTarget {
-            base,
+            base: base.clone(),
+            credentials,
             client,
             options,
             capabilities: Capabilities::new(),
             server: String::from("unknown server"),
         };
         let unreachable = |reason: String| TargetError::Unreachable {
-            url: target_url(url),
+            url: base.clone(),
             reason,
         };
         let probe = tokio::time::timeout(options.connect_timeout, target.get("/v2/health/live"));
@@ -127,12 +129,28 @@ fn target_url(url: &str) -> String {
     url.trim_end_matches('/').to_owned()
 }
 
-fn validate_base_url(url: &str) -> Result<String, TargetError> {
+/// Basic-auth credentials taken out of a base URL, so they never reach a report.
+#[derive(Clone)]
+struct Credentials {
+    user: String,
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(redacted)")
+    }
+}
+
+/// Checks a base URL and splits off any `user:password@` part.
+fn validate_base_url(url: &str) -> Result<(String, Option<Credentials>), TargetError> {
+    // Messages quote the URL without its credentials.
+    let shown = redact(url);
     let invalid = |reason: &str| TargetError::InvalidUrl {
-        url: url.to_owned(),
+        url: shown.clone(),
         reason: reason.to_owned(),
     };
-    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    let mut parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
     match parsed.scheme() {
         "http" => {}
         "https" => {
@@ -148,7 +166,31 @@ fn validate_base_url(url: &str) -> Result<String, TargetError> {
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(invalid("a base URL takes no query or fragment"));
     }
-    Ok(target_url(parsed.as_str()))
+    let credentials = (!parsed.username().is_empty()).then(|| Credentials {
+        user: parsed.username().to_owned(),
+        password: parsed.password().map(str::to_owned),
+    });
+    // Both calls only fail for URLs that cannot have credentials, which http URLs can.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    Ok((target_url(parsed.as_str()), credentials))
+}
+
+/// The URL with any `user:password@` replaced by `***@`, for messages.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("***");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Unparsable: cut everything between the scheme and an '@' to be safe.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+            _ => url.to_owned(),
+        },
+    }
 }
 
 #[async_trait]
@@ -169,11 +211,15 @@ impl Target for HttpTarget {
             .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
         let method = parts.method.clone();
         let url = format!("{}{}", self.base, path);
-        let response = self
+        let mut builder = self
             .client
             .request(parts.method, url)
             .headers(parts.headers)
-            .body(body)
+            .body(body);
+        if let Some(c) = &self.credentials {
+            builder = builder.basic_auth(&c.user, c.password.as_deref());
+        }
+        let response = builder
             .send()
             .await
             .map_err(|e| classify(e, &method, &path, self.options))?;
@@ -250,9 +296,25 @@ mod tests {
             assert!(err.contains(needle), "{url}: {err}");
         }
         assert_eq!(
-            validate_base_url("http://127.0.0.1:8080/").unwrap(),
+            validate_base_url("http://127.0.0.1:8080/").unwrap().0,
             "http://127.0.0.1:8080"
         );
+    }
+
+    #[test]
+    fn credentials_never_reach_the_base_url_or_messages() {
+        let (base, creds) = validate_base_url("http://admin:s3cret@127.0.0.1:8080/").unwrap();
+        assert_eq!(base, "http://127.0.0.1:8080");
+        let creds = creds.unwrap();
+        assert_eq!(
+            (creds.user.as_str(), creds.password.as_deref()),
+            ("admin", Some("s3cret"))
+        );
+        assert!(!format!("{creds:?}").contains("s3cret"));
+        let err = validate_base_url("ftp://admin:s3cret@127.0.0.1:1")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret") && err.contains("***"), "{err}");
     }
 
     #[tokio::test]
@@ -305,5 +367,13 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, TargetError::Unreachable { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
+        let err = HttpTarget::connect(
+            &format!("http://admin:s3cret@127.0.0.1:{port}"),
+            HttpOptions::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
     }
 }

@@ -75,7 +75,7 @@ impl InProcess {
 #[async_trait]
 impl Target for InProcess {
     fn describe(&self) -> String {
-        format!("in-process gauntlet-engine {}", env!("CARGO_PKG_VERSION"))
+        format!("in-process gauntlet-engine {}", gauntlet_engine::VERSION)
     }
 
     fn capabilities(&self) -> &Capabilities {

@@ -122,7 +122,7 @@ where
         match runner.run(&strategy, |value| property(&probe, value)) {
             Ok(()) => Ok(()),
             Err(TestError::Fail(reason, minimal)) => Err(CaseError::Fail(failure_message(
-                case_id, seed, run_seed, &reason, &minimal,
+                case_id, seed, run_seed, cases, &reason, &minimal,
             ))),
             Err(TestError::Abort(reason)) => Err(CaseError::Error(format!(
                 "{case_id}: the property run was aborted: {reason} (case seed {seed:#018x})"
@@ -138,13 +138,15 @@ fn failure_message(
     case_id: &str,
     seed: u64,
     run_seed: u64,
+    cases: u32,
     reason: &impl std::fmt::Display,
     minimal: &impl Debug,
 ) -> String {
     format!(
         "{reason}\nminimal failing input: {}\ncase seed {seed:#018x} of {case_id}: replay with \
-         `gauntlet run --seed {run_seed:#x} --filter {case_id}` (the case seed derives from the \
-         run seed and the case id, so the same run seed regenerates this input)",
+         `gauntlet run --seed {run_seed:#x} --property-cases {cases} --filter {case_id}` (the case \
+         seed derives from the run seed and the case id, so the same run seed and number of cases \
+         regenerate this input)",
         excerpt_chars(&format!("{minimal:?}"), MAX_INPUT_CHARS)
     )
 }
@@ -174,13 +176,15 @@ mod tests {
 
     #[test]
     fn failure_message_names_input_seed_and_replay() {
-        let msg = failure_message("property::x", 0xab, 0x7, &"status 500", &vec![1, 2]);
+        let msg = failure_message("property::x", 0xab, 0x7, 64, &"status 500", &vec![1, 2]);
         assert!(msg.contains("status 500"), "{msg}");
         assert!(msg.contains("[1, 2]"), "{msg}");
         assert!(msg.contains("0x00000000000000ab"), "{msg}");
         assert!(msg.contains("property::x"), "{msg}");
         assert!(
-            msg.contains("replay with `gauntlet run --seed 0x7 --filter property::x`"),
+            msg.contains(
+                "replay with `gauntlet run --seed 0x7 --property-cases 64 --filter property::x`"
+            ),
             "{msg}"
         );
     }

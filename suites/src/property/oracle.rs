@@ -256,6 +256,12 @@ fn idempotent(probe: &Probe, batch: &DirtyBatch) -> Result<(), TestCaseError> {
 }
 
 async fn sanitising_is_idempotent(ctx: CaseCtx) -> CaseOutcome {
+    if ctx.reference_models.is_empty() {
+        return Err(CaseError::Skip(
+            "the target serves none of the reference models (serve fixtures/models to run this case)"
+                .to_owned(),
+        ));
+    }
     let imputing: Vec<usize> = ctx
         .reference_models
         .iter()

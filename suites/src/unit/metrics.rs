@@ -176,11 +176,22 @@ async fn metrics_expose_request_latency_version_and_sanitiser(ctx: CaseCtx) -> C
         "GET /metrics: {live}{{model={model:?},version={:?}}} expected 1, got {version}",
         artifact.version
     );
+    // The exact series this request feeds, so that other cases running at the same time
+    // (their clips and their other models) cannot make up for a missing count.
     let changes = "gauntlet_sanitiser_changes_total";
-    let (was, is) = (total(&before, changes, &[]), total(&after, changes, &[]));
+    let feature = artifact.features.first().map_or("", |f| f.name.as_str());
+    let series = [
+        ("model", model),
+        ("feature", feature),
+        ("action", "imputed"),
+    ];
+    let (was, is) = (
+        total(&before, changes, &series),
+        total(&after, changes, &series),
+    );
     ensure!(
         is >= was + 1.0,
-        "GET /metrics: {changes} expected to grow by at least 1 after a request with a missing value, went from {was} to {is}"
+        "GET /metrics: {changes}{{model={model:?},feature={feature:?},action=\"imputed\"}} expected to grow by at least 1 after a request with a missing {feature:?}, went from {was} to {is}"
     );
     Ok(())
 }

@@ -56,22 +56,31 @@ async fn post_raw(
         .await?)
 }
 
-/// Posts `body` and expects a 400 whose error names one of `needles` (none: any message).
+/// Posts `body` and expects a 400 whose error names one of `needles` (none: any message);
+/// returns the error message.
 async fn expect_400(
     ctx: &CaseCtx,
     model: &str,
     body: &Value,
     what: &str,
     needles: &[&str],
-) -> CaseOutcome {
+) -> Result<String, CaseError> {
     let line = format!("POST {} with {what}", infer_path(model, None));
     let reply = ctx.target.post_json(&infer_path(model, None), body).await?;
     let message = expect_error(&reply, StatusCode::BAD_REQUEST, &line)?;
-    if needles.is_empty() {
-        Ok(())
-    } else {
-        ensure_names(&message, needles, &line)
+    if !needles.is_empty() {
+        ensure_names(&message, needles, &line)?;
     }
+    Ok(message)
+}
+
+/// Whether `message` contains `number` with no digit directly before or after it.
+fn names_number(message: &str, number: &str) -> bool {
+    message.match_indices(number).any(|(at, _)| {
+        let before = message[..at].chars().next_back();
+        let after = message[at + number.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
 }
 
 async fn shape_data_mismatch_is_400(ctx: CaseCtx) -> CaseOutcome {
@@ -98,7 +107,8 @@ async fn shape_data_mismatch_is_400(ctx: CaseCtx) -> CaseOutcome {
         "a per-feature tensor of shape [3] with 1 value",
         &["inputs[1].shape", "shape"],
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 async fn wrong_feature_count_is_400(ctx: CaseCtx) -> CaseOutcome {
@@ -110,6 +120,8 @@ async fn wrong_feature_count_is_400(ctx: CaseCtx) -> CaseOutcome {
             artifact.name
         )));
     }
+    // The message must state the expected count as a number of its own ("8"), not as a digit of
+    // some other number ("18"): the checks below look for it between non-digits.
     let expected_count = n.to_string();
     for count in [n - 1, n + 1] {
         let data: Vec<Option<f64>> = (0..count)
@@ -128,9 +140,19 @@ async fn wrong_feature_count_is_400(ctx: CaseCtx) -> CaseOutcome {
             &artifact.name,
             &body,
             &format!("{count} features where the model takes {n}"),
-            &[&expected_count],
+            &[],
         )
-        .await?;
+        .await
+        .and_then(|message| {
+            if names_number(&message, &expected_count) {
+                Ok(())
+            } else {
+                Err(CaseError::Fail(format!(
+                    "{count} features where the model takes {n}: the error should state the \
+                     expected count {n}, got {message:?}"
+                )))
+            }
+        })?;
     }
     Ok(())
 }
@@ -170,7 +192,8 @@ async fn wrong_feature_names_is_400(ctx: CaseCtx) -> CaseOutcome {
         &format!("feature {renamed:?} left out"),
         &[renamed],
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 async fn malformed_json_is_400(ctx: CaseCtx) -> CaseOutcome {
@@ -265,4 +288,20 @@ async fn unsupported_datatype_is_400(ctx: CaseCtx) -> CaseOutcome {
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_number;
+
+    #[test]
+    fn numbers_match_whole() {
+        assert!(names_number(
+            "expected 8 (the model's feature count), got 7",
+            "8"
+        ));
+        assert!(!names_number("error 18", "8"));
+        assert!(!names_number("shape [1, 80]", "8"));
+        assert!(names_number("[rows, 8]", "8"));
+    }
 }

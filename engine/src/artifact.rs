@@ -26,6 +26,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+mod params_de;
+
 /// The value of the `format` field of every artifact.
 pub const ARTIFACT_FORMAT: &str = "gauntlet-model";
 /// The artifact format version this engine reads and writes.
@@ -87,8 +89,11 @@ pub enum ImputePolicy {
 }
 
 /// Model parameters, tagged by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+///
+/// `Deserialize` is written by hand (the `params_de` module) so that a large ensemble is read
+/// without buffering and its tree and node counts are checked while it is read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelParams {
     /// `y = intercept + Σ wᵢ·xᵢ`.
     Linear {
@@ -411,7 +416,7 @@ impl ModelArtifact {
     /// of [`ModelArtifact::validate`].
     pub fn from_json(bytes: &[u8]) -> Result<ModelArtifact, ArtifactError> {
         let artifact = crate::json::parse::<ModelArtifact>(bytes).map_err(|err| {
-            let err = ArtifactError::from(refine_model_error(err, bytes, "model"));
+            let err = ArtifactError::from(err);
             // A wrong format or a newer version says more than a schema mismatch would.
             match serde_json::from_slice::<Header>(bytes) {
                 Ok(Header {
@@ -477,68 +482,6 @@ impl ModelArtifact {
         }
         validate_params(&self.model, self.features.len())
     }
-}
-
-/// Serde buffers internally tagged enums (`"kind": ...`), which loses the path of an error
-/// inside the `model` object. On such an error, the object is read again through mirrors of
-/// the variants so the message names the exact value (`model.trees[3].nodes[9].leaf.value`).
-pub(crate) fn refine_model_error(
-    mut err: crate::json::JsonError,
-    bytes: &[u8],
-    model_path: &str,
-) -> crate::json::JsonError {
-    let Some(path) = err.path.as_deref() else {
-        return err;
-    };
-    if path != model_path && !path.starts_with(&format!("{model_path}.")) {
-        return err;
-    }
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(bytes) else {
-        return err;
-    };
-    let pointer = format!("/{}", model_path.replace('.', "/"));
-    let Some(serde_json::Value::Object(model)) = doc.pointer(&pointer) else {
-        return err;
-    };
-    let mut rest = model.clone();
-    let kind = rest.remove("kind");
-    let rest = serde_json::Value::Object(rest);
-    let inner = match kind.as_ref().and_then(serde_json::Value::as_str) {
-        Some("linear" | "logistic") => {
-            serde_path_to_error::deserialize::<_, LinearMirror>(rest).err()
-        }
-        Some("tree_ensemble") => serde_path_to_error::deserialize::<_, EnsembleMirror>(rest).err(),
-        _ => None,
-    };
-    if let Some(e) = inner {
-        let sub = e.path().to_string();
-        err.path = Some(if sub == "." || sub == "?" {
-            model_path.to_owned()
-        } else {
-            format!("{model_path}.{sub}")
-        });
-        err.message = e.into_inner().to_string();
-    }
-    err
-}
-
-/// The fields of [`ModelParams::Linear`] and [`ModelParams::Logistic`], for error paths only.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[expect(dead_code, reason = "parsed only to locate errors")]
-struct LinearMirror {
-    intercept: f64,
-    weights: Vec<f64>,
-}
-
-/// The fields of [`ModelParams::TreeEnsemble`], for error paths only.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[expect(dead_code, reason = "parsed only to locate errors")]
-struct EnsembleMirror {
-    base_score: f64,
-    objective: Objective,
-    trees: Vec<Tree>,
 }
 
 fn validate_features(features: &[FeatureSpec]) -> Result<(), ArtifactError> {
@@ -833,6 +776,96 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("unknown field `clip`"), "{msg}");
+    }
+
+    /// Regression: the derived, internally tagged `model` was buffered whole before it was
+    /// checked, so 1.5M tiny trees took 1.5 GB (6.5 GB with a late type error).
+    #[test]
+    fn tree_limit_stops_reading_before_a_late_error() {
+        let mut doc = valid().to_json_pretty();
+        let model_at = doc.find("\"model\"").unwrap();
+        doc.truncate(model_at);
+        doc.push_str("\"model\": {\"kind\": \"tree_ensemble\", \"base_score\": 0, \"objective\": \"regression\", \"trees\": [");
+        let tree = "{\"nodes\":[{\"leaf\":{\"value\":0}}]},";
+        doc.push_str(&tree.repeat(MAX_TREES + 1));
+        doc.push_str("{\"nodes\":[{\"leaf\":{\"value\":\"late\"}}]}]}}");
+        let err = ModelArtifact::from_json(doc.as_bytes()).unwrap_err();
+        let ArtifactError::Json { path, message, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(path.as_deref(), Some("model.trees"), "{err}");
+        assert!(
+            message.starts_with("more than 100000 trees exceed the limit of 100000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn model_fields_are_read_in_any_order_and_checked_against_the_kind() {
+        let parse = |model: serde_json::Value| {
+            let mut doc = serde_json::to_value(valid()).unwrap();
+            doc["model"] = model;
+            ModelArtifact::from_json(doc.to_string().as_bytes())
+        };
+        let a =
+            parse(serde_json::json!({"weights": [1.0, 2.0], "intercept": 0.0, "kind": "linear"}))
+                .unwrap();
+        assert_eq!(a, valid());
+        let a = parse(
+            serde_json::json!({"trees": [{"nodes": [{"leaf": {"value": 1.0}}]}],
+            "kind": "tree_ensemble", "objective": "binary_logistic", "base_score": 0.5}),
+        )
+        .unwrap();
+        assert!(matches!(
+            a.model,
+            ModelParams::TreeEnsemble {
+                base_score: 0.5,
+                ..
+            }
+        ));
+        for (model, fragments) in [
+            (
+                serde_json::json!({"kind": "linear", "intercept": 0.0, "weights": [1, 2], "trees": []}),
+                &[
+                    "at model",
+                    "unknown field `trees`, expected one of `kind`, `intercept`, `weights`",
+                ][..],
+            ),
+            (
+                serde_json::json!({"trees": [], "kind": "linear"}),
+                &["unknown field `trees`, expected one of `kind`, `intercept`, `weights`"],
+            ),
+            (
+                serde_json::json!({"kind": "linear", "intercept": 0.0}),
+                &["missing field `weights`"],
+            ),
+            (
+                serde_json::json!({"intercept": 0.0, "weights": []}),
+                &["missing field `kind`"],
+            ),
+            (
+                serde_json::json!({"kind": "forest"}),
+                &["at model.kind", "unknown variant `forest`"],
+            ),
+            (
+                serde_json::json!({"kind": "linear", "bias": 1}),
+                &["unknown field `bias`"],
+            ),
+            (serde_json::json!([1]), &["invalid type: sequence"]),
+        ] {
+            let msg = parse(model).unwrap_err().to_string();
+            for f in fragments {
+                assert!(msg.contains(f), "{msg:?} lacks {f:?}");
+            }
+        }
+        let dup = valid().to_json_pretty().replace(
+            "\"kind\": \"linear\",",
+            "\"kind\": \"linear\", \"intercept\": 1.0,",
+        );
+        let msg = ModelArtifact::from_json(dup.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("duplicate field `intercept`"), "{msg}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! max-body-bytes = 1048576
 //! max-batch-rows = 10000
 //! request-timeout = "5s"
+//! shutdown-delay = "5s"
+//! shutdown-grace = "10s"
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,10 +23,13 @@ pub const DEFAULT_LISTEN: SocketAddr =
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
 /// Default largest batch (rows) one infer request may carry.
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 10_000;
-/// Default limit of an artifact uploaded to the load route or read from the model directory.
-pub const DEFAULT_MAX_ARTIFACT_BYTES: usize = 64 * 1_048_576;
+/// Default limit of an artifact uploaded to the load route or read from the model directory
+/// (16 MiB). Parsing and compiling take a few times the document's size in memory.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: usize = 16 * 1_048_576;
 /// Default time the server waits for in-flight requests on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default time the server keeps serving, not ready, after a shutdown signal: none.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
 
 /// The engine's configuration. Every field has a compiled-in default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,9 +48,16 @@ pub struct EngineConfig {
     /// Largest artifact accepted by the load route or read from the model directory, in bytes.
     pub max_artifact_bytes: usize,
     /// Per-request deadline (`"5s"`, `"250ms"`); none by default. A request over it gets 408.
+    /// The repository routes (`/v2/repository/...`) are exempt: see [`crate::app`].
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<Duration>,
-    /// How long shutdown waits for in-flight requests before exiting anyway.
+    /// How long, after a shutdown signal, the server keeps accepting and serving requests
+    /// while `/v2/health/ready` answers 400, so that load balancers see it leave before it
+    /// stops listening. `0s` by default.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+    /// How long shutdown then waits for in-flight requests, once it has stopped accepting
+    /// connections, before exiting anyway (with its own exit code).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
@@ -59,6 +71,7 @@ impl Default for EngineConfig {
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
             max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
             request_timeout: None,
+            shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
@@ -157,6 +170,8 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1_048_576);
         assert_eq!(c.max_batch_rows, 10_000);
         assert_eq!(c.request_timeout, None);
+        assert_eq!(c.max_artifact_bytes, 16 << 20);
+        assert_eq!(c.shutdown_delay, Duration::ZERO);
     }
 
     #[test]
@@ -164,7 +179,7 @@ mod tests {
         let c = EngineConfig::from_toml_str(
             "listen = \"127.0.0.1:0\"\nmodel-dir = \"/m\"\nmax-body-bytes = 10\n\
              max-batch-rows = 5\nmax-artifact-bytes = 7\nrequest-timeout = \"250ms\"\n\
-             shutdown-grace = \"1s\"\n",
+             shutdown-delay = \"3s\"\nshutdown-grace = \"1s\"\n",
         )
         .unwrap();
         assert_eq!(c.listen.port(), 0);
@@ -175,6 +190,7 @@ mod tests {
         );
         assert_eq!(c.request_timeout, Some(Duration::from_millis(250)));
         assert_eq!(c.shutdown_grace, Duration::from_secs(1));
+        assert_eq!(c.shutdown_delay, Duration::from_secs(3));
         let round = toml::to_string(&c).unwrap();
         assert_eq!(EngineConfig::from_toml_str(&round).unwrap(), c);
     }

@@ -19,13 +19,20 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_MISSING_MODEL_DIR: u8 = 3;
 /// Runtime failure: cannot bind the address, or the server's listener failed.
 const EXIT_RUNTIME: u8 = 1;
+/// Requests were still in flight when the shutdown grace expired; they were abandoned.
+const EXIT_GRACE_EXPIRED: u8 = 4;
 
 const EXIT_CODES: &str = "\
+Shutdown: on SIGTERM or SIGINT the engine answers 400 to /v2/health/ready but keeps serving
+for --shutdown-delay, then stops accepting connections and waits up to --shutdown-grace for
+in-flight requests.
+
 Exit codes:
   0  shut down cleanly after SIGTERM or SIGINT
   1  runtime failure (cannot bind the listen address, listener error)
   2  invalid flags or config file, or a model file that fails to load
-  3  the model directory does not exist";
+  3  the model directory does not exist
+  4  requests were still in flight when the shutdown grace expired; they were abandoned";
 
 /// Reference ML model-serving engine (Open Inference Protocol / KServe V2).
 #[derive(Debug, Parser)]
@@ -46,9 +53,15 @@ struct Cli {
     /// Most rows per infer request [default: 10000].
     #[arg(long, env = "GAUNTLET_ENGINE_MAX_BATCH_ROWS", value_name = "ROWS")]
     max_batch_rows: Option<usize>,
-    /// Per-request deadline, e.g. `5s` or `250ms` [default: none].
+    /// Per-request deadline, e.g. `5s` or `250ms`; repository routes are exempt [default: none].
     #[arg(long, env = "GAUNTLET_ENGINE_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     request_timeout: Option<Duration>,
+    /// Time to keep serving, not ready, after a shutdown signal [default: 0s].
+    #[arg(long, env = "GAUNTLET_ENGINE_SHUTDOWN_DELAY", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    shutdown_delay: Option<Duration>,
+    /// Time to wait for in-flight requests once no longer accepting [default: 10s].
+    #[arg(long, env = "GAUNTLET_ENGINE_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    shutdown_grace: Option<Duration>,
     /// Log format on stderr; the level comes from RUST_LOG [default level: info].
     #[arg(long, env = "GAUNTLET_ENGINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -80,7 +93,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    runtime.block_on(run(config))
+    let code = runtime.block_on(run(config));
+    // Do not wait for blocking work a request left behind (an abandoned batch or load).
+    runtime.shutdown_background();
+    code
 }
 
 /// The config file (or defaults) with flags and their env twins laid over it.
@@ -105,6 +121,12 @@ fn build_config(cli: &Cli) -> anyhow::Result<EngineConfig> {
     }
     if let Some(timeout) = cli.request_timeout {
         config.request_timeout = Some(timeout);
+    }
+    if let Some(delay) = cli.shutdown_delay {
+        config.shutdown_delay = delay;
+    }
+    if let Some(grace) = cli.shutdown_grace {
+        config.shutdown_grace = grace;
     }
     config.validate()?;
     Ok(config)
@@ -175,13 +197,28 @@ async fn run(config: EngineConfig) -> ExitCode {
         result = &mut server => result,
         () = shutdown => {
             state.set_ready(false);
-            tracing::info!(grace = ?config.shutdown_grace, "draining");
-            let _ = stop_tx.send(());
-            match tokio::time::timeout(config.shutdown_grace, &mut server).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!("in-flight requests did not finish within the shutdown grace; exiting");
-                    Ok(())
+            // Keep polling the server, which accepts connections, through the delay.
+            let delay = tokio::time::sleep(config.shutdown_delay);
+            tracing::info!(delay = ?config.shutdown_delay, "not ready; serving until the shutdown delay ends");
+            let early = tokio::select! {
+                result = &mut server => Some(result),
+                () = delay => None,
+            };
+            match early {
+                Some(result) => result,
+                None => {
+                    tracing::info!(grace = ?config.shutdown_grace, "draining");
+                    let _ = stop_tx.send(());
+                    match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            tracing::warn!(
+                                grace = ?config.shutdown_grace,
+                                "in-flight requests did not finish within the shutdown grace; abandoning them"
+                            );
+                            return ExitCode::from(EXIT_GRACE_EXPIRED);
+                        }
+                    }
                 }
             }
         }

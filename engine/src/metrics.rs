@@ -1,9 +1,11 @@
 //! Prometheus metrics, one `prometheus::Registry` per [`crate::AppState`] so that many engines
 //! in one process (tests, the in-process harness target) never share counters.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus::core::{Collector as _, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
 };
@@ -94,16 +96,32 @@ impl Metrics {
         }
     }
 
+    /// Counts sanitiser changes by feature and action: every change, however many the
+    /// response lists.
     pub(crate) fn record_changes(&self, model: &str, changes: &[SanitiserChange]) {
+        let mut counts: HashMap<(&str, &'static str), u64> = HashMap::new();
         for c in changes {
             let action = match c.action {
                 SanitiserAction::Imputed => "imputed",
                 SanitiserAction::Clipped => "clipped",
             };
-            self.sanitiser
-                .with_label_values(&[model, c.feature.as_str(), action])
-                .inc();
+            *counts.entry((c.feature.as_str(), action)).or_default() += 1;
         }
+        for ((feature, action), n) in counts {
+            self.sanitiser
+                .with_label_values(&[model, feature, action])
+                .inc_by(n);
+        }
+    }
+
+    /// Drops every series of `model`, so that series do not pile up for each model ever
+    /// loaded. Called when a model is unloaded.
+    pub(crate) fn forget_model(&self, model: &str) {
+        forget(&self.requests, model);
+        forget(&self.duration, model);
+        forget(&self.sanitiser, model);
+        let _guard = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        forget(&self.live_version, model);
     }
 
     /// Renders the text exposition format, with the live-version gauge read from `registry`
@@ -121,6 +139,23 @@ impl Metrics {
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)
+    }
+}
+
+/// Removes the series of `vec` whose `model` label is `model`.
+fn forget<T: MetricVecBuilder>(vec: &MetricVec<T>, model: &str) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|pair| (pair.name(), pair.value()))
+                .collect();
+            if labels.get("model") == Some(&model) {
+                // Fails only if another thread removed it first.
+                let _ = vec.remove(&labels);
+            }
+        }
     }
 }
 
@@ -170,5 +205,45 @@ mod tests {
         r.unload("m").unwrap();
         let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
         assert!(!text.contains("gauntlet_model_live_version{"), "{text}");
+    }
+
+    /// Regression: series of unloaded models stayed forever, one set per model ever loaded.
+    #[test]
+    fn forgetting_a_model_drops_its_series_only() {
+        let m = Metrics::new().unwrap();
+        let r = Registry::new();
+        let change = |feature: &str| SanitiserChange {
+            row: 0,
+            feature: feature.into(),
+            action: SanitiserAction::Imputed,
+            original: None,
+            value: 0.0,
+        };
+        for model in ["m", "keep"] {
+            m.observe_request(model, http::StatusCode::OK, Some(Duration::from_micros(30)));
+            m.observe_request(model, http::StatusCode::BAD_REQUEST, Some(Duration::ZERO));
+            m.record_changes(model, &[change("a"), change("b"), change("a")]);
+        }
+        let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
+        assert!(
+            text.contains(
+                "gauntlet_sanitiser_changes_total{action=\"imputed\",feature=\"a\",model=\"m\"} 2"
+            ),
+            "{text}"
+        );
+        m.forget_model("m");
+        let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
+        assert!(!text.contains("model=\"m\""), "{text}");
+        for family in [
+            "gauntlet_requests_total",
+            "gauntlet_request_duration_seconds_count",
+            "gauntlet_sanitiser_changes_total",
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(family) && l.contains("model=\"keep\"")),
+                "{family} lost the other model:\n{text}"
+            );
+        }
     }
 }

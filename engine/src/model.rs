@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::artifact::{ArtifactError, ImputePolicy, ModelArtifact, ModelParams, Node, Objective};
 
@@ -204,7 +205,38 @@ impl Model {
         );
         rows.chunks_exact(n).map(|row| self.predict(row)).collect()
     }
+
+    /// [`Model::predict_batch`] that gives up, returning `None`, once `cancelled` is set; it
+    /// checks every [`CANCEL_CHECK_ROWS`] rows.
+    pub(crate) fn predict_batch_until(
+        &self,
+        rows: &[f64],
+        cancelled: &AtomicBool,
+    ) -> Option<Vec<f64>> {
+        let n = self.n_features();
+        let mut out = Vec::with_capacity(rows.len() / n);
+        for block in rows.chunks(n * CANCEL_CHECK_ROWS) {
+            if cancelled.load(Ordering::Relaxed) {
+                return None;
+            }
+            out.extend(block.chunks_exact(n).map(|row| self.predict(row)));
+        }
+        Some(out)
+    }
+
+    /// The work of sanitising and predicting one row, in rough units of a feature read or a
+    /// tree walked: what decides whether a batch is served inline or on the blocking pool.
+    pub(crate) fn cost_per_row(&self) -> usize {
+        let trees = match &self.compiled {
+            Compiled::Linear { .. } => 0,
+            Compiled::Forest(forest) => forest.roots.len(),
+        };
+        self.n_features() + trees
+    }
 }
+
+/// Rows predicted between two checks for cancellation.
+const CANCEL_CHECK_ROWS: usize = 64;
 
 impl fmt::Debug for Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,6 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
+mod tensor_data;
+
+pub use self::tensor_data::MAX_NESTING;
+use self::tensor_data::TensorData;
+
 /// Tensor element types the engine accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Datatype {
@@ -32,10 +37,28 @@ pub struct InferRequest {
     /// Input tensors: either one tensor of shape `[rows, n_features]` (any name),
     /// or one tensor per feature, named after it, of shape `[rows]` or `[rows, 1]`.
     pub inputs: Vec<RequestInput>,
+    /// The outputs wanted; absent or empty for all. The engine has one, `prediction`; any other
+    /// name is a 400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<RequestOutput>>,
+}
+
+/// One requested output tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestOutput {
+    /// Output name.
+    pub name: String,
+    /// Free-form output parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One input tensor.
+///
+/// `data` is read flat or nested as the shape (`[[1, 2], [3, 4]]` for `[2, 2]`), at most
+/// [`MAX_NESTING`] arrays deep, and is always held (and written) flat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawRequestInput")]
 pub struct RequestInput {
     /// Tensor name.
     pub name: String,
@@ -45,6 +68,39 @@ pub struct RequestInput {
     pub datatype: Datatype,
     /// Row-major data; `null` is a missing value.
     pub data: Vec<Option<f64>>,
+}
+
+/// [`RequestInput`] as read, before nested data is checked against the shape.
+#[derive(Deserialize)]
+struct RawRequestInput {
+    name: String,
+    shape: Vec<u64>,
+    datatype: Datatype,
+    data: TensorData,
+}
+
+impl TryFrom<RawRequestInput> for RequestInput {
+    type Error = String;
+
+    fn try_from(raw: RawRequestInput) -> Result<Self, String> {
+        let TensorData { values, dims } = raw.data;
+        let nested = dims.len() > 1;
+        if nested
+            && (dims.len() != raw.shape.len()
+                || dims.iter().zip(&raw.shape).any(|(d, s)| *d as u64 != *s))
+        {
+            return Err(format!(
+                "data: nested as {dims:?}, which does not match shape {:?}",
+                raw.shape
+            ));
+        }
+        Ok(RequestInput {
+            name: raw.name,
+            shape: raw.shape,
+            datatype: raw.datatype,
+            data: values,
+        })
+    }
 }
 
 /// `POST /v2/models/{m}/infer` response body.
@@ -65,12 +121,21 @@ pub struct InferResponse {
     pub outputs: Vec<ResponseOutput>,
 }
 
+/// Most sanitiser changes listed in one response; `sanitiser_changes_total` counts them all.
+pub const MAX_REPORTED_CHANGES: usize = 1_000;
+
 /// Response parameters: the sanitiser report.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ResponseParameters {
-    /// Every value the sanitiser changed, in row-major order.
+    /// The values the sanitiser changed, in row-major order: the first
+    /// [`MAX_REPORTED_CHANGES`], so that a large dirty batch does not get a response many
+    /// times its size.
     #[serde(default)]
     pub sanitiser_changes: Vec<SanitiserChange>,
+    /// How many values the sanitiser changed in all; more than `sanitiser_changes.len()` when
+    /// the list was cut. Metrics count every change.
+    #[serde(default)]
+    pub sanitiser_changes_total: usize,
 }
 
 /// One value changed by the sanitiser.

@@ -42,6 +42,20 @@ pub enum RegistryError {
     /// The artifact failed validation (HTTP 400).
     #[error(transparent)]
     InvalidArtifact(#[from] ArtifactError),
+    /// A load reuses the version label of the live or previous version with different content
+    /// (HTTP 409): one label would name two models, and the index, versioned inference and
+    /// promotion could not tell them apart.
+    #[error(
+        "version {version} of {name} is already {slot} with different content; give the new artifact a new version"
+    )]
+    VersionConflict {
+        /// The model name.
+        name: String,
+        /// The reused version label.
+        version: String,
+        /// `live` or `the previous version`.
+        slot: &'static str,
+    },
 }
 
 impl RegistryError {
@@ -49,9 +63,9 @@ impl RegistryError {
     pub fn http_status(&self) -> http::StatusCode {
         match self {
             RegistryError::UnknownModel { .. } => http::StatusCode::NOT_FOUND,
-            RegistryError::NothingStaged { .. } | RegistryError::NothingToRollBack { .. } => {
-                http::StatusCode::CONFLICT
-            }
+            RegistryError::NothingStaged { .. }
+            | RegistryError::NothingToRollBack { .. }
+            | RegistryError::VersionConflict { .. } => http::StatusCode::CONFLICT,
             RegistryError::InvalidArtifact(_) => http::StatusCode::BAD_REQUEST,
         }
     }
@@ -222,20 +236,42 @@ impl Registry {
     /// any staged version). A failed load changes nothing.
     ///
     /// # Errors
-    /// [`RegistryError::InvalidArtifact`].
+    /// [`RegistryError::InvalidArtifact`], or [`RegistryError::VersionConflict`] when the
+    /// version label is that of the live or previous version and the content differs.
     pub fn load(&self, artifact: ModelArtifact) -> Result<(String, String), RegistryError> {
         let model = Arc::new(Model::from_artifact(artifact)?);
-        Ok(self.stage(model))
+        self.stage(model)
     }
 
     /// Puts an already compiled model in its staged slot; returns `(name, version)`.
-    pub fn stage(&self, model: Arc<Model>) -> (String, String) {
+    ///
+    /// Restaging the very artifact of the live or previous version is allowed (and changes
+    /// nothing visible); reusing its label for different content is not.
+    ///
+    /// # Errors
+    /// [`RegistryError::VersionConflict`].
+    pub fn stage(&self, model: Arc<Model>) -> Result<(String, String), RegistryError> {
         let name = model.name().to_owned();
         let version = model.version().to_owned();
         let _guard = self.write_lock();
         match self.slots(&name) {
             Some(slots) => {
                 let old = slots.load();
+                for (retained, slot) in
+                    [(&old.live, "live"), (&old.previous, "the previous version")]
+                {
+                    if let Some(retained) = retained
+                        && retained.version() == version
+                        && !Arc::ptr_eq(retained, &model)
+                        && retained.artifact() != model.artifact()
+                    {
+                        return Err(RegistryError::VersionConflict {
+                            name,
+                            version,
+                            slot,
+                        });
+                    }
+                }
                 slots.store(Arc::new(ModelVersions {
                     staged: Some(model),
                     ..ModelVersions::clone(&old)
@@ -252,7 +288,7 @@ impl Registry {
             }
         }
         info!(model = %name, version = %version, "model staged");
-        (name, version)
+        Ok((name, version))
     }
 
     /// Makes the staged version live; the old live version becomes the previous one.
@@ -537,6 +573,33 @@ mod tests {
         r.load(versioned("m", 1)).unwrap();
         assert_eq!(r.index().len(), 1);
         assert_eq!(r.versions("m").unwrap().retained().len(), 1);
+    }
+
+    /// Regression: a different artifact under the live label was staged but hidden: the index
+    /// listed one "1", `/versions/1` served the live one, and promote said live "1" previous "1".
+    #[test]
+    fn reused_label_with_different_content_is_a_conflict() {
+        let r = Registry::new();
+        r.load(versioned("m", 1)).unwrap();
+        r.promote("m").unwrap();
+        let mut other = versioned("m", 1);
+        other.model = linear(9.0, vec![0.0, 0.0]);
+        let err = r.load(other.clone()).unwrap_err();
+        assert_eq!(err.http_status(), http::StatusCode::CONFLICT);
+        assert_eq!(
+            err.to_string(),
+            "version 1 of m is already live with different content; give the new artifact a new version"
+        );
+        assert!(r.versions("m").unwrap().staged.is_none(), "nothing staged");
+        r.load(versioned("m", 2)).unwrap();
+        r.promote("m").unwrap();
+        let err = r.load(other).unwrap_err();
+        assert!(
+            err.to_string().contains("already the previous version"),
+            "{err}"
+        );
+        // The same label under another model name is a different model.
+        r.load(versioned("n", 1)).unwrap();
     }
 
     #[test]

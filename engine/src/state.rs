@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::Semaphore;
 use tracing::info;
 
 use crate::artifact::{ArtifactError, ModelArtifact};
 use crate::config::EngineConfig;
 use crate::metrics::Metrics;
 use crate::model::Model;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError};
 
 /// Errors of engine setup (loading the model directory, serving).
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,31 @@ pub enum EngineError {
         #[source]
         source: ArtifactError,
     },
+    /// Two files of the model directory carry one model's version label with different content.
+    #[error(
+        "model files `{}` and `{}` both hold version {version} of {name} with different content",
+        first.display(),
+        second.display()
+    )]
+    DuplicateVersion {
+        /// The file read first (in file-name order).
+        first: PathBuf,
+        /// The file that reuses its label.
+        second: PathBuf,
+        /// The model name.
+        name: String,
+        /// The version label.
+        version: String,
+    },
+    /// A model file conflicts with a version already in the registry.
+    #[error("failed to stage model file `{}`", file.display())]
+    StageModelFile {
+        /// The file.
+        file: PathBuf,
+        /// Why the registry refused it.
+        #[source]
+        source: RegistryError,
+    },
     /// Binding or serving failed.
     #[error("server I/O error")]
     Io(#[from] std::io::Error),
@@ -76,6 +102,11 @@ struct Inner {
     registry: Registry,
     ready: AtomicBool,
     metrics: Metrics,
+    /// One artifact parse-and-compile at a time: each can take several times its document's
+    /// size in memory, so concurrent loads would multiply the peak.
+    loads: Arc<Semaphore>,
+    /// Heavy inference batches run on the blocking pool, at most one per core at a time.
+    compute: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -100,6 +131,10 @@ impl AppState {
                 registry: Registry::new(),
                 ready: AtomicBool::new(true),
                 metrics,
+                loads: Arc::new(Semaphore::new(1)),
+                compute: Arc::new(Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, usize::from),
+                )),
             }),
         }
     }
@@ -118,18 +153,32 @@ impl AppState {
         &self.inner.metrics
     }
 
+    /// The permit every artifact load holds while it parses and compiles.
+    pub(crate) fn load_permits(&self) -> &Arc<Semaphore> {
+        &self.inner.loads
+    }
+
+    /// The permits heavy inference batches hold while they run on the blocking pool.
+    pub(crate) fn compute_permits(&self) -> &Arc<Semaphore> {
+        &self.inner.compute
+    }
+
     /// Whether `/v2/health/ready` answers 200.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
     }
 
-    /// Sets readiness; cleared while draining so load balancers stop sending traffic.
+    /// Sets readiness. The binary clears it on a shutdown signal and keeps serving for the
+    /// `shutdown-delay`, so that load balancers see the server not ready while it still
+    /// answers, before it stops accepting connections.
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::Release);
     }
 
     /// Loads every `*.json` file of `dir`, in file-name order, and promotes each. All files are
-    /// read and validated before any is loaded, so a bad file leaves the registry untouched.
+    /// read and validated before any is loaded, so a bad file, or two files with one version
+    /// label and different content, leaves the registry untouched. (A file that conflicts with
+    /// a version the registry already held stops the load part-way.)
     /// Several files of one model (`m-1.json`, `m-2.json`) leave the last live and the one
     /// before it as the rollback target.
     ///
@@ -166,11 +215,27 @@ impl AppState {
                     file: file.clone(),
                     source,
                 })?;
-            models.push(Arc::new(model));
+            if let Some((first, _)) = models.iter().find(|(_, m): &&(PathBuf, Arc<Model>)| {
+                m.name() == model.name()
+                    && m.version() == model.version()
+                    && m.artifact() != model.artifact()
+            }) {
+                return Err(EngineError::DuplicateVersion {
+                    first: first.clone(),
+                    name: model.name().to_owned(),
+                    version: model.version().to_owned(),
+                    second: file,
+                });
+            }
+            models.push((file, Arc::new(model)));
         }
         let count = models.len();
-        for model in models {
-            let (name, _) = self.registry().stage(model);
+        for (file, model) in models {
+            // Only a registry that already held versions of these models can refuse one here.
+            let (name, _) = self
+                .registry()
+                .stage(model)
+                .map_err(|source| EngineError::StageModelFile { file, source })?;
             // Fails only if another writer promoted or unloaded it in between; nothing to undo.
             if let Err(err) = self.registry().promote(&name) {
                 tracing::warn!(model = %name, error = %err, "promotion after load failed");
@@ -230,6 +295,44 @@ mod tests {
         let err = state.load_model_dir(tmp.path()).unwrap_err();
         assert!(err.to_string().contains("b.json"), "{err}");
         assert!(state.registry().is_empty());
+    }
+
+    #[test]
+    fn one_label_with_two_contents_is_refused_before_anything_loads() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "a.json",
+            &artifact("a", "1", 1, linear(0.0, vec![1.0])),
+        );
+        write(
+            tmp.path(),
+            "m-a.json",
+            &artifact("m", "1", 1, linear(0.0, vec![1.0])),
+        );
+        write(
+            tmp.path(),
+            "m-b.json",
+            &artifact("m", "1", 1, linear(5.0, vec![1.0])),
+        );
+        let state = AppState::new(EngineConfig::default());
+        let err = state.load_model_dir(tmp.path()).unwrap_err();
+        assert!(matches!(err, EngineError::DuplicateVersion { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("m-a.json") && msg.contains("m-b.json"),
+            "{msg}"
+        );
+        assert!(msg.contains("version 1 of m"), "{msg}");
+        assert!(state.registry().is_empty());
+        // The identical artifact twice is harmless.
+        std::fs::remove_file(tmp.path().join("m-b.json")).unwrap();
+        write(
+            tmp.path(),
+            "m-c.json",
+            &artifact("m", "1", 1, linear(0.0, vec![1.0])),
+        );
+        assert_eq!(state.load_model_dir(tmp.path()).unwrap(), 3);
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub(crate) fn infer_request(
         id: None,
         parameters: None,
         inputs,
+        outputs: None,
     }
 }
 

@@ -4,9 +4,16 @@
 //! type (415), a body declared over the limit (413). hyper then closes the connection with the
 //! rest of the body unread, and the kernel answers the client's next bytes with a reset, which
 //! can destroy the response before the client reads it, or break the next request on a pooled
-//! connection. So, like nginx's lingering close, this layer reads and discards what the handler
-//! left of the body, up to a bound and a deadline; when the rest is larger or slower, it adds
-//! `Connection: close` so the client does not reuse the connection.
+//! connection. So, like nginx's lingering close, this layer discards what the handler left of
+//! the body, in a task of its own so the answer goes out at once: it drops each frame as it
+//! arrives and stops after [`DRAIN_LIMIT`] bytes or [`DRAIN_DEADLINE`], then drops the body,
+//! which makes hyper close the connection.
+//!
+//! When the rest is known to be over the limit, the answer says `Connection: close`, and the
+//! discarding goes on anyway as a lingering close: a client that is still uploading then reads
+//! the answer instead of a reset. When the client sent `Expect: 100-continue`, the body is
+//! never polled (that would send `100 Continue` and ask for an upload nobody wants): the answer
+//! says `Connection: close` and the body is dropped.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,12 +26,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, header};
 use http_body::{Frame, SizeHint};
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::BodyExt as _;
 
 /// Most bytes discarded after an early answer.
 pub(crate) const DRAIN_LIMIT: usize = 4 << 20;
 /// Longest time spent discarding after an early answer.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The request body, shared between the handler and this layer.
 #[derive(Clone)]
@@ -63,12 +70,16 @@ impl HttpBody for SharedBody {
     }
 }
 
-/// Runs the handler, then discards what it left of the request body (see the module docs).
+/// Runs the handler, then deals with what it left of the request body (see the module docs).
 pub(crate) async fn drain_unread_body(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     if body.is_end_stream() {
         return next.run(Request::from_parts(parts, body)).await;
     }
+    let expects_continue = parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let shared = SharedBody(Arc::new(Mutex::new(Some(body))));
     let mut response = next
         .run(Request::from_parts(parts, Body::new(shared.clone())))
@@ -78,24 +89,39 @@ pub(crate) async fn drain_unread_body(req: Request, next: Next) -> Response {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
-    if let Some(rest) = rest
-        && !rest.is_end_stream()
-    {
-        let too_big = rest
-            .size_hint()
-            .exact()
-            .is_some_and(|n| n > DRAIN_LIMIT as u64);
-        let drained = !too_big
-            && matches!(
-                tokio::time::timeout(DRAIN_DEADLINE, Limited::new(rest, DRAIN_LIMIT).collect())
-                    .await,
-                Ok(Ok(_))
-            );
-        if !drained {
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
+    let Some(rest) = rest.filter(|rest| !rest.is_end_stream()) else {
+        return response;
+    };
+    if expects_continue || rest.size_hint().lower() > DRAIN_LIMIT as u64 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if !expects_continue {
+        // Even when the rest is too big to drain, reading on for a while (a lingering close)
+        // lets a client that is still uploading read the answer before the connection resets.
+        tokio::spawn(discard(rest));
     }
     response
+}
+
+/// Reads and drops frames until the body ends, [`DRAIN_LIMIT`] bytes have gone by or
+/// [`DRAIN_DEADLINE`] has passed; then drops the body.
+async fn discard(mut body: Body) {
+    let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen = seen.saturating_add(data.len());
+                if seen > DRAIN_LIMIT {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+    if !matches!(drained, Ok(true)) {
+        tracing::debug!("gave up discarding an unread request body; the connection will close");
+    }
 }

@@ -1,6 +1,7 @@
 //! `POST /v2/models/{m}[/versions/{v}]/infer`: decode tensors, sanitise, predict.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::Json;
@@ -14,15 +15,22 @@ use super::error::ApiError;
 use crate::metrics::UNKNOWN_MODEL_LABEL;
 use crate::model::Model;
 use crate::oip::{
-    Datatype, InferRequest, InferResponse, RequestInput, ResponseOutput, ResponseParameters,
+    Datatype, InferRequest, InferResponse, MAX_REPORTED_CHANGES, RequestInput, RequestOutput,
+    ResponseOutput, ResponseParameters, SanitiserChange,
 };
 use crate::registry::ModelVersions;
 use crate::state::AppState;
 
 /// Name of the single output tensor (`prediction`).
 pub const OUTPUT_NAME: &str = "prediction";
-/// Largest magnitude an INT64 value may have and still be exact in an `f64` batch.
-const INT64_LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+/// Largest magnitude an INT64 value may have: 2^53 − 1. JSON numbers are read as `f64`,
+/// which holds every integer up to 2^53 exactly, but 2^53 + 1 already reads as 2^53; so from
+/// 2^53 on a value may have been rounded, and it is refused rather than served rounded.
+const INT64_LIMIT: f64 = 9_007_199_254_740_991.0;
+/// Most work (rows × [`Model::cost_per_row`]) served inline on the async worker, about half a
+/// millisecond in a release build. A larger batch runs on the blocking pool, so that probes,
+/// the request deadline and shutdown are not held up behind it.
+const INLINE_WORK: usize = 20_000;
 
 pub(crate) async fn infer(
     State(state): State<AppState>,
@@ -104,7 +112,7 @@ async fn finish(
             let span = tracing::Span::current();
             span.record("model", model.name());
             span.record("version", model.version());
-            serve(state, &model, &headers, body).await
+            serve(state, model, &headers, body).await
         }
         Err(err) => Err(err),
     };
@@ -123,7 +131,7 @@ async fn finish(
 /// Serves one request with one model snapshot from start to end.
 async fn serve(
     state: &AppState,
-    model: &Model,
+    model: Arc<Model>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -131,25 +139,37 @@ async fn serve(
     let config = state.config();
     let bytes = read_body(headers, body, config.max_body_bytes, "max-body-bytes").await?;
     let request: InferRequest = parse(&bytes)?;
-    let values = decode(model, &request.inputs, config.max_batch_rows)?;
-    let sanitised = model.sanitise(&values)?;
-    let predictions = model.predict_batch(&sanitised.values);
+    drop(bytes);
+    check_outputs(request.outputs.as_deref())?;
+    let InferRequest { id, inputs, .. } = request;
+    let max_rows = config.max_batch_rows;
+    let values: usize = inputs.iter().map(|input| input.data.len()).sum();
+    let work = (values / model.n_features()).saturating_mul(model.cost_per_row());
+    let Batch {
+        predictions,
+        mut changes,
+    } = if work <= INLINE_WORK {
+        run_batch(&model, &inputs, max_rows, &AtomicBool::new(false))?
+    } else {
+        run_blocking(state, Arc::clone(&model), inputs, max_rows).await?
+    };
     if let Some(row) = predictions.iter().position(|p| !p.is_finite()) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("row {row}: the model produced a non-finite prediction for this input"),
         ));
     }
-    state
-        .metrics()
-        .record_changes(model.name(), &sanitised.changes);
+    state.metrics().record_changes(model.name(), &changes);
+    let sanitiser_changes_total = changes.len();
+    changes.truncate(MAX_REPORTED_CHANGES);
     let rows = predictions.len() as u64;
     Ok(Json(InferResponse {
         model_name: model.name().to_owned(),
         model_version: model.version().to_owned(),
-        id: request.id,
+        id,
         parameters: ResponseParameters {
-            sanitiser_changes: sanitised.changes,
+            sanitiser_changes: changes,
+            sanitiser_changes_total,
         },
         outputs: vec![ResponseOutput {
             name: OUTPUT_NAME.to_owned(),
@@ -159,6 +179,87 @@ async fn serve(
         }],
     })
     .into_response())
+}
+
+/// Refuses a requested output the engine does not have.
+fn check_outputs(outputs: Option<&[RequestOutput]>) -> Result<(), ApiError> {
+    match outputs
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.name != OUTPUT_NAME)
+    {
+        Some((i, o)) => Err(ApiError::bad_request(format!(
+            "outputs[{i}].name: unknown output {:?}; the only output is {OUTPUT_NAME:?}",
+            o.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A predicted batch and every sanitiser change made to it.
+struct Batch {
+    predictions: Vec<f64>,
+    changes: Vec<SanitiserChange>,
+}
+
+/// Decodes, sanitises and predicts; stops early once `cancelled` is set.
+fn run_batch(
+    model: &Model,
+    inputs: &[RequestInput],
+    max_rows: usize,
+    cancelled: &AtomicBool,
+) -> Result<Batch, ApiError> {
+    let values = decode(model, inputs, max_rows)?;
+    let sanitised = model.sanitise(&values)?;
+    drop(values);
+    let predictions = model
+        .predict_batch_until(&sanitised.values, cancelled)
+        .ok_or_else(|| {
+            // Nobody reads this: the request that wanted the batch is gone.
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the request ended before its batch was predicted",
+            )
+        })?;
+    Ok(Batch {
+        predictions,
+        changes: sanitised.changes,
+    })
+}
+
+/// [`run_batch`] on the blocking pool, at most one batch per core at a time. When the request
+/// is dropped (its deadline passed, the client left, shutdown gave up on it), the batch stops
+/// at its next cancellation check.
+async fn run_blocking(
+    state: &AppState,
+    model: Arc<Model>,
+    inputs: Vec<RequestInput>,
+    max_rows: usize,
+) -> Result<Batch, ApiError> {
+    let permit = Arc::clone(state.compute_permits())
+        .acquire_owned()
+        .await
+        .map_err(|e| ApiError::internal("the compute semaphore is closed", &e))?;
+    let cancel = CancelOnDrop::default();
+    let cancelled = Arc::clone(&cancel.0);
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        run_batch(&model, &inputs, max_rows, &cancelled)
+    })
+    .await;
+    drop(cancel);
+    result.map_err(|e| ApiError::internal("inference task failed", &e))?
+}
+
+/// Sets its flag when dropped, with the future of the request that owns it.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Turns the request tensors into a flat row-major batch of `rows × n_features` values.
@@ -328,23 +429,30 @@ fn convert(
     match datatype {
         Datatype::Fp64 => Ok(Some(x)),
         Datatype::Fp32 => {
-            if x.abs() > f64::from(f32::MAX) {
+            // The tensor is declared FP32: use the value the client's f32 holds. Rounding to
+            // the nearest f32 keeps values up to f32::MAX (3.4028235e38 as written) finite.
+            let narrowed = x as f32;
+            if narrowed.is_infinite() {
                 Err(ApiError::bad_request(format!(
                     "inputs[{i}].data[{j}]: {x:?} is out of range for FP32 (max magnitude {:?})",
                     f32::MAX
                 )))
             } else {
-                // The tensor is declared FP32: use the value the client's f32 holds.
-                Ok(Some(f64::from(x as f32)))
+                Ok(Some(f64::from(narrowed)))
             }
         }
         Datatype::Int64 => {
-            if x.fract() == 0.0 && (-INT64_LIMIT..INT64_LIMIT).contains(&x) {
-                Ok(Some(x))
-            } else {
+            if x.fract() != 0.0 {
                 Err(ApiError::bad_request(format!(
                     "inputs[{i}].data[{j}]: {x:?} is not an INT64 integer"
                 )))
+            } else if x.abs() > INT64_LIMIT {
+                Err(ApiError::bad_request(format!(
+                    "inputs[{i}].data[{j}]: {x:.0} exceeds the INT64 limit of ±{INT64_LIMIT:.0} \
+                     (2^53 - 1), beyond which JSON integers are not read exactly"
+                )))
+            } else {
+                Ok(Some(x))
             }
         }
     }
@@ -550,7 +658,71 @@ mod tests {
         let e = err(&m, &[input("x", &[1], Datatype::Int64, &[Some(1.5)])]);
         assert_eq!(e.message, "inputs[0].data[0]: 1.5 is not an INT64 integer");
         let e = err(&m, &[input("x", &[1], Datatype::Int64, &[Some(1e19)])]);
-        assert!(e.message.contains("not an INT64"));
+        assert!(e.message.contains("INT64 limit"), "{}", e.message);
+    }
+
+    /// Regression: the FP32 check compared with `f32::MAX` widened, so `3.4028235e38` (how
+    /// f32::MAX is written) was refused though it rounds to f32::MAX.
+    #[test]
+    fn fp32_accepts_its_largest_value_as_written() {
+        let m = model(1);
+        for x in [3.402_823_5e38, -3.402_823_5e38] {
+            let got = decode(&m, &[input("x", &[1], Datatype::Fp32, &[Some(x)])], 10).unwrap();
+            assert_eq!(got, [Some(f64::from(f32::MAX).copysign(x))]);
+        }
+        let e = err(&m, &[input("x", &[1], Datatype::Fp32, &[Some(3.5e38)])]);
+        assert!(e.message.contains("out of range for FP32"), "{}", e.message);
+    }
+
+    /// Regression: `9007199254740993` was served as 9007199254740992; the old limit claimed
+    /// f64 holds integers exactly up to 2^63.
+    #[test]
+    fn int64_beyond_2_pow_53_is_refused_not_rounded() {
+        let m = model(1);
+        let limit = 9_007_199_254_740_991.0;
+        for x in [limit, -limit] {
+            let got = decode(&m, &[input("x", &[1], Datatype::Int64, &[Some(x)])], 10).unwrap();
+            assert_eq!(got, [Some(x)]);
+        }
+        let read: f64 = serde_json::from_str("9007199254740993").unwrap();
+        let e = err(
+            &m,
+            &[input(
+                "x",
+                &[2, 1],
+                Datatype::Int64,
+                &[Some(1.0), Some(read)],
+            )],
+        );
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(
+            e.message.starts_with(
+                "inputs[0].data[1]: 9007199254740992 exceeds the INT64 limit of ±9007199254740991"
+            ),
+            "{}",
+            e.message
+        );
+        let e = err(
+            &m,
+            &[input("x", &[1], Datatype::Int64, &[Some(-limit - 1.0)])],
+        );
+        assert!(e.message.contains("INT64 limit"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_requested_output_is_named() {
+        let out = |name: &str| RequestOutput {
+            name: name.into(),
+            parameters: None,
+        };
+        assert!(check_outputs(None).is_ok());
+        assert!(check_outputs(Some(&[])).is_ok());
+        assert!(check_outputs(Some(&[out("prediction")])).is_ok());
+        let e = check_outputs(Some(&[out("prediction"), out("no_such_output")])).unwrap_err();
+        assert_eq!(
+            e.message,
+            "outputs[1].name: unknown output \"no_such_output\"; the only output is \"prediction\""
+        );
     }
 
     #[test]

@@ -15,8 +15,9 @@ mod repository;
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::RequestExt as _;
 use axum::Router;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{MatchedPath, Path, RawPathParams, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +26,7 @@ use http_body_util::BodyExt as _;
 use tracing::Instrument as _;
 
 use self::error::{ApiError, json_error};
+use crate::metrics::UNKNOWN_MODEL_LABEL;
 use crate::model::Model;
 use crate::oip::{ModelMetadata, ModelMetadataParameters, ServerMetadata, TensorMetadata};
 use crate::registry::ModelVersions;
@@ -41,22 +43,39 @@ pub use self::infer::OUTPUT_NAME;
 #[derive(Clone, Copy)]
 struct EmptyBody;
 
+/// Route of unversioned inference.
+const INFER_ROUTE: &str = "/v2/models/{m}/infer";
+/// Route of versioned inference.
+const INFER_VERSION_ROUTE: &str = "/v2/models/{m}/versions/{v}/infer";
+
 /// Builds the engine's router over `state`.
+///
+/// `request-timeout` applies to every route except the repository extension's
+/// (`/v2/repository/...`): a load runs its parse and compile to the end on the blocking pool,
+/// so a load answered 408 would still stage its model. Loads are bounded by
+/// `max-artifact-bytes` and run one at a time instead.
 pub fn app(state: AppState) -> Router {
-    let timeout = state.config().request_timeout;
-    let mut router = Router::new()
+    let mut data = Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(health_live))
         .route("/v2/health/ready", get(health_ready))
         .route("/v2/models/{m}", get(model_metadata))
         .route("/v2/models/{m}/ready", get(model_ready))
-        .route("/v2/models/{m}/infer", post(infer::infer))
+        .route(INFER_ROUTE, post(infer::infer))
         .route("/v2/models/{m}/versions/{v}", get(version_metadata))
         .route("/v2/models/{m}/versions/{v}/ready", get(version_ready))
-        .route(
-            "/v2/models/{m}/versions/{v}/infer",
-            post(infer::infer_version),
-        )
+        .route(INFER_VERSION_ROUTE, post(infer::infer_version))
+        .route("/metrics", get(metrics));
+    if let Some(limit) = state.config().request_timeout {
+        data = data.layer(middleware::from_fn_with_state(
+            Deadline {
+                limit,
+                state: state.clone(),
+            },
+            deadline,
+        ));
+    }
+    let repository = Router::new()
         .route("/v2/repository/index", post(repository::index))
         .route("/v2/repository/models/{m}/load", post(repository::load))
         .route("/v2/repository/models/{m}/unload", post(repository::unload))
@@ -67,15 +86,9 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v2/repository/models/{m}/rollback",
             post(repository::rollback),
-        )
-        .route("/metrics", get(metrics))
-        .fallback(not_found);
-    if let Some(limit) = timeout {
-        router = router.layer(middleware::from_fn(move |req: Request, next: Next| {
-            deadline(limit, req, next)
-        }));
-    }
-    router
+        );
+    data.merge(repository)
+        .fallback(not_found)
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(drain::drain_unread_body))
         .layer(middleware::from_fn(trace))
@@ -205,19 +218,58 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route for {method} {}", uri.path()))
 }
 
-/// Answers 408 when a request outlives `request-timeout`.
-async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+/// The deadline layer's settings.
+#[derive(Clone)]
+struct Deadline {
+    limit: Duration,
+    state: AppState,
+}
+
+/// Answers 408 when a request outlives `request-timeout`. The handler's future is dropped
+/// then, with the request count it would have recorded, so an inference request is counted
+/// here.
+async fn deadline(State(d): State<Deadline>, mut req: Request, next: Next) -> Response {
+    let model = infer_model(&mut req).await;
+    let start = Instant::now();
+    match tokio::time::timeout(d.limit, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "request exceeded the request-timeout of {}",
-                humantime::format_duration(limit)
-            ),
-        )
-        .into_response(),
+        Err(_) => {
+            if let Some(name) = model {
+                let known = d.state.registry().contains(&name);
+                let label = if known {
+                    name.as_str()
+                } else {
+                    UNKNOWN_MODEL_LABEL
+                };
+                d.state.metrics().observe_request(
+                    label,
+                    StatusCode::REQUEST_TIMEOUT,
+                    known.then(|| start.elapsed()),
+                );
+            }
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request exceeded the request-timeout of {}",
+                    humantime::format_duration(d.limit)
+                ),
+            )
+            .into_response()
+        }
     }
+}
+
+/// The model named by an inference route, `None` for other routes.
+async fn infer_model(req: &mut Request) -> Option<String> {
+    let route = req.extensions().get::<MatchedPath>()?.as_str();
+    if route != INFER_ROUTE && route != INFER_VERSION_ROUTE {
+        return None;
+    }
+    let params = req.extract_parts::<RawPathParams>().await.ok()?;
+    params
+        .iter()
+        .find(|(key, _)| *key == "m")
+        .map(|(_, value)| value.to_owned())
 }
 
 /// Turns every non-JSON error response (axum's plain-text rejections, its empty 405) into
@@ -312,9 +364,13 @@ mod tests {
                     "late"
                 }),
             )
-            .layer(middleware::from_fn(|req: Request, next: Next| {
-                deadline(Duration::from_millis(10), req, next)
-            }));
+            .layer(middleware::from_fn_with_state(
+                Deadline {
+                    limit: Duration::from_millis(10),
+                    state: AppState::new(crate::EngineConfig::default()),
+                },
+                deadline,
+            ));
         let (status, body) = call(router, "/slow").await;
         assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
         assert_eq!(

@@ -2,14 +2,17 @@
 //!
 //! These admin routes are unauthenticated for now; the server binds loopback by default.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use http::HeaderMap;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::body::{is_blank, parse, read_body, require_json};
 use super::error::ApiError;
-use crate::artifact::{ArtifactError, ModelArtifact, is_valid_name, refine_model_error};
+use crate::artifact::{ArtifactError, ModelArtifact, is_valid_name};
 use crate::oip::{
     LoadRequest, LoadResponse, PromoteResponse, RepositoryIndexRequest, UnloadResponse,
 };
@@ -37,6 +40,10 @@ pub(crate) async fn index(
 }
 
 /// Stages the posted artifact, or `{model_dir}/{m}.json` when none is posted.
+///
+/// Loads run one at a time (see [`AppState::load_permits`]): the permit is taken once the body
+/// is read and travels with the blocking parse and compile, so it is released only when the
+/// work ends, even if the client has gone away meanwhile.
 pub(crate) async fn load(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -51,23 +58,29 @@ pub(crate) async fn load(
     }
     let limit = state.config().max_artifact_bytes;
     let bytes = read_body(&headers, body, limit, "max-artifact-bytes").await?;
-    let posted = if is_blank(&bytes) {
-        None
-    } else {
+    if !is_blank(&bytes) {
         require_json(&headers)?;
+    }
+    let permit = Arc::clone(state.load_permits())
+        .acquire_owned()
+        .await
+        .map_err(|e| ApiError::internal("the load semaphore is closed", &e))?;
+    let (posted, permit) = if is_blank(&bytes) {
+        (None, permit)
+    } else {
         blocking(move || {
-            crate::json::parse::<LoadRequest>(&bytes).map_err(|e| {
-                let e = refine_model_error(e, &bytes, "parameters.artifact.model");
-                ApiError::bad_request(format!("invalid JSON body: {e}"))
-            })
+            let request = crate::json::parse::<LoadRequest>(&bytes)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+            Ok((request.parameters.and_then(|p| p.artifact), permit))
         })
         .await?
-        .parameters
-        .and_then(|p| p.artifact)
     };
-    let (artifact, field) = match posted {
-        Some(artifact) => (artifact, "parameters.artifact"),
-        None => (read_model_file(&state, &name).await?, "file"),
+    let (artifact, field, permit) = match posted {
+        Some(artifact) => (artifact, "parameters.artifact", permit),
+        None => {
+            let (artifact, permit) = read_model_file(&state, &name, permit).await?;
+            (artifact, "file", permit)
+        }
     };
     if artifact.name != name {
         return Err(ApiError::bad_request(format!(
@@ -77,6 +90,7 @@ pub(crate) async fn load(
     }
     let registry_state = state.clone();
     let (name, version) = blocking(move || {
+        let _permit = permit;
         registry_state
             .registry()
             .load(artifact)
@@ -95,7 +109,11 @@ pub(crate) async fn load(
     }))
 }
 
-async fn read_model_file(state: &AppState, name: &str) -> Result<ModelArtifact, ApiError> {
+async fn read_model_file(
+    state: &AppState,
+    name: &str,
+    permit: OwnedSemaphorePermit,
+) -> Result<(ModelArtifact, OwnedSemaphorePermit), ApiError> {
     let Some(dir) = state.config().model_dir.as_ref() else {
         return Err(ApiError::not_found(
             "parameters.artifact: no artifact posted and no model directory is configured",
@@ -129,9 +147,10 @@ async fn read_model_file(state: &AppState, name: &str) -> Result<ModelArtifact, 
         .await
         .map_err(|e| ApiError::internal("failed to read model file", &e))?;
     blocking(move || {
-        ModelArtifact::from_json(&bytes).map_err(|e: ArtifactError| {
+        let artifact = ModelArtifact::from_json(&bytes).map_err(|e: ArtifactError| {
             ApiError::bad_request(format!("model file {file_name:?}: invalid artifact: {e}"))
-        })
+        })?;
+        Ok((artifact, permit))
     })
     .await
 }
@@ -164,6 +183,7 @@ pub(crate) async fn unload(
     Path(name): Path<String>,
 ) -> Result<Json<UnloadResponse>, ApiError> {
     state.registry().unload(&name)?;
+    state.metrics().forget_model(&name);
     Ok(Json(UnloadResponse { name }))
 }
 
@@ -178,6 +198,61 @@ fn response(p: Promotion) -> PromoteResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::EngineConfig;
+    use crate::model::tests::{artifact, linear};
+    use std::time::Duration;
+    use tower::ServiceExt as _;
+
+    /// Starts a load of model `m` through the router while the test holds the load permit;
+    /// returns the pending call once it has had time to finish, had it not waited.
+    async fn load_behind_held_permit(
+        config: EngineConfig,
+    ) -> (
+        AppState,
+        OwnedSemaphorePermit,
+        tokio::task::JoinHandle<http::StatusCode>,
+    ) {
+        let state = AppState::new(config);
+        let held = Arc::clone(state.load_permits())
+            .acquire_owned()
+            .await
+            .unwrap();
+        let body = serde_json::json!({"parameters": {"artifact": artifact("m", "1", 1, linear(0.0, vec![1.0]))}});
+        let request = http::Request::post("/v2/repository/models/m/load")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let router = crate::http::app(state.clone());
+        let call = tokio::spawn(async move { router.oneshot(request).await.unwrap().status() });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        (state, held, call)
+    }
+
+    /// Regression: concurrent loads each took several times their document in memory at once.
+    #[tokio::test]
+    async fn loads_run_one_at_a_time() {
+        let (state, held, call) = load_behind_held_permit(EngineConfig::default()).await;
+        assert!(!call.is_finished(), "a load waits for the load permit");
+        assert!(state.registry().is_empty());
+        drop(held);
+        assert_eq!(call.await.unwrap(), http::StatusCode::OK);
+        assert!(state.registry().contains("m"));
+    }
+
+    /// Regression: a load answered 408 went on to stage its model. Repository routes are
+    /// exempt from the request deadline, so the answer is the load's own.
+    #[tokio::test]
+    async fn request_timeout_does_not_cut_a_load_short() {
+        let config = EngineConfig {
+            request_timeout: Some(Duration::from_millis(50)),
+            ..EngineConfig::default()
+        };
+        let (state, held, call) = load_behind_held_permit(config).await;
+        assert!(!call.is_finished(), "no 408 after the 50ms request-timeout");
+        drop(held);
+        assert_eq!(call.await.unwrap(), http::StatusCode::OK);
+        assert!(state.registry().contains("m"));
+    }
 
     #[tokio::test]
     async fn blocking_passes_results_through() {

@@ -82,3 +82,69 @@ async fn oversized_declared_body_gets_413_and_connection_close() {
     assert!(head.contains("connection: close"), "{head}");
     assert!(body.contains("\"error\""), "{body}");
 }
+
+/// Regression: the answer waited for the unread body, so a client that declared 1000 bytes and
+/// sent 1 got its 404 only after the 2 s drain deadline.
+#[tokio::test]
+async fn early_answer_does_not_wait_for_a_slow_body() {
+    let addr = server().await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = "POST /v2/models/nope/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{";
+    let start = std::time::Instant::now();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut stream).await;
+    let waited = start.elapsed();
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert!(body.contains("unknown model"), "{body}");
+    assert!(
+        waited < Duration::from_millis(1000),
+        "the answer took {waited:?}"
+    );
+}
+
+/// Regression: with `Expect: 100-continue` the drain polled the body, so hyper sent
+/// `100 Continue` and the client had to upload the whole body before it got the answer.
+#[tokio::test]
+async fn expect_continue_gets_the_answer_without_sending_the_body() {
+    let addr = server().await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = "POST /v2/models/nope/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\nexpect: 100-continue\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut stream).await;
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(body.contains("\"error\""), "{body}");
+    // Nothing else follows, and the server closes the connection.
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&rest));
+}
+
+/// Regression: a declared body just over the drain limit got `Connection: close` and was never
+/// read, so the connection reset under a client still uploading it, often before it read the
+/// answer (`error writing a body to connection: Broken pipe`). Reading on for a while after
+/// the answer (a lingering close) gives the client the answer.
+#[tokio::test]
+async fn body_over_the_drain_limit_still_gets_its_answer() {
+    let addr = server().await;
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let body = vec![b' '; (4 << 20) + 1024];
+        let head = format!(
+            "POST /v2/models/nope/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+            .write_all(&body)
+            .await
+            .expect("the server reads on while the client uploads");
+        let (head, body) = read_response(&mut stream).await;
+        assert!(head.starts_with("http/1.1 404"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        assert!(body.contains("unknown model"), "{body}");
+    }
+}

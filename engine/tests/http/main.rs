@@ -6,6 +6,9 @@
 )]
 
 mod connection;
+mod heavy;
+mod infer_edges;
+mod shutdown;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::Path;
@@ -592,6 +595,72 @@ async fn repository_lifecycle() {
     post(&app, "/v2/models/m/infer", body)
         .await
         .error(StatusCode::NOT_FOUND, &["unknown model"]);
+}
+
+/// Regression: a different artifact loaded under the live label "1" was staged but hidden:
+/// the index listed one "1", `/versions/1/infer` served the live one, and promote reported
+/// live "1", previous "1".
+#[tokio::test]
+async fn reusing_a_live_label_for_other_content_is_a_409() {
+    let app = engine(&[constant("m", 1)]);
+    let mut other = constant("m", 1);
+    other.model = ModelParams::Linear {
+        intercept: 7.0,
+        weights: vec![0.0, 0.0],
+    };
+    post(
+        &app,
+        "/v2/repository/models/m/load",
+        json!({"parameters": {"artifact": other}}),
+    )
+    .await
+    .error(
+        StatusCode::CONFLICT,
+        &["version 1 of m is already live with different content; give the new artifact a new version"],
+    );
+    post_empty(&app, "/v2/repository/models/m/promote")
+        .await
+        .error(StatusCode::CONFLICT, &["no staged version"]);
+    // Reloading the identical artifact is still allowed.
+    let reply = post(
+        &app,
+        "/v2/repository/models/m/load",
+        json!({"parameters": {"artifact": constant("m", 1)}}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        post_empty(&app, "/v2/repository/index")
+            .await
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+/// Regression: series of unloaded models stayed in `/metrics` forever.
+#[tokio::test]
+async fn unload_drops_the_models_metric_series() {
+    let app = engine(&[linear("lin", "1", ImputePolicy::Median), constant("m", 1)]);
+    for model in ["lin", "m"] {
+        post(
+            &app,
+            &format!("/v2/models/{model}/infer"),
+            rows(json!([null, 1.0]), json!([1, 2])),
+        )
+        .await;
+    }
+    let text = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+    assert!(text.contains("model=\"lin\""), "{text}");
+    let reply = post_empty(&app, "/v2/repository/models/lin/unload").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let text = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+    assert!(!text.contains("model=\"lin\""), "{text}");
+    assert!(
+        text.contains("gauntlet_requests_total{model=\"m\",status=\"200\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

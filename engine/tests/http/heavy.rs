@@ -1,0 +1,82 @@
+//! Heavy batches: served off the async workers, so probes, the request deadline and its
+//! metrics keep working while one runs. `#[tokio::test]` runs on one thread, as a busy
+//! server's only free worker would.
+
+use super::*;
+
+/// `trees` single-leaf trees of value 1 over features a, b: each row predicts `trees`.
+pub(crate) fn heavy(trees: usize) -> ModelArtifact {
+    let mut a = constant("heavy", 1);
+    a.model = ModelParams::TreeEnsemble {
+        base_score: 0.0,
+        objective: Objective::Regression,
+        trees: vec![
+            Tree {
+                nodes: vec![Node::Leaf { value: 1.0 }],
+            };
+            trees
+        ],
+    };
+    a
+}
+
+/// A body of `n` rows of two features.
+pub(crate) fn heavy_rows(n: usize) -> Value {
+    rows(json!(vec![0.5; 2 * n]), json!([n, 2]))
+}
+
+/// Regression: a 10,000-row batch on a 100,000-tree model ran on a tokio worker for seconds:
+/// probes waited behind it, `request-timeout` never answered 408, and the 408 (once answered)
+/// was not counted.
+#[tokio::test]
+async fn heavy_batch_leaves_the_worker_free_and_its_408_is_counted() {
+    let config = EngineConfig {
+        request_timeout: Some(Duration::from_millis(500)),
+        ..EngineConfig::default()
+    };
+    let app = app(state_with(config, &[heavy(100_000)]));
+    let started = Instant::now();
+    let heavy_app = app.clone();
+    let call =
+        tokio::spawn(
+            async move { post(&heavy_app, "/v2/models/heavy/infer", heavy_rows(5_000)).await },
+        );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let live = get(&app, "/v2/health/live").await;
+    assert_eq!(live.status, StatusCode::OK);
+    assert!(
+        !call.is_finished(),
+        "the probe was answered while the batch ran"
+    );
+    call.await
+        .unwrap()
+        .error(StatusCode::REQUEST_TIMEOUT, &["request-timeout of 500ms"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "408 after {:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+    for line in [
+        "gauntlet_requests_total{model=\"heavy\",status=\"408\"} 1",
+        "gauntlet_request_duration_seconds_count{model=\"heavy\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn heavy_batch_off_the_workers_predicts_every_row() {
+    let app = engine(&[heavy(100_000)]);
+    let reply = post(&app, "/v2/models/heavy/infer", heavy_rows(100)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        reply.json()["outputs"][0]["data"],
+        json!(vec![100_000.0; 100])
+    );
+}

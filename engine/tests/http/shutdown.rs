@@ -1,0 +1,121 @@
+//! Shutdown of the real binary: the readiness delay and the grace deadline.
+
+use super::heavy::{heavy, heavy_rows};
+use super::*;
+
+/// Starts the engine on an ephemeral port over `dir`; returns it and its port.
+fn spawn_engine(dir: &Path, extra: &[&str]) -> (std::process::Child, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gauntlet-engine"))
+        .args(["--listen", "127.0.0.1:0", "--model-dir"])
+        .arg(dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on 127.0.0.1:")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (child, port)
+}
+
+fn sigterm(child: &std::process::Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+fn get_request(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+}
+
+/// Regression: SIGTERM cleared readiness and stopped the listener at the same instant, so
+/// load balancers never saw the engine not ready while it still answered.
+#[test]
+fn shutdown_delay_serves_while_not_ready_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model_dir(dir.path());
+    let (mut child, port) = spawn_engine(dir.path(), &["--shutdown-delay", "2s"]);
+    assert!(http_request(port, &get_request("/v2/health/ready")).starts_with("HTTP/1.1 200"));
+    sigterm(&child);
+    let signalled = Instant::now();
+    let not_ready = loop {
+        let reply = http_request(port, &get_request("/v2/health/ready"));
+        if reply.starts_with("HTTP/1.1 400") || signalled.elapsed() > Duration::from_millis(1500) {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(not_ready.starts_with("HTTP/1.1 400"), "{not_ready}");
+    // Still accepting connections and serving during the delay.
+    let live = http_request(port, &get_request("/v2/health/live"));
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    let body = rows(json!([1.0, 2.0]), json!([1, 2])).to_string();
+    let infer = http_request(
+        port,
+        &format!(
+            "POST /v2/models/lin/infer HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(infer.starts_with("HTTP/1.1 200"), "{infer}");
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(1900),
+        "exited {:?} after SIGTERM, before the 2s delay",
+        signalled.elapsed()
+    );
+}
+
+/// Regression: with a batch still running when the shutdown grace expired, the engine logged
+/// that it was exiting, then waited for the batch and exited 0 seconds later.
+#[test]
+fn grace_expiry_exits_4_without_waiting_for_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("heavy.json"),
+        serde_json::to_vec(&heavy(100_000)).unwrap(),
+    )
+    .unwrap();
+    let (mut child, port) = spawn_engine(dir.path(), &["--shutdown-grace", "200ms"]);
+    let body = heavy_rows(10_000).to_string();
+    let request = format!(
+        "POST /v2/models/heavy/infer HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let client = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        // The engine exits mid-batch: the connection ends without a response.
+        let _ = stream.read_to_end(&mut response);
+        response
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(&child);
+    let signalled = Instant::now();
+    let status = wait_exit(&mut child, Duration::from_secs(4));
+    assert_eq!(status.code(), Some(4), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "exited {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    let response = client.join().unwrap();
+    assert!(
+        response.is_empty(),
+        "the batch finished first: {:?}",
+        String::from_utf8_lossy(&response)
+    );
+}

@@ -13,7 +13,7 @@ fn main() {
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
     let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
+        .args(["status", "--porcelain"])
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -26,7 +26,8 @@ fn main() {
         commit
     };
     println!("cargo:rustc-env=GAUNTLET_GIT_COMMIT={value}");
-    // Rebuild when HEAD moves or the index changes (commit, checkout, add).
+    // Rebuild when HEAD moves or the index changes (commit, checkout, add), and when any
+    // source of the workspace changes, so that an edit makes the commit read `-dirty`.
     if let Ok(out) = Command::new("git")
         .args(["rev-parse", "--git-dir"])
         .output()
@@ -36,5 +37,24 @@ fn main() {
         println!("cargo:rerun-if-changed={dir}/HEAD");
         println!("cargo:rerun-if-changed={dir}/index");
         println!("cargo:rerun-if-changed={dir}/refs/heads");
+    }
+    if let Ok(out) = Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        && out.status.success()
+    {
+        let top = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        // Directories are scanned recursively by cargo.
+        for part in [
+            "Cargo.toml",
+            "Cargo.lock",
+            "engine",
+            "fixtures",
+            "harness",
+            "reports",
+            "suites",
+        ] {
+            println!("cargo:rerun-if-changed={top}/{part}");
+        }
     }
 }

@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::BoxFuture;
 
 use gauntlet_engine::artifact::ModelArtifact;
 
+use crate::runner::RunOptions;
 use crate::target::{Capability, Target, TargetError};
 
 /// The verdict of a case body that did not pass.
@@ -55,11 +57,16 @@ pub struct CaseCtx {
     pub run_seed: u64,
     /// Number of generated inputs each property case tries.
     pub property_cases: u32,
+    /// The request-body limit the target is expected to enforce (413 above it).
+    pub max_body_bytes: usize,
     /// The reference model artifacts the target serves (see [`crate::references`]).
     pub reference_models: Arc<Vec<ModelArtifact>>,
     /// Every reference artifact of the run, served or not: templates for cases
     /// that upload models of their own.
     pub templates: Arc<Vec<ModelArtifact>>,
+    /// Set when the case has passed its deadline: work the runner cannot abort
+    /// (blocking threads, spawned tasks) checks it and stops.
+    pub cancelled: Arc<AtomicBool>,
 }
 
 /// The reference artifacts of a run: all of them, and those the target serves.
@@ -83,22 +90,28 @@ impl References {
 }
 
 impl CaseCtx {
-    /// The context of `case` in a run with `run_seed`.
+    /// The context of `case` in a run with `options`.
     pub fn for_case(
         case: &Case,
         target: Arc<dyn Target>,
-        run_seed: u64,
-        property_cases: u32,
+        options: &RunOptions,
         references: &References,
     ) -> Self {
         CaseCtx {
             target,
-            seed: case.seed(run_seed),
-            run_seed,
-            property_cases,
+            seed: case.seed(options.seed),
+            run_seed: options.seed,
+            property_cases: options.property_cases,
+            max_body_bytes: options.max_body_bytes,
             reference_models: Arc::clone(&references.served),
             templates: Arc::clone(&references.all),
+            cancelled: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether the case has passed its deadline and should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
     }
 
     /// The reference artifact named `name` as a template for a model the case

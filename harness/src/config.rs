@@ -58,6 +58,8 @@ pub struct Profile {
     /// Deadline of one HTTP request.
     #[serde(default, with = "humantime_serde")]
     pub request_timeout: Option<Duration>,
+    /// The request-body limit the target is expected to enforce (413 above it).
+    pub max_body_bytes: Option<usize>,
 }
 
 /// Fully resolved settings of a run.
@@ -81,6 +83,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Deadline of one HTTP request (1 ms to 10 min).
     pub request_timeout: Duration,
+    /// The request-body limit the target is expected to enforce (1 KiB to 1 GiB).
+    pub max_body_bytes: usize,
 }
 
 impl Default for Settings {
@@ -95,6 +99,8 @@ impl Default for Settings {
             report_dir: PathBuf::from("gauntlet-report"),
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(10),
+            // The reference engine's default limit.
+            max_body_bytes: 1 << 20,
         }
     }
 }
@@ -218,6 +224,7 @@ impl Settings {
             report_dir,
             connect_timeout,
             request_timeout,
+            max_body_bytes,
         } = p.clone();
         self.seed = seed.unwrap_or(self.seed);
         self.concurrency = concurrency.unwrap_or(self.concurrency);
@@ -227,6 +234,7 @@ impl Settings {
         self.report_dir = report_dir.unwrap_or_else(|| self.report_dir.clone());
         self.connect_timeout = connect_timeout.unwrap_or(self.connect_timeout);
         self.request_timeout = request_timeout.unwrap_or(self.request_timeout);
+        self.max_body_bytes = max_body_bytes.unwrap_or(self.max_body_bytes);
     }
 
     /// Checks every value against its range.
@@ -268,6 +276,13 @@ impl Settings {
             Duration::from_millis(100),
             Duration::from_secs(5),
             "100ms to 5s (an unreachable target must fail within 5 s)",
+        )?;
+        check(
+            "max-body-bytes",
+            self.max_body_bytes,
+            1 << 10,
+            1 << 30,
+            "1024 to 1073741824 (1 KiB to 1 GiB)",
         )?;
         check(
             "request-timeout",

@@ -26,6 +26,7 @@
 //!     case_timeout: Duration::from_secs(5),
 //!     seed: 1,
 //!     property_cases: 8,
+//!     ..RunOptions::default()
 //! };
 //! let results = runner::run(&cases, target, &Default::default(), &options, |_| {}).await;
 //! assert_eq!(results[0].outcome.label(), "pass");

@@ -51,6 +51,22 @@ pub struct RunOptions {
     pub seed: u64,
     /// Generated inputs per property case.
     pub property_cases: u32,
+    /// The request-body limit the target is expected to enforce: bodies above it get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for RunOptions {
+    /// The compiled-in defaults of [`crate::config::Settings`].
+    fn default() -> Self {
+        let s = crate::config::Settings::default();
+        RunOptions {
+            concurrency: s.concurrency,
+            case_timeout: s.case_timeout,
+            seed: s.seed,
+            property_cases: s.property_cases,
+            max_body_bytes: s.max_body_bytes,
+        }
+    }
 }
 
 /// What the runner tells its listeners as the run progresses.
@@ -79,13 +95,7 @@ pub async fn run(
     on_event(RunEvent::Started { total: cases.len() });
     let mut indexed: Vec<(usize, CaseResult)> = Vec::with_capacity(cases.len());
     let mut stream = futures::stream::iter(cases.iter().copied().enumerate().map(|(i, case)| {
-        let ctx = CaseCtx::for_case(
-            &case,
-            Arc::clone(&target),
-            options.seed,
-            options.property_cases,
-            references,
-        );
+        let ctx = CaseCtx::for_case(&case, Arc::clone(&target), options, references);
         let timeout = options.case_timeout;
         async move { (i, run_one(case, ctx, timeout).await) }
     }))
@@ -105,6 +115,7 @@ pub async fn run_one(case: Case, ctx: CaseCtx, timeout: Duration) -> CaseResult 
     let verdict = match case.missing_capability(ctx.target.as_ref()) {
         Some(cap) => Err(CaseError::Skip(format!("target lacks {cap}"))),
         None => {
+            let cancelled = Arc::clone(&ctx.cancelled);
             let mut task = tokio::spawn((case.body)(ctx));
             match tokio::time::timeout(timeout, &mut task).await {
                 Ok(Ok(v)) => v,
@@ -112,6 +123,7 @@ pub async fn run_one(case: Case, ctx: CaseCtx, timeout: Duration) -> CaseResult 
                 Err(_) => {
                     // A case past its deadline must not keep loading the target in the
                     // background while the next cases run.
+                    cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
                     task.abort();
                     Err(CaseError::Error(format!(
                         "case timed out after {} ms",
@@ -211,6 +223,7 @@ mod tests {
             case_timeout: Duration::from_millis(200),
             seed: 1,
             property_cases: 4,
+            ..RunOptions::default()
         }
     }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use serde_json::Value;
 
-use gauntlet_harness::runner::run_one;
+use gauntlet_harness::runner::{RunOptions, run_one};
 use gauntlet_harness::{Capabilities, Case, CaseCtx, InProcess, References, Target, TargetError};
 use gauntlet_reports::{CaseResult, Outcome};
 
@@ -141,11 +141,15 @@ fn case(id: &str) -> Case {
 
 async fn run_against(target: Arc<dyn Target>, id: &str, property_cases: u32) -> CaseResult {
     let case = case(id);
+    let options = RunOptions {
+        seed: crate::DEFAULT_SEED,
+        property_cases,
+        ..RunOptions::default()
+    };
     let ctx = CaseCtx::for_case(
         &case,
         target,
-        crate::DEFAULT_SEED,
-        property_cases,
+        &options,
         &References::all_served(gauntlet_fixtures::load_embedded().unwrap()),
     );
     run_one(case, ctx, Duration::from_secs(120)).await

@@ -37,6 +37,7 @@
 //!     case_timeout: Duration::from_secs(30),
 //!     seed: gauntlet_suites::DEFAULT_SEED,
 //!     property_cases: 16,
+//!     ..RunOptions::default()
 //! };
 //! let results = runtime.block_on(run(&cases, target, &models, &options, |_| {}));
 //! assert!(!results.is_empty());

@@ -2,6 +2,7 @@
 //! models that cases create under their own names.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -149,16 +150,47 @@ pub(crate) async fn switch(
 /// Runs `body` with the scratch model `name`, unloading it before (leftovers of an interrupted
 /// run with the same seed) and after (whatever the verdict). Both unloads are best effort: the
 /// verdict is `body`'s; cases that check unloading do it inside `body`.
-pub(crate) async fn with_scratch<F, Fut>(target: &dyn Target, name: &str, body: F) -> CaseOutcome
+///
+/// When the case is aborted (it passed its deadline) the unload after `body` cannot run in
+/// line; a guard then spawns it, so a timed-out case leaves no model behind on the target.
+pub(crate) async fn with_scratch<F, Fut>(
+    target: &Arc<dyn Target>,
+    name: &str,
+    body: F,
+) -> CaseOutcome
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = CaseOutcome>,
 {
     // Best effort: a 404 (nothing to unload) is the usual answer.
-    let _before = act(target, name, Action::Unload).await;
+    let _before = act(target.as_ref(), name, Action::Unload).await;
+    let mut guard = UnloadOnDrop {
+        target: Some(Arc::clone(target)),
+        name: name.to_owned(),
+    };
     let verdict = body().await;
-    let _after = act(target, name, Action::Unload).await;
+    guard.target = None;
+    let _after = act(target.as_ref(), name, Action::Unload).await;
     verdict
+}
+
+/// Unloads a scratch model from a spawned task if dropped while still armed.
+struct UnloadOnDrop {
+    target: Option<Arc<dyn Target>>,
+    name: String,
+}
+
+impl Drop for UnloadOnDrop {
+    fn drop(&mut self) {
+        if let Some(target) = self.target.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let name = std::mem::take(&mut self.name);
+            runtime.spawn(async move {
+                let _ = act(target.as_ref(), &name, Action::Unload).await;
+            });
+        }
+    }
 }
 
 /// `artifact` renamed to `name`, version `version`.

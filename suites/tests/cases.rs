@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
-use gauntlet_harness::runner::run_one;
+use gauntlet_harness::runner::{RunOptions, run_one};
 use gauntlet_harness::{CaseCtx, References, Target};
 use gauntlet_reports::Outcome;
 
@@ -66,7 +66,12 @@ fn main() -> ExitCode {
         .into_iter()
         .map(|case| {
             let lacks = case.missing_capability(target.as_ref());
-            let ctx = CaseCtx::for_case(&case, Arc::clone(&target), seed, property_cases, &models);
+            let options = RunOptions {
+                seed,
+                property_cases,
+                ..RunOptions::default()
+            };
+            let ctx = CaseCtx::for_case(&case, Arc::clone(&target), &options, &models);
             let runtime = Arc::clone(&runtime);
             Trial::ignorable_test(case.id(), move || {
                 let result = runtime.block_on(run_one(case, ctx, CASE_TIMEOUT));

@@ -22,7 +22,8 @@ const EXIT_CODES: &str = "Exit codes:
   0  every case passed (skips allowed)
   1  a case failed or errored
   2  usage or config error (bad flag, unknown profile or suite, bad gauntlet.toml)
-  3  setup error: target unreachable (within 5 s), fixtures missing, reports not writable";
+  3  setup error: target unreachable (within 5 s), reference models not served
+     (see --skip-missing-models), report directory not writable";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,7 +41,7 @@ struct Cli {
 enum Command {
     /// Run the suites against a target and write the reports.
     #[command(after_help = EXIT_CODES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the cases with their requirement ids.
     List(SelectArgs),
 }
@@ -102,6 +103,10 @@ struct RunArgs {
     /// Deadline of one HTTP request, e.g. `10s`.
     #[arg(long, env = "GAUNTLET_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
     request_timeout: Option<std::time::Duration>,
+    /// The request-body limit the target is expected to enforce (bodies above it
+    /// must get 413); default 1 MiB, the reference engine's.
+    #[arg(long, env = "GAUNTLET_MAX_BODY_BYTES", value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
     /// Run even when the target does not serve the reference models: the cases that
     /// need them are skipped. Without it such a target is a setup error (exit 3).
     #[arg(long, env = "GAUNTLET_SKIP_MISSING_MODELS")]
@@ -179,7 +184,7 @@ fn main() -> ProcessExit {
     init_tracing();
     let result = match cli.command {
         Command::List(args) => list(&args),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
     };
     match result {
         Ok(code) => ProcessExit::from(code.code()),
@@ -298,6 +303,7 @@ fn plan(args: RunArgs) -> Result<Plan, Failure> {
         report_dir: args.report_dir.clone(),
         connect_timeout: args.connect_timeout,
         request_timeout: args.request_timeout,
+        max_body_bytes: args.max_body_bytes,
     };
     let settings = Settings::resolve(
         file.as_ref().zip(config_path.as_deref()),
@@ -397,6 +403,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         case_timeout: settings.case_timeout,
         seed: settings.seed,
         property_cases: settings.property_cases,
+        max_body_bytes: settings.max_body_bytes,
     };
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = writeln!(

@@ -459,3 +459,72 @@ fn error_messages_snapshot() {
         .replace(&closed_port.to_string(), "[PORT]");
     insta::assert_snapshot!(transcript);
 }
+
+/// A property case past its deadline stops generating requests: the run ends soon after the
+/// deadline instead of when the (unbounded) property loop would have finished.
+#[test]
+fn timed_out_property_case_stops_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = gauntlet(
+        &[
+            "run",
+            "--filter",
+            "property::predictions_match_library",
+            "--property-cases",
+            "100000",
+            "--case-timeout",
+            "300ms",
+            "--report-dir",
+            "out",
+        ],
+        dir.path(),
+    );
+    let elapsed = started.elapsed();
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    assert!(stderr.contains("timed out after 300 ms"), "{stderr}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+/// The body limit is the deployment's to declare: a server configured for 4 MiB passes when
+/// the run expects 4 MiB, and fails (with the numbers) when the run expects the default 1 MiB.
+#[test]
+fn body_limit_expectation_follows_max_body_bytes() {
+    let addr = serve(|| {
+        let config = gauntlet_engine::EngineConfig {
+            max_body_bytes: 4 << 20,
+            ..Default::default()
+        };
+        let state = gauntlet_engine::AppState::new(config);
+        for artifact in gauntlet_fixtures::load_embedded().expect("fixtures") {
+            let name = artifact.name.clone();
+            state.registry().load(artifact).expect("load");
+            state.registry().promote(&name).expect("promote");
+        }
+        gauntlet_engine::app(state)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let args = [
+        "run",
+        "--target",
+        &url,
+        "--filter",
+        "body_over_limit",
+        "--report-dir",
+        "out",
+    ];
+    let out = gauntlet(
+        &[&args[..], &["--max-body-bytes", "4194304"]].concat(),
+        dir.path(),
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let out = gauntlet(&args, dir.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    assert!(
+        stderr.contains("413") && stderr.contains("1049600"),
+        "{stderr}"
+    );
+}

@@ -107,6 +107,7 @@ where
     };
     let seed = ctx.seed;
     let run_seed = ctx.run_seed;
+    let cancelled = Arc::clone(&ctx.cancelled);
     let cases = ctx.property_cases;
     let task = tokio::task::spawn_blocking(move || {
         let config = Config {
@@ -119,7 +120,15 @@ where
         let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes_from(seed));
         let mut runner = TestRunner::new_with_rng(config, rng);
         let strategy = strategy();
-        match runner.run(&strategy, |value| property(&probe, value)) {
+        let verdict = runner.run(&strategy, |value| {
+            // Past the deadline the runner has given up on this case; stop sending requests.
+            // Failing at once also makes any shrinking instant.
+            if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(fail("cancelled: the case passed its deadline"));
+            }
+            property(&probe, value)
+        });
+        match verdict {
             Ok(()) => Ok(()),
             Err(TestError::Fail(reason, minimal)) => Err(CaseError::Fail(failure_message(
                 case_id, seed, run_seed, cases, &reason, &minimal,

@@ -176,11 +176,20 @@ async fn swap_storm(
     progress(reads, reads.load(Ordering::Relaxed) + READERS, stop).await
 }
 
+/// Sets the flag when dropped: spawned readers outlive an aborted case otherwise.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 async fn readers_see_whole_versions_during_swaps(ctx: CaseCtx) -> CaseOutcome {
     let reference = ctx.template(REF_LINEAR)?;
     let name = scratch_name("prop-swap", ctx.seed);
     let target = ctx.target.as_ref();
-    with_scratch(target, &name, || async {
+    with_scratch(&ctx.target, &name, || async {
         let versions =
             VERSIONS.map(|(label, constant)| constant_model(reference, &name, label, constant));
         for (i, artifact) in versions.iter().enumerate() {
@@ -192,6 +201,8 @@ async fn readers_see_whole_versions_during_swaps(ctx: CaseCtx) -> CaseOutcome {
         let rows = typical_rows(reference, ctx.seed, ROWS);
         let request = infer_request(&versions[0], &present(&rows), Layout::Matrix);
         let stop = Arc::new(AtomicBool::new(false));
+        // If the case is aborted at its deadline, the readers must stop too.
+        let _stop_readers = StopOnDrop(Arc::clone(&stop));
         let reads = Arc::new(AtomicUsize::new(0));
         let readers: Vec<_> = (0..READERS)
             .map(|_| {

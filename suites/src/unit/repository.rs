@@ -129,7 +129,7 @@ async fn load_promote_rollback(ctx: CaseCtx) -> CaseOutcome {
     let reference = ctx.template(REF_LINEAR)?;
     let name = scratch_name("conf-swap", ctx.seed);
     let target = ctx.target.as_ref();
-    with_scratch(target, &name, || async {
+    with_scratch(&ctx.target, &name, || async {
         let v1 = renamed(reference, &name, "1");
         let v2 = altered(&renamed(reference, &name, "2"));
         let rows = typical_rows(reference, ctx.seed, ROWS);
@@ -225,7 +225,7 @@ async fn failed_load_keeps_live_model(ctx: CaseCtx) -> CaseOutcome {
     let reference = ctx.template(REF_ENSEMBLE)?;
     let name = scratch_name("conf-badload", ctx.seed);
     let target = ctx.target.as_ref();
-    with_scratch(target, &name, || async {
+    with_scratch(&ctx.target, &name, || async {
         let v1 = renamed(reference, &name, "1");
         let rows = typical_rows(reference, ctx.seed, ROWS);
         let p1 = predicted(&v1, &rows)?;
@@ -279,7 +279,7 @@ async fn promote_without_staged_is_409(ctx: CaseCtx) -> CaseOutcome {
     let reference = ctx.template(REF_LINEAR)?;
     let name = scratch_name("conf-conflict", ctx.seed);
     let target = ctx.target.as_ref();
-    with_scratch(target, &name, || async {
+    with_scratch(&ctx.target, &name, || async {
         let v1 = renamed(reference, &name, "1");
         let rows = typical_rows(reference, ctx.seed, ROWS);
         let p1 = predicted(&v1, &rows)?;

@@ -29,9 +29,6 @@ pub(super) fn cases() -> Vec<Case> {
     ]
 }
 
-/// The largest request body the engine accepts: 1 MiB.
-const BODY_LIMIT: usize = 1 << 20;
-
 /// A valid one-row request to `artifact`'s model as JSON, for cases to break.
 fn valid_body(artifact: &ModelArtifact, seed: u64, layout: Layout) -> Result<Value, CaseError> {
     let rows = typical_rows(artifact, seed, 1);
@@ -254,7 +251,9 @@ async fn body_over_limit_is_413(ctx: CaseCtx) -> CaseOutcome {
         b.resize(size.max(body.len()), b' ');
         b
     };
-    let under = BODY_LIMIT - 1024;
+    // The limit the run expects the target to enforce (`--max-body-bytes`, 1 MiB by default).
+    let limit = ctx.max_body_bytes;
+    let under = limit.saturating_sub(1024).max(body.len());
     let line = format!(
         "POST {} with a valid {under}-byte body",
         infer_path(&artifact.name, None)
@@ -263,14 +262,20 @@ async fn body_over_limit_is_413(ctx: CaseCtx) -> CaseOutcome {
     let response = expect_infer_ok(&reply, &line)?;
     predictions(&response, 1, &line)?;
 
-    let over = BODY_LIMIT + 1024;
+    let over = limit + 1024;
     let line = format!(
         "POST {} with a valid {over}-byte body",
         infer_path(&artifact.name, None)
     );
     let reply = post_raw(&ctx, &artifact.name, padded(over)).await?;
     let message = expect_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, &line)?;
-    ensure_names(&message, &["1048576", "1 MiB", "1MiB", "1024 KiB"], &line)
+    let exact = limit.to_string();
+    let mut names = vec![exact.as_str()];
+    let mib = format!("{} MiB", limit >> 20);
+    if limit % (1 << 20) == 0 {
+        names.push(&mib);
+    }
+    ensure_names(&message, &names, &line)
 }
 
 async fn unsupported_datatype_is_400(ctx: CaseCtx) -> CaseOutcome {

@@ -845,7 +845,26 @@ mod tests {
             ),
             (
                 serde_json::json!({"kind": "forest"}),
-                &["at model.kind", "unknown variant `forest`"],
+                &[
+                    "at model.kind",
+                    "unknown variant `forest`, expected one of `linear`, `logistic`, `tree_ensemble`",
+                ],
+            ),
+            // Regression: the externally tagged form of the enum was accepted.
+            (
+                serde_json::json!({"kind": {"linear": null}, "intercept": 0.0, "weights": [1, 2]}),
+                &[
+                    "at model.kind",
+                    "invalid type: map, expected a model kind string: one of `linear`, `logistic`, `tree_ensemble`",
+                ],
+            ),
+            // Regression: `null` was answered with a bare "expected value".
+            (
+                serde_json::json!({"kind": null, "intercept": 0.0, "weights": [1, 2]}),
+                &[
+                    "at model.kind",
+                    "invalid type: null, expected a model kind string: one of `linear`, `logistic`, `tree_ensemble`",
+                ],
             ),
             (
                 serde_json::json!({"kind": "linear", "bias": 1}),

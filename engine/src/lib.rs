@@ -51,7 +51,7 @@ pub use crate::registry::{
     IndexEntry, ModelState, ModelVersions, Promotion, Registry, RegistryError,
 };
 pub use crate::sanitise::{SanitiseError, Sanitised};
-pub use crate::server::{serve, shutdown_signal};
+pub use crate::server::{ShutdownSignals, serve, shutdown_signal};
 pub use crate::state::{AppState, EngineError};
 
 /// Version of this crate, recorded in every report.

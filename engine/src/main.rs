@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use gauntlet_engine::{AppState, EngineConfig, serve, shutdown_signal};
+use gauntlet_engine::{AppState, EngineConfig, ShutdownSignals, serve};
 use tracing_subscriber::EnvFilter;
 
 /// Bad flags, a bad config file, or a model file that fails to load.
@@ -19,20 +19,23 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_MISSING_MODEL_DIR: u8 = 3;
 /// Runtime failure: cannot bind the address, or the server's listener failed.
 const EXIT_RUNTIME: u8 = 1;
-/// Requests were still in flight when the shutdown grace expired; they were abandoned.
-const EXIT_GRACE_EXPIRED: u8 = 4;
+/// Shutdown did not wait for in-flight requests: the shutdown grace expired with requests in
+/// flight, or a second signal cut the delay or grace short.
+const EXIT_ABANDONED: u8 = 4;
 
 const EXIT_CODES: &str = "\
 Shutdown: on SIGTERM or SIGINT the engine answers 400 to /v2/health/ready but keeps serving
 for --shutdown-delay, then stops accepting connections and waits up to --shutdown-grace for
-in-flight requests.
+in-flight requests. A connection that has sent part of a request head counts as in flight.
+A second SIGTERM or SIGINT during the delay or the grace stops the engine at once (exit 4).
 
 Exit codes:
   0  shut down cleanly after SIGTERM or SIGINT
   1  runtime failure (cannot bind the listen address, listener error)
   2  invalid flags or config file, or a model file that fails to load
   3  the model directory does not exist
-  4  requests were still in flight when the shutdown grace expired; they were abandoned";
+  4  shutdown abandoned in-flight requests: the shutdown grace expired with requests still
+     in flight, or a second SIGTERM or SIGINT cut the delay or the grace short";
 
 /// Reference ML model-serving engine (Open Inference Protocol / KServe V2).
 #[derive(Debug, Parser)]
@@ -176,7 +179,7 @@ async fn run(config: EngineConfig) -> ExitCode {
         }
     };
     // Handlers first: a SIGTERM sent as soon as the address is announced must not kill us.
-    let shutdown = shutdown_signal();
+    let mut signals = ShutdownSignals::new();
     let mut stdout = std::io::stdout().lock();
     // The harness parses this line for the port; it must reach the pipe now.
     if writeln!(stdout, "listening on {addr}")
@@ -195,7 +198,8 @@ async fn run(config: EngineConfig) -> ExitCode {
     tokio::pin!(server);
     let result = tokio::select! {
         result = &mut server => result,
-        () = shutdown => {
+        name = signals.next() => {
+            tracing::info!(signal = name, "shutdown requested");
             state.set_ready(false);
             // Keep polling the server, which accepts connections, through the delay.
             let delay = tokio::time::sleep(config.shutdown_delay);
@@ -203,20 +207,25 @@ async fn run(config: EngineConfig) -> ExitCode {
             let early = tokio::select! {
                 result = &mut server => Some(result),
                 () = delay => None,
+                name = signals.next() => return cut_short(name),
             };
             match early {
                 Some(result) => result,
                 None => {
                     tracing::info!(grace = ?config.shutdown_grace, "draining");
                     let _ = stop_tx.send(());
-                    match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+                    let drained = tokio::select! {
+                        drained = tokio::time::timeout(config.shutdown_grace, &mut server) => drained,
+                        name = signals.next() => return cut_short(name),
+                    };
+                    match drained {
                         Ok(result) => result,
                         Err(_) => {
                             tracing::warn!(
                                 grace = ?config.shutdown_grace,
                                 "in-flight requests did not finish within the shutdown grace; abandoning them"
                             );
-                            return ExitCode::from(EXIT_GRACE_EXPIRED);
+                            return ExitCode::from(EXIT_ABANDONED);
                         }
                     }
                 }
@@ -233,4 +242,13 @@ async fn run(config: EngineConfig) -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+/// A second signal during the shutdown delay or grace: stop now, abandoning what is in flight.
+fn cut_short(signal: &str) -> ExitCode {
+    tracing::warn!(
+        signal,
+        "second shutdown signal; stopping now and abandoning in-flight requests"
+    );
+    ExitCode::from(EXIT_ABANDONED)
 }

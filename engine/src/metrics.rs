@@ -2,7 +2,7 @@
 //! in one process (tests, the in-process harness target) never share counters.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus::core::{Collector as _, MetricVec, MetricVecBuilder};
@@ -31,6 +31,10 @@ pub(crate) struct Metrics {
     sanitiser: IntCounterVec,
     /// Serialises scrapes: each rebuilds the live-version gauge before gathering.
     scrape: Mutex<()>,
+    /// Held shared while a request's series are recorded and exclusively while a model's are
+    /// forgotten, so that a request still in flight when its model is unloaded cannot bring
+    /// the series back (it sees the model gone; see [`Metrics::observe_request`]).
+    series: RwLock<()>,
 }
 
 impl Metrics {
@@ -76,29 +80,46 @@ impl Metrics {
             live_version,
             sanitiser,
             scrape: Mutex::new(()),
+            series: RwLock::new(()),
         })
     }
 
-    /// Counts one inference request; its duration is recorded for loaded models only.
+    /// Counts one inference request for `model` (`None`: not loaded when the request was
+    /// routed) and records its duration. A model no longer in `registry` (unloaded while the
+    /// request ran) is counted under [`UNKNOWN_MODEL_LABEL`] without a duration, as if it had
+    /// never been loaded, so its forgotten series stay forgotten.
     pub(crate) fn observe_request(
         &self,
-        model: &str,
+        registry: &Registry,
+        model: Option<&str>,
         status: http::StatusCode,
-        elapsed: Option<Duration>,
+        elapsed: Duration,
     ) {
-        self.requests
-            .with_label_values(&[model, status.as_str()])
-            .inc();
-        if let Some(elapsed) = elapsed {
-            self.duration
-                .with_label_values(&[model])
-                .observe(elapsed.as_secs_f64());
+        let _guard = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        match model.filter(|name| registry.contains(name)) {
+            Some(name) => {
+                self.requests
+                    .with_label_values(&[name, status.as_str()])
+                    .inc();
+                self.duration
+                    .with_label_values(&[name])
+                    .observe(elapsed.as_secs_f64());
+            }
+            None => self
+                .requests
+                .with_label_values(&[UNKNOWN_MODEL_LABEL, status.as_str()])
+                .inc(),
         }
     }
 
     /// Counts sanitiser changes by feature and action: every change, however many the
-    /// response lists.
-    pub(crate) fn record_changes(&self, model: &str, changes: &[SanitiserChange]) {
+    /// response lists. Nothing is recorded for a model no longer in `registry`.
+    pub(crate) fn record_changes(
+        &self,
+        registry: &Registry,
+        model: &str,
+        changes: &[SanitiserChange],
+    ) {
         let mut counts: HashMap<(&str, &'static str), u64> = HashMap::new();
         for c in changes {
             let action = match c.action {
@@ -106,6 +127,10 @@ impl Metrics {
                 SanitiserAction::Clipped => "clipped",
             };
             *counts.entry((c.feature.as_str(), action)).or_default() += 1;
+        }
+        let _guard = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        if !registry.contains(model) {
+            return;
         }
         for ((feature, action), n) in counts {
             self.sanitiser
@@ -115,8 +140,9 @@ impl Metrics {
     }
 
     /// Drops every series of `model`, so that series do not pile up for each model ever
-    /// loaded. Called when a model is unloaded.
+    /// loaded. Called once a model is unloaded (removed from the registry).
     pub(crate) fn forget_model(&self, model: &str) {
+        let _series = self.series.write().unwrap_or_else(PoisonError::into_inner);
         forget(&self.requests, model);
         forget(&self.duration, model);
         forget(&self.sanitiser, model);
@@ -171,9 +197,15 @@ mod tests {
         r.load(artifact("m", "7", 1, linear(0.0, vec![1.0])))
             .unwrap();
         r.promote("m").unwrap();
-        m.observe_request("m", http::StatusCode::OK, Some(Duration::from_micros(30)));
-        m.observe_request(UNKNOWN_MODEL_LABEL, http::StatusCode::NOT_FOUND, None);
+        m.observe_request(
+            &r,
+            Some("m"),
+            http::StatusCode::OK,
+            Duration::from_micros(30),
+        );
+        m.observe_request(&r, None, http::StatusCode::NOT_FOUND, Duration::ZERO);
         m.record_changes(
+            &r,
             "m",
             &[SanitiserChange {
                 row: 0,
@@ -220,9 +252,21 @@ mod tests {
             value: 0.0,
         };
         for model in ["m", "keep"] {
-            m.observe_request(model, http::StatusCode::OK, Some(Duration::from_micros(30)));
-            m.observe_request(model, http::StatusCode::BAD_REQUEST, Some(Duration::ZERO));
-            m.record_changes(model, &[change("a"), change("b"), change("a")]);
+            r.load(artifact(model, "1", 1, linear(0.0, vec![1.0])))
+                .unwrap();
+            m.observe_request(
+                &r,
+                Some(model),
+                http::StatusCode::OK,
+                Duration::from_micros(30),
+            );
+            m.observe_request(
+                &r,
+                Some(model),
+                http::StatusCode::BAD_REQUEST,
+                Duration::ZERO,
+            );
+            m.record_changes(&r, model, &[change("a"), change("b"), change("a")]);
         }
         let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
         assert!(
@@ -245,5 +289,40 @@ mod tests {
                 "{family} lost the other model:\n{text}"
             );
         }
+    }
+
+    /// Regression: a request in flight while its model was unloaded recorded its duration
+    /// after the unload had forgotten the model's series, bringing them back for good.
+    #[test]
+    fn a_request_finishing_after_unload_brings_no_series_back() {
+        let m = Metrics::new().unwrap();
+        let r = Registry::new();
+        r.load(artifact("deep", "1", 1, linear(0.0, vec![1.0])))
+            .unwrap();
+        r.unload("deep").unwrap();
+        m.forget_model("deep");
+        m.observe_request(
+            &r,
+            Some("deep"),
+            http::StatusCode::OK,
+            Duration::from_millis(5),
+        );
+        m.record_changes(
+            &r,
+            "deep",
+            &[SanitiserChange {
+                row: 0,
+                feature: "f0".into(),
+                action: SanitiserAction::Imputed,
+                original: None,
+                value: 0.0,
+            }],
+        );
+        let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
+        assert!(!text.contains("model=\"deep\""), "{text}");
+        assert!(
+            text.contains("gauntlet_requests_total{model=\"\",status=\"200\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -60,6 +60,9 @@ struct Forest {
     children: Box<[[u32; 2]]>,
     /// Whether a NaN goes left.
     default_left: Box<[bool]>,
+    /// Most nodes one row visits: the sum over trees of the nodes on the tree's longest
+    /// root-to-leaf path.
+    walk: usize,
 }
 
 impl Model {
@@ -225,13 +228,15 @@ impl Model {
     }
 
     /// The work of sanitising and predicting one row, in rough units of a feature read or a
-    /// tree walked: what decides whether a batch is served inline or on the blocking pool.
+    /// tree node visited (at worst: every tree's longest path): what decides whether a batch
+    /// is served inline or on the blocking pool. Counting trees rather than nodes let one deep
+    /// chain tree pass for cheap and run for seconds on an async worker.
     pub(crate) fn cost_per_row(&self) -> usize {
-        let trees = match &self.compiled {
+        let walk = match &self.compiled {
             Compiled::Linear { .. } => 0,
-            Compiled::Forest(forest) => forest.roots.len(),
+            Compiled::Forest(forest) => forest.walk,
         };
-        self.n_features() + trees
+        self.n_features().saturating_add(walk)
     }
 }
 
@@ -260,6 +265,10 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
     }
 }
 
+/// A node waiting to be compiled: its source index, the slot in `children` of its parent to
+/// patch (parent, side), and the number of nodes on the path from the root down to it.
+type Pending = (usize, Option<(usize, usize)>, usize);
+
 impl Forest {
     /// Compiles validated trees (indices in range, every node reached once from node 0).
     fn compile(base_score: f64, objective: Objective, trees: &[crate::artifact::Tree]) -> Forest {
@@ -269,12 +278,14 @@ impl Forest {
         let mut value = Vec::with_capacity(total);
         let mut children: Vec<[u32; 2]> = Vec::with_capacity(total);
         let mut default_left = Vec::with_capacity(total);
-        // (source node, slot in `children` of its parent to patch, which side)
-        let mut stack: Vec<(usize, Option<(usize, usize)>)> = Vec::new();
+        let mut walk = 0usize;
+        let mut stack: Vec<Pending> = Vec::new();
         for tree in trees {
             roots.push(to_u32(feature.len()));
-            stack.push((0, None));
-            while let Some((src, parent)) = stack.pop() {
+            stack.push((0, None, 1));
+            let mut longest = 0usize;
+            while let Some((src, parent, path)) = stack.pop() {
+                longest = longest.max(path);
                 let at = feature.len();
                 if let Some((p, side)) = parent {
                     children[p][side] = to_u32(at);
@@ -292,8 +303,8 @@ impl Forest {
                         children.push([0, 0]);
                         default_left.push(dl);
                         // Left popped first: it lands right after its parent.
-                        stack.push((right, Some((at, 1))));
-                        stack.push((left, Some((at, 0))));
+                        stack.push((right, Some((at, 1)), path + 1));
+                        stack.push((left, Some((at, 0)), path + 1));
                     }
                     Node::Leaf { value: v } => {
                         feature.push(LEAF);
@@ -303,6 +314,7 @@ impl Forest {
                     }
                 }
             }
+            walk = walk.saturating_add(longest);
         }
         Forest {
             base_score,
@@ -312,6 +324,7 @@ impl Forest {
             value: value.into_boxed_slice(),
             children: children.into_boxed_slice(),
             default_left: default_left.into_boxed_slice(),
+            walk,
         }
     }
 
@@ -532,6 +545,35 @@ pub(crate) mod tests {
         assert_eq!(m.predict(&[0.4, 0.0]), 2.25);
         assert_eq!(m.predict(&[f64::NAN, f64::NAN]), 2.25); // left, then right
         assert_eq!(m.predict_batch(&[0.5, 0.0, 0.4, -1.0]), vec![10.25, 1.25]);
+    }
+
+    /// Regression: the cost counted one unit per tree, so one deep chain tree passed for cheap.
+    #[test]
+    fn cost_per_row_counts_each_trees_longest_path() {
+        let trees = vec![
+            Tree {
+                nodes: vec![
+                    split(0, 0.5, 2, 1, true),
+                    leaf(10.0),
+                    split(1, 0.0, 3, 4, false),
+                    leaf(1.0),
+                    leaf(2.0),
+                ],
+            },
+            Tree {
+                nodes: vec![leaf(0.0)],
+            },
+        ];
+        let params = ModelParams::TreeEnsemble {
+            base_score: 0.0,
+            objective: Objective::Regression,
+            trees,
+        };
+        let m = Model::from_artifact(artifact("t", "1", 2, params)).unwrap();
+        // 2 features + a path of 3 nodes + a lone leaf.
+        assert_eq!(m.cost_per_row(), 6);
+        let m = Model::from_artifact(artifact("l", "1", 3, linear(0.0, vec![0.0; 3]))).unwrap();
+        assert_eq!(m.cost_per_row(), 3);
     }
 
     #[test]

@@ -26,39 +26,79 @@ pub async fn serve(
 /// on the first of them. Call it before announcing the address, so that a signal sent right
 /// after the announcement is never missed. Must be called inside a Tokio runtime.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let mut signals = ShutdownSignals::new();
+    async move {
+        let name = signals.next().await;
+        tracing::info!(signal = name, "shutdown requested");
+    }
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), registered when created, delivered one after another: the
+/// first starts a graceful shutdown, a second can cut it short.
+pub struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{Signal, SignalKind, signal};
-        async fn wait(registered: std::io::Result<Signal>, name: &'static str) -> &'static str {
-            match registered {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot listen for {name}");
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    /// Registers the handlers now, so that no signal sent after this call is missed. Must be
+    /// called inside a Tokio runtime.
+    #[must_use]
+    pub fn new() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let register = |kind, name: &str| {
+                signal(kind)
+                    .map_err(|err| tracing::warn!(error = %err, "cannot listen for {name}"))
+                    .ok()
+            };
+            ShutdownSignals {
+                term: register(SignalKind::terminate(), "SIGTERM"),
+                int: register(SignalKind::interrupt(), "SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            ShutdownSignals {}
+        }
+    }
+
+    /// Waits for the next SIGTERM or SIGINT and returns its name; never completes if neither
+    /// could be registered.
+    pub async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+                let received = match signal {
+                    Some(s) => s.recv().await.is_some(),
+                    None => false,
+                };
+                if !received {
                     std::future::pending::<()>().await;
                 }
             }
-            name
+            tokio::select! {
+                () = recv(self.term.as_mut()) => "SIGTERM",
+                () = recv(self.int.as_mut()) => "SIGINT",
+            }
         }
-        let term = wait(signal(SignalKind::terminate()), "SIGTERM");
-        let int = wait(signal(SignalKind::interrupt()), "SIGINT");
-        async move {
-            let name = tokio::select! {
-                name = term => name,
-                name = int => name,
-            };
-            tracing::info!(signal = name, "shutdown requested");
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
+        #[cfg(not(unix))]
+        {
             if let Err(err) = tokio::signal::ctrl_c().await {
                 tracing::warn!(error = %err, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
+            "Ctrl-C"
         }
+    }
+}
+
+impl Default for ShutdownSignals {
+    fn default() -> Self {
+        ShutdownSignals::new()
     }
 }
 

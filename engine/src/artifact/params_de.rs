@@ -14,12 +14,41 @@ use serde::de::{self, DeserializeSeed, Deserializer, Error as _, MapAccess, SeqA
 
 use super::{MAX_TOTAL_NODES, MAX_TREES, ModelParams, Objective, Tree};
 
-#[derive(Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Linear,
     Logistic,
     TreeEnsemble,
+}
+
+/// The values `kind` may take.
+const KINDS: &[&str] = &["linear", "logistic", "tree_ensemble"];
+
+/// `kind` is read as a string only: a derived enum would also take the externally tagged
+/// form (`{"linear": null}`) and answer `null` with a bare "expected value".
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KindVisitor)
+    }
+}
+
+struct KindVisitor;
+
+impl Visitor<'_> for KindVisitor {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a model kind string: one of `linear`, `logistic`, `tree_ensemble`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
+        match v {
+            "linear" => Ok(Kind::Linear),
+            "logistic" => Ok(Kind::Logistic),
+            "tree_ensemble" => Ok(Kind::TreeEnsemble),
+            other => Err(E::unknown_variant(other, KINDS)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

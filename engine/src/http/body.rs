@@ -34,6 +34,25 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Refuses a declared `content-length` over `limit` (413, naming `limit_key`) before any of
+/// the body is read.
+pub(crate) fn check_declared_length(
+    headers: &HeaderMap,
+    limit: usize,
+    limit_key: &str,
+) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > limit as u64 => Err(ApiError::too_large(format!(
+            "request body of {len} bytes exceeds the {limit_key} limit of {limit} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the whole body, refusing more than `limit` bytes (413, naming `limit_key`).
 pub(crate) async fn read_body(
     headers: &HeaderMap,
@@ -41,17 +60,7 @@ pub(crate) async fn read_body(
     limit: usize,
     limit_key: &str,
 ) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared
-        && len > limit as u64
-    {
-        return Err(ApiError::too_large(format!(
-            "request body of {len} bytes exceeds the {limit_key} limit of {limit} bytes"
-        )));
-    }
+    check_declared_length(headers, limit, limit_key)?;
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(

@@ -6,14 +6,14 @@
 //! can destroy the response before the client reads it, or break the next request on a pooled
 //! connection. So, like nginx's lingering close, this layer discards what the handler left of
 //! the body, in a task of its own so the answer goes out at once: it drops each frame as it
-//! arrives and stops after [`DRAIN_LIMIT`] bytes or [`DRAIN_DEADLINE`], then drops the body,
-//! which makes hyper close the connection.
+//! arrives and stops after [`DRAIN_LIMIT`] bytes or [`DRAIN_DEADLINE`], then drops the body.
 //!
-//! When the rest is known to be over the limit, the answer says `Connection: close`, and the
-//! discarding goes on anyway as a lingering close: a client that is still uploading then reads
-//! the answer instead of a reset. When the client sent `Expect: 100-continue`, the body is
-//! never polled (that would send `100 Continue` and ask for an upload nobody wants): the answer
-//! says `Connection: close` and the body is dropped.
+//! Whenever part of the body is left unread, the answer says `Connection: close`: the discard
+//! may give up (a slow or large upload), and hyper then closes the connection, so a client that
+//! was told keep-alive would find its next request on a dead connection. The discarding is a
+//! lingering close, not a way to keep the connection: a client that is still uploading reads the
+//! answer instead of a reset. When the client sent `Expect: 100-continue`, the body is never
+//! polled (that would send `100 Continue` and ask for an upload nobody wants): it is dropped.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -92,14 +92,14 @@ pub(crate) async fn drain_unread_body(req: Request, next: Next) -> Response {
     let Some(rest) = rest.filter(|rest| !rest.is_end_stream()) else {
         return response;
     };
-    if expects_continue || rest.size_hint().lower() > DRAIN_LIMIT as u64 {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    // Whether the discard below would finish is unknowable here (the rest may be slow or
+    // unbounded), so the connection is never offered for reuse.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     if !expects_continue {
-        // Even when the rest is too big to drain, reading on for a while (a lingering close)
-        // lets a client that is still uploading read the answer before the connection resets.
+        // Reading on for a while (a lingering close) lets a client that is still uploading
+        // read the answer before the connection resets.
         tokio::spawn(discard(rest));
     }
     response

@@ -12,7 +12,6 @@ use http::{HeaderMap, StatusCode};
 
 use super::body::{parse, read_body, require_json};
 use super::error::ApiError;
-use crate::metrics::UNKNOWN_MODEL_LABEL;
 use crate::model::Model;
 use crate::oip::{
     Datatype, InferRequest, InferResponse, MAX_REPORTED_CHANGES, RequestInput, RequestOutput,
@@ -117,14 +116,12 @@ async fn finish(
         Err(err) => Err(err),
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
-    let (label, elapsed) = if known {
-        (name, Some(start.elapsed()))
-    } else {
-        (UNKNOWN_MODEL_LABEL, None)
-    };
-    state
-        .metrics()
-        .observe_request(label, response.status(), elapsed);
+    state.metrics().observe_request(
+        state.registry(),
+        known.then_some(name),
+        response.status(),
+        start.elapsed(),
+    );
     response
 }
 
@@ -159,7 +156,9 @@ async fn serve(
             format!("row {row}: the model produced a non-finite prediction for this input"),
         ));
     }
-    state.metrics().record_changes(model.name(), &changes);
+    state
+        .metrics()
+        .record_changes(state.registry(), model.name(), &changes);
     let sanitiser_changes_total = changes.len();
     changes.truncate(MAX_REPORTED_CHANGES);
     let rows = predictions.len() as u64;

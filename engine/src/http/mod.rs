@@ -26,7 +26,6 @@ use http_body_util::BodyExt as _;
 use tracing::Instrument as _;
 
 use self::error::{ApiError, json_error};
-use crate::metrics::UNKNOWN_MODEL_LABEL;
 use crate::model::Model;
 use crate::oip::{ModelMetadata, ModelMetadataParameters, ServerMetadata, TensorMetadata};
 use crate::registry::ModelVersions;
@@ -235,16 +234,11 @@ async fn deadline(State(d): State<Deadline>, mut req: Request, next: Next) -> Re
         Ok(response) => response,
         Err(_) => {
             if let Some(name) = model {
-                let known = d.state.registry().contains(&name);
-                let label = if known {
-                    name.as_str()
-                } else {
-                    UNKNOWN_MODEL_LABEL
-                };
                 d.state.metrics().observe_request(
-                    label,
+                    d.state.registry(),
+                    Some(&name),
                     StatusCode::REQUEST_TIMEOUT,
-                    known.then(|| start.elapsed()),
+                    start.elapsed(),
                 );
             }
             ApiError::new(

@@ -3,14 +3,15 @@
 //! These admin routes are unauthenticated for now; the server binds loopback by default.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::body::{is_blank, parse, read_body, require_json};
+use super::body::{check_declared_length, is_blank, parse, read_body, require_json};
 use super::error::ApiError;
 use crate::artifact::{ArtifactError, ModelArtifact, is_valid_name};
 use crate::oip::{
@@ -18,6 +19,11 @@ use crate::oip::{
 };
 use crate::registry::{IndexEntry, ModelState, Promotion, RegistryError};
 use crate::state::AppState;
+
+/// Longest time a load may spend receiving its body. The body is read while the load permit
+/// is held, so without it one slow uploader would hold every other load back for as long as
+/// it liked.
+pub(crate) const LOAD_BODY_DEADLINE: Duration = Duration::from_secs(30);
 
 pub(crate) async fn index(
     State(state): State<AppState>,
@@ -41,9 +47,10 @@ pub(crate) async fn index(
 
 /// Stages the posted artifact, or `{model_dir}/{m}.json` when none is posted.
 ///
-/// Loads run one at a time (see [`AppState::load_permits`]): the permit is taken once the body
-/// is read and travels with the blocking parse and compile, so it is released only when the
-/// work ends, even if the client has gone away meanwhile.
+/// Loads run one at a time (see [`AppState::load_permits`]): the permit is taken before the
+/// body is read, so only one artifact is ever buffered, and travels with the blocking parse
+/// and compile, so it is released only when the work ends, even if the client has gone away
+/// meanwhile. The body must arrive within [`LOAD_BODY_DEADLINE`] (408 otherwise).
 pub(crate) async fn load(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -57,14 +64,15 @@ pub(crate) async fn load(
         )));
     }
     let limit = state.config().max_artifact_bytes;
-    let bytes = read_body(&headers, body, limit, "max-artifact-bytes").await?;
-    if !is_blank(&bytes) {
-        require_json(&headers)?;
-    }
+    check_declared_length(&headers, limit, "max-artifact-bytes")?;
     let permit = Arc::clone(state.load_permits())
         .acquire_owned()
         .await
         .map_err(|e| ApiError::internal("the load semaphore is closed", &e))?;
+    let bytes = read_load_body(&headers, body, limit, LOAD_BODY_DEADLINE).await?;
+    if !is_blank(&bytes) {
+        require_json(&headers)?;
+    }
     let (posted, permit) = if is_blank(&bytes) {
         (None, permit)
     } else {
@@ -107,6 +115,29 @@ pub(crate) async fn load(
         version,
         state: "STAGED".to_owned(),
     }))
+}
+
+/// Reads a load's body within `deadline`: 408 naming the deadline after it.
+async fn read_load_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    deadline: Duration,
+) -> Result<bytes::Bytes, ApiError> {
+    tokio::time::timeout(
+        deadline,
+        read_body(headers, body, limit, "max-artifact-bytes"),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "failed to receive the load body within the load body deadline of {}",
+                humantime::format_duration(deadline)
+            ),
+        )
+    })?
 }
 
 async fn read_model_file(
@@ -252,6 +283,84 @@ mod tests {
         drop(held);
         assert_eq!(call.await.unwrap(), http::StatusCode::OK);
         assert!(state.registry().contains("m"));
+    }
+
+    /// A body that records whether it was polled and never ends.
+    struct Watched(Arc<std::sync::atomic::AtomicBool>);
+
+    impl http_body::Body for Watched {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::task::Poll::Pending
+        }
+    }
+
+    /// Regression: each load buffered its whole body before waiting for the load permit, so
+    /// 24 concurrent 16 MB loads held 24 bodies in memory at once.
+    #[tokio::test]
+    async fn a_load_reads_its_body_only_with_the_permit() {
+        let state = AppState::new(EngineConfig::default());
+        let held = Arc::clone(state.load_permits())
+            .acquire_owned()
+            .await
+            .unwrap();
+        let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let request = http::Request::post("/v2/repository/models/m/load")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::new(Watched(Arc::clone(&polled))))
+            .unwrap();
+        let router = crate::http::app(state.clone());
+        let call = tokio::spawn(async move { router.oneshot(request).await.unwrap().status() });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !polled.load(std::sync::atomic::Ordering::SeqCst),
+            "the body was read while another load held the permit"
+        );
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(polled.load(std::sync::atomic::Ordering::SeqCst));
+        call.abort();
+    }
+
+    #[tokio::test]
+    async fn a_load_body_slower_than_the_deadline_gets_408() {
+        let body = Body::new(Watched(Arc::default()));
+        let err = read_load_body(&HeaderMap::new(), body, 10, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            err.message,
+            "failed to receive the load body within the load body deadline of 20ms"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_declared_oversized_load_is_refused_without_the_permit() {
+        let state = AppState::new(EngineConfig::default());
+        let _held = Arc::clone(state.load_permits())
+            .acquire_owned()
+            .await
+            .unwrap();
+        let request = http::Request::post("/v2/repository/models/m/load")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_LENGTH, "999999999")
+            .body(Body::new(Watched(Arc::default())))
+            .unwrap();
+        let response = tokio::time::timeout(
+            Duration::from_secs(2),
+            crate::http::app(state).oneshot(request),
+        )
+        .await
+        .expect("answered without waiting for the permit")
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[tokio::test]

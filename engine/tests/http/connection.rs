@@ -42,8 +42,22 @@ async fn read_response(stream: &mut TcpStream) -> (String, String) {
     (head, String::from_utf8(body).unwrap())
 }
 
+/// Reads to the end of the stream, failing unless the server closes it within 5 s.
+async fn expect_close(stream: &mut TcpStream) {
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&rest));
+}
+
+/// Regression: an early answer said keep-alive unless the declared body was over the drain
+/// limit, but the discard can give up (slow or chunked bodies), and then hyper closed the
+/// connection under a client that meant to reuse it. Now the answer arrives intact, says
+/// `Connection: close`, and the connection is not reused.
 #[tokio::test]
-async fn early_answer_drains_the_body_and_keeps_the_connection() {
+async fn early_answer_to_an_unread_body_says_connection_close() {
     let addr = server().await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     // 2 MiB to a model that does not exist: the 404 comes before the body is read.
@@ -57,8 +71,36 @@ async fn early_answer_drains_the_body_and_keeps_the_connection() {
     let (head, body) = read_response(&mut stream).await;
     assert!(head.starts_with("http/1.1 404"), "{head}");
     assert!(body.contains("unknown model"), "{body}");
+    assert!(head.contains("connection: close"), "{head}");
+    expect_close(&mut stream).await;
+}
+
+/// Regression: a chunked body the handler never read got a keep-alive answer.
+#[tokio::test]
+async fn early_answer_to_a_chunked_body_says_connection_close() {
+    let addr = server().await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = "POST /v2/models/nope/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n400\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[b' '; 0x400]).await.unwrap();
+    let (head, body) = read_response(&mut stream).await;
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert!(body.contains("unknown model"), "{body}");
+    assert!(head.contains("connection: close"), "{head}");
+}
+
+/// A fully read body leaves the connection open for the next request.
+#[tokio::test]
+async fn read_body_keeps_the_connection() {
+    let addr = server().await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /v2/repository/index HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let (head, _) = read_response(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(!head.contains("connection: close"), "{head}");
-    // The same connection serves the next request.
     stream
         .write_all(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
@@ -96,6 +138,8 @@ async fn early_answer_does_not_wait_for_a_slow_body() {
     let waited = start.elapsed();
     assert!(head.starts_with("http/1.1 404"), "{head}");
     assert!(body.contains("unknown model"), "{body}");
+    // The discard gives up after its deadline, so the connection cannot be offered for reuse.
+    assert!(head.contains("connection: close"), "{head}");
     assert!(
         waited < Duration::from_millis(1000),
         "the answer took {waited:?}"
@@ -115,12 +159,7 @@ async fn expect_continue_gets_the_answer_without_sending_the_body() {
     assert!(head.contains("connection: close"), "{head}");
     assert!(body.contains("\"error\""), "{body}");
     // Nothing else follows, and the server closes the connection.
-    let mut rest = Vec::new();
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
-        .await
-        .expect("the server closes the connection")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&rest));
+    expect_close(&mut stream).await;
 }
 
 /// Regression: a declared body just over the drain limit got `Connection: close` and was never

@@ -20,6 +20,30 @@ pub(crate) fn heavy(trees: usize) -> ModelArtifact {
     a
 }
 
+/// One chain tree of `depth` splits on feature a, each sending a = 0.5 right to the next:
+/// every row walks all of them.
+pub(crate) fn chain(depth: usize) -> ModelArtifact {
+    let mut a = constant("chain", 1);
+    let mut nodes = Vec::with_capacity(2 * depth + 1);
+    for i in 0..depth {
+        nodes.push(Node::Split {
+            feature: 0,
+            threshold: 0.0,
+            left: 2 * i + 1,
+            right: 2 * i + 2,
+            default_left: true,
+        });
+        nodes.push(Node::Leaf { value: 0.0 });
+    }
+    nodes.push(Node::Leaf { value: 1.0 });
+    a.model = ModelParams::TreeEnsemble {
+        base_score: 0.0,
+        objective: Objective::Regression,
+        trees: vec![Tree { nodes }],
+    };
+    a
+}
+
 /// A body of `n` rows of two features.
 pub(crate) fn heavy_rows(n: usize) -> Value {
     rows(json!(vec![0.5; 2 * n]), json!([n, 2]))
@@ -78,5 +102,37 @@ async fn heavy_batch_off_the_workers_predicts_every_row() {
     assert_eq!(
         reply.json()["outputs"][0]["data"],
         json!(vec![100_000.0; 100])
+    );
+}
+
+/// Regression: the cost model counted trees, not the nodes walked, so a batch on one deep
+/// chain tree ran inline on the async worker: the deadline could not fire (the batch answered
+/// 200 long after it) and probes waited behind it.
+#[tokio::test]
+async fn deep_tree_batch_goes_off_the_worker() {
+    let config = EngineConfig {
+        request_timeout: Some(Duration::from_millis(200)),
+        ..EngineConfig::default()
+    };
+    let app = app(state_with(config, &[chain(50_000)]));
+    let started = Instant::now();
+    let chain_app = app.clone();
+    let call =
+        tokio::spawn(
+            async move { post(&chain_app, "/v2/models/chain/infer", heavy_rows(5_000)).await },
+        );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(get(&app, "/v2/health/live").await.status, StatusCode::OK);
+    assert!(
+        !call.is_finished(),
+        "the probe was answered only after the batch"
+    );
+    call.await
+        .unwrap()
+        .error(StatusCode::REQUEST_TIMEOUT, &["request-timeout of 200ms"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "408 after {:?}",
+        started.elapsed()
     );
 }

@@ -28,8 +28,12 @@ fn spawn_engine(dir: &Path, extra: &[&str]) -> (std::process::Child, u16) {
 }
 
 fn sigterm(child: &std::process::Child) {
+    signal(child, "-TERM");
+}
+
+fn signal(child: &std::process::Child, which: &str) {
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([which, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
@@ -117,5 +121,39 @@ fn grace_expiry_exits_4_without_waiting_for_the_batch() {
         response.is_empty(),
         "the batch finished first: {:?}",
         String::from_utf8_lossy(&response)
+    );
+}
+
+/// Regression: a second signal could not interrupt the shutdown delay: SIGTERM then SIGINT
+/// with `--shutdown-delay 5s` still ran the whole 5 s.
+#[test]
+fn second_signal_cuts_the_shutdown_delay_short_with_exit_4() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model_dir(dir.path());
+    let (mut child, port) = spawn_engine(
+        dir.path(),
+        &["--shutdown-delay", "5s", "--shutdown-grace", "1s"],
+    );
+    sigterm(&child);
+    let signalled = Instant::now();
+    // The first signal has been handled once readiness drops.
+    loop {
+        let reply = http_request(port, &get_request("/v2/health/ready"));
+        if reply.starts_with("HTTP/1.1 400") {
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(3),
+            "still ready: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "-INT");
+    let status = wait_exit(&mut child, Duration::from_secs(8));
+    assert_eq!(status.code(), Some(4), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "exited {:?} after SIGTERM, not at the second signal",
+        signalled.elapsed()
     );
 }

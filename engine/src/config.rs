@@ -8,6 +8,7 @@
 //! request-timeout = "5s"
 //! shutdown-delay = "5s"
 //! shutdown-grace = "10s"
+//! header-read-timeout = "10s"
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -30,6 +31,8 @@ pub const DEFAULT_MAX_ARTIFACT_BYTES: usize = 16 * 1_048_576;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default time the server keeps serving, not ready, after a shutdown signal: none.
 pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
+/// Default time a client has to send a whole request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The engine's configuration. Every field has a compiled-in default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +63,12 @@ pub struct EngineConfig {
     /// connections, before exiting anyway (with its own exit code).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a client has to send a whole request head, timed from when the server starts
+    /// reading it (at connect, and after each response on a kept-alive connection, so it also
+    /// bounds how long such a connection stays idle). The connection is closed when it expires,
+    /// so a stalled client (slow-loris) neither holds it nor delays shutdown. `10s` by default.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +82,7 @@ impl Default for EngineConfig {
             request_timeout: None,
             shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }
@@ -154,6 +164,9 @@ impl EngineConfig {
         if self.request_timeout == Some(Duration::ZERO) {
             return invalid("request-timeout", "must be greater than 0");
         }
+        if self.header_read_timeout.is_zero() {
+            return invalid("header-read-timeout", "must be greater than 0");
+        }
         Ok(())
     }
 }
@@ -172,6 +185,7 @@ mod tests {
         assert_eq!(c.request_timeout, None);
         assert_eq!(c.max_artifact_bytes, 16 << 20);
         assert_eq!(c.shutdown_delay, Duration::ZERO);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -179,7 +193,7 @@ mod tests {
         let c = EngineConfig::from_toml_str(
             "listen = \"127.0.0.1:0\"\nmodel-dir = \"/m\"\nmax-body-bytes = 10\n\
              max-batch-rows = 5\nmax-artifact-bytes = 7\nrequest-timeout = \"250ms\"\n\
-             shutdown-delay = \"3s\"\nshutdown-grace = \"1s\"\n",
+             shutdown-delay = \"3s\"\nshutdown-grace = \"1s\"\nheader-read-timeout = \"300ms\"\n",
         )
         .unwrap();
         assert_eq!(c.listen.port(), 0);
@@ -191,6 +205,7 @@ mod tests {
         assert_eq!(c.request_timeout, Some(Duration::from_millis(250)));
         assert_eq!(c.shutdown_grace, Duration::from_secs(1));
         assert_eq!(c.shutdown_delay, Duration::from_secs(3));
+        assert_eq!(c.header_read_timeout, Duration::from_millis(300));
         let round = toml::to_string(&c).unwrap();
         assert_eq!(EngineConfig::from_toml_str(&round).unwrap(), c);
     }
@@ -223,6 +238,7 @@ mod tests {
             ("max-batch-rows = 0", "max-batch-rows"),
             ("max-artifact-bytes = 0", "max-artifact-bytes"),
             ("request-timeout = \"0s\"", "request-timeout"),
+            ("header-read-timeout = \"0s\"", "header-read-timeout"),
         ] {
             let msg = EngineConfig::from_toml_str(toml).unwrap_err().to_string();
             assert!(msg.contains(key), "{msg}");

@@ -26,7 +26,8 @@ const EXIT_ABANDONED: u8 = 4;
 const EXIT_CODES: &str = "\
 Shutdown: on SIGTERM or SIGINT the engine answers 400 to /v2/health/ready but keeps serving
 for --shutdown-delay, then stops accepting connections and waits up to --shutdown-grace for
-in-flight requests. A connection that has sent part of a request head counts as in flight.
+in-flight requests. Idle connections close at once; one that has sent part of a request head
+closes when --header-read-timeout expires.
 A second SIGTERM or SIGINT during the delay or the grace stops the engine at once (exit 4).
 
 Exit codes:
@@ -65,6 +66,10 @@ struct Cli {
     /// Time to wait for in-flight requests once no longer accepting [default: 10s].
     #[arg(long, env = "GAUNTLET_ENGINE_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     shutdown_grace: Option<Duration>,
+    /// Time a client has to send a whole request head before it is disconnected; also the
+    /// longest a kept-alive connection may stay idle [default: 10s].
+    #[arg(long, env = "GAUNTLET_ENGINE_HEADER_READ_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    header_read_timeout: Option<Duration>,
     /// Log format on stderr; the level comes from RUST_LOG [default level: info].
     #[arg(long, env = "GAUNTLET_ENGINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -130,6 +135,9 @@ fn build_config(cli: &Cli) -> anyhow::Result<EngineConfig> {
     }
     if let Some(grace) = cli.shutdown_grace {
         config.shutdown_grace = grace;
+    }
+    if let Some(timeout) = cli.header_read_timeout {
+        config.header_read_timeout = timeout;
     }
     config.validate()?;
     Ok(config)

@@ -1,25 +1,99 @@
 //! Serving on a socket with graceful shutdown.
+//!
+//! The engine runs its own accept loop rather than `axum::serve`, which gives hyper no timer,
+//! so hyper's header-read timeout never applied: a client that sent part of a request head and
+//! stalled held its connection forever and, at shutdown, kept the engine waiting for the
+//! whole grace.
 
 use std::future::Future;
+use std::time::Duration;
 
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::http::app;
 use crate::state::AppState;
 
-/// Serves [`app`] on `listener` until `shutdown` completes, then stops accepting connections
-/// and waits for in-flight requests to finish.
+/// The first pause after an accept error (such as `EMFILE`), doubled up to
+/// [`ACCEPT_BACKOFF_MAX`] while errors repeat: long enough not to spin, short enough that
+/// connections are accepted again soon after descriptors are freed.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(100);
+
+/// Serves [`app`] over HTTP/1.1 on `listener` until `shutdown` completes, then stops accepting
+/// connections and waits for in-flight requests to finish; bound the wait with a timeout.
+///
+/// A client that does not send a whole request head within the configured
+/// [`header_read_timeout`](crate::EngineConfig::header_read_timeout) is disconnected. Accept
+/// errors are logged and retried after a short pause; they never end the loop.
 ///
 /// # Errors
-/// An I/O error of the listener.
+/// None at present: the `Result` leaves room for listener errors that cannot be retried.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config().header_read_timeout)
+        .keep_alive(true);
+    let service = TowerToHyperService::new(app(state));
+    let graceful = GracefulShutdown::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                stream
+            }
+            Err(err) => {
+                // A connection reset or aborted before it was accepted is the client's affair.
+                if !is_connection_error(&err) {
+                    tracing::error!(error = %err, pause = ?backoff, "failed to accept a connection");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = &mut shutdown => break,
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+                continue;
+            }
+        };
+        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::debug!(
+        connections = graceful.count(),
+        "stopped accepting; waiting for open connections"
+    );
+    // Idle connections close at once; one mid-request closes after its response; one that
+    // has sent part of a request head closes when the header-read timeout expires.
+    graceful.shutdown().await;
+    Ok(())
+}
+
+fn is_connection_error(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Registers SIGTERM and SIGINT (Ctrl-C) handlers *now* and returns a future that completes

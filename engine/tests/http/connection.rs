@@ -1,17 +1,26 @@
 //! Connection hygiene over real HTTP/1.1: an early error answer must reach the client intact
-//! and leave the connection usable (or say `Connection: close`).
+//! and leave the connection usable (or say `Connection: close`); a stalled request head must
+//! not hold a connection.
 
 use std::time::Duration;
 
-use gauntlet_engine::{AppState, EngineConfig, app};
+use gauntlet_engine::{AppState, EngineConfig, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 async fn server() -> std::net::SocketAddr {
+    server_with(EngineConfig::default()).await
+}
+
+/// The engine's own accept loop on an ephemeral port, serving until the test ends.
+async fn server_with(config: EngineConfig) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = app(AppState::new(EngineConfig::default()));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(serve(
+        listener,
+        AppState::new(config),
+        std::future::pending(),
+    ));
     addr
 }
 
@@ -186,4 +195,35 @@ async fn body_over_the_drain_limit_still_gets_its_answer() {
         assert!(head.contains("connection: close"), "{head}");
         assert!(body.contains("unknown model"), "{body}");
     }
+}
+
+/// Regression: `axum::serve` gave hyper no timer, so its header-read timeout never applied and
+/// a client that sent half a request head and stalled (slow-loris) held the connection forever.
+#[tokio::test]
+async fn stalled_request_head_is_disconnected_after_the_header_read_timeout() {
+    let addr = server_with(EngineConfig {
+        header_read_timeout: Duration::from_millis(300),
+        ..EngineConfig::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let start = std::time::Instant::now();
+    stream
+        .write_all(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    expect_close(&mut stream).await;
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "disconnected after {waited:?}"
+    );
+    // The engine still serves other clients.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_response(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
 }

@@ -157,3 +157,32 @@ fn second_signal_cuts_the_shutdown_delay_short_with_exit_4() {
         signalled.elapsed()
     );
 }
+
+/// Regression: a connection that had sent part of a request head and stalled counted as in
+/// flight, so SIGTERM waited the whole shutdown grace and exited 4. The header-read timeout
+/// now closes it, and the engine exits 0 soon after.
+#[test]
+fn stalled_request_head_does_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model_dir(dir.path());
+    let (mut child, port) = spawn_engine(
+        dir.path(),
+        &["--shutdown-grace", "3s", "--header-read-timeout", "300ms"],
+    );
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stalled
+        .write_all(b"POST /v2/models/lin/infer HTTP/1.1\r\nhost: localhost\r\ncontent-")
+        .unwrap();
+    // Let the engine accept the connection and start reading the head.
+    assert!(http_request(port, &get_request("/v2/health/live")).starts_with("HTTP/1.1 200"));
+    sigterm(&child);
+    let signalled = Instant::now();
+    let status = wait_exit(&mut child, Duration::from_secs(6));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_millis(2000),
+        "exited {:?} after SIGTERM, held up by the stalled head",
+        signalled.elapsed()
+    );
+    drop(stalled);
+}

@@ -56,7 +56,9 @@ impl HttpTarget {
             .no_proxy()
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below common server idle limits (gauntlet-engine closes idle connections after its
+            // 10 s header-read timeout), so a pooled connection is not reused as the server drops it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| TargetError::InvalidUrl {
                 url: base.clone(),

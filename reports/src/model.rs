@@ -71,7 +71,10 @@ pub struct RunMeta {
     pub git_commit: Option<String>,
     /// Versions of the crates that took part (`gauntlet-engine` → `0.1.0`, ...).
     pub crate_versions: BTreeMap<String, String>,
-    /// The seed every generator and property case of the run derived from.
+    /// The seed every generator and property case of the run derived from. Written as a
+    /// hex string (`"0x6a756e746c657400"`, what `--seed` takes): as a JSON number, seeds
+    /// above 2^53 lose their low bits in JavaScript and jq. Read from either form.
+    #[serde(with = "seed_hex")]
     pub seed: u64,
     /// Human description of the target (`in-process gauntlet-engine 0.1.0`, a URL, ...).
     pub target: String,
@@ -208,5 +211,36 @@ impl ExitCode {
     /// The numeric code.
     pub fn code(self) -> u8 {
         self as u8
+    }
+}
+
+/// Serde for a seed: written as a `0x` hex string, read from that, a decimal string or a number.
+mod seed_hex {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(seed: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{seed:#x}"))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        struct SeedVisitor;
+        impl Visitor<'_> for SeedVisitor {
+            type Value = u64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a seed: a \"0x\" hex string, a decimal string or an unsigned integer")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+                Ok(v)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+                let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+                    Some(hex) => u64::from_str_radix(hex, 16),
+                    None => v.parse(),
+                };
+                parsed.map_err(|e| E::custom(format!("seed {v:?} is not a 64-bit seed: {e}")))
+            }
+        }
+        d.deserialize_any(SeedVisitor)
     }
 }

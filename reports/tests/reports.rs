@@ -242,6 +242,36 @@ fn json_round_trips() {
 }
 
 #[test]
+fn json_seed_is_exact_for_every_reader() {
+    let mut report = fixture();
+    report.meta.seed = 0xdead_beef_dead_beef;
+    let text = render(|out| json::write(&report, out));
+    // A hex string: JavaScript and jq would round a number this large.
+    assert!(text.contains("\"seed\": \"0xdeadbeefdeadbeef\""), "{text}");
+    assert_eq!(
+        json::read(text.as_bytes()).unwrap().meta.seed,
+        0xdead_beef_dead_beef
+    );
+    // Reports written with a numeric or decimal-string seed still read.
+    let mut value = serde_json::to_value(&report).unwrap();
+    value["meta"]["seed"] = serde_json::json!(42);
+    assert_eq!(
+        json::read(value.to_string().as_bytes()).unwrap().meta.seed,
+        42
+    );
+    value["meta"]["seed"] = serde_json::json!("42");
+    assert_eq!(
+        json::read(value.to_string().as_bytes()).unwrap().meta.seed,
+        42
+    );
+    value["meta"]["seed"] = serde_json::json!("0xzz");
+    let err = json::read(value.to_string().as_bytes()).unwrap_err();
+    // The cause (serde's message, with the path) is the error's source, not its text.
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(cause.contains("seed \"0xzz\""), "{cause}");
+}
+
+#[test]
 fn json_rejects_an_unknown_schema_version() {
     let mut value = serde_json::to_value(fixture()).unwrap();
     value["schema_version"] = serde_json::json!(SCHEMA_VERSION + 1);

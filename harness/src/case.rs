@@ -59,6 +59,8 @@ pub struct CaseCtx {
     pub property_cases: u32,
     /// The request-body limit the target is expected to enforce (413 above it).
     pub max_body_bytes: usize,
+    /// The run's target-selecting arguments, for replay hints (see [`RunOptions::replay_args`]).
+    pub replay_args: Arc<str>,
     /// The reference model artifacts the target serves (see [`crate::references`]).
     pub reference_models: Arc<Vec<ModelArtifact>>,
     /// Every reference artifact of the run, served or not: templates for cases
@@ -103,10 +105,21 @@ impl CaseCtx {
             run_seed: options.seed,
             property_cases: options.property_cases,
             max_body_bytes: options.max_body_bytes,
+            replay_args: Arc::from(options.replay_args.as_str()),
             reference_models: Arc::clone(&references.served),
             templates: Arc::clone(&references.all),
             cancelled: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The command that replays `case_id` with the same generated inputs against the same target.
+    pub fn replay_command(&self, case_id: &str) -> String {
+        crate::runner::replay_command(
+            &self.replay_args,
+            self.run_seed,
+            self.property_cases,
+            case_id,
+        )
     }
 
     /// Whether the case has passed its deadline and should stop.

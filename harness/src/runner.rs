@@ -53,6 +53,9 @@ pub struct RunOptions {
     pub property_cases: u32,
     /// The request-body limit the target is expected to enforce: bodies above it get 413.
     pub max_body_bytes: usize,
+    /// The `gauntlet run` arguments that select this run's target and its treatment
+    /// (`--target URL`, `--skip-missing-models`, `--max-body-bytes N`), for replay hints.
+    pub replay_args: String,
 }
 
 impl Default for RunOptions {
@@ -65,8 +68,28 @@ impl Default for RunOptions {
             seed: s.seed,
             property_cases: s.property_cases,
             max_body_bytes: s.max_body_bytes,
+            replay_args: String::new(),
         }
     }
+}
+
+impl RunOptions {
+    /// The command that runs `case_id` again with the same generated inputs.
+    pub fn replay_command(&self, case_id: &str) -> String {
+        replay_command(&self.replay_args, self.seed, self.property_cases, case_id)
+    }
+}
+
+/// `gauntlet run [ARGS] --seed S --property-cases N --filter CASE`.
+pub fn replay_command(args: &str, seed: u64, property_cases: u32, case_id: &str) -> String {
+    let args = if args.is_empty() {
+        String::new()
+    } else {
+        format!(" {args}")
+    };
+    format!(
+        "gauntlet run{args} --seed {seed:#x} --property-cases {property_cases} --filter {case_id}"
+    )
 }
 
 /// What the runner tells its listeners as the run progresses.

@@ -41,8 +41,13 @@ fn main() -> ExitCode {
     let setup = || -> Result<_, String> {
         let seed = env_u64("GAUNTLET_SEED", gauntlet_suites::DEFAULT_SEED)?;
         let property_cases = env_u64("GAUNTLET_PROPERTY_CASES", DEFAULT_PROPERTY_CASES.into())?;
+        // The same range as the CLI's `property-cases`: 0 would pass every property unrun.
         let property_cases = u32::try_from(property_cases)
-            .map_err(|_| format!("GAUNTLET_PROPERTY_CASES: {property_cases} is too large"))?;
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| {
+                format!("GAUNTLET_PROPERTY_CASES: {property_cases} is out of range: 1 to 100000")
+            })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

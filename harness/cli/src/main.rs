@@ -109,7 +109,12 @@ struct RunArgs {
     max_body_bytes: Option<usize>,
     /// Run even when the target does not serve the reference models: the cases that
     /// need them are skipped. Without it such a target is a setup error (exit 3).
-    #[arg(long, env = "GAUNTLET_SKIP_MISSING_MODELS")]
+    #[arg(
+        long,
+        env = "GAUNTLET_SKIP_MISSING_MODELS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     skip_missing_models: bool,
 }
 
@@ -167,8 +172,30 @@ fn chain(e: &dyn std::error::Error) -> String {
     message
 }
 
+/// The command line, where an environment twin set to "" (as CI matrices do) counts as unset.
+fn parse_cli() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    fn unset_empty_env(cmd: clap::Command) -> clap::Command {
+        let empty: Vec<clap::Id> = cmd
+            .get_arguments()
+            .filter(|a| {
+                a.get_env()
+                    .and_then(std::env::var_os)
+                    .is_some_and(|v| v.is_empty())
+            })
+            .map(|a| a.get_id().clone())
+            .collect();
+        let cmd = empty.into_iter().fold(cmd, |cmd, id| {
+            cmd.mut_arg(id, |a| a.env(clap::builder::Resettable::Reset))
+        });
+        cmd.mut_subcommands(unset_empty_env)
+    }
+    let matches = unset_empty_env(Cli::command()).try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
 fn main() -> ProcessExit {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_cli() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -213,7 +240,7 @@ fn checked_cases() -> Result<Vec<Case>, Failure> {
 }
 
 fn selection(args: &SelectArgs, cases: &[Case]) -> Result<Selection, Failure> {
-    // An environment twin set to "" (as CI matrices do) means "not set".
+    // A "" among comma-separated values (`--suite unit,`) selects nothing: drop it.
     let args = &SelectArgs {
         suites: args
             .suites
@@ -343,12 +370,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
     } = plan;
     let started_at = SystemTime::now();
     // Fail before the run, not after it, when the reports cannot be written.
-    std::fs::create_dir_all(&settings.report_dir).map_err(|e| {
-        Failure::setup(format!(
-            "failed to create report directory {}: {e}",
-            settings.report_dir.display()
-        ))
-    })?;
+    check_report_dir(&settings.report_dir)?;
     let reference = gauntlet_fixtures::load_embedded().map_err(Failure::setup_err)?;
     let target: Arc<dyn Target> = match &target_url {
         None => Arc::new(gauntlet_suites::reference_target().map_err(|e| {
@@ -404,6 +426,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         seed: settings.seed,
         property_cases: settings.property_cases,
         max_body_bytes: settings.max_body_bytes,
+        replay_args: replay_args(target_url.as_deref(), skip_missing_models, &settings),
     };
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = writeln!(
@@ -456,11 +479,42 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
     if code != ExitCode::Success {
         let _ = writeln!(
             err,
-            "gauntlet: the same inputs are generated again with --seed {:#x} --property-cases {}",
-            settings.seed, settings.property_cases
+            "gauntlet: replay the same inputs with `{}`",
+            runner::replay_command(
+                &options.replay_args,
+                options.seed,
+                options.property_cases,
+                "SUITE::CASE"
+            )
         );
     }
     Ok(code)
+}
+
+/// The arguments a replay needs besides the seed: which target, and how it is judged.
+/// The target URL is shown without credentials (they are the user's to add back).
+fn replay_args(target: Option<&str>, skip_missing_models: bool, settings: &Settings) -> String {
+    let mut args = Vec::new();
+    if let Some(url) = target {
+        args.push(format!("--target {}", redact_url(url)));
+    }
+    if skip_missing_models {
+        args.push("--skip-missing-models".to_owned());
+    }
+    if settings.max_body_bytes != Settings::default().max_body_bytes {
+        args.push(format!("--max-body-bytes {}", settings.max_body_bytes));
+    }
+    args.join(" ")
+}
+
+/// `url` with any `user:password@` replaced by `***@`.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn crate_versions() -> std::collections::BTreeMap<String, String> {
@@ -475,6 +529,21 @@ fn crate_versions() -> std::collections::BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
+}
+
+/// Creates `dir` and proves a file can be written there.
+fn check_report_dir(dir: &Path) -> Result<(), Failure> {
+    let fail = |what: &str, e: std::io::Error| {
+        Failure::setup(format!(
+            "failed to {what} report directory {}: {e}",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
+    let probe = dir.join(format!(".gauntlet-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| fail("write into", e))?;
+    std::fs::remove_file(&probe).map_err(|e| fail("clean up a probe file in", e))?;
+    Ok(())
 }
 
 fn write_reports(report: &RunReport, dir: &Path) -> Result<(), Failure> {

@@ -147,7 +147,7 @@ fn in_process_run_writes_reports_and_passes() {
     }
     let report = read_report(&dir.path().join("out"));
     assert_eq!(report["schema_version"], 1);
-    assert_eq!(report["meta"]["seed"], 7);
+    assert_eq!(report["meta"]["seed"], "0x7");
     assert!(
         report["meta"]["target"]
             .as_str()
@@ -215,7 +215,11 @@ fn defective_target_fails_with_exit_1_and_junit_names_what_differed() {
     );
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), 1, "{stderr}");
-    assert!(stderr.contains("--seed 0x"), "{stderr}");
+    // The replay hint names the target: without it the replay would run in-process and pass.
+    assert!(
+        stderr.contains(&format!("`gauntlet run --target {url} --seed 0x")),
+        "{stderr}"
+    );
     let report = read_report(&dir.path().join("out"));
     let failed: Vec<_> = report["cases"]
         .as_array()
@@ -527,4 +531,49 @@ fn body_limit_expectation_follows_max_body_bytes() {
         stderr.contains("413") && stderr.contains("1049600"),
         "{stderr}"
     );
+}
+
+/// Environment twins as CI sets them: "" means unset, booleans take the usual spellings.
+#[test]
+fn empty_and_boolish_environment_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--filter",
+            "unit::health_live",
+            "--report-dir",
+            "out",
+        ])
+        .current_dir(dir.path())
+        .env_remove("GAUNTLET_TARGET")
+        .env("GAUNTLET_SEED", "")
+        .env("GAUNTLET_PROFILE", "")
+        .env("GAUNTLET_CONCURRENCY", "")
+        .env("GAUNTLET_CASE_TIMEOUT", "")
+        .env("GAUNTLET_SUITE", "")
+        .env("GAUNTLET_SKIP_MISSING_MODELS", "yes")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let report = read_report(&dir.path().join("out"));
+    assert_eq!(report["meta"]["profile"], "default");
+    let out = Command::new(BIN)
+        .args(["run", "--filter", "unit::health_live"])
+        .current_dir(dir.path())
+        .env("GAUNTLET_SKIP_MISSING_MODELS", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+}
+
+/// A report directory that exists but cannot take a file is found before any case runs.
+#[test]
+fn unwritable_report_dir_fails_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["run", "--report-dir", "/proc/self"], dir.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 3, "{stderr}");
+    assert!(stderr.contains("report directory /proc/self"), "{stderr}");
+    assert!(!stderr.contains("PASS"), "cases ran first: {stderr}");
 }

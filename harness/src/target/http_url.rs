@@ -168,14 +168,55 @@ fn validate_base_url(url: &str) -> Result<(String, Option<Credentials>), TargetE
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(invalid("a base URL takes no query or fragment"));
     }
-    let credentials = (!parsed.username().is_empty()).then(|| Credentials {
-        user: parsed.username().to_owned(),
-        password: parsed.password().map(str::to_owned),
-    });
+    // URLs carry credentials percent-encoded (`p%40ss` for `p@ss`); servers expect them decoded.
+    let credentials = if parsed.username().is_empty() && parsed.password().is_none() {
+        None
+    } else {
+        let decoded = |part: &str, what: &str| {
+            percent_decode(part).ok_or_else(|| {
+                invalid(&format!(
+                    "the {what} is not valid UTF-8 once percent-decoded"
+                ))
+            })
+        };
+        Some(Credentials {
+            user: decoded(parsed.username(), "user name")?,
+            password: parsed
+                .password()
+                .map(|p| decoded(p, "password"))
+                .transpose()?,
+        })
+    };
     // Both calls only fail for URLs that cannot have credentials, which http URLs can.
     let _ = parsed.set_username("");
     let _ = parsed.set_password(None);
     Ok((target_url(parsed.as_str()), credentials))
+}
+
+/// Decodes `%XX` escapes; `None` when the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                // Two hex digits make at most 0xff.
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(u8::MAX));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The URL with any `user:password@` replaced by `***@`, for messages.
@@ -313,6 +354,18 @@ mod tests {
             ("admin", Some("s3cret"))
         );
         assert!(!format!("{creds:?}").contains("s3cret"));
+        let (_, creds) = validate_base_url("http://us%40er:p%40ss%3Aw@127.0.0.1:1").unwrap();
+        let creds = creds.unwrap();
+        assert_eq!(
+            (creds.user.as_str(), creds.password.as_deref()),
+            ("us@er", Some("p@ss:w"))
+        );
+        let (_, creds) = validate_base_url("http://:s3cret@127.0.0.1:1").unwrap();
+        assert_eq!(creds.unwrap().password.as_deref(), Some("s3cret"));
+        let err = validate_base_url("http://u:%ff@127.0.0.1:1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("password") && err.contains("UTF-8"), "{err}");
         let err = validate_base_url("ftp://admin:s3cret@127.0.0.1:1")
             .unwrap_err()
             .to_string();
@@ -355,6 +408,49 @@ mod tests {
         let target = HttpTarget::connect(&format!("http://{addr}"), options).await;
         let err = target.unwrap_err().to_string();
         assert!(err.contains("max-response-bytes limit of 1024"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn credentials_are_sent_decoded_as_basic_auth() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        let _ = tx.send(String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase());
+                        let reply = "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+                        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        let answer = if head.starts_with("GET /v2/health/live") {
+                            ok
+                        } else {
+                            reply
+                        };
+                        if sock.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let url = format!("http://us%40er:p%40ss%3Aw@{addr}");
+        let target = HttpTarget::connect(&url, HttpOptions::default())
+            .await
+            .unwrap();
+        assert!(!target.describe().contains("p%40ss") && !target.describe().contains("us%40er"));
+        let head = rx.recv().await.unwrap();
+        assert!(
+            head.contains("authorization: basic dxnazxi6cebzczp3"),
+            "{head}"
+        );
     }
 
     #[tokio::test]

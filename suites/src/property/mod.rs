@@ -106,7 +106,7 @@ where
         references: Arc::clone(&ctx.reference_models),
     };
     let seed = ctx.seed;
-    let run_seed = ctx.run_seed;
+    let replay = ctx.replay_command(case_id);
     let cancelled = Arc::clone(&ctx.cancelled);
     let cases = ctx.property_cases;
     let task = tokio::task::spawn_blocking(move || {
@@ -131,7 +131,7 @@ where
         match verdict {
             Ok(()) => Ok(()),
             Err(TestError::Fail(reason, minimal)) => Err(CaseError::Fail(failure_message(
-                case_id, seed, run_seed, cases, &reason, &minimal,
+                case_id, seed, &replay, &reason, &minimal,
             ))),
             Err(TestError::Abort(reason)) => Err(CaseError::Error(format!(
                 "{case_id}: the property run was aborted: {reason} (case seed {seed:#018x})"
@@ -146,16 +146,14 @@ where
 fn failure_message(
     case_id: &str,
     seed: u64,
-    run_seed: u64,
-    cases: u32,
+    replay: &str,
     reason: &impl std::fmt::Display,
     minimal: &impl Debug,
 ) -> String {
     format!(
         "{reason}\nminimal failing input: {}\ncase seed {seed:#018x} of {case_id}: replay with \
-         `gauntlet run --seed {run_seed:#x} --property-cases {cases} --filter {case_id}` (the case \
-         seed derives from the run seed and the case id, so the same run seed and number of cases \
-         regenerate this input)",
+         `{replay}` (the case seed derives from the run seed and the case id, so the same run \
+         seed and number of cases regenerate this input)",
         excerpt_chars(&format!("{minimal:?}"), MAX_INPUT_CHARS)
     )
 }
@@ -185,14 +183,21 @@ mod tests {
 
     #[test]
     fn failure_message_names_input_seed_and_replay() {
-        let msg = failure_message("property::x", 0xab, 0x7, 64, &"status 500", &vec![1, 2]);
+        let replay = gauntlet_harness::runner::replay_command(
+            "--target http://127.0.0.1:1",
+            0x7,
+            64,
+            "property::x",
+        );
+        let msg = failure_message("property::x", 0xab, &replay, &"status 500", &vec![1, 2]);
         assert!(msg.contains("status 500"), "{msg}");
         assert!(msg.contains("[1, 2]"), "{msg}");
         assert!(msg.contains("0x00000000000000ab"), "{msg}");
         assert!(msg.contains("property::x"), "{msg}");
         assert!(
             msg.contains(
-                "replay with `gauntlet run --seed 0x7 --property-cases 64 --filter property::x`"
+                "replay with `gauntlet run --target http://127.0.0.1:1 --seed 0x7 \
+                 --property-cases 64 --filter property::x`"
             ),
             "{msg}"
         );

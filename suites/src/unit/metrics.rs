@@ -2,20 +2,36 @@
 
 use http::{StatusCode, header};
 
+use gauntlet_engine::oip::SanitiserAction;
 use gauntlet_fixtures::REF_LINEAR;
 use gauntlet_harness::{
     Capability, Case, CaseCtx, CaseError, CaseOutcome, TargetExt, case, ensure, infer_path,
 };
 
-use crate::support::{Layout, describe, expect_infer_ok, infer_request, present, typical_rows};
+use crate::repository::{Action, act, renamed, stage, switch, with_scratch};
+use crate::support::{
+    Layout, describe, expect_infer_ok, infer_request, present, scratch_name, typical_rows,
+};
 
 pub(super) fn cases() -> Vec<Case> {
-    vec![case!(
-        "unit",
-        metrics_expose_request_latency_version_and_sanitiser,
-        ["ENG-OBS"],
-        [Capability::Metrics]
-    )]
+    vec![
+        case!(
+            "unit",
+            metrics_expose_request_latency_version_and_sanitiser,
+            ["ENG-OBS"],
+            [Capability::Metrics]
+        ),
+        case!(
+            "unit",
+            metrics_count_each_request_exactly,
+            ["ENG-OBS"],
+            [
+                Capability::Metrics,
+                Capability::Repository,
+                Capability::ArtifactUpload
+            ]
+        ),
+    ]
 }
 
 /// One sample of the text exposition format: `name{labels} value`.
@@ -101,7 +117,8 @@ fn total(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .iter()
         .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
         .map(|s| s.value)
-        .sum()
+        // fold from +0.0: `sum` starts at -0.0, which prints as "-0" in messages.
+        .fold(0.0, |a, b| a + b)
 }
 
 /// `GET /metrics`: 200, a text content type, and parseable samples.
@@ -194,6 +211,91 @@ async fn metrics_expose_request_latency_version_and_sanitiser(ctx: CaseCtx) -> C
         "GET /metrics: {changes}{{model={model:?},feature={feature:?},action=\"imputed\"}} expected to grow by at least 1 after a request with a missing {feature:?}, went from {was} to {is}"
     );
     Ok(())
+}
+
+/// On a model of its own, no other case moves the series, so every count must move by exactly
+/// what this case sent, and unloading the model must take its series away.
+async fn metrics_count_each_request_exactly(ctx: CaseCtx) -> CaseOutcome {
+    let template = ctx.template(REF_LINEAR)?;
+    let name = scratch_name("conf-metrics", ctx.seed);
+    let target = ctx.target.as_ref();
+    with_scratch(&ctx.target, &name, || async {
+        let artifact = renamed(template, &name, "1");
+        stage(target, &artifact).await?;
+        switch(target, &name, Action::Promote, "1", None).await?;
+        let model = name.as_str();
+        let before = scrape(&ctx).await?;
+        const REQUESTS: usize = 3;
+        let mut imputed = 0.0;
+        let feature = artifact.features.first().map_or("", |f| f.name.as_str());
+        for i in 0..REQUESTS {
+            let mut data = present(&typical_rows(&artifact, ctx.seed ^ i as u64, 1));
+            data[0] = None;
+            let request = infer_request(&artifact, &data, Layout::Matrix);
+            let line = format!("POST {}", infer_path(model, None));
+            let reply = ctx.target.infer(model, None, &request).await?;
+            let response = expect_infer_ok(&reply, &line)?;
+            imputed += response
+                .parameters
+                .sanitiser_changes
+                .iter()
+                .filter(|c| c.feature == feature && c.action == SanitiserAction::Imputed)
+                .count() as f64;
+        }
+        let after = scrape(&ctx).await?;
+        let sent = REQUESTS as f64;
+        for (family, labels, expected) in [
+            (
+                "gauntlet_requests_total",
+                vec![("model", model), ("status", "200")],
+                sent,
+            ),
+            (
+                "gauntlet_request_duration_seconds_count",
+                vec![("model", model)],
+                sent,
+            ),
+            (
+                "gauntlet_sanitiser_changes_total",
+                vec![("model", model), ("feature", feature), ("action", "imputed")],
+                imputed,
+            ),
+        ] {
+            let delta = total(&after, family, &labels) - total(&before, family, &labels);
+            ensure!(
+                delta == expected,
+                "GET /metrics: {family}{labels:?} expected to grow by exactly {expected} after \
+                 {REQUESTS} requests on a model no other case uses, grew by {delta}"
+            );
+        }
+        let live = total(
+            &after,
+            "gauntlet_model_live_version",
+            &[("model", model), ("version", "1")],
+        );
+        ensure!(
+            live == 1.0,
+            "GET /metrics: gauntlet_model_live_version{{model={model:?},version=\"1\"}} expected 1, got {live}"
+        );
+        let reply = act(target, &name, Action::Unload).await?;
+        ensure!(
+            reply.status == StatusCode::OK,
+            "POST /v2/repository/models/{model}/unload: expected 200 OK, got {}",
+            describe(&reply)
+        );
+        let gone = scrape(&ctx).await?;
+        let left: Vec<&str> = gone
+            .iter()
+            .filter(|s| s.label("model") == Some(model))
+            .map(|s| s.name.as_str())
+            .collect();
+        ensure!(
+            left.is_empty(),
+            "GET /metrics after unloading {model:?}: expected no series for it, found {left:?}"
+        );
+        Ok(())
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -117,30 +117,14 @@ mod tests {
         }
     }
 
-    /// Answers 500 to everything: broken, not absent.
-    struct Broken(crate::Capabilities);
-    #[async_trait::async_trait]
-    impl Target for Broken {
-        fn describe(&self) -> String {
-            "broken".into()
-        }
-        fn capabilities(&self) -> &crate::Capabilities {
-            &self.0
-        }
-        async fn send(
-            &self,
-            _r: http::Request<bytes::Bytes>,
-        ) -> Result<http::Response<bytes::Bytes>, crate::TargetError> {
-            let mut r = http::Response::new(bytes::Bytes::from_static(b"oops"));
-            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            Ok(r)
-        }
-    }
-
     #[tokio::test]
     async fn a_broken_target_is_not_excused_as_missing_models() {
-        let check =
-            served_references(&Broken(Default::default()), vec![linear("m", "1", &["a"])]).await;
+        // Answers 500 to everything: broken, not absent.
+        let broken = crate::target::Fixed {
+            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+            capabilities: Default::default(),
+        };
+        let check = served_references(&broken, vec![linear("m", "1", &["a"])]).await;
         assert_eq!(check.served.len(), 1);
         assert!(check.missing.is_empty());
     }

@@ -223,23 +223,6 @@ mod tests {
         Ok(())
     }
 
-    struct Bare(crate::Capabilities);
-    #[async_trait::async_trait]
-    impl Target for Bare {
-        fn describe(&self) -> String {
-            "bare".into()
-        }
-        fn capabilities(&self) -> &crate::Capabilities {
-            &self.0
-        }
-        async fn send(
-            &self,
-            _r: http::Request<bytes::Bytes>,
-        ) -> Result<http::Response<bytes::Bytes>, crate::TargetError> {
-            Ok(http::Response::new(bytes::Bytes::new()))
-        }
-    }
-
     fn opts() -> RunOptions {
         RunOptions {
             concurrency: 3,
@@ -264,7 +247,10 @@ mod tests {
                 [Capability::Repository]
             ),
         ];
-        let target: Arc<dyn Target> = Arc::new(Bare(Default::default()));
+        let target: Arc<dyn Target> = Arc::new(crate::target::Fixed {
+            status: http::StatusCode::OK,
+            capabilities: Default::default(),
+        });
         let mut seen = 0;
         let results = run(&cases, target, &References::default(), &opts(), |e| {
             if matches!(e, RunEvent::CaseFinished(_)) {

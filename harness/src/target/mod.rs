@@ -232,3 +232,26 @@ pub fn infer_path(model: &str, version: Option<&str>) -> String {
         None => format!("/v2/models/{model}/infer"),
     }
 }
+
+/// A target that answers every request with one fixed status and no body, for unit tests.
+#[cfg(test)]
+pub(crate) struct Fixed {
+    pub(crate) status: StatusCode,
+    pub(crate) capabilities: Capabilities,
+}
+
+#[cfg(test)]
+#[async_trait]
+impl Target for Fixed {
+    fn describe(&self) -> String {
+        format!("fixed {}", self.status)
+    }
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+    async fn send(&self, _request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = self.status;
+        Ok(response)
+    }
+}

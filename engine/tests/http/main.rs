@@ -846,24 +846,7 @@ fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::
 fn binary_serves_on_an_ephemeral_port_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     write_model_dir(dir.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gauntlet-engine"))
-        .args(["--listen", "127.0.0.1:0", "--model-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .strip_prefix("listening on 127.0.0.1:")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut child, port) = shutdown::spawn_engine(dir.path(), &[]);
     assert_ne!(port, 0);
 
     let body = rows(json!([1.0, 2.0]), json!([1, 2])).to_string();

@@ -4,7 +4,7 @@ use super::heavy::{heavy, heavy_rows};
 use super::*;
 
 /// Starts the engine on an ephemeral port over `dir`; returns it and its port.
-fn spawn_engine(dir: &Path, extra: &[&str]) -> (std::process::Child, u16) {
+pub(super) fn spawn_engine(dir: &Path, extra: &[&str]) -> (std::process::Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gauntlet-engine"))
         .args(["--listen", "127.0.0.1:0", "--model-dir"])
         .arg(dir)

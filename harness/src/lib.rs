@@ -46,8 +46,24 @@ pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome, References};
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
 pub use target::{
     Capabilities, Capability, HttpOptions, HttpTarget, InProcess, InProcessError, Reply, Target,
-    TargetError, TargetExt, infer_path,
+    TargetError, TargetExt, infer_path, redact_url,
 };
+
+/// An error and its causes on one line. Library errors keep their cause out of
+/// their own message (it is `source()`); a cause already quoted is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
+}
 
 /// Version of this crate, recorded in every report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -73,13 +73,6 @@ impl Default for RunOptions {
     }
 }
 
-impl RunOptions {
-    /// The command that runs `case_id` again with the same generated inputs.
-    pub fn replay_command(&self, case_id: &str) -> String {
-        replay_command(&self.replay_args, self.seed, self.property_cases, case_id)
-    }
-}
-
 /// `gauntlet run [ARGS] --seed S --property-cases N --filter CASE`.
 pub fn replay_command(args: &str, seed: u64, property_cases: u32, case_id: &str) -> String {
     let args = if args.is_empty() {

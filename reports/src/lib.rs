@@ -70,6 +70,7 @@ pub use error::{Format, ReportError};
 pub use files::{JSON_FILE, JUNIT_FILE, MARKDOWN_FILE, write_all};
 pub use model::{
     CaseResult, ExitCode, Location, Outcome, RunMeta, RunReport, SCHEMA_VERSION, Summary,
+    parse_seed,
 };
 
 /// Version of this crate, recorded in every report.

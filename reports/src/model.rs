@@ -214,6 +214,14 @@ impl ExitCode {
     }
 }
 
+/// Parses a seed as `--seed` and the reports write it: `0x`-prefixed hex or decimal.
+pub fn parse_seed(text: &str) -> Result<u64, std::num::ParseIntError> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    }
+}
+
 /// Serde for a seed: written as a `0x` hex string, read from that, a decimal string or a number.
 mod seed_hex {
     use serde::de::{self, Visitor};
@@ -234,11 +242,8 @@ mod seed_hex {
                 Ok(v)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
-                let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
-                    Some(hex) => u64::from_str_radix(hex, 16),
-                    None => v.parse(),
-                };
-                parsed.map_err(|e| E::custom(format!("seed {v:?} is not a 64-bit seed: {e}")))
+                super::parse_seed(v)
+                    .map_err(|e| E::custom(format!("seed {v:?} is not a 64-bit seed: {e}")))
             }
         }
         d.deserialize_any(SeedVisitor)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use gauntlet_harness::runner::{RunOptions, run_one};
-use gauntlet_harness::{CaseCtx, References, Target};
+use gauntlet_harness::{CaseCtx, References, Target, error_chain};
 use gauntlet_reports::Outcome;
 
 /// Deadline of one case; the property cases take a few seconds in a debug build.
@@ -27,11 +27,8 @@ fn env_u64(name: &str, default: u64) -> Result<u64, String> {
         Err(e) => Err(format!("{name}: {e}")),
         Ok(text) => {
             let text = text.trim().replace('_', "");
-            let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-                Some(hex) => u64::from_str_radix(hex, 16),
-                None => text.parse(),
-            };
-            parsed.map_err(|e| format!("{name}: {text:?} is not a u64 (decimal or 0x hex): {e}"))
+            gauntlet_reports::parse_seed(&text)
+                .map_err(|e| format!("{name}: {text:?} is not a u64 (decimal or 0x hex): {e}"))
         }
     }
 }
@@ -97,15 +94,4 @@ fn main() -> ExitCode {
         })
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
 use gauntlet_harness::references::served_references;
 use gauntlet_harness::runner::{self, RunEvent, RunOptions, Selection};
-use gauntlet_harness::{Case, Catalogue, HttpOptions, HttpTarget, References, Target};
+use gauntlet_harness::{Case, Catalogue, HttpOptions, HttpTarget, References, Target, error_chain};
 use gauntlet_reports::{ExitCode, RunMeta, RunReport};
 
 const EXIT_CODES: &str = "Exit codes:
@@ -119,11 +119,8 @@ struct RunArgs {
 }
 
 fn parse_seed(s: &str) -> Result<u64, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|e| format!("seed must be an unsigned 64-bit integer (decimal or 0x-hex): {e}"))
+    gauntlet_reports::parse_seed(s)
+        .map_err(|e| format!("seed must be an unsigned 64-bit integer (decimal or 0x-hex): {e}"))
 }
 
 /// An error with the exit code it calls for.
@@ -148,28 +145,12 @@ impl Failure {
     }
     /// A usage error from a library error, with its causes.
     fn usage_err(e: impl std::error::Error) -> Self {
-        Self::usage(chain(&e))
+        Self::usage(error_chain(&e))
     }
     /// A setup error from a library error, with its causes.
     fn setup_err(e: impl std::error::Error) -> Self {
-        Self::setup(chain(&e))
+        Self::setup(error_chain(&e))
     }
-}
-
-/// An error and its causes on one line. Library errors keep their cause out of
-/// their own message (it is `source()`); a cause already quoted is not repeated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = c.source();
-    }
-    message
 }
 
 /// The command line, where an environment twin set to "" (as CI matrices do) counts as unset.
@@ -376,7 +357,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         None => Arc::new(gauntlet_suites::reference_target().map_err(|e| {
             Failure::setup(format!(
                 "failed to start the reference engine: {}",
-                chain(&e)
+                error_chain(&e)
             ))
         })?),
         Some(url) => {
@@ -496,7 +477,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
 fn replay_args(target: Option<&str>, skip_missing_models: bool, settings: &Settings) -> String {
     let mut args = Vec::new();
     if let Some(url) = target {
-        args.push(format!("--target {}", redact_url(url)));
+        args.push(format!("--target {}", gauntlet_harness::redact_url(url)));
     }
     if skip_missing_models {
         args.push("--skip-missing-models".to_owned());
@@ -505,16 +486,6 @@ fn replay_args(target: Option<&str>, skip_missing_models: bool, settings: &Setti
         args.push(format!("--max-body-bytes {}", settings.max_body_bytes));
     }
     args.join(" ")
-}
-
-/// `url` with any `user:password@` replaced by `***@`.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 fn crate_versions() -> std::collections::BTreeMap<String, String> {

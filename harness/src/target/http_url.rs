@@ -147,7 +147,7 @@ impl std::fmt::Debug for Credentials {
 /// Checks a base URL and splits off any `user:password@` part.
 fn validate_base_url(url: &str) -> Result<(String, Option<Credentials>), TargetError> {
     // Messages quote the URL without its credentials.
-    let shown = redact(url);
+    let shown = redact_url(url);
     let invalid = |reason: &str| TargetError::InvalidUrl {
         url: shown.clone(),
         reason: reason.to_owned(),
@@ -219,8 +219,8 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The URL with any `user:password@` replaced by `***@`, for messages.
-fn redact(url: &str) -> String {
+/// The URL with any `user:password@` replaced by `***@`, for messages and reports.
+pub fn redact_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
             let _ = parsed.set_username("***");

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use gauntlet_engine::oip::{ErrorBody, InferRequest, InferResponse};
 
-pub use http_url::{HttpOptions, HttpTarget};
+pub use http_url::{HttpOptions, HttpTarget, redact_url};
 pub use in_process::{InProcess, InProcessError};
 
 /// Something a case may need from a target beyond the core protocol.

@@ -193,6 +193,19 @@ impl Drop for UnloadOnDrop {
     }
 }
 
+/// Stages version `1` of `template` under `name` and promotes it, checking both answers;
+/// returns the artifact that is now live.
+pub(crate) async fn live_version_1(
+    target: &dyn Target,
+    template: &ModelArtifact,
+    name: &str,
+) -> Result<ModelArtifact, CaseError> {
+    let v1 = renamed(template, name, "1");
+    stage(target, &v1).await?;
+    switch(target, name, Action::Promote, "1", None).await?;
+    Ok(v1)
+}
+
 /// `artifact` renamed to `name`, version `version`.
 pub(crate) fn renamed(artifact: &ModelArtifact, name: &str, version: &str) -> ModelArtifact {
     let mut copy = artifact.clone();

@@ -77,6 +77,17 @@ impl Probe {
     }
 }
 
+/// Skips a property case when the target serves none of the reference models.
+pub(crate) fn require_references(ctx: &CaseCtx) -> Result<(), CaseError> {
+    if ctx.reference_models.is_empty() {
+        return Err(CaseError::Skip(
+            "the target serves none of the reference models (serve fixtures/models to run this case)"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// A failed check inside a property body.
 pub(crate) fn fail(message: impl Into<String>) -> TestCaseError {
     TestCaseError::fail(message.into())
@@ -94,12 +105,7 @@ where
     S: Strategy + 'static,
     P: Fn(&Probe, S::Value) -> Result<(), TestCaseError> + Send + 'static,
 {
-    if ctx.reference_models.is_empty() {
-        return Err(CaseError::Skip(
-            "the target serves none of the reference models (serve fixtures/models to run this case)"
-                .to_owned(),
-        ));
-    }
+    require_references(ctx)?;
     let probe = Probe {
         handle: Handle::current(),
         target: Arc::clone(&ctx.target),

@@ -11,7 +11,7 @@ use gauntlet_engine::oip::{InferResponse, SanitiserAction};
 use gauntlet_harness::{Case, CaseCtx, CaseError, CaseOutcome, TargetExt, case};
 
 use super::strategies::{Cell, DirtyBatch, ValidBatch, dirty_batches, valid_batches};
-use super::{Probe, case_id, check, describe_reply, fail};
+use super::{Probe, case_id, check, describe_reply, fail, require_references};
 use crate::support::{
     Layout, check_change, clip_bounds, compare_predictions, imputed_value, infer_request,
     library_expect, library_model, prediction_values,
@@ -256,12 +256,7 @@ fn idempotent(probe: &Probe, batch: &DirtyBatch) -> Result<(), TestCaseError> {
 }
 
 async fn sanitising_is_idempotent(ctx: CaseCtx) -> CaseOutcome {
-    if ctx.reference_models.is_empty() {
-        return Err(CaseError::Skip(
-            "the target serves none of the reference models (serve fixtures/models to run this case)"
-                .to_owned(),
-        ));
-    }
+    require_references(&ctx)?;
     let imputing: Vec<usize> = ctx
         .reference_models
         .iter()

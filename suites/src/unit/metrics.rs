@@ -8,7 +8,7 @@ use gauntlet_harness::{
     Capability, Case, CaseCtx, CaseError, CaseOutcome, TargetExt, case, ensure, infer_path,
 };
 
-use crate::repository::{Action, act, renamed, stage, switch, with_scratch};
+use crate::repository::{Action, act, live_version_1, with_scratch};
 use crate::support::{
     Layout, describe, expect_infer_ok, infer_request, present, scratch_name, typical_rows,
 };
@@ -220,9 +220,7 @@ async fn metrics_count_each_request_exactly(ctx: CaseCtx) -> CaseOutcome {
     let name = scratch_name("conf-metrics", ctx.seed);
     let target = ctx.target.as_ref();
     with_scratch(&ctx.target, &name, || async {
-        let artifact = renamed(template, &name, "1");
-        stage(target, &artifact).await?;
-        switch(target, &name, Action::Promote, "1", None).await?;
+        let artifact = live_version_1(target, template, &name).await?;
         let model = name.as_str();
         let before = scrape(&ctx).await?;
         const REQUESTS: usize = 3;

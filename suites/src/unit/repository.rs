@@ -12,7 +12,8 @@ use gauntlet_harness::{
 };
 
 use crate::repository::{
-    Action, act, action_line, altered, index, load, load_raw, renamed, stage, switch, with_scratch,
+    Action, act, action_line, altered, index, live_version_1, load, load_raw, renamed, stage,
+    switch, with_scratch,
 };
 use crate::support::{
     Layout, describe, ensure_names, ensure_predictions, excerpt, expect_error, expect_infer_ok,
@@ -226,11 +227,9 @@ async fn failed_load_keeps_live_model(ctx: CaseCtx) -> CaseOutcome {
     let name = scratch_name("conf-badload", ctx.seed);
     let target = ctx.target.as_ref();
     with_scratch(&ctx.target, &name, || async {
-        let v1 = renamed(reference, &name, "1");
+        let v1 = live_version_1(target, reference, &name).await?;
         let rows = typical_rows(reference, ctx.seed, ROWS);
         let p1 = predicted(&v1, &rows)?;
-        stage(target, &v1).await?;
-        switch(target, &name, Action::Promote, "1", None).await?;
         expect_serving(target, &v1, &rows, &p1, "after promoting version 1").await?;
 
         let Some(dangling) = with_dangling_child(&renamed(reference, &name, "2")) else {
@@ -280,11 +279,9 @@ async fn promote_without_staged_is_409(ctx: CaseCtx) -> CaseOutcome {
     let name = scratch_name("conf-conflict", ctx.seed);
     let target = ctx.target.as_ref();
     with_scratch(&ctx.target, &name, || async {
-        let v1 = renamed(reference, &name, "1");
+        let v1 = live_version_1(target, reference, &name).await?;
         let rows = typical_rows(reference, ctx.seed, ROWS);
         let p1 = predicted(&v1, &rows)?;
-        stage(target, &v1).await?;
-        switch(target, &name, Action::Promote, "1", None).await?;
 
         let reply = act(target, &name, Action::Promote).await?;
         expect_error(

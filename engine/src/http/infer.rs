@@ -37,26 +37,7 @@ pub(crate) async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let start = Instant::now();
-    let versions = state.registry().versions(&name);
-    let model = match &versions {
-        None => Err(ApiError::unknown_model(&name)),
-        Some(v) => v.live.clone().ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "model {name:?} has no live version; promote a staged version or infer a version explicitly"
-            ))
-        }),
-    };
-    finish(
-        &state,
-        &name,
-        versions.is_some(),
-        start,
-        model,
-        headers,
-        body,
-    )
-    .await
+    infer_named(&state, &name, None, headers, body).await
 }
 
 pub(crate) async fn infer_version(
@@ -65,25 +46,32 @@ pub(crate) async fn infer_version(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    infer_named(&state, &name, Some(&version), headers, body).await
+}
+
+/// Picks the model an infer call names (the live version, or `version`) and serves the call.
+async fn infer_named(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let start = Instant::now();
-    let versions = state.registry().versions(&name);
-    let model = match &versions {
-        None => Err(ApiError::unknown_model(&name)),
-        Some(v) => v
-            .get(&version)
+    let versions = state.registry().versions(name);
+    let model = match (&versions, version) {
+        (None, _) => Err(ApiError::unknown_model(name)),
+        (Some(v), None) => v.live.clone().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "model {name:?} has no live version; promote a staged version or infer a version explicitly"
+            ))
+        }),
+        (Some(v), Some(version)) => v
+            .get(version)
             .cloned()
-            .ok_or_else(|| unknown_version(&name, &version, v)),
+            .ok_or_else(|| unknown_version(name, version, v)),
     };
-    finish(
-        &state,
-        &name,
-        versions.is_some(),
-        start,
-        model,
-        headers,
-        body,
-    )
-    .await
+    finish(state, name, versions.is_some(), start, model, headers, body).await
 }
 
 pub(crate) fn unknown_version(name: &str, version: &str, versions: &ModelVersions) -> ApiError {

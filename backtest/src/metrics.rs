@@ -1,0 +1,451 @@
+//! Performance metrics and their conventions (BT-METRICS).
+//!
+//! | convention | choice |
+//! |---|---|
+//! | returns | simple per-bar returns of the strategy, net of costs ([`crate::exec`]) |
+//! | periods per year | given, or derived from the median bar interval and a declared [`Calendar`]; always printed with its source |
+//! | standard deviation | sample, ddof 1 |
+//! | risk-free rate | annual rate `rf` converted per period as `(1 + rf)^(1/ppy) − 1`; 0 unless set |
+//! | Sharpe | `mean(r − rf_p) / sd(r − rf_p) · √ppy`; 0 when the returns do not vary |
+//! | Sortino | `mean(r − rf_p) / dd · √ppy`, `dd = √(Σ min(0, r − rf_p)² / n)` over all `n` periods; none without a losing period |
+//! | CAGR | `equity^(ppy / n) − 1` over the `n` return periods |
+//! | annual volatility | `sd(r) · √ppy` |
+//! | drawdown | `1 − equity / running peak`, the peak starting at the initial equity 1 |
+//! | max drawdown duration | the longest run of bars spent below a previous peak |
+//! | Calmar | `CAGR / max drawdown`; none without a drawdown |
+//! | hit rate, profit factor | over closed and open trades: share with a positive net return; sum of winning returns over the absolute sum of losing ones (none without a loser) |
+//! | turnover | `Σ |Δposition| · ppy / n`: position traded per year (2 = one round trip) |
+//! | exposure | share of periods with a non-zero position |
+//! | skewness, kurtosis | population moments of the per-period returns; kurtosis is *raw* (3 for a normal) |
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::exec::Execution;
+
+/// Seconds in the mean Gregorian year.
+const SECONDS_PER_YEAR: f64 = 365.25 * 86_400.0;
+const SECONDS_PER_DAY: f64 = 86_400.0;
+
+/// The trading calendar the bars follow, for deriving periods per year.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Calendar {
+    /// Trading around the clock, every day (crypto): `365.25 days / interval`.
+    Continuous,
+    /// An exchange with sessions: intraday bars give `days · session / interval`
+    /// (at least one bar a day), daily to weekly bars `days / whole days between bars`,
+    /// longer bars `365.25 days / interval`.
+    Exchange {
+        /// Trading days a year (default 252).
+        days_per_year: f64,
+        /// Session length in hours (default 6.5).
+        session_hours: f64,
+    },
+}
+
+impl Calendar {
+    /// The NYSE-like default: 252 days of 6.5 hours.
+    pub const EXCHANGE: Calendar = Calendar::Exchange {
+        days_per_year: 252.0,
+        session_hours: 6.5,
+    };
+
+    /// Periods per year for bars `interval_s` seconds apart (median).
+    pub fn periods_per_year(&self, interval_s: f64) -> f64 {
+        if interval_s <= 0.0 {
+            return 1.0;
+        }
+        match *self {
+            Calendar::Continuous => SECONDS_PER_YEAR / interval_s,
+            Calendar::Exchange {
+                days_per_year,
+                session_hours,
+            } => {
+                if interval_s < SECONDS_PER_DAY {
+                    days_per_year * (session_hours * 3_600.0 / interval_s).max(1.0)
+                } else if interval_s < 7.0 * SECONDS_PER_DAY {
+                    days_per_year / (interval_s / SECONDS_PER_DAY).round().max(1.0)
+                } else {
+                    SECONDS_PER_YEAR / interval_s
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Calendar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Calendar::Continuous => f.write_str("24/7"),
+            Calendar::Exchange {
+                days_per_year,
+                session_hours,
+            } => write!(f, "exchange ({days_per_year} days × {session_hours} h)"),
+        }
+    }
+}
+
+/// How many periods make a year, and where that number came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Annualisation {
+    /// Periods per year.
+    pub periods_per_year: f64,
+    /// `given` or `derived from a median interval of … on a … calendar`.
+    pub source: String,
+}
+
+impl Annualisation {
+    /// A number the user gave.
+    pub fn given(periods_per_year: f64) -> Self {
+        Annualisation {
+            periods_per_year,
+            source: "given".into(),
+        }
+    }
+
+    /// Derived from the median interval between bars and a calendar.
+    pub fn derived(median_interval_ns: i64, calendar: Calendar) -> Self {
+        let seconds = median_interval_ns as f64 / 1e9;
+        Annualisation {
+            periods_per_year: calendar.periods_per_year(seconds),
+            source: format!(
+                "derived from the median bar interval of {} on a {calendar} calendar",
+                human_seconds(seconds)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Annualisation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:.2} periods per year ({})",
+            self.periods_per_year, self.source
+        )
+    }
+}
+
+fn human_seconds(s: f64) -> String {
+    if s >= SECONDS_PER_DAY && s % SECONDS_PER_DAY == 0.0 {
+        format!("{} d", s / SECONDS_PER_DAY)
+    } else if s >= 3_600.0 && s % 3_600.0 == 0.0 {
+        format!("{} h", s / 3_600.0)
+    } else if s >= 60.0 && s % 60.0 == 0.0 {
+        format!("{} min", s / 60.0)
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// Moments of per-period returns, as the overfitting statistics need them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Moments {
+    /// Number of periods.
+    pub n: usize,
+    /// Mean excess return per period.
+    pub mean: f64,
+    /// Sample standard deviation (ddof 1).
+    pub sd: f64,
+    /// Per-period Sharpe ratio `mean / sd` (0 when `sd` is 0).
+    pub sharpe: f64,
+    /// Skewness (population).
+    pub skew: f64,
+    /// Raw kurtosis (population; 3 for a normal distribution).
+    pub kurtosis: f64,
+}
+
+impl Moments {
+    /// Moments of `returns` less a per-period risk-free rate.
+    pub fn of(returns: &[f64], rf_per_period: f64) -> Moments {
+        let n = returns.len();
+        if n < 2 {
+            return Moments {
+                n,
+                kurtosis: 3.0,
+                ..Moments::default()
+            };
+        }
+        let nf = n as f64;
+        let mean = returns.iter().map(|r| r - rf_per_period).sum::<f64>() / nf;
+        let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
+        for r in returns {
+            let d = r - rf_per_period - mean;
+            let d2 = d * d;
+            m2 += d2;
+            m3 += d2 * d;
+            m4 += d2 * d2;
+        }
+        let sd = (m2 / (nf - 1.0)).sqrt();
+        let (pm2, pm3, pm4) = (m2 / nf, m3 / nf, m4 / nf);
+        let (skew, kurtosis) = if pm2 > 0.0 {
+            (pm3 / pm2.powf(1.5), pm4 / (pm2 * pm2))
+        } else {
+            (0.0, 3.0)
+        };
+        Moments {
+            n,
+            mean,
+            sd,
+            sharpe: if sd > 0.0 { mean / sd } else { 0.0 },
+            skew,
+            kurtosis,
+        }
+    }
+}
+
+/// Every metric of one backtest run; ratios that are undefined on the data are `None`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Return periods (bars − 1).
+    pub periods: usize,
+    /// Periods per year used.
+    pub periods_per_year: f64,
+    /// Annual risk-free rate used.
+    pub risk_free: f64,
+    /// `equity_end − 1`.
+    pub total_return: f64,
+    /// Compound annual growth rate.
+    pub cagr: f64,
+    /// Annualised volatility.
+    pub annual_volatility: f64,
+    /// Annualised Sharpe ratio.
+    pub sharpe: f64,
+    /// Annualised Sortino ratio.
+    pub sortino: Option<f64>,
+    /// CAGR over max drawdown.
+    pub calmar: Option<f64>,
+    /// Largest fall from a running peak, as a fraction (0.25 = 25 %).
+    pub max_drawdown: f64,
+    /// Longest time under water, in bars.
+    pub max_drawdown_bars: usize,
+    /// Share of trades with a positive net return.
+    pub hit_rate: Option<f64>,
+    /// Winning over losing trade returns.
+    pub profit_factor: Option<f64>,
+    /// Position traded per year.
+    pub turnover: f64,
+    /// Share of periods with a position.
+    pub exposure: f64,
+    /// Number of trades.
+    pub trades: usize,
+    /// Per-period moments (excess of the risk-free rate).
+    pub moments: Moments,
+}
+
+/// Metrics of an execution.
+pub fn compute(execution: &Execution, periods_per_year: f64, risk_free: f64) -> Metrics {
+    let r = &execution.returns;
+    let n = r.len();
+    let nf = n.max(1) as f64;
+    let rf_p = (1.0 + risk_free).powf(1.0 / periods_per_year) - 1.0;
+    let moments = Moments::of(r, rf_p);
+    let ann = periods_per_year.sqrt();
+
+    let mut equity = 1.0_f64;
+    let mut peak = 1.0_f64;
+    let mut max_dd = 0.0_f64;
+    let mut under = 0usize;
+    let mut max_under = 0usize;
+    let mut downside = 0.0;
+    for &x in r {
+        equity *= 1.0 + x;
+        if equity >= peak {
+            peak = equity;
+            under = 0;
+        } else {
+            under += 1;
+            max_under = max_under.max(under);
+            max_dd = max_dd.max(1.0 - equity / peak);
+        }
+        let d = (x - rf_p).min(0.0);
+        downside += d * d;
+    }
+    let dd = (downside / nf).sqrt();
+    let cagr = if n > 0 {
+        equity.powf(periods_per_year / nf) - 1.0
+    } else {
+        0.0
+    };
+    let sd_raw = Moments::of(r, 0.0).sd;
+
+    let trades = &execution.trades;
+    let wins: f64 = trades.iter().map(|t| t.ret.max(0.0)).sum();
+    let losses: f64 = trades.iter().map(|t| (-t.ret).max(0.0)).sum();
+    let exposure = execution.held.iter().filter(|p| **p != 0.0).count() as f64 / nf;
+    Metrics {
+        periods: n,
+        periods_per_year,
+        risk_free,
+        total_return: equity - 1.0,
+        cagr,
+        annual_volatility: sd_raw * ann,
+        sharpe: moments.sharpe * ann,
+        sortino: (dd > 0.0).then(|| moments.mean / dd * ann),
+        calmar: (max_dd > 0.0).then(|| cagr / max_dd),
+        max_drawdown: max_dd,
+        max_drawdown_bars: max_under,
+        hit_rate: (!trades.is_empty())
+            .then(|| trades.iter().filter(|t| t.ret > 0.0).count() as f64 / trades.len() as f64),
+        profit_factor: (losses > 0.0).then(|| wins / losses),
+        turnover: execution.traded * periods_per_year / nf,
+        exposure,
+        trades: trades.len(),
+        moments,
+    }
+}
+
+/// The equity curve `Π (1 + r)` after each period, starting from 1.
+pub fn equity_curve(returns: &[f64]) -> Vec<f64> {
+    let mut e = 1.0;
+    returns
+        .iter()
+        .map(|r| {
+            e *= 1.0 + r;
+            e
+        })
+        .collect()
+}
+
+/// The drawdown `1 − equity / peak` after each period (peak starting at 1).
+pub fn drawdown_curve(returns: &[f64]) -> Vec<f64> {
+    let mut e = 1.0_f64;
+    let mut peak = 1.0_f64;
+    returns
+        .iter()
+        .map(|r| {
+            e *= 1.0 + r;
+            peak = peak.max(e);
+            1.0 - e / peak
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Trade;
+
+    fn approx(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+
+    fn execution(returns: &[f64], held: &[f64], trades: Vec<Trade>, traded: f64) -> Execution {
+        Execution {
+            returns: returns.to_vec(),
+            held: held.to_vec(),
+            traded,
+            trades,
+        }
+    }
+
+    fn trade(ret: f64) -> Trade {
+        Trade {
+            entry_bar: 0,
+            exit_bar: 1,
+            direction: 1,
+            ret,
+            open: false,
+        }
+    }
+
+    /// Returns +10 %, −20 %, +5 %, 0, with 4 periods a year.
+    ///
+    /// Equity 1.1, 0.88, 0.924, 0.924. Mean −0.0125; deviations 0.1125, −0.1875, 0.0625,
+    /// −0.0125; squares sum 0.05187 5 → sd √(0.051875/3) = 0.131497…
+    #[test]
+    fn metrics_by_hand() {
+        let r = [0.1, -0.2, 0.05, 0.0];
+        let e = execution(
+            &r,
+            &[1.0, 1.0, -1.0, 0.0],
+            vec![trade(-0.12), trade(0.05)],
+            3.0,
+        );
+        let m = compute(&e, 4.0, 0.0);
+        approx(m.total_return, 0.924 - 1.0);
+        // Four periods at 4 a year: one year, so CAGR = total return.
+        approx(m.cagr, 0.924 - 1.0);
+        let sd = (0.051875_f64 / 3.0).sqrt();
+        approx(m.moments.sd, sd);
+        approx(m.annual_volatility, sd * 2.0);
+        approx(m.sharpe, -0.0125 / sd * 2.0);
+        // Downside: only −0.2 → √(0.04 / 4) = 0.1.
+        approx(m.sortino.unwrap(), -0.0125 / 0.1 * 2.0);
+        // Peak 1.1, trough 0.88: 20 %; under water for 3 bars to the end.
+        approx(m.max_drawdown, 0.2);
+        assert_eq!(m.max_drawdown_bars, 3);
+        approx(m.calmar.unwrap(), (0.924 - 1.0) / 0.2);
+        approx(m.hit_rate.unwrap(), 0.5);
+        approx(m.profit_factor.unwrap(), 0.05 / 0.12);
+        // 3 units traded over 4 periods at 4 a year.
+        approx(m.turnover, 3.0);
+        approx(m.exposure, 0.75);
+        assert_eq!(m.trades, 2);
+    }
+
+    #[test]
+    fn drawdown_counts_from_the_starting_equity() {
+        // Falls straight away: the peak is the initial equity 1, not the first bar.
+        let m = compute(
+            &execution(&[-0.1, 0.05], &[1.0, 1.0], vec![], 1.0),
+            252.0,
+            0.0,
+        );
+        approx(m.max_drawdown, 0.1);
+        assert_eq!(m.max_drawdown_bars, 2);
+        let dd = drawdown_curve(&[-0.1, 0.05]);
+        approx(dd[0], 0.1);
+        approx(dd[1], 1.0 - 0.945);
+        approx(equity_curve(&[-0.1, 0.05])[1], 0.945);
+    }
+
+    #[test]
+    fn risk_free_is_converted_per_period() {
+        let r = [0.01, 0.02, 0.0, 0.03];
+        let m = compute(&execution(&r, &[1.0; 4], vec![], 1.0), 12.0, 0.12);
+        let rf_p = 1.12_f64.powf(1.0 / 12.0) - 1.0;
+        let mean = 0.015 - rf_p;
+        let sd = Moments::of(&r, 0.0).sd;
+        approx(m.sharpe, mean / sd * 12f64.sqrt());
+    }
+
+    #[test]
+    fn flat_returns_give_zero_sharpe_and_no_ratios() {
+        let m = compute(&execution(&[0.0; 5], &[0.0; 5], vec![], 0.0), 252.0, 0.0);
+        assert_eq!(m.sharpe, 0.0);
+        assert_eq!(m.sortino, None);
+        assert_eq!(m.calmar, None);
+        assert_eq!(m.hit_rate, None);
+        assert_eq!(m.profit_factor, None);
+        assert_eq!(m.exposure, 0.0);
+    }
+
+    #[test]
+    fn moments_skew_and_raw_kurtosis() {
+        // Symmetric two-point distribution: skew 0, raw kurtosis 1.
+        let m = Moments::of(&[1.0, -1.0, 1.0, -1.0], 0.0);
+        approx(m.skew, 0.0);
+        approx(m.kurtosis, 1.0);
+        // 0, 0, 0, 4: mean 1, deviations −1, −1, −1, 3; m2 = 3, m3 = 6, m4 = 21.
+        let m = Moments::of(&[0.0, 0.0, 0.0, 4.0], 0.0);
+        approx(m.skew, 6.0 / 3f64.powf(1.5));
+        approx(m.kurtosis, 21.0 / 9.0);
+    }
+
+    #[test]
+    fn periods_per_year_from_intervals() {
+        approx(Calendar::Continuous.periods_per_year(3_600.0), 8_766.0);
+        approx(Calendar::Continuous.periods_per_year(60.0), 525_960.0);
+        approx(Calendar::EXCHANGE.periods_per_year(86_400.0), 252.0);
+        approx(Calendar::EXCHANGE.periods_per_year(60.0), 252.0 * 390.0);
+        approx(
+            Calendar::EXCHANGE.periods_per_year(7.0 * 86_400.0),
+            365.25 / 7.0,
+        );
+        let a = Annualisation::derived(3_600_000_000_000, Calendar::Continuous);
+        assert!(a.to_string().contains("8766.00 periods per year"), "{a}");
+        assert!(a.source.contains("1 h"), "{}", a.source);
+    }
+}

@@ -1,0 +1,437 @@
+//! Predictions for every bar: from a model behind a [`Target`] (OIP infer batches), from a
+//! model compiled in process, or from the built-in moving-average crossover.
+//!
+//! A prediction is a number whose sign (or size, see [`crate::exec::Sizing`]) becomes the
+//! target position decided at that bar's close; `NaN` means "no view yet" (flat), as for
+//! bars before the feature warm-up.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use http::StatusCode;
+
+use gauntlet_engine::Model;
+use gauntlet_engine::oip::{Datatype, InferRequest, ModelMetadata, RequestInput};
+use gauntlet_fixtures::{FEATURE_NAMES, WARMUP, bar_features};
+use gauntlet_harness::{Target, TargetExt, error_chain};
+
+use crate::data::Bars;
+
+/// Why predictions could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// The strategy spec does not parse.
+    #[error("invalid strategy {spec:?}: {reason}")]
+    Strategy {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The model declares a feature the bar pipeline does not produce.
+    #[error("model {model:?} reads feature {feature:?}, which the bar feature pipeline does not produce (it produces {})", FEATURE_NAMES.join(", "))]
+    UnknownFeature {
+        /// The model.
+        model: String,
+        /// The feature.
+        feature: String,
+    },
+    /// The target could not be asked.
+    #[error("failed to call the target for model {model:?}: {reason}")]
+    Target {
+        /// The model.
+        model: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The target answered something unusable.
+    #[error("model {model:?}: {what}")]
+    BadReply {
+        /// The model.
+        model: String,
+        /// What was wrong with the reply.
+        what: String,
+    },
+}
+
+/// Anything that gives a prediction per bar.
+#[async_trait]
+pub trait Signals: Send + Sync {
+    /// One line for reports: `ma-cross:10,50`, `model ref-ensemble via in-process …`.
+    fn describe(&self) -> String;
+
+    /// Predictions for bars `from..bars.len()`, each from bars up to its own close only
+    /// (the look-ahead detector checks that claim).
+    async fn predict(&self, bars: &Bars, from: usize) -> Result<Vec<f64>, SignalError>;
+}
+
+/// The moving-average crossover baseline: `+1` when the `fast`-bar simple moving average of
+/// closes is above the `slow` one, `−1` below, 0 equal; `NaN` for the first `slow − 1` bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaCross {
+    /// Fast window, in bars.
+    pub fast: usize,
+    /// Slow window, in bars.
+    pub slow: usize,
+}
+
+impl MaCross {
+    /// Parses `ma-cross:FAST,SLOW` with `1 ≤ FAST < SLOW ≤ 100000`.
+    ///
+    /// # Errors
+    ///
+    /// [`SignalError::Strategy`] naming what is wrong.
+    pub fn parse(spec: &str) -> Result<MaCross, SignalError> {
+        let bad = |reason: &str| SignalError::Strategy {
+            spec: spec.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let params = spec
+            .strip_prefix("ma-cross:")
+            .ok_or_else(|| bad("expected ma-cross:FAST,SLOW (the only built-in strategy)"))?;
+        let (fast, slow) = params
+            .split_once(',')
+            .ok_or_else(|| bad("expected two windows, FAST,SLOW"))?;
+        let window = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| bad("windows must be whole numbers of bars"))
+        };
+        MaCross::new(window(fast)?, window(slow)?).map_err(|reason| bad(&reason))
+    }
+
+    /// A crossover with `1 ≤ fast < slow ≤ 100000`.
+    ///
+    /// # Errors
+    ///
+    /// The rule broken.
+    pub fn new(fast: usize, slow: usize) -> Result<MaCross, String> {
+        if fast == 0 || fast >= slow {
+            return Err(format!(
+                "need 1 ≤ FAST < SLOW, got FAST {fast}, SLOW {slow}"
+            ));
+        }
+        if slow > 100_000 {
+            return Err(format!("SLOW {slow} exceeds the limit of 100000 bars"));
+        }
+        Ok(MaCross { fast, slow })
+    }
+
+    /// `SMA_fast − SMA_slow` of `close` at every bar (`NaN` before `slow − 1`).
+    pub fn spread(&self, close: &[f64]) -> Vec<f64> {
+        let (f, s) = (self.fast, self.slow);
+        let mut out = vec![f64::NAN; close.len()];
+        let (mut fast_sum, mut slow_sum) = (0.0, 0.0);
+        for (t, &c) in close.iter().enumerate() {
+            fast_sum += c;
+            slow_sum += c;
+            if t >= f {
+                fast_sum -= close[t - f];
+            }
+            if t >= s {
+                slow_sum -= close[t - s];
+            }
+            if t + 1 >= s {
+                out[t] = fast_sum / f as f64 - slow_sum / s as f64;
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for MaCross {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ma-cross:{},{}", self.fast, self.slow)
+    }
+}
+
+#[async_trait]
+impl Signals for MaCross {
+    fn describe(&self) -> String {
+        self.to_string()
+    }
+
+    async fn predict(&self, bars: &Bars, from: usize) -> Result<Vec<f64>, SignalError> {
+        let mut spread = self.spread(&bars.close);
+        spread.drain(..from.min(spread.len()));
+        Ok(spread)
+    }
+}
+
+/// The feature rows of bars `from..n` (rows before [`WARMUP`] are skipped), row-major in the
+/// order `names`, and the bar index of the first row.
+fn feature_rows(bars: &Bars, from: usize, order: &[usize]) -> (Vec<f64>, usize) {
+    let start = from.max(WARMUP);
+    let cols = bars.columns();
+    let mut rows = Vec::with_capacity(bars.len().saturating_sub(start) * order.len());
+    for t in start..bars.len() {
+        if let Some(row) = bar_features(cols, t) {
+            rows.extend(order.iter().map(|&j| row[j]));
+        }
+    }
+    (rows, start)
+}
+
+/// Positions in [`FEATURE_NAMES`] of the features a model reads, in its order.
+fn feature_order(model: &str, names: &[String]) -> Result<Vec<usize>, SignalError> {
+    names
+        .iter()
+        .map(|name| {
+            FEATURE_NAMES.iter().position(|f| f == name).ok_or_else(|| {
+                SignalError::UnknownFeature {
+                    model: model.to_owned(),
+                    feature: name.clone(),
+                }
+            })
+        })
+        .collect()
+}
+
+/// NaN for the warm-up bars, then `predictions`.
+fn with_warmup(from: usize, start: usize, predictions: Vec<f64>) -> Vec<f64> {
+    let mut out = vec![f64::NAN; start.saturating_sub(from)];
+    out.extend(predictions);
+    out
+}
+
+/// A model compiled in process: sanitised and predicted with the engine's own code, the
+/// path the `/infer` handler takes, without JSON. Bit-identical to [`TargetModel`] on the
+/// same engine (a test pins it).
+pub struct EngineModel {
+    model: Arc<Model>,
+    order: Vec<usize>,
+}
+
+impl EngineModel {
+    /// Wraps a compiled model.
+    ///
+    /// # Errors
+    ///
+    /// [`SignalError::UnknownFeature`] when it reads a feature the pipeline lacks.
+    pub fn new(model: Arc<Model>) -> Result<Self, SignalError> {
+        let order = feature_order(model.name(), model.feature_names())?;
+        Ok(EngineModel { model, order })
+    }
+}
+
+/// Rows per block of the in-process path: a few blocks per core, small enough for the cache.
+const ENGINE_BLOCK_ROWS: usize = 16_384;
+
+#[async_trait]
+impl Signals for EngineModel {
+    fn describe(&self) -> String {
+        format!(
+            "model {} version {} compiled in process (gauntlet-engine {})",
+            self.model.name(),
+            self.model.version(),
+            gauntlet_engine::VERSION
+        )
+    }
+
+    async fn predict(&self, bars: &Bars, from: usize) -> Result<Vec<f64>, SignalError> {
+        let (rows, start) = feature_rows(bars, from, &self.order);
+        let n = self.order.len();
+        let model = &self.model;
+        let blocks: Vec<&[f64]> = rows.chunks(n * ENGINE_BLOCK_ROWS).collect();
+        let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
+        let per_worker = blocks.len().div_ceil(workers.max(1)).max(1);
+        let results: Vec<Result<Vec<f64>, SignalError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = blocks
+                .chunks(per_worker)
+                .map(|group| {
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        for block in group {
+                            let raw: Vec<Option<f64>> = block.iter().map(|v| Some(*v)).collect();
+                            let clean =
+                                model.sanitise(&raw).map_err(|e| SignalError::BadReply {
+                                    model: model.name().to_owned(),
+                                    what: format!(
+                                        "sanitiser rejected a feature row: {}",
+                                        error_chain(&e)
+                                    ),
+                                })?;
+                            out.extend(model.predict_batch(&clean.values));
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(SignalError::BadReply {
+                            model: model.name().to_owned(),
+                            what: "a prediction worker panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut predictions = Vec::with_capacity(rows.len() / n.max(1));
+        for r in results {
+            predictions.extend(r?);
+        }
+        Ok(with_warmup(from, start, predictions))
+    }
+}
+
+/// A model behind any [`Target`]: OIP infer calls of `batch_rows` rows, `concurrency` at once.
+pub struct TargetModel {
+    target: Arc<dyn Target>,
+    model: String,
+    order: Vec<usize>,
+    batch_rows: usize,
+    concurrency: usize,
+}
+
+/// Default rows per infer call: 4,096 rows of 8 features stay well under a 1 MiB body.
+pub const DEFAULT_BATCH_ROWS: usize = 4_096;
+/// Default infer calls in flight.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+impl TargetModel {
+    /// Asks the target for the model's metadata (`GET /v2/models/{model}`) to learn the
+    /// feature order. A server that does not list feature names is assumed to read
+    /// [`FEATURE_NAMES`] in order when its input is `[-1, 8]`.
+    ///
+    /// # Errors
+    ///
+    /// [`SignalError`] when the model is not served or reads unknown features.
+    pub async fn connect(
+        target: Arc<dyn Target>,
+        model: &str,
+        batch_rows: usize,
+        concurrency: usize,
+    ) -> Result<Self, SignalError> {
+        let fail = |reason: String| SignalError::Target {
+            model: model.to_owned(),
+            reason,
+        };
+        let reply = target
+            .get(&format!("/v2/models/{model}"))
+            .await
+            .map_err(|e| fail(error_chain(&e)))?;
+        if reply.status != StatusCode::OK {
+            return Err(fail(format!(
+                "GET /v2/models/{model} answered {}: {}",
+                reply.status,
+                reply.text()
+            )));
+        }
+        let meta: ModelMetadata = reply
+            .json()
+            .map_err(|e| fail(format!("model metadata is not OIP JSON: {e}")))?;
+        let names = if meta.parameters.feature_names.is_empty() {
+            FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect()
+        } else {
+            meta.parameters.feature_names.clone()
+        };
+        let order = feature_order(model, &names)?;
+        Ok(TargetModel {
+            target,
+            model: model.to_owned(),
+            order,
+            batch_rows: batch_rows.max(1),
+            concurrency: concurrency.max(1),
+        })
+    }
+
+    async fn infer(&self, rows: &[f64]) -> Result<Vec<f64>, SignalError> {
+        let n = self.order.len();
+        let count = rows.len() / n;
+        let request = InferRequest {
+            inputs: vec![RequestInput {
+                name: "features".into(),
+                shape: vec![count as u64, n as u64],
+                datatype: Datatype::Fp64,
+                data: rows.iter().map(|v| Some(*v)).collect(),
+            }],
+            ..InferRequest::default()
+        };
+        let bad = |what: String| SignalError::BadReply {
+            model: self.model.clone(),
+            what,
+        };
+        let reply = self
+            .target
+            .infer_ok(&self.model, &request)
+            .await
+            .map_err(|e| SignalError::Target {
+                model: self.model.clone(),
+                reason: error_chain(&e),
+            })?
+            .map_err(|reply| bad(format!("infer answered {}: {}", reply.status, reply.text())))?;
+        let output = reply
+            .outputs
+            .into_iter()
+            .find(|o| o.name == "prediction")
+            .ok_or_else(|| bad("infer response has no `prediction` output".into()))?;
+        if output.data.len() != count {
+            return Err(bad(format!(
+                "infer returned {} predictions for {count} rows",
+                output.data.len()
+            )));
+        }
+        Ok(output.data)
+    }
+}
+
+#[async_trait]
+impl Signals for TargetModel {
+    fn describe(&self) -> String {
+        format!("model {} via {}", self.model, self.target.describe())
+    }
+
+    async fn predict(&self, bars: &Bars, from: usize) -> Result<Vec<f64>, SignalError> {
+        let (rows, start) = feature_rows(bars, from, &self.order);
+        let n = self.order.len();
+        let width = n * self.batch_rows;
+        let rows = &rows;
+        let batches: Vec<Vec<f64>> = futures::stream::iter(0..rows.len().div_ceil(width.max(1)))
+            .map(|i| self.infer(&rows[i * width..((i + 1) * width).min(rows.len())]))
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        Ok(with_warmup(from, start, batches.concat()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ma_cross_spec_parses_and_rejects() {
+        assert_eq!(
+            MaCross::parse("ma-cross:10,50").unwrap(),
+            MaCross { fast: 10, slow: 50 }
+        );
+        for bad in [
+            "ma-cross:50,10",
+            "ma-cross:0,5",
+            "ma-cross:5",
+            "sma:1,2",
+            "ma-cross:a,5",
+            "ma-cross:1,100001",
+        ] {
+            let e = MaCross::parse(bad).unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn ma_cross_spread_by_hand() {
+        let close = [1.0, 2.0, 3.0, 4.0, 3.0];
+        let s = MaCross { fast: 2, slow: 3 }.spread(&close);
+        assert!(s[0].is_nan() && s[1].is_nan());
+        // t=2: (2+3)/2 − (1+2+3)/3 = 0.5; t=3: 3.5 − 3 = 0.5; t=4: 3.5 − 10/3.
+        assert!((s[2] - 0.5).abs() < 1e-12);
+        assert!((s[3] - 0.5).abs() < 1e-12);
+        assert!((s[4] - (3.5 - 10.0 / 3.0)).abs() < 1e-12);
+    }
+}

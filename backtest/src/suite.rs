@@ -1,0 +1,589 @@
+//! One backtest run end to end: bars and a signal source in; metrics, walk-forward,
+//! overfitting statistics, the look-ahead verdict and the gate verdicts out.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use gauntlet_fixtures::{WARMUP, generate_ohlcv};
+
+use crate::config::{DataPlan, Gates, Plan, SignalPlan};
+use crate::data::{self, Bars, DataError, Gaps, LoadedBars, TimestampSource};
+use crate::exec::{Costs, Execution};
+use crate::lookahead::{self, LookaheadReport};
+use crate::metrics::{Annualisation, Metrics, compute};
+use crate::overfit::{self, Deflated, Pbo};
+use crate::signals::{MaCross, SignalError, Signals};
+use crate::sweep::{self, ExecParams, Sweep, WalkForward, run};
+
+/// Where the bars came from, for the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataInfo {
+    /// The file and format, or the generator and its seed.
+    pub description: String,
+    /// How timestamps were read (files only).
+    pub timestamps: Option<TimestampSource>,
+    /// Gaps between bars.
+    pub gaps: Gaps,
+}
+
+/// Loads the plan's bars.
+///
+/// # Errors
+///
+/// [`DataError`] naming the row and column.
+pub fn load_bars(plan: &Plan) -> Result<(Bars, DataInfo), DataError> {
+    match &plan.data {
+        DataPlan::File { path, options } => {
+            let LoadedBars {
+                bars,
+                path,
+                format,
+                timestamps,
+                gaps,
+            } = data::load(path, options)?;
+            let description = format!("{} ({format}, {} bars)", path.display(), bars.len());
+            Ok((
+                bars,
+                DataInfo {
+                    description,
+                    timestamps: Some(timestamps),
+                    gaps,
+                },
+            ))
+        }
+        DataPlan::Fixture { seed, bars } => {
+            let generated =
+                generate_ohlcv(*seed, *bars).map_err(|e| DataError::Generator(e.to_string()))?;
+            let bars = Bars::from(generated);
+            let gaps = Gaps::of(&bars.ts_ns);
+            let description = format!(
+                "generated hourly bars: seed {seed}, {} bars (gauntlet-fixtures {})",
+                bars.len(),
+                gauntlet_fixtures::VERSION
+            );
+            Ok((
+                bars,
+                DataInfo {
+                    description,
+                    timestamps: None,
+                    gaps,
+                },
+            ))
+        }
+    }
+}
+
+/// The moving-average grid a strategy sweep runs: 100 crossovers, fast windows 2 to 30 and
+/// slow windows 2 to 12 times as long.
+pub fn ma_grid() -> Vec<MaCross> {
+    const FAST: [usize; 10] = [2, 3, 5, 8, 10, 13, 16, 20, 25, 30];
+    const RATIO: [usize; 10] = [2, 3, 4, 5, 6, 7, 8, 9, 10, 12];
+    FAST.iter()
+        .flat_map(|&f| {
+            RATIO.iter().map(move |&r| MaCross {
+                fast: f,
+                slow: f * r,
+            })
+        })
+        .collect()
+}
+
+/// Deadbands a model sweep runs: the 0 %, 10 %, …, 90 % quantiles of `|prediction|`.
+pub fn deadband_grid(predictions: &[f64]) -> Vec<f64> {
+    let mut abs: Vec<f64> = predictions
+        .iter()
+        .filter(|p| p.is_finite())
+        .map(|p| p.abs())
+        .collect();
+    if abs.is_empty() {
+        return vec![0.0];
+    }
+    abs.sort_by(f64::total_cmp);
+    (0..10)
+        .map(|k| {
+            if k == 0 {
+                0.0
+            } else {
+                abs[k * (abs.len() - 1) / 10]
+            }
+        })
+        .collect()
+}
+
+/// Whether the costs were charged as the model says, on this run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CostCheck {
+    /// Total return net of costs.
+    pub net_total_return: f64,
+    /// Total return of the same positions without costs.
+    pub gross_total_return: f64,
+    /// Largest `|net − gross·(1 − c·|Δ|)|` over the bars (0 up to rounding when correct).
+    pub max_deviation: f64,
+    /// Position traded in all.
+    pub traded: f64,
+    /// Equity fraction lost per unit traded.
+    pub cost_per_unit: f64,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// What gave the predictions.
+    pub signal: String,
+    /// Periods per year and where that came from.
+    pub annualisation: Annualisation,
+    /// Number of bars.
+    pub bars: usize,
+    /// The reported run's execution.
+    pub execution: Execution,
+    /// The reported run's timestamps of periods (bar `1..n`), Unix ns.
+    pub period_ts_ns: Vec<i64>,
+    /// Its metrics.
+    pub metrics: Metrics,
+    /// The cost self-check.
+    pub costs: CostCheck,
+    /// Every trial of the sweep.
+    pub sweep: Sweep,
+    /// PSR against 0 of the reported run.
+    pub psr: f64,
+    /// DSR of the reported run, with the declared number of trials.
+    pub deflated: Deflated,
+    /// DSR of the sweep's best trial, with the sweep's size as `N`.
+    pub best_deflated: Option<Deflated>,
+    /// Minimum track record length (periods) at 95 % against 0.
+    pub min_track_record: Option<f64>,
+    /// PBO by CSCV over the sweep, or why it could not run.
+    pub pbo: Result<Pbo, String>,
+    /// Walk-forward over the sweep.
+    pub walk_forward: Option<WalkForward>,
+    /// The look-ahead detector's verdict.
+    pub lookahead: LookaheadReport,
+    /// Wall time of each stage.
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+/// Runs the plan on `bars`: a strategy plan builds its own signals, a model plan uses
+/// `model`.
+///
+/// # Errors
+///
+/// [`SignalError`] when predictions cannot be had.
+pub async fn run_plan(
+    plan: &Plan,
+    bars: &Bars,
+    median_interval_ns: i64,
+    model: Option<&dyn Signals>,
+    seed: u64,
+) -> Result<Outcome, SignalError> {
+    let annualisation = match plan.periods_per_year {
+        Some(p) => Annualisation::given(p),
+        None => Annualisation::derived(median_interval_ns, plan.calendar),
+    };
+    match (&plan.signal, model) {
+        (SignalPlan::Strategy(m), _) => run_strategy(plan, bars, annualisation, *m, seed).await,
+        (SignalPlan::Model(_), Some(signal)) => {
+            run_model(plan, bars, annualisation, signal, seed).await
+        }
+        (SignalPlan::Model(name), None) => Err(SignalError::Target {
+            model: name.clone(),
+            reason: "no target or artifact was given for the model".into(),
+        }),
+    }
+}
+
+async fn run_strategy(
+    plan: &Plan,
+    bars: &Bars,
+    annualisation: Annualisation,
+    configured: MaCross,
+    seed: u64,
+) -> Result<Outcome, SignalError> {
+    let clock = Instant::now();
+    let params = plan.exec;
+    let grid = ma_grid();
+    let trials = grid.iter().map(|m| (m.to_string(), m.spread(&bars.close)));
+    let sweep = sweep::sweep(
+        &bars.open,
+        &bars.close,
+        trials,
+        &params,
+        annualisation.periods_per_year,
+        plan.pbo_blocks,
+        plan.folds + 1,
+    );
+    let chosen = match (plan.pick_best, sweep.best()) {
+        (true, Some(i)) => grid[i],
+        _ => configured,
+    };
+    let predictions = chosen.predict(bars, 0).await?;
+    let mut timings = vec![("signals and sweep", clock.elapsed())];
+    let lookahead = detect(plan, &chosen, bars, &predictions, seed, &mut timings).await?;
+    finish(
+        plan,
+        bars,
+        annualisation,
+        chosen.describe(),
+        lookahead,
+        predictions,
+        sweep,
+        |i| {
+            run(
+                &bars.open,
+                &bars.close,
+                &grid[i].spread(&bars.close),
+                &params,
+            )
+        },
+        timings,
+    )
+}
+
+async fn run_model(
+    plan: &Plan,
+    bars: &Bars,
+    annualisation: Annualisation,
+    signal: &dyn Signals,
+    seed: u64,
+) -> Result<Outcome, SignalError> {
+    let clock = Instant::now();
+    let predictions = signal.predict(bars, 0).await?;
+    let mut timings = vec![("signals", clock.elapsed())];
+    let clock = Instant::now();
+    let params = plan.exec;
+    let grid = deadband_grid(&predictions);
+    let deadbanded = |d: f64| -> Vec<f64> {
+        predictions
+            .iter()
+            .map(|&p| if p.abs() > d { p } else { 0.0 })
+            .collect()
+    };
+    let trials = grid
+        .iter()
+        .map(|&d| (format!("deadband {d:.3e}"), deadbanded(d)));
+    let sweep = sweep::sweep(
+        &bars.open,
+        &bars.close,
+        trials,
+        &params,
+        annualisation.periods_per_year,
+        plan.pbo_blocks,
+        plan.folds + 1,
+    );
+    timings.push(("sweep", clock.elapsed()));
+    let reported = match (plan.pick_best, sweep.best()) {
+        (true, Some(i)) => deadbanded(grid[i]),
+        _ => predictions.clone(),
+    };
+    let lookahead = detect(plan, signal, bars, &predictions, seed, &mut timings).await?;
+    finish(
+        plan,
+        bars,
+        annualisation,
+        signal.describe(),
+        lookahead,
+        reported,
+        sweep,
+        |i| run(&bars.open, &bars.close, &deadbanded(grid[i]), &params),
+        timings,
+    )
+}
+
+/// Runs the look-ahead detector on the signal's raw predictions.
+async fn detect(
+    plan: &Plan,
+    signal: &dyn Signals,
+    bars: &Bars,
+    predictions: &[f64],
+    seed: u64,
+    timings: &mut Vec<(&'static str, Duration)>,
+) -> Result<LookaheadReport, SignalError> {
+    let clock = Instant::now();
+    let cuts = lookahead::cut_points(seed, bars.len(), WARMUP + 2, plan.lookahead_cuts);
+    let report = lookahead::check(signal, bars, predictions, &cuts).await?;
+    timings.push(("look-ahead detector", clock.elapsed()));
+    Ok(report)
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one internal step shared by both signal kinds"
+)]
+fn finish(
+    plan: &Plan,
+    bars: &Bars,
+    annualisation: Annualisation,
+    signal: String,
+    lookahead: LookaheadReport,
+    predictions: Vec<f64>,
+    sweep: Sweep,
+    rerun: impl FnMut(usize) -> Execution,
+    mut timings: Vec<(&'static str, Duration)>,
+) -> Result<Outcome, SignalError> {
+    let mut clock = Instant::now();
+    let ppy = annualisation.periods_per_year;
+    let params = plan.exec;
+    let execution = run(&bars.open, &bars.close, &predictions, &params);
+    let metrics = compute(&execution, ppy, plan.risk_free);
+    let costs = cost_check(bars, &predictions, &params, &execution);
+    timings.push(("execution and metrics", clock.elapsed()));
+    clock = Instant::now();
+
+    let walk_forward = sweep::walk_forward(&sweep, plan.folds, plan.walk, ppy, rerun);
+    timings.push(("walk-forward", clock.elapsed()));
+    clock = Instant::now();
+
+    let m = &metrics.moments;
+    let trials = if plan.pick_best {
+        plan.trials.max(sweep.trials.len() as u64)
+    } else {
+        plan.trials
+    };
+    let variance = if sweep.trials.len() >= 2 {
+        sweep.sharpe_variance()
+    } else {
+        overfit::estimator_variance(m)
+    };
+    let deflated = overfit::dsr(m, trials, variance);
+    let best_deflated = sweep.best().map(|i| {
+        overfit::dsr(
+            &sweep.trials[i].moments,
+            sweep.trials.len() as u64,
+            variance,
+        )
+    });
+    let pbo = overfit::pbo(&sweep.blocks()).map_err(|e| e.to_string());
+    timings.push(("overfitting statistics", clock.elapsed()));
+
+    Ok(Outcome {
+        signal,
+        annualisation,
+        bars: bars.len(),
+        period_ts_ns: bars.ts_ns.iter().skip(1).copied().collect(),
+        psr: overfit::psr(m, 0.0),
+        min_track_record: overfit::min_track_record(m, 0.0, 0.95),
+        execution,
+        metrics,
+        costs,
+        sweep,
+        deflated,
+        best_deflated,
+        pbo,
+        walk_forward,
+        lookahead,
+        timings,
+    })
+}
+
+fn cost_check(bars: &Bars, predictions: &[f64], params: &ExecParams, net: &Execution) -> CostCheck {
+    let gross_params = ExecParams {
+        costs: Costs::default(),
+        ..*params
+    };
+    let gross = run(&bars.open, &bars.close, predictions, &gross_params);
+    let c = params.costs.per_unit();
+    let mut prev = 0.0;
+    let mut max_deviation = 0.0_f64;
+    for ((n, g), &p) in net.returns.iter().zip(&gross.returns).zip(&net.held) {
+        let expected = (1.0 + g) * (1.0 - c * (p - prev).abs()) - 1.0;
+        max_deviation = max_deviation.max((n - expected).abs());
+        prev = p;
+    }
+    let total = |r: &[f64]| r.iter().fold(1.0, |e, x| e * (1.0 + x)) - 1.0;
+    CostCheck {
+        net_total_return: total(&net.returns),
+        gross_total_return: total(&gross.returns),
+        max_deviation,
+        traded: net.traded,
+        cost_per_unit: c,
+    }
+}
+
+/// A gate's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Verdict {
+    /// Met.
+    Pass,
+    /// Not met.
+    Fail,
+    /// Not evaluated, with the reason.
+    Skip(String),
+}
+
+/// One gate, as it becomes a report case `backtest::<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateResult {
+    /// Case name, e.g. `sharpe_min`.
+    pub name: &'static str,
+    /// Requirement ids it checks.
+    pub requirements: &'static [&'static str],
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Measured versus threshold.
+    pub message: String,
+}
+
+/// Every gate this suite reports, with its requirement ids, in report order.
+pub const GATES: [(&str, &[&str]); 9] = [
+    ("no_lookahead", &["BT-NOLOOK"]),
+    ("costs_applied", &["BT-COST"]),
+    ("sharpe_min", &["BT-METRICS"]),
+    ("max_drawdown", &["BT-METRICS"]),
+    ("hit_rate_min", &["BT-METRICS"]),
+    ("turnover_max", &["BT-COST", "BT-METRICS"]),
+    ("walk_forward", &["BT-WF"]),
+    ("dsr_min", &["BT-DSR"]),
+    ("pbo_max", &["BT-DSR"]),
+];
+
+fn requirements(name: &str) -> &'static [&'static str] {
+    GATES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(&[], |(_, r)| r)
+}
+
+fn threshold(
+    name: &'static str,
+    label: &str,
+    measured: Option<f64>,
+    limit: Option<f64>,
+    at_least: bool,
+) -> GateResult {
+    let (verdict, message) = match (limit, measured) {
+        (None, _) => (
+            Verdict::Skip(format!(
+                "no threshold set (gates.{})",
+                name.replace('_', "-")
+            )),
+            format!("{label}: no threshold set"),
+        ),
+        (Some(t), None) => (
+            Verdict::Fail,
+            format!("{label} is undefined on this run (threshold {t})"),
+        ),
+        (Some(t), Some(m)) => {
+            let ok = if at_least { m >= t } else { m <= t };
+            let op = if at_least { "≥" } else { "≤" };
+            (
+                if ok { Verdict::Pass } else { Verdict::Fail },
+                format!("{label} {m:.4}, required {op} {t}"),
+            )
+        }
+    };
+    GateResult {
+        name,
+        requirements: requirements(name),
+        verdict,
+        message,
+    }
+}
+
+/// The gate verdicts of an outcome.
+pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
+    let m = &outcome.metrics;
+    let look = &outcome.lookahead;
+    let no_lookahead = GateResult {
+        name: "no_lookahead",
+        requirements: requirements("no_lookahead"),
+        verdict: if look.mismatch.is_none() && !look.cuts.is_empty() {
+            Verdict::Pass
+        } else if look.cuts.is_empty() {
+            Verdict::Skip("too few bars to cut".into())
+        } else {
+            Verdict::Fail
+        },
+        message: match &look.mismatch {
+            None => format!(
+                "{} predictions before {} cut points identical to the full run's",
+                look.compared,
+                look.cuts.len()
+            ),
+            Some(x) => format!(
+                "prediction of bar {} changed from {} to {} when the data was cut at bar {}: \
+                 the signal reads data after the bar's close",
+                x.bar, x.full, x.truncated, x.cut
+            ),
+        },
+    };
+    let c = &outcome.costs;
+    let charged = c.max_deviation <= 1e-12
+        && (c.traded == 0.0 || c.cost_per_unit == 0.0 || c.net_total_return < c.gross_total_return);
+    let costs_applied = GateResult {
+        name: "costs_applied",
+        requirements: requirements("costs_applied"),
+        verdict: if charged {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        },
+        message: format!(
+            "{:.2} bps per unit traded on {:.1} units: total return {:.4} net vs {:.4} gross \
+             (largest per-bar deviation from the cost model {:.1e})",
+            c.cost_per_unit * 1e4,
+            c.traded,
+            c.net_total_return,
+            c.gross_total_return,
+            c.max_deviation
+        ),
+    };
+    let wf = outcome.walk_forward.as_ref().map(|w| w.oos.sharpe);
+    let pbo = outcome.pbo.as_ref().ok().map(|p| p.pbo);
+    let mut results = vec![
+        no_lookahead,
+        costs_applied,
+        threshold(
+            "sharpe_min",
+            "annualised Sharpe",
+            Some(m.sharpe),
+            gates.sharpe_min,
+            true,
+        ),
+        threshold(
+            "max_drawdown",
+            "max drawdown",
+            Some(m.max_drawdown),
+            gates.max_drawdown,
+            false,
+        ),
+        threshold(
+            "hit_rate_min",
+            "hit rate",
+            m.hit_rate,
+            gates.hit_rate_min,
+            true,
+        ),
+        threshold(
+            "turnover_max",
+            "turnover per year",
+            Some(m.turnover),
+            gates.turnover_max,
+            false,
+        ),
+        threshold(
+            "walk_forward",
+            "out-of-sample walk-forward Sharpe",
+            wf,
+            gates.walk_forward_sharpe_min,
+            true,
+        ),
+        threshold(
+            "dsr_min",
+            &format!("deflated Sharpe ratio (N = {})", outcome.deflated.trials),
+            Some(outcome.deflated.dsr),
+            gates.dsr_min,
+            true,
+        ),
+        threshold(
+            "pbo_max",
+            "probability of backtest overfitting",
+            pbo,
+            gates.pbo_max,
+            false,
+        ),
+    ];
+    if let (Some(_), Err(why)) = (gates.pbo_max, &outcome.pbo) {
+        results[8].message = format!("PBO could not be computed: {why}");
+    }
+    results
+}

@@ -1,0 +1,375 @@
+//! Parameter sweeps in bounded memory, and walk-forward folds (BT-WF).
+//!
+//! A sweep produces each trial's target positions one at a time, executes them, keeps only
+//! the trial's summary (moments, per-block statistics for CSCV, per-segment statistics for
+//! walk-forward) and drops the series: memory is one trial's columns plus
+//! `O(trials × blocks)`. Every trial is recorded, so the `N` of the deflated Sharpe ratio is
+//! the honest count.
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exec::{Costs, Execution, Fill, Sizing, execute, size};
+use crate::metrics::{Metrics, Moments, compute};
+use crate::overfit::BlockStats;
+
+/// How predictions become returns: fill, costs, sizing and side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExecParams {
+    /// When orders fill.
+    pub fill: Fill,
+    /// Fees and slippage.
+    pub costs: Costs,
+    /// Prediction → position.
+    pub sizing: Sizing,
+    /// Positions in [0, 1] rather than [−1, 1].
+    pub long_only: bool,
+}
+
+impl Default for ExecParams {
+    fn default() -> Self {
+        ExecParams {
+            fill: Fill::NextClose,
+            costs: Costs::default(),
+            sizing: Sizing::default(),
+            long_only: false,
+        }
+    }
+}
+
+/// Sizes and executes predictions over bars' open and close.
+pub fn run(open: &[f64], close: &[f64], predictions: &[f64], params: &ExecParams) -> Execution {
+    let target = size(predictions, params.sizing, params.long_only);
+    execute(open, close, &target, params.fill, params.costs)
+}
+
+/// The summary a sweep keeps of one trial.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trial {
+    /// What the trial was, e.g. `ma-cross:10,50`.
+    pub label: String,
+    /// Per-period moments of its returns.
+    pub moments: Moments,
+    /// Annualised Sharpe ratio.
+    pub sharpe: f64,
+    /// Per-block statistics for CSCV.
+    #[serde(skip)]
+    pub blocks: Vec<BlockStats>,
+    /// Per-segment statistics for walk-forward.
+    #[serde(skip)]
+    pub segments: Vec<BlockStats>,
+}
+
+/// Every trial of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sweep {
+    /// The trials, in the order run.
+    pub trials: Vec<Trial>,
+}
+
+impl Sweep {
+    /// Index of the trial with the highest Sharpe ratio.
+    pub fn best(&self) -> Option<usize> {
+        (0..self.trials.len()).max_by(|&a, &b| {
+            self.trials[a]
+                .moments
+                .sharpe
+                .total_cmp(&self.trials[b].moments.sharpe)
+        })
+    }
+
+    /// Sample variance (ddof 1) of the trials' per-period Sharpe ratios.
+    pub fn sharpe_variance(&self) -> f64 {
+        let s: Vec<f64> = self.trials.iter().map(|t| t.moments.sharpe).collect();
+        Moments::of(&s, 0.0).sd.powi(2)
+    }
+
+    /// The block statistics of every trial, for [`crate::overfit::pbo`].
+    pub fn blocks(&self) -> Vec<Vec<BlockStats>> {
+        self.trials.iter().map(|t| t.blocks.clone()).collect()
+    }
+}
+
+/// Runs every trial: `trials` yields each trial's label and predictions, one at a time.
+pub fn sweep(
+    open: &[f64],
+    close: &[f64],
+    trials: impl Iterator<Item = (String, Vec<f64>)>,
+    params: &ExecParams,
+    periods_per_year: f64,
+    blocks: usize,
+    segments: usize,
+) -> Sweep {
+    let trials = trials
+        .map(|(label, predictions)| {
+            let e = run(open, close, &predictions, params);
+            drop(predictions);
+            let moments = Moments::of(&e.returns, 0.0);
+            Trial {
+                label,
+                moments,
+                sharpe: moments.sharpe * periods_per_year.sqrt(),
+                blocks: BlockStats::split(&e.returns, blocks),
+                segments: BlockStats::split(&e.returns, segments),
+            }
+        })
+        .collect();
+    Sweep { trials }
+}
+
+/// Anchored or rolling training windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WalkMode {
+    /// Training always starts at the first bar and grows.
+    #[default]
+    Anchored,
+    /// Training is the one segment before the test segment.
+    Rolling,
+}
+
+impl std::str::FromStr for WalkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "anchored" => Ok(WalkMode::Anchored),
+            "rolling" => Ok(WalkMode::Rolling),
+            other => Err(format!(
+                "unknown walk-forward mode {other:?} (anchored or rolling)"
+            )),
+        }
+    }
+}
+
+/// One walk-forward fold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fold {
+    /// 1-based fold number.
+    pub fold: usize,
+    /// Training periods (indices into the return series).
+    pub train: Range<usize>,
+    /// Test periods.
+    pub test: Range<usize>,
+    /// The trial chosen on the training periods.
+    pub chosen: String,
+    /// Its annualised Sharpe ratio on the training periods.
+    pub train_sharpe: f64,
+    /// Its metrics on the test periods.
+    pub metrics: Metrics,
+}
+
+/// Walk-forward results: each fold and the out-of-sample aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WalkForward {
+    /// Anchored or rolling.
+    pub mode: WalkMode,
+    /// The folds.
+    pub folds: Vec<Fold>,
+    /// Metrics of all test periods joined.
+    pub oos: Metrics,
+}
+
+/// Period boundaries of `segments` near-equal segments of `n` periods (as [`BlockStats::split`]).
+pub fn segment_bounds(n: usize, segments: usize) -> Vec<Range<usize>> {
+    (0..segments)
+        .map(|s| s * n / segments..(s + 1) * n / segments)
+        .collect()
+}
+
+/// Walk-forward over a swept set of trials: `folds` folds over `folds + 1` segments; each
+/// fold picks the trial with the best training Sharpe and tests it on the next segment.
+/// `rerun(i)` recomputes trial `i`'s execution for its test periods.
+///
+/// The sweep must have been run with `segments = folds + 1`.
+pub fn walk_forward(
+    sweep: &Sweep,
+    folds: usize,
+    mode: WalkMode,
+    periods_per_year: f64,
+    mut rerun: impl FnMut(usize) -> Execution,
+) -> Option<WalkForward> {
+    let first = sweep.trials.first()?;
+    if folds == 0 || first.segments.len() != folds + 1 {
+        return None;
+    }
+    let n: usize = first.segments.iter().map(|s| s.n).sum();
+    let bounds = segment_bounds(n, folds + 1);
+    let mut chosen = Vec::with_capacity(folds);
+    for k in 1..=folds {
+        let train_segments = match mode {
+            WalkMode::Anchored => 0..k,
+            WalkMode::Rolling => k - 1..k,
+        };
+        let train_stats = |t: &Trial| {
+            let mut s = BlockStats::default();
+            for seg in &t.segments[train_segments.clone()] {
+                s.n += seg.n;
+                s.sum += seg.sum;
+                s.sum_sq += seg.sum_sq;
+            }
+            s.sharpe()
+        };
+        let best = (0..sweep.trials.len())
+            .max_by(|&a, &b| {
+                train_stats(&sweep.trials[a]).total_cmp(&train_stats(&sweep.trials[b]))
+            })
+            .unwrap_or(0);
+        let train = bounds[train_segments.start].start..bounds[train_segments.end - 1].end;
+        chosen.push((k, best, train, train_stats(&sweep.trials[best])));
+    }
+    let mut folds_out = Vec::with_capacity(folds);
+    let mut oos = Execution::default();
+    let mut cache: Option<(usize, Execution)> = None;
+    for (k, best, train, train_sharpe) in chosen {
+        if cache.as_ref().is_none_or(|(i, _)| *i != best) {
+            cache = Some((best, rerun(best)));
+        }
+        let Some((_, execution)) = cache.as_ref() else {
+            continue;
+        };
+        let test = bounds[k].clone();
+        let part = slice(execution, test.clone());
+        oos.returns.extend_from_slice(&part.returns);
+        oos.held.extend_from_slice(&part.held);
+        oos.traded += part.traded;
+        oos.trades.extend_from_slice(&part.trades);
+        folds_out.push(Fold {
+            fold: k,
+            train,
+            test,
+            chosen: sweep.trials[best].label.clone(),
+            train_sharpe: train_sharpe * periods_per_year.sqrt(),
+            metrics: compute(&part, periods_per_year, 0.0),
+        });
+    }
+    Some(WalkForward {
+        mode,
+        folds: folds_out,
+        oos: compute(&oos, periods_per_year, 0.0),
+    })
+}
+
+/// The part of an execution over return periods `range`: the trades that start in it,
+/// and the position traded within it (the first change measured from the position before).
+pub fn slice(e: &Execution, range: Range<usize>) -> Execution {
+    let end = range.end.min(e.returns.len());
+    let start = range.start.min(end);
+    let mut traded = 0.0;
+    let mut prev = if start == 0 { 0.0 } else { e.held[start - 1] };
+    for &p in &e.held[start..end] {
+        traded += (p - prev).abs();
+        prev = p;
+    }
+    Execution {
+        returns: e.returns[start..end].to_vec(),
+        held: e.held[start..end].to_vec(),
+        traded,
+        trades: e
+            .trades
+            .iter()
+            .filter(|t| (start..end).contains(&t.entry_bar))
+            .copied()
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prices(n: usize) -> Vec<f64> {
+        // Up 1 % on even bars, down 0.5 % on odd ones.
+        let mut c = vec![100.0];
+        for i in 1..n {
+            let r = if i % 2 == 0 { 0.01 } else { -0.005 };
+            c.push(c[i - 1] * (1.0 + r));
+        }
+        c
+    }
+
+    #[test]
+    fn sweep_records_every_trial_and_finds_the_best() {
+        let close = prices(400);
+        // Trial "right": long before even bars; "wrong": long before odd bars; "flat".
+        let make = |phase: Option<usize>| -> Vec<f64> {
+            (0..close.len())
+                .map(|t| match phase {
+                    Some(p) if (t + 1) % 2 == p => 1.0,
+                    Some(_) => 0.0,
+                    None => 0.0,
+                })
+                .collect()
+        };
+        let trials = vec![
+            ("wrong".to_owned(), make(Some(1))),
+            ("right".to_owned(), make(Some(0))),
+            ("flat".to_owned(), make(None)),
+        ];
+        let s = sweep(
+            &close,
+            &close,
+            trials.into_iter(),
+            &ExecParams::default(),
+            252.0,
+            4,
+            5,
+        );
+        assert_eq!(s.trials.len(), 3);
+        assert_eq!(s.trials[s.best().unwrap()].label, "right");
+        assert_eq!(s.trials[0].blocks.len(), 4);
+        assert_eq!(s.trials[0].segments.len(), 5);
+        assert!(s.sharpe_variance() > 0.0);
+    }
+
+    #[test]
+    fn walk_forward_folds_cover_the_test_segments() {
+        let close = prices(501);
+        let good: Vec<f64> = (0..close.len())
+            .map(|t| if (t + 1) % 2 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let bad: Vec<f64> = good.iter().map(|p| 1.0 - p).collect();
+        let params = ExecParams::default();
+        let trials = vec![
+            ("bad".to_owned(), bad.clone()),
+            ("good".to_owned(), good.clone()),
+        ];
+        let s = sweep(&close, &close, trials.into_iter(), &params, 252.0, 4, 5);
+        let all = [bad, good];
+        for mode in [WalkMode::Anchored, WalkMode::Rolling] {
+            let wf = walk_forward(&s, 4, mode, 252.0, |i| {
+                run(&close, &close, &all[i], &params)
+            })
+            .unwrap();
+            assert_eq!(wf.folds.len(), 4);
+            assert_eq!(wf.folds[0].test, 100..200);
+            assert_eq!(wf.folds[3].test, 400..500);
+            match mode {
+                WalkMode::Anchored => assert_eq!(wf.folds[2].train, 0..300),
+                WalkMode::Rolling => assert_eq!(wf.folds[2].train, 200..300),
+            }
+            assert!(wf.folds.iter().all(|f| f.chosen == "good"));
+            assert_eq!(wf.oos.periods, 400);
+            assert!(wf.oos.sharpe > 0.0);
+        }
+        assert!(walk_forward(&s, 3, WalkMode::Anchored, 252.0, |_| Execution::default()).is_none());
+    }
+
+    #[test]
+    fn slice_counts_the_entry_from_the_previous_position() {
+        let close = prices(10);
+        let e = run(
+            &close,
+            &close,
+            &[1.0, 1.0, 0.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            &ExecParams::default(),
+        );
+        let part = slice(&e, 2..5);
+        // Held over periods 2..5: 0 (from 1 before), −1, −1 → |Δ| = 1 + 1.
+        assert_eq!(part.held, vec![0.0, -1.0, -1.0]);
+        assert_eq!(part.traded, 2.0);
+        assert_eq!(part.trades.len(), 1);
+        assert_eq!(part.trades[0].direction, -1);
+        assert_eq!(part.returns.len(), 3);
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [profile.default.backtest]
-//! fixture-seed = 1          # generated hourly bars (no `file`)
+//! fixture-seed = 1          # generated daily bars (no `file`)
 //! fixture-bars = 20000
 //! model = "ref-ensemble"    # or strategy = "ma-cross:10,50"
 //! fees-bps = 1.0

@@ -15,12 +15,17 @@
 //! - [`lookahead`]: the truncation test for future data (BT-NOLOOK).
 #![deny(missing_docs)]
 
+pub use phase::BacktestPhase;
+
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod exec;
 pub mod lookahead;
 pub mod metrics;
 pub mod overfit;
+pub mod phase;
+pub mod report;
 pub mod signals;
 pub mod suite;
 pub mod sweep;

@@ -58,7 +58,7 @@ pub fn load_bars(plan: &Plan) -> Result<(Bars, DataInfo), DataError> {
             let bars = Bars::from(generated);
             let gaps = Gaps::of(&bars.ts_ns);
             let description = format!(
-                "generated hourly bars: seed {seed}, {} bars (gauntlet-fixtures {})",
+                "generated daily bars: seed {seed}, {} bars (gauntlet-fixtures {})",
                 bars.len(),
                 gauntlet_fixtures::VERSION
             );

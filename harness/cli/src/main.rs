@@ -45,6 +45,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// List the cases with their requirement ids.
     List(ListArgs),
+    /// Backtest a model (in process or at a URL) or a baseline strategy on OHLCV bars.
+    Backtest(Box<gauntlet_backtest::cli::BacktestArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +208,7 @@ fn main() -> ProcessExit {
     let result = match cli.command {
         Command::List(args) => list(&args),
         Command::Run(args) => run(*args),
+        Command::Backtest(args) => return ProcessExit::from(gauntlet_backtest::cli::run(*args)),
     };
     match result {
         Ok(code) => ProcessExit::from(code.code()),

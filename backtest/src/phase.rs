@@ -1,0 +1,103 @@
+//! [`BacktestPhase`]: the backtest as a measured phase of `gauntlet run`.
+//!
+//! It reads `[profile.X.backtest]` ([`BacktestConfig`]), backtests the configured model
+//! through the run's target (or the configured strategy) on the configured bars — by
+//! default generated fixture bars, seed 1 — and reports each gate as a case
+//! `backtest::<gate>` with measured versus threshold, plus one report section.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use gauntlet_harness::config::Settings;
+use gauntlet_harness::error_chain;
+use gauntlet_harness::phase::{Phase, PhaseCtx, PhaseError, PhaseOutput, PlannedCase};
+
+use crate::config::{BacktestConfig, DataPlan, Plan, SignalPlan};
+use crate::data::DataError;
+use crate::report::{SUITE, gate_cases, section};
+use crate::signals::{SignalError, Signals, TargetModel};
+use crate::suite::{GATES, evaluate, load_bars, run_plan};
+
+/// The backtest suite as a [`Phase`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BacktestPhase;
+
+fn plan(settings: &Settings) -> Result<Plan, PhaseError> {
+    let config = BacktestConfig::from_table(&settings.section(SUITE))
+        .map_err(|e| PhaseError::Config(e.to_string()))?;
+    Plan::from_config(&config).map_err(|e| PhaseError::Config(e.to_string()))
+}
+
+/// A missing or unreadable file is a setup problem; bad contents are the config's.
+fn data_error(e: DataError) -> PhaseError {
+    match e {
+        DataError::Io { .. } => PhaseError::Setup(error_chain(&e)),
+        other => PhaseError::Config(error_chain(&other)),
+    }
+}
+
+fn signal_error(e: SignalError) -> PhaseError {
+    match e {
+        SignalError::Strategy { .. } | SignalError::UnknownFeature { .. } => {
+            PhaseError::Config(e.to_string())
+        }
+        other => PhaseError::Setup(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Phase for BacktestPhase {
+    fn suite(&self) -> &'static str {
+        SUITE
+    }
+
+    fn cases(&self, settings: &Settings) -> Result<Vec<PlannedCase>, PhaseError> {
+        plan(settings)?;
+        Ok(GATES
+            .iter()
+            .map(|(name, requirements)| PlannedCase::new(*name, requirements))
+            .collect())
+    }
+
+    async fn run(&self, ctx: PhaseCtx) -> Result<PhaseOutput, PhaseError> {
+        let started = Instant::now();
+        let plan = plan(&ctx.settings)?;
+        let (bars, info) = load_bars(&plan).map_err(data_error)?;
+        let model: Option<Box<dyn Signals>> = match &plan.signal {
+            SignalPlan::Model(name) => Some(Box::new(
+                TargetModel::connect(
+                    Arc::clone(&ctx.target),
+                    name,
+                    plan.batch_rows,
+                    plan.concurrency,
+                )
+                .await
+                .map_err(signal_error)?,
+            )),
+            SignalPlan::Strategy(_) => None,
+        };
+        let outcome = run_plan(
+            &plan,
+            &bars,
+            info.gaps.median_interval_ns,
+            model.as_deref(),
+            ctx.settings.seed,
+        )
+        .await
+        .map_err(signal_error)?;
+        let gates: Vec<_> = evaluate(&outcome, &plan.gates)
+            .into_iter()
+            .filter(|g| ctx.is_selected(g.name))
+            .collect();
+        let id = match &plan.data {
+            DataPlan::Fixture { seed, .. } => format!("fixture-{seed}"),
+            DataPlan::File { .. } => "file".to_owned(),
+        };
+        Ok(PhaseOutput {
+            cases: gate_cases(&gates, started.elapsed()),
+            sections: vec![section(&info, &outcome, &id)],
+        })
+    }
+}

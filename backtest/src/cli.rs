@@ -198,8 +198,9 @@ fn config(args: &BacktestArgs) -> Result<(BacktestConfig, Settings), Failure> {
     if let Some(s) = &args.strategy {
         c.strategy = Some(s.clone());
     }
-    if args.model.is_some() {
+    if let Some(m) = &args.model {
         c.strategy = None;
+        c.model = m.clone();
     }
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { c.$field = v; } )* };

@@ -934,3 +934,41 @@ pub fn validate_bars(bars: &Bars) -> Result<(), DataError> {
         line: None,
     })
 }
+
+/// Writes bars as Parquet: `timestamp` a datetime column (ns, UTC), then `open`, `high`,
+/// `low`, `close`, `volume` as Float64 — what [`load`] reads back exactly.
+///
+/// # Errors
+///
+/// [`DataError::Io`] or [`DataError::Parse`] (polars' writer error) naming the file.
+pub fn write_parquet(bars: &Bars, path: &Path) -> Result<(), DataError> {
+    use polars::prelude::{Column, NamedFrom, ParquetWriter};
+    let polars_error = |source| DataError::Parse {
+        path: path.to_owned(),
+        format: FileFormat::Parquet,
+        source,
+    };
+    let ts = Series::new("timestamp".into(), &bars.ts_ns)
+        .cast(&DataType::Datetime(
+            polars::prelude::TimeUnit::Nanoseconds,
+            None,
+        ))
+        .map_err(polars_error)?;
+    let columns = vec![
+        Column::from(ts),
+        Column::from(Series::new("open".into(), &bars.open)),
+        Column::from(Series::new("high".into(), &bars.high)),
+        Column::from(Series::new("low".into(), &bars.low)),
+        Column::from(Series::new("close".into(), &bars.close)),
+        Column::from(Series::new("volume".into(), &bars.volume)),
+    ];
+    let mut frame = DataFrame::new(bars.len(), columns).map_err(polars_error)?;
+    let file = File::create(path).map_err(|source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    ParquetWriter::new(file)
+        .finish(&mut frame)
+        .map_err(polars_error)?;
+    Ok(())
+}

@@ -12,7 +12,24 @@
 //! - [`metrics`]: the metrics and their conventions (BT-METRICS);
 //! - [`sweep`]: parameter sweeps in bounded memory and walk-forward folds (BT-WF);
 //! - [`overfit`]: PSR, DSR, MinTRL and PBO by CSCV (BT-DSR);
-//! - [`lookahead`]: the truncation test for future data (BT-NOLOOK).
+//! - [`lookahead`]: the truncation test for future data (BT-NOLOOK);
+//! - [`suite`] runs all of it for a [`config::Plan`]; [`BacktestPhase`] is the suite as a
+//!   phase of `gauntlet run`, [`cli`] is `gauntlet backtest`.
+//!
+//! ```
+//! use gauntlet_backtest::data::Bars;
+//! use gauntlet_backtest::metrics::compute;
+//! use gauntlet_backtest::signals::MaCross;
+//! use gauntlet_backtest::sweep::{ExecParams, run};
+//!
+//! let bars = Bars::from(gauntlet_fixtures::generate_ohlcv(1, 2_000)?);
+//! let spread = MaCross::parse("ma-cross:10,50")?.spread(&bars.close);
+//! let execution = run(&bars.open, &bars.close, &spread, &ExecParams::default());
+//! let metrics = compute(&execution, 365.25, 0.0);
+//! assert_eq!(metrics.periods, 1_999);
+//! assert!(metrics.max_drawdown >= 0.0 && metrics.max_drawdown < 1.0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 
 pub use phase::BacktestPhase;

@@ -232,10 +232,15 @@ impl Signals for EngineModel {
     }
 
     async fn predict(&self, bars: &Bars, from: usize) -> Result<Vec<f64>, SignalError> {
-        let (rows, start) = feature_rows(bars, from, &self.order);
-        let n = self.order.len();
+        let start = from.max(WARMUP).min(bars.len());
         let model = &self.model;
-        let blocks: Vec<&[f64]> = rows.chunks(n * ENGINE_BLOCK_ROWS).collect();
+        let order = &self.order;
+        // Blocks of bars, their features built inside the worker: the whole feature matrix
+        // is never held at once.
+        let blocks: Vec<(usize, usize)> = (start..bars.len())
+            .step_by(ENGINE_BLOCK_ROWS)
+            .map(|s| (s, (s + ENGINE_BLOCK_ROWS).min(bars.len())))
+            .collect();
         let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
         let per_worker = blocks.len().div_ceil(workers.max(1)).max(1);
         let results: Vec<Result<Vec<f64>, SignalError>> = std::thread::scope(|scope| {
@@ -244,8 +249,15 @@ impl Signals for EngineModel {
                 .map(|group| {
                     scope.spawn(move || {
                         let mut out = Vec::new();
-                        for block in group {
-                            let raw: Vec<Option<f64>> = block.iter().map(|v| Some(*v)).collect();
+                        let cols = bars.columns();
+                        let mut raw = Vec::with_capacity(ENGINE_BLOCK_ROWS * order.len());
+                        for &(s, e) in group {
+                            raw.clear();
+                            for t in s..e {
+                                if let Some(row) = bar_features(cols, t) {
+                                    raw.extend(order.iter().map(|&j| Some(row[j])));
+                                }
+                            }
                             let clean =
                                 model.sanitise(&raw).map_err(|e| SignalError::BadReply {
                                     model: model.name().to_owned(),
@@ -272,7 +284,7 @@ impl Signals for EngineModel {
                 })
                 .collect()
         });
-        let mut predictions = Vec::with_capacity(rows.len() / n.max(1));
+        let mut predictions = Vec::with_capacity(bars.len() - start);
         for r in results {
             predictions.extend(r?);
         }

@@ -1,0 +1,93 @@
+//! Backtest benchmarks on 1,000,000 generated bars (gauntlet-fixtures, seed 7).
+//!
+//! - `ma_cross_parquet_1m`: Parquet in → validated bars → `ma-cross:10,50` → execution with
+//!   0.1 % fees → metrics. Target ≤ 50 ms (vectorbt 1.2: ~250 ms; a plain Rust loop ~11 ms).
+//! - `ensemble_1m_in_process`: bars → features → `ref-ensemble` predictions through the
+//!   engine's own model (sanitise + predict) → execution → metrics. Target ≤ 1.5 s.
+//! - `ensemble_1m_router_json`: the same predictions as OIP JSON infer batches through the
+//!   in-process router, for comparison.
+//!
+//! Run with `cargo bench -p gauntlet-backtest`; peak RSS with the `rss` example.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::Criterion;
+use gauntlet_backtest::data::{self, Bars, LoadOptions};
+use gauntlet_backtest::exec::{Costs, Fill, Sizing};
+use gauntlet_backtest::metrics::compute;
+use gauntlet_backtest::signals::{EngineModel, MaCross, Signals, TargetModel};
+use gauntlet_backtest::sweep::{ExecParams, run};
+use gauntlet_engine::{EngineConfig, Model};
+use gauntlet_harness::InProcess;
+
+const BARS: usize = 1_000_000;
+
+fn params(fees_bps: f64) -> ExecParams {
+    ExecParams {
+        fill: Fill::NextClose,
+        costs: Costs {
+            fees_bps,
+            slippage_bps: 0.0,
+        },
+        sizing: Sizing::default(),
+        long_only: false,
+    }
+}
+
+fn bars() -> Bars {
+    Bars::from(gauntlet_fixtures::generate_ohlcv(7, BARS).expect("1M bars are within the limit"))
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bars.parquet");
+    let bars = bars();
+    data::write_parquet(&bars, &path).expect("write parquet");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+
+    c.bench_function("ma_cross_parquet_1m", |b| {
+        b.iter(|| {
+            let loaded = data::load(&path, &LoadOptions::default()).expect("load");
+            let spread = MaCross { fast: 10, slow: 50 }.spread(&loaded.bars.close);
+            let e = run(
+                &loaded.bars.open,
+                &loaded.bars.close,
+                &spread,
+                &params(10.0),
+            );
+            black_box(compute(&e, 525_960.0, 0.0))
+        })
+    });
+
+    let artifact = gauntlet_fixtures::reference_ensemble();
+    let model = Arc::new(Model::from_artifact(artifact.clone()).expect("ensemble compiles"));
+    let engine = EngineModel::new(Arc::clone(&model)).expect("features known");
+    c.bench_function("ensemble_1m_in_process", |b| {
+        b.iter(|| {
+            let p = runtime.block_on(engine.predict(&bars, 0)).expect("predict");
+            let e = run(&bars.open, &bars.close, &p, &params(1.0));
+            black_box(compute(&e, 365.25, 0.0))
+        })
+    });
+
+    let target =
+        Arc::new(InProcess::with_models(EngineConfig::default(), vec![artifact]).expect("engine"));
+    let routed = runtime
+        .block_on(TargetModel::connect(target, "ref-ensemble", 4_096, 4))
+        .expect("model served");
+    c.bench_function("ensemble_1m_router_json", |b| {
+        b.iter(|| {
+            let p = runtime.block_on(routed.predict(&bars, 0)).expect("predict");
+            let e = run(&bars.open, &bars.close, &p, &params(1.0));
+            black_box(compute(&e, 365.25, 0.0))
+        })
+    });
+    c.final_summary();
+}

@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = PathBuf::from(path);
     if mode == "write" {
         let n: usize = rest.first().ok_or("write needs N")?.parse()?;
-        let bars = Bars::from(gauntlet_fixtures::generate_ohlcv(7, n)?);
+        let bars = Bars::try_from(gauntlet_fixtures::generate_ohlcv_every(7, n, 60)?)?;
         data::write_parquet(&bars, &path)?;
         println!("wrote {n} bars to {}", path.display());
         return Ok(());

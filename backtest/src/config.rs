@@ -259,6 +259,9 @@ pub struct Plan {
     pub gates: Gates,
 }
 
+/// Most generated daily bars: from 2024 they must end before 2262, the end of Unix nanoseconds.
+pub const MAX_FIXTURE_BARS: usize = 80_000;
+
 /// A gate key, its value, its validity test and the range in words.
 type GateBound = (&'static str, Option<f64>, fn(f64) -> bool, &'static str);
 
@@ -341,8 +344,8 @@ impl Plan {
         int(
             "fixture-bars",
             c.fixture_bars,
-            (crate::data::MIN_BARS..=gauntlet_fixtures::MAX_BARS).contains(&c.fixture_bars),
-            "30 to 10000000",
+            (crate::data::MIN_BARS..=MAX_FIXTURE_BARS).contains(&c.fixture_bars),
+            "30 to 80000 (daily bars from 2024 must end before 2262)",
         )?;
         int(
             "lookahead-cuts",

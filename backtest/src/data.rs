@@ -89,16 +89,33 @@ impl Bars {
     }
 }
 
-impl From<OhlcvBars> for Bars {
-    fn from(b: OhlcvBars) -> Self {
-        Bars {
-            ts_ns: b.timestamp.iter().map(|s| s * 1_000_000_000).collect(),
+impl TryFrom<OhlcvBars> for Bars {
+    type Error = DataError;
+
+    /// Generated bars, timestamps from Unix seconds to nanoseconds.
+    fn try_from(b: OhlcvBars) -> Result<Self, DataError> {
+        let ts_ns = b
+            .timestamp
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.checked_mul(1_000_000_000).ok_or_else(|| {
+                    DataError::Generator(format!(
+                        "bar {}: timestamp {s} s is past year 2262, beyond nanoseconds; \
+                         ask for fewer bars or a shorter interval",
+                        i + 1
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Bars {
+            ts_ns,
             open: b.open,
             high: b.high,
             low: b.low,
             close: b.close,
             volume: b.volume,
-        }
+        })
     }
 }
 
@@ -292,10 +309,12 @@ impl Gaps {
             return Gaps::default();
         }
         let mut intervals: Vec<i64> = ts_ns.windows(2).map(|w| w[1] - w[0]).collect();
-        let median = median_i64(&mut intervals.clone());
+        let median = median_i64(&mut intervals);
+        // `intervals` is reordered now: count from the timestamps again.
         let mut count = 0;
         let mut largest: Option<(usize, i64)> = None;
-        for (i, &d) in intervals.iter().enumerate() {
+        for (i, w) in ts_ns.windows(2).enumerate() {
+            let d = w[1] - w[0];
             if d > 2 * median {
                 count += 1;
                 if largest.is_none_or(|(_, l)| d > l) {
@@ -303,7 +322,6 @@ impl Gaps {
                 }
             }
         }
-        intervals.clear();
         Gaps {
             median_interval_ns: median,
             count,
@@ -667,10 +685,15 @@ fn floats(
     if !dtype.is_primitive_numeric() {
         return Err(column_type(name, dtype));
     }
-    let cast = series
-        .cast(&DataType::Float64)
-        .map_err(|_| column_type(name, dtype))?;
-    let values = cast.f64().map_err(|_| column_type(name, dtype))?;
+    let cast;
+    let values = if *dtype == DataType::Float64 {
+        series.f64().map_err(|_| column_type(name, dtype))?
+    } else {
+        cast = series
+            .cast(&DataType::Float64)
+            .map_err(|_| column_type(name, dtype))?;
+        cast.f64().map_err(|_| column_type(name, dtype))?
+    };
     if values.null_count() == 0 {
         let mut out = Vec::with_capacity(values.len());
         for chunk in values.downcast_iter() {
@@ -720,14 +743,25 @@ fn timestamps(
             .datetime()
             .map_err(|_| datetime_type(name, &dtype))?
             .physical();
-        let ns = physical
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let v = v.ok_or_else(|| missing(i))?;
-                scale(v, per).ok_or_else(|| range_error(at(i), name, v, unit))
-            })
-            .collect::<Result<_, _>>()?;
+        let ns = if physical.null_count() == 0 {
+            let mut out = Vec::with_capacity(physical.len());
+            for chunk in physical.downcast_iter() {
+                for &v in chunk.values().iter() {
+                    let i = out.len();
+                    out.push(scale(v, per).ok_or_else(|| range_error(at(i), name, v, unit))?);
+                }
+            }
+            out
+        } else {
+            physical
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let v = v.ok_or_else(|| missing(i))?;
+                    scale(v, per).ok_or_else(|| range_error(at(i), name, v, unit))
+                })
+                .collect::<Result<_, _>>()?
+        };
         return Ok((ns, TimestampSource::Datetime));
     }
     if dtype.is_integer() {

@@ -9,7 +9,7 @@ use gauntlet_fixtures::{WARMUP, generate_ohlcv};
 
 use crate::config::{DataPlan, Gates, Plan, SignalPlan};
 use crate::data::{self, Bars, DataError, Gaps, LoadedBars, TimestampSource};
-use crate::exec::{Costs, Execution};
+use crate::exec::{Execution, Fill};
 use crate::lookahead::{self, LookaheadReport};
 use crate::metrics::{Annualisation, Metrics, compute};
 use crate::overfit::{self, Deflated, Pbo};
@@ -55,7 +55,7 @@ pub fn load_bars(plan: &Plan) -> Result<(Bars, DataInfo), DataError> {
         DataPlan::Fixture { seed, bars } => {
             let generated =
                 generate_ohlcv(*seed, *bars).map_err(|e| DataError::Generator(e.to_string()))?;
-            let bars = Bars::from(generated);
+            let bars = Bars::try_from(generated)?;
             let gaps = Gaps::of(&bars.ts_ns);
             let description = format!(
                 "generated daily bars: seed {seed}, {} bars (gauntlet-fixtures {})",
@@ -225,7 +225,7 @@ async fn run_strategy(
         annualisation,
         chosen.describe(),
         lookahead,
-        predictions,
+        &predictions,
         sweep,
         |i| {
             run(
@@ -271,10 +271,11 @@ async fn run_model(
         plan.folds + 1,
     );
     timings.push(("sweep", clock.elapsed()));
-    let reported = match (plan.pick_best, sweep.best()) {
-        (true, Some(i)) => deadbanded(grid[i]),
-        _ => predictions.clone(),
+    let picked = match (plan.pick_best, sweep.best()) {
+        (true, Some(i)) => Some(deadbanded(grid[i])),
+        _ => None,
     };
+    let reported = picked.as_deref().unwrap_or(&predictions);
     let lookahead = detect(plan, signal, bars, &predictions, seed, &mut timings).await?;
     finish(
         plan,
@@ -315,7 +316,7 @@ fn finish(
     annualisation: Annualisation,
     signal: String,
     lookahead: LookaheadReport,
-    predictions: Vec<f64>,
+    predictions: &[f64],
     sweep: Sweep,
     rerun: impl FnMut(usize) -> Execution,
     mut timings: Vec<(&'static str, Duration)>,
@@ -323,9 +324,9 @@ fn finish(
     let mut clock = Instant::now();
     let ppy = annualisation.periods_per_year;
     let params = plan.exec;
-    let execution = run(&bars.open, &bars.close, &predictions, &params);
+    let execution = run(&bars.open, &bars.close, predictions, &params);
     let metrics = compute(&execution, ppy, plan.risk_free);
-    let costs = cost_check(bars, &predictions, &params, &execution);
+    let costs = cost_check(bars, &params, &execution);
     timings.push(("execution and metrics", clock.elapsed()));
     clock = Instant::now();
 
@@ -375,24 +376,32 @@ fn finish(
     })
 }
 
-fn cost_check(bars: &Bars, predictions: &[f64], params: &ExecParams, net: &Execution) -> CostCheck {
-    let gross_params = ExecParams {
-        costs: Costs::default(),
-        ..*params
-    };
-    let gross = run(&bars.open, &bars.close, predictions, &gross_params);
+/// Recomputes each bar's gross return from the prices and the positions held, without
+/// the execution code, and compares `net` with `gross · (1 − c·|Δ|)`.
+fn cost_check(bars: &Bars, params: &ExecParams, net: &Execution) -> CostCheck {
     let c = params.costs.per_unit();
+    let (open, close) = (&bars.open, &bars.close);
     let mut prev = 0.0;
     let mut max_deviation = 0.0_f64;
-    for ((n, g), &p) in net.returns.iter().zip(&gross.returns).zip(&net.held) {
-        let expected = (1.0 + g) * (1.0 - c * (p - prev).abs()) - 1.0;
-        max_deviation = max_deviation.max((n - expected).abs());
+    let (mut net_equity, mut gross_equity) = (1.0, 1.0);
+    for (k, (&r, &p)) in net.returns.iter().zip(&net.held).enumerate() {
+        let s = k + 1;
+        let gross = match params.fill {
+            Fill::NextClose => 1.0 + p * (close[s] / close[s - 1] - 1.0),
+            Fill::NextOpen => {
+                (1.0 + prev * (open[s] / close[s - 1] - 1.0))
+                    * (1.0 + p * (close[s] / open[s] - 1.0))
+            }
+        };
+        let expected = gross * (1.0 - c * (p - prev).abs());
+        max_deviation = max_deviation.max((1.0 + r - expected).abs());
+        net_equity *= 1.0 + r;
+        gross_equity *= gross;
         prev = p;
     }
-    let total = |r: &[f64]| r.iter().fold(1.0, |e, x| e * (1.0 + x)) - 1.0;
     CostCheck {
-        net_total_return: total(&net.returns),
-        gross_total_return: total(&gross.returns),
+        net_total_return: net_equity - 1.0,
+        gross_total_return: gross_equity - 1.0,
         max_deviation,
         traded: net.traded,
         cost_per_unit: c,

@@ -79,13 +79,14 @@ fn csv_and_parquet_give_the_same_bars() {
     );
     assert_eq!(csv.gaps.median_interval_ns, DAY_NS);
     assert_eq!(csv.gaps.count, 0);
-    let generated = Bars::from(
+    let generated = Bars::try_from(
         gauntlet_fixtures::generate_ohlcv(
             gauntlet_fixtures::SAMPLE_SEED,
             gauntlet_fixtures::SAMPLE_BARS,
         )
         .unwrap(),
-    );
+    )
+    .unwrap();
     assert_eq!(csv.bars, generated);
 
     let dir = tempfile::tempdir().unwrap();
@@ -281,7 +282,7 @@ async fn serve_engine() -> (String, tokio::sync::oneshot::Sender<()>) {
 }
 
 fn fixture_bars(n: usize) -> Bars {
-    Bars::from(gauntlet_fixtures::generate_ohlcv(3, n).unwrap())
+    Bars::try_from(gauntlet_fixtures::generate_ohlcv(3, n).unwrap()).unwrap()
 }
 
 fn plan(edit: impl FnOnce(&mut BacktestConfig)) -> Plan {

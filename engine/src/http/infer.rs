@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 
@@ -31,22 +31,24 @@ const INT64_LIMIT: f64 = 9_007_199_254_740_991.0;
 /// the request deadline and shutdown are not held up behind it.
 const INLINE_WORK: usize = 20_000;
 
+// The handlers take the request whole rather than a `HeaderMap` extractor, which clones
+// every header of every request.
 pub(crate) async fn infer(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    infer_named(&state, &name, None, headers, body).await
+    let (parts, body) = request.into_parts();
+    infer_named(&state, &name, None, parts.headers, body).await
 }
 
 pub(crate) async fn infer_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    infer_named(&state, &name, Some(&version), headers, body).await
+    let (parts, body) = request.into_parts();
+    infer_named(&state, &name, Some(&version), parts.headers, body).await
 }
 
 /// Picks the model an infer call names (the live version, or `version`) and serves the call.
@@ -97,8 +99,10 @@ async fn finish(
     let result = match model {
         Ok(model) => {
             let span = tracing::Span::current();
-            span.record("model", model.name());
-            span.record("version", model.version());
+            if !span.is_disabled() {
+                span.record("model", model.name());
+                span.record("version", model.version());
+            }
             serve(state, model, &headers, body).await
         }
         Err(err) => Err(err),

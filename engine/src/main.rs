@@ -13,6 +13,12 @@ use clap::{Parser, ValueEnum};
 use gauntlet_engine::{AppState, EngineConfig, ShutdownSignals, serve};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: a request allocates and frees a few dozen small
+/// blocks, and glibc's allocator took about a tenth of the infer path's CPU time (profile and
+/// before/after figures in `engine/benches/README.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bad flags, a bad config file, or a model file that fails to load.
 const EXIT_CONFIG: u8 = 2;
 /// The model directory does not exist.

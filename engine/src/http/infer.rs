@@ -108,6 +108,10 @@ async fn finish(
         Err(err) => Err(err),
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
+    let delay = state.config().inject_latency;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     state.metrics().observe_request(
         state.registry(),
         known.then_some(name),

@@ -13,7 +13,9 @@
 #
 # Environment: DURATION, CONNECTIONS (64), RATE, SAMPLE, ENGINE_ARGS (extra engine flags, e.g.
 # "--inject-latency 1ms"), ENGINE_BIN, CARGO_TARGET_DIR, RUST_LOG (engine log level; the
-# engine's default, info, when unset).
+# engine's default, info, when unset), NICE (e.g. -10, as root: run the engine and the
+# generator at that niceness, so that on a machine shared with other work, such as builds,
+# they get most of their cores, as they would on a dedicated one; default 0).
 #
 # Besides the generator's figures, every run prints the engine's CPU time over the run (from
 # /proc/PID/stat) and `req/cpu-s`, requests per second of engine CPU time: the engine's
@@ -52,7 +54,7 @@ out=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$out"' EXIT
 # shellcheck disable=SC2086 # ENGINE_ARGS is a list of flags.
-taskset -c "$engine_cpu" "$bin" --listen 127.0.0.1:0 --model-dir "$root/fixtures/models" \
+nice -n "${NICE:-0}" taskset -c "$engine_cpu" "$bin" --listen 127.0.0.1:0 --model-dir "$root/fixtures/models" \
   ${ENGINE_ARGS:-} >"$out/stdout" 2>"$out/stderr" &
 pid=$!
 for _ in $(seq 100); do
@@ -73,7 +75,7 @@ cpu_line() {
   }'
 }
 oha_run() { # url → oha JSON in $out/oha.json
-  taskset -c "$load_cpu" oha -z "$duration" -q "$rate" --latency-correction -c "$connections" \
+  nice -n "${NICE:-0}" taskset -c "$load_cpu" oha -z "$duration" -q "$rate" --latency-correction -c "$connections" \
     --no-tui --output-format json -m POST -D "$body" -H 'content-type: application/json' \
     "$1" >"$out/oha.json"
 }
@@ -94,13 +96,13 @@ PY
 }
 
 echo "engine $bin (pid $pid) on $addr, CPU $engine_cpu; $need on CPU $load_cpu; $(nproc) CPUs:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
-echo "engine args: ${ENGINE_ARGS:-none}; RUST_LOG=${RUST_LOG:-unset}; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "engine args: ${ENGINE_ARGS:-none}; RUST_LOG=${RUST_LOG:-unset}; nice ${NICE:-0}; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for model in "${models[@]}"; do
   url="http://$addr/v2/models/$model/infer"
   c0=$(cpu_ticks)
   case $mode in
     throughput)
-      taskset -c "$load_cpu" wrk -t1 -c"$connections" -d"$duration" --latency \
+      nice -n "${NICE:-0}" taskset -c "$load_cpu" wrk -t1 -c"$connections" -d"$duration" --latency \
         -s "$here/http/post.lua" "$url" >"$out/wrk.txt"
       c1=$(cpu_ticks)
       requests=$(awk '/requests in/{print $1}' "$out/wrk.txt")

@@ -38,12 +38,14 @@
 mod case;
 pub mod catalogue;
 pub mod config;
+pub mod phase;
 pub mod references;
 pub mod runner;
 pub mod target;
 
 pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome, References};
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
+pub use phase::{Phase, PhaseCtx, PhaseError, PhaseOutput, PlannedCase};
 pub use target::{
     Capabilities, Capability, HttpOptions, HttpTarget, InProcess, InProcessError, Reply, Target,
     TargetError, TargetExt, infer_path, redact_url,

@@ -266,14 +266,15 @@ pub fn section(info: &DataInfo, outcome: &Outcome, id: &str) -> Section {
         .enumerate()
         .map(|(i, e)| [days(i), *e])
         .collect();
-    s.charts.push(
-        Chart::line(
-            "Equity (net of costs)",
-            "days since the first bar",
-            "equity (start = 1)",
-        )
-        .with_series(Series::downsampled("equity", &points, MAX_CHART_POINTS)),
-    );
+    let mut equity_chart = Chart::line(
+        "Equity (net of costs)",
+        "days since the first bar",
+        "equity (start = 1, log scale)",
+    )
+    .with_series(Series::downsampled("equity", &points, MAX_CHART_POINTS));
+    // Compounding over years spans orders of magnitude: a log axis keeps early years visible.
+    equity_chart.log_y = true;
+    s.charts.push(equity_chart);
     let dd = drawdown_curve(&outcome.execution.returns);
     let points: Vec<[f64; 2]> = dd
         .iter()

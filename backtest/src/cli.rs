@@ -115,7 +115,7 @@ pub struct BacktestArgs {
     /// Gate: lowest out-of-sample walk-forward Sharpe ratio.
     #[arg(long, value_name = "X", allow_hyphen_values = true)]
     pub walk_forward_sharpe_min: Option<f64>,
-    /// Config profile whose [backtest] section gives the defaults for these flags.
+    /// Config profile whose backtest section in gauntlet.toml gives the defaults for these flags.
     #[arg(long, env = "GAUNTLET_PROFILE", default_value = "default")]
     pub profile: String,
     /// Config file; default: ./gauntlet.toml when it exists.

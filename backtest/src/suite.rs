@@ -324,14 +324,16 @@ fn finish(
     let mut clock = Instant::now();
     let ppy = annualisation.periods_per_year;
     let params = plan.exec;
+    // Walk-forward first: its re-runs and the reported run's execution are never alive
+    // together, which keeps the peak memory down.
+    let walk_forward = sweep::walk_forward(&sweep, plan.folds, plan.walk, ppy, rerun);
+    timings.push(("walk-forward", clock.elapsed()));
+    clock = Instant::now();
+
     let execution = run(&bars.open, &bars.close, predictions, &params);
     let metrics = compute(&execution, ppy, plan.risk_free);
     let costs = cost_check(bars, &params, &execution);
     timings.push(("execution and metrics", clock.elapsed()));
-    clock = Instant::now();
-
-    let walk_forward = sweep::walk_forward(&sweep, plan.folds, plan.walk, ppy, rerun);
-    timings.push(("walk-forward", clock.elapsed()));
     clock = Instant::now();
 
     let m = &metrics.moments;

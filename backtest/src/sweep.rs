@@ -243,6 +243,7 @@ pub fn walk_forward(
             metrics: compute(&part, periods_per_year, 0.0),
         });
     }
+    drop(cache);
     Some(WalkForward {
         mode,
         folds: folds_out,

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use gauntlet_harness::config::Settings;
 use gauntlet_harness::error_chain;
 use gauntlet_harness::phase::{Phase, PhaseCtx, PhaseError, PhaseOutput, PlannedCase};
+use gauntlet_reports::Outcome as CaseOutcome;
 
 use crate::config::{BacktestConfig, DataPlan, Plan, SignalPlan};
 use crate::data::DataError;
@@ -66,16 +67,42 @@ impl Phase for BacktestPhase {
         let plan = plan(&ctx.settings)?;
         let (bars, info) = load_bars(&plan).map_err(data_error)?;
         let model: Option<Box<dyn Signals>> = match &plan.signal {
-            SignalPlan::Model(name) => Some(Box::new(
-                TargetModel::connect(
+            SignalPlan::Model(name) => {
+                let connected = TargetModel::connect(
                     Arc::clone(&ctx.target),
                     name,
                     plan.batch_rows,
                     plan.concurrency,
                 )
-                .await
-                .map_err(signal_error)?,
-            )),
+                .await;
+                match connected {
+                    Ok(m) => Some(Box::new(m)),
+                    // A target without the model (run with --skip-missing-models): every gate
+                    // is skipped with the reason, as for any capability a target lacks.
+                    Err(e @ SignalError::NotServed { .. }) => {
+                        let reason = e.to_string();
+                        let cases = GATES
+                            .iter()
+                            .filter(|(n, _)| ctx.is_selected(n))
+                            .map(|(n, r)| {
+                                PlannedCase::new(*n, r).result(
+                                    SUITE,
+                                    CaseOutcome::Skip {
+                                        reason: reason.clone(),
+                                    },
+                                    None,
+                                    started.elapsed(),
+                                )
+                            })
+                            .collect();
+                        return Ok(PhaseOutput {
+                            cases,
+                            sections: Vec::new(),
+                        });
+                    }
+                    Err(e) => return Err(signal_error(e)),
+                }
+            }
             SignalPlan::Strategy(_) => None,
         };
         let outcome = run_plan(

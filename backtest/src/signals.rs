@@ -47,6 +47,14 @@ pub enum SignalError {
         /// What went wrong.
         reason: String,
     },
+    /// The target does not serve the model (its metadata call was not answered 200).
+    #[error("the target does not serve model {model:?}: GET /v2/models/{model} answered {status}")]
+    NotServed {
+        /// The model.
+        model: String,
+        /// The status it answered.
+        status: u16,
+    },
     /// The target answered something unusable.
     #[error("model {model:?}: {what}")]
     BadReply {
@@ -329,11 +337,10 @@ impl TargetModel {
             .await
             .map_err(|e| fail(error_chain(&e)))?;
         if reply.status != StatusCode::OK {
-            return Err(fail(format!(
-                "GET /v2/models/{model} answered {}: {}",
-                reply.status,
-                reply.text()
-            )));
+            return Err(SignalError::NotServed {
+                model: model.to_owned(),
+                status: reply.status.as_u16(),
+            });
         }
         let meta: ModelMetadata = reply
             .json()

@@ -585,6 +585,30 @@ async fn the_phase_meets_the_repository_gates_honestly_through_the_target() {
     assert!(section.notes.iter().any(|n| n.contains("periods per year")));
 }
 
+#[tokio::test]
+async fn the_phase_skips_every_gate_when_the_target_lacks_the_model() {
+    let settings = repo_settings();
+    let target: Arc<dyn Target> =
+        Arc::new(InProcess::with_models(EngineConfig::default(), vec![]).unwrap());
+    let ctx = PhaseCtx {
+        target,
+        settings,
+        selected: vec!["sharpe_min".into(), "dsr_min".into()],
+        progress: false,
+    };
+    let out = BacktestPhase.run(ctx).await.unwrap();
+    assert_eq!(out.cases.len(), 2);
+    for case in &out.cases {
+        let CaseOutcome::Skip { reason } = &case.outcome else {
+            panic!("{case:?}");
+        };
+        assert!(
+            reason.contains("does not serve model \"ref-ensemble\""),
+            "{reason}"
+        );
+    }
+}
+
 #[test]
 fn the_phase_names_a_bad_key() {
     let mut settings = Settings::default();

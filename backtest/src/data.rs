@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use polars::prelude::{
-    CsvReadOptions, DataFrame, DataType, Field, ParquetReader, PolarsError, Schema, SerReader,
-    Series,
+    CsvReadOptions, DataFrame, DataType, Field, ParallelStrategy, ParquetReader, PolarsError,
+    Schema, SerReader, Series,
 };
 use serde::Deserialize;
 

@@ -76,8 +76,9 @@ pub struct EngineConfig {
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// Async worker threads of the `gauntlet-engine` binary's runtime (`--worker-threads`);
-    /// by default one per core the process may run on (so `taskset -c 0` gives one). A library
-    /// user runs [`crate::serve`] on a runtime of its own and this key is not read.
+    /// by default `TOKIO_WORKER_THREADS` if set, else one per core the process may run on (so
+    /// `taskset -c 0` gives one). A library user runs [`crate::serve`] on a runtime of its
+    /// own and this key is not read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
     /// Fault injection: an artificial delay before every inference response (`"5ms"`), at

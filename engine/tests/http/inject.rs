@@ -108,3 +108,59 @@ fn inject_latency_over_the_limit_exits_2_naming_the_flag_and_the_limit() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("worker-threads"), "{stderr}");
 }
+
+/// The runtime's default worker count honours tokio's `TOKIO_WORKER_THREADS`, and tokio
+/// panics on a bad value of it (a backtrace, exit 101). The engine reads it first: a bad value
+/// is exit 2 naming the variable and the limit; a good one is used. A missing model directory
+/// ends every run (exit 3 once the runtime is up), so no engine here keeps serving.
+#[test]
+fn bad_tokio_worker_threads_env_exits_2_naming_it() {
+    let run = |value: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_gauntlet-engine"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--model-dir",
+                "/nonexistent/gauntlet",
+            ])
+            .env("RUST_LOG", "off")
+            .env("TOKIO_WORKER_THREADS", value)
+            .env_remove("GAUNTLET_ENGINE_WORKER_THREADS")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for (value, limit) in [("0", "got 0"), ("abc", "got \"abc\""), ("1025", "got 1025")] {
+        let (code, stderr) = run(value);
+        assert_eq!(code, Some(2), "TOKIO_WORKER_THREADS={value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.contains("TOKIO_WORKER_THREADS"), "{stderr}");
+        assert!(stderr.contains("between 1 and 1024"), "{stderr}");
+        assert!(stderr.contains(limit), "{stderr}");
+    }
+    // A good value still starts the runtime: the run gets as far as the model directory.
+    let (code, stderr) = run("2");
+    assert_eq!(code, Some(3), "{stderr}");
+    // The engine's own setting wins, and tokio's variable is then not read at all.
+    let output = Command::new(env!("CARGO_BIN_EXE_gauntlet-engine"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--model-dir",
+            "/nonexistent/gauntlet",
+        ])
+        .args(["--worker-threads", "1"])
+        .env("RUST_LOG", "off")
+        .env("TOKIO_WORKER_THREADS", "abc")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

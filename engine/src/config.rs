@@ -85,7 +85,8 @@ pub struct EngineConfig {
     /// most [`MAX_INJECT_LATENCY`]; `0s`, none, by default. It makes a deliberately slowed
     /// target, to prove that a latency gate fails when it should. The delay is a timer, not
     /// busy work: the worker serves other requests meanwhile. It counts in the request's
-    /// duration metric and against `request-timeout`; other routes are not delayed.
+    /// duration metric and against `request-timeout` (a request answered 408 in it counts no
+    /// sanitiser changes, as a slow batch cut short); other routes are not delayed.
     #[serde(with = "humantime_serde")]
     pub inject_latency: Duration,
 }

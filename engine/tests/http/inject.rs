@@ -164,3 +164,36 @@ fn bad_tokio_worker_threads_env_exits_2_naming_it() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A request answered 408 while its injected delay ran is counted as a 408, and the values the
+/// sanitiser changed for it are not counted: no client received them, as for a batch cut
+/// short by the deadline (`heavy.rs`). The delay stands for a slow model, so it comes before
+/// the changes are recorded.
+#[tokio::test]
+async fn request_timed_out_in_the_injected_delay_counts_no_sanitiser_changes() {
+    let config = EngineConfig {
+        request_timeout: Some(Duration::from_millis(100)),
+        inject_latency: Duration::from_secs(5),
+        ..EngineConfig::default()
+    };
+    let app = app(state_with(
+        config,
+        &[linear("lin", "1", ImputePolicy::Median)],
+    ));
+    post(
+        &app,
+        "/v2/models/lin/infer",
+        rows(json!([null, 2.0]), json!([1, 2])),
+    )
+    .await
+    .error(StatusCode::REQUEST_TIMEOUT, &["request-timeout of 100ms"]);
+    let text = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+    assert!(
+        text.contains("gauntlet_requests_total{model=\"lin\",status=\"408\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("gauntlet_sanitiser_changes_total{"),
+        "a 408 counted sanitiser changes:\n{text}"
+    );
+}

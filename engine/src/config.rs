@@ -76,15 +76,17 @@ pub struct EngineConfig {
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// Async worker threads of the `gauntlet-engine` binary's runtime (`--worker-threads`);
-    /// by default one per core the process may run on (so `taskset -c 0` gives one). A library
-    /// user runs [`crate::serve`] on a runtime of its own and this key is not read.
+    /// by default `TOKIO_WORKER_THREADS` if set, else one per core the process may run on (so
+    /// `taskset -c 0` gives one). A library user runs [`crate::serve`] on a runtime of its
+    /// own and this key is not read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
     /// Fault injection: an artificial delay before every inference response (`"5ms"`), at
     /// most [`MAX_INJECT_LATENCY`]; `0s`, none, by default. It makes a deliberately slowed
     /// target, to prove that a latency gate fails when it should. The delay is a timer, not
     /// busy work: the worker serves other requests meanwhile. It counts in the request's
-    /// duration metric and against `request-timeout`; other routes are not delayed.
+    /// duration metric and against `request-timeout` (a request answered 408 in it counts no
+    /// sanitiser changes, as a slow batch cut short); other routes are not delayed.
     #[serde(with = "humantime_serde")]
     pub inject_latency: Duration,
 }

@@ -76,7 +76,8 @@ struct Cli {
     /// longest a kept-alive connection may stay idle [default: 10s].
     #[arg(long, env = "GAUNTLET_ENGINE_HEADER_READ_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     header_read_timeout: Option<Duration>,
-    /// Async worker threads [default: one per core the process may run on].
+    /// Async worker threads [default: $TOKIO_WORKER_THREADS if set, else one per core the
+    /// process may run on].
     #[arg(long, env = "GAUNTLET_ENGINE_WORKER_THREADS", value_name = "N")]
     worker_threads: Option<usize>,
     /// Fault injection: delay every inference response by this much, e.g. `5ms`, at most
@@ -156,11 +157,38 @@ fn build_config(cli: &Cli) -> anyhow::Result<EngineConfig> {
     if let Some(threads) = cli.worker_threads {
         config.worker_threads = Some(threads);
     }
+    if config.worker_threads.is_none() {
+        config.worker_threads = tokio_worker_threads(std::env::var_os(TOKIO_WORKER_THREADS))?;
+    }
     if let Some(delay) = cli.inject_latency {
         config.inject_latency = delay;
     }
     config.validate()?;
     Ok(config)
+}
+
+/// Tokio's own variable for its default worker count, which it panics on when it is not a
+/// positive integer.
+const TOKIO_WORKER_THREADS: &str = "TOKIO_WORKER_THREADS";
+
+/// The worker count `TOKIO_WORKER_THREADS` asks for (`None` when unset), read here so that a
+/// bad value is a config error naming the variable and the limit rather than a panic in the
+/// runtime builder. Only read when `--worker-threads` (or the config key) is not given.
+fn tokio_worker_threads(value: Option<std::ffi::OsString>) -> anyhow::Result<Option<usize>> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let max = gauntlet_engine::config::MAX_WORKER_THREADS;
+    match value.to_str().and_then(|v| v.parse::<usize>().ok()) {
+        Some(threads) if (1..=max).contains(&threads) => Ok(Some(threads)),
+        Some(threads) => {
+            anyhow::bail!("{TOKIO_WORKER_THREADS} must be between 1 and {max}, got {threads}")
+        }
+        None => anyhow::bail!(
+            "{TOKIO_WORKER_THREADS} must be between 1 and {max}, got {:?}",
+            value.to_string_lossy()
+        ),
+    }
 }
 
 /// `--inject-latency`: a humantime duration within [`gauntlet_engine::config::MAX_INJECT_LATENCY`],

@@ -106,11 +106,14 @@ async fn finish(
         }
         Err(err) => Err(err),
     };
-    let response = result.unwrap_or_else(IntoResponse::into_response);
-    let delay = state.config().inject_latency;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
+    // A served request had its delay in `serve`, before its sanitiser changes were counted.
+    let response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            inject_latency(state).await;
+            err.into_response()
+        }
+    };
     state.metrics().observe_request(
         state.registry(),
         known.then_some(name),
@@ -151,6 +154,9 @@ async fn serve(
             format!("row {row}: the model produced a non-finite prediction for this input"),
         ));
     }
+    // The delay stands for a slower model: a request that times out in it has had no answer,
+    // so its changes are counted only after it.
+    inject_latency(state).await;
     state
         .metrics()
         .record_changes(state.registry(), model.name(), &changes);
@@ -159,7 +165,8 @@ async fn serve(
     let rows = predictions.len() as u64;
     // About 200 bytes of names and framing, up to 25 per prediction and 130 per listed change.
     let capacity = 256 + predictions.len() * 25 + changes.len() * 130;
-    json_response(
+    // `Ok` from here on: this answer has had its delay.
+    Ok(json_response(
         &InferResponse {
             model_name: model.name().to_owned(),
             model_version: model.version().to_owned(),
@@ -177,6 +184,16 @@ async fn serve(
         },
         capacity,
     )
+    .unwrap_or_else(IntoResponse::into_response))
+}
+
+/// Waits out the configured `inject-latency` (fault injection), if any: once per infer
+/// response, whatever its status.
+async fn inject_latency(state: &AppState) {
+    let delay = state.config().inject_latency;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// `value` as a JSON response, written into a buffer of `capacity` bytes: axum's `Json`

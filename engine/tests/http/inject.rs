@@ -108,3 +108,92 @@ fn inject_latency_over_the_limit_exits_2_naming_the_flag_and_the_limit() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("worker-threads"), "{stderr}");
 }
+
+/// The runtime's default worker count honours tokio's `TOKIO_WORKER_THREADS`, and tokio
+/// panics on a bad value of it (a backtrace, exit 101). The engine reads it first: a bad value
+/// is exit 2 naming the variable and the limit; a good one is used. A missing model directory
+/// ends every run (exit 3 once the runtime is up), so no engine here keeps serving.
+#[test]
+fn bad_tokio_worker_threads_env_exits_2_naming_it() {
+    let run = |value: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_gauntlet-engine"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--model-dir",
+                "/nonexistent/gauntlet",
+            ])
+            .env("RUST_LOG", "off")
+            .env("TOKIO_WORKER_THREADS", value)
+            .env_remove("GAUNTLET_ENGINE_WORKER_THREADS")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for (value, limit) in [("0", "got 0"), ("abc", "got \"abc\""), ("1025", "got 1025")] {
+        let (code, stderr) = run(value);
+        assert_eq!(code, Some(2), "TOKIO_WORKER_THREADS={value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.contains("TOKIO_WORKER_THREADS"), "{stderr}");
+        assert!(stderr.contains("between 1 and 1024"), "{stderr}");
+        assert!(stderr.contains(limit), "{stderr}");
+    }
+    // A good value still starts the runtime: the run gets as far as the model directory.
+    let (code, stderr) = run("2");
+    assert_eq!(code, Some(3), "{stderr}");
+    // The engine's own setting wins, and tokio's variable is then not read at all.
+    let output = Command::new(env!("CARGO_BIN_EXE_gauntlet-engine"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--model-dir",
+            "/nonexistent/gauntlet",
+        ])
+        .args(["--worker-threads", "1"])
+        .env("RUST_LOG", "off")
+        .env("TOKIO_WORKER_THREADS", "abc")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A request answered 408 while its injected delay ran is counted as a 408, and the values the
+/// sanitiser changed for it are not counted: no client received them, as for a batch cut
+/// short by the deadline (`heavy.rs`). The delay stands for a slow model, so it comes before
+/// the changes are recorded.
+#[tokio::test]
+async fn request_timed_out_in_the_injected_delay_counts_no_sanitiser_changes() {
+    let config = EngineConfig {
+        request_timeout: Some(Duration::from_millis(100)),
+        inject_latency: Duration::from_secs(5),
+        ..EngineConfig::default()
+    };
+    let app = app(state_with(
+        config,
+        &[linear("lin", "1", ImputePolicy::Median)],
+    ));
+    post(
+        &app,
+        "/v2/models/lin/infer",
+        rows(json!([null, 2.0]), json!([1, 2])),
+    )
+    .await
+    .error(StatusCode::REQUEST_TIMEOUT, &["request-timeout of 100ms"]);
+    let text = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+    assert!(
+        text.contains("gauntlet_requests_total{model=\"lin\",status=\"408\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("gauntlet_sanitiser_changes_total{"),
+        "a 408 counted sanitiser changes:\n{text}"
+    );
+}

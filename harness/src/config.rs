@@ -60,7 +60,14 @@ pub struct Profile {
     pub request_timeout: Option<Duration>,
     /// The request-body limit the target is expected to enforce (413 above it).
     pub max_body_bytes: Option<usize>,
+    /// `[profile.X.load]`: the load suite's settings, read by that suite.
+    pub load: Option<toml::Table>,
+    /// `[profile.X.backtest]`: the backtest suite's settings, read by that suite.
+    pub backtest: Option<toml::Table>,
 }
+
+/// The suites whose settings live in their own table of a profile.
+pub const SECTION_SUITES: [&str; 2] = ["load", "backtest"];
 
 /// Fully resolved settings of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +92,10 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// The request-body limit the target is expected to enforce (1 KiB to 1 GiB).
     pub max_body_bytes: usize,
+    /// Per-suite tables (`load`, `backtest`), merged key by key, nested tables
+    /// too, from `[profile.default.<suite>]` then `[profile.<name>.<suite>]`.
+    /// Each suite validates its own table.
+    pub sections: BTreeMap<String, toml::Table>,
 }
 
 impl Default for Settings {
@@ -101,6 +112,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(10),
             // The reference engine's default limit.
             max_body_bytes: 1 << 20,
+            sections: BTreeMap::new(),
         }
     }
 }
@@ -145,6 +157,20 @@ pub enum ConfigError {
         /// The allowed range.
         limit: &'static str,
     },
+}
+
+/// Layers `over` onto `base`: keys of `over` win, tables present in both merge recursively.
+fn merge_table(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over_inner)) => {
+                merge_table(inner, over_inner);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 impl ConfigFile {
@@ -225,6 +251,8 @@ impl Settings {
             connect_timeout,
             request_timeout,
             max_body_bytes,
+            load,
+            backtest,
         } = p.clone();
         self.seed = seed.unwrap_or(self.seed);
         self.concurrency = concurrency.unwrap_or(self.concurrency);
@@ -235,6 +263,16 @@ impl Settings {
         self.connect_timeout = connect_timeout.unwrap_or(self.connect_timeout);
         self.request_timeout = request_timeout.unwrap_or(self.request_timeout);
         self.max_body_bytes = max_body_bytes.unwrap_or(self.max_body_bytes);
+        for (suite, table) in [("load", load), ("backtest", backtest)] {
+            if let Some(table) = table {
+                merge_table(self.sections.entry(suite.to_owned()).or_default(), table);
+            }
+        }
+    }
+
+    /// The merged `[profile.X.<suite>]` table, empty when no layer sets one.
+    pub fn section(&self, suite: &str) -> toml::Table {
+        self.sections.get(suite).cloned().unwrap_or_default()
     }
 
     /// Checks every value against its range.
@@ -308,6 +346,54 @@ case-timeout = "5s"
 concurrency = 2
 property-cases = 256
 "#;
+
+    #[test]
+    fn suite_sections_merge_key_by_key_and_nested_tables_too() {
+        let text = r#"
+[profile.default.load]
+rate = 1000
+duration = "5s"
+[profile.default.load.gates]
+p99 = "1ms"
+p50 = "200us"
+
+[profile.ci.load]
+rate = 10000
+[profile.ci.load.gates]
+p99 = "2ms"
+
+[profile.ci.backtest]
+fees-bps = 1.5
+"#;
+        let file = ConfigFile::parse(text, Path::new("g.toml")).unwrap();
+        let at = |profile| {
+            Settings::resolve(
+                Some((&file, Path::new("g.toml"))),
+                profile,
+                &Profile::default(),
+            )
+            .unwrap()
+        };
+        let ci = at("ci");
+        let load = ci.section("load");
+        assert_eq!(load["rate"].as_integer(), Some(10_000), "ci wins");
+        assert_eq!(load["duration"].as_str(), Some("5s"), "default kept");
+        let gates = load["gates"].as_table().unwrap();
+        assert_eq!(gates["p99"].as_str(), Some("2ms"));
+        assert_eq!(gates["p50"].as_str(), Some("200us"), "nested default kept");
+        assert_eq!(ci.section("backtest")["fees-bps"].as_float(), Some(1.5));
+        let default = at("default");
+        assert!(default.section("backtest").is_empty());
+        assert_eq!(default.section("load")["rate"].as_integer(), Some(1_000));
+    }
+
+    #[test]
+    fn an_unknown_suite_table_is_a_parse_error() {
+        let err = ConfigFile::parse("[profile.ci.laod]\nrate = 1\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("laod"), "{err}");
+    }
 
     #[test]
     fn profiles_layer_over_defaults() {

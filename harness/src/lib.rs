@@ -38,12 +38,14 @@
 mod case;
 pub mod catalogue;
 pub mod config;
+pub mod phase;
 pub mod references;
 pub mod runner;
 pub mod target;
 
 pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome, References};
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
+pub use phase::{Phase, PhaseCtx, PhaseError, PhaseOutput, PlannedCase};
 pub use target::{
     Capabilities, Capability, ENGINE_THREAD_PREFIX, HttpEndpoint, HttpOptions, HttpTarget,
     InProcess, InProcessError, Reply, ServedEngine, Target, TargetError, TargetExt, infer_path,

@@ -25,13 +25,17 @@ pub struct Selection {
 impl Selection {
     /// Whether `case` is selected.
     pub fn matches(&self, case: &Case) -> bool {
-        (self.suites.is_empty() || self.suites.iter().any(|s| s == case.suite))
-            && self.filter.as_deref().is_none_or(|f| case.id().contains(f))
+        self.matches_parts(case.suite, &case.id(), case.requirements)
+    }
+
+    /// Whether a case of `suite` with `id` and `requirements` is selected.
+    pub fn matches_parts<R: AsRef<str>>(&self, suite: &str, id: &str, requirements: &[R]) -> bool {
+        (self.suites.is_empty() || self.suites.iter().any(|s| s == suite))
+            && self.filter.as_deref().is_none_or(|f| id.contains(f))
             && (self.requirements.is_empty()
-                || case
-                    .requirements
+                || requirements
                     .iter()
-                    .any(|r| self.requirements.iter().any(|q| q == r)))
+                    .any(|r| self.requirements.iter().any(|q| q == r.as_ref())))
     }
 
     /// The selected cases, in registry order.

@@ -16,6 +16,8 @@ pub enum Format {
     Markdown,
     /// The human terminal summary ([`crate::terminal`]).
     Terminal,
+    /// The self-contained HTML page ([`crate::html`]).
+    Html,
 }
 
 impl fmt::Display for Format {
@@ -25,6 +27,7 @@ impl fmt::Display for Format {
             Format::Json => "JSON",
             Format::Markdown => "Markdown",
             Format::Terminal => "terminal",
+            Format::Html => "HTML",
         })
     }
 }
@@ -56,12 +59,14 @@ pub enum ReportError {
     /// The JSON report carries a `schema_version` this build does not read.
     #[error(
         "failed to read JSON report: schema_version {found} is not supported \
-         (this build reads schema_version {supported})"
+         (this build reads schema_version {oldest} to {supported})"
     )]
     UnsupportedSchema {
         /// The version found in the report.
         found: u64,
-        /// The only version this build reads ([`crate::SCHEMA_VERSION`]).
+        /// The oldest version this build reads ([`crate::MIN_SCHEMA_VERSION`]).
+        oldest: u32,
+        /// The newest version this build reads ([`crate::SCHEMA_VERSION`]).
         supported: u32,
     },
     /// The report directory could not be created.

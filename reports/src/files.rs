@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{ReportError, RunReport, json, junit, markdown};
+use crate::{ReportError, RunReport, html, json, junit, markdown};
 
 /// File name of the JUnit XML report written by [`write_all`].
 pub const JUNIT_FILE: &str = "junit.xml";
@@ -14,9 +14,11 @@ pub const JUNIT_FILE: &str = "junit.xml";
 pub const JSON_FILE: &str = "report.json";
 /// File name of the Markdown summary written by [`write_all`].
 pub const MARKDOWN_FILE: &str = "summary.md";
+/// File name of the self-contained HTML page written by [`write_all`].
+pub const HTML_FILE: &str = "report.html";
 
-/// Creates `dir` (and its parents) and writes [`JUNIT_FILE`], [`JSON_FILE`] and
-/// [`MARKDOWN_FILE`] into it, returning their paths in that order.
+/// Creates `dir` (and its parents) and writes [`JUNIT_FILE`], [`JSON_FILE`],
+/// [`MARKDOWN_FILE`] and [`HTML_FILE`] into it, returning their paths in that order.
 ///
 /// Each file is rendered into a temporary file in `dir` and then renamed over
 /// its final name, so a reader (or a CI upload after a crash) sees either the
@@ -37,6 +39,7 @@ pub fn write_all(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, ReportE
         write_atomic(&dir.join(JUNIT_FILE), |out| junit::write(report, out))?,
         write_atomic(&dir.join(JSON_FILE), |out| json::write(report, out))?,
         write_atomic(&dir.join(MARKDOWN_FILE), |out| markdown::write(report, out))?,
+        write_atomic(&dir.join(HTML_FILE), |out| html::write(report, out))?,
     ])
 }
 

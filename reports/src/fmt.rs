@@ -39,18 +39,24 @@ pub(crate) fn git_commit(meta: &RunMeta) -> &str {
     meta.git_commit.as_deref().unwrap_or("unknown")
 }
 
-/// `40 passed, 1 failed, 2 skipped, 0 errored`.
 /// The run seed as the `gauntlet run --seed` flag takes it (hex), which is what a
 /// person copies to replay a run.
 pub(crate) fn seed(seed: u64) -> String {
     format!("{seed:#x}")
 }
 
+/// `40 passed, 1 failed, 2 skipped, 0 errored`, then `, 1 invalid` when any is.
 pub(crate) fn counts(s: &Summary) -> String {
-    format!(
+    let counts = format!(
         "{} passed, {} failed, {} skipped, {} errored",
         s.passed, s.failed, s.skipped, s.errored
-    )
+    );
+    // Only runs with measured suites can have invalid cases: keep the usual line short.
+    if s.invalid > 0 {
+        format!("{counts}, {} invalid", s.invalid)
+    } else {
+        counts
+    }
 }
 
 /// The run verdict: `PASSED` or `FAILED`, decided by [`RunReport::exit_code`].
@@ -61,17 +67,19 @@ pub(crate) fn verdict(report: &RunReport) -> &'static str {
     }
 }
 
-/// The status word of a case: `PASS`, `FAIL`, `SKIP` or `ERROR`.
+/// The status word of a case: `PASS`, `FAIL`, `SKIP`, `ERROR` or `INVALID`.
 pub(crate) fn status(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Pass => "PASS",
         Outcome::Fail => "FAIL",
         Outcome::Skip { .. } => "SKIP",
         Outcome::Error => "ERROR",
+        Outcome::Invalid { .. } => "INVALID",
     }
 }
 
-/// Width of the widest [`status`] word, for aligned columns.
+/// Width of the usual [`status`] words, for aligned columns; the rare
+/// `INVALID` overflows it by two rather than widening every line.
 pub(crate) const STATUS_WIDTH: usize = 5;
 
 /// What a reader needs to know about a case's outcome, never empty: the skip
@@ -82,6 +90,8 @@ pub(crate) fn message(case: &CaseResult) -> &str {
     match &case.outcome {
         Outcome::Skip { reason } if given(reason) => reason.as_str(),
         Outcome::Skip { .. } => "no reason given",
+        Outcome::Invalid { reason } if given(reason) => reason.as_str(),
+        Outcome::Invalid { .. } => "measurement invalid, no reason given",
         _ => match case.message.as_deref() {
             Some(text) if given(text) => text,
             _ => match case.outcome {
@@ -135,5 +145,9 @@ mod tests {
         };
         assert_eq!(message(&case(skip("no gpu"), Some("x"))), "no gpu");
         assert_eq!(message(&case(skip(""), None)), "no reason given");
+        let invalid = Outcome::Invalid {
+            reason: "generator fell behind".into(),
+        };
+        assert_eq!(message(&case(invalid, None)), "generator fell behind");
     }
 }

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 
 use serde::Deserialize;
 
-use crate::{Format, ReportError, RunReport, SCHEMA_VERSION};
+use crate::{Format, MIN_SCHEMA_VERSION, ReportError, RunReport, SCHEMA_VERSION};
 
 /// Writes `report` as pretty-printed JSON followed by a newline.
 ///
@@ -30,8 +30,9 @@ pub fn write(report: &RunReport, mut out: impl Write) -> Result<(), ReportError>
 /// - [`ReportError::Read`] when `reader` fails or is not UTF-8;
 /// - [`ReportError::Parse`] when the text is not JSON, has no numeric
 ///   `schema_version`, or does not match the schema;
-/// - [`ReportError::UnsupportedSchema`] when `schema_version` is not
-///   [`SCHEMA_VERSION`].
+/// - [`ReportError::UnsupportedSchema`] when `schema_version` is outside
+///   [`MIN_SCHEMA_VERSION`]`..=`[`SCHEMA_VERSION`]. A report of an older
+///   schema comes back upgraded (its `schema_version` set to [`SCHEMA_VERSION`]).
 pub fn read(mut reader: impl Read) -> Result<RunReport, ReportError> {
     /// Only the version; serde ignores every other field.
     #[derive(Deserialize)]
@@ -44,11 +45,15 @@ pub fn read(mut reader: impl Read) -> Result<RunReport, ReportError> {
         .read_to_string(&mut text)
         .map_err(ReportError::Read)?;
     let Versioned { schema_version } = serde_json::from_str(&text).map_err(ReportError::Parse)?;
-    if schema_version != u64::from(SCHEMA_VERSION) {
+    if !(u64::from(MIN_SCHEMA_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&schema_version) {
         return Err(ReportError::UnsupportedSchema {
             found: schema_version,
+            oldest: MIN_SCHEMA_VERSION,
             supported: SCHEMA_VERSION,
         });
     }
-    serde_json::from_str(&text).map_err(ReportError::Parse)
+    // Older schemas are subsets of this one: read them as this one.
+    let mut report: RunReport = serde_json::from_str(&text).map_err(ReportError::Parse)?;
+    report.schema_version = SCHEMA_VERSION;
+    Ok(report)
 }

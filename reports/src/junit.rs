@@ -77,6 +77,8 @@ fn test_case(case: &CaseResult) -> TestCase {
     let status = match &case.outcome {
         Outcome::Pass => TestCaseStatus::success(),
         Outcome::Fail => non_success(case, NonSuccessKind::Failure),
+        // JUnit has no "untrustworthy measurement": a failure that says so.
+        Outcome::Invalid { .. } => non_success(case, NonSuccessKind::Failure),
         Outcome::Error => non_success(case, NonSuccessKind::Error),
         Outcome::Skip { .. } => {
             let mut status = TestCaseStatus::skipped();
@@ -102,7 +104,11 @@ fn test_case(case: &CaseResult) -> TestCase {
 }
 
 fn non_success(case: &CaseResult, kind: NonSuccessKind) -> TestCaseStatus {
-    let message = fmt::message(case);
+    let message = match case.outcome {
+        Outcome::Invalid { .. } => format!("invalid measurement: {}", fmt::message(case)),
+        _ => fmt::message(case).to_owned(),
+    };
+    let message = message.as_str();
     let mut description = format!(
         "{message}\nrequirements: {}",
         fmt::requirements(&case.requirements)

@@ -8,9 +8,11 @@
 //! - [`junit::write`]: JUnit XML for CI test dashboards;
 //! - [`json::write`] / [`json::read`]: the JSON contract CI gates read;
 //! - [`markdown::write`]: a GitHub-flavoured summary for job summaries and PRs;
-//! - [`terminal::write`] and [`terminal::case_line`]: what a human sees.
+//! - [`terminal::write`] and [`terminal::case_line`]: what a human sees;
+//! - [`html::write`]: one self-contained page with every case and the charts
+//!   of the run's [`Section`]s (load latency over time, backtest equity, ...).
 //!
-//! [`write_all`] writes the three report files of a run into a directory,
+//! [`write_all`] writes the four report files of a run into a directory,
 //! each atomically.
 //!
 //! ```
@@ -60,18 +62,21 @@
 mod error;
 mod files;
 mod fmt;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
 mod model;
+mod section;
 pub mod terminal;
 
 pub use error::{Format, ReportError};
-pub use files::{JSON_FILE, JUNIT_FILE, MARKDOWN_FILE, write_all};
+pub use files::{HTML_FILE, JSON_FILE, JUNIT_FILE, MARKDOWN_FILE, write_all};
 pub use model::{
-    CaseResult, ExitCode, Location, Outcome, RunMeta, RunReport, SCHEMA_VERSION, Summary,
-    parse_seed,
+    CaseResult, ExitCode, Location, MIN_SCHEMA_VERSION, Outcome, RunMeta, RunReport,
+    SCHEMA_VERSION, Summary, parse_seed,
 };
+pub use section::{Chart, ChartKind, Section, Series, Table, downsample};
 
 /// Version of this crate, recorded in every report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

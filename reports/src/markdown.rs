@@ -2,7 +2,8 @@
 //!
 //! Sections, in order: a title with the verdict, the run metadata, the counts,
 //! failed and errored cases (omitted when there are none), one table per suite
-//! with every case, and skipped cases with their reasons (omitted when none).
+//! with every case, skipped cases with their reasons (omitted when none), then
+//! each section's notes and tables (its charts are in `report.html`).
 
 use std::io::{self, Write};
 
@@ -52,11 +53,11 @@ fn render(report: &RunReport, out: &mut impl Write) -> io::Result<()> {
     let problems: Vec<&CaseResult> = report
         .cases
         .iter()
-        .filter(|case| matches!(case.outcome, Outcome::Fail | Outcome::Error))
+        .filter(|case| case.outcome.is_problem())
         .collect();
     if !problems.is_empty() {
         writeln!(out)?;
-        writeln!(out, "## Failed and errored cases")?;
+        writeln!(out, "## Failed, errored and invalid cases")?;
         writeln!(out)?;
         writeln!(out, "| Case | Outcome | Requirements | Message |")?;
         writeln!(out, "|---|---|---|---|")?;
@@ -103,6 +104,32 @@ fn render(report: &RunReport, out: &mut impl Write) -> io::Result<()> {
         writeln!(out, "|---|---|")?;
         for case in skipped {
             writeln!(out, "| {} | {} |", code(&case.id), cell(fmt::message(case)))?;
+        }
+    }
+
+    for section in &report.sections {
+        writeln!(out)?;
+        writeln!(out, "## {}", cell(&section.title))?;
+        for note in &section.notes {
+            writeln!(out)?;
+            writeln!(out, "{}", cell(note))?;
+        }
+        for table in &section.tables {
+            writeln!(out)?;
+            writeln!(out, "**{}**", cell(&table.title))?;
+            writeln!(out)?;
+            let header: Vec<String> = table.columns.iter().map(|c| cell(c)).collect();
+            writeln!(out, "| {} |", header.join(" | "))?;
+            writeln!(out, "|{}", "---|".repeat(table.columns.len().max(1)))?;
+            for row in &table.rows {
+                let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+                writeln!(out, "| {} |", cells.join(" | "))?;
+            }
+        }
+        if !section.charts.is_empty() {
+            writeln!(out)?;
+            let titles: Vec<String> = section.charts.iter().map(|c| cell(&c.title)).collect();
+            writeln!(out, "Charts in `report.html`: {}.", titles.join(", "))?;
         }
     }
     Ok(())

@@ -9,8 +9,16 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::Section;
+
 /// Version of the run-result schema written into every report.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2 added the `invalid` outcome (a measurement that cannot be trusted) and its
+/// count in the summary; a version 1 report reads as version 2 unchanged.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest schema version [`crate::json::read`] accepts.
+pub const MIN_SCHEMA_VERSION: u32 = 1;
 
 /// The whole result of one `gauntlet run`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +31,9 @@ pub struct RunReport {
     pub cases: Vec<CaseResult>,
     /// Counts derived from `cases`.
     pub summary: Summary,
+    /// Tables and charts the measured suites attach (load, backtest), in run order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sections: Vec<Section>,
 }
 
 impl RunReport {
@@ -34,12 +45,19 @@ impl RunReport {
             meta,
             cases,
             summary,
+            sections: Vec::new(),
         }
+    }
+
+    /// Adds `sections` after those already attached.
+    pub fn with_sections(mut self, sections: impl IntoIterator<Item = Section>) -> Self {
+        self.sections.extend(sections);
+        self
     }
 
     /// The process exit code this report calls for.
     pub fn exit_code(&self) -> ExitCode {
-        if self.summary.failed + self.summary.errored > 0 {
+        if self.summary.failed + self.summary.errored + self.summary.invalid > 0 {
             ExitCode::Failed
         } else {
             ExitCode::Success
@@ -136,17 +154,32 @@ pub enum Outcome {
     },
     /// The case could not reach a verdict (timeout, transport error, harness bug).
     Error,
+    /// The measurement behind the verdict cannot be trusted (a load generator that
+    /// saturated or fell behind its schedule): never a pass, counted as a failure.
+    Invalid {
+        /// Why the measurement is invalid.
+        reason: String,
+    },
 }
 
 impl Outcome {
-    /// Short lowercase label: `pass`, `fail`, `skip`, `error`.
+    /// Short lowercase label: `pass`, `fail`, `skip`, `error`, `invalid`.
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Pass => "pass",
             Outcome::Fail => "fail",
             Outcome::Skip { .. } => "skip",
             Outcome::Error => "error",
+            Outcome::Invalid { .. } => "invalid",
         }
+    }
+
+    /// Whether this outcome fails the run (fail, error, invalid).
+    pub fn is_problem(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Fail | Outcome::Error | Outcome::Invalid { .. }
+        )
     }
 }
 
@@ -172,6 +205,9 @@ pub struct Summary {
     pub skipped: usize,
     /// Errored.
     pub errored: usize,
+    /// Measured, but the measurement cannot be trusted (schema 2; 0 when read from 1).
+    #[serde(default)]
+    pub invalid: usize,
 }
 
 impl Summary {
@@ -187,6 +223,7 @@ impl Summary {
                 Outcome::Fail => s.failed += 1,
                 Outcome::Skip { .. } => s.skipped += 1,
                 Outcome::Error => s.errored += 1,
+                Outcome::Invalid { .. } => s.invalid += 1,
             }
         }
         s

@@ -42,10 +42,7 @@ pub fn case_line(case: &CaseResult, color: bool) -> String {
 }
 
 fn render(report: &RunReport, out: &mut impl Write, color: bool) -> io::Result<()> {
-    let failed = report
-        .cases
-        .iter()
-        .filter(|case| matches!(case.outcome, Outcome::Fail | Outcome::Error));
+    let failed = report.cases.iter().filter(|case| case.outcome.is_problem());
     let skipped = report
         .cases
         .iter()
@@ -92,6 +89,7 @@ fn status_word(outcome: &Outcome, color: bool) -> String {
         Outcome::Fail => "\x1b[1;31m",
         Outcome::Skip { .. } => "\x1b[33m",
         Outcome::Error => "\x1b[1;35m",
+        Outcome::Invalid { .. } => "\x1b[1;33m",
     };
     format!("{style}{word}{RESET}{padding}")
 }

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use gauntlet_reports::{
-    CaseResult, JSON_FILE, JUNIT_FILE, Location, MARKDOWN_FILE, Outcome, ReportError, RunMeta,
-    RunReport, SCHEMA_VERSION, json, junit, markdown, terminal, write_all,
+    CaseResult, Chart, HTML_FILE, JSON_FILE, JUNIT_FILE, Location, MARKDOWN_FILE, Outcome,
+    ReportError, RunMeta, RunReport, SCHEMA_VERSION, Section, Series, Table, html, json, junit,
+    markdown, terminal, write_all,
 };
 
 const TRICKY_MESSAGE: &str = "expected <price> & \"quote\" | got none\nsecond line";
@@ -107,8 +108,53 @@ fn fixture() -> RunReport {
                 Some("p99 staleness 3 ms"),
                 Some(120),
             ),
+            case(
+                "load",
+                "sustained_p99",
+                &["SLA-LAT"],
+                Outcome::Invalid {
+                    reason: "generator fell behind: 4.2 % of sends late > 1 %".into(),
+                },
+                30_000_000,
+                None,
+                None,
+            ),
         ],
     )
+    .with_sections([section()])
+}
+
+/// A section with a table with markup in it, a line chart and a bar chart.
+fn section() -> Section {
+    let mut section = Section::new("load.sustained", "Load: sustained <10k/s>", "load");
+    section
+        .notes
+        .push("latency from the intended send time & no CO".into());
+    section.tables.push(Table {
+        title: "Latency".into(),
+        columns: vec!["percentile".into(), "latency".into()],
+        rows: vec![
+            vec!["p50".into(), "0.21 ms".into()],
+            vec!["p99 | tail".into(), "1.84 ms".into()],
+        ],
+    });
+    section.charts.push(
+        Chart::line("Latency over time", "time (s)", "latency (ms)")
+            .with_series(Series::new(
+                "p50",
+                vec![[1.0, 0.2], [2.0, 0.25], [3.0, 0.22]],
+            ))
+            .with_series(Series::new("p99", vec![[1.0, 1.1], [2.0, 1.9], [3.0, 1.4]])),
+    );
+    section.charts.push(
+        Chart::bar(
+            "Sharpe per fold",
+            "Sharpe",
+            vec!["fold 1".into(), "fold 2".into()],
+        )
+        .with_series(Series::new("out of sample", vec![[0.0, 1.2], [1.0, -0.4]])),
+    );
+    section
 }
 
 fn render(write: impl FnOnce(&mut Vec<u8>) -> Result<(), ReportError>) -> String {
@@ -164,10 +210,15 @@ fn junit_parses_back_with_the_same_counts_and_messages() {
     assert_eq!(parsed.name.as_deref(), Some("gauntlet"));
     assert_eq!(
         (parsed.tests, parsed.failures, parsed.errors, parsed.skipped),
-        (6, 2, 1, 1)
+        (7, 3, 1, 1),
+        "the invalid case counts as a failure"
     );
     let suites: Vec<&str> = parsed.test_suites.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(suites, ["unit", "sla"], "suites in first-seen order");
+    assert_eq!(
+        suites,
+        ["unit", "sla", "load"],
+        "suites in first-seen order"
+    );
 
     let predict = &parsed.test_suites[0].test_cases[1];
     assert_eq!(predict.name.as_str(), "predict_schema");
@@ -229,7 +280,7 @@ fn junit_every_failure_and_error_has_a_message() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 3, "two failures and one error");
+    assert_eq!(seen, 4, "two failures, one invalid and one error");
     assert!(xml.contains("<failure message=\"case failed\">"));
 }
 
@@ -279,15 +330,81 @@ fn json_rejects_an_unknown_schema_version() {
     assert!(
         matches!(
             error,
-            ReportError::UnsupportedSchema { found, supported }
+            ReportError::UnsupportedSchema { found, supported, .. }
                 if found == u64::from(SCHEMA_VERSION + 1) && supported == SCHEMA_VERSION
         ),
         "{error:?}"
     );
     assert_eq!(
         error.to_string(),
-        "failed to read JSON report: schema_version 2 is not supported \
-         (this build reads schema_version 1)"
+        "failed to read JSON report: schema_version 3 is not supported \
+         (this build reads schema_version 1 to 2)"
+    );
+}
+
+#[test]
+fn json_reads_a_schema_1_report_as_schema_2() {
+    let mut value = serde_json::to_value(fixture()).unwrap();
+    value["schema_version"] = serde_json::json!(1);
+    value["cases"].as_array_mut().unwrap().pop(); // schema 1 had no invalid outcome
+    value["summary"].as_object_mut().unwrap().remove("invalid");
+    value.as_object_mut().unwrap().remove("sections");
+    let report = json::read(value.to_string().as_bytes()).unwrap();
+    assert_eq!(report.schema_version, SCHEMA_VERSION);
+    assert_eq!(report.summary.invalid, 0);
+    assert!(report.sections.is_empty());
+}
+
+#[test]
+fn html_is_self_contained_escaped_and_draws_every_chart() {
+    let page = render(|out| html::write(&fixture(), out));
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.trim_end().ends_with("</html>"));
+    for forbidden in ["<script", "src=\"http", "href=\"http", "<link", "@import"] {
+        assert!(
+            !page.contains(forbidden),
+            "page must not fetch or run anything: {forbidden}"
+        );
+    }
+    // Every case, and the tricky message escaped, never raw.
+    for case in &fixture().cases {
+        assert!(
+            page.contains(&format!("<code>{}</code>", case.id)),
+            "{}",
+            case.id
+        );
+    }
+    assert!(page.contains("expected &lt;price&gt; &amp; &quot;quote&quot; | got none"));
+    assert!(!page.contains("<price>"));
+    assert!(page.contains("Load: sustained &lt;10k/s&gt;"));
+    assert!(page.contains("<td class=\"status\">INVALID</td>"));
+    // Two charts, each an inline SVG with its title and series names.
+    assert_eq!(page.matches("<svg").count(), 2, "one SVG per chart");
+    for text in ["Latency over time", "Sharpe per fold", "p99", "fold 2"] {
+        assert!(page.contains(text), "{text}");
+    }
+    assert!(!page.contains("not drawn"), "every chart drew");
+}
+
+#[test]
+fn invalid_fails_the_run_and_reads_as_a_failure_in_junit() {
+    let report = fixture();
+    assert_eq!(report.summary.invalid, 1);
+    assert_eq!(report.exit_code(), gauntlet_reports::ExitCode::Failed);
+    let only_invalid = RunReport::new(
+        report.meta.clone(),
+        report
+            .cases
+            .iter()
+            .filter(|c| c.suite == "load")
+            .cloned()
+            .collect(),
+    );
+    assert_eq!(only_invalid.exit_code(), gauntlet_reports::ExitCode::Failed);
+    let xml = render(|out| junit::write(&only_invalid, out));
+    assert!(
+        xml.contains("<failure message=\"invalid measurement: generator fell behind: 4.2 % of sends late &gt; 1 %\""),
+        "{xml}"
     );
 }
 
@@ -300,13 +417,13 @@ fn json_rejects_a_report_without_schema_version() {
 }
 
 #[test]
-fn write_all_writes_three_files_and_no_temp_files() {
+fn write_all_writes_four_files_and_no_temp_files() {
     let dir = temp_dir("write-all").join("nested");
     let report = fixture();
     let paths = write_all(&report, &dir).unwrap();
     assert_eq!(
         paths,
-        [JUNIT_FILE, JSON_FILE, MARKDOWN_FILE].map(|name| dir.join(name))
+        [JUNIT_FILE, JSON_FILE, MARKDOWN_FILE, HTML_FILE].map(|name| dir.join(name))
     );
     // Twice, to replace existing files as a re-run would.
     assert_eq!(write_all(&report, &dir).unwrap(), paths);
@@ -316,7 +433,10 @@ fn write_all_writes_three_files_and_no_temp_files() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["junit.xml", "report.json", "summary.md"]);
+    assert_eq!(
+        names,
+        ["junit.xml", "report.html", "report.json", "summary.md"]
+    );
 
     let json = fs::read(dir.join(JSON_FILE)).unwrap();
     assert_eq!(json::read(json.as_slice()).unwrap(), report);

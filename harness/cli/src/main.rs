@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use clap::{Args, Parser, Subcommand};
 
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
+use gauntlet_harness::phase::{Phase, PhaseCtx, PhaseError, PlannedCase};
 use gauntlet_harness::references::served_references;
 use gauntlet_harness::runner::{self, RunEvent, RunOptions, Selection};
 use gauntlet_harness::{Case, Catalogue, HttpOptions, HttpTarget, References, Target, error_chain};
@@ -43,12 +44,24 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Run(Box<RunArgs>),
     /// List the cases with their requirement ids.
-    List(SelectArgs),
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Config profile from gauntlet.toml: the load and backtest gates it defines are listed.
+    #[arg(long, env = "GAUNTLET_PROFILE", default_value = "default")]
+    profile: String,
+    /// Config file; default: ./gauntlet.toml when it exists.
+    #[arg(long, env = "GAUNTLET_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 struct SelectArgs {
-    /// Only these suites (repeatable): unit, property.
+    /// Only these suites (repeatable): unit, property, and the measured suites (load, backtest).
     #[arg(
         long = "suite",
         value_name = "SUITE",
@@ -82,7 +95,7 @@ struct RunArgs {
     /// Config file; default: ./gauntlet.toml when it exists.
     #[arg(long, env = "GAUNTLET_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Where to write junit.xml, report.json and summary.md.
+    /// Where to write junit.xml, report.json, summary.md and report.html.
     #[arg(long, env = "GAUNTLET_REPORT_DIR", value_name = "DIR")]
     report_dir: Option<PathBuf>,
     /// Run seed (decimal or 0x-hex); every generated input derives from it.
@@ -220,7 +233,76 @@ fn checked_cases() -> Result<Vec<Case>, Failure> {
     Ok(cases)
 }
 
-fn selection(args: &SelectArgs, cases: &[Case]) -> Result<Selection, Failure> {
+/// The measured suites, run after the case suites, one at a time.
+fn phases() -> Vec<Box<dyn Phase>> {
+    Vec::new()
+}
+
+/// A phase with the gate cases its settings define and those the run selected.
+struct PlannedPhase {
+    phase: Box<dyn Phase>,
+    planned: Vec<PlannedCase>,
+    selected: Vec<String>,
+}
+
+/// The gate cases of every phase under `settings`; an invalid suite table is a usage error.
+fn planned_phases(settings: &Settings) -> Result<Vec<PlannedPhase>, Failure> {
+    phases()
+        .into_iter()
+        .map(|phase| {
+            let planned = phase.cases(settings).map_err(|e| {
+                Failure::usage(format!(
+                    "[profile.{}.{}] {e}",
+                    settings.profile,
+                    phase.suite()
+                ))
+            })?;
+            Ok(PlannedPhase {
+                phase,
+                planned,
+                selected: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// Selected cases of both kinds.
+struct Selected {
+    cases: Vec<Case>,
+    /// The phases with at least one selected case.
+    phases: Vec<PlannedPhase>,
+}
+
+impl Selected {
+    fn total(&self) -> usize {
+        self.cases.len() + self.phases.iter().map(|p| p.selected.len()).sum::<usize>()
+    }
+}
+
+fn select(
+    args: &SelectArgs,
+    cases: &[Case],
+    phases: Vec<PlannedPhase>,
+) -> Result<Selected, Failure> {
+    let phase_suites: Vec<&'static str> = phases.iter().map(|p| p.phase.suite()).collect();
+    let selection = selection(args, &phase_suites)?;
+    let selected = Selected {
+        cases: selection.apply(cases),
+        phases: phases
+            .into_iter()
+            .filter_map(|mut p| {
+                p.selected = selection.apply_planned(p.phase.suite(), &p.planned);
+                (!p.selected.is_empty()).then_some(p)
+            })
+            .collect(),
+    };
+    if selected.total() == 0 {
+        return Err(Failure::usage("no case matches the selection"));
+    }
+    Ok(selected)
+}
+
+fn selection(args: &SelectArgs, phase_suites: &[&'static str]) -> Result<Selection, Failure> {
     // A "" among comma-separated values (`--suite unit,`) selects nothing: drop it.
     let args = &SelectArgs {
         suites: args
@@ -237,7 +319,8 @@ fn selection(args: &SelectArgs, cases: &[Case]) -> Result<Selection, Failure> {
             .cloned()
             .collect(),
     };
-    let known = gauntlet_suites::suite_names();
+    let mut known = gauntlet_suites::suite_names().to_vec();
+    known.extend_from_slice(phase_suites);
     for s in &args.suites {
         if !known.contains(&s.as_str()) {
             return Err(Failure::usage(format!(
@@ -254,47 +337,54 @@ fn selection(args: &SelectArgs, cases: &[Case]) -> Result<Selection, Failure> {
             )));
         }
     }
-    let selection = Selection {
+    Ok(Selection {
         suites: args.suites.clone(),
         filter: args.filter.clone().filter(|f| !f.is_empty()),
         requirements: args.requirements.clone(),
-    };
-    if selection.apply(cases).is_empty() {
-        return Err(Failure::usage("no case matches the selection"));
-    }
-    Ok(selection)
+    })
 }
 
-fn list(args: &SelectArgs) -> Result<ExitCode, Failure> {
+fn list(args: &ListArgs) -> Result<ExitCode, Failure> {
     let cases = checked_cases()?;
-    let selected = selection(args, &cases)?.apply(&cases);
-    let width = selected.iter().map(|c| c.id().len()).max().unwrap_or(0);
+    let settings = resolve_settings(args.config.clone(), &args.profile, &Profile::default())?;
+    let mut select_args = SelectArgs {
+        suites: args.select.suites.clone(),
+        filter: args.select.filter.clone(),
+        requirements: args.select.requirements.clone(),
+    };
+    select_args.suites.retain(|s| !s.is_empty());
+    if select_args.suites.is_empty() {
+        select_args.suites = settings.suites.clone();
+    }
+    let selected = select(&select_args, &cases, planned_phases(&settings)?)?;
+    let mut lines: Vec<(String, String)> = selected
+        .cases
+        .iter()
+        .map(|c| (c.id(), c.requirements.join(", ")))
+        .collect();
+    for p in &selected.phases {
+        for case in p.planned.iter().filter(|c| p.selected.contains(&c.name)) {
+            lines.push((case.id(p.phase.suite()), case.requirements.join(", ")));
+        }
+    }
+    let width = lines.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
     let mut out = std::io::stdout().lock();
-    for case in &selected {
-        let line = format!(
-            "{:<width$}  {}",
-            case.id(),
-            case.requirements.join(", "),
-            width = width
-        );
-        if writeln!(out, "{line}").is_err() {
+    for (id, requirements) in &lines {
+        if writeln!(out, "{id:<width$}  {requirements}").is_err() {
             break; // stdout closed (e.g. piped into head): nothing left to say.
         }
     }
     Ok(ExitCode::Success)
 }
 
-/// A validated run: everything checked before any work starts.
-struct Plan {
-    settings: Settings,
-    selected: Vec<Case>,
-    target_url: Option<String>,
-    skip_missing_models: bool,
-}
-
-fn plan(args: RunArgs) -> Result<Plan, Failure> {
-    let cases = checked_cases()?;
-    let config_path = args.config.clone().or_else(|| {
+/// Settings from the config file (`config`, else ./gauntlet.toml when it exists),
+/// its `profile`, then `flags`.
+fn resolve_settings(
+    config: Option<PathBuf>,
+    profile: &str,
+    flags: &Profile,
+) -> Result<Settings, Failure> {
+    let config_path = config.or_else(|| {
         let default = PathBuf::from("gauntlet.toml");
         default.exists().then_some(default)
     });
@@ -302,6 +392,20 @@ fn plan(args: RunArgs) -> Result<Plan, Failure> {
         Some(p) => Some(ConfigFile::read(p).map_err(Failure::usage_err)?),
         None => None,
     };
+    Settings::resolve(file.as_ref().zip(config_path.as_deref()), profile, flags)
+        .map_err(Failure::usage_err)
+}
+
+/// A validated run: everything checked before any work starts.
+struct Plan {
+    settings: Settings,
+    selected: Selected,
+    target_url: Option<String>,
+    skip_missing_models: bool,
+}
+
+fn plan(args: RunArgs) -> Result<Plan, Failure> {
+    let cases = checked_cases()?;
     let flags = Profile {
         seed: args.seed,
         concurrency: args.concurrency,
@@ -312,19 +416,16 @@ fn plan(args: RunArgs) -> Result<Plan, Failure> {
         connect_timeout: args.connect_timeout,
         request_timeout: args.request_timeout,
         max_body_bytes: args.max_body_bytes,
+        load: None,
+        backtest: None,
     };
-    let settings = Settings::resolve(
-        file.as_ref().zip(config_path.as_deref()),
-        &args.profile,
-        &flags,
-    )
-    .map_err(Failure::usage_err)?;
-    let mut select = args.select;
-    select.suites.retain(|s| !s.is_empty());
-    if select.suites.is_empty() {
-        select.suites = settings.suites.clone();
+    let settings = resolve_settings(args.config.clone(), &args.profile, &flags)?;
+    let mut select_args = args.select;
+    select_args.suites.retain(|s| !s.is_empty());
+    if select_args.suites.is_empty() {
+        select_args.suites = settings.suites.clone();
     }
-    let selected = selection(&select, &cases)?.apply(&cases);
+    let selected = select(&select_args, &cases, planned_phases(&settings)?)?;
     Ok(Plan {
         settings,
         selected,
@@ -413,13 +514,13 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
     let _ = writeln!(
         err,
         "gauntlet: running {} cases against {} (profile {}, seed {:#x})",
-        selected.len(),
+        selected.total(),
         target.describe(),
         settings.profile,
         settings.seed
     );
-    let cases = runner::run(
-        &selected,
+    let mut cases = runner::run(
+        &selected.cases,
         Arc::clone(&target),
         &references,
         &options,
@@ -434,6 +535,35 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         },
     )
     .await;
+    let mut sections = Vec::new();
+    for PlannedPhase {
+        phase, selected, ..
+    } in selected.phases
+    {
+        let ctx = PhaseCtx {
+            target: Arc::clone(&target),
+            settings: settings.clone(),
+            selected,
+            progress: std::io::stderr().is_terminal(),
+        };
+        let output = phase.run(ctx).await.map_err(|e| match e {
+            PhaseError::Config(m) => Failure::usage(format!(
+                "[profile.{}.{}] {m}",
+                settings.profile,
+                phase.suite()
+            )),
+            PhaseError::Setup(m) => Failure::setup(format!("{} suite: {m}", phase.suite())),
+        })?;
+        for result in &output.cases {
+            let _ = writeln!(
+                std::io::stderr(),
+                "{}",
+                gauntlet_reports::terminal::case_line(result, color)
+            );
+        }
+        cases.extend(output.cases);
+        sections.extend(output.sections);
+    }
     let meta = RunMeta {
         tool: "gauntlet".to_owned(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -447,7 +577,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, Failure> {
         started_at,
         finished_at: SystemTime::now(),
     };
-    let report = RunReport::new(meta, cases);
+    let report = RunReport::new(meta, cases).with_sections(sections);
     let mut err = std::io::stderr().lock();
     let _ = gauntlet_reports::terminal::write(&report, &mut err, color);
     write_reports(&report, &settings.report_dir)?;

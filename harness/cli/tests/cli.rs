@@ -142,11 +142,11 @@ fn in_process_run_writes_reports_and_passes() {
     );
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), 0, "{stderr}");
-    for f in ["junit.xml", "report.json", "summary.md"] {
+    for f in ["junit.xml", "report.json", "summary.md", "report.html"] {
         assert!(dir.path().join("out").join(f).is_file(), "{f} missing");
     }
     let report = read_report(&dir.path().join("out"));
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
     assert_eq!(report["meta"]["seed"], "0x7");
     assert!(
         report["meta"]["target"]

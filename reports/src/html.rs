@@ -1,0 +1,439 @@
+//! `report.html`: one self-contained page (inline CSS, inline SVG charts, no
+//! script, nothing fetched) with the run metadata, every case and every
+//! [`Section`] of the run.
+//!
+//! Charts are drawn with plotters' SVG backend at render time from the
+//! section data, so the JSON report and the page never disagree.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+
+use crate::section::{Chart, ChartKind, Section, Table};
+use crate::{CaseResult, Format, Outcome, ReportError, RunReport, fmt};
+
+/// Width and height of a chart, in SVG pixels.
+const CHART_SIZE: (u32, u32) = (860, 360);
+
+/// Series colours: colour-blind-safe (Okabe–Ito), in legend order.
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+];
+
+/// Writes `report` as a self-contained HTML page.
+///
+/// # Errors
+///
+/// [`ReportError::Write`] when `out` fails. A chart plotters cannot draw
+/// (no finite points, say) is replaced by a note saying so, not an error.
+pub fn write(report: &RunReport, mut out: impl Write) -> Result<(), ReportError> {
+    let page = render(report);
+    out.write_all(page.as_bytes())
+        .map_err(|source| ReportError::Write {
+            format: Format::Html,
+            source,
+        })
+}
+
+/// The page as a string. `fmt::Write` into a `String` cannot fail, hence the
+/// ignored results below.
+fn render(report: &RunReport) -> String {
+    let meta = &report.meta;
+    let verdict = fmt::verdict(report);
+    let mut page = String::with_capacity(64 * 1024);
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>Gauntlet run: {verdict}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <h1>Gauntlet run: <span class=\"verdict {class}\">{verdict}</span></h1>\n",
+        class = verdict.to_ascii_lowercase(),
+    );
+
+    page.push_str("<table class=\"meta\">\n");
+    let rows = [
+        ("Target", meta.target.clone()),
+        ("Profile", meta.profile.clone()),
+        ("Seed", fmt::seed(meta.seed)),
+        ("Git commit", fmt::git_commit(meta).to_owned()),
+        (
+            "Tool version",
+            format!("{} {}", meta.tool, meta.tool_version),
+        ),
+        ("Started", fmt::timestamp(meta.started_at)),
+        ("Duration", fmt::duration_secs(meta.wall_time())),
+        ("Cases", fmt::counts(&report.summary)),
+    ];
+    for (name, value) in rows {
+        let _ = writeln!(page, "<tr><th>{name}</th><td>{}</td></tr>", escape(&value));
+    }
+    page.push_str("</table>\n");
+
+    if !report.sections.is_empty() {
+        page.push_str("<nav><strong>Sections:</strong> ");
+        for (i, section) in report.sections.iter().enumerate() {
+            if i > 0 {
+                page.push_str(" · ");
+            }
+            let _ = write!(
+                page,
+                "<a href=\"#{}\">{}</a>",
+                anchor(&section.id),
+                escape(&section.title)
+            );
+        }
+        page.push_str("</nav>\n");
+    }
+
+    for (suite, cases) in report.suites() {
+        let _ = writeln!(page, "<h2>Suite <code>{}</code></h2>", escape(suite));
+        cases_table(&mut page, &cases);
+    }
+    for section in &report.sections {
+        section_html(&mut page, section);
+    }
+    page.push_str("</body>\n</html>\n");
+    page
+}
+
+fn cases_table(page: &mut String, cases: &[&CaseResult]) {
+    page.push_str(
+        "<table class=\"cases\">\n<tr><th>Outcome</th><th>Case</th><th>Requirements</th>\
+         <th class=\"num\">Duration (ms)</th><th>Message</th></tr>\n",
+    );
+    for case in cases {
+        let status = fmt::status(&case.outcome);
+        let message = match (&case.outcome, &case.message) {
+            (Outcome::Pass, None) => String::new(),
+            _ => fmt::message(case).to_owned(),
+        };
+        let _ = writeln!(
+            page,
+            "<tr class=\"{class}\"><td class=\"status\">{status}</td><td><code>{id}</code></td>\
+             <td>{reqs}</td><td class=\"num\">{ms}</td><td><pre>{message}</pre></td></tr>",
+            class = status.to_ascii_lowercase(),
+            id = escape(&case.id),
+            reqs = escape(&fmt::requirements(&case.requirements)),
+            ms = fmt::duration_ms(case.duration),
+            message = escape(message.trim_end()),
+        );
+    }
+    page.push_str("</table>\n");
+}
+
+fn section_html(page: &mut String, section: &Section) {
+    let _ = writeln!(
+        page,
+        "<section id=\"{}\">\n<h2>{}</h2>",
+        anchor(&section.id),
+        escape(&section.title)
+    );
+    for note in &section.notes {
+        let _ = writeln!(page, "<p class=\"note\">{}</p>", escape(note));
+    }
+    for table in &section.tables {
+        table_html(page, table);
+    }
+    for chart in &section.charts {
+        page.push_str("<figure>\n");
+        match chart_svg(chart) {
+            Ok(svg) => page.push_str(&svg),
+            Err(reason) => {
+                let _ = write!(
+                    page,
+                    "<p class=\"note\">Chart “{}” not drawn: {}</p>",
+                    escape(&chart.title),
+                    escape(&reason)
+                );
+            }
+        }
+        page.push_str("\n</figure>\n");
+    }
+    page.push_str("</section>\n");
+}
+
+fn table_html(page: &mut String, table: &Table) {
+    let _ = write!(
+        page,
+        "<table class=\"data\">\n<caption>{}</caption>\n<tr>",
+        escape(&table.title)
+    );
+    for column in &table.columns {
+        let _ = write!(page, "<th>{}</th>", escape(column));
+    }
+    page.push_str("</tr>\n");
+    for row in &table.rows {
+        page.push_str("<tr>");
+        for cell in row {
+            let class = if looks_numeric(cell) {
+                " class=\"num\""
+            } else {
+                ""
+            };
+            let _ = write!(page, "<td{class}>{}</td>", escape(cell));
+        }
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</table>\n");
+}
+
+/// The chart as an `<svg>` element, or why it cannot be drawn.
+pub fn chart_svg(chart: &Chart) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        match chart.kind {
+            ChartKind::Line => draw_line(&root, chart)?,
+            ChartKind::Bar => draw_bar(&root, chart)?,
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// The finite range of `values` (positive only when `log`), padded so that a
+/// flat series still gets a visible axis.
+fn axis_range(values: impl Iterator<Item = f64>, log: bool) -> Option<(f64, f64)> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite() && (!log || *v > 0.0))
+        .fold(None, |acc: Option<(f64, f64)>, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+        })?;
+    if log {
+        return Some(if hi > lo {
+            (lo, hi)
+        } else {
+            (lo / 2.0, hi * 2.0)
+        });
+    }
+    let pad = if hi > lo {
+        (hi - lo) * 0.05
+    } else {
+        lo.abs().max(1.0) * 0.5
+    };
+    Some((lo - pad, hi + pad))
+}
+
+fn draw_line(root: &Area<'_>, chart: &Chart) -> Result<(), String> {
+    let points = || chart.series.iter().flat_map(|s| s.points.iter());
+    let (x0, x1) =
+        axis_range(points().map(|p| p[0]), chart.log_x).ok_or("no finite points to draw")?;
+    let (y0, y1) =
+        axis_range(points().map(|p| p[1]), chart.log_y).ok_or("no finite points to draw")?;
+    match (chart.log_x, chart.log_y) {
+        (false, false) => lines(root, chart, x0..x1, y0..y1),
+        (true, false) => lines(root, chart, (x0..x1).log_scale(), y0..y1),
+        (false, true) => lines(root, chart, x0..x1, (y0..y1).log_scale()),
+        (true, true) => lines(root, chart, (x0..x1).log_scale(), (y0..y1).log_scale()),
+    }
+}
+
+fn lines<X, Y>(root: &Area<'_>, chart: &Chart, x: X, y: Y) -> Result<(), String>
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut ctx = ChartBuilder::on(root)
+        .caption(&chart.title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| e.to_string())?;
+    ctx.configure_mesh()
+        .x_desc(&chart.x_label)
+        .y_desc(&chart.y_label)
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let keep = |p: &&[f64; 2]| {
+        p[0].is_finite()
+            && p[1].is_finite()
+            && (!chart.log_x || p[0] > 0.0)
+            && (!chart.log_y || p[1] > 0.0)
+    };
+    for (i, series) in chart.series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let points = series.points.iter().filter(keep).map(|p| (p[0], p[1]));
+        ctx.draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(&series.name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+    }
+    if chart.series.len() > 1 || chart.series.iter().any(|s| !s.name.is_empty()) {
+        ctx.configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn draw_bar(root: &Area<'_>, chart: &Chart) -> Result<(), String> {
+    let n = chart.categories.len();
+    if n == 0 {
+        return Err("a bar chart needs categories".into());
+    }
+    let values = || {
+        chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p[1]))
+    };
+    let (y0, y1) = axis_range(values().chain([0.0]), false).ok_or("no finite bars to draw")?;
+    let categories = chart.categories.clone();
+    let label = move |v: &f64| {
+        let i = v.round();
+        if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < categories.len() {
+            categories[i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    let mut ctx = ChartBuilder::on(root)
+        .caption(&chart.title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d(-0.5..(n as f64 - 0.5), y0..y1)
+        .map_err(|e| e.to_string())?;
+    ctx.configure_mesh()
+        .x_desc(&chart.x_label)
+        .y_desc(&chart.y_label)
+        .x_labels(n.min(40))
+        .x_label_formatter(&label)
+        .disable_x_mesh()
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let width = 0.8 / chart.series.len().max(1) as f64;
+    for (i, series) in chart.series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let bars = series
+            .points
+            .iter()
+            .filter(|p| p[0].is_finite() && p[1].is_finite())
+            .map(|p| {
+                let left = p[0] - 0.4 + i as f64 * width;
+                Rectangle::new([(left, 0.0), (left + width, p[1])], color.filled())
+            });
+        ctx.draw_series(bars)
+            .map_err(|e| e.to_string())?
+            .label(&series.name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    if chart.series.len() > 1 {
+        ctx.configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A fragment identifier made of `[A-Za-z0-9_-]` only.
+fn anchor(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Cells that read as numbers are right-aligned: `1.23`, `-4 %`, `12.0 ms`.
+fn looks_numeric(cell: &str) -> bool {
+    let head = cell.split_whitespace().next().unwrap_or("");
+    !head.is_empty() && head.trim_start_matches(['-', '+']).parse::<f64>().is_ok()
+}
+
+const STYLE: &str = "\
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;\
+padding:0 1rem;color:#1b1b1b}\
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}\
+.verdict.passed{color:#08751f}.verdict.failed{color:#b3001b}\
+table{border-collapse:collapse;margin:0.6rem 0;font-size:0.9rem}\
+th,td{border:1px solid #ddd;padding:0.25rem 0.5rem;text-align:left;vertical-align:top}\
+th{background:#f4f4f4}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}\
+table.meta th{width:9rem}caption{text-align:left;font-weight:600;padding:0.3rem 0}\
+pre{margin:0;white-space:pre-wrap;font-size:0.85rem}code{font-size:0.85rem}\
+tr.fail td.status,tr.error td.status{color:#b3001b;font-weight:700}\
+tr.invalid td.status{color:#a05a00;font-weight:700}tr.pass td.status{color:#08751f}\
+tr.skip td.status{color:#777}\
+figure{margin:0.8rem 0}svg{max-width:100%;height:auto}p.note{color:#444;font-size:0.9rem}\
+nav{margin:1rem 0}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::section::Series;
+
+    #[test]
+    fn escape_and_anchor_neutralise_markup() {
+        assert_eq!(
+            escape("<script>\"x\" & 'y'"),
+            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;"
+        );
+        assert_eq!(anchor("load.sustained 10k/s"), "load-sustained-10k-s");
+    }
+
+    #[test]
+    fn a_chart_without_finite_points_is_explained_not_drawn() {
+        let chart = Chart::line("empty", "t (s)", "ms")
+            .with_series(Series::new("p99", vec![[0.0, f64::NAN]]));
+        let reason = chart_svg(&chart).unwrap_err();
+        assert!(reason.contains("no finite points"), "{reason}");
+    }
+
+    #[test]
+    fn log_axes_draw_positive_points_only() {
+        let mut chart = Chart::line("percentiles", "percentile", "latency (ms)").with_series(
+            Series::new("latency", vec![[0.0, 1.0], [90.0, 2.0], [99.9, 30.0]]),
+        );
+        chart.log_y = true;
+        let svg = chart_svg(&chart).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..60.min(svg.len())]);
+        assert!(
+            svg.contains("polyline") || svg.contains("path"),
+            "a line is drawn"
+        );
+    }
+}

@@ -122,6 +122,8 @@ pub struct Progress {
     pub last: Option<SecondStats>,
     /// Failures so far (errors and drops, all windows).
     pub failed: u64,
+    /// The run is over: this is the last call.
+    pub finished: bool,
 }
 
 /// The result of one driver run.
@@ -339,6 +341,7 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
                         total,
                         last: r.seconds.last().cloned(),
                         failed: r.counters.failed() + r.warm_up.failed(),
+                        finished: false,
                     }
                 };
                 progress(&snapshot);
@@ -367,6 +370,15 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
 
     let mut r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
     r.finish(end);
+    if let Some(progress) = &config.progress {
+        progress(&Progress {
+            elapsed: total.max(end.saturating_duration_since(start)),
+            total,
+            last: r.seconds.last().cloned(),
+            failed: r.counters.failed() + r.warm_up.failed(),
+            finished: true,
+        });
+    }
     let measured = total.saturating_sub(config.warm_up);
     let target_rate = per_second_f(config.schedule.due_between(config.warm_up, total), measured);
     Ok(RunStats {

@@ -235,7 +235,7 @@ fn checked_cases() -> Result<Vec<Case>, Failure> {
 
 /// The measured suites, run after the case suites, one at a time.
 fn phases() -> Vec<Box<dyn Phase>> {
-    Vec::new()
+    vec![Box::new(gauntlet_load::LoadPhase)]
 }
 
 /// A phase with the gate cases its settings define and those the run selected.

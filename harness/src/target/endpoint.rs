@@ -62,8 +62,10 @@ impl ServedEngine {
             .enable_all()
             .build()
             .map_err(|e| setup(format!("failed to start the engine's runtime: {e}")))?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+        // Bound here with std (no runtime needed: the caller may be inside one), handed to
+        // the engine's runtime in its thread.
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| setup(format!("failed to bind 127.0.0.1:0: {e}")))?;
         let addr = listener
             .local_addr()
@@ -73,10 +75,14 @@ impl ServedEngine {
             .name(format!("{ENGINE_THREAD_PREFIX}-main"))
             .spawn(move || {
                 let (drain, drained) = oneshot::channel::<()>();
-                let served = gauntlet_engine::serve(listener, state, async {
-                    let _ = drained.await;
-                });
                 let result = runtime.block_on(async {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => return Some(Err(e)),
+                    };
+                    let served = gauntlet_engine::serve(listener, state, async {
+                        let _ = drained.await;
+                    });
                     tokio::pin!(served);
                     tokio::select! {
                         result = &mut served => Some(result),

@@ -95,6 +95,9 @@ pub struct DriverConfig {
     pub target_threads: Option<String>,
     /// Called about once a second with a snapshot, for progress lines.
     pub progress: Option<ProgressFn>,
+    /// A file to write every measured latency to (µs, one per line), for audits and for
+    /// checking a merge against the raw samples.
+    pub raw_latencies: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for DriverConfig {
@@ -137,7 +140,8 @@ pub struct RunStats {
     pub measured: Duration,
     /// The warm-up.
     pub warm_up: Duration,
-    /// Requests per second the schedule called for over the measured window (all shards).
+    /// Requests per second the schedule called for over the measured window: this shard's
+    /// share.
     pub target_rate: f64,
     /// Counters of the measured window.
     pub counters: Counters,
@@ -291,11 +295,14 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
 
     let started_at = config.start_at.unwrap_or_else(SystemTime::now);
     let start = start_instant(config.start_at);
-    let recorder = Arc::new(Mutex::new(Recorder::new(
-        start,
-        config.warm_up,
-        config.late_after,
-    )));
+    let mut recorder = Recorder::new(start, config.warm_up, config.late_after);
+    if let Some(path) = &config.raw_latencies {
+        let file = std::fs::File::create(path).map_err(|e| {
+            DriverError::Start(format!("cannot create {}: {e}", path.display()))
+        })?;
+        recorder.raw = Some(std::io::BufWriter::new(file));
+    }
+    let recorder = Arc::new(Mutex::new(recorder));
     let queue_cap = (config.connections * 4).max(64);
     let (tx, rx) = async_channel::bounded::<Slot>(queue_cap);
 
@@ -370,6 +377,10 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
 
     let mut r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
     r.finish(end);
+    if let Some(mut raw) = r.raw.take() {
+        std::io::Write::flush(&mut raw)
+            .map_err(|e| DriverError::Start(format!("writing raw latencies: {e}")))?;
+    }
     if let Some(progress) = &config.progress {
         progress(&Progress {
             elapsed: total.max(end.saturating_duration_since(start)),
@@ -380,7 +391,9 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
         });
     }
     let measured = total.saturating_sub(config.warm_up);
-    let target_rate = per_second_f(config.schedule.due_between(config.warm_up, total), measured);
+    // This shard's share: the shards of a run add up to the whole schedule's rate.
+    let target_rate = per_second_f(config.schedule.due_between(config.warm_up, total), measured)
+        / f64::from(config.shard.count.max(1));
     Ok(RunStats {
         started_at,
         shard: config.shard,

@@ -19,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod driver;
 pub mod gates;
 pub mod histogram;
@@ -29,6 +30,7 @@ pub mod report;
 pub mod scenario;
 pub mod schedule;
 pub mod settings;
+pub mod shard;
 pub mod validity;
 pub mod workload;
 

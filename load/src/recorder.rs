@@ -6,6 +6,7 @@
 //! histogram for the current second, and a small summary row per finished second.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -175,6 +176,8 @@ pub struct Recorder {
     pub seconds: Vec<SecondStats>,
     /// Largest scheduler lag seen, µs.
     pub max_schedule_lag_us: u64,
+    /// Where every measured latency is also written, one µs value per line.
+    pub raw: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl Recorder {
@@ -194,6 +197,7 @@ impl Recorder {
             second_stats: SecondStats::default(),
             seconds: Vec::new(),
             max_schedule_lag_us: 0,
+            raw: None,
         }
     }
 
@@ -275,6 +279,10 @@ impl Recorder {
                 self.second_latencies.record(micros);
                 if measured {
                     self.overall.record(micros);
+                    if let Some(raw) = &mut self.raw {
+                        // A full disk loses audit lines, not the run; the flush at the end reports it.
+                        let _ = writeln!(raw, "{micros}");
+                    }
                 }
                 let c = self.window(intended);
                 c.ok += 1;

@@ -133,6 +133,7 @@ impl ScenarioCtx {
             check,
             target_threads: self.target_threads.clone(),
             progress: self.progress.as_ref().map(|make| make(label)),
+            raw_latencies: None,
         }
     }
 

@@ -45,6 +45,15 @@ enum Command {
     Run(Box<RunArgs>),
     /// List the cases with their requirement ids.
     List(ListArgs),
+    /// One open-model load run (or one shard of it) against a target; see `gauntlet run
+    /// --suite load` for the whole load suite.
+    #[command(after_help = EXIT_CODES)]
+    Load(Box<gauntlet_load::cli::LoadArgs>),
+    /// Work on reports: `merge` load shard files.
+    Report {
+        #[command(subcommand)]
+        command: gauntlet_load::cli::ReportCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +215,8 @@ fn main() -> ProcessExit {
     let result = match cli.command {
         Command::List(args) => list(&args),
         Command::Run(args) => run(*args),
+        Command::Load(args) => Ok(gauntlet_load::cli::run_load(*args)),
+        Command::Report { command } => Ok(gauntlet_load::cli::run_report(command)),
     };
     match result {
         Ok(code) => ProcessExit::from(code.code()),

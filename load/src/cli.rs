@@ -14,8 +14,8 @@ use clap::{Args, Subcommand};
 
 use gauntlet_engine::EngineConfig;
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
-use gauntlet_harness::{HttpOptions, HttpTarget, InProcess, Target, TargetError, error_chain};
 use gauntlet_harness::{ENGINE_THREAD_PREFIX, redact_url};
+use gauntlet_harness::{HttpOptions, HttpTarget, InProcess, Target, TargetError, error_chain};
 use gauntlet_reports::{ExitCode, RunMeta, RunReport, Section};
 
 use crate::gates::{self, ms};
@@ -90,7 +90,12 @@ pub struct MergeArgs {
     #[arg(required = true, value_name = "SHARD.json")]
     pub files: Vec<PathBuf>,
     /// Where the reports (and merged.json) go.
-    #[arg(long, env = "GAUNTLET_REPORT_DIR", value_name = "DIR", default_value = "gauntlet-report")]
+    #[arg(
+        long,
+        env = "GAUNTLET_REPORT_DIR",
+        value_name = "DIR",
+        default_value = "gauntlet-report"
+    )]
     pub report_dir: PathBuf,
 }
 
@@ -102,7 +107,7 @@ fn parse_seed(s: &str) -> Result<u64, String> {
 /// RFC 3339 or Unix seconds (fractions allowed).
 pub fn parse_start(s: &str) -> Result<SystemTime, String> {
     if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e11 {
+        if (0.0..1e11).contains(&secs) {
             return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
         }
         return Err(format!("{s:?} is not a Unix time in seconds"));
@@ -143,7 +148,10 @@ fn finish(result: Result<ExitCode, Failure>) -> ExitCode {
 }
 
 /// Resolves the `load` table of `profile` in `config` (or ./gauntlet.toml).
-fn resolve_settings(config: Option<&Path>, profile: &str) -> Result<(Settings, LoadSettings), Failure> {
+fn resolve_settings(
+    config: Option<&Path>,
+    profile: &str,
+) -> Result<(Settings, LoadSettings), Failure> {
     let path = config.map(Path::to_path_buf).or_else(|| {
         let default = PathBuf::from("gauntlet.toml");
         default.exists().then_some(default)
@@ -185,7 +193,8 @@ fn load(args: LoadArgs) -> Result<ExitCode, Failure> {
     if let Some(v) = args.threads {
         s.threads = v;
     }
-    s.validate().map_err(|e| usage(format!("{e} (flag or config)")))?;
+    s.validate()
+        .map_err(|e| usage(format!("{e} (flag or config)")))?;
     let seed = args.seed.unwrap_or(settings.seed);
     let shard = args.shard.unwrap_or(Shard::WHOLE);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -196,7 +205,10 @@ fn load(args: LoadArgs) -> Result<ExitCode, Failure> {
         .map_err(|e| setup(format!("failed to start the async runtime: {e}")))?;
     runtime.block_on(async {
         let target = connect(&args.target).await?;
-        let endpoint = target.http_endpoint().await.map_err(|e| setup(error_chain(&e)))?;
+        let endpoint = target
+            .http_endpoint()
+            .await
+            .map_err(|e| setup(error_chain(&e)))?;
         let ctx = ScenarioCtx {
             target: Arc::clone(&target),
             url: endpoint.url.clone(),
@@ -313,7 +325,7 @@ fn write_report(
     started_at: SystemTime,
     dir: &Path,
 ) -> Result<ExitCode, Failure> {
-    let planned = gates::sla_cases(&scenario.id.to_owned());
+    let planned = gates::sla_cases(scenario.id);
     let took = SystemTime::now()
         .duration_since(started_at)
         .unwrap_or_default();
@@ -360,8 +372,12 @@ fn merge(args: &MergeArgs) -> Result<ExitCode, Failure> {
         files.push((path.clone(), file));
     }
     let merged = shard::merge(&files).map_err(|e| usage(e.to_string()))?;
-    std::fs::create_dir_all(&args.report_dir)
-        .map_err(|e| setup(format!("failed to create {}: {e}", args.report_dir.display())))?;
+    std::fs::create_dir_all(&args.report_dir).map_err(|e| {
+        setup(format!(
+            "failed to create {}: {e}",
+            args.report_dir.display()
+        ))
+    })?;
     merged
         .write(&args.report_dir.join("merged.json"))
         .map_err(|e| setup(e.to_string()))?;
@@ -387,9 +403,18 @@ fn merge(args: &MergeArgs) -> Result<ExitCode, Failure> {
     );
     section.tables.push(gauntlet_reports::Table {
         title: "Shards".to_owned(),
-        columns: ["file", "shard", "scheduled req/s", "ok", "failed", "p50", "p99", "validity"]
-            .map(str::to_owned)
-            .to_vec(),
+        columns: [
+            "file",
+            "shard",
+            "scheduled req/s",
+            "ok",
+            "failed",
+            "p50",
+            "p99",
+            "validity",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
         rows: files
             .iter()
             .map(|(path, f)| {
@@ -401,17 +426,22 @@ fn merge(args: &MergeArgs) -> Result<ExitCode, Failure> {
                     f.counters.failed().to_string(),
                     ms(f.latencies.quantile(0.5)),
                     ms(f.latencies.quantile(0.99)),
-                    f.validity.invalid.clone().unwrap_or_else(|| "valid".to_owned()),
+                    f.validity
+                        .invalid
+                        .clone()
+                        .unwrap_or_else(|| "valid".to_owned()),
                 ]
             })
             .collect(),
     });
-    section
-        .charts
-        .push(report::latency_chart("Latency over time (worst shard each second)", &merged.seconds));
-    section
-        .charts
-        .push(report::throughput_chart("Throughput over time (all shards)", &merged.seconds));
+    section.charts.push(report::latency_chart(
+        "Latency over time (worst shard each second)",
+        &merged.seconds,
+    ));
+    section.charts.push(report::throughput_chart(
+        "Throughput over time (all shards)",
+        &merged.seconds,
+    ));
     section.charts.push(report::percentile_chart(
         "Latency percentiles (merged histogram)",
         &[("merged", &merged.latencies)],

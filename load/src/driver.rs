@@ -297,13 +297,22 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
     let start = start_instant(config.start_at);
     let mut recorder = Recorder::new(start, config.warm_up, config.late_after);
     if let Some(path) = &config.raw_latencies {
-        let file = std::fs::File::create(path).map_err(|e| {
-            DriverError::Start(format!("cannot create {}: {e}", path.display()))
-        })?;
+        let file = std::fs::File::create(path)
+            .map_err(|e| DriverError::Start(format!("cannot create {}: {e}", path.display())))?;
         recorder.raw = Some(std::io::BufWriter::new(file));
     }
     let recorder = Arc::new(Mutex::new(recorder));
-    let queue_cap = (config.connections * 4).max(64);
+    // Room for every request that may wait its queue deadline at the highest rate, so
+    // drops come from the deadline, not from the bound; capped to bound memory (16 B each).
+    let peak_rate = config
+        .schedule
+        .stages()
+        .iter()
+        .map(|s| s.rate_from.max(s.rate_to))
+        .fold(0.0, f64::max)
+        / f64::from(config.shard.count.max(1));
+    let queue_cap = ((peak_rate * config.queue_timeout.as_secs_f64()).ceil() as usize)
+        .clamp((config.connections * 4).max(64), 1 << 20);
     let (tx, rx) = async_channel::bounded::<Slot>(queue_cap);
 
     let sampler = Sampler::start(DRIVER_THREAD_PREFIX, config.target_threads.clone(), start)

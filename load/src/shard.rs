@@ -245,7 +245,8 @@ pub fn merge(files: &[(PathBuf, ShardFile)]) -> Result<ShardFile, ShardError> {
         }
     }
     let n = files.len() as f64;
-    let mean = |get: fn(&Validity) -> f64| files.iter().map(|(_, f)| get(&f.validity)).sum::<f64>() / n;
+    let mean =
+        |get: fn(&Validity) -> f64| files.iter().map(|(_, f)| get(&f.validity)).sum::<f64>() / n;
     let validity = Validity {
         generator_busiest: files
             .iter()
@@ -349,7 +350,12 @@ mod tests {
         // Through JSON, as the files travel.
         let files: Vec<_> = files
             .into_iter()
-            .map(|(p, f)| (p, serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap()))
+            .map(|(p, f)| {
+                (
+                    p,
+                    serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap(),
+                )
+            })
             .collect();
         let merged = merge(&files).unwrap();
         let mut reference = Latencies::new();

@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod driver;
 pub mod gates;
+pub mod goose_run;
 pub mod histogram;
 mod phase;
 pub mod progress;

@@ -34,7 +34,7 @@ pub fn load_settings(
 fn scenarios(settings: &LoadSettings) -> Vec<(&'static str, Vec<String>)> {
     let planned = scenario::planned(settings);
     let mut out: Vec<(&'static str, Vec<String>)> = Vec::new();
-    for id in ["sustained", "swap", "stress", "soak"] {
+    for id in ["sustained", "swap", "stress", "soak", "goose"] {
         let names: Vec<String> = planned
             .iter()
             .filter(|p| p.name.starts_with(&format!("{id}_")))
@@ -79,6 +79,7 @@ async fn run_scenario(id: &str, ctx: &ScenarioCtx) -> Result<ScenarioRun, Scenar
         "sustained" => scenario::sustained(ctx).await,
         "swap" => scenario::swap(ctx).await,
         "stress" => scenario::stress(ctx).await,
+        "goose" => crate::goose_run::goose(ctx).await,
         _ => scenario::soak(ctx).await,
     }
 }

@@ -262,13 +262,22 @@ pub fn scenario_section(run: &ScenarioRun, settings_note: &str) -> Section {
     section.tables.push(errors_table(&run.runs));
     if let Some(first) = run.runs.first() {
         let label = &first.label;
+        // Whole seconds of the schedule: the partial last second would read as a collapse.
+        let span = (first.stats.warm_up + first.stats.measured).as_secs();
+        let seconds: Vec<SecondStats> = first
+            .stats
+            .seconds
+            .iter()
+            .filter(|s| u64::from(s.second) < span.max(1))
+            .cloned()
+            .collect();
         section.charts.push(latency_chart(
             &format!("Latency over time ({label}), from intended send time"),
-            &first.stats.seconds,
+            &seconds,
         ));
         section.charts.push(throughput_chart(
             &format!("Throughput over time ({label})"),
-            &first.stats.seconds,
+            &seconds,
         ));
         section.charts.push(cpu_chart(
             &format!("CPU over time ({label})"),

@@ -194,6 +194,9 @@ pub fn planned(settings: &LoadSettings) -> Vec<gauntlet_harness::phase::PlannedC
     if settings.soak {
         out.push(PlannedCase::new("soak_memory", &["SLA-MEM"]));
     }
+    if settings.goose {
+        out.extend(crate::goose_run::planned());
+    }
     out
 }
 

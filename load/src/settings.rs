@@ -89,6 +89,20 @@ pub struct LoadSettings {
     pub soak_duration: Duration,
     /// Largest growth of the target's resident memory over the soak, MiB.
     pub max_memory_growth_mib: f64,
+    /// Run the goose scenario (closed model: users that check health, then infer batches).
+    /// Needs gauntlet-load built with its `goose` feature; otherwise its cases are skipped.
+    pub goose: bool,
+    /// Goose users (each waits for its response before sending again).
+    pub goose_users: usize,
+    /// Length of the goose run.
+    #[serde(with = "humantime_serde")]
+    pub goose_duration: Duration,
+    /// Goose's `--throttle-requests` cap in req/s; 0 for none. A cap, never the measured rate.
+    pub goose_throttle: u32,
+    /// Smallest achieved rate of the goose run, req/s (the gate reads the achieved rate).
+    pub goose_min_rate: u32,
+    /// Rows per infer batch of the goose journey.
+    pub goose_batch_rows: usize,
 }
 
 impl Default for LoadSettings {
@@ -127,6 +141,12 @@ impl Default for LoadSettings {
             soak_rate: 500,
             soak_duration: Duration::from_secs(10),
             max_memory_growth_mib: 64.0,
+            goose: false,
+            goose_users: 8,
+            goose_duration: Duration::from_secs(3),
+            goose_throttle: 0,
+            goose_min_rate: 100,
+            goose_batch_rows: 16,
         }
     }
 }
@@ -219,6 +239,30 @@ impl LoadSettings {
         span("swap-duration", self.swap_duration, ms(100), day)?;
         span("stress-duration", self.stress_duration, ms(100), day)?;
         span("soak-duration", self.soak_duration, ms(100), day)?;
+        span(
+            "goose-duration",
+            self.goose_duration,
+            Duration::from_secs(1),
+            day,
+        )?;
+        if !(1..=10_000).contains(&self.goose_users) {
+            return Err(out_of_range("goose-users", self.goose_users, "1 to 10000"));
+        }
+        if self.goose_throttle > 1_000_000 {
+            return Err(out_of_range(
+                "goose-throttle",
+                self.goose_throttle,
+                "0 (none) to 1000000 req/s",
+            ));
+        }
+        rate("goose-min-rate", self.goose_min_rate)?;
+        if !(1..=10_000).contains(&self.goose_batch_rows) {
+            return Err(out_of_range(
+                "goose-batch-rows",
+                self.goose_batch_rows,
+                "1 to 10000",
+            ));
+        }
         span(
             "swap-interval",
             self.swap_interval,

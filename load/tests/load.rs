@@ -170,7 +170,11 @@ fn run_phase(load: &str, target: Arc<dyn Target>) -> gauntlet_harness::phase::Ph
         .unwrap()
 }
 
+/// Quick settings. The validity tolerance is wide: these tests share two cores with other
+/// tests, and check the gates and sections, not the guard (tested on its own below).
 const QUICK: &str = r#"
+late-after = "50ms"
+max-late-fraction = 0.2
 rate = 300
 duration = "2s"
 warm-up = "500ms"
@@ -292,6 +296,22 @@ fn phase_settings_errors_name_the_key() {
         "sustained, swap and stress by default; soak off"
     );
     assert!(!LoadSettings::default().soak);
+}
+
+#[cfg(not(feature = "goose"))]
+#[test]
+fn goose_cases_are_skipped_with_the_reason_when_built_without_goose() {
+    let out = run_phase(
+        "sustained = false\nswap = false\nstress = false\ngoose = true",
+        Arc::new(engine()),
+    );
+    assert_eq!(out.cases.len(), 3);
+    for case in &out.cases {
+        match &case.outcome {
+            Outcome::Skip { reason } => assert!(reason.contains("`goose` feature"), "{reason}"),
+            other => panic!("{}: {other:?}", case.id),
+        }
+    }
 }
 
 #[test]

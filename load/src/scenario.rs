@@ -546,12 +546,22 @@ pub async fn stress(ctx: &ScenarioCtx) -> Result<ScenarioRun, ScenarioError> {
                 if *rate > peak2 { ">" } else { "<=" }
             ),
         },
+        // The generator gave out first, but every step up to one at or above 2x peak held:
+        // the knee lies above 2x peak, which is what the requirement asks.
+        (None, Some(reason)) if last_good.is_some_and(|r| r >= peak2) => GateResult {
+            name: "stress_knee".to_owned(),
+            verdict: Verdict::Pass,
+            message: format!(
+                "no knee up to {last_good_text} (>= 2x peak {peak2} req/s); the ramp stopped \
+                 above it because the generator could not keep up ({reason})"
+            ),
+        },
         (None, Some(reason)) => GateResult {
             name: "stress_knee".to_owned(),
             verdict: Verdict::Invalid(reason.clone()),
             message: format!(
-                "the ramp stopped before a knee: the generator could not keep up ({reason}); \
-                 last good step {last_good_text}"
+                "the ramp stopped before a knee and below 2x peak {peak2} req/s: the generator \
+                 could not keep up ({reason}); last good step {last_good_text}"
             ),
         },
         (None, None) => GateResult {

@@ -15,7 +15,7 @@ use crate::histogram::{Latencies, SecondStats};
 
 /// Distinct response tags (model versions) kept; more are counted under [`OTHER_TAG`].
 const MAX_TAGS: usize = 16;
-/// The tag under which tags past [`MAX_TAGS`] are counted.
+/// The tag under which distinct tags past the first sixteen are counted.
 pub const OTHER_TAG: &str = "(other)";
 /// Failure samples kept for messages.
 const MAX_SAMPLES: usize = 5;

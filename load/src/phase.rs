@@ -84,6 +84,21 @@ async fn run_scenario(id: &str, ctx: &ScenarioCtx) -> Result<ScenarioRun, Scenar
     }
 }
 
+/// Why the target cannot serve the load model, if it cannot.
+async fn missing_model(target: &dyn gauntlet_harness::Target, model: &str) -> Option<String> {
+    use gauntlet_harness::TargetExt as _;
+    let path = format!("/v2/models/{model}");
+    let why = match target.get(&path).await {
+        Ok(reply) if reply.status.is_success() => return None,
+        Ok(reply) => format!("GET {path} answered {}", reply.status),
+        Err(e) => format!("GET {path} failed: {}", error_chain(&e)),
+    };
+    Some(format!(
+        "the target does not serve model {model} ({why}); the load suite's `model` setting \
+         names the model it loads"
+    ))
+}
+
 #[async_trait]
 impl Phase for LoadPhase {
     fn suite(&self) -> &'static str {
@@ -119,9 +134,27 @@ impl Phase for LoadPhase {
             progress: ctx.progress.then(progress::terminal),
         };
         let note = settings_note(&settings);
+        let missing_model = missing_model(ctx.target.as_ref(), &settings.model).await;
         let mut output = PhaseOutput::default();
         for (id, names) in scenarios(&settings) {
             if !names.iter().any(|n| ctx.is_selected(n)) {
+                continue;
+            }
+            // Swap under load loads a model of its own; the others need the configured one.
+            if let Some(reason) = missing_model.as_ref().filter(|_| id != "swap") {
+                for p in planned
+                    .iter()
+                    .filter(|p| names.contains(&p.name) && ctx.is_selected(&p.name))
+                {
+                    output.cases.push(p.result(
+                        SUITE,
+                        Outcome::Skip {
+                            reason: reason.clone(),
+                        },
+                        Some(reason.clone()),
+                        Duration::ZERO,
+                    ));
+                }
                 continue;
             }
             let started = Instant::now();

@@ -122,9 +122,11 @@ impl Default for LoadSettings {
             p999: Duration::from_millis(50),
             max_error_rate: 0.0,
             min_achieved_rate: 0.99,
-            max_late_fraction: 0.01,
+            // The quick default shares its machine with whatever else runs: a stall of a
+            // few tens of milliseconds must not make a smoke run invalid.
+            max_late_fraction: 0.05,
             max_generator_cpu: 0.9,
-            late_after: Duration::from_millis(5),
+            late_after: Duration::from_millis(10),
             request_timeout: Duration::from_secs(2),
             queue_timeout: Duration::from_secs(1),
             sustained: true,

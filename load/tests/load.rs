@@ -315,6 +315,33 @@ fn goose_cases_are_skipped_with_the_reason_when_built_without_goose() {
 }
 
 #[test]
+fn a_target_without_the_load_model_skips_what_needs_it_and_still_swaps() {
+    let bare = gauntlet_harness::InProcess::with_models(Default::default(), vec![]).unwrap();
+    let out = run_phase(QUICK, Arc::new(bare));
+    for case in &out.cases {
+        if case.name.starts_with("swap_") {
+            assert_eq!(
+                case.outcome,
+                Outcome::Pass,
+                "{}: {:?}",
+                case.id,
+                case.message
+            );
+        } else {
+            match &case.outcome {
+                Outcome::Skip { reason } => {
+                    assert!(
+                        reason.contains("does not serve model ref-linear"),
+                        "{reason}"
+                    );
+                }
+                other => panic!("{}: {other:?}", case.id),
+            }
+        }
+    }
+}
+
+#[test]
 fn shards_of_one_schedule_send_exactly_the_whole() {
     let server = served();
     let start = std::time::SystemTime::now() + Duration::from_millis(300);

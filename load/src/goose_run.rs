@@ -117,8 +117,7 @@ mod imp {
             )?
             .set_default(GooseDefault::Quiet, 1)?
             .set_default(GooseDefault::NoPrintMetrics, true)?
-            .set_default(GooseDefault::NoTelnet, true)?
-            .set_default(GooseDefault::NoWebSocket, true)?;
+            .set_default(GooseDefault::NoTelnet, true)?;
         if s.goose_throttle > 0 {
             attack = attack.set_default(
                 GooseDefault::ThrottleRequests,

@@ -43,7 +43,7 @@ pub fn config(
         warm_up: Duration::ZERO,
         connections: 8,
         connect_timeout: Duration::from_secs(1),
-        request_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(2),
         late_after: Duration::from_millis(5),
         queue_timeout: Duration::from_secs(1),
         threads: 1,

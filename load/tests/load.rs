@@ -56,6 +56,80 @@ fn every_scheduled_request_is_answered_and_counted() {
     assert!(stats.cpu.iter().all(|s| s.target_cpu.is_some()));
 }
 
+/// Serves `/` on 127.0.0.1:0; every request that arrives in `[stall_from, stall_to)`
+/// after `start` is held until `stall_to`, as a target that stops for a GC pause would.
+fn stalling_server(
+    start: Instant,
+    stall_from: Duration,
+    stall_to: Duration,
+) -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/",
+                axum::routing::any(move || async move {
+                    let at = start.elapsed();
+                    if at >= stall_from && at < stall_to {
+                        tokio::time::sleep_until((start + stall_to).into()).await;
+                    }
+                    "ok"
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            // Lives until the test process exits.
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// Regression guard against coordinated omission: a 400 ms stall of the target delays every
+/// request scheduled during it, not only the few in flight on the 8 connections, and the
+/// open model must record each of those delays from its intended send time.
+#[test]
+fn a_stall_shows_in_every_request_it_delayed_not_only_those_in_flight() {
+    let start = Instant::now() + Duration::from_millis(200);
+    let addr = stalling_server(
+        start,
+        Duration::from_millis(1000),
+        Duration::from_millis(1400),
+    );
+    let mut c = config(
+        &format!("http://{addr}"),
+        "/",
+        200.0,
+        2.0,
+        Arc::new(AnyBody),
+    );
+    c.start_at = Some(std::time::SystemTime::now() + (start - Instant::now()));
+    let stats = driver::run(c).unwrap();
+    assert_eq!(stats.counters.ok, 400, "{:?}", stats.counters);
+    // ~80 requests are due during the stall; the ~60 due in its first 300 ms wait >= 100 ms.
+    // A closed-model count would show at most 8 (one per connection).
+    let slow_quantile = 1.0 - 50.0 / 400.0;
+    assert!(
+        stats.latencies.quantile(slow_quantile) >= 100_000,
+        "at least 50 of 400 latencies >= 100 ms; q{slow_quantile} = {} us",
+        stats.latencies.quantile(slow_quantile)
+    );
+    assert!(
+        stats.latencies.max() >= 350_000,
+        "max {}",
+        stats.latencies.max()
+    );
+    assert!(
+        stats.counters.late >= 40,
+        "requests waited for a connection: {:?}",
+        stats.counters
+    );
+}
+
 #[test]
 fn status_and_body_failures_are_classified() {
     let server = served();

@@ -3,6 +3,8 @@
 //! reproducible and the bench depends on no other workspace crate.
 //!
 //! Targets: 100-tree depth-6 ensemble predict ≤ 2 µs; whole 1-row infer handler ≤ 20 µs.
+//! Figures, and the HTTP figures over a socket (`benches/http-bench.sh`), are recorded in
+//! `benches/README.md`.
 
 use std::hint::black_box;
 
@@ -122,7 +124,8 @@ fn infer_body(row: &[f64]) -> Vec<u8> {
 
 fn benches(c: &mut Criterion) {
     let mut rng = Lcg(42);
-    let linear = Model::from_artifact(linear(&mut rng)).unwrap_or_else(|e| panic!("{e}"));
+    let linear_artifact = linear(&mut rng);
+    let linear = Model::from_artifact(linear_artifact.clone()).unwrap_or_else(|e| panic!("{e}"));
     let ensemble_artifact = ensemble(&mut rng);
     let ensemble =
         Model::from_artifact(ensemble_artifact.clone()).unwrap_or_else(|e| panic!("{e}"));
@@ -150,13 +153,19 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The whole infer route through the router (middleware, routing, parse, decode, sanitise,
+    // predict, metrics, response JSON), without a socket. No tracing subscriber is installed,
+    // and the bench runs on the system allocator, not the binary's mimalloc: the HTTP figures
+    // (benches/http-bench.sh) measure those.
     let state = AppState::new(EngineConfig::default());
-    let loaded = state
-        .registry()
-        .load(ensemble_artifact)
-        .and_then(|(name, _)| state.registry().promote(&name));
-    if let Err(e) = loaded {
-        panic!("{e}");
+    for artifact in [linear_artifact, ensemble_artifact] {
+        let loaded = state
+            .registry()
+            .load(artifact)
+            .and_then(|(name, _)| state.registry().promote(&name));
+        if let Err(e) = loaded {
+            panic!("{e}");
+        }
     }
     let router = app(state);
     let body = bytes::Bytes::from(body);
@@ -164,18 +173,23 @@ fn benches(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    c.bench_function("handler/infer_1_row_ensemble", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let request = http::Request::post("/v2/models/ensemble/infer")
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.clone()))
-                .unwrap_or_default();
-            let response = router.clone().oneshot(request).await;
-            let response = response.unwrap_or_else(|never| match never {});
-            assert_eq!(response.status(), http::StatusCode::OK);
-            response
-        })
-    });
+    for (bench, uri) in [
+        ("handler/infer_1_row_ensemble", "/v2/models/ensemble/infer"),
+        ("handler/infer_1_row_linear", "/v2/models/linear/infer"),
+    ] {
+        c.bench_function(bench, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let request = http::Request::post(uri)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.clone()))
+                    .unwrap_or_default();
+                let response = router.clone().oneshot(request).await;
+                let response = response.unwrap_or_else(|never| match never {});
+                assert_eq!(response.status(), http::StatusCode::OK);
+                response
+            })
+        });
+    }
 }
 
 fn main() {

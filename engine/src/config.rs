@@ -9,6 +9,8 @@
 //! shutdown-delay = "5s"
 //! shutdown-grace = "10s"
 //! header-read-timeout = "10s"
+//! worker-threads = 2
+//! inject-latency = "0s"
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -33,6 +35,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
 /// Default time a client has to send a whole request head.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest `inject-latency`: a fault-injection delay longer than a minute is a typo.
+pub const MAX_INJECT_LATENCY: Duration = Duration::from_secs(60);
+/// Most `worker-threads`.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 /// The engine's configuration. Every field has a compiled-in default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +75,18 @@ pub struct EngineConfig {
     /// so a stalled client (slow-loris) neither holds it nor delays shutdown. `10s` by default.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Async worker threads of the `gauntlet-engine` binary's runtime (`--worker-threads`);
+    /// by default one per core the process may run on (so `taskset -c 0` gives one). A library
+    /// user runs [`crate::serve`] on a runtime of its own and this key is not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
+    /// Fault injection: an artificial delay before every inference response (`"5ms"`), at
+    /// most [`MAX_INJECT_LATENCY`]; `0s`, none, by default. It makes a deliberately slowed
+    /// target, to prove that a latency gate fails when it should. The delay is a timer, not
+    /// busy work: the worker serves other requests meanwhile. It counts in the request's
+    /// duration metric and against `request-timeout`; other routes are not delayed.
+    #[serde(with = "humantime_serde")]
+    pub inject_latency: Duration,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +101,8 @@ impl Default for EngineConfig {
             shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            worker_threads: None,
+            inject_latency: Duration::ZERO,
         }
     }
 }
@@ -167,8 +187,32 @@ impl EngineConfig {
         if self.header_read_timeout.is_zero() {
             return invalid("header-read-timeout", "must be greater than 0");
         }
-        Ok(())
+        match self.worker_threads {
+            Some(threads) if !(1..=MAX_WORKER_THREADS).contains(&threads) => {
+                return invalid(
+                    "worker-threads",
+                    &format!("must be between 1 and {MAX_WORKER_THREADS}, got {threads}"),
+                );
+            }
+            _ => {}
+        }
+        check_inject_latency(self.inject_latency).or_else(|m| invalid("inject-latency", &m))
     }
+}
+
+/// Checks an `inject-latency` against [`MAX_INJECT_LATENCY`].
+///
+/// # Errors
+/// What is wrong, with the limit (`must be at most 1m, got 2m`).
+pub fn check_inject_latency(delay: Duration) -> Result<(), String> {
+    if delay > MAX_INJECT_LATENCY {
+        return Err(format!(
+            "must be at most {}, got {}",
+            humantime::format_duration(MAX_INJECT_LATENCY),
+            humantime::format_duration(delay)
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -186,6 +230,12 @@ mod tests {
         assert_eq!(c.max_artifact_bytes, 16 << 20);
         assert_eq!(c.shutdown_delay, Duration::ZERO);
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.worker_threads, None);
+        assert_eq!(
+            c.inject_latency,
+            Duration::ZERO,
+            "no injected delay by default"
+        );
     }
 
     #[test]
@@ -193,9 +243,12 @@ mod tests {
         let c = EngineConfig::from_toml_str(
             "listen = \"127.0.0.1:0\"\nmodel-dir = \"/m\"\nmax-body-bytes = 10\n\
              max-batch-rows = 5\nmax-artifact-bytes = 7\nrequest-timeout = \"250ms\"\n\
-             shutdown-delay = \"3s\"\nshutdown-grace = \"1s\"\nheader-read-timeout = \"300ms\"\n",
+             shutdown-delay = \"3s\"\nshutdown-grace = \"1s\"\nheader-read-timeout = \"300ms\"\n\
+             worker-threads = 3\ninject-latency = \"5ms\"\n",
         )
         .unwrap();
+        assert_eq!(c.worker_threads, Some(3));
+        assert_eq!(c.inject_latency, Duration::from_millis(5));
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.model_dir.as_deref(), Some(Path::new("/m")));
         assert_eq!(
@@ -239,10 +292,27 @@ mod tests {
             ("max-artifact-bytes = 0", "max-artifact-bytes"),
             ("request-timeout = \"0s\"", "request-timeout"),
             ("header-read-timeout = \"0s\"", "header-read-timeout"),
+            ("worker-threads = 0", "worker-threads"),
+            ("worker-threads = 1025", "worker-threads"),
+            ("inject-latency = \"61s\"", "inject-latency"),
         ] {
             let msg = EngineConfig::from_toml_str(toml).unwrap_err().to_string();
             assert!(msg.contains(key), "{msg}");
         }
+        let msg = EngineConfig::from_toml_str("inject-latency = \"2m\"")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "invalid config: inject-latency must be at most 1m, got 2m"
+        );
+        let msg = EngineConfig::from_toml_str("worker-threads = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("between 1 and 1024, got 0"), "{msg}");
+        let c =
+            EngineConfig::from_toml_str("inject-latency = \"60s\"\nworker-threads = 1024").unwrap();
+        assert_eq!(c.inject_latency, MAX_INJECT_LATENCY);
     }
 
     #[test]

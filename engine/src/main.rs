@@ -13,6 +13,12 @@ use clap::{Parser, ValueEnum};
 use gauntlet_engine::{AppState, EngineConfig, ShutdownSignals, serve};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: a request allocates and frees a few dozen small
+/// blocks, and glibc's allocator took about a tenth of the infer path's CPU time (profile and
+/// before/after figures in `engine/benches/README.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bad flags, a bad config file, or a model file that fails to load.
 const EXIT_CONFIG: u8 = 2;
 /// The model directory does not exist.
@@ -70,6 +76,13 @@ struct Cli {
     /// longest a kept-alive connection may stay idle [default: 10s].
     #[arg(long, env = "GAUNTLET_ENGINE_HEADER_READ_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     header_read_timeout: Option<Duration>,
+    /// Async worker threads [default: one per core the process may run on].
+    #[arg(long, env = "GAUNTLET_ENGINE_WORKER_THREADS", value_name = "N")]
+    worker_threads: Option<usize>,
+    /// Fault injection: delay every inference response by this much, e.g. `5ms`, at most
+    /// 60s, to make a deliberately slowed target for proving latency gates [default: 0s].
+    #[arg(long, env = "GAUNTLET_ENGINE_INJECT_LATENCY", value_name = "DURATION", value_parser = parse_inject_latency)]
+    inject_latency: Option<Duration>,
     /// Log format on stderr; the level comes from RUST_LOG [default level: info].
     #[arg(long, env = "GAUNTLET_ENGINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -91,10 +104,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("gauntlet-engine: error: failed to start the async runtime: {err}");
@@ -139,8 +153,22 @@ fn build_config(cli: &Cli) -> anyhow::Result<EngineConfig> {
     if let Some(timeout) = cli.header_read_timeout {
         config.header_read_timeout = timeout;
     }
+    if let Some(threads) = cli.worker_threads {
+        config.worker_threads = Some(threads);
+    }
+    if let Some(delay) = cli.inject_latency {
+        config.inject_latency = delay;
+    }
     config.validate()?;
     Ok(config)
+}
+
+/// `--inject-latency`: a humantime duration within [`gauntlet_engine::config::MAX_INJECT_LATENCY`],
+/// so that clap's error names the flag and the limit.
+fn parse_inject_latency(s: &str) -> Result<Duration, String> {
+    let delay = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    gauntlet_engine::config::check_inject_latency(delay)?;
+    Ok(delay)
 }
 
 fn init_tracing(format: LogFormat) {

@@ -120,6 +120,10 @@ impl Metrics {
         model: &str,
         changes: &[SanitiserChange],
     ) {
+        if changes.is_empty() {
+            // The common clean request: no lock, no registry lookup.
+            return;
+        }
         let mut counts: HashMap<(&str, &'static str), u64> = HashMap::new();
         for c in changes {
             let action = match c.action {

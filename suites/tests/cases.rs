@@ -88,6 +88,9 @@ fn main() -> ExitCode {
                     Outcome::Error => Err(Failed::from(format!(
                         "[{requirements}] error, no verdict (run seed {seed:#018x}): {message}"
                     ))),
+                    Outcome::Invalid { reason } => Err(Failed::from(format!(
+                        "[{requirements}] invalid measurement (run seed {seed:#018x}): {reason}"
+                    ))),
                 }
             })
             .with_ignored_flag(lacks.is_some())

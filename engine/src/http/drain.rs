@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, header};
 use http_body::{Frame, SizeHint};
@@ -70,20 +69,23 @@ impl HttpBody for SharedBody {
     }
 }
 
-/// Runs the handler, then deals with what it left of the request body (see the module docs).
-pub(crate) async fn drain_unread_body(req: Request, next: Next) -> Response {
+/// Runs the handler (`inner`), then deals with what it left of the request body (see the
+/// module docs).
+pub(crate) async fn drain_unread_body<F, Fut>(req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let (parts, body) = req.into_parts();
     if body.is_end_stream() {
-        return next.run(Request::from_parts(parts, body)).await;
+        return inner(Request::from_parts(parts, body)).await;
     }
     let expects_continue = parts
         .headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let shared = SharedBody(Arc::new(Mutex::new(Some(body))));
-    let mut response = next
-        .run(Request::from_parts(parts, Body::new(shared.clone())))
-        .await;
+    let mut response = inner(Request::from_parts(parts, Body::new(shared.clone()))).await;
     let rest = shared
         .0
         .lock()

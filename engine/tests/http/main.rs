@@ -8,6 +8,7 @@
 mod connection;
 mod heavy;
 mod infer_edges;
+mod inject;
 mod shutdown;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};

@@ -361,13 +361,14 @@ impl Drop for Killed {
     }
 }
 
-#[test]
-fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
+/// Starts the engine binary on 127.0.0.1:0 with `extra` flags; returns it and its base URL.
+fn spawn_engine(extra: &[&str]) -> (Killed, String) {
     use std::io::{BufRead, BufReader};
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models");
     let mut child = Command::new(engine_binary())
         .args(["--listen", "127.0.0.1:0", "--model-dir"])
         .arg(&models)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -377,15 +378,56 @@ fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _engine = Killed(child);
     let addr = line
         .trim()
         .strip_prefix("listening on ")
         .unwrap()
         .to_owned();
+    (Killed(child), format!("http://{addr}"))
+}
+
+/// The engine's own fault injection slows every inference: the p99 gate fails, exit 1.
+#[test]
+fn the_engine_binary_with_injected_latency_fails_the_p99_gate() {
+    let (_engine, url) = spawn_engine(&["--inject-latency", "30ms"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.default.load]\nrate = 100\nduration = \"2s\"\nwarm-up = \"500ms\"\n\
+         late-after = \"50ms\"\nmax-late-fraction = 0.2\n\
+         p50 = \"1s\"\np95 = \"1s\"\np99 = \"10ms\"\np999 = \"1s\"\n\
+         swap = false\nstress = false\n",
+    )
+    .unwrap();
+    let out = gauntlet(
+        &[
+            "run",
+            "--target",
+            &url,
+            "--suite",
+            "load",
+            "--report-dir",
+            "rep",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let junit = std::fs::read_to_string(dir.path().join("rep/junit.xml")).unwrap();
+    let case = junit
+        .split("<testcase")
+        .find(|c| c.contains("sustained_p99"))
+        .unwrap_or_else(|| panic!("no sustained_p99 in {junit}"));
+    assert!(
+        case.contains("<failure") && case.contains("&gt; ceiling 10.00 ms"),
+        "{case}"
+    );
+}
+
+#[test]
+fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
+    let (_engine, url) = spawn_engine(&[]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gauntlet.toml"), QUICK).unwrap();
-    let url = format!("http://{addr}");
     let out = gauntlet(
         &[
             "run",

@@ -1,5 +1,9 @@
 //! End-to-end tests of the load suite through the `gauntlet` binary: `run --suite load`,
 //! `load --shard`, `report merge`; real processes, real engines on loopback.
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] fail the test loudly"
+)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

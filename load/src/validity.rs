@@ -337,6 +337,79 @@ mod tests {
         assert!(parse_host("intr 1 2 3").is_none());
     }
 
+    fn stats(cpu: Vec<CpuSample>, scheduled: u64, behind: u64) -> RunStats {
+        RunStats {
+            started_at: std::time::SystemTime::UNIX_EPOCH,
+            shard: crate::schedule::Shard::WHOLE,
+            measured: Duration::from_secs(3),
+            warm_up: Duration::from_secs(1),
+            target_rate: 100.0,
+            counters: crate::recorder::Counters {
+                scheduled,
+                behind,
+                ..Default::default()
+            },
+            warm_up_counters: Default::default(),
+            latencies: Default::default(),
+            seconds: Vec::new(),
+            cpu,
+            max_schedule_lag_us: 0,
+            samples: Vec::new(),
+            wall: Duration::from_secs(4),
+        }
+    }
+
+    fn sample(second: u32, busiest: f64) -> CpuSample {
+        CpuSample {
+            second,
+            generator_cpu: busiest,
+            generator_busiest: busiest,
+            ..CpuSample::default()
+        }
+    }
+
+    #[test]
+    fn saturation_is_judged_on_the_measured_window_only() {
+        // A busy warm-up second (1) does not count; seconds 2-4 average 0.5.
+        let cpu = vec![
+            sample(1, 1.0),
+            sample(2, 0.4),
+            sample(3, 0.5),
+            sample(4, 0.6),
+        ];
+        let v = judge(&stats(cpu.clone(), 300, 0), Tolerance::default());
+        assert!((v.generator_busiest - 0.5).abs() < 1e-9);
+        assert_eq!(v.invalid, None);
+        let strict = Tolerance {
+            max_generator_cpu: 0.5,
+            ..Tolerance::default()
+        };
+        let v = judge(&stats(cpu, 300, 0), strict);
+        assert!(
+            v.invalid
+                .unwrap()
+                .starts_with("generator saturated: its busiest thread used 50 %")
+        );
+    }
+
+    #[test]
+    fn falling_behind_past_the_tolerance_is_invalid() {
+        let at = |behind| {
+            judge(
+                &stats(vec![sample(2, 0.1)], 1000, behind),
+                Tolerance::default(),
+            )
+        };
+        assert_eq!(at(10).invalid, None, "1 % is within the 1 % tolerance");
+        let v = at(11);
+        assert!((v.behind_fraction - 0.011).abs() < 1e-9);
+        assert!(
+            v.invalid
+                .unwrap()
+                .contains("1.10 % of requests dispatched late")
+        );
+    }
+
     #[test]
     fn this_process_is_readable() {
         assert!(rss_bytes().unwrap() > 0);

@@ -47,8 +47,9 @@ pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome, References};
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
 pub use phase::{Phase, PhaseCtx, PhaseError, PhaseOutput, PlannedCase};
 pub use target::{
-    Capabilities, Capability, HttpOptions, HttpTarget, InProcess, InProcessError, Reply, Target,
-    TargetError, TargetExt, infer_path, redact_url,
+    Capabilities, Capability, ENGINE_THREAD_PREFIX, HttpEndpoint, HttpOptions, HttpTarget,
+    InProcess, InProcessError, Reply, ServedEngine, Target, TargetError, TargetExt, infer_path,
+    redact_url,
 };
 
 /// An error and its causes on one line. Library errors keep their cause out of

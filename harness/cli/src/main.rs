@@ -47,6 +47,15 @@ enum Command {
     List(ListArgs),
     /// Backtest a model (in process or at a URL) or a baseline strategy on OHLCV bars.
     Backtest(Box<gauntlet_backtest::cli::BacktestArgs>),
+    /// One open-model load run (or one shard of it) against a target; see `gauntlet run
+    /// --suite load` for the whole load suite.
+    #[command(after_help = EXIT_CODES)]
+    Load(Box<gauntlet_load::cli::LoadArgs>),
+    /// Work on reports: `merge` load shard files.
+    Report {
+        #[command(subcommand)]
+        command: gauntlet_load::cli::ReportCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +218,8 @@ fn main() -> ProcessExit {
         Command::List(args) => list(&args),
         Command::Run(args) => run(*args),
         Command::Backtest(args) => return ProcessExit::from(gauntlet_backtest::cli::run(*args)),
+        Command::Load(args) => Ok(gauntlet_load::cli::run_load(*args)),
+        Command::Report { command } => Ok(gauntlet_load::cli::run_report(command)),
     };
     match result {
         Ok(code) => ProcessExit::from(code.code()),
@@ -238,7 +249,10 @@ fn checked_cases() -> Result<Vec<Case>, Failure> {
 
 /// The measured suites, run after the case suites, one at a time.
 fn phases() -> Vec<Box<dyn Phase>> {
-    Vec::new()
+    vec![
+        Box::new(gauntlet_backtest::BacktestPhase),
+        Box::new(gauntlet_load::LoadPhase),
+    ]
 }
 
 /// A phase with the gate cases its settings define and those the run selected.

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
-use super::{Capabilities, Capability, Target, TargetError, TargetExt};
+use super::{Capabilities, Capability, HttpEndpoint, Target, TargetError, TargetExt};
 
 /// Timeouts of an [`HttpTarget`].
 #[derive(Debug, Clone, Copy)]
@@ -244,6 +244,31 @@ impl Target for HttpTarget {
 
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    /// The base URL itself, with the `Authorization` header its credentials call for.
+    async fn http_endpoint(&self) -> Result<HttpEndpoint, TargetError> {
+        let authorization = match &self.credentials {
+            None => None,
+            Some(c) => {
+                // reqwest encodes Basic credentials; take its header rather than encode again.
+                let request = self
+                    .client
+                    .get(&self.base)
+                    .basic_auth(&c.user, c.password.as_deref())
+                    .build()
+                    .map_err(|e| TargetError::BadRequest {
+                        path: "/".to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                request.headers().get(http::header::AUTHORIZATION).cloned()
+            }
+        };
+        Ok(HttpEndpoint {
+            url: self.base.clone(),
+            authorization,
+            server: None,
+        })
     }
 
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {

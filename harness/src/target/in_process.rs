@@ -10,7 +10,7 @@ use tower::ServiceExt;
 use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_engine::{AppState, EngineConfig};
 
-use super::{Capabilities, Capability, Target, TargetError};
+use super::{Capabilities, Capability, HttpEndpoint, ServedEngine, Target, TargetError};
 
 /// The reference engine's `app()` driven with `oneshot`: no socket, no port.
 #[derive(Clone)]
@@ -80,6 +80,18 @@ impl Target for InProcess {
 
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    /// Serves this engine's state (same registry, same models) on `127.0.0.1:0` with its own
+    /// runtime: all cores but one, so a load generator on the same machine keeps a core.
+    async fn http_endpoint(&self) -> Result<HttpEndpoint, TargetError> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let server = ServedEngine::start(self.state.clone(), cores.saturating_sub(1).max(1))?;
+        Ok(HttpEndpoint {
+            url: server.url(),
+            authorization: None,
+            server: Some(server),
+        })
     }
 
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {

@@ -3,6 +3,7 @@
 //! A target only has to carry an HTTP exchange; the typed Open Inference
 //! Protocol calls live in [`TargetExt`], written once for every target.
 
+mod endpoint;
 mod http_url;
 mod in_process;
 
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use gauntlet_engine::oip::{ErrorBody, InferRequest, InferResponse};
 
+pub use endpoint::{ENGINE_THREAD_PREFIX, HttpEndpoint, ServedEngine};
 pub use http_url::{HttpOptions, HttpTarget, redact_url};
 pub use in_process::{InProcess, InProcessError};
 
@@ -87,6 +89,14 @@ pub enum TargetError {
         /// The transport's explanation.
         reason: String,
     },
+    /// The target cannot do what was asked of it.
+    #[error("target {target} does not offer {what}")]
+    Unsupported {
+        /// The target, as described in reports.
+        target: String,
+        /// What it lacks.
+        what: String,
+    },
     /// The harness could not build the request (a bug in a case).
     #[error("failed to build request {path}: {reason}")]
     BadRequest {
@@ -109,6 +119,17 @@ pub trait Target: Send + Sync {
     fn capabilities(&self) -> &Capabilities;
     /// Sends one request; the request URI holds only path and query.
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TargetError>;
+
+    /// A real HTTP base URL serving this target, for drivers that need sockets (load tests).
+    ///
+    /// The endpoint stays served while the returned value lives. Targets that cannot be reached
+    /// over HTTP keep this default, [`TargetError::Unsupported`].
+    async fn http_endpoint(&self) -> Result<HttpEndpoint, TargetError> {
+        Err(TargetError::Unsupported {
+            target: self.describe(),
+            what: "an HTTP endpoint".to_owned(),
+        })
+    }
 }
 
 /// A response with its status, parsed on demand.

@@ -1,0 +1,462 @@
+//! End-to-end tests of the load suite through the `gauntlet` binary: `run --suite load`,
+//! `load --shard`, `report merge`; real processes, real engines on loopback.
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] fail the test loudly"
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use gauntlet_load::histogram::Latencies;
+use gauntlet_load::shard::ShardFile;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gauntlet");
+
+fn gauntlet(args: &[&str], cwd: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("GAUNTLET_TARGET")
+        .env_remove("GAUNTLET_PROFILE")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("spawn gauntlet")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Serves the reference engine on 127.0.0.1:0, optionally slowed by `delay` per infer.
+fn serve_engine(delay: Option<Duration>) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            let target = gauntlet_suites::reference_target().expect("reference target");
+            let mut app = gauntlet_engine::app(target.state().clone());
+            if let Some(delay) = delay {
+                app = app.layer(axum::middleware::from_fn(
+                    move |req: Request, next: Next| slow(delay, req, next),
+                ));
+            }
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            // Stops when the test process exits.
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("server up")
+}
+
+/// The defect a load gate must catch: every infer takes `delay` longer.
+async fn slow(delay: Duration, req: Request, next: Next) -> Response {
+    if req.uri().path().ends_with("/infer") {
+        tokio::time::sleep(delay).await;
+    }
+    next.run(req).await
+}
+
+/// A quick load table: 300 req/s for 2 s, swap and a one-step stress.
+/// The validity tolerance is wide: these tests share two cores with other tests.
+const QUICK: &str = r#"
+[profile.default.load]
+late-after = "50ms"
+max-late-fraction = 0.2
+rate = 300
+duration = "2s"
+warm-up = "500ms"
+connections = 16
+p50 = "20ms"
+p95 = "50ms"
+p99 = "100ms"
+p999 = "200ms"
+swap-rate = 300
+swap-duration = "2s"
+historical-peak = 100
+stress-duration = "1s"
+knee-step = 300
+knee-steps = 1
+"#;
+
+#[test]
+fn a_slowed_target_fails_the_p99_gate_with_exit_1_and_says_measured_vs_threshold() {
+    let addr = serve_engine(Some(Duration::from_millis(30)));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.default.load]\nrate = 100\nduration = \"2s\"\nwarm-up = \"500ms\"\n\
+         late-after = \"50ms\"\nmax-late-fraction = 0.2\n\
+         p50 = \"100ms\"\np95 = \"100ms\"\np99 = \"10ms\"\np999 = \"200ms\"\n\
+         swap = false\nstress = false\n",
+    )
+    .unwrap();
+    let url = format!("http://{addr}");
+    let out = gauntlet(
+        &[
+            "run",
+            "--target",
+            &url,
+            "--suite",
+            "load",
+            "--report-dir",
+            "rep",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let junit = std::fs::read_to_string(dir.path().join("rep/junit.xml")).unwrap();
+    let case = junit
+        .split("<testcase")
+        .find(|c| c.contains("name=\"sustained_p99\"") || c.contains("sustained_p99\""))
+        .unwrap_or_else(|| panic!("no sustained_p99 in {junit}"));
+    assert!(case.contains("<failure"), "{case}");
+    assert!(
+        case.contains("&gt; ceiling 10.00 ms"),
+        "the failure says measured vs threshold: {case}"
+    );
+    let measured: f64 = case
+        .split("p99 ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no measured p99 in {case}"));
+    assert!(
+        measured >= 30.0,
+        "30 ms were added to every infer: {measured}"
+    );
+    // The gates the delay does not break still pass.
+    let p50 = junit
+        .split("<testcase")
+        .find(|c| c.contains("sustained_p50"))
+        .unwrap();
+    assert!(!p50.contains("<failure"), "{p50}");
+}
+
+#[test]
+fn merged_worker_processes_equal_one_histogram_of_their_raw_samples() {
+    let addr = serve_engine(None);
+    let url = format!("http://{addr}");
+    let dir = tempfile::tempdir().unwrap();
+    // Wide tolerances: three workers and the engine share two cores here, and this test is
+    // about exact merging, not about the engine's latency.
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.default.load]\nlate-after = \"50ms\"\nmax-late-fraction = 0.2\n\
+         p50 = \"1s\"\np95 = \"1s\"\np99 = \"1s\"\np999 = \"1s\"\n",
+    )
+    .unwrap();
+    let start = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let workers: Vec<Child> = (0..3)
+        .map(|i| {
+            Command::new(BIN)
+                .args([
+                    "load",
+                    "--target",
+                    &url,
+                    "--rate",
+                    "600",
+                    "--duration",
+                    "2s",
+                ])
+                .args(["--warm-up", "500ms", "--shard", &format!("{i}/3")])
+                .args(["--start-at", &start.to_string()])
+                .args(["--out", &format!("shard-{i}.json")])
+                .args(["--raw-latencies", &format!("raw-{i}.txt")])
+                .current_dir(dir.path())
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for worker in workers {
+        let out = worker.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = gauntlet(
+        &[
+            "report",
+            "merge",
+            "shard-0.json",
+            "shard-1.json",
+            "shard-2.json",
+            "--report-dir",
+            "merged",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let merged = ShardFile::read(&dir.path().join("merged/merged.json")).unwrap();
+
+    // The reference: one histogram of every raw sample the workers recorded.
+    let mut reference = Latencies::new();
+    let mut samples = 0u64;
+    for i in 0..3 {
+        let raw = std::fs::read_to_string(dir.path().join(format!("raw-{i}.txt"))).unwrap();
+        for line in raw.lines() {
+            reference.record(line.parse().unwrap());
+            samples += 1;
+        }
+    }
+    assert_eq!(
+        merged.counters.scheduled, 900,
+        "600 req/s over the 1.5 s measured window"
+    );
+    assert_eq!(merged.counters.ok, samples);
+    assert_eq!(merged.latencies.len(), samples);
+    for q in [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0] {
+        assert_eq!(
+            merged.latencies.quantile(q),
+            reference.quantile(q),
+            "q = {q}"
+        );
+    }
+    assert_eq!(merged.latencies, reference);
+    assert!(
+        (merged.target_rate - 600.0).abs() < 1.0,
+        "{}",
+        merged.target_rate
+    );
+
+    // A single process running the whole schedule is scheduled the same requests.
+    let out = gauntlet(
+        &[
+            "load",
+            "--target",
+            &url,
+            "--rate",
+            "600",
+            "--duration",
+            "2s",
+            "--warm-up",
+            "500ms",
+            "--out",
+            "single.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let single = ShardFile::read(&dir.path().join("single.json")).unwrap();
+    assert_eq!(single.counters.scheduled, merged.counters.scheduled);
+
+    // The merged report holds the gates as cases and the merged figures.
+    let junit = std::fs::read_to_string(dir.path().join("merged/junit.xml")).unwrap();
+    assert!(junit.contains("sustained_p99"), "{junit}");
+    assert!(dir.path().join("merged/report.html").exists());
+}
+
+#[test]
+fn merge_refuses_an_incomplete_set_with_exit_2() {
+    let addr = serve_engine(None);
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(
+        &[
+            "load",
+            "--target",
+            &format!("http://{addr}"),
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--warm-up",
+            "200ms",
+            "--shard",
+            "0/2",
+            "--out",
+            "shard-0.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let out = gauntlet(&["report", "merge", "shard-0.json"], dir.path());
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("missing shards 1/2"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = gauntlet(&["load", "--shard", "2/2"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("--shard"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_load_table_is_a_usage_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.default.load]\nrtae = 1000\n",
+    )
+    .unwrap();
+    let out = gauntlet(&["run", "--suite", "load"], dir.path());
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("rtae"), "{}", text(&out.stderr));
+    let out = gauntlet(&["list", "--suite", "load"], dir.path());
+    assert_eq!(code(&out), 2);
+}
+
+#[test]
+fn list_shows_the_load_gates_with_their_requirements() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["list", "--suite", "load"], dir.path());
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    for (case, requirement) in [
+        ("load::sustained_p99", "SLA-LAT"),
+        ("load::sustained_error_rate", "SLA-ERR"),
+        ("load::sustained_achieved_rate", "SLA-TPUT"),
+        ("load::swap_availability", "SLA-AVAIL"),
+        ("load::swap_versions", "ENG-SWAP"),
+        ("load::stress_knee", "CMP-STRESS"),
+    ] {
+        let line = listing
+            .lines()
+            .find(|l| l.contains(case))
+            .unwrap_or_else(|| panic!("{case} not in {listing}"));
+        assert!(line.contains(requirement), "{line}");
+    }
+}
+
+/// The engine binary next to the `gauntlet` binary, built first if this test run did not.
+fn engine_binary() -> PathBuf {
+    let dir = Path::new(BIN).parent().expect("bin dir");
+    let engine = dir.join("gauntlet-engine");
+    if !engine.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "gauntlet-engine", "--bin", "gauntlet-engine"])
+            .status()
+            .expect("cargo build gauntlet-engine");
+        assert!(status.success());
+    }
+    assert!(engine.exists(), "{} was not built", engine.display());
+    engine
+}
+
+/// Kills the child on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the engine binary on 127.0.0.1:0 with `extra` flags; returns it and its base URL.
+fn spawn_engine(extra: &[&str]) -> (Killed, String) {
+    use std::io::{BufRead, BufReader};
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models");
+    let mut child = Command::new(engine_binary())
+        .args(["--listen", "127.0.0.1:0", "--model-dir"])
+        .arg(&models)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    (Killed(child), format!("http://{addr}"))
+}
+
+/// The engine's own fault injection slows every inference: the p99 gate fails, exit 1.
+#[test]
+fn the_engine_binary_with_injected_latency_fails_the_p99_gate() {
+    let (_engine, url) = spawn_engine(&["--inject-latency", "30ms"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.default.load]\nrate = 100\nduration = \"2s\"\nwarm-up = \"500ms\"\n\
+         late-after = \"50ms\"\nmax-late-fraction = 0.2\n\
+         p50 = \"1s\"\np95 = \"1s\"\np99 = \"10ms\"\np999 = \"1s\"\n\
+         swap = false\nstress = false\n",
+    )
+    .unwrap();
+    let out = gauntlet(
+        &[
+            "run",
+            "--target",
+            &url,
+            "--suite",
+            "load",
+            "--report-dir",
+            "rep",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let junit = std::fs::read_to_string(dir.path().join("rep/junit.xml")).unwrap();
+    let case = junit
+        .split("<testcase")
+        .find(|c| c.contains("sustained_p99"))
+        .unwrap_or_else(|| panic!("no sustained_p99 in {junit}"));
+    assert!(
+        case.contains("<failure") && case.contains("&gt; ceiling 10.00 ms"),
+        "{case}"
+    );
+}
+
+#[test]
+fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
+    let (_engine, url) = spawn_engine(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gauntlet.toml"), QUICK).unwrap();
+    let out = gauntlet(
+        &[
+            "run",
+            "--target",
+            &url,
+            "--suite",
+            "load",
+            "--report-dir",
+            "rep",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("rep/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["summary"]["passed"], 10, "{}", report["summary"]);
+    let html = std::fs::read_to_string(dir.path().join("rep/report.html")).unwrap();
+    assert!(html.contains("<svg"), "report.html has charts");
+    assert!(html.contains("Latency over time"));
+    assert!(html.contains("Swap under load"));
+}

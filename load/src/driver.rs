@@ -1,0 +1,647 @@
+//! The open-model driver: requests leave at their scheduled times whether or not earlier
+//! ones have come back, and each latency runs from the intended send time (no coordinated
+//! omission).
+//!
+//! Three parts, on threads of their own so their CPU can be measured apart from the target's:
+//! - the scheduler (thread `gx-load-sched`) sleeps to each intended time and puts the request
+//!   on a bounded queue; a full queue drops the request (counted);
+//! - the connection tasks (tokio runtime on threads `gx-load-N`), one per pooled HTTP/1.1
+//!   connection driven with `hyper::client::conn::http1`, take the next request, drop it
+//!   (counted) if it waited past the queue deadline, else send it and record the outcome;
+//! - the sampler (`gx-load-cpu`, see [`crate::validity`]) reads CPU and load each second.
+//!
+//! Memory is bounded by the queue, the pool and the recorder, whatever the rate and duration.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::histogram::{Latencies, SecondStats};
+use crate::recorder::{Completion, Counters, ErrorClass, Recorder};
+use crate::schedule::{Schedule, Shard};
+use crate::validity::{CpuSample, Sampler};
+
+/// Name prefix of the driver's threads (Linux cuts names at 15 bytes).
+pub const DRIVER_THREAD_PREFIX: &str = "gx-load";
+/// Largest response body read; a larger one is a transport error.
+const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// Checks a response and optionally tags it (with the model version it names).
+pub trait ResponseCheck: Send + Sync {
+    /// `Ok(tag)` for a good 2xx response; `Err(reason)` for a body that fails the check.
+    fn check(&self, body: &[u8]) -> Result<Option<String>, String>;
+}
+
+/// Accepts any 2xx body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnyBody;
+
+impl ResponseCheck for AnyBody {
+    fn check(&self, _body: &[u8]) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+}
+
+/// The request every scheduled slot sends.
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    /// Base URL, `http://host:port` (no path).
+    pub base_url: String,
+    /// Method.
+    pub method: Method,
+    /// Path and query, `/v2/models/ref-linear/infer`.
+    pub path: String,
+    /// Body (sent as `application/json` when not empty).
+    pub body: Bytes,
+    /// An `Authorization` header, when the target needs one.
+    pub authorization: Option<HeaderValue>,
+}
+
+/// Everything a run needs.
+#[derive(Clone)]
+pub struct DriverConfig {
+    /// What to send.
+    pub request: RequestSpec,
+    /// When to send it.
+    pub schedule: Schedule,
+    /// Which share of the schedule this process sends.
+    pub shard: Shard,
+    /// Wall-clock start of the schedule (shards share one); `None`: now.
+    pub start_at: Option<SystemTime>,
+    /// Requests intended before this offset are counted apart and not gated.
+    pub warm_up: Duration,
+    /// Connections in the pool (and connection tasks).
+    pub connections: usize,
+    /// Deadline to connect.
+    pub connect_timeout: Duration,
+    /// Deadline of one request, from its send to its last body byte.
+    pub request_timeout: Duration,
+    /// A request sent later than this after its intended time is late.
+    pub late_after: Duration,
+    /// A request not sent within this of its intended time is dropped.
+    pub queue_timeout: Duration,
+    /// Worker threads of the driver's runtime.
+    pub threads: usize,
+    /// The response check.
+    pub check: Arc<dyn ResponseCheck>,
+    /// Thread-name prefix of the target's threads, when it runs in this process.
+    pub target_threads: Option<String>,
+    /// Called about once a second with a snapshot, for progress lines.
+    pub progress: Option<ProgressFn>,
+    /// A file to write every measured latency to (µs, one per line), for audits and for
+    /// checking a merge against the raw samples.
+    pub raw_latencies: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for DriverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverConfig")
+            .field("request", &self.request)
+            .field("schedule", &self.schedule)
+            .field("shard", &self.shard)
+            .field("connections", &self.connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A progress callback: called about once a second from the driver's runtime.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// A live view of a run, for progress lines.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Time since the schedule's start.
+    pub elapsed: Duration,
+    /// The schedule's length.
+    pub total: Duration,
+    /// The last finished second.
+    pub last: Option<SecondStats>,
+    /// Failures so far (errors and drops, all windows).
+    pub failed: u64,
+    /// The run is over: this is the last call.
+    pub finished: bool,
+}
+
+/// The result of one driver run.
+#[derive(Debug, Clone)]
+pub struct RunStats {
+    /// Wall-clock start of the schedule.
+    pub started_at: SystemTime,
+    /// The shard that ran.
+    pub shard: Shard,
+    /// The measured window (after the warm-up).
+    pub measured: Duration,
+    /// The warm-up.
+    pub warm_up: Duration,
+    /// Requests per second the schedule called for over the measured window: this shard's
+    /// share.
+    pub target_rate: f64,
+    /// Counters of the measured window.
+    pub counters: Counters,
+    /// Counters of the warm-up.
+    pub warm_up_counters: Counters,
+    /// Latencies of successful measured requests.
+    pub latencies: Latencies,
+    /// Per-second rows, by completion time.
+    pub seconds: Vec<SecondStats>,
+    /// Per-second CPU and host samples.
+    pub cpu: Vec<CpuSample>,
+    /// Largest scheduler lag, µs.
+    pub max_schedule_lag_us: u64,
+    /// Failure samples.
+    pub samples: Vec<String>,
+    /// Wall time from the schedule's start to the last completion.
+    pub wall: Duration,
+}
+
+impl RunStats {
+    /// Successful responses per second over the measured window.
+    pub fn achieved_rate(&self) -> f64 {
+        per_second(self.counters.ok, self.measured)
+    }
+}
+
+/// Count over a duration, per second; 0 for an empty window.
+pub fn per_second(count: u64, over: Duration) -> f64 {
+    let secs = over.as_secs_f64();
+    if secs > 0.0 { count as f64 / secs } else { 0.0 }
+}
+
+/// A driver that could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The base URL is not `http://host:port`.
+    #[error("invalid base URL {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A setting is out of range.
+    #[error("{field} = {value} is out of range: {limit}")]
+    OutOfRange {
+        /// The setting.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// The allowed range.
+        limit: &'static str,
+    },
+    /// The runtime or a thread could not start.
+    #[error("failed to start the load driver: {0}")]
+    Start(String),
+}
+
+/// One scheduled request on the queue.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    intended: Instant,
+}
+
+/// Where to connect and what to put in the request head.
+#[derive(Debug, Clone)]
+struct Destination {
+    authority: String,
+    host: HeaderValue,
+}
+
+fn destination(base_url: &str) -> Result<Destination, DriverError> {
+    let bad = |reason: &str| DriverError::Url {
+        url: base_url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = base_url.parse().map_err(|_| bad("not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(bad("the load driver speaks plain http:// only"));
+    }
+    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host();
+    let host_header =
+        HeaderValue::from_str(authority.as_str()).map_err(|_| bad("host is not a header value"))?;
+    Ok(Destination {
+        authority: format!("{host}:{port}"),
+        host: host_header,
+    })
+}
+
+fn check_config(c: &DriverConfig) -> Result<(), DriverError> {
+    let range = |field, value: String, limit| DriverError::OutOfRange {
+        field,
+        value,
+        limit,
+    };
+    if c.connections == 0 || c.connections > 10_000 {
+        return Err(range(
+            "connections",
+            c.connections.to_string(),
+            "1 to 10000",
+        ));
+    }
+    if c.threads == 0 || c.threads > 64 {
+        return Err(range("threads", c.threads.to_string(), "1 to 64"));
+    }
+    for stage in c.schedule.stages() {
+        for rate in [stage.rate_from, stage.rate_to] {
+            if !rate.is_finite() || !(0.0..=10_000_000.0).contains(&rate) {
+                return Err(range("rate", rate.to_string(), "0 to 10000000 req/s"));
+            }
+        }
+    }
+    if c.request_timeout.is_zero() {
+        return Err(range("request-timeout", "0".into(), "more than 0"));
+    }
+    Ok(())
+}
+
+/// The Instant at which a wall-clock start falls (now, when it has passed or is `None`).
+fn start_instant(start_at: Option<SystemTime>) -> Instant {
+    let now_i = Instant::now();
+    match start_at {
+        None => now_i,
+        Some(at) => match at.duration_since(SystemTime::now()) {
+            Ok(ahead) => now_i + ahead,
+            Err(_) => now_i,
+        },
+    }
+}
+
+/// Runs a schedule to its end and returns what was measured. Blocks the calling thread
+/// (call it from `spawn_blocking` in async code): the driver has its own runtime and threads.
+pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
+    check_config(&config)?;
+    let dest = destination(&config.request.base_url)?;
+    let worker_index = AtomicUsize::new(0);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads)
+        .thread_name_fn(move || {
+            format!(
+                "{DRIVER_THREAD_PREFIX}-{}",
+                worker_index.fetch_add(1, Ordering::Relaxed)
+            )
+        })
+        .enable_all()
+        .build()
+        .map_err(|e| DriverError::Start(format!("runtime: {e}")))?;
+
+    let started_at = config.start_at.unwrap_or_else(SystemTime::now);
+    let start = start_instant(config.start_at);
+    let mut recorder = Recorder::new(start, config.warm_up, config.late_after);
+    if let Some(path) = &config.raw_latencies {
+        let file = std::fs::File::create(path)
+            .map_err(|e| DriverError::Start(format!("cannot create {}: {e}", path.display())))?;
+        recorder.raw = Some(std::io::BufWriter::new(file));
+    }
+    let recorder = Arc::new(Mutex::new(recorder));
+    // Room for every request that may wait its queue deadline at the highest rate, so
+    // drops come from the deadline, not from the bound; capped to bound memory (16 B each).
+    let peak_rate = config
+        .schedule
+        .stages()
+        .iter()
+        .map(|s| s.rate_from.max(s.rate_to))
+        .fold(0.0, f64::max)
+        / f64::from(config.shard.count.max(1));
+    let queue_cap = ((peak_rate * config.queue_timeout.as_secs_f64()).ceil() as usize)
+        .clamp((config.connections * 4).max(64), 1 << 20);
+    let (tx, rx) = async_channel::bounded::<Slot>(queue_cap);
+
+    let sampler = Sampler::start(DRIVER_THREAD_PREFIX, config.target_threads.clone(), start)
+        .map_err(|e| DriverError::Start(format!("sampler thread: {e}")))?;
+
+    // Connection tasks.
+    let request = Arc::new(config.request.clone());
+    let mut tasks = Vec::with_capacity(config.connections);
+    for _ in 0..config.connections {
+        let worker = Worker {
+            rx: rx.clone(),
+            recorder: Arc::clone(&recorder),
+            dest: dest.clone(),
+            request: Arc::clone(&request),
+            check: Arc::clone(&config.check),
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            queue_timeout: config.queue_timeout,
+        };
+        tasks.push(runtime.spawn(worker.run()));
+    }
+    drop(rx);
+
+    // Progress: once a second, from the driver's runtime.
+    let done = Arc::new(AtomicBool::new(false));
+    let total = config.schedule.duration();
+    if let Some(progress) = config.progress.clone() {
+        let recorder = Arc::clone(&recorder);
+        let done = Arc::clone(&done);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::from_std(start) + Duration::from_secs(1),
+                Duration::from_secs(1),
+            );
+            while !done.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let snapshot = {
+                    let mut r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
+                    r.tick(Instant::now());
+                    Progress {
+                        elapsed: Instant::now().saturating_duration_since(start),
+                        total,
+                        last: r.seconds.last().cloned(),
+                        failed: r.counters.failed() + r.warm_up.failed(),
+                        finished: false,
+                    }
+                };
+                progress(&snapshot);
+            }
+        });
+    }
+
+    // Scheduler thread.
+    let schedule = config.schedule.clone();
+    let shard = config.shard;
+    let sched_recorder = Arc::clone(&recorder);
+    let scheduler = std::thread::Builder::new()
+        .name(format!("{DRIVER_THREAD_PREFIX}-sched"))
+        .spawn(move || schedule_loop(&schedule, shard, start, &tx, &sched_recorder))
+        .map_err(|e| DriverError::Start(format!("scheduler thread: {e}")))?;
+    let _ = scheduler.join();
+    runtime.block_on(async {
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    done.store(true, Ordering::Relaxed);
+    let end = Instant::now();
+    let cpu = sampler.stop();
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
+    let mut r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
+    r.finish(end);
+    if let Some(mut raw) = r.raw.take() {
+        std::io::Write::flush(&mut raw)
+            .map_err(|e| DriverError::Start(format!("writing raw latencies: {e}")))?;
+    }
+    if let Some(progress) = &config.progress {
+        progress(&Progress {
+            elapsed: total.max(end.saturating_duration_since(start)),
+            total,
+            last: r.seconds.last().cloned(),
+            failed: r.counters.failed() + r.warm_up.failed(),
+            finished: true,
+        });
+    }
+    let measured = total.saturating_sub(config.warm_up);
+    // This shard's share: the shards of a run add up to the whole schedule's rate.
+    let target_rate = per_second_f(config.schedule.due_between(config.warm_up, total), measured)
+        / f64::from(config.shard.count.max(1));
+    Ok(RunStats {
+        started_at,
+        shard: config.shard,
+        measured,
+        warm_up: config.warm_up.min(total),
+        target_rate,
+        counters: r.counters.clone(),
+        warm_up_counters: r.warm_up.clone(),
+        latencies: std::mem::take(&mut r.overall),
+        seconds: std::mem::take(&mut r.seconds),
+        cpu,
+        max_schedule_lag_us: r.max_schedule_lag_us,
+        samples: std::mem::take(&mut r.samples),
+        wall: end.saturating_duration_since(start),
+    })
+}
+
+fn per_second_f(count: f64, over: Duration) -> f64 {
+    let secs = over.as_secs_f64();
+    if secs > 0.0 { count / secs } else { 0.0 }
+}
+
+/// Sleeps to each intended time and queues the request; a full queue drops it.
+fn schedule_loop(
+    schedule: &Schedule,
+    shard: Shard,
+    start: Instant,
+    tx: &async_channel::Sender<Slot>,
+    recorder: &Mutex<Recorder>,
+) {
+    for (_, offset) in schedule.offsets(shard) {
+        let intended = start + offset;
+        let now = Instant::now();
+        if intended > now {
+            std::thread::sleep(intended - now);
+        }
+        let now = Instant::now();
+        let lag = now.saturating_duration_since(intended);
+        let full = match tx.try_send(Slot { intended }) {
+            Ok(()) => false,
+            Err(async_channel::TrySendError::Full(_)) => true,
+            Err(async_channel::TrySendError::Closed(_)) => return,
+        };
+        let mut r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
+        r.dispatched(intended, lag);
+        if full {
+            r.dropped(intended, now);
+        }
+    }
+}
+
+/// One pooled connection and the loop that feeds it.
+struct Worker {
+    rx: async_channel::Receiver<Slot>,
+    recorder: Arc<Mutex<Recorder>>,
+    dest: Destination,
+    request: Arc<RequestSpec>,
+    check: Arc<dyn ResponseCheck>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    queue_timeout: Duration,
+}
+
+impl Worker {
+    async fn run(self) {
+        let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+        while let Ok(slot) = self.rx.recv().await {
+            let now = Instant::now();
+            if now.saturating_duration_since(slot.intended) > self.queue_timeout {
+                self.lock().dropped(slot.intended, now);
+                continue;
+            }
+            let how = self.exchange(&mut conn, slot.intended).await;
+            let done = Instant::now();
+            self.lock().completed(slot.intended, done, how);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.recorder.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect(&self.dest.authority),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "connect to {} timed out after {} ms",
+                self.dest.authority,
+                self.connect_timeout.as_millis()
+            )
+        })?
+        .map_err(|e| format!("connect to {}: {e}", self.dest.authority))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP handshake with {}: {e}", self.dest.authority))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    async fn exchange(
+        &self,
+        conn: &mut Option<SendRequest<Full<Bytes>>>,
+        intended: Instant,
+    ) -> Completion {
+        // A pooled connection the server closed is replaced before the send.
+        if let Some(c) = conn.as_mut()
+            && c.ready().await.is_err()
+        {
+            *conn = None;
+        }
+        let sender = match conn {
+            Some(c) => c,
+            None => match self.connect().await {
+                Ok(c) => conn.insert(c),
+                Err(e) => return Completion::Failed(ErrorClass::Connect, e),
+            },
+        };
+        let spec = &self.request;
+        let mut builder = Request::builder()
+            .method(spec.method.clone())
+            .uri(spec.path.as_str())
+            .header(header::HOST, self.dest.host.clone());
+        if !spec.body.is_empty() {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(auth) = &spec.authorization {
+            builder = builder.header(header::AUTHORIZATION, auth.clone());
+        }
+        let request = match builder.body(Full::new(spec.body.clone())) {
+            Ok(r) => r,
+            Err(e) => {
+                return Completion::Failed(ErrorClass::Transport, format!("bad request: {e}"));
+            }
+        };
+        self.lock().sent(intended, Instant::now());
+        let response = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| (ErrorClass::Transport, format!("request failed: {e}")))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| (ErrorClass::Transport, format!("reading the body: {e}")))?
+                .to_bytes();
+            Ok::<_, (ErrorClass, String)>((status, body))
+        };
+        match tokio::time::timeout(self.request_timeout, response).await {
+            Err(_) => {
+                // The connection is mid-exchange: it cannot be reused.
+                *conn = None;
+                Completion::Failed(
+                    ErrorClass::Timeout,
+                    format!(
+                        "no complete response within {} ms",
+                        self.request_timeout.as_millis()
+                    ),
+                )
+            }
+            Ok(Err((class, message))) => {
+                *conn = None;
+                Completion::Failed(class, message)
+            }
+            Ok(Ok((status, body))) => classify(status, &body, self.check.as_ref()),
+        }
+    }
+}
+
+/// The completion a response calls for.
+fn classify(status: StatusCode, body: &[u8], check: &dyn ResponseCheck) -> Completion {
+    let excerpt = || String::from_utf8_lossy(&body[..body.len().min(160)]).into_owned();
+    if status.is_client_error() {
+        return Completion::Failed(ErrorClass::Status4xx, format!("{status}: {}", excerpt()));
+    }
+    if !status.is_success() {
+        return Completion::Failed(ErrorClass::Status5xx, format!("{status}: {}", excerpt()));
+    }
+    match check.check(body) {
+        Ok(tag) => Completion::Ok(tag),
+        Err(reason) => Completion::Failed(
+            ErrorClass::BodyMismatch,
+            format!("body mismatch: {reason}: {}", excerpt()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_are_plain_http_with_a_port() {
+        let d = destination("http://127.0.0.1:8080").unwrap();
+        assert_eq!(d.authority, "127.0.0.1:8080");
+        assert_eq!(
+            destination("http://localhost").unwrap().authority,
+            "localhost:80"
+        );
+        let err = destination("https://127.0.0.1:1").unwrap_err();
+        assert!(err.to_string().contains("plain http"), "{err}");
+    }
+
+    struct Needs(&'static str);
+    impl ResponseCheck for Needs {
+        fn check(&self, body: &[u8]) -> Result<Option<String>, String> {
+            if body.windows(self.0.len()).any(|w| w == self.0.as_bytes()) {
+                Ok(Some("v".into()))
+            } else {
+                Err(format!("no {:?}", self.0))
+            }
+        }
+    }
+
+    #[test]
+    fn responses_are_classified_by_status_then_body() {
+        let check = Needs("outputs");
+        assert_eq!(
+            classify(StatusCode::OK, b"{\"outputs\":[]}", &check),
+            Completion::Ok(Some("v".into()))
+        );
+        assert!(matches!(
+            classify(StatusCode::OK, b"{}", &check),
+            Completion::Failed(ErrorClass::BodyMismatch, m) if m.contains("no \"outputs\"")
+        ));
+        assert!(matches!(
+            classify(StatusCode::NOT_FOUND, b"", &check),
+            Completion::Failed(ErrorClass::Status4xx, _)
+        ));
+        assert!(matches!(
+            classify(StatusCode::SERVICE_UNAVAILABLE, b"", &check),
+            Completion::Failed(ErrorClass::Status5xx, _)
+        ));
+    }
+}

@@ -593,9 +593,12 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedBars, DataError>
             .map(|c| c.as_materialized_series())
             .map_err(parse)
     };
-    let (bars, timestamps, checked) = if let Some(columns) = contiguous(&frame, names) {
-        // The common Parquet case: one pass copies polars' buffers and checks every row.
-        let (bars, ok) = copy_checked(columns);
+    let (bars, timestamps, checked) = if let Some(chunks) = single_chunks(&frame, names) {
+        // The common Parquet case: polars' buffers become the bars' columns (no copy once
+        // the frame is gone), then one branch-free pass checks every row.
+        drop(frame);
+        let bars = chunks.into_bars();
+        let ok = rows_valid(&bars);
         (bars, TimestampSource::Datetime, ok)
     } else {
         let (ts_ns, timestamps) = timestamps(column(&names.timestamp)?, names, options, &at)?;
@@ -610,9 +613,9 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedBars, DataError>
             close: close?,
             volume: volume?,
         };
+        drop(frame);
         (bars, timestamps, false)
     };
-    drop(frame);
     if bars.len() < MIN_BARS {
         return Err(DataError::TooFewBars {
             path: path.to_owned(),
@@ -1025,7 +1028,7 @@ fn rows_valid(bars: &Bars) -> bool {
 /// Rows checked at a time: small enough that a chunk of six columns stays in cache.
 const VALIDATE_CHUNK: usize = 4_096;
 
-/// Six equally long columns, borrowed (from the caller's bars or from polars' buffers).
+/// Six equally long columns, borrowed (from bars or from a frame).
 #[derive(Clone, Copy)]
 struct RawColumns<'a> {
     ts: &'a [i64],
@@ -1113,34 +1116,61 @@ fn contiguous<'a>(frame: &'a DataFrame, names: &ColumnNames) -> Option<RawColumn
     .then_some(columns)
 }
 
-/// Copies the columns into owned bars and checks every row in the same pass, a cache-sized
-/// chunk at a time (copied, then checked while still in cache). Returns whether every row
-/// passed [`rows_valid`].
-fn copy_checked(columns: RawColumns<'_>) -> (Bars, bool) {
-    let n = columns.ts.len();
-    let mut bars = Bars {
-        ts_ns: Vec::with_capacity(n),
-        open: Vec::with_capacity(n),
-        high: Vec::with_capacity(n),
-        low: Vec::with_capacity(n),
-        close: Vec::with_capacity(n),
-        volume: Vec::with_capacity(n),
-    };
-    let mut ok = true;
-    let mut start = 0;
-    while start < n {
-        let end = (start + VALIDATE_CHUNK).min(n);
-        let r = start..end;
-        bars.ts_ns.extend_from_slice(&columns.ts[r.clone()]);
-        bars.open.extend_from_slice(&columns.open[r.clone()]);
-        bars.high.extend_from_slice(&columns.high[r.clone()]);
-        bars.low.extend_from_slice(&columns.low[r.clone()]);
-        bars.close.extend_from_slice(&columns.close[r.clone()]);
-        bars.volume.extend_from_slice(&columns.volume[r.clone()]);
-        ok &= columns.rows_valid(r);
-        start = end;
+/// The six columns as polars arrays of one chunk each (sharing the frame's buffers).
+struct SingleChunks {
+    ts: polars::prelude::Int64Chunked,
+    prices: [polars::prelude::Float64Chunked; 5],
+}
+
+/// [`SingleChunks`] of a frame whose columns [`contiguous`] accepts.
+fn single_chunks(frame: &DataFrame, names: &ColumnNames) -> Option<SingleChunks> {
+    contiguous(frame, names)?;
+    let series = |name: &str| frame.column(name).ok().map(|c| c.as_materialized_series());
+    let ts = series(&names.timestamp)?
+        .datetime()
+        .ok()?
+        .physical()
+        .clone();
+    let [open, high, low, close, volume] = names
+        .prices()
+        .map(|n| series(n).and_then(|s| s.f64().ok()).cloned());
+    Some(SingleChunks {
+        ts,
+        prices: [open?, high?, low?, close?, volume?],
+    })
+}
+
+impl SingleChunks {
+    /// Takes each buffer as a `Vec` when nothing else holds it (the frame dropped), copying
+    /// only a buffer still shared.
+    fn into_bars(self) -> Bars {
+        fn take<T: polars::prelude::PolarsNumericType>(
+            ca: polars::prelude::ChunkedArray<T>,
+        ) -> Vec<T::Native> {
+            let mut out = Vec::new();
+            for array in ca.downcast_into_iter() {
+                let (_, values, _) = array.into_inner();
+                let values = values
+                    .into_mut()
+                    .either(|shared| shared.to_vec(), |own| own);
+                if out.is_empty() {
+                    out = values;
+                } else {
+                    out.extend_from_slice(&values);
+                }
+            }
+            out
+        }
+        let [open, high, low, close, volume] = self.prices.map(take);
+        Bars {
+            ts_ns: take(self.ts),
+            open,
+            high,
+            low,
+            close,
+            volume,
+        }
     }
-    (bars, ok)
 }
 
 /// [`validate`] for bars that did not come from a file (rows numbered from 1, no lines).

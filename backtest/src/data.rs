@@ -593,9 +593,10 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedBars, DataError>
             .map(|c| c.as_materialized_series())
             .map_err(parse)
     };
-    let (bars, timestamps, checked) = if let Some(chunks) = single_chunks(&frame, names) {
+    let (bars, timestamps, checked) = if let Some(chunks) = no_null_columns(&frame, names) {
         // The common Parquet case: polars' buffers become the bars' columns (no copy once
-        // the frame is gone), then one branch-free pass checks every row.
+        // the frame is gone, for a single row group; one copy otherwise), then one
+        // branch-free pass checks every row.
         drop(frame);
         let bars = chunks.into_bars();
         let ok = rows_valid(&bars);
@@ -1075,18 +1076,17 @@ impl RawColumns<'_> {
     }
 }
 
-/// The six columns of a frame as polars' own buffers, when each is one contiguous chunk
-/// without nulls, prices Float64 and timestamps a nanosecond datetime (what
-/// [`write_parquet`] writes); `None` sends the loader down its general, converting path.
-fn contiguous<'a>(frame: &'a DataFrame, names: &ColumnNames) -> Option<RawColumns<'a>> {
+/// The six columns as polars arrays without nulls (sharing the frame's buffers).
+struct NoNullColumns {
+    ts: polars::prelude::Int64Chunked,
+    prices: [polars::prelude::Float64Chunked; 5],
+}
+
+/// [`NoNullColumns`] of a frame when every column is free of nulls, prices Float64 and
+/// timestamps a nanosecond datetime (what [`write_parquet`] writes), all of one length;
+/// `None` sends the loader down its general, converting path.
+fn no_null_columns(frame: &DataFrame, names: &ColumnNames) -> Option<NoNullColumns> {
     let series = |name: &str| frame.column(name).ok().map(|c| c.as_materialized_series());
-    let float = |name: &str| -> Option<&'a [f64]> {
-        let s = frame.column(name).ok()?.as_materialized_series();
-        if *s.dtype() != DataType::Float64 {
-            return None;
-        }
-        s.f64().ok()?.cont_slice().ok()
-    };
     let ts = series(&names.timestamp)?;
     if !matches!(
         ts.dtype(),
@@ -1094,70 +1094,40 @@ fn contiguous<'a>(frame: &'a DataFrame, names: &ColumnNames) -> Option<RawColumn
     ) {
         return None;
     }
-    let ts = ts.datetime().ok()?.physical().cont_slice().ok()?;
-    let columns = RawColumns {
-        ts,
-        open: float(&names.open)?,
-        high: float(&names.high)?,
-        low: float(&names.low)?,
-        close: float(&names.close)?,
-        volume: float(&names.volume)?,
-    };
+    let ts = ts.datetime().ok()?.physical().clone();
+    let [open, high, low, close, volume] = names.prices().map(|n| {
+        series(n)
+            .filter(|s| *s.dtype() == DataType::Float64)
+            .and_then(|s| s.f64().ok())
+            .cloned()
+    });
+    let prices = [open?, high?, low?, close?, volume?];
     let n = ts.len();
-    [
-        columns.open,
-        columns.high,
-        columns.low,
-        columns.close,
-        columns.volume,
-    ]
-    .iter()
-    .all(|c| c.len() == n)
-    .then_some(columns)
+    (ts.null_count() == 0 && prices.iter().all(|c| c.null_count() == 0 && c.len() == n))
+        .then_some(NoNullColumns { ts, prices })
 }
 
-/// The six columns as polars arrays of one chunk each (sharing the frame's buffers).
-struct SingleChunks {
-    ts: polars::prelude::Int64Chunked,
-    prices: [polars::prelude::Float64Chunked; 5],
-}
-
-/// [`SingleChunks`] of a frame whose columns [`contiguous`] accepts.
-fn single_chunks(frame: &DataFrame, names: &ColumnNames) -> Option<SingleChunks> {
-    contiguous(frame, names)?;
-    let series = |name: &str| frame.column(name).ok().map(|c| c.as_materialized_series());
-    let ts = series(&names.timestamp)?
-        .datetime()
-        .ok()?
-        .physical()
-        .clone();
-    let [open, high, low, close, volume] = names
-        .prices()
-        .map(|n| series(n).and_then(|s| s.f64().ok()).cloned());
-    Some(SingleChunks {
-        ts,
-        prices: [open?, high?, low?, close?, volume?],
-    })
-}
-
-impl SingleChunks {
+impl NoNullColumns {
     /// Takes each buffer as a `Vec` when nothing else holds it (the frame dropped), copying
     /// only a buffer still shared.
     fn into_bars(self) -> Bars {
         fn take<T: polars::prelude::PolarsNumericType>(
             ca: polars::prelude::ChunkedArray<T>,
         ) -> Vec<T::Native> {
+            if ca.chunks().len() > 1 {
+                // One array per row group: a single copy into one column.
+                let mut out = Vec::with_capacity(ca.len());
+                for array in ca.downcast_iter() {
+                    out.extend_from_slice(array.values());
+                }
+                return out;
+            }
             let mut out = Vec::new();
             for array in ca.downcast_into_iter() {
                 let (_, values, _) = array.into_inner();
-                let values = values
+                out = values
                     .into_mut()
                     .either(|shared| shared.to_vec(), |own| own);
-                if out.is_empty() {
-                    out = values;
-                } else {
-                    out.extend_from_slice(&values);
-                }
             }
             out
         }

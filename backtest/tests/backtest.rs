@@ -145,6 +145,29 @@ fn parquet_fast_path_names_the_same_row_and_column() {
     assert_eq!(back.gaps.largest, Some((1_001, 11 * DAY_NS)));
 }
 
+/// A Parquet file large enough for polars' writer to split into row groups (the 1M-bar bench
+/// file reads back as 4 chunks a column): read back exactly, and a bad row late in it named.
+#[test]
+fn parquet_of_several_row_groups_reads_back_and_names_bad_rows() {
+    let bars =
+        Bars::try_from(gauntlet_fixtures::generate_ohlcv_every(5, 300_000, 60).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("groups.parquet");
+    data::write_parquet(&bars, &path).unwrap();
+    let back = load(&path).unwrap();
+    assert_eq!(back.bars, bars);
+    assert_eq!(back.gaps.median_interval_ns, 60_000_000_000);
+
+    let mut bad = bars;
+    bad.volume[290_000] = f64::NAN;
+    data::write_parquet(&bad, &path).unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("row 290001") && err.contains("column \"volume\""),
+        "{err}"
+    );
+}
+
 #[test]
 fn iso_millisecond_and_renamed_columns_read_the_same() {
     let bars = load(&sample()).unwrap().bars;

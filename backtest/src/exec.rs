@@ -96,20 +96,24 @@ impl Default for Sizing {
 pub fn size(predictions: &[f64], sizing: Sizing, long_only: bool) -> Vec<f64> {
     predictions
         .iter()
-        .map(|&p| {
-            let x = if !p.is_finite() {
-                0.0
-            } else {
-                match sizing {
-                    Sizing::Sign { deadband } if p > deadband => 1.0,
-                    Sizing::Sign { deadband } if p < -deadband => -1.0,
-                    Sizing::Sign { .. } => 0.0,
-                    Sizing::Scaled { scale } => (p / scale).clamp(-1.0, 1.0),
-                }
-            };
-            if long_only { x.max(0.0) } else { x }
-        })
+        .map(|&p| size_one(p, sizing, long_only))
         .collect()
+}
+
+/// The target position of one prediction, as [`size`] sizes it.
+#[inline]
+pub fn size_one(p: f64, sizing: Sizing, long_only: bool) -> f64 {
+    let x = if !p.is_finite() {
+        0.0
+    } else {
+        match sizing {
+            Sizing::Sign { deadband } if p > deadband => 1.0,
+            Sizing::Sign { deadband } if p < -deadband => -1.0,
+            Sizing::Sign { .. } => 0.0,
+            Sizing::Scaled { scale } => (p / scale).clamp(-1.0, 1.0),
+        }
+    };
+    if long_only { x.max(0.0) } else { x }
 }
 
 /// One trade: a run of bars held in one direction.
@@ -144,7 +148,21 @@ pub struct Execution {
 ///
 /// `open`, `close` and `target` must have the same length; extra values are ignored.
 pub fn execute(open: &[f64], close: &[f64], target: &[f64], fill: Fill, costs: Costs) -> Execution {
+    execute_with(open, close, target, fill, costs, |p| p)
+}
+
+/// [`execute`] of `position(target[t])` at each bar, without materialising the positions:
+/// sizing fused into the execution loop (the same arithmetic, one pass, one allocation less).
+pub fn execute_with(
+    open: &[f64],
+    close: &[f64],
+    target: &[f64],
+    fill: Fill,
+    costs: Costs,
+    position: impl Fn(f64) -> f64,
+) -> Execution {
     let n = close.len().min(open.len()).min(target.len());
+    let (open, close, target) = (&open[..n], &close[..n], &target[..n]);
     let periods = n.saturating_sub(1);
     let mut out = Execution {
         returns: Vec::with_capacity(periods),
@@ -156,7 +174,7 @@ pub fn execute(open: &[f64], close: &[f64], target: &[f64], fill: Fill, costs: C
     let mut p_old = 0.0_f64;
     let mut current: Option<Trade> = None;
     for s in 1..n {
-        let p_new = target[s - 1];
+        let p_new = position(target[s - 1]);
         let (gap, mv) = match fill {
             Fill::NextClose => (0.0, close[s] / close[s - 1] - 1.0),
             Fill::NextOpen => (open[s] / close[s - 1] - 1.0, close[s] / open[s] - 1.0),

@@ -167,8 +167,22 @@ impl Moments {
                 ..Moments::default()
             };
         }
+        let sum = returns.iter().map(|r| r - rf_per_period).sum::<f64>();
+        Moments::with_excess_sum(returns, rf_per_period, sum)
+    }
+
+    /// [`Moments::of`] given `Σ (r − rf)` summed in order, as a caller's own pass computed it.
+    fn with_excess_sum(returns: &[f64], rf_per_period: f64, sum: f64) -> Moments {
+        let n = returns.len();
+        if n < 2 {
+            return Moments {
+                n,
+                kurtosis: 3.0,
+                ..Moments::default()
+            };
+        }
         let nf = n as f64;
-        let mean = returns.iter().map(|r| r - rf_per_period).sum::<f64>() / nf;
+        let mean = sum / nf;
         let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
         for r in returns {
             let d = r - rf_per_period - mean;
@@ -240,7 +254,6 @@ pub fn compute(execution: &Execution, periods_per_year: f64, risk_free: f64) -> 
     let n = r.len();
     let nf = n.max(1) as f64;
     let rf_p = (1.0 + risk_free).powf(1.0 / periods_per_year) - 1.0;
-    let moments = Moments::of(r, rf_p);
     let ann = periods_per_year.sqrt();
 
     let mut equity = 1.0_f64;
@@ -249,7 +262,14 @@ pub fn compute(execution: &Execution, periods_per_year: f64, risk_free: f64) -> 
     let mut under = 0usize;
     let mut max_under = 0usize;
     let mut downside = 0.0;
-    for &x in r {
+    // Fused into this pass: the excess-return sum of [`Moments::of`] (same order, so the
+    // same bits) and the exposure count.
+    let mut excess_sum = -0.0_f64; // where `Sum for f64` starts
+    let mut exposed = 0usize;
+    let held = &execution.held;
+    for (i, &x) in r.iter().enumerate() {
+        excess_sum += x - rf_p;
+        exposed += usize::from(held.get(i).is_some_and(|p| *p != 0.0));
         equity *= 1.0 + x;
         if equity >= peak {
             peak = equity;
@@ -262,18 +282,25 @@ pub fn compute(execution: &Execution, periods_per_year: f64, risk_free: f64) -> 
         let d = (x - rf_p).min(0.0);
         downside += d * d;
     }
+    exposed += held.iter().skip(n).filter(|p| **p != 0.0).count();
+    let moments = Moments::with_excess_sum(r, rf_p, excess_sum);
     let dd = (downside / nf).sqrt();
     let cagr = if n > 0 {
         equity.powf(periods_per_year / nf) - 1.0
     } else {
         0.0
     };
-    let sd_raw = Moments::of(r, 0.0).sd;
+    // With no risk-free rate the excess returns are the returns: the same sd, bit for bit.
+    let sd_raw = if rf_p == 0.0 {
+        moments.sd
+    } else {
+        Moments::of(r, 0.0).sd
+    };
 
     let trades = &execution.trades;
     let wins: f64 = trades.iter().map(|t| t.ret.max(0.0)).sum();
     let losses: f64 = trades.iter().map(|t| (-t.ret).max(0.0)).sum();
-    let exposure = execution.held.iter().filter(|p| **p != 0.0).count() as f64 / nf;
+    let exposure = exposed as f64 / nf;
     Metrics {
         periods: n,
         periods_per_year,

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec::{Costs, Execution, Fill, Sizing, execute, size};
+use crate::exec::{Costs, Execution, Fill, Sizing, execute_with, size_one};
 use crate::metrics::{Metrics, Moments, compute};
 use crate::overfit::BlockStats;
 
@@ -40,8 +40,10 @@ impl Default for ExecParams {
 
 /// Sizes and executes predictions over bars' open and close.
 pub fn run(open: &[f64], close: &[f64], predictions: &[f64], params: &ExecParams) -> Execution {
-    let target = size(predictions, params.sizing, params.long_only);
-    execute(open, close, &target, params.fill, params.costs)
+    let (sizing, long_only) = (params.sizing, params.long_only);
+    execute_with(open, close, predictions, params.fill, params.costs, |p| {
+        size_one(p, sizing, long_only)
+    })
 }
 
 /// The summary a sweep keeps of one trial.

@@ -16,7 +16,8 @@ fn timed_infer(port: u16) -> (String, Duration) {
     (response, start.elapsed())
 }
 
-fn stop(mut child: std::process::Child) {
+/// Kills the engine, which must still be running: it exits only when told to.
+fn stop(mut child: gauntlet_testkit::KillOnDrop) {
     child.kill().unwrap();
     child.wait().unwrap();
 }

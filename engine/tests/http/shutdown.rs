@@ -2,29 +2,15 @@
 
 use super::heavy::{heavy, heavy_rows};
 use super::*;
+use gauntlet_testkit::{EngineProcess, KillOnDrop};
 
-/// Starts the engine on an ephemeral port over `dir`; returns it and its port.
-pub(super) fn spawn_engine(dir: &Path, extra: &[&str]) -> (std::process::Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gauntlet-engine"))
-        .args(["--listen", "127.0.0.1:0", "--model-dir"])
-        .arg(dir)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("listening on 127.0.0.1:")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (child, port)
+/// Starts the engine on an ephemeral port over `dir`; returns it (killed on drop) and its port.
+pub(super) fn spawn_engine(dir: &Path, extra: &[&str]) -> (KillOnDrop, u16) {
+    let binary = Path::new(env!("CARGO_BIN_EXE_gauntlet-engine"));
+    let (child, addr) = EngineProcess::spawn(binary, dir, extra)
+        .unwrap()
+        .into_parts();
+    (child, addr.port())
 }
 
 fn sigterm(child: &std::process::Child) {

@@ -10,26 +10,13 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
+use gauntlet_testkit::{code, text};
 use http_body_util::BodyExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gauntlet");
 
 fn gauntlet(args: &[&str], cwd: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("GAUNTLET_TARGET")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("spawn gauntlet")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exit code")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    gauntlet_testkit::run_cli(BIN, args, cwd).expect("spawn gauntlet")
 }
 
 /// Serves the reference engine on 127.0.0.1:0 in a background thread, with an
@@ -48,20 +35,7 @@ fn serve_engine(defective: bool) -> SocketAddr {
 
 /// Serves a router built by `make` on 127.0.0.1:0 until the test process exits.
 fn serve(make: impl FnOnce() -> axum::Router + Send + 'static) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(async move {
-            let app = make();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
-            // Stops when the test process exits.
-            axum::serve(listener, app).await.expect("serve");
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).expect("server up")
+    gauntlet_testkit::serve_router(make).expect("server up")
 }
 
 /// A defect a release gate must catch: every prediction is off by 1e-3.

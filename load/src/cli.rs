@@ -1,8 +1,8 @@
 //! `gauntlet load` and `gauntlet report merge`: the clap arguments and what they run.
 //!
 //! The `gauntlet` binary only adds these as subcommands; everything else lives here.
-//! Exit codes as `gauntlet run`: 0 gates passed (or a shard written), 1 a gate failed or the
-//! run is invalid, 2 usage or config error, 3 setup error (target unreachable, unwritable
+//! Exit codes as `gauntlet run`: 0 gates passed (or a valid shard written), 1 a gate failed or
+//! the run (or shard) is invalid, 2 usage or config error, 3 setup error (target unreachable, unwritable
 //! output).
 
 use std::io::{IsTerminal, Write as _};
@@ -248,7 +248,13 @@ fn load(args: LoadArgs) -> Result<ExitCode, Failure> {
                 .map_err(|e| setup(e.to_string()))?;
         }
         let Some(dir) = &args.report_dir else {
-            return Ok(ExitCode::Success);
+            // No gates to judge here (the merge applies them), but a measurement that
+            // cannot be trusted is never a success: the shard file says why.
+            return Ok(if run.validity.invalid.is_some() {
+                ExitCode::Failed
+            } else {
+                ExitCode::Success
+            });
         };
         let m = run.measurement();
         let gates = gates::sla_gates("sustained", &m, &s);
@@ -398,8 +404,9 @@ fn merge(args: &MergeArgs) -> Result<ExitCode, Failure> {
     let mut section = report::scenario_section(
         &scenario,
         "Shards merged exactly: HDR histograms added bucket by bucket and counters summed; \
-         percentiles are read from the merged histogram, never averaged. Per-second \
-         percentiles cannot be added: the chart shows the worst shard's each second.",
+         percentiles are read from the merged histogram, never averaged. Each second's \
+         percentiles likewise come from the sum of the shards' histograms of that second \
+         (shard files from before gauntlet-load kept them give the worst shard's instead).",
     );
     section.tables.push(gauntlet_reports::Table {
         title: "Shards".to_owned(),
@@ -434,9 +441,18 @@ fn merge(args: &MergeArgs) -> Result<ExitCode, Failure> {
             })
             .collect(),
     });
+    let exact = merged
+        .seconds
+        .iter()
+        .all(|s| s.ok == 0 || s.histogram.is_some());
     section.charts.push(report::latency_chart(
-        "Latency over time (worst shard each second)",
+        if exact {
+            "Latency over time (all shards, merged each second)"
+        } else {
+            "Latency over time (worst shard each second: some shard files kept no per-second histograms)"
+        },
         &merged.seconds,
+        &[],
     ));
     section.charts.push(report::throughput_chart(
         "Throughput over time (all shards)",

@@ -186,16 +186,23 @@ pub struct SecondStats {
     pub p999: u64,
     /// Largest, µs.
     pub max: u64,
+    /// The second's latencies themselves, serialised as [`Latencies::to_base64`] (about a
+    /// kilobyte; a live histogram is ~180 KB): what lets a merge of shards recompute the
+    /// second's percentiles exactly. `None` in files written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
 }
 
 impl SecondStats {
-    /// Fills the percentiles from a histogram of the second's latencies.
+    /// Fills the percentiles from a histogram of the second's latencies, and keeps the
+    /// histogram in its serialised form.
     pub fn with_latencies(mut self, h: &Latencies) -> Self {
         self.p50 = h.quantile(0.5);
         self.p90 = h.quantile(0.9);
         self.p99 = h.quantile(0.99);
         self.p999 = h.quantile(0.999);
         self.max = if h.is_empty() { 0 } else { h.max() };
+        self.histogram = (!h.is_empty()).then(|| h.to_base64());
         self
     }
 }

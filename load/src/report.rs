@@ -47,6 +47,8 @@ fn run_row(run: &LabelledRun) -> Vec<String> {
             .map_or("-".to_owned(), |t| format!("{t:.2} cores")),
         pct(v.host_busy),
         format!("{:.2}", v.max_loadavg),
+        ms(v.hiccup_max_us),
+        format!("{:.2} %", v.stalled_fraction * 100.0),
         v.invalid.clone().unwrap_or_else(|| "valid".to_owned()),
     ]
 }
@@ -72,6 +74,8 @@ pub fn runs_table(runs: &[LabelledRun]) -> Table {
             "target CPU",
             "host busy",
             "max load avg",
+            "host hiccup max",
+            "time stalled",
             "validity",
         ]
         .map(str::to_owned)
@@ -125,8 +129,9 @@ pub fn errors_table(runs: &[LabelledRun]) -> Table {
     }
 }
 
-/// Latency percentiles over time.
-pub fn latency_chart(title: &str, seconds: &[SecondStats]) -> Chart {
+/// Latency percentiles over time, with the generator host's largest hiccup of each second
+/// (see [`crate::validity`]): a latency spike that meets a hiccup spike is the machine's.
+pub fn latency_chart(title: &str, seconds: &[SecondStats], cpu: &[CpuSample]) -> Chart {
     let series = |name: &str, f: fn(&SecondStats) -> u64| {
         let points: Vec<[f64; 2]> = seconds
             .iter()
@@ -140,6 +145,19 @@ pub fn latency_chart(title: &str, seconds: &[SecondStats]) -> Chart {
         .with_series(series("p99", |s| s.p99))
         .with_series(series("p99.9", |s| s.p999))
         .with_series(series("max", |s| s.max));
+    // A sample taken at second k covers second k - 1 of the schedule.
+    let hiccups: Vec<[f64; 2]> = cpu
+        .iter()
+        .filter(|s| s.second > 0 && s.hiccup_max_us > 0)
+        .map(|s| [f64::from(s.second - 1), s.hiccup_max_us as f64 / 1000.0])
+        .collect();
+    if !hiccups.is_empty() {
+        chart = chart.with_series(Series::downsampled(
+            "host hiccup (largest, generator side)",
+            &hiccups,
+            MAX_POINTS,
+        ));
+    }
     chart.log_y = true;
     chart
 }
@@ -274,6 +292,7 @@ pub fn scenario_section(run: &ScenarioRun, settings_note: &str) -> Section {
         section.charts.push(latency_chart(
             &format!("Latency over time ({label}), from intended send time"),
             &seconds,
+            &first.stats.cpu,
         ));
         section.charts.push(throughput_chart(
             &format!("Throughput over time ({label})"),

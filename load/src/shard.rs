@@ -217,6 +217,8 @@ pub fn merge(files: &[(PathBuf, ShardFile)]) -> Result<ShardFile, ShardError> {
     let mut counters = Counters::default();
     let mut target_rate = 0.0;
     let mut seconds: BTreeMap<u32, SecondStats> = BTreeMap::new();
+    // Per second, the sum of the shards' histograms while every shard kept one.
+    let mut second_histograms: BTreeMap<u32, Option<Latencies>> = BTreeMap::new();
     let mut invalid = Vec::new();
     for (path, f) in files {
         latencies
@@ -233,15 +235,48 @@ pub fn merge(files: &[(PathBuf, ShardFile)]) -> Result<ShardFile, ShardError> {
             row.errors += s.errors;
             row.dropped += s.dropped;
             row.late += s.late;
-            // Per-second percentiles cannot be added: keep the worst shard's.
+            // Percentiles cannot be added: kept as the worst shard's unless every shard
+            // has this second's histogram (files from before they were kept have none),
+            // in which case they are recomputed from the sum below.
             row.p50 = row.p50.max(s.p50);
             row.p90 = row.p90.max(s.p90);
             row.p99 = row.p99.max(s.p99);
             row.p999 = row.p999.max(s.p999);
             row.max = row.max.max(s.max);
+            let sum = second_histograms
+                .entry(s.second)
+                .or_insert_with(|| Some(Latencies::new()));
+            let shard_histogram = match (&s.histogram, s.ok) {
+                (Some(text), _) => Some(Latencies::from_base64(text).map_err(|e| {
+                    ShardError::Mismatch(format!("{}: second {}: {e}", path.display(), s.second))
+                })?),
+                // No successful response: nothing to add.
+                (None, 0) => Some(Latencies::new()),
+                (None, _) => None,
+            };
+            *sum = match (sum.take(), shard_histogram) {
+                (Some(mut total), Some(h)) => {
+                    total.add(&h).map_err(|e| {
+                        ShardError::Mismatch(format!(
+                            "{}: second {}: {e}",
+                            path.display(),
+                            s.second
+                        ))
+                    })?;
+                    Some(total)
+                }
+                _ => None,
+            };
         }
         if let Some(reason) = &f.validity.invalid {
             invalid.push(format!("shard {}/{count}: {reason}", f.shard.index));
+        }
+    }
+    // Exact percentiles for every second whose rows all kept their histograms (a shard
+    // without a row for a second completed nothing in it).
+    for (second, sum) in second_histograms {
+        if let (Some(total), Some(row)) = (sum, seconds.get_mut(&second)) {
+            *row = std::mem::take(row).with_latencies(&total);
         }
     }
     let n = files.len() as f64;
@@ -260,6 +295,15 @@ pub fn merge(files: &[(PathBuf, ShardFile)]) -> Result<ShardFile, ShardError> {
             .map(|(_, f)| f.validity.max_loadavg)
             .fold(0.0, f64::max),
         behind_fraction: counters.behind as f64 / counters.scheduled.max(1) as f64,
+        hiccup_max_us: files
+            .iter()
+            .map(|(_, f)| f.validity.hiccup_max_us)
+            .max()
+            .unwrap_or(0),
+        stalled_fraction: files
+            .iter()
+            .map(|(_, f)| f.validity.stalled_fraction)
+            .fold(0.0, f64::max),
         invalid: (!invalid.is_empty()).then(|| invalid.join("; ")),
     };
     Ok(ShardFile {
@@ -304,6 +348,12 @@ mod tests {
             latencies.record(*v);
         }
         let n = values.len() as u64;
+        let second = SecondStats {
+            second: 1,
+            ok: n,
+            ..SecondStats::default()
+        }
+        .with_latencies(&latencies);
         let file = ShardFile {
             schema_version: SHARD_SCHEMA,
             tool_version: "t".into(),
@@ -321,12 +371,7 @@ mod tests {
                 ..Counters::default()
             },
             latencies,
-            seconds: vec![SecondStats {
-                second: 1,
-                ok: n,
-                p99: values.iter().copied().max().unwrap_or(0),
-                ..SecondStats::default()
-            }],
+            seconds: vec![second],
             validity: Validity {
                 generator_busiest: 0.1,
                 generator_cpu: 0.1,
@@ -334,6 +379,8 @@ mod tests {
                 host_busy: 0.5,
                 max_loadavg: 1.0,
                 behind_fraction: 0.0,
+                hiccup_max_us: 0,
+                stalled_fraction: 0.0,
                 invalid: None,
             },
         };
@@ -370,6 +417,36 @@ mod tests {
         for q in [0.5, 0.99, 0.999] {
             assert_eq!(merged.latencies.quantile(q), reference.quantile(q));
         }
+        // The second's percentiles too: recomputed from the summed histograms.
+        let second = &merged.seconds[0];
+        let exact = SecondStats {
+            second: 1,
+            ok: 9_000,
+            ..SecondStats::default()
+        }
+        .with_latencies(&reference);
+        assert_eq!(second, &exact);
+        assert!(
+            second.p99
+                < parts
+                    .iter()
+                    .map(|p| *p.iter().max().unwrap())
+                    .max()
+                    .unwrap()
+        );
+    }
+
+    #[test]
+    fn seconds_without_histograms_keep_the_worst_shard_figures() {
+        let (p0, f0) = shard(0, 2, &[100, 200, 300]);
+        let (p1, mut f1) = shard(1, 2, &[1_000, 2_000, 9_000]);
+        f1.seconds[0].histogram = None;
+        let merged = merge(&[(p0, f0), (p1, f1.clone())]).unwrap();
+        let second = &merged.seconds[0];
+        assert_eq!(second.ok, 6);
+        assert_eq!(second.p99, f1.seconds[0].p99);
+        assert_eq!(second.max, f1.seconds[0].max);
+        assert_eq!(second.histogram, None);
     }
 
     #[test]

@@ -6,10 +6,17 @@
 //! resident memory (`/proc/self/status`). A run whose generator saturated a core, or whose
 //! scheduler fell behind beyond the tolerance, measured the generator, not the target: it is
 //! reported invalid, never passed.
+//!
+//! A hiccup meter (thread `gx-hiccup`, after Gil Tene's jHiccup) sleeps 1 ms at a time and
+//! records how much later than asked it woke: time in which this process could not run
+//! although it wanted to (the host descheduled it, a hypervisor took the vCPU, the kernel
+//! was busy). Every request sent or answered in such a stall carries it in its latency, so
+//! the figures are reported beside the latencies (per second and over the run): a p99 no
+//! lower than the host's own hiccups is the machine's, not the target's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,6 +45,59 @@ pub struct CpuSample {
     pub loadavg: f64,
     /// Resident memory of this process, bytes.
     pub rss_bytes: u64,
+    /// Largest hiccup in the second: how much later than asked the hiccup meter's 1 ms
+    /// sleep woke, µs.
+    #[serde(default)]
+    pub hiccup_max_us: u64,
+    /// Sum of the second's hiccups of at least [`STALL_FLOOR_US`], µs: time the process
+    /// stood still.
+    #[serde(default)]
+    pub stalled_us: u64,
+}
+
+/// Smallest hiccup counted as a stall, µs (a 1 ms sleep normally wakes within ~0.1 ms).
+pub const STALL_FLOOR_US: u64 = 1_000;
+
+/// The hiccup meter's figures for the second in progress, taken by the sampler.
+#[derive(Debug, Default)]
+struct Hiccups {
+    max_us: AtomicU64,
+    stalled_us: AtomicU64,
+}
+
+impl Hiccups {
+    fn record(&self, excess_us: u64) {
+        self.max_us.fetch_max(excess_us, Ordering::Relaxed);
+        if excess_us >= STALL_FLOOR_US {
+            self.stalled_us.fetch_add(excess_us, Ordering::Relaxed);
+        }
+    }
+
+    /// The second's figures, starting the next second from zero.
+    fn take(&self) -> (u64, u64) {
+        (
+            self.max_us.swap(0, Ordering::Relaxed),
+            self.stalled_us.swap(0, Ordering::Relaxed),
+        )
+    }
+}
+
+/// Sleeps 1 ms at a time until `stop`, recording each wake-up's lateness.
+fn hiccup_loop(hiccups: &Hiccups, stop: &AtomicBool) {
+    const PERIOD: Duration = Duration::from_millis(1);
+    let mut next = Instant::now() + PERIOD;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        let woke = Instant::now();
+        hiccups.record(
+            u64::try_from(woke.saturating_duration_since(next).as_micros()).unwrap_or(u64::MAX),
+        );
+        // No catching up: one long stall is one hiccup, not a burst of short ones.
+        next = woke + PERIOD;
+    }
 }
 
 /// The running sampler; [`Sampler::stop`] returns its samples.
@@ -45,6 +105,7 @@ pub struct CpuSample {
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Vec<CpuSample>>>,
+    meter: Option<JoinHandle<()>>,
 }
 
 impl Sampler {
@@ -55,23 +116,49 @@ impl Sampler {
         start: Instant,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        let hiccups = Arc::new(Hiccups::default());
+        let meter = {
+            let (hiccups, stop) = (Arc::clone(&hiccups), Arc::clone(&stop));
+            std::thread::Builder::new()
+                // Not under the generator's prefix either: it measures the host.
+                .name("gx-hiccup".to_owned())
+                .spawn(move || hiccup_loop(&hiccups, &stop))?
+        };
         let flag = Arc::clone(&stop);
         let generator_prefix = generator_prefix.to_owned();
         let thread = std::thread::Builder::new()
             // Not under the generator's prefix: the sampler is the guard, not the load.
             .name("gx-sampler".to_owned())
             .spawn(move || {
-                sample_loop(&generator_prefix, target_prefix.as_deref(), start, &flag)
-            })?;
+                sample_loop(
+                    &generator_prefix,
+                    target_prefix.as_deref(),
+                    start,
+                    &flag,
+                    &hiccups,
+                )
+            });
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                let _ = meter.join();
+                return Err(e);
+            }
+        };
         Ok(Sampler {
             stop,
             thread: Some(thread),
+            meter: Some(meter),
         })
     }
 
     /// Stops the sampler and returns the samples.
     pub fn stop(mut self) -> Vec<CpuSample> {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(meter) = self.meter.take() {
+            let _ = meter.join();
+        }
         self.thread
             .take()
             .and_then(|t| t.join().ok())
@@ -96,6 +183,7 @@ fn sample_loop(
     target: Option<&str>,
     start: Instant,
     stop: &AtomicBool,
+    hiccups: &Hiccups,
 ) -> Vec<CpuSample> {
     let mut samples = Vec::new();
     let mut last_threads = thread_ticks();
@@ -137,6 +225,7 @@ fn sample_loop(
             }
             _ => 0.0,
         };
+        let (hiccup_max_us, stalled_us) = hiccups.take();
         samples.push(CpuSample {
             second,
             generator_cpu,
@@ -145,6 +234,8 @@ fn sample_loop(
             host_busy,
             loadavg: loadavg().unwrap_or(0.0),
             rss_bytes: rss_bytes().unwrap_or(0),
+            hiccup_max_us,
+            stalled_us,
         });
         last_threads = threads;
         last_host = host;
@@ -263,6 +354,14 @@ pub struct Validity {
     pub max_loadavg: f64,
     /// Fraction of measured requests dispatched late by the scheduler.
     pub behind_fraction: f64,
+    /// Largest hiccup of the generator's process over the measured window, µs (see the
+    /// module docs): a stall every latency measured across it includes.
+    #[serde(default)]
+    pub hiccup_max_us: u64,
+    /// Fraction of the measured window the generator's process stood still in hiccups of at
+    /// least [`STALL_FLOOR_US`].
+    #[serde(default)]
+    pub stalled_fraction: f64,
     /// Why the run is invalid; `None` when valid.
     pub invalid: Option<String>,
 }
@@ -292,6 +391,12 @@ pub fn judge(stats: &RunStats, tolerance: Tolerance) -> Validity {
     let max_loadavg = stats.cpu.iter().map(|s| s.loadavg).fold(0.0, f64::max);
     let scheduled = stats.counters.scheduled.max(1);
     let behind_fraction = stats.counters.behind as f64 / scheduled as f64;
+    let hiccup_max_us = measured.iter().map(|s| s.hiccup_max_us).max().unwrap_or(0);
+    let stalled_fraction = if measured.is_empty() {
+        0.0
+    } else {
+        measured.iter().map(|s| s.stalled_us).sum::<u64>() as f64 / (measured.len() as f64 * 1e6)
+    };
     let mut reasons = Vec::new();
     if generator_busiest >= tolerance.max_generator_cpu {
         reasons.push(format!(
@@ -314,6 +419,8 @@ pub fn judge(stats: &RunStats, tolerance: Tolerance) -> Validity {
         host_busy,
         max_loadavg,
         behind_fraction,
+        hiccup_max_us,
+        stalled_fraction,
         invalid: (!reasons.is_empty()).then(|| reasons.join("; ")),
     }
 }
@@ -415,5 +522,34 @@ mod tests {
         assert!(rss_bytes().unwrap() > 0);
         let threads = thread_ticks();
         assert!(!threads.is_empty());
+    }
+
+    #[test]
+    fn hiccups_keep_the_largest_and_sum_only_stalls() {
+        let h = Hiccups::default();
+        for us in [80, 120, 2_500, 900, 1_000, 40] {
+            h.record(us);
+        }
+        assert_eq!(
+            h.take(),
+            (2_500, 3_500),
+            "largest; 2.5 ms + 1 ms are stalls"
+        );
+        assert_eq!(h.take(), (0, 0), "each second starts from zero");
+    }
+
+    #[test]
+    fn the_meter_runs_beside_the_sampler_and_fills_every_sample() {
+        let sampler = Sampler::start("gx-none", None, Instant::now()).unwrap();
+        let names: Vec<String> = thread_ticks().into_values().map(|(n, _)| n).collect();
+        assert!(names.iter().any(|n| n == "gx-hiccup"), "{names:?}");
+        std::thread::sleep(Duration::from_millis(2_300));
+        let samples = sampler.stop();
+        assert!(samples.len() >= 2, "{samples:?}");
+        for s in &samples {
+            // A 1 ms sleep never wakes early, and not a whole second late.
+            assert!(s.hiccup_max_us > 0 && s.hiccup_max_us < 1_000_000, "{s:?}");
+            assert!(s.stalled_us <= 1_000_000, "{s:?}");
+        }
     }
 }

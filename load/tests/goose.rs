@@ -4,29 +4,13 @@
 
 use std::sync::Arc;
 
-use gauntlet_harness::config::Settings;
-use gauntlet_harness::phase::{Phase, PhaseCtx, PhaseOutput};
-use gauntlet_load::LoadPhase;
+use gauntlet_harness::phase::PhaseOutput;
 use gauntlet_reports::Outcome;
 
 mod common;
 
 fn run(load: &str) -> PhaseOutput {
-    let mut settings = Settings::default();
-    settings
-        .sections
-        .insert("load".to_owned(), toml::from_str(load).unwrap());
-    let planned = LoadPhase.cases(&settings).unwrap();
-    let ctx = PhaseCtx {
-        target: Arc::new(common::engine()),
-        settings,
-        selected: planned.iter().map(|p| p.name.clone()).collect(),
-        progress: false,
-    };
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(LoadPhase.run(ctx))
-        .unwrap()
+    common::run_phase(load, Arc::new(common::engine()))
 }
 
 const GOOSE_ONLY: &str = "sustained = false\nswap = false\nstress = false\ngoose = true\n\

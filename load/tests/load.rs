@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use gauntlet_harness::Target;
 use gauntlet_harness::config::Settings;
-use gauntlet_harness::phase::{Phase, PhaseCtx};
+use gauntlet_harness::phase::Phase;
 use gauntlet_load::driver::{self, AnyBody};
 use gauntlet_load::schedule::Shard;
 use gauntlet_load::workload::NamesModel;
@@ -20,7 +20,7 @@ use gauntlet_reports::Outcome;
 
 mod common;
 
-use common::{config, engine, served};
+use common::{config, engine, phase_settings, run_phase, served};
 
 #[test]
 fn every_scheduled_request_is_answered_and_counted() {
@@ -219,29 +219,6 @@ fn a_server_that_never_answers_counts_timeouts_and_drops_not_hangs() {
     );
     assert!(k.late > 0);
     assert!(started.elapsed() < Duration::from_secs(10));
-}
-
-fn phase_settings(load: &str) -> Settings {
-    let mut settings = Settings::default();
-    settings
-        .sections
-        .insert("load".to_owned(), toml::from_str(load).unwrap());
-    settings
-}
-
-fn run_phase(load: &str, target: Arc<dyn Target>) -> gauntlet_harness::phase::PhaseOutput {
-    let settings = phase_settings(load);
-    let planned = LoadPhase.cases(&settings).unwrap();
-    let ctx = PhaseCtx {
-        target,
-        settings,
-        selected: planned.iter().map(|p| p.name.clone()).collect(),
-        progress: false,
-    };
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(LoadPhase.run(ctx))
-        .unwrap()
 }
 
 /// Quick settings. The validity tolerance is wide: these tests share two cores with other

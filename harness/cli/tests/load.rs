@@ -6,7 +6,7 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -16,50 +16,27 @@ use axum::response::Response;
 
 use gauntlet_load::histogram::Latencies;
 use gauntlet_load::shard::ShardFile;
+use gauntlet_testkit::{EngineProcess, code, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gauntlet");
 
 fn gauntlet(args: &[&str], cwd: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("GAUNTLET_TARGET")
-        .env_remove("GAUNTLET_PROFILE")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("spawn gauntlet")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exit code")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    gauntlet_testkit::run_cli(BIN, args, cwd).expect("spawn gauntlet")
 }
 
 /// Serves the reference engine on 127.0.0.1:0, optionally slowed by `delay` per infer.
 fn serve_engine(delay: Option<Duration>) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(async move {
-            let target = gauntlet_suites::reference_target().expect("reference target");
-            let mut app = gauntlet_engine::app(target.state().clone());
-            if let Some(delay) = delay {
-                app = app.layer(axum::middleware::from_fn(
-                    move |req: Request, next: Next| slow(delay, req, next),
-                ));
-            }
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
-            // Stops when the test process exits.
-            axum::serve(listener, app).await.expect("serve");
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).expect("server up")
+    gauntlet_testkit::serve_router(move || {
+        let target = gauntlet_suites::reference_target().expect("reference target");
+        let app = gauntlet_engine::app(target.state().clone());
+        match delay {
+            Some(delay) => app.layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| slow(delay, req, next),
+            )),
+            None => app,
+        }
+    })
+    .expect("server up")
 }
 
 /// The defect a load gate must catch: every infer takes `delay` longer.
@@ -303,6 +280,43 @@ fn merge_refuses_an_incomplete_set_with_exit_2() {
     );
 }
 
+/// A shard whose measurement cannot be trusted still writes its file (the merge says why)
+/// but does not exit 0: no report directory, no gates, and still never a success.
+#[test]
+fn an_invalid_shard_writes_its_file_and_exits_1() {
+    let addr = serve_engine(None);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.default.load]\nmax-generator-cpu = 0.0\n",
+    )
+    .unwrap();
+    let out = gauntlet(
+        &[
+            "load",
+            "--target",
+            &format!("http://{addr}"),
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--warm-up",
+            "200ms",
+            "--out",
+            "shard.json",
+        ],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    assert!(stderr.contains("INVALID: generator saturated"), "{stderr}");
+    let shard = ShardFile::read(&dir.path().join("shard.json")).unwrap();
+    assert_eq!(
+        shard.counters.scheduled, 80,
+        "100 req/s over the 0.8 s measured window"
+    );
+}
+
 #[test]
 fn a_bad_load_table_is_a_usage_error_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -340,60 +354,19 @@ fn list_shows_the_load_gates_with_their_requirements() {
     }
 }
 
-/// The engine binary next to the `gauntlet` binary, built first if this test run did not.
-fn engine_binary() -> PathBuf {
+/// Starts the engine binary (next to the `gauntlet` binary, built first if this test run did
+/// not) on 127.0.0.1:0 with `extra` flags.
+fn spawn_engine(extra: &[&str]) -> EngineProcess {
     let dir = Path::new(BIN).parent().expect("bin dir");
-    let engine = dir.join("gauntlet-engine");
-    if !engine.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "gauntlet-engine", "--bin", "gauntlet-engine"])
-            .status()
-            .expect("cargo build gauntlet-engine");
-        assert!(status.success());
-    }
-    assert!(engine.exists(), "{} was not built", engine.display());
-    engine
-}
-
-/// Kills the child on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the engine binary on 127.0.0.1:0 with `extra` flags; returns it and its base URL.
-fn spawn_engine(extra: &[&str]) -> (Killed, String) {
-    use std::io::{BufRead, BufReader};
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models");
-    let mut child = Command::new(engine_binary())
-        .args(["--listen", "127.0.0.1:0", "--model-dir"])
-        .arg(&models)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    (Killed(child), format!("http://{addr}"))
+    let binary = gauntlet_testkit::engine_binary_in(dir, false).expect("gauntlet-engine binary");
+    EngineProcess::spawn(&binary, &gauntlet_testkit::fixture_models(), extra).expect("engine")
 }
 
 /// The engine's own fault injection slows every inference: the p99 gate fails, exit 1.
 #[test]
 fn the_engine_binary_with_injected_latency_fails_the_p99_gate() {
-    let (_engine, url) = spawn_engine(&["--inject-latency", "30ms"]);
+    let engine = spawn_engine(&["--inject-latency", "30ms"]);
+    let url = engine.url();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("gauntlet.toml"),
@@ -429,7 +402,8 @@ fn the_engine_binary_with_injected_latency_fails_the_p99_gate() {
 
 #[test]
 fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
-    let (_engine, url) = spawn_engine(&[]);
+    let engine = spawn_engine(&[]);
+    let url = engine.url();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gauntlet.toml"), QUICK).unwrap();
     let out = gauntlet(

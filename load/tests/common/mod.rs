@@ -8,7 +8,11 @@ use std::time::Duration;
 use http::Method;
 
 use gauntlet_engine::EngineConfig;
+use gauntlet_harness::Target;
+use gauntlet_harness::config::Settings;
+use gauntlet_harness::phase::{Phase, PhaseCtx, PhaseOutput};
 use gauntlet_harness::{ENGINE_THREAD_PREFIX, InProcess, ServedEngine};
+use gauntlet_load::LoadPhase;
 use gauntlet_load::driver::{DriverConfig, RequestSpec, ResponseCheck};
 use gauntlet_load::schedule::{Schedule, Shard};
 use gauntlet_load::workload;
@@ -52,4 +56,29 @@ pub fn config(
         progress: None,
         raw_latencies: None,
     }
+}
+
+/// Settings whose `[load]` table is `load` (TOML).
+pub fn phase_settings(load: &str) -> Settings {
+    let mut settings = Settings::default();
+    settings
+        .sections
+        .insert("load".to_owned(), toml::from_str(load).unwrap());
+    settings
+}
+
+/// Runs the load phase with every case it plans under `load`, against `target`.
+pub fn run_phase(load: &str, target: Arc<dyn Target>) -> PhaseOutput {
+    let settings = phase_settings(load);
+    let planned = LoadPhase.cases(&settings).unwrap();
+    let ctx = PhaseCtx {
+        target,
+        settings,
+        selected: planned.iter().map(|p| p.name.clone()).collect(),
+        progress: false,
+    };
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(LoadPhase.run(ctx))
+        .unwrap()
 }

@@ -5,16 +5,15 @@
 //! `cargo bench -p gauntlet-load --bench driver` (Linux, `taskset` and `wrk` installed):
 //! the engine binary runs pinned to core 0, this process (the driver) and wrk to core 1.
 //! `GAUNTLET_BENCH_SOAK=300s` sets the soak (default 5 minutes; `0s` skips it);
-//! `GAUNTLET_BENCH_STEPS=30000,40000` sets the rates tried.
+//! `GAUNTLET_BENCH_STEPS=30000,40000` sets the rates tried. With `--features goose` it also
+//! prints goose's closed-loop rate on the same endpoint from the same core.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "a bench fails loudly"
 )]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,59 +23,23 @@ use http::Method;
 use gauntlet_load::driver::{self, AnyBody, DriverConfig, RequestSpec};
 use gauntlet_load::schedule::{Schedule, Shard};
 use gauntlet_load::validity::{self, Tolerance};
+use gauntlet_testkit::EngineProcess;
 
 const PATH: &str = "/v2/health/live";
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The release engine binary next to this bench's target directory, built if missing.
-fn engine_binary() -> PathBuf {
+/// The release engine binary, pinned to core 0, on a loopback port.
+fn start_engine() -> EngineProcess {
     let exe = std::env::current_exe().unwrap();
+    // target/release/deps/driver-HASH → target/release
     let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let engine = profile_dir.join("gauntlet-engine");
-    if !engine.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "gauntlet-engine"])
-            .current_dir(workspace())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    engine
-}
-
-fn start_engine() -> (Killed, String) {
-    let mut child = Command::new("taskset")
+    let engine = gauntlet_testkit::engine_binary_in(profile_dir, true).unwrap();
+    let mut command = Command::new("taskset");
+    command
         .args(["-c", "0"])
-        .arg(engine_binary())
+        .arg(engine)
         .args(["--listen", "127.0.0.1:0", "--model-dir"])
-        .arg(workspace().join("fixtures/models"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("taskset and the engine binary");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    (Killed(child), format!("http://{addr}"))
+        .arg(gauntlet_testkit::fixture_models());
+    EngineProcess::start(command).expect("taskset and the engine binary")
 }
 
 fn config(url: &str, rate: f64, duration: Duration) -> DriverConfig {
@@ -118,6 +81,46 @@ fn wrk(url: &str) -> Option<f64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// Goose 0.19 (closed model) on the same endpoint from the same core: `users` users
+/// requesting back to back for 5 s; successful requests per second.
+#[cfg(feature = "goose")]
+fn goose(url: &str, users: usize) -> Option<f64> {
+    use goose::config::{GooseConfiguration, GooseDefault, GooseDefaultType};
+    use goose::prelude::*;
+
+    let health: TransactionFunction = Arc::new(|user| {
+        Box::pin(async move {
+            let _ = user.get(PATH).await?;
+            Ok(())
+        })
+    });
+    let attack = GooseAttack::initialize_with_config(GooseConfiguration::default())
+        .ok()?
+        .register_scenario(scenario!("Health").register_transaction(Transaction::new(health)))
+        .set_default(GooseDefault::Host, url)
+        .ok()?
+        .set_default(GooseDefault::Users, users)
+        .ok()?
+        .set_default(GooseDefault::IncreaseRate, users.to_string().as_str())
+        .ok()?
+        .set_default(GooseDefault::RunTime, 5)
+        .ok()?
+        .set_default(GooseDefault::Quiet, 1)
+        .ok()?
+        .set_default(GooseDefault::NoPrintMetrics, true)
+        .ok()?
+        .set_default(GooseDefault::NoTelnet, true)
+        .ok()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .ok()?;
+    let metrics = runtime.block_on(attack.execute()).ok()?;
+    let ok: usize = metrics.requests.values().map(|a| a.success_count).sum();
+    Some(ok as f64 / metrics.duration.max(1) as f64)
+}
+
 fn parse_duration(var: &str, default: Duration) -> Duration {
     std::env::var(var)
         .ok()
@@ -133,7 +136,8 @@ fn main() {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    let (_engine, url) = start_engine();
+    let engine = start_engine();
+    let url = engine.url();
     println!(
         "machine: {cores} cores; engine pinned to core 0, driver {} core 1; endpoint GET {PATH}",
         if pinned { "pinned to" } else { "NOT pinned to" }
@@ -206,6 +210,17 @@ fn main() {
         }
         _ => println!("wrk     not available (apt-get install -y wrk)"),
     }
+    #[cfg(feature = "goose")]
+    match goose(&url, 64) {
+        Some(rate) => println!(
+            "goose   64 users, 5 s on core 1 (closed loop): {rate:.0} req/s; driver {best:.0} req/s \
+             = {:.2}x goose",
+            best / rate
+        ),
+        None => println!("goose   failed to run"),
+    }
+    #[cfg(not(feature = "goose"))]
+    println!("goose   not built: cargo bench -p gauntlet-load --bench driver --features goose");
 
     let soak = parse_duration("GAUNTLET_BENCH_SOAK", Duration::from_secs(300));
     if soak.is_zero() {

@@ -193,6 +193,12 @@ fn load(args: LoadArgs) -> Result<ExitCode, Failure> {
     if let Some(v) = args.threads {
         s.threads = v;
     }
+    // One constant-rate run: the profile's other scenarios do not run here, so their
+    // settings must not stop it (a 2 s warm-up is fine beside a 2 s stress-duration).
+    s.swap = false;
+    s.stress = false;
+    s.soak = false;
+    s.goose = false;
     s.validate()
         .map_err(|e| usage(format!("{e} (flag or config)")))?;
     let seed = args.seed.unwrap_or(settings.seed);

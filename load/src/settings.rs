@@ -307,12 +307,13 @@ impl LoadSettings {
                 ),
             ));
         }
-        for (key, d) in [
-            ("swap-duration", self.swap_duration),
-            ("stress-duration", self.stress_duration),
-            ("soak-duration", self.soak_duration),
+        // Only the scenarios that run: each starts with the same warm-up.
+        for (key, d, on) in [
+            ("swap-duration", self.swap_duration, self.swap),
+            ("stress-duration", self.stress_duration, self.stress),
+            ("soak-duration", self.soak_duration, self.soak),
         ] {
-            if self.warm_up >= d {
+            if on && self.warm_up >= d {
                 return Err(out_of_range(
                     "warm-up",
                     humantime::format_duration(self.warm_up),
@@ -401,6 +402,15 @@ mod tests {
             warm.starts_with("warm-up = 2s is out of range: less than duration"),
             "{warm}"
         );
+        // Against the durations of scenarios that run only.
+        let stress = parse("swap = false\nwarm-up = \"3s\"\nstress-duration = \"3s\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            stress.contains("less than stress-duration (3s)"),
+            "{stress}"
+        );
+        parse("swap = false\nwarm-up = \"3s\"\nstress-duration = \"3s\"\nstress = false").unwrap();
         let frac = parse("max-error-rate = 1.5").unwrap_err().to_string();
         assert!(frac.contains("max-error-rate = 1.5"), "{frac}");
         let model = parse("model = \"a/b\"").unwrap_err().to_string();

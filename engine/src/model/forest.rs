@@ -1,17 +1,17 @@
 //! Tree ensembles compiled for prediction.
 //!
-//! Every tree of an ensemble lives in one table of 16-byte nodes (four to a cache line), each
-//! tree's nodes contiguous in depth-first, left-first order: a split's left child is the next
-//! node, so only the right child is stored. A leaf's right child is the leaf itself and its left
-//! offset is zero, so stepping from a leaf stays on it.
+//! Every tree of an ensemble lives in one struct-of-arrays node table, each tree's nodes
+//! contiguous in depth-first, left-first order so the common left path is a sequential read.
+//! A leaf's children are the leaf itself, so stepping from a leaf stays on it.
 //!
-//! One row ([`Forest::predict`]) walks each tree until its leaf. A batch
+//! One row ([`Forest::predict`]) walks each tree until its leaf, with a branch per split: on
+//! the one-row path a predicted branch lets the CPU run ahead. A batch
 //! ([`Forest::predict_rows`]) goes through blocks of rows tree by tree and steps all rows of the
 //! block together, a fixed number of branch-free steps per tree (the tree's depth, known when
 //! it is compiled): the rows' dependent load chains overlap instead of running one after the
-//! other, and no step waits on a mispredicted branch. A row that reached its leaf early keeps
-//! stepping on the spot. Each row still adds the trees in order starting from the base score,
-//! so a batch equals the one-row walk bit for bit.
+//! other, and no step waits on a mispredicted branch. Shallow trees are stepped in a
+//! level-order copy that needs no child links. Each row still adds the trees in order starting
+//! from the base score, so a batch equals the one-row walk bit for bit.
 
 use super::sigmoid;
 use crate::artifact::{Node, Objective, Tree};
@@ -30,53 +30,8 @@ const FIXED_DEPTH_MAX: u32 = 16;
 /// [`FIXED_DEPTH_MAX`].
 const ROUND_STEPS: u32 = 8;
 
-/// Bits of [`CompiledNode::meta`] holding the split feature (zero for a leaf).
-const FEATURE_MASK: u32 = (1 << 30) - 1;
-/// [`CompiledNode::meta`] bit set on a split, clear on a leaf; it is also the left child's
-/// offset from its parent (1 for a split, 0 for a leaf), hence bit 30 read as a number.
-const SPLIT_SHIFT: u32 = 30;
-/// [`CompiledNode::meta`] bit: a NaN goes left.
-const DEFAULT_LEFT: u32 = 1 << 31;
-
-/// One node: a split or a leaf.
-#[derive(Debug, Clone, Copy)]
-struct CompiledNode {
-    /// Split threshold, or the leaf's value.
-    value: f64,
-    /// Split feature (bits 0..30), split flag (bit 30), default-left flag (bit 31).
-    meta: u32,
-    /// A split's right child; a leaf's own index.
-    right: u32,
-}
-
-impl CompiledNode {
-    #[inline(always)]
-    fn is_split(self) -> bool {
-        self.meta >> SPLIT_SHIFT & 1 == 1
-    }
-
-    /// The feature a split reads (0 for a leaf).
-    #[inline(always)]
-    fn feature(self) -> usize {
-        (self.meta & FEATURE_MASK) as usize
-    }
-
-    /// The child a row goes to from node `at` (a leaf stays at `at`).
-    #[inline(always)]
-    fn next(self, at: usize, row: &[f64]) -> usize {
-        self.next_for(at, row[self.feature()])
-    }
-
-    /// The child a row whose feature value is `x` goes to from node `at` (a leaf stays at
-    /// `at`), without branches: the select compiles to a conditional move.
-    #[inline(always)]
-    fn next_for(self, at: usize, x: f64) -> usize {
-        let nan_left = x.is_nan() & (self.meta & DEFAULT_LEFT != 0);
-        let go_left = (x < self.value) | nan_left;
-        let left = at + (self.meta >> SPLIT_SHIFT & 1) as usize;
-        if go_left { left } else { self.right as usize }
-    }
-}
+/// Sentinel in [`Forest::feature`] marking a leaf.
+const LEAF: u32 = u32::MAX;
 
 /// A split of a tree's level-order copy.
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +56,7 @@ const LEVEL_GROWTH_MAX: usize = 4;
 /// Where a tree starts and how deep it goes.
 #[derive(Debug, Clone, Copy)]
 struct TreeInfo {
-    /// Index of the root in [`Forest::nodes`].
+    /// Index of the root in the node table.
     root: u32,
     /// Splits on the longest root-to-leaf path.
     depth: u32,
@@ -116,7 +71,14 @@ pub(crate) struct Forest {
     base_score: f64,
     logistic: bool,
     trees: Vec<TreeInfo>,
-    nodes: Box<[CompiledNode]>,
+    /// Split feature, or [`LEAF`].
+    feature: Box<[u32]>,
+    /// Split threshold, or the leaf's value.
+    value: Box<[f64]>,
+    /// Children `[left, right]` of a split; a leaf's are itself.
+    children: Box<[[u32; 2]]>,
+    /// Whether a NaN goes left.
+    default_left: Box<[bool]>,
     /// Shallow trees again, each as a full tree in level order (heap order): a batch steps
     /// from split `i` to `2i + 1 + right` and needs no child links; the node at the last
     /// step's position is a leaf.
@@ -128,55 +90,53 @@ pub(crate) struct Forest {
     pub(crate) walk: usize,
 }
 
-/// A node waiting to be compiled: its source index, its parent's index when it is a right
-/// child (a left child needs no patch: it lands right after its parent), and the number of
-/// nodes on the path from the root down to it.
-type Pending = (usize, Option<usize>, usize);
+/// A node waiting to be compiled: its source index, the slot in `children` of its parent to
+/// patch (parent, side), and the number of nodes on the path from the root down to it.
+type Pending = (usize, Option<(usize, usize)>, usize);
 
 impl Forest {
     /// Compiles validated trees (indices in range, every node reached once from node 0).
     pub(crate) fn compile(base_score: f64, objective: Objective, trees: &[Tree]) -> Forest {
         let total: usize = trees.iter().map(|t| t.nodes.len()).sum();
         let mut infos = Vec::with_capacity(trees.len());
-        let mut nodes: Vec<CompiledNode> = Vec::with_capacity(total);
+        let mut feature = Vec::with_capacity(total);
+        let mut value = Vec::with_capacity(total);
+        let mut children: Vec<[u32; 2]> = Vec::with_capacity(total);
+        let mut default_left = Vec::with_capacity(total);
         let mut walk = 0usize;
         let mut stack: Vec<Pending> = Vec::new();
         for tree in trees {
-            let root = to_u32(nodes.len());
+            let root = to_u32(feature.len());
             stack.push((0, None, 1));
             let mut longest = 1usize;
-            while let Some((src, right_of, path)) = stack.pop() {
+            while let Some((src, parent, path)) = stack.pop() {
                 longest = longest.max(path);
-                let at = nodes.len();
-                if let Some(parent) = right_of {
-                    nodes[parent].right = to_u32(at);
+                let at = feature.len();
+                if let Some((p, side)) = parent {
+                    children[p][side] = to_u32(at);
                 }
                 match tree.nodes[src] {
                     Node::Split {
-                        feature,
+                        feature: f,
                         threshold,
                         left,
                         right,
-                        default_left,
+                        default_left: dl,
                     } => {
-                        let mut meta = to_u32(feature) & FEATURE_MASK | 1 << SPLIT_SHIFT;
-                        if default_left {
-                            meta |= DEFAULT_LEFT;
-                        }
-                        nodes.push(CompiledNode {
-                            value: threshold,
-                            meta,
-                            right: 0,
-                        });
+                        feature.push(to_u32(f));
+                        value.push(threshold);
+                        children.push([0, 0]);
+                        default_left.push(dl);
                         // Left popped first: it lands right after its parent.
-                        stack.push((right, Some(at), path + 1));
-                        stack.push((left, None, path + 1));
+                        stack.push((right, Some((at, 1)), path + 1));
+                        stack.push((left, Some((at, 0)), path + 1));
                     }
-                    Node::Leaf { value } => nodes.push(CompiledNode {
-                        value,
-                        meta: 0,
-                        right: to_u32(at),
-                    }),
+                    Node::Leaf { value: v } => {
+                        feature.push(LEAF);
+                        value.push(v);
+                        children.push([to_u32(at); 2]);
+                        default_left.push(false);
+                    }
                 }
             }
             infos.push(TreeInfo {
@@ -191,7 +151,10 @@ impl Forest {
             base_score,
             logistic: objective == Objective::BinaryLogistic,
             trees: infos,
-            nodes: nodes.into_boxed_slice(),
+            feature: feature.into_boxed_slice(),
+            value: value.into_boxed_slice(),
+            children: children.into_boxed_slice(),
+            default_left: default_left.into_boxed_slice(),
             level_splits: Vec::new(),
             level_leaves: Vec::new(),
             walk,
@@ -220,13 +183,16 @@ impl Forest {
     }
 
     #[inline]
-    fn eval(&self, mut at: usize, row: &[f64]) -> f64 {
+    fn eval(&self, mut i: usize, row: &[f64]) -> f64 {
         loop {
-            let node = self.nodes[at];
-            if !node.is_split() {
-                return node.value;
+            let f = self.feature[i];
+            let v = self.value[i];
+            if f == LEAF {
+                return v;
             }
-            at = node.next(at, row);
+            let x = row[f as usize];
+            let go_left = x < v || (x.is_nan() && self.default_left[i]);
+            i = self.children[i][usize::from(!go_left)] as usize;
         }
     }
 
@@ -351,17 +317,22 @@ impl Forest {
             let steps = round.min(tree.depth - stepped);
             for _ in 0..steps {
                 for lane in 0..L {
-                    let node = self.nodes[at[lane]];
-                    at[lane] = node.next_for(at[lane], columns[node.feature()][lane]);
+                    let i = at[lane];
+                    // A leaf reads no feature: any value keeps it on itself.
+                    let x = columns
+                        .get(self.feature[i] as usize)
+                        .map_or(0.0, |column| column[lane]);
+                    let go_left = (x < self.value[i]) | (x.is_nan() & self.default_left[i]);
+                    at[lane] = self.children[i][usize::from(!go_left)] as usize;
                 }
             }
             stepped += steps;
-            if stepped < tree.depth && at.iter().all(|&at| !self.nodes[at].is_split()) {
+            if stepped < tree.depth && at.iter().all(|&i| self.feature[i] == LEAF) {
                 break;
             }
         }
         for (acc, at) in acc.iter_mut().zip(at) {
-            *acc += self.nodes[at].value;
+            *acc += self.value[at];
         }
     }
 
@@ -383,26 +354,24 @@ impl Forest {
             },
         );
         self.level_leaves.resize(leaves + inner + 1, 0.0);
-        // (node in `nodes`, position in the full tree)
+        // (node in the depth-first table, position in the full tree)
         let mut stack = vec![(root as usize, 0usize)];
         while let Some((node, at)) = stack.pop() {
-            let compiled = self.nodes[node];
             if at >= inner {
-                self.level_leaves[leaves + at - inner] = compiled.value;
+                self.level_leaves[leaves + at - inner] = self.value[node];
                 continue;
             }
-            let (left, right) = if compiled.is_split() {
+            if self.feature[node] != LEAF {
                 self.level_splits[splits + at] = LevelSplit {
-                    threshold: compiled.value,
-                    feature: to_u32(compiled.feature()),
-                    default_left: compiled.meta & DEFAULT_LEFT != 0,
+                    threshold: self.value[node],
+                    feature: self.feature[node],
+                    default_left: self.default_left[node],
                 };
-                (node + 1, compiled.right as usize)
-            } else {
-                (node, node)
-            };
-            stack.push((right, 2 * at + 2));
-            stack.push((left, 2 * at + 1));
+            }
+            // A leaf's children are itself: it is copied down to the last level.
+            let [left, right] = self.children[node];
+            stack.push((right as usize, 2 * at + 2));
+            stack.push((left as usize, 2 * at + 1));
         }
         self.trees[tree].level_splits = to_u32(splits);
         self.trees[tree].level_leaves = to_u32(leaves);

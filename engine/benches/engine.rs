@@ -5,17 +5,30 @@
 //! Targets: 100-tree depth-6 ensemble predict ≤ 2 µs; whole 1-row infer handler ≤ 20 µs.
 //! Figures, and the HTTP figures over a socket (`benches/http-bench.sh`), are recorded in
 //! `benches/README.md`.
+//!
+//! `predict_batch/*` compares the one-row walk (`Model::predict` row after row) with the
+//! interleaved batch (`Model::predict_batch`) on the backtest's 100-tree model (the same
+//! artifact as `backtest/benches/backtest.rs::ensemble_100`: `ref-ensemble`'s features, seed
+//! 100) and on `ref-ensemble` itself, both read from `fixtures/models/ref-ensemble.json`, and
+//! the block size (`predict_batch/lanes_*`). These measure the bench thread's CPU time, not
+//! wall time: on a machine shared with other builds, wall time says how much of a core the
+//! bench was given more than how fast the code is.
 
 use std::hint::black_box;
 
 use axum::body::Body;
-use criterion::Criterion;
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use gauntlet_engine::artifact::{
     ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION, FeatureSpec, ImputePolicy, ModelParams, Node,
     Objective, Tree,
 };
 use gauntlet_engine::oip::InferRequest;
 use gauntlet_engine::{AppState, EngineConfig, Model, ModelArtifact, app};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tower::ServiceExt as _;
 
 const N_FEATURES: usize = 32;
@@ -192,8 +205,177 @@ fn benches(c: &mut Criterion) {
     }
 }
 
+/// `fixtures/models/ref-ensemble.json`, read from disk: the engine depends on no other crate
+/// of the workspace.
+fn ref_ensemble() -> ModelArtifact {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/models/ref-ensemble.json"
+    );
+    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `base`'s features and preprocessing with 100 full depth-6 regression trees (63 splits,
+/// 64 leaves each, in heap order), splits within ±2 MAD of the feature's median, seed 100:
+/// the same artifact as the backtest bench's `ensemble_100`.
+fn ensemble_100(base: &ModelArtifact) -> ModelArtifact {
+    let mut rng = ChaCha8Rng::seed_from_u64(100);
+    let features = base.features.len();
+    let trees = (0..100)
+        .map(|_| {
+            let splits = (0..63).map(|i| {
+                let feature = rng.random_range(0..features);
+                let spec = &base.features[feature];
+                Node::Split {
+                    feature,
+                    threshold: spec.median + spec.mad * rng.random_range(-2.0..2.0),
+                    left: 2 * i + 1,
+                    right: 2 * i + 2,
+                    default_left: rng.random_bool(0.5),
+                }
+            });
+            let mut nodes: Vec<Node> = splits.collect();
+            nodes.extend((0..64).map(|_| Node::Leaf {
+                value: rng.random_range(-1e-3..1e-3),
+            }));
+            Tree { nodes }
+        })
+        .collect();
+    ModelArtifact {
+        name: "bench-ensemble-100x6".into(),
+        model: ModelParams::TreeEnsemble {
+            base_score: 0.0,
+            objective: Objective::Regression,
+            trees,
+        },
+        ..base.clone()
+    }
+}
+
+/// `count` row-major rows of `artifact`'s features: each value its median plus a MAD times
+/// a sum of three uniforms in [-1, 1) (bell-shaped, within ±3 MAD), seed 7.
+fn rows_near_medians(artifact: &ModelArtifact, count: usize) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut rows = Vec::with_capacity(count * artifact.features.len());
+    for _ in 0..count {
+        for spec in &artifact.features {
+            let z: f64 = (0..3).map(|_| rng.random_range(-1.0..1.0)).sum();
+            rows.push(spec.median + spec.mad * z);
+        }
+    }
+    rows
+}
+
+/// The one-row walk row after row: `predict_batch` before it stepped blocks of rows.
+fn per_row(model: &Model, rows: &[f64]) -> Vec<f64> {
+    rows.chunks_exact(model.n_features())
+        .map(|row| model.predict(row))
+        .collect()
+}
+
+/// CPU time of the calling thread (criterion runs the routine on the calling thread).
+struct ThreadCpuTime;
+
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Formats like wall time: both are nanoseconds.
+static NANOSECONDS: WallTime = WallTime;
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_time()
+    }
+
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_time().saturating_sub(start)
+    }
+
+    fn add(&self, v1: &Duration, v2: &Duration) -> Duration {
+        *v1 + *v2
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        NANOSECONDS.formatter()
+    }
+}
+
+fn batch_benches(c: &mut Criterion<ThreadCpuTime>) {
+    let base = ref_ensemble();
+    let reference = Model::from_artifact(base.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let hundred = Model::from_artifact(ensemble_100(&base)).unwrap_or_else(|e| panic!("{e}"));
+    let small = rows_near_medians(&base, 16_384);
+    let large = rows_near_medians(&base, 1_000_000);
+    for (model, rows) in [(&hundred, &small), (&hundred, &large), (&reference, &small)] {
+        assert_eq!(
+            model.predict_batch(rows),
+            per_row(model, rows),
+            "the two ways differ"
+        );
+    }
+
+    let mut group = c.benchmark_group("predict_batch");
+    group.sample_size(10);
+    for (name, model, rows) in [
+        ("ensemble_100x6_16k", &hundred, &small),
+        ("ref_ensemble_16k", &reference, &small),
+        ("ensemble_100x6_1m", &hundred, &large),
+    ] {
+        group.throughput(Throughput::Elements((rows.len() / 8) as u64));
+        group.bench_function(BenchmarkId::new(name, "per_row"), |b| {
+            b.iter(|| per_row(model, black_box(rows)))
+        });
+        group.bench_function(BenchmarkId::new(name, "interleaved"), |b| {
+            b.iter(|| model.predict_batch(black_box(rows)))
+        });
+    }
+    group.throughput(Throughput::Elements(16_384));
+    let lanes = |b: &mut criterion::Bencher<'_, ThreadCpuTime>,
+                 f: fn(&Model, &[f64]) -> Vec<f64>| {
+        b.iter(|| f(&hundred, black_box(&small)))
+    };
+    group.bench_function("lanes_4/ensemble_100x6_16k", |b| {
+        lanes(b, Model::predict_batch_lanes::<4>)
+    });
+    group.bench_function("lanes_8/ensemble_100x6_16k", |b| {
+        lanes(b, Model::predict_batch_lanes::<8>)
+    });
+    group.bench_function("lanes_16/ensemble_100x6_16k", |b| {
+        lanes(b, Model::predict_batch_lanes::<16>)
+    });
+    group.bench_function("lanes_32/ensemble_100x6_16k", |b| {
+        lanes(b, Model::predict_batch_lanes::<32>)
+    });
+    group.bench_function("lanes_64/ensemble_100x6_16k", |b| {
+        lanes(b, Model::predict_batch_lanes::<64>)
+    });
+    group.finish();
+}
+
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     benches(&mut criterion);
+    criterion.final_summary();
+    let mut criterion = Criterion::default()
+        .configure_from_args()
+        .with_measurement(ThreadCpuTime);
+    batch_benches(&mut criterion);
     criterion.final_summary();
 }

@@ -47,9 +47,8 @@ fn params(fees_bps: f64) -> ExecParams {
 }
 
 fn bars() -> Bars {
-    let generated =
-        gauntlet_fixtures::generate_ohlcv_every(7, BARS, 60).expect("1M bars are within the limit");
-    Bars::try_from(generated).expect("one-minute bars end long before 2262")
+    gauntlet_fixtures::generate_ohlcv_every(7, BARS, 60)
+        .expect("1M one-minute bars end before 2262")
 }
 
 /// `base`'s features and preprocessing with 100 full depth-6 regression trees (63 splits,

@@ -79,12 +79,9 @@ fn csv_and_parquet_give_the_same_bars() {
     );
     assert_eq!(csv.gaps.median_interval_ns, DAY_NS);
     assert_eq!(csv.gaps.count, 0);
-    let generated = Bars::try_from(
-        gauntlet_fixtures::generate_ohlcv(
-            gauntlet_fixtures::SAMPLE_SEED,
-            gauntlet_fixtures::SAMPLE_BARS,
-        )
-        .unwrap(),
+    let generated = gauntlet_fixtures::generate_ohlcv(
+        gauntlet_fixtures::SAMPLE_SEED,
+        gauntlet_fixtures::SAMPLE_BARS,
     )
     .unwrap();
     assert_eq!(csv.bars, generated);
@@ -116,7 +113,7 @@ fn parquet_fast_path_names_the_same_row_and_column() {
         ("timestamp", |b| b.ts_ns[1] = b.ts_ns[0] - 1),
     ];
     // Over 4,096 rows, so that breaks fall on both sides of a check chunk's edge.
-    let bars = Bars::try_from(gauntlet_fixtures::generate_ohlcv(3, 10_000).unwrap()).unwrap();
+    let bars = gauntlet_fixtures::generate_ohlcv(3, 10_000).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for (i, (column, broken)) in breaks.into_iter().enumerate() {
         let mut bad = bars.clone();
@@ -149,8 +146,7 @@ fn parquet_fast_path_names_the_same_row_and_column() {
 /// file reads back as 4 chunks a column): read back exactly, and a bad row late in it named.
 #[test]
 fn parquet_of_several_row_groups_reads_back_and_names_bad_rows() {
-    let bars =
-        Bars::try_from(gauntlet_fixtures::generate_ohlcv_every(5, 300_000, 60).unwrap()).unwrap();
+    let bars = gauntlet_fixtures::generate_ohlcv_every(5, 300_000, 60).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("groups.parquet");
     data::write_parquet(&bars, &path).unwrap();
@@ -353,7 +349,7 @@ async fn serve_engine() -> (String, tokio::sync::oneshot::Sender<()>) {
 }
 
 fn fixture_bars(n: usize) -> Bars {
-    Bars::try_from(gauntlet_fixtures::generate_ohlcv(3, n).unwrap()).unwrap()
+    gauntlet_fixtures::generate_ohlcv(3, n).unwrap()
 }
 
 fn plan(edit: impl FnOnce(&mut BacktestConfig)) -> Plan {

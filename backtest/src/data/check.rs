@@ -1,0 +1,238 @@
+//! The OHLCV rules checked on every row, and the gap scan.
+
+use std::ops::Range;
+
+use super::{Bars, ColumnNames, DataError, RowRef};
+
+/// Intervals between bars well above the usual one: reported, not rejected (markets close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Gaps {
+    /// The median interval between consecutive bars, in nanoseconds (0 with under 2 bars).
+    pub median_interval_ns: i64,
+    /// Intervals longer than twice the median.
+    pub count: usize,
+    /// The longest interval: the 1-based row of the bar after it, and its length in ns.
+    pub largest: Option<(usize, i64)>,
+}
+
+impl Gaps {
+    /// Gaps of validated (strictly increasing) timestamps.
+    pub fn of(ts_ns: &[i64]) -> Gaps {
+        if ts_ns.len() < 2 {
+            return Gaps::default();
+        }
+        // Evenly spaced bars (the usual case): the median is the one interval, no gap exists.
+        let first = ts_ns[1] - ts_ns[0];
+        if first > 0
+            && ts_ns
+                .windows(2)
+                .fold(true, |ok, w| ok & (w[1] - w[0] == first))
+        {
+            return Gaps {
+                median_interval_ns: first,
+                count: 0,
+                largest: None,
+            };
+        }
+        let mut intervals: Vec<i64> = ts_ns.windows(2).map(|w| w[1] - w[0]).collect();
+        let median = median_i64(&mut intervals);
+        // `intervals` is reordered now: count from the timestamps again.
+        let mut count = 0;
+        let mut largest: Option<(usize, i64)> = None;
+        for (i, w) in ts_ns.windows(2).enumerate() {
+            let d = w[1] - w[0];
+            if d > 2 * median {
+                count += 1;
+                if largest.is_none_or(|(_, l)| d > l) {
+                    largest = Some((i + 2, d));
+                }
+            }
+        }
+        Gaps {
+            median_interval_ns: median,
+            count,
+            largest,
+        }
+    }
+}
+
+fn median_i64(values: &mut [i64]) -> i64 {
+    if values.is_empty() {
+        return 0;
+    }
+    let mid = values.len() / 2;
+    let (_, m, _) = values.select_nth_unstable(mid);
+    *m
+}
+
+/// Checks the OHLCV rules on every row: timestamps strictly increasing, prices positive and
+/// finite, `high ≥ max(open, close)`, `low ≤ min(open, close)`, volume finite and ≥ 0.
+///
+/// # Errors
+///
+/// The first broken rule, naming the row (through `at`) and the column.
+pub fn validate(
+    bars: &Bars,
+    names: &ColumnNames,
+    at: &impl Fn(usize) -> RowRef,
+) -> Result<(), DataError> {
+    if rows_valid(bars) {
+        return Ok(());
+    }
+    // Some row breaks a rule: find the first, naming it, with the row-by-row checks below.
+    let invalid = |i: usize, column: &str, value: f64, rule: String| DataError::Invalid {
+        at: at(i),
+        column: column.to_owned(),
+        value,
+        rule,
+    };
+    for i in 0..bars.len() {
+        if i > 0 && bars.ts_ns[i] <= bars.ts_ns[i - 1] {
+            return Err(DataError::Order {
+                at: at(i),
+                column: names.timestamp.clone(),
+                value_ns: bars.ts_ns[i],
+                previous_ns: bars.ts_ns[i - 1],
+                what: if bars.ts_ns[i] == bars.ts_ns[i - 1] {
+                    "a duplicate of"
+                } else {
+                    "before"
+                },
+            });
+        }
+        let (o, h, l, c, v) = (
+            bars.open[i],
+            bars.high[i],
+            bars.low[i],
+            bars.close[i],
+            bars.volume[i],
+        );
+        for (name, value) in [
+            (&names.open, o),
+            (&names.high, h),
+            (&names.low, l),
+            (&names.close, c),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(invalid(
+                    i,
+                    name,
+                    value,
+                    "must be positive and finite".into(),
+                ));
+            }
+        }
+        if h < o.max(c) {
+            return Err(invalid(
+                i,
+                &names.high,
+                h,
+                format!("is below max(open, close) = {}", o.max(c)),
+            ));
+        }
+        if l > o.min(c) {
+            return Err(invalid(
+                i,
+                &names.low,
+                l,
+                format!("is above min(open, close) = {}", o.min(c)),
+            ));
+        }
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(invalid(
+                i,
+                &names.volume,
+                v,
+                "must be finite and ≥ 0".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether every row passes [`validate`]'s rules: one branch-free pass over the six columns,
+/// so the compiler can vectorise it; together the conditions are the exact negation of the
+/// error tests in [`validate`] (NaN fails them all), which looks for the failing row only
+/// when this says one exists.
+pub(super) fn rows_valid(bars: &Bars) -> bool {
+    let n = bars.len();
+    let columns = RawColumns {
+        ts: &bars.ts_ns[..n],
+        open: &bars.open[..n],
+        high: &bars.high[..n],
+        low: &bars.low[..n],
+        close: &bars.close[..n],
+        volume: &bars.volume[..n],
+    };
+    let mut start = 0;
+    while start < n {
+        let end = (start + VALIDATE_CHUNK).min(n);
+        if !columns.rows_valid(start..end) {
+            return false;
+        }
+        start = end;
+    }
+    true
+}
+
+/// Rows checked at a time: small enough that a chunk of six columns stays in cache.
+const VALIDATE_CHUNK: usize = 4_096;
+
+/// Six equally long columns, borrowed (from bars or from a frame).
+#[derive(Clone, Copy)]
+struct RawColumns<'a> {
+    ts: &'a [i64],
+    open: &'a [f64],
+    high: &'a [f64],
+    low: &'a [f64],
+    close: &'a [f64],
+    volume: &'a [f64],
+}
+
+impl RawColumns<'_> {
+    /// [`rows_valid`] over `rows` (in bounds), the timestamp order checked from `rows.start`'s
+    /// predecessor on.
+    fn rows_valid(&self, rows: Range<usize>) -> bool {
+        let (start, end) = (rows.start, rows.end);
+        let (ts, o, h, l, c, v) = (
+            &self.ts[..end],
+            &self.open[..end],
+            &self.high[..end],
+            &self.low[..end],
+            &self.close[..end],
+            &self.volume[..end],
+        );
+        let positive = |x: f64| (x > 0.0) & (x < f64::INFINITY);
+        let mut ok = true;
+        // Row 0 has no predecessor: compare it with its own value minus one, which passes
+        // (at i64::MIN it wraps and fails, and the row-by-row checks then find no error).
+        let mut previous = if start == 0 {
+            ts[0].wrapping_sub(1)
+        } else {
+            ts[start - 1]
+        };
+        for i in start..end {
+            let (oi, hi, li, ci, vi) = (o[i], h[i], l[i], c[i], v[i]);
+            ok &= positive(oi) & positive(hi) & positive(li) & positive(ci);
+            // Non-NaN once the prices are positive, so these comparisons say exactly
+            // `high ≥ max(open, close)` and `low ≤ min(open, close)`.
+            ok &= (hi >= oi) & (hi >= ci) & (li <= oi) & (li <= ci);
+            ok &= (0.0..f64::INFINITY).contains(&vi);
+            ok &= ts[i] > previous;
+            previous = ts[i];
+        }
+        ok
+    }
+}
+
+/// [`validate`] for bars that did not come from a file (rows numbered from 1, no lines).
+///
+/// # Errors
+///
+/// As [`validate`].
+pub fn validate_bars(bars: &Bars) -> Result<(), DataError> {
+    validate(bars, &ColumnNames::default(), &|i| RowRef {
+        row: i + 1,
+        line: None,
+    })
+}

@@ -1,0 +1,127 @@
+//! Parquet: the loader's fast path over polars' buffers, and the writer.
+
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::{DataFrame, DataType, ParquetCompression, Series};
+
+use super::{Bars, ColumnNames, DataError, FileFormat};
+
+/// The six columns as polars arrays without nulls (sharing the frame's buffers).
+pub(super) struct NoNullColumns {
+    ts: polars::prelude::Int64Chunked,
+    prices: [polars::prelude::Float64Chunked; 5],
+}
+
+/// [`NoNullColumns`] of a frame when every column is free of nulls, prices Float64 and
+/// timestamps a nanosecond datetime (what [`write_parquet`] writes), all of one length;
+/// `None` sends the loader down its general, converting path.
+pub(super) fn no_null_columns(frame: &DataFrame, names: &ColumnNames) -> Option<NoNullColumns> {
+    let series = |name: &str| frame.column(name).ok().map(|c| c.as_materialized_series());
+    let ts = series(&names.timestamp)?;
+    if !matches!(
+        ts.dtype(),
+        DataType::Datetime(polars::prelude::TimeUnit::Nanoseconds, _)
+    ) {
+        return None;
+    }
+    let ts = ts.datetime().ok()?.physical().clone();
+    let [open, high, low, close, volume] = names.prices().map(|n| {
+        series(n)
+            .filter(|s| *s.dtype() == DataType::Float64)
+            .and_then(|s| s.f64().ok())
+            .cloned()
+    });
+    let prices = [open?, high?, low?, close?, volume?];
+    let n = ts.len();
+    (ts.null_count() == 0 && prices.iter().all(|c| c.null_count() == 0 && c.len() == n))
+        .then_some(NoNullColumns { ts, prices })
+}
+
+impl NoNullColumns {
+    /// Takes each buffer as a `Vec` when nothing else holds it (the frame dropped), copying
+    /// only a buffer still shared.
+    pub(super) fn into_bars(self) -> Bars {
+        fn take<T: polars::prelude::PolarsNumericType>(
+            ca: polars::prelude::ChunkedArray<T>,
+        ) -> Vec<T::Native> {
+            if ca.chunks().len() > 1 {
+                // One array per row group: a single copy into one column.
+                let mut out = Vec::with_capacity(ca.len());
+                for array in ca.downcast_iter() {
+                    out.extend_from_slice(array.values());
+                }
+                return out;
+            }
+            let mut out = Vec::new();
+            for array in ca.downcast_into_iter() {
+                let (_, values, _) = array.into_inner();
+                out = values
+                    .into_mut()
+                    .either(|shared| shared.to_vec(), |own| own);
+            }
+            out
+        }
+        let [open, high, low, close, volume] = self.prices.map(take);
+        Bars {
+            ts_ns: take(self.ts),
+            open,
+            high,
+            low,
+            close,
+            volume,
+        }
+    }
+}
+
+/// Writes bars as Parquet: `timestamp` a datetime column (ns, UTC), then `open`, `high`,
+/// `low`, `close`, `volume` as Float64 — what [`load`] reads back exactly.
+///
+/// # Errors
+///
+/// [`DataError::Io`] or [`DataError::Parse`] (polars' writer error) naming the file.
+pub fn write_parquet(bars: &Bars, path: &Path) -> Result<(), DataError> {
+    write_parquet_with(bars, path, ParquetCompression::default())
+}
+
+/// [`write_parquet`] with a chosen codec (polars' default, [`write_parquet`]'s, is zstd).
+///
+/// # Errors
+///
+/// As [`write_parquet`].
+pub fn write_parquet_with(
+    bars: &Bars,
+    path: &Path,
+    compression: ParquetCompression,
+) -> Result<(), DataError> {
+    use polars::prelude::{Column, NamedFrom, ParquetWriter};
+    let polars_error = |source| DataError::Parse {
+        path: path.to_owned(),
+        format: FileFormat::Parquet,
+        source,
+    };
+    let ts = Series::new("timestamp".into(), &bars.ts_ns)
+        .cast(&DataType::Datetime(
+            polars::prelude::TimeUnit::Nanoseconds,
+            None,
+        ))
+        .map_err(polars_error)?;
+    let columns = vec![
+        Column::from(ts),
+        Column::from(Series::new("open".into(), &bars.open)),
+        Column::from(Series::new("high".into(), &bars.high)),
+        Column::from(Series::new("low".into(), &bars.low)),
+        Column::from(Series::new("close".into(), &bars.close)),
+        Column::from(Series::new("volume".into(), &bars.volume)),
+    ];
+    let mut frame = DataFrame::new(bars.len(), columns).map_err(polars_error)?;
+    let file = File::create(path).map_err(|source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    ParquetWriter::new(file)
+        .with_compression(compression)
+        .finish(&mut frame)
+        .map_err(polars_error)?;
+    Ok(())
+}

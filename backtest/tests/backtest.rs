@@ -164,6 +164,74 @@ fn parquet_of_several_row_groups_reads_back_and_names_bad_rows() {
     );
 }
 
+/// The layouts of real files — snappy (pyarrow's and Spark's default codec), zstd, none; one
+/// row group or several — read back bit for bit (a single row group is taken without a copy,
+/// several are copied once).
+#[test]
+fn parquet_codecs_and_row_groups_read_back_exactly() {
+    use polars::prelude::ParquetCompression;
+    let bars = gauntlet_fixtures::generate_ohlcv_every(9, 100_000, 60).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (codec, groups)) in [
+        (ParquetCompression::Snappy, None),
+        (ParquetCompression::Snappy, Some(100_000)),
+        (ParquetCompression::Snappy, Some(7_000)),
+        (ParquetCompression::Uncompressed, Some(100_000)),
+        (ParquetCompression::default(), Some(30_000)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.path().join(format!("layout-{i}.parquet"));
+        data::write_parquet_with(&bars, &path, codec, groups).unwrap();
+        let back = load(&path).unwrap();
+        assert!(back.bars == bars, "layout {i}: {codec:?}, {groups:?}");
+        assert_eq!(back.gaps.median_interval_ns, 60_000_000_000);
+        assert_eq!(back.gaps.count, 0);
+    }
+}
+
+/// A large file of several row groups: a break in the middle, at a check chunk's edge (rows
+/// 147,456 and 147,457), or in the last rows is named as the row-by-row check names it, and a
+/// gap late in the file is found by the full gap scan (the bars are no longer evenly spaced).
+#[test]
+fn row_checks_find_breaks_anywhere_in_a_large_file() {
+    type Break = fn(&mut Bars);
+    let breaks: [(usize, &str, Break); 4] = [
+        (120_001, "close", |b| b.close[120_000] = 0.0),
+        (147_457, "timestamp", |b| {
+            b.ts_ns[147_456] = b.ts_ns[147_455]
+        }),
+        (147_458, "low", |b| b.low[147_457] = b.high[147_457] * 2.0),
+        (299_999, "high", |b| b.high[299_998] = f64::INFINITY),
+    ];
+    let bars = gauntlet_fixtures::generate_ohlcv_every(4, 300_000, 60).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (row, column, broken)) in breaks.into_iter().enumerate() {
+        let mut bad = bars.clone();
+        broken(&mut bad);
+        let expected = data::validate_bars(&bad).unwrap_err().to_string();
+        assert!(
+            expected.contains(&format!("row {row},"))
+                && expected.contains(&format!("column \"{column}\"")),
+            "{expected}"
+        );
+        let path = dir.path().join(format!("bad-{i}.parquet"));
+        data::write_parquet(&bad, &path).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.ends_with(&expected), "{err} / {expected}");
+    }
+    let mut gapped = bars;
+    for t in &mut gapped.ts_ns[200_000..] {
+        *t += 3_600_000_000_000;
+    }
+    let path = dir.path().join("gapped.parquet");
+    data::write_parquet(&gapped, &path).unwrap();
+    let back = load(&path).unwrap();
+    assert_eq!(back.gaps.count, 1);
+    assert_eq!(back.gaps.largest, Some((200_001, 3_660_000_000_000)));
+}
+
 #[test]
 fn iso_millisecond_and_renamed_columns_read_the_same() {
     let bars = load(&sample()).unwrap().bars;

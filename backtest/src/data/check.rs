@@ -16,6 +16,19 @@ pub struct Gaps {
 }
 
 impl Gaps {
+    /// The gaps of validated timestamps known to be evenly spaced (every interval equal to
+    /// the first): none, and the median is that interval.
+    pub(super) fn evenly_spaced(ts_ns: &[i64]) -> Gaps {
+        match ts_ns {
+            [first, second, ..] => Gaps {
+                median_interval_ns: second - first,
+                count: 0,
+                largest: None,
+            },
+            _ => Gaps::default(),
+        }
+    }
+
     /// Gaps of validated (strictly increasing) timestamps.
     pub fn of(ts_ns: &[i64]) -> Gaps {
         if ts_ns.len() < 2 {
@@ -76,7 +89,7 @@ pub fn validate(
     names: &ColumnNames,
     at: &impl Fn(usize) -> RowRef,
 ) -> Result<(), DataError> {
-    if rows_valid(bars) {
+    if scan_rows(bars).valid {
         return Ok(());
     }
     // Some row breaks a rule: find the first, naming it, with the row-by-row checks below.
@@ -150,11 +163,30 @@ pub fn validate(
     Ok(())
 }
 
-/// Whether every row passes [`validate`]'s rules: one branch-free pass over the six columns,
-/// so the compiler can vectorise it; together the conditions are the exact negation of the
-/// error tests in [`validate`] (NaN fails them all), which looks for the failing row only
-/// when this says one exists.
-pub(super) fn rows_valid(bars: &Bars) -> bool {
+/// What one pass over the rows found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RowScan {
+    /// Every row passes [`validate`]'s rules.
+    pub(super) valid: bool,
+    /// Every interval between consecutive timestamps equals the first.
+    pub(super) even: bool,
+}
+
+impl RowScan {
+    fn and(self, other: RowScan) -> RowScan {
+        RowScan {
+            valid: self.valid & other.valid,
+            even: self.even & other.even,
+        }
+    }
+}
+
+/// Whether every row passes [`validate`]'s rules, and whether the bars are evenly spaced (what
+/// the gap scan would otherwise take a pass of its own for): one branch-free pass over the six
+/// columns, so the compiler can vectorise it. Together the conditions are the exact negation
+/// of the error tests in [`validate`] (NaN fails them all), which looks for the failing row
+/// only when this says one exists.
+pub(super) fn scan_rows(bars: &Bars) -> RowScan {
     let n = bars.len();
     let columns = RawColumns {
         ts: &bars.ts_ns[..n],
@@ -164,21 +196,17 @@ pub(super) fn rows_valid(bars: &Bars) -> bool {
         close: &bars.close[..n],
         volume: &bars.volume[..n],
     };
-    let mut start = 0;
-    while start < n {
-        let end = (start + VALIDATE_CHUNK).min(n);
-        if !columns.rows_valid(start..end) {
-            return false;
-        }
-        start = end;
-    }
-    true
+    let step = match columns.ts {
+        [first, second, ..] => second.wrapping_sub(*first),
+        _ => 0,
+    };
+    columns.scan(0..n, step)
 }
 
 /// Rows checked at a time: small enough that a chunk of six columns stays in cache.
 const VALIDATE_CHUNK: usize = 4_096;
 
-/// Six equally long columns, borrowed (from bars or from a frame).
+/// Six equally long columns, borrowed.
 #[derive(Clone, Copy)]
 struct RawColumns<'a> {
     ts: &'a [i64],
@@ -190,9 +218,28 @@ struct RawColumns<'a> {
 }
 
 impl RawColumns<'_> {
-    /// [`rows_valid`] over `rows` (in bounds), the timestamp order checked from `rows.start`'s
+    /// [`scan_rows`] over `rows` (in bounds), chunk by chunk, stopping at the first chunk
+    /// with a broken rule; `step` is the first interval.
+    fn scan(&self, rows: Range<usize>, step: i64) -> RowScan {
+        let mut found = RowScan {
+            valid: true,
+            even: true,
+        };
+        let mut start = rows.start;
+        while start < rows.end {
+            let end = (start + VALIDATE_CHUNK).min(rows.end);
+            found = found.and(self.scan_chunk(start..end, step));
+            if !found.valid {
+                break;
+            }
+            start = end;
+        }
+        found
+    }
+
+    /// One chunk of [`RawColumns::scan`]; timestamps are compared from `rows.start`'s
     /// predecessor on.
-    fn rows_valid(&self, rows: Range<usize>) -> bool {
+    fn scan_chunk(&self, rows: Range<usize>, step: i64) -> RowScan {
         let (start, end) = (rows.start, rows.end);
         let (ts, o, h, l, c, v) = (
             &self.ts[..end],
@@ -203,11 +250,12 @@ impl RawColumns<'_> {
             &self.volume[..end],
         );
         let positive = |x: f64| (x > 0.0) & (x < f64::INFINITY);
-        let mut ok = true;
-        // Row 0 has no predecessor: compare it with its own value minus one, which passes
-        // (at i64::MIN it wraps and fails, and the row-by-row checks then find no error).
+        let (mut ok, mut even) = (true, true);
+        // Row 0 has no predecessor: compare it with its own value minus the first interval,
+        // which passes both tests (unless it wraps below i64::MIN: then the order test
+        // fails, and the row-by-row checks find no error and the gap scan runs in full).
         let mut previous = if start == 0 {
-            ts[0].wrapping_sub(1)
+            ts[0].wrapping_sub(step)
         } else {
             ts[start - 1]
         };
@@ -219,9 +267,10 @@ impl RawColumns<'_> {
             ok &= (hi >= oi) & (hi >= ci) & (li <= oi) & (li <= ci);
             ok &= (0.0..f64::INFINITY).contains(&vi);
             ok &= ts[i] > previous;
+            even &= ts[i].wrapping_sub(previous) == step;
             previous = ts[i];
         }
-        ok
+        RowScan { valid: ok, even }
     }
 }
 

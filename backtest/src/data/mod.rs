@@ -28,7 +28,7 @@ pub use check::{Gaps, validate, validate_bars};
 pub use convert::parse_iso;
 pub use parquet::{write_parquet, write_parquet_with};
 
-use check::rows_valid;
+use check::scan_rows;
 use convert::{check_columns, csv_header, floats, read_csv, timestamps};
 use parquet::no_null_columns;
 
@@ -448,14 +448,11 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedBars, DataError>
             .map(|c| c.as_materialized_series())
             .map_err(parse)
     };
-    let (bars, timestamps, checked) = if let Some(chunks) = no_null_columns(&frame, names) {
+    let (bars, timestamps) = if let Some(chunks) = no_null_columns(&frame, names) {
         // The common Parquet case: polars' buffers become the bars' columns (no copy once
-        // the frame is gone, for a single row group; one copy otherwise), then one
-        // branch-free pass checks every row.
+        // the frame is gone, for a single row group; one copy otherwise).
         drop(frame);
-        let bars = chunks.into_bars();
-        let ok = rows_valid(&bars);
-        (bars, TimestampSource::Datetime, ok)
+        (chunks.into_bars(), TimestampSource::Datetime)
     } else {
         let (ts_ns, timestamps) = timestamps(column(&names.timestamp)?, names, options, &at)?;
         let [open, high, low, close, volume] = names
@@ -470,7 +467,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedBars, DataError>
             volume: volume?,
         };
         drop(frame);
-        (bars, timestamps, false)
+        (bars, timestamps)
     };
     if bars.len() < MIN_BARS {
         return Err(DataError::TooFewBars {
@@ -479,11 +476,18 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedBars, DataError>
             min: MIN_BARS,
         });
     }
-    if !checked {
-        // Not yet checked, or some row broke a rule: find it and name it.
+    // One branch-free pass checks every rule on every row and whether the bars are evenly
+    // spaced; only when a rule fails do the row-by-row
+    // checks run, to name the first bad row and column.
+    let scan = scan_rows(&bars);
+    if !scan.valid {
         validate(&bars, names, &at)?;
     }
-    let gaps = Gaps::of(&bars.ts_ns);
+    let gaps = if scan.valid && scan.even {
+        Gaps::evenly_spaced(&bars.ts_ns)
+    } else {
+        Gaps::of(&bars.ts_ns)
+    };
     Ok(LoadedBars {
         bars,
         path: path.to_owned(),

@@ -192,13 +192,17 @@ fn parquet_codecs_and_row_groups_read_back_exactly() {
 }
 
 /// A large file of several row groups: a break in the middle, at a check chunk's edge (rows
-/// 147,456 and 147,457), or in the last rows is named as the row-by-row check names it, and a
+/// 147,456 and 147,457), at the seam of two row groups, or in the last rows is named as the row-by-row check names it, and a
 /// gap late in the file is found by the full gap scan (the bars are no longer evenly spaced).
 #[test]
 fn row_checks_find_breaks_anywhere_in_a_large_file() {
     type Break = fn(&mut Bars);
-    let breaks: [(usize, &str, Break); 4] = [
+    let breaks: [(usize, &str, Break); 5] = [
         (120_001, "close", |b| b.close[120_000] = 0.0),
+        // The first row of the second row group (polars writes 262,144 rows a group).
+        (262_145, "timestamp", |b| {
+            b.ts_ns[262_144] = b.ts_ns[262_143] - 1
+        }),
         (147_457, "timestamp", |b| {
             b.ts_ns[147_456] = b.ts_ns[147_455]
         }),

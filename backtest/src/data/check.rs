@@ -173,7 +173,14 @@ pub(super) struct RowScan {
 }
 
 impl RowScan {
-    fn and(self, other: RowScan) -> RowScan {
+    /// Nothing broken yet.
+    pub(super) const CLEAN: RowScan = RowScan {
+        valid: true,
+        even: true,
+    };
+
+    /// Both scans' findings: of two consecutive runs of rows, the whole run's.
+    pub(super) fn and(self, other: RowScan) -> RowScan {
         RowScan {
             valid: self.valid & other.valid,
             even: self.even & other.even,
@@ -196,35 +203,29 @@ pub(super) fn scan_rows(bars: &Bars) -> RowScan {
         close: &bars.close[..n],
         volume: &bars.volume[..n],
     };
-    let step = match columns.ts {
-        [first, second, ..] => second.wrapping_sub(*first),
-        _ => 0,
-    };
+    let step = first_step(columns.ts);
     columns.scan(0..n, step)
 }
 
 /// Rows checked at a time: small enough that a chunk of six columns stays in cache.
-const VALIDATE_CHUNK: usize = 4_096;
+pub(super) const VALIDATE_CHUNK: usize = 4_096;
 
 /// Six equally long columns, borrowed.
 #[derive(Clone, Copy)]
-struct RawColumns<'a> {
-    ts: &'a [i64],
-    open: &'a [f64],
-    high: &'a [f64],
-    low: &'a [f64],
-    close: &'a [f64],
-    volume: &'a [f64],
+pub(super) struct RawColumns<'a> {
+    pub(super) ts: &'a [i64],
+    pub(super) open: &'a [f64],
+    pub(super) high: &'a [f64],
+    pub(super) low: &'a [f64],
+    pub(super) close: &'a [f64],
+    pub(super) volume: &'a [f64],
 }
 
 impl RawColumns<'_> {
     /// [`scan_rows`] over `rows` (in bounds), chunk by chunk, stopping at the first chunk
     /// with a broken rule; `step` is the first interval.
     fn scan(&self, rows: Range<usize>, step: i64) -> RowScan {
-        let mut found = RowScan {
-            valid: true,
-            even: true,
-        };
+        let mut found = RowScan::CLEAN;
         let mut start = rows.start;
         while start < rows.end {
             let end = (start + VALIDATE_CHUNK).min(rows.end);
@@ -241,25 +242,40 @@ impl RawColumns<'_> {
     /// predecessor on.
     fn scan_chunk(&self, rows: Range<usize>, step: i64) -> RowScan {
         let (start, end) = (rows.start, rows.end);
-        let (ts, o, h, l, c, v) = (
-            &self.ts[..end],
-            &self.open[..end],
-            &self.high[..end],
-            &self.low[..end],
-            &self.close[..end],
-            &self.volume[..end],
-        );
-        let positive = |x: f64| (x > 0.0) & (x < f64::INFINITY);
-        let (mut ok, mut even) = (true, true);
         // Row 0 has no predecessor: compare it with its own value minus the first interval,
         // which passes both tests (unless it wraps below i64::MIN: then the order test
         // fails, and the row-by-row checks find no error and the gap scan runs in full).
-        let mut previous = if start == 0 {
-            ts[0].wrapping_sub(step)
+        let previous = if start == 0 {
+            first_predecessor(self.ts, step)
         } else {
-            ts[start - 1]
+            self.ts[start - 1]
         };
-        for i in start..end {
+        RawColumns {
+            ts: &self.ts[start..end],
+            open: &self.open[start..end],
+            high: &self.high[start..end],
+            low: &self.low[start..end],
+            close: &self.close[start..end],
+            volume: &self.volume[start..end],
+        }
+        .scan_block(previous, step)
+    }
+
+    /// Every row of these columns, which must be equally long, `previous` the timestamp of
+    /// the row before the first.
+    pub(super) fn scan_block(&self, mut previous: i64, step: i64) -> RowScan {
+        let n = self.ts.len();
+        let (ts, o, h, l, c, v) = (
+            &self.ts[..n],
+            &self.open[..n],
+            &self.high[..n],
+            &self.low[..n],
+            &self.close[..n],
+            &self.volume[..n],
+        );
+        let positive = |x: f64| (x > 0.0) & (x < f64::INFINITY);
+        let (mut ok, mut even) = (true, true);
+        for i in 0..n {
             let (oi, hi, li, ci, vi) = (o[i], h[i], l[i], c[i], v[i]);
             ok &= positive(oi) & positive(hi) & positive(li) & positive(ci);
             // Non-NaN once the prices are positive, so these comparisons say exactly
@@ -271,6 +287,19 @@ impl RawColumns<'_> {
             previous = ts[i];
         }
         RowScan { valid: ok, even }
+    }
+}
+
+/// What row 0's timestamp is compared with: see [`RawColumns::scan_chunk`].
+pub(super) fn first_predecessor(ts: &[i64], step: i64) -> i64 {
+    ts.first().map_or(0, |t| t.wrapping_sub(step))
+}
+
+/// The first interval of the timestamps (0 with fewer than two).
+pub(super) fn first_step(ts: &[i64]) -> i64 {
+    match ts {
+        [first, second, ..] => second.wrapping_sub(*first),
+        _ => 0,
     }
 }
 

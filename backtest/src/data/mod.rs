@@ -448,11 +448,13 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedBars, DataError>
             .map(|c| c.as_materialized_series())
             .map_err(parse)
     };
-    let (bars, timestamps) = if let Some(chunks) = no_null_columns(&frame, names) {
+    let (bars, timestamps, scanned) = if let Some(chunks) = no_null_columns(&frame, names) {
         // The common Parquet case: polars' buffers become the bars' columns (no copy once
-        // the frame is gone, for a single row group; one copy otherwise).
+        // the frame is gone, for a single row group; one copy, checked on the way,
+        // otherwise).
         drop(frame);
-        (chunks.into_bars(), TimestampSource::Datetime)
+        let (bars, scanned) = chunks.into_bars();
+        (bars, TimestampSource::Datetime, scanned)
     } else {
         let (ts_ns, timestamps) = timestamps(column(&names.timestamp)?, names, options, &at)?;
         let [open, high, low, close, volume] = names
@@ -467,7 +469,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedBars, DataError>
             volume: volume?,
         };
         drop(frame);
-        (bars, timestamps)
+        (bars, timestamps, None)
     };
     if bars.len() < MIN_BARS {
         return Err(DataError::TooFewBars {
@@ -479,7 +481,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedBars, DataError>
     // One branch-free pass checks every rule on every row and whether the bars are evenly
     // spaced; only when a rule fails do the row-by-row
     // checks run, to name the first bad row and column.
-    let scan = scan_rows(&bars);
+    let scan = scanned.unwrap_or_else(|| scan_rows(&bars));
     if !scan.valid {
         validate(&bars, names, &at)?;
     }

@@ -1,9 +1,12 @@
 //! Backtest benchmarks on 1,000,000 generated one-minute bars (gauntlet-fixtures, seed 7).
 //!
 //! - `ma_cross_parquet_1m`: Parquet in → validated bars → `ma-cross:10,50` → execution with
-//!   0.1 % fees → metrics, the file written with zstd (polars' default). Target ≤ 50 ms
-//!   (vectorbt 1.2: ~250 ms; a plain Rust loop ~11 ms).
-//! - `ma_cross_parquet_uncompressed_1m`: the same from an uncompressed Parquet file.
+//!   0.1 % fees → metrics, the file written as polars writes it by default (zstd, 4 row
+//!   groups of 512² rows). Target ≤ 50 ms (vectorbt 1.2: ~250 ms; a plain Rust loop ~11 ms).
+//! - `ma_cross_parquet_snappy_1m`: the same from a snappy file (pyarrow's and Spark's
+//!   default codec) with polars' row groups; `ma_cross_parquet_snappy_1rg_1m` from a snappy
+//!   file of one row group, as pyarrow (1,048,576 rows a group) and Spark (128 MB) write
+//!   these 1M bars; `ma_cross_parquet_uncompressed_1m` from an uncompressed file.
 //! - `ensemble_1m_in_process`: bars → features → `ref-ensemble` predictions through the
 //!   engine's own model (sanitise + predict) → execution → metrics. Target ≤ 1.5 s.
 //! - `ensemble_100x6_1m_in_process`: the same with a 100-tree ensemble of full depth-6 trees
@@ -47,9 +50,8 @@ fn params(fees_bps: f64) -> ExecParams {
 }
 
 fn bars() -> Bars {
-    let generated =
-        gauntlet_fixtures::generate_ohlcv_every(7, BARS, 60).expect("1M bars are within the limit");
-    Bars::try_from(generated).expect("one-minute bars end long before 2262")
+    gauntlet_fixtures::generate_ohlcv_every(7, BARS, 60)
+        .expect("1M one-minute bars end before 2262")
 }
 
 /// `base`'s features and preprocessing with 100 full depth-6 regression trees (63 splits,
@@ -95,21 +97,44 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("bars.parquet");
     let bars = bars();
-    data::write_parquet(&bars, &path).expect("write parquet");
+    // glibc's malloc serves a block above its mmap threshold with a fresh mapping, and raises
+    // the threshold when the process frees such a block. Until then every 8 MB column is
+    // page-faulted in anew on every iteration (about 25 ms more per iteration at 1M bars on
+    // this VM). Before the bars type was unified the generator's seconds-to-ns conversion
+    // freed such a block here; free one explicitly, so the figures stay steady-state and
+    // comparable with the earlier ones.
+    drop(black_box(bars.ts_ns.to_vec()));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
 
-    let plain = dir.path().join("bars-uncompressed.parquet");
-    data::write_parquet_with(&bars, &plain, ParquetCompression::Uncompressed)
-        .expect("write parquet");
-    for (name, file) in [
-        ("ma_cross_parquet_1m", &path),
-        ("ma_cross_parquet_uncompressed_1m", &plain),
-    ] {
+    // The same bars in the files users have: polars' writer default (zstd, row groups of
+    // 512² rows: 4 here), pyarrow's and Spark's default codec snappy with polars' row groups
+    // and with one row group (pyarrow's default is 1,048,576 rows a group, Spark's 128 MB:
+    // both write these 48 MB as one), and uncompressed.
+    let files = [
+        ("ma_cross_parquet_1m", ParquetCompression::default(), None),
+        (
+            "ma_cross_parquet_snappy_1m",
+            ParquetCompression::Snappy,
+            None,
+        ),
+        (
+            "ma_cross_parquet_snappy_1rg_1m",
+            ParquetCompression::Snappy,
+            Some(BARS),
+        ),
+        (
+            "ma_cross_parquet_uncompressed_1m",
+            ParquetCompression::Uncompressed,
+            None,
+        ),
+    ];
+    for (name, compression, row_group_rows) in files {
+        let file = dir.path().join(format!("{name}.parquet"));
+        data::write_parquet_with(&bars, &file, compression, row_group_rows).expect("write parquet");
         c.bench_function(name, |b| {
             b.iter(|| {
-                let loaded = data::load(file, &LoadOptions::default()).expect("load");
+                let loaded = data::load(&file, &LoadOptions::default()).expect("load");
                 let spread = MaCross { fast: 10, slow: 50 }.spread(&loaded.bars.close);
                 let e = run(
                     &loaded.bars.open,

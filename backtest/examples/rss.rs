@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gauntlet_backtest::config::{BacktestConfig, Plan};
-use gauntlet_backtest::data::{self, Bars, LoadOptions};
+use gauntlet_backtest::data::{self, LoadOptions};
 use gauntlet_backtest::signals::{EngineModel, Signals};
 use gauntlet_backtest::suite::run_plan;
 use gauntlet_engine::Model;
@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = PathBuf::from(path);
     if mode == "write" {
         let n: usize = rest.first().ok_or("write needs N")?.parse()?;
-        let bars = Bars::try_from(gauntlet_fixtures::generate_ohlcv_every(7, n, 60)?)?;
+        let bars = gauntlet_fixtures::generate_ohlcv_every(7, n, 60)?;
         data::write_parquet(&bars, &path)?;
         println!("wrote {n} bars to {}", path.display());
         return Ok(());

@@ -22,7 +22,7 @@
 //! use gauntlet_backtest::signals::MaCross;
 //! use gauntlet_backtest::sweep::{ExecParams, run};
 //!
-//! let bars = Bars::try_from(gauntlet_fixtures::generate_ohlcv(1, 2_000)?)?;
+//! let bars: Bars = gauntlet_fixtures::generate_ohlcv(1, 2_000)?;
 //! let spread = MaCross::parse("ma-cross:10,50")?.spread(&bars.close);
 //! let execution = run(&bars.open, &bars.close, &spread, &ExecParams::default());
 //! let metrics = compute(&execution, 365.25, 0.0);

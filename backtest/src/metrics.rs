@@ -412,6 +412,54 @@ mod tests {
         assert_eq!(m.trades, 2);
     }
 
+    /// On a long run every metric has the bits of the plain definition (each sum in bar
+    /// order, the moments from [`Moments::of`]), with and without a risk-free rate.
+    #[test]
+    fn fused_passes_give_the_bits_of_the_definition() {
+        let n = 196_608;
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let returns: Vec<f64> = (0..n).map(|_| 0.01 * next()).collect();
+        let held: Vec<f64> = (0..n).map(|i| [0.0, 1.0, -1.0][i % 3]).collect();
+        let e = execution(&returns, &held, vec![trade(0.01), trade(-0.02)], 1_000.0);
+        for rf in [0.0, 0.03] {
+            let m = compute(&e, 525_960.0, rf);
+            let rf_p = (1.0_f64 + rf).powf(1.0 / 525_960.0) - 1.0;
+            let (mut equity, mut peak, mut max_dd, mut under, mut max_under) =
+                (1.0_f64, 1.0_f64, 0.0_f64, 0usize, 0usize);
+            let mut downside = 0.0;
+            for &r in &returns {
+                equity *= 1.0 + r;
+                if equity >= peak {
+                    peak = equity;
+                    under = 0;
+                } else {
+                    under += 1;
+                    max_under = max_under.max(under);
+                    max_dd = max_dd.max(1.0 - equity / peak);
+                }
+                let d = (r - rf_p).min(0.0);
+                downside += d * d;
+            }
+            let moments = Moments::of(&returns, rf_p);
+            assert_eq!(m.moments, moments);
+            assert_eq!(m.total_return.to_bits(), (equity - 1.0).to_bits());
+            assert_eq!(m.max_drawdown.to_bits(), max_dd.to_bits());
+            assert_eq!(m.max_drawdown_bars, max_under);
+            let dd = (downside / n as f64).sqrt();
+            assert_eq!(
+                m.sortino.map(f64::to_bits),
+                Some((moments.mean / dd * 525_960f64.sqrt()).to_bits())
+            );
+            assert_eq!(m.exposure, 2.0 / 3.0);
+        }
+    }
+
     #[test]
     fn drawdown_counts_from_the_starting_equity() {
         // Falls straight away: the peak is the initial equity 1, not the first bar.

@@ -131,7 +131,8 @@ impl MaCross {
     /// `SMA_fast − SMA_slow` of `close` at every bar (`NaN` before `slow − 1`).
     pub fn spread(&self, close: &[f64]) -> Vec<f64> {
         let (f, s) = (self.fast, self.slow);
-        let mut out = vec![f64::NAN; close.len()];
+        // Pushed, not pre-filled: one write of each value into the fresh column.
+        let mut out = Vec::with_capacity(close.len());
         let (mut fast_sum, mut slow_sum) = (0.0, 0.0);
         for (t, &c) in close.iter().enumerate() {
             fast_sum += c;
@@ -142,9 +143,11 @@ impl MaCross {
             if t >= s {
                 slow_sum -= close[t - s];
             }
-            if t + 1 >= s {
-                out[t] = fast_sum / f as f64 - slow_sum / s as f64;
-            }
+            out.push(if t + 1 >= s {
+                fast_sum / f as f64 - slow_sum / s as f64
+            } else {
+                f64::NAN
+            });
         }
         out
     }

@@ -53,9 +53,8 @@ pub fn load_bars(plan: &Plan) -> Result<(Bars, DataInfo), DataError> {
             ))
         }
         DataPlan::Fixture { seed, bars } => {
-            let generated =
+            let bars =
                 generate_ohlcv(*seed, *bars).map_err(|e| DataError::Generator(e.to_string()))?;
-            let bars = Bars::try_from(generated)?;
             let gaps = Gaps::of(&bars.ts_ns);
             let description = format!(
                 "generated daily bars: seed {seed}, {} bars (gauntlet-fixtures {})",

@@ -79,12 +79,9 @@ fn csv_and_parquet_give_the_same_bars() {
     );
     assert_eq!(csv.gaps.median_interval_ns, DAY_NS);
     assert_eq!(csv.gaps.count, 0);
-    let generated = Bars::try_from(
-        gauntlet_fixtures::generate_ohlcv(
-            gauntlet_fixtures::SAMPLE_SEED,
-            gauntlet_fixtures::SAMPLE_BARS,
-        )
-        .unwrap(),
+    let generated = gauntlet_fixtures::generate_ohlcv(
+        gauntlet_fixtures::SAMPLE_SEED,
+        gauntlet_fixtures::SAMPLE_BARS,
     )
     .unwrap();
     assert_eq!(csv.bars, generated);
@@ -116,7 +113,7 @@ fn parquet_fast_path_names_the_same_row_and_column() {
         ("timestamp", |b| b.ts_ns[1] = b.ts_ns[0] - 1),
     ];
     // Over 4,096 rows, so that breaks fall on both sides of a check chunk's edge.
-    let bars = Bars::try_from(gauntlet_fixtures::generate_ohlcv(3, 10_000).unwrap()).unwrap();
+    let bars = gauntlet_fixtures::generate_ohlcv(3, 10_000).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for (i, (column, broken)) in breaks.into_iter().enumerate() {
         let mut bad = bars.clone();
@@ -149,8 +146,7 @@ fn parquet_fast_path_names_the_same_row_and_column() {
 /// file reads back as 4 chunks a column): read back exactly, and a bad row late in it named.
 #[test]
 fn parquet_of_several_row_groups_reads_back_and_names_bad_rows() {
-    let bars =
-        Bars::try_from(gauntlet_fixtures::generate_ohlcv_every(5, 300_000, 60).unwrap()).unwrap();
+    let bars = gauntlet_fixtures::generate_ohlcv_every(5, 300_000, 60).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("groups.parquet");
     data::write_parquet(&bars, &path).unwrap();
@@ -166,6 +162,78 @@ fn parquet_of_several_row_groups_reads_back_and_names_bad_rows() {
         err.contains("row 290001") && err.contains("column \"volume\""),
         "{err}"
     );
+}
+
+/// The layouts of real files — snappy (pyarrow's and Spark's default codec), zstd, none; one
+/// row group or several — read back bit for bit (a single row group is taken without a copy,
+/// several are copied once).
+#[test]
+fn parquet_codecs_and_row_groups_read_back_exactly() {
+    use polars::prelude::ParquetCompression;
+    let bars = gauntlet_fixtures::generate_ohlcv_every(9, 100_000, 60).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (codec, groups)) in [
+        (ParquetCompression::Snappy, None),
+        (ParquetCompression::Snappy, Some(100_000)),
+        (ParquetCompression::Snappy, Some(7_000)),
+        (ParquetCompression::Uncompressed, Some(100_000)),
+        (ParquetCompression::default(), Some(30_000)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.path().join(format!("layout-{i}.parquet"));
+        data::write_parquet_with(&bars, &path, codec, groups).unwrap();
+        let back = load(&path).unwrap();
+        assert!(back.bars == bars, "layout {i}: {codec:?}, {groups:?}");
+        assert_eq!(back.gaps.median_interval_ns, 60_000_000_000);
+        assert_eq!(back.gaps.count, 0);
+    }
+}
+
+/// A large file of several row groups: a break in the middle, at a check chunk's edge (rows
+/// 147,456 and 147,457), at the seam of two row groups, or in the last rows is named as the row-by-row check names it, and a
+/// gap late in the file is found by the full gap scan (the bars are no longer evenly spaced).
+#[test]
+fn row_checks_find_breaks_anywhere_in_a_large_file() {
+    type Break = fn(&mut Bars);
+    let breaks: [(usize, &str, Break); 5] = [
+        (120_001, "close", |b| b.close[120_000] = 0.0),
+        // The first row of the second row group (polars writes 262,144 rows a group).
+        (262_145, "timestamp", |b| {
+            b.ts_ns[262_144] = b.ts_ns[262_143] - 1
+        }),
+        (147_457, "timestamp", |b| {
+            b.ts_ns[147_456] = b.ts_ns[147_455]
+        }),
+        (147_458, "low", |b| b.low[147_457] = b.high[147_457] * 2.0),
+        (299_999, "high", |b| b.high[299_998] = f64::INFINITY),
+    ];
+    let bars = gauntlet_fixtures::generate_ohlcv_every(4, 300_000, 60).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (row, column, broken)) in breaks.into_iter().enumerate() {
+        let mut bad = bars.clone();
+        broken(&mut bad);
+        let expected = data::validate_bars(&bad).unwrap_err().to_string();
+        assert!(
+            expected.contains(&format!("row {row},"))
+                && expected.contains(&format!("column \"{column}\"")),
+            "{expected}"
+        );
+        let path = dir.path().join(format!("bad-{i}.parquet"));
+        data::write_parquet(&bad, &path).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.ends_with(&expected), "{err} / {expected}");
+    }
+    let mut gapped = bars;
+    for t in &mut gapped.ts_ns[200_000..] {
+        *t += 3_600_000_000_000;
+    }
+    let path = dir.path().join("gapped.parquet");
+    data::write_parquet(&gapped, &path).unwrap();
+    let back = load(&path).unwrap();
+    assert_eq!(back.gaps.count, 1);
+    assert_eq!(back.gaps.largest, Some((200_001, 3_660_000_000_000)));
 }
 
 #[test]
@@ -353,7 +421,7 @@ async fn serve_engine() -> (String, tokio::sync::oneshot::Sender<()>) {
 }
 
 fn fixture_bars(n: usize) -> Bars {
-    Bars::try_from(gauntlet_fixtures::generate_ohlcv(3, n).unwrap()).unwrap()
+    gauntlet_fixtures::generate_ohlcv(3, n).unwrap()
 }
 
 fn plan(edit: impl FnOnce(&mut BacktestConfig)) -> Plan {

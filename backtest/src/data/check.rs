@@ -1,0 +1,316 @@
+//! The OHLCV rules checked on every row, and the gap scan.
+
+use std::ops::Range;
+
+use super::{Bars, ColumnNames, DataError, RowRef};
+
+/// Intervals between bars well above the usual one: reported, not rejected (markets close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Gaps {
+    /// The median interval between consecutive bars, in nanoseconds (0 with under 2 bars).
+    pub median_interval_ns: i64,
+    /// Intervals longer than twice the median.
+    pub count: usize,
+    /// The longest interval: the 1-based row of the bar after it, and its length in ns.
+    pub largest: Option<(usize, i64)>,
+}
+
+impl Gaps {
+    /// The gaps of validated timestamps known to be evenly spaced (every interval equal to
+    /// the first): none, and the median is that interval.
+    pub(super) fn evenly_spaced(ts_ns: &[i64]) -> Gaps {
+        match ts_ns {
+            [first, second, ..] => Gaps {
+                median_interval_ns: second - first,
+                count: 0,
+                largest: None,
+            },
+            _ => Gaps::default(),
+        }
+    }
+
+    /// Gaps of validated (strictly increasing) timestamps.
+    pub fn of(ts_ns: &[i64]) -> Gaps {
+        if ts_ns.len() < 2 {
+            return Gaps::default();
+        }
+        // Evenly spaced bars (the usual case): the median is the one interval, no gap exists.
+        let first = ts_ns[1] - ts_ns[0];
+        if first > 0
+            && ts_ns
+                .windows(2)
+                .fold(true, |ok, w| ok & (w[1] - w[0] == first))
+        {
+            return Gaps {
+                median_interval_ns: first,
+                count: 0,
+                largest: None,
+            };
+        }
+        let mut intervals: Vec<i64> = ts_ns.windows(2).map(|w| w[1] - w[0]).collect();
+        let median = median_i64(&mut intervals);
+        // `intervals` is reordered now: count from the timestamps again.
+        let mut count = 0;
+        let mut largest: Option<(usize, i64)> = None;
+        for (i, w) in ts_ns.windows(2).enumerate() {
+            let d = w[1] - w[0];
+            if d > 2 * median {
+                count += 1;
+                if largest.is_none_or(|(_, l)| d > l) {
+                    largest = Some((i + 2, d));
+                }
+            }
+        }
+        Gaps {
+            median_interval_ns: median,
+            count,
+            largest,
+        }
+    }
+}
+
+fn median_i64(values: &mut [i64]) -> i64 {
+    if values.is_empty() {
+        return 0;
+    }
+    let mid = values.len() / 2;
+    let (_, m, _) = values.select_nth_unstable(mid);
+    *m
+}
+
+/// Checks the OHLCV rules on every row: timestamps strictly increasing, prices positive and
+/// finite, `high ≥ max(open, close)`, `low ≤ min(open, close)`, volume finite and ≥ 0.
+///
+/// # Errors
+///
+/// The first broken rule, naming the row (through `at`) and the column.
+pub fn validate(
+    bars: &Bars,
+    names: &ColumnNames,
+    at: &impl Fn(usize) -> RowRef,
+) -> Result<(), DataError> {
+    if scan_rows(bars).valid {
+        return Ok(());
+    }
+    // Some row breaks a rule: find the first, naming it, with the row-by-row checks below.
+    let invalid = |i: usize, column: &str, value: f64, rule: String| DataError::Invalid {
+        at: at(i),
+        column: column.to_owned(),
+        value,
+        rule,
+    };
+    for i in 0..bars.len() {
+        if i > 0 && bars.ts_ns[i] <= bars.ts_ns[i - 1] {
+            return Err(DataError::Order {
+                at: at(i),
+                column: names.timestamp.clone(),
+                value_ns: bars.ts_ns[i],
+                previous_ns: bars.ts_ns[i - 1],
+                what: if bars.ts_ns[i] == bars.ts_ns[i - 1] {
+                    "a duplicate of"
+                } else {
+                    "before"
+                },
+            });
+        }
+        let (o, h, l, c, v) = (
+            bars.open[i],
+            bars.high[i],
+            bars.low[i],
+            bars.close[i],
+            bars.volume[i],
+        );
+        for (name, value) in [
+            (&names.open, o),
+            (&names.high, h),
+            (&names.low, l),
+            (&names.close, c),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(invalid(
+                    i,
+                    name,
+                    value,
+                    "must be positive and finite".into(),
+                ));
+            }
+        }
+        if h < o.max(c) {
+            return Err(invalid(
+                i,
+                &names.high,
+                h,
+                format!("is below max(open, close) = {}", o.max(c)),
+            ));
+        }
+        if l > o.min(c) {
+            return Err(invalid(
+                i,
+                &names.low,
+                l,
+                format!("is above min(open, close) = {}", o.min(c)),
+            ));
+        }
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(invalid(
+                i,
+                &names.volume,
+                v,
+                "must be finite and ≥ 0".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What one pass over the rows found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RowScan {
+    /// Every row passes [`validate`]'s rules.
+    pub(super) valid: bool,
+    /// Every interval between consecutive timestamps equals the first.
+    pub(super) even: bool,
+}
+
+impl RowScan {
+    /// Nothing broken yet.
+    pub(super) const CLEAN: RowScan = RowScan {
+        valid: true,
+        even: true,
+    };
+
+    /// Both scans' findings: of two consecutive runs of rows, the whole run's.
+    pub(super) fn and(self, other: RowScan) -> RowScan {
+        RowScan {
+            valid: self.valid & other.valid,
+            even: self.even & other.even,
+        }
+    }
+}
+
+/// Whether every row passes [`validate`]'s rules, and whether the bars are evenly spaced (what
+/// the gap scan would otherwise take a pass of its own for): one branch-free pass over the six
+/// columns, so the compiler can vectorise it. Together the conditions are the exact negation
+/// of the error tests in [`validate`] (NaN fails them all), which looks for the failing row
+/// only when this says one exists.
+pub(super) fn scan_rows(bars: &Bars) -> RowScan {
+    let n = bars.len();
+    let columns = RawColumns {
+        ts: &bars.ts_ns[..n],
+        open: &bars.open[..n],
+        high: &bars.high[..n],
+        low: &bars.low[..n],
+        close: &bars.close[..n],
+        volume: &bars.volume[..n],
+    };
+    let step = first_step(columns.ts);
+    columns.scan(0..n, step)
+}
+
+/// Rows checked at a time: small enough that a chunk of six columns stays in cache.
+pub(super) const VALIDATE_CHUNK: usize = 4_096;
+
+/// Six equally long columns, borrowed.
+#[derive(Clone, Copy)]
+pub(super) struct RawColumns<'a> {
+    pub(super) ts: &'a [i64],
+    pub(super) open: &'a [f64],
+    pub(super) high: &'a [f64],
+    pub(super) low: &'a [f64],
+    pub(super) close: &'a [f64],
+    pub(super) volume: &'a [f64],
+}
+
+impl RawColumns<'_> {
+    /// [`scan_rows`] over `rows` (in bounds), chunk by chunk, stopping at the first chunk
+    /// with a broken rule; `step` is the first interval.
+    fn scan(&self, rows: Range<usize>, step: i64) -> RowScan {
+        let mut found = RowScan::CLEAN;
+        let mut start = rows.start;
+        while start < rows.end {
+            let end = (start + VALIDATE_CHUNK).min(rows.end);
+            found = found.and(self.scan_chunk(start..end, step));
+            if !found.valid {
+                break;
+            }
+            start = end;
+        }
+        found
+    }
+
+    /// One chunk of [`RawColumns::scan`]; timestamps are compared from `rows.start`'s
+    /// predecessor on.
+    fn scan_chunk(&self, rows: Range<usize>, step: i64) -> RowScan {
+        let (start, end) = (rows.start, rows.end);
+        // Row 0 has no predecessor: compare it with its own value minus the first interval,
+        // which passes both tests (unless it wraps below i64::MIN: then the order test
+        // fails, and the row-by-row checks find no error and the gap scan runs in full).
+        let previous = if start == 0 {
+            first_predecessor(self.ts, step)
+        } else {
+            self.ts[start - 1]
+        };
+        RawColumns {
+            ts: &self.ts[start..end],
+            open: &self.open[start..end],
+            high: &self.high[start..end],
+            low: &self.low[start..end],
+            close: &self.close[start..end],
+            volume: &self.volume[start..end],
+        }
+        .scan_block(previous, step)
+    }
+
+    /// Every row of these columns, which must be equally long, `previous` the timestamp of
+    /// the row before the first.
+    pub(super) fn scan_block(&self, mut previous: i64, step: i64) -> RowScan {
+        let n = self.ts.len();
+        let (ts, o, h, l, c, v) = (
+            &self.ts[..n],
+            &self.open[..n],
+            &self.high[..n],
+            &self.low[..n],
+            &self.close[..n],
+            &self.volume[..n],
+        );
+        let positive = |x: f64| (x > 0.0) & (x < f64::INFINITY);
+        let (mut ok, mut even) = (true, true);
+        for i in 0..n {
+            let (oi, hi, li, ci, vi) = (o[i], h[i], l[i], c[i], v[i]);
+            ok &= positive(oi) & positive(hi) & positive(li) & positive(ci);
+            // Non-NaN once the prices are positive, so these comparisons say exactly
+            // `high ≥ max(open, close)` and `low ≤ min(open, close)`.
+            ok &= (hi >= oi) & (hi >= ci) & (li <= oi) & (li <= ci);
+            ok &= (0.0..f64::INFINITY).contains(&vi);
+            ok &= ts[i] > previous;
+            even &= ts[i].wrapping_sub(previous) == step;
+            previous = ts[i];
+        }
+        RowScan { valid: ok, even }
+    }
+}
+
+/// What row 0's timestamp is compared with: see [`RawColumns::scan_chunk`].
+pub(super) fn first_predecessor(ts: &[i64], step: i64) -> i64 {
+    ts.first().map_or(0, |t| t.wrapping_sub(step))
+}
+
+/// The first interval of the timestamps (0 with fewer than two).
+pub(super) fn first_step(ts: &[i64]) -> i64 {
+    match ts {
+        [first, second, ..] => second.wrapping_sub(*first),
+        _ => 0,
+    }
+}
+
+/// [`validate`] for bars that did not come from a file (rows numbered from 1, no lines).
+///
+/// # Errors
+///
+/// As [`validate`].
+pub fn validate_bars(bars: &Bars) -> Result<(), DataError> {
+    validate(bars, &ColumnNames::default(), &|i| RowRef {
+        row: i + 1,
+        line: None,
+    })
+}

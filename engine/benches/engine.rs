@@ -216,41 +216,10 @@ fn ref_ensemble() -> ModelArtifact {
     serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// `base`'s features and preprocessing with 100 full depth-6 regression trees (63 splits,
-/// 64 leaves each, in heap order), splits within ±2 MAD of the feature's median, seed 100:
-/// the same artifact as the backtest bench's `ensemble_100`.
+/// `base`'s features and preprocessing with 100 full depth-6 regression trees, seed 100: the
+/// same artifact as the backtest bench's.
 fn ensemble_100(base: &ModelArtifact) -> ModelArtifact {
-    let mut rng = ChaCha8Rng::seed_from_u64(100);
-    let features = base.features.len();
-    let trees = (0..100)
-        .map(|_| {
-            let splits = (0..63).map(|i| {
-                let feature = rng.random_range(0..features);
-                let spec = &base.features[feature];
-                Node::Split {
-                    feature,
-                    threshold: spec.median + spec.mad * rng.random_range(-2.0..2.0),
-                    left: 2 * i + 1,
-                    right: 2 * i + 2,
-                    default_left: rng.random_bool(0.5),
-                }
-            });
-            let mut nodes: Vec<Node> = splits.collect();
-            nodes.extend((0..64).map(|_| Node::Leaf {
-                value: rng.random_range(-1e-3..1e-3),
-            }));
-            Tree { nodes }
-        })
-        .collect();
-    ModelArtifact {
-        name: "bench-ensemble-100x6".into(),
-        model: ModelParams::TreeEnsemble {
-            base_score: 0.0,
-            objective: Objective::Regression,
-            trees,
-        },
-        ..base.clone()
-    }
+    gauntlet_fixtures::random_forest(base, 100, 6, 100)
 }
 
 /// `count` row-major rows of `artifact`'s features: each value its median plus a MAD times

@@ -5,7 +5,8 @@
 //! `cargo bench -p gauntlet-load --bench driver` (Linux, `taskset` and `wrk` installed):
 //! the engine binary runs pinned to core 0, this process (the driver) and wrk to core 1.
 //! `GAUNTLET_BENCH_SOAK=300s` sets the soak (default 5 minutes; `0s` skips it);
-//! `GAUNTLET_BENCH_STEPS=30000,40000` sets the rates tried. With `--features goose` it also
+//! `GAUNTLET_BENCH_STEPS=30000,40000` sets the rates tried; `GAUNTLET_BENCH_ENDPOINT=infer`
+//! drives the infer route instead of the health route (see [`Endpoint`]). With `--features goose` it also
 //! prints goose's closed-loop rate on the same endpoint from the same core.
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +14,7 @@
     reason = "a bench fails loudly"
 )]
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +27,55 @@ use gauntlet_load::schedule::{Schedule, Shard};
 use gauntlet_load::validity::{self, Tolerance};
 use gauntlet_testkit::EngineProcess;
 
-const PATH: &str = "/v2/health/live";
+/// The route every generator drives, from `GAUNTLET_BENCH_ENDPOINT`: `health` (default,
+/// `GET /v2/health/live`: the engine's cheapest answer, so the generators are what is
+/// measured) or `infer` (`POST /v2/models/ref-ensemble/infer` with the one-row OIP body of
+/// `engine/benches/http/body.json`: the engine's infer path, a JSON endpoint as in the issue's
+/// comparison). The driver, wrk and goose send the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Endpoint {
+    Health,
+    Infer,
+}
+
+impl Endpoint {
+    fn from_env() -> Endpoint {
+        match std::env::var("GAUNTLET_BENCH_ENDPOINT").as_deref() {
+            Ok("infer") => Endpoint::Infer,
+            Ok("health") | Err(_) => Endpoint::Health,
+            Ok(other) => panic!("GAUNTLET_BENCH_ENDPOINT={other}: expected health or infer"),
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Health => "/v2/health/live",
+            Endpoint::Infer => "/v2/models/ref-ensemble/infer",
+        }
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Endpoint::Health => Method::GET,
+            Endpoint::Infer => Method::POST,
+        }
+    }
+
+    /// The engine bench's wrk script and body, shared so every generator sends the same.
+    fn http_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/benches/http")
+    }
+
+    fn body(self) -> Bytes {
+        match self {
+            Endpoint::Health => Bytes::new(),
+            Endpoint::Infer => {
+                let text = std::fs::read_to_string(Self::http_dir().join("body.json")).unwrap();
+                Bytes::from(text.trim_end().to_owned())
+            }
+        }
+    }
+}
 
 /// The release engine binary, pinned to core 0, on a loopback port.
 fn start_engine() -> EngineProcess {
@@ -42,13 +92,13 @@ fn start_engine() -> EngineProcess {
     EngineProcess::start(command).expect("taskset and the engine binary")
 }
 
-fn config(url: &str, rate: f64, duration: Duration) -> DriverConfig {
+fn config(url: &str, endpoint: Endpoint, rate: f64, duration: Duration) -> DriverConfig {
     DriverConfig {
         request: RequestSpec {
             base_url: url.to_owned(),
-            method: Method::GET,
-            path: PATH.to_owned(),
-            body: Bytes::new(),
+            method: endpoint.method(),
+            path: endpoint.path().to_owned(),
+            body: endpoint.body(),
             authorization: None,
         },
         schedule: Schedule::constant(rate, duration),
@@ -68,10 +118,14 @@ fn config(url: &str, rate: f64, duration: Duration) -> DriverConfig {
     }
 }
 
-fn wrk(url: &str) -> Option<f64> {
-    let out = Command::new("taskset")
-        .args(["-c", "1", "wrk", "-t1", "-c64", "-d5s"])
-        .arg(format!("{url}{PATH}"))
+fn wrk(url: &str, endpoint: Endpoint) -> Option<f64> {
+    let mut command = Command::new("taskset");
+    command.args(["-c", "1", "wrk", "-t1", "-c64", "-d5s"]);
+    if endpoint == Endpoint::Infer {
+        command.arg("-s").arg(Endpoint::http_dir().join("post.lua"));
+    }
+    let out = command
+        .arg(format!("{url}{}", endpoint.path()))
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -84,13 +138,21 @@ fn wrk(url: &str) -> Option<f64> {
 /// Goose 0.19 (closed model) on the same endpoint from the same core: `users` users
 /// requesting back to back for 5 s; successful requests per second.
 #[cfg(feature = "goose")]
-fn goose(url: &str, users: usize) -> Option<f64> {
+fn goose(url: &str, endpoint: Endpoint, users: usize) -> Option<f64> {
     use goose::config::{GooseConfiguration, GooseDefault, GooseDefaultType};
     use goose::prelude::*;
 
-    let health: TransactionFunction = Arc::new(|user| {
+    let body: Arc<serde_json::Value> = Arc::new(match endpoint {
+        Endpoint::Health => serde_json::Value::Null,
+        Endpoint::Infer => serde_json::from_slice(&endpoint.body()).ok()?,
+    });
+    let health: TransactionFunction = Arc::new(move |user| {
+        let body = Arc::clone(&body);
         Box::pin(async move {
-            let _ = user.get(PATH).await?;
+            let _ = match endpoint {
+                Endpoint::Health => user.get(endpoint.path()).await?,
+                Endpoint::Infer => user.post_json(endpoint.path(), body.as_ref()).await?,
+            };
             Ok(())
         })
     });
@@ -136,11 +198,14 @@ fn main() {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    let endpoint = Endpoint::from_env();
     let engine = start_engine();
     let url = engine.url();
     println!(
-        "machine: {cores} cores; engine pinned to core 0, driver {} core 1; endpoint GET {PATH}",
-        if pinned { "pinned to" } else { "NOT pinned to" }
+        "machine: {cores} cores; engine pinned to core 0, driver {} core 1; endpoint {} {}",
+        if pinned { "pinned to" } else { "NOT pinned to" },
+        endpoint.method(),
+        endpoint.path()
     );
     let steps: Vec<f64> = std::env::var("GAUNTLET_BENCH_STEPS")
         .ok()
@@ -150,11 +215,11 @@ fn main() {
                 20_000.0, 30_000.0, 40_000.0, 50_000.0, 60_000.0, 70_000.0, 80_000.0,
             ]
         });
-    let wrk_before = wrk(&url);
+    let wrk_before = wrk(&url, endpoint);
     let mut best = 0.0_f64;
     let mut cpu_per_request_us = Vec::new();
     for rate in steps {
-        let stats = driver::run(config(&url, rate, Duration::from_secs(5))).unwrap();
+        let stats = driver::run(config(&url, endpoint, rate, Duration::from_secs(5))).unwrap();
         let v = validity::judge(&stats, Tolerance::default());
         // The engine on its one core keeps up while the median stays within 10 ms; past
         // that the step measures the engine's queue, not the driver.
@@ -188,7 +253,7 @@ fn main() {
             break;
         }
     }
-    let wrk_after = wrk(&url);
+    let wrk_after = wrk(&url, endpoint);
     let cpu_us = if cpu_per_request_us.is_empty() {
         0.0
     } else {
@@ -211,7 +276,7 @@ fn main() {
         _ => println!("wrk     not available (apt-get install -y wrk)"),
     }
     #[cfg(feature = "goose")]
-    match goose(&url, 64) {
+    match goose(&url, endpoint, 64) {
         Some(rate) => println!(
             "goose   64 users, 5 s on core 1 (closed loop): {rate:.0} req/s; driver {best:.0} req/s \
              = {:.2}x goose",
@@ -228,7 +293,7 @@ fn main() {
     }
     let rate = (best * 0.5).max(10_000.0);
     let started = Instant::now();
-    let stats = driver::run(config(&url, rate, soak)).unwrap();
+    let stats = driver::run(config(&url, endpoint, rate, soak)).unwrap();
     let rss: Vec<(u32, u64)> = stats
         .cpu
         .iter()

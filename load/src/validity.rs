@@ -366,8 +366,16 @@ pub struct Validity {
     pub invalid: Option<String>,
 }
 
-/// Judges a run against the tolerance.
+/// Judges a run against the tolerance, on the cores this process may run on.
 pub fn judge(stats: &RunStats, tolerance: Tolerance) -> Validity {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    judge_on(stats, tolerance, cores)
+}
+
+/// [`judge`] for a generator allowed `cores` cores (its CPU affinity): besides its busiest
+/// thread, all its threads together must stay under the limit of those cores — a driver
+/// pinned to one core saturates it with no single thread near a full core.
+pub fn judge_on(stats: &RunStats, tolerance: Tolerance, cores: usize) -> Validity {
     let from = stats.warm_up.as_secs();
     let measured: Vec<&CpuSample> = stats
         .cpu
@@ -402,6 +410,14 @@ pub fn judge(stats: &RunStats, tolerance: Tolerance) -> Validity {
         reasons.push(format!(
             "generator saturated: its busiest thread used {:.0} % of a core (limit {:.0} %)",
             generator_busiest * 100.0,
+            tolerance.max_generator_cpu * 100.0
+        ));
+    }
+    let cores = cores.max(1) as f64;
+    if generator_cpu >= tolerance.max_generator_cpu * cores {
+        reasons.push(format!(
+            "generator saturated: its threads together used {generator_cpu:.2} of the {cores:.0} \
+             core(s) it may run on (limit {:.0} %)",
             tolerance.max_generator_cpu * 100.0
         ));
     }
@@ -497,6 +513,28 @@ mod tests {
                 .unwrap()
                 .starts_with("generator saturated: its busiest thread used 50 %")
         );
+    }
+
+    #[test]
+    fn threads_that_together_fill_the_cores_allowed_are_saturation() {
+        // Two threads at 48 % each on a generator pinned to one core: no thread is near a
+        // full core, but the core is.
+        let cpu: Vec<CpuSample> = (2..=4)
+            .map(|second| CpuSample {
+                second,
+                generator_cpu: 0.96,
+                generator_busiest: 0.48,
+                ..CpuSample::default()
+            })
+            .collect();
+        let pinned = judge_on(&stats(cpu.clone(), 300, 0), Tolerance::default(), 1);
+        let reason = pinned.invalid.unwrap();
+        assert!(
+            reason.contains("threads together used 0.96 of the 1 core(s)"),
+            "{reason}"
+        );
+        let two = judge_on(&stats(cpu, 300, 0), Tolerance::default(), 2);
+        assert_eq!(two.invalid, None);
     }
 
     #[test]

@@ -143,7 +143,7 @@ fn take<T: polars::prelude::PolarsNumericType>(
 }
 
 /// Writes bars as Parquet: `timestamp` a datetime column (ns, UTC), then `open`, `high`,
-/// `low`, `close`, `volume` as Float64 — what [`load`] reads back exactly.
+/// `low`, `close`, `volume` as Float64 — what [`load`](super::load) reads back exactly.
 ///
 /// # Errors
 ///

@@ -578,10 +578,15 @@ mod tests {
 
     #[test]
     fn the_meter_runs_beside_the_sampler_and_fills_every_sample() {
-        let sampler = Sampler::start("gx-none", None, Instant::now()).unwrap();
-        let names: Vec<String> = thread_ticks().into_values().map(|(n, _)| n).collect();
-        assert!(names.iter().any(|n| n == "gx-hiccup"), "{names:?}");
-        std::thread::sleep(Duration::from_millis(2_300));
+        let started = Instant::now();
+        let sampler = Sampler::start("gx-none", None, started).unwrap();
+        // A new thread names itself once it runs: wait for it, up to two seconds.
+        let named = |name: &str| thread_ticks().into_values().any(|(n, _)| n == name);
+        while !named("gx-hiccup") && started.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(named("gx-hiccup"), "no gx-hiccup thread in this process");
+        std::thread::sleep(Duration::from_millis(2_300).saturating_sub(started.elapsed()));
         let samples = sampler.stop();
         assert!(samples.len() >= 2, "{samples:?}");
         for s in &samples {

@@ -262,19 +262,8 @@ fn load(args: LoadArgs) -> Result<ExitCode, Failure> {
                 ExitCode::Success
             });
         };
-        let m = run.measurement();
-        let gates = gates::sla_gates("sustained", &m, &s);
-        let scenario = ScenarioRun {
-            id: "sustained",
-            title: format!(
-                "gauntlet load: {} req/s for {} (shard {shard})",
-                s.rate,
-                humantime::format_duration(s.duration)
-            ),
-            gates,
-            runs: vec![run],
-            notes: Vec::new(),
-        };
+        let scenario =
+            crate::scenario::sustained_judged(run, &s, &format!("gauntlet load (shard {shard})"));
         let section = report::scenario_section(&scenario, "gauntlet load");
         write_report(
             &scenario,

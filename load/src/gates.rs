@@ -131,6 +131,30 @@ pub fn sla_cases(scenario: &str) -> Vec<PlannedCase> {
     out
 }
 
+/// The `{scenario}_error_rate` gate: failed over scheduled requests of the measured window
+/// against `max_error_rate`; invalid when the measurement is.
+pub fn error_rate_gate(scenario: &str, m: &Measurement, max_error_rate: f64) -> GateResult {
+    let rate = m.error_rate();
+    let pass = rate <= max_error_rate;
+    GateResult {
+        name: format!("{scenario}_error_rate"),
+        verdict: match &m.invalid {
+            Some(reason) => Verdict::Invalid(reason.clone()),
+            None if pass => Verdict::Pass,
+            None => Verdict::Fail,
+        },
+        message: format!(
+            "error rate {:.4} % {} ceiling {:.4} % ({} failed of {} scheduled: {})",
+            rate * 100.0,
+            if pass { "<=" } else { ">" },
+            max_error_rate * 100.0,
+            m.counters.failed(),
+            m.counters.scheduled,
+            error_breakdown(&m.counters)
+        ),
+    }
+}
+
 /// Evaluates the SLA gates of [`sla_cases`] on a measurement.
 pub fn sla_gates(scenario: &str, m: &Measurement, settings: &LoadSettings) -> Vec<GateResult> {
     let judged = |pass: bool| match &m.invalid {
@@ -169,21 +193,7 @@ pub fn sla_gates(scenario: &str, m: &Measurement, settings: &LoadSettings) -> Ve
             message,
         });
     }
-    let rate = m.error_rate();
-    let pass = rate <= settings.max_error_rate;
-    out.push(GateResult {
-        name: format!("{scenario}_error_rate"),
-        verdict: judged(pass),
-        message: format!(
-            "error rate {:.4} % {} ceiling {:.4} % ({} failed of {} scheduled: {})",
-            rate * 100.0,
-            if pass { "<=" } else { ">" },
-            settings.max_error_rate * 100.0,
-            m.counters.failed(),
-            m.counters.scheduled,
-            error_breakdown(&m.counters)
-        ),
-    });
+    out.push(error_rate_gate(scenario, m, settings.max_error_rate));
     let achieved = m.achieved_rate();
     let floor = m.target_rate * settings.min_achieved_rate;
     let pass = achieved >= floor;

@@ -268,22 +268,7 @@ mod imp {
                 )
             },
         };
-        let m = run.measurement();
-        let rate = m.error_rate();
-        let err_pass = rate <= s.max_error_rate;
-        let err_gate = GateResult {
-            name: "goose_error_rate".to_owned(),
-            verdict: judged(err_pass),
-            message: format!(
-                "error rate {:.4} % {} ceiling {:.4} % ({} failed of {}: {})",
-                rate * 100.0,
-                if err_pass { "<=" } else { ">" },
-                s.max_error_rate * 100.0,
-                m.counters.failed(),
-                m.counters.scheduled,
-                gates::error_breakdown(&m.counters)
-            ),
-        };
+        let err_gate = gates::error_rate_gate("goose", &run.measurement(), s.max_error_rate);
         Ok(ScenarioRun {
             id: "goose",
             title,

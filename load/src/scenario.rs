@@ -204,18 +204,23 @@ pub fn planned(settings: &LoadSettings) -> Vec<gauntlet_harness::phase::PlannedC
 pub async fn sustained(ctx: &ScenarioCtx) -> Result<ScenarioRun, ScenarioError> {
     let s = &ctx.settings;
     let run = ctx.infer_run("sustained", s.rate, s.duration).await?;
-    let gates = gates::sla_gates("sustained", &run.measurement(), s);
-    Ok(ScenarioRun {
+    Ok(sustained_judged(run, s, "Sustained"))
+}
+
+/// A constant-rate run judged by every SLA gate as the `sustained` scenario, titled
+/// `{title}: RATE req/s for DURATION`.
+pub fn sustained_judged(run: LabelledRun, s: &LoadSettings, title: &str) -> ScenarioRun {
+    ScenarioRun {
         id: "sustained",
         title: format!(
-            "Sustained: {} req/s for {}",
+            "{title}: {} req/s for {}",
             s.rate,
             humantime::format_duration(s.duration)
         ),
-        gates,
+        gates: gates::sla_gates("sustained", &run.measurement(), s),
         runs: vec![run],
         notes: Vec::new(),
-    })
+    }
 }
 
 fn skipped(id: &'static str, title: &str, names: &[&str], reason: &str) -> ScenarioRun {

@@ -110,6 +110,7 @@ fn config(url: &str, endpoint: Endpoint, rate: f64, duration: Duration) -> Drive
         request_timeout: Duration::from_secs(2),
         late_after: Duration::from_millis(5),
         queue_timeout: Duration::from_secs(1),
+        pacing: driver::DEFAULT_PACING,
         threads: 1,
         check: Arc::new(AnyBody),
         target_threads: None,

@@ -55,6 +55,9 @@ pub struct LoadArgs {
     /// Worker threads of the driver.
     #[arg(long, env = "GAUNTLET_LOAD_THREADS")]
     pub threads: Option<usize>,
+    /// Pacing resolution, e.g. `100us` (default) or `0s` for every request at its own time.
+    #[arg(long, env = "GAUNTLET_LOAD_PACING", value_parser = humantime::parse_duration)]
+    pub pacing: Option<Duration>,
     /// This process's shard `i/n`: it sends requests k ≡ i (mod n) of the whole schedule.
     #[arg(long, env = "GAUNTLET_LOAD_SHARD", value_name = "I/N")]
     pub shard: Option<Shard>,
@@ -192,6 +195,9 @@ fn load(args: LoadArgs) -> Result<ExitCode, Failure> {
     }
     if let Some(v) = args.threads {
         s.threads = v;
+    }
+    if let Some(v) = args.pacing {
+        s.pacing = v;
     }
     // One constant-rate run: the profile's other scenarios do not run here, so their
     // settings must not stop it (a 2 s warm-up is fine beside a 2 s stress-duration).

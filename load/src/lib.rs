@@ -24,6 +24,8 @@ pub mod driver;
 pub mod gates;
 pub mod goose_run;
 pub mod histogram;
+mod http1;
+mod pacer;
 mod phase;
 pub mod progress;
 pub mod recorder;

@@ -53,7 +53,7 @@ fn settings_note(s: &LoadSettings) -> String {
         "Open model: each request has an intended send time and its latency runs from that \
          time, so a stalled target cannot hide queueing (no coordinated omission). Settings: \
          {} connections, {} driver thread(s), warm-up {} (not gated), late after {}, request \
-         timeout {}, queue timeout {}; ceilings p50 {}, p95 {}, p99 {}, p99.9 {}; max error \
+         timeout {}, queue timeout {}, pacing resolution {}; ceilings p50 {}, p95 {}, p99 {}, p99.9 {}; max error \
          rate {:.3} %; min achieved rate {:.0} % of scheduled. A run whose busiest generator \
          thread averaged >= {:.0} % of a core, or whose scheduler dispatched more than {:.2} % \
          of requests late, is invalid.",
@@ -63,6 +63,7 @@ fn settings_note(s: &LoadSettings) -> String {
         humantime::format_duration(s.late_after),
         humantime::format_duration(s.request_timeout),
         humantime::format_duration(s.queue_timeout),
+        humantime::format_duration(s.pacing),
         humantime::format_duration(s.p50),
         humantime::format_duration(s.p95),
         humantime::format_duration(s.p99),

@@ -129,6 +129,7 @@ impl ScenarioCtx {
             request_timeout: s.request_timeout,
             late_after: s.late_after,
             queue_timeout: s.queue_timeout,
+            pacing: s.pacing,
             threads: s.threads,
             check,
             target_threads: self.target_threads.clone(),

@@ -57,6 +57,10 @@ pub struct LoadSettings {
     /// A request that finds no free connection within this of its intended time is dropped.
     #[serde(with = "humantime_serde")]
     pub queue_timeout: Duration,
+    /// Shortest time between two releases of due requests (see
+    /// [`crate::driver::DEFAULT_PACING`]); `0s` releases every request at its own time.
+    #[serde(with = "humantime_serde")]
+    pub pacing: Duration,
     /// Run the sustained scenario.
     pub sustained: bool,
     /// Run swap under load.
@@ -129,6 +133,7 @@ impl Default for LoadSettings {
             late_after: Duration::from_millis(10),
             request_timeout: Duration::from_secs(2),
             queue_timeout: Duration::from_secs(1),
+            pacing: crate::driver::DEFAULT_PACING,
             sustained: true,
             swap: true,
             swap_rate: 1_000,
@@ -282,6 +287,12 @@ impl LoadSettings {
             self.queue_timeout,
             ms(1),
             Duration::from_secs(600),
+        )?;
+        span(
+            "pacing",
+            self.pacing,
+            Duration::ZERO,
+            Duration::from_millis(10),
         )?;
         span(
             "late-after",

@@ -431,3 +431,41 @@ fn an_http_target_yields_its_url_as_endpoint() {
     assert_eq!(endpoint.url, server.url());
     assert!(endpoint.server.is_none());
 }
+
+#[test]
+fn a_coarse_pacing_releases_requests_together_and_their_wait_counts_in_the_latency() {
+    // 1,000 req/s with a 10 ms pacing resolution: each wake-up releases the ~10 requests
+    // that fell due since the last one, so a request waits 0–10 ms past its intended time
+    // before it is sent — and that wait is in its latency, which runs from the intended
+    // time. (Against a sub-millisecond server, a pacing that ignored the setting would give
+    // a median well under 1 ms.)
+    let server = served();
+    let mut c = config(
+        &server.url(),
+        "/v2/models/ref-linear/infer",
+        1000.0,
+        1.5,
+        Arc::new(AnyBody),
+    );
+    c.pacing = Duration::from_millis(10);
+    c.late_after = Duration::from_millis(100);
+    let stats = driver::run(c).unwrap();
+    assert_eq!(stats.counters.scheduled, 1500);
+    assert_eq!(stats.counters.ok, 1500, "{:?}", stats.samples);
+    assert!(
+        stats.max_schedule_lag_us >= 5_000,
+        "largest release lag {} µs",
+        stats.max_schedule_lag_us
+    );
+    let p50 = stats.latencies.quantile(0.5);
+    assert!(p50 >= 2_500, "p50 {p50} µs: the pacing wait is not counted");
+
+    // Out of range: a typed error naming the setting and its limit.
+    let mut c = config(&server.url(), "/", 10.0, 0.1, Arc::new(AnyBody));
+    c.pacing = Duration::from_millis(11);
+    let err = driver::run(c).unwrap_err().to_string();
+    assert!(
+        err.contains("pacing") && err.contains("0 to 10 ms"),
+        "{err}"
+    );
+}

@@ -13,7 +13,7 @@ use gauntlet_harness::config::Settings;
 use gauntlet_harness::phase::{Phase, PhaseCtx, PhaseOutput};
 use gauntlet_harness::{ENGINE_THREAD_PREFIX, InProcess, ServedEngine};
 use gauntlet_load::LoadPhase;
-use gauntlet_load::driver::{DriverConfig, RequestSpec, ResponseCheck};
+use gauntlet_load::driver::{self, DriverConfig, RequestSpec, ResponseCheck};
 use gauntlet_load::schedule::{Schedule, Shard};
 use gauntlet_load::workload;
 
@@ -50,6 +50,7 @@ pub fn config(
         request_timeout: Duration::from_secs(2),
         late_after: Duration::from_millis(5),
         queue_timeout: Duration::from_secs(1),
+        pacing: driver::DEFAULT_PACING,
         threads: 1,
         check,
         target_threads: Some(ENGINE_THREAD_PREFIX.to_owned()),

@@ -476,7 +476,7 @@ fn per_second_f(count: f64, over: Duration) -> f64 {
 }
 
 /// Sleeps to each intended time and releases every request then due onto the queue; a
-/// full queue drops the request. Two wake-ups are at least `resolution` apart: requests
+/// full queue drops the request. Wake-ups are aimed at least `resolution` apart: requests
 /// that fall due in between go out together at the next one. Ends when the schedule does,
 /// closing the queue.
 async fn pace(
@@ -492,14 +492,17 @@ async fn pace(
         .offsets(shard)
         .map(|(_, offset)| start + offset)
         .peekable();
-    let mut last = start;
+    // The previous wake-up's target time (not when it happened: a wake-up that comes late
+    // must not push the next one back, or every release would slip by the wake-up latency).
+    let mut last: Option<Instant> = None;
     while let Some(&first) = offsets.peek() {
+        let target = last.map_or(first, |l| first.max(l + resolution));
         pacer
-            .sleep_until(first.max(last + resolution))
+            .sleep_until(target)
             .await
             .map_err(|e| format!("precise timer: {e}"))?;
+        last = Some(target);
         let now = Instant::now();
-        last = now;
         let mut r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(intended) = offsets.next_if(|at| *at <= now) {
             r.dispatched(intended, now.saturating_duration_since(intended));

@@ -28,14 +28,31 @@ use polars_parquet::parquet::read::{PageReader, decompress};
 use polars_parquet::parquet::schema::types::PhysicalType;
 use polars_utils::mmap::MMapSemaphore;
 
-use super::check::{RowScan, scan_rows};
+use super::check::{
+    RowScan, all_ordered, all_positive, all_volumes, first_predecessor, first_step, scan_timestamps,
+};
 use super::{Bars, ColumnNames};
+
+/// Which of the row checks' rules a column's own values must meet.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// Strictly increasing, and whether evenly spaced.
+    Timestamps,
+    /// Positive and finite.
+    Price,
+    /// Finite and ≥ 0.
+    Volume,
+}
 
 /// A column type stored as 8 little-endian bytes a value in PLAIN encoding.
 trait Plain: Copy + Send {
     /// The Parquet physical type that stores it.
     const PHYSICAL: PhysicalType;
     fn from_le(bytes: [u8; 8]) -> Self;
+    /// `rule` on `column[from..]`, `column[..from]` checked already; `None` while the rule
+    /// cannot tell yet (the timestamps' first interval needs two values) and more values may
+    /// come (`last` is false).
+    fn check(rule: Rule, column: &[Self], from: usize, last: bool) -> Option<RowScan>;
 }
 
 impl Plain for i64 {
@@ -43,12 +60,31 @@ impl Plain for i64 {
     fn from_le(bytes: [u8; 8]) -> Self {
         i64::from_le_bytes(bytes)
     }
+    fn check(_: Rule, ts: &[i64], from: usize, last: bool) -> Option<RowScan> {
+        if ts.len() < 2 && !last {
+            return None;
+        }
+        let step = first_step(ts);
+        let previous = match from {
+            0 => first_predecessor(ts, step),
+            _ => ts[from - 1],
+        };
+        Some(scan_timestamps(&ts[from..], previous, step))
+    }
 }
 
 impl Plain for f64 {
     const PHYSICAL: PhysicalType = PhysicalType::Double;
     fn from_le(bytes: [u8; 8]) -> Self {
         f64::from_le_bytes(bytes)
+    }
+    fn check(rule: Rule, column: &[f64], from: usize, _: bool) -> Option<RowScan> {
+        let values = &column[from..];
+        let valid = match rule {
+            Rule::Volume => all_volumes(values),
+            Rule::Price | Rule::Timestamps => all_positive(values),
+        };
+        Some(RowScan { valid, even: true })
     }
 }
 
@@ -59,6 +95,35 @@ struct ColumnJob<'a, T> {
     rows: Vec<usize>,
     out: Vec<T>,
     done: bool,
+    /// The column's own rules, checked on each page's values while they are in cache.
+    rule: Rule,
+    /// Values of `out` checked so far, and what the checks found.
+    checked: usize,
+    found: RowScan,
+}
+
+impl<'a, T: Plain> ColumnJob<'a, T> {
+    fn new(chunks: Vec<&'a ColumnChunkMetadata>, rows: Vec<usize>, rule: Rule) -> Self {
+        let n = rows.iter().sum();
+        ColumnJob {
+            chunks,
+            rows,
+            out: Vec::with_capacity(n),
+            done: false,
+            rule,
+            checked: 0,
+            found: RowScan::CLEAN,
+        }
+    }
+
+    /// The column's rule on the values appended since the last call; `last` once every value
+    /// is in.
+    fn check_new(&mut self, last: bool) {
+        if let Some(found) = T::check(self.rule, &self.out, self.checked, last) {
+            self.found = self.found.and(found);
+            self.checked = self.out.len();
+        }
+    }
 }
 
 /// What one worker thread keeps between pages: the decompression buffer and zstd context.
@@ -67,73 +132,80 @@ struct Scratch {
     context: DecompressionContext,
 }
 
-impl<T: Plain> ColumnJob<'_, T> {
-    /// Appends every value of the column to `out`; `false` when a page is not what this path
-    /// reads (the caller falls back to polars' reader).
-    fn run(&mut self, file: &Buffer<u8>, scratch: &mut Scratch) -> bool {
-        for (chunk, &rows) in self.chunks.iter().zip(&self.rows) {
-            let end = self.out.len() + rows;
-            if !append_chunk(chunk, end, file, scratch, &mut self.out) || self.out.len() != end {
-                return false;
-            }
-        }
-        self.done = true;
-        true
-    }
-}
-
 /// Bytes a PLAIN page of `n` values of 8 bytes may hold besides them: the 4-byte length and
 /// the run of its definition levels (a few bytes).
 const LEVEL_BYTES: usize = 64;
 
-/// The chunk's pages, decompressed one at a time into `scratch` and appended to `out`, which
-/// must not grow past `end` values (a page header claiming more is rejected before anything
-/// is allocated for it).
-fn append_chunk<T: Plain>(
-    chunk: &ColumnChunkMetadata,
-    end: usize,
-    file: &Buffer<u8>,
-    scratch: &mut Scratch,
-    out: &mut Vec<T>,
-) -> bool {
-    let range = chunk.byte_range();
-    let (Ok(start), Ok(stop)) = (usize::try_from(range.start), usize::try_from(range.end)) else {
-        return false;
-    };
-    if start > stop || stop > file.len() {
-        return false;
+impl<T: Plain> ColumnJob<'_, T> {
+    /// Appends every value of the column to `out`; `false` when a page is not what this path
+    /// reads (the caller falls back to polars' reader).
+    fn run(&mut self, file: &Buffer<u8>, scratch: &mut Scratch) -> bool {
+        for k in 0..self.chunks.len() {
+            let end = self.out.len() + self.rows[k];
+            if !self.append_chunk(k, end, file, scratch) || self.out.len() != end {
+                return false;
+            }
+        }
+        if self.checked < self.out.len() {
+            // Fewer than two values: checked as the row checks do (see `scan_rows`).
+            self.check_new(true);
+        }
+        self.done = true;
+        true
     }
-    let bytes = file.clone().sliced(start..stop);
-    let pages = PageReader::new(Cursor::new(bytes), chunk, Vec::new(), usize::MAX);
-    for page in pages {
-        let page = match page {
-            Ok(CompressedPage::Data(page)) => page,
-            // A dictionary page, or a page header that does not parse.
-            _ => return false,
+
+    /// Chunk `k`'s pages, decompressed one at a time into `scratch` and appended to `out`, which
+    /// must not grow past `end` values (a page header claiming more is rejected before anything
+    /// is allocated for it); each page's values are checked while in cache.
+    fn append_chunk(
+        &mut self,
+        k: usize,
+        end: usize,
+        file: &Buffer<u8>,
+        scratch: &mut Scratch,
+    ) -> bool {
+        let chunk = self.chunks[k];
+        let range = chunk.byte_range();
+        let (Ok(start), Ok(stop)) = (usize::try_from(range.start), usize::try_from(range.end))
+        else {
+            return false;
         };
-        let n = page.num_values();
-        if n > end - out.len() || page.uncompressed_size() > n * 8 + LEVEL_BYTES {
+        if start > stop || stop > file.len() {
             return false;
         }
-        let compressed = page.compression() != Compression::Uncompressed;
-        let mut page = match decompress(
-            CompressedPage::Data(page),
-            &mut scratch.buffer,
-            &mut scratch.context,
-        ) {
-            Ok(Page::Data(page)) => page,
-            _ => return false,
-        };
-        let appended = append_page(&page, out);
-        if compressed {
-            // Take the decompression buffer back for the next page.
-            scratch.buffer = std::mem::take(page.buffer_mut());
+        let bytes = file.clone().sliced(start..stop);
+        let pages = PageReader::new(Cursor::new(bytes), chunk, Vec::new(), usize::MAX);
+        for page in pages {
+            let page = match page {
+                Ok(CompressedPage::Data(page)) => page,
+                // A dictionary page, or a page header that does not parse.
+                _ => return false,
+            };
+            let n = page.num_values();
+            if n > end - self.out.len() || page.uncompressed_size() > n * 8 + LEVEL_BYTES {
+                return false;
+            }
+            let compressed = page.compression() != Compression::Uncompressed;
+            let mut page = match decompress(
+                CompressedPage::Data(page),
+                &mut scratch.buffer,
+                &mut scratch.context,
+            ) {
+                Ok(Page::Data(page)) => page,
+                _ => return false,
+            };
+            let appended = append_page(&page, &mut self.out);
+            if compressed {
+                // Take the decompression buffer back for the next page.
+                scratch.buffer = std::mem::take(page.buffer_mut());
+            }
+            if !appended {
+                return false;
+            }
+            self.check_new(false);
         }
-        if !appended {
-            return false;
-        }
+        true
     }
-    true
 }
 
 /// A decompressed data page's values appended to `out`: PLAIN, no repetition levels, and
@@ -240,20 +312,19 @@ pub(super) fn read_plain(
     };
     // Every column's `Vec` is allocated here, on the calling thread: glibc serves a worker
     // thread from an arena of its own, whose fresh pages would be faulted in on every load.
-    let ts = ColumnJob::<i64> {
-        chunks: chunks(&names.timestamp, i64::PHYSICAL)?,
-        rows: rows.clone(),
-        out: Vec::with_capacity(n),
-        done: false,
-    };
+    let ts = ColumnJob::<i64>::new(
+        chunks(&names.timestamp, i64::PHYSICAL)?,
+        rows.clone(),
+        Rule::Timestamps,
+    );
     let mut prices = Vec::with_capacity(5);
-    for name in names.prices() {
-        prices.push(ColumnJob::<f64> {
-            chunks: chunks(name, f64::PHYSICAL)?,
-            rows: rows.clone(),
-            out: Vec::with_capacity(n),
-            done: false,
-        });
+    for (k, name) in names.prices().into_iter().enumerate() {
+        let rule = if k == 4 { Rule::Volume } else { Rule::Price };
+        prices.push(ColumnJob::<f64>::new(
+            chunks(name, f64::PHYSICAL)?,
+            rows.clone(),
+            rule,
+        ));
     }
     let mmap = MMapSemaphore::new_from_file(file).ok()?;
     let bytes = Buffer::from_owner(mmap);
@@ -292,12 +363,14 @@ pub(super) fn read_plain(
     });
 
     let ts = ts.into_inner().ok()?;
+    let mut found = ts.found;
     let mut columns = Vec::with_capacity(5);
     for job in prices {
         let job = job.into_inner().ok()?;
         if !job.done {
             return None;
         }
+        found = found.and(job.found);
         columns.push(job.out);
     }
     if !ts.done {
@@ -312,8 +385,12 @@ pub(super) fn read_plain(
         close,
         volume,
     };
-    let scan = scan_rows(&bars);
-    Some((bars, scan))
+    // The rules across columns, on the two cores; only meaningful (and only needed) when every
+    // price is positive.
+    if found.valid {
+        found.valid = all_ordered(&bars, threads);
+    }
+    Some((bars, found))
 }
 
 #[cfg(test)]
@@ -328,6 +405,21 @@ mod tests {
     use super::*;
     use crate::data::check::scan_rows;
     use crate::data::{LoadOptions, frame_bars, load, write_parquet_with};
+
+    /// Bit for bit the same bars (NaN included).
+    fn same_bits(a: &Bars, b: &Bars) -> bool {
+        let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let columns = |x: &Bars| {
+            [
+                bits(&x.open),
+                bits(&x.high),
+                bits(&x.low),
+                bits(&x.close),
+                bits(&x.volume),
+            ]
+        };
+        a.ts_ns == b.ts_ns && columns(a) == columns(b)
+    }
 
     /// [`read_plain`] on a file, as `load` calls it.
     fn read(path: &Path) -> Option<(Bars, RowScan)> {
@@ -397,9 +489,73 @@ mod tests {
         assert!(err.contains("row 40001, column \"low\""), "{err}");
     }
 
+    /// The column rules checked page by page and the rules across columns find what the
+    /// one-pass row checks find, for a break in every rule, at page and row-group seams, and
+    /// for gaps (valid bars, not evenly spaced), and for files of one or two bars.
+    #[test]
+    fn page_checks_find_what_the_row_checks_find() {
+        type Break = fn(&mut Bars);
+        let breaks: [Break; 12] = [
+            |_| {},
+            |b| b.high[500] = b.open[500].max(b.close[500]) * 0.99,
+            |b| b.low[16_000] = b.open[16_000].min(b.close[16_000]) * 1.01,
+            |b| b.close[15_999] = f64::NAN,
+            |b| b.open[0] = -1.0,
+            |b| b.high[39_999] = f64::INFINITY,
+            |b| b.volume[20_000] = -0.5,
+            |b| b.volume[7] = f64::NAN,
+            |b| b.ts_ns[16_000] = b.ts_ns[15_999],
+            |b| b.ts_ns[1] = b.ts_ns[0] - 1,
+            |b| b.ts_ns[39_999] += 1,
+            |b| {
+                for t in &mut b.ts_ns[30_000..] {
+                    *t += 3_600_000_000_000;
+                }
+            },
+        ];
+        let bars = gauntlet_fixtures::generate_ohlcv_every(6, 40_000, 60).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (i, broken) in breaks.into_iter().enumerate() {
+            let mut bad = bars.clone();
+            broken(&mut bad);
+            let path = dir.path().join(format!("break-{i}.parquet"));
+            write_parquet_with(&bad, &path, ParquetCompression::default(), Some(16_000)).unwrap();
+            let (got, scan) = read(&path).unwrap();
+            assert!(same_bits(&got, &bad), "break {i}");
+            let expected = scan_rows(&bad);
+            assert_eq!(scan.valid, expected.valid, "break {i}");
+            if expected.valid {
+                assert_eq!(scan.even, expected.even, "break {i}");
+            }
+        }
+        // Files this short are dictionary-encoded by polars' writer (and too short to load):
+        // the timestamps' rule on one or two values, against the row checks.
+        for n in [1, 2] {
+            let short = gauntlet_fixtures::generate_ohlcv(1, 100).unwrap();
+            let short = Bars {
+                ts_ns: short.ts_ns[..n].to_vec(),
+                open: short.open[..n].to_vec(),
+                high: short.high[..n].to_vec(),
+                low: short.low[..n].to_vec(),
+                close: short.close[..n].to_vec(),
+                volume: short.volume[..n].to_vec(),
+            };
+            assert_eq!(
+                <i64 as Plain>::check(Rule::Timestamps, &short.ts_ns, 0, true),
+                Some(scan_rows(&short)),
+                "{n} bars"
+            );
+            assert_eq!(
+                <i64 as Plain>::check(Rule::Timestamps, &short.ts_ns[..1], 0, false),
+                None
+            );
+        }
+    }
+
     /// Nulls and other column types are left to polars' reader, which `load` then uses: the
-    /// same bars, the same named errors. (polars' writer never dictionary-encodes these
-    /// columns: floats are always PLAIN, and strictly increasing timestamps are all distinct.)
+    /// same bars, the same named errors. (Beyond 128 rows polars' writer does not
+    /// dictionary-encode these columns: floats are always PLAIN, and strictly increasing
+    /// timestamps are all distinct.)
     #[test]
     fn other_layouts_go_to_polars_reader() {
         let dir = tempfile::tempdir().unwrap();

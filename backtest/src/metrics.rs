@@ -271,14 +271,15 @@ pub fn compute(execution: &Execution, periods_per_year: f64, risk_free: f64) -> 
         excess_sum += x - rf_p;
         exposed += usize::from(held.get(i).is_some_and(|p| *p != 0.0));
         equity *= 1.0 + x;
-        if equity >= peak {
-            peak = equity;
-            under = 0;
-        } else {
-            under += 1;
-            max_under = max_under.max(under);
-            max_dd = max_dd.max(1.0 - equity / peak);
-        }
+        // Branch-free (the curve's new highs are not predictable): at a new high the
+        // drawdown `1 − equity / peak` is exactly 0 and the run under water restarts at 0,
+        // neither of which moves a maximum; a NaN equity moves neither (`max` ignores it)
+        // and counts as under water, as the comparison says.
+        let high = equity >= peak;
+        peak = peak.max(equity);
+        under = if high { 0 } else { under + 1 };
+        max_under = max_under.max(under);
+        max_dd = max_dd.max(1.0 - equity / peak);
         let d = (x - rf_p).min(0.0);
         downside += d * d;
     }
@@ -457,6 +458,38 @@ mod tests {
                 Some((moments.mean / dd * 525_960f64.sqrt()).to_bits())
             );
             assert_eq!(m.exposure, 2.0 / 3.0);
+        }
+    }
+
+    /// The branch-free drawdown pass against the definition on the series that could tell
+    /// them apart: new highs equal to the peak, NaN, infinite and zero equity.
+    #[test]
+    fn drawdown_pass_matches_the_definition_on_edge_cases() {
+        let series: [&[f64]; 5] = [
+            &[0.1, -0.1, 0.0, 0.2, -0.5, 0.0, 1.0, -0.25],
+            &[0.1, f64::NAN, -0.5, 0.2],
+            &[-0.2, f64::INFINITY, -0.5, 0.1],
+            &[0.3, -1.0, 0.5, 0.2],
+            &[-0.1, f64::NEG_INFINITY, 0.1],
+        ];
+        for returns in series {
+            let (mut equity, mut peak, mut max_dd, mut under, mut max_under) =
+                (1.0_f64, 1.0_f64, 0.0_f64, 0usize, 0usize);
+            for &r in returns {
+                equity *= 1.0 + r;
+                if equity >= peak {
+                    peak = equity;
+                    under = 0;
+                } else {
+                    under += 1;
+                    max_under = max_under.max(under);
+                    max_dd = max_dd.max(1.0 - equity / peak);
+                }
+            }
+            let held = vec![1.0; returns.len()];
+            let m = compute(&execution(returns, &held, vec![], 1.0), 252.0, 0.0);
+            assert_eq!(m.max_drawdown.to_bits(), max_dd.to_bits(), "{returns:?}");
+            assert_eq!(m.max_drawdown_bars, max_under, "{returns:?}");
         }
     }
 

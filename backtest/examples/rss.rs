@@ -9,8 +9,7 @@
 //! `model` backtests `ref-ensemble` in process with the whole suite (10-trial deadband sweep,
 //! walk-forward, DSR, PBO, look-ahead detector); `strategy` backtests `ma-cross:10,50` with
 //! its 100-point parameter sweep. Each prints the raw column bytes and its own peak RSS
-//! (`VmHWM`), so the bound "peak RSS ≤ 4 × raw column bytes" can be read off. It runs on
-//! mimalloc, as `gauntlet backtest` does.
+//! (`VmHWM`), so the bound "peak RSS ≤ 4 × raw column bytes" can be read off.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,10 +19,6 @@ use gauntlet_backtest::data::{self, LoadOptions};
 use gauntlet_backtest::signals::{EngineModel, Signals};
 use gauntlet_backtest::suite::run_plan;
 use gauntlet_engine::Model;
-
-/// The allocator of the `gauntlet` binary, whose peak this stands for.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

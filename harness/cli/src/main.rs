@@ -19,13 +19,6 @@ use gauntlet_harness::runner::{self, RunEvent, RunOptions, Selection};
 use gauntlet_harness::{Case, Catalogue, HttpOptions, HttpTarget, References, Target, error_chain};
 use gauntlet_reports::{ExitCode, RunMeta, RunReport};
 
-/// mimalloc rather than glibc's malloc, as the engine binary: on glibc every fresh column of a
-/// backtest over 8 MB (1M bars) is a fresh mapping, page-faulted in as it is written, and a
-/// run allocates hundreds of them (sweep trials, walk-forward folds); figures in
-/// `backtest/README.md`.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const EXIT_CODES: &str = "Exit codes:
   0  every case passed (skips allowed)
   1  a case failed or errored

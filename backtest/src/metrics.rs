@@ -271,15 +271,14 @@ pub fn compute(execution: &Execution, periods_per_year: f64, risk_free: f64) -> 
         excess_sum += x - rf_p;
         exposed += usize::from(held.get(i).is_some_and(|p| *p != 0.0));
         equity *= 1.0 + x;
-        // Branch-free (the curve's new highs are not predictable): at a new high the
-        // drawdown `1 − equity / peak` is exactly 0 and the run under water restarts at 0,
-        // neither of which moves a maximum; a NaN equity moves neither (`max` ignores it)
-        // and counts as under water, as the comparison says.
-        let high = equity >= peak;
-        peak = peak.max(equity);
-        under = if high { 0 } else { under + 1 };
-        max_under = max_under.max(under);
-        max_dd = max_dd.max(1.0 - equity / peak);
+        if equity >= peak {
+            peak = equity;
+            under = 0;
+        } else {
+            under += 1;
+            max_under = max_under.max(under);
+            max_dd = max_dd.max(1.0 - equity / peak);
+        }
         let d = (x - rf_p).min(0.0);
         downside += d * d;
     }
@@ -461,8 +460,8 @@ mod tests {
         }
     }
 
-    /// The branch-free drawdown pass against the definition on the series that could tell
-    /// them apart: new highs equal to the peak, NaN, infinite and zero equity.
+    /// The drawdown pass against the definition on the series where a rewrite of it is most
+    /// likely to differ: new highs equal to the peak, NaN, infinite and zero equity.
     #[test]
     fn drawdown_pass_matches_the_definition_on_edge_cases() {
         let series: [&[f64]; 5] = [

@@ -273,16 +273,22 @@ pub(super) fn all_ordered(bars: &Bars, parts: usize) -> bool {
         let others: Vec<_> = bounds[1..]
             .windows(2)
             .map(|w| {
-                let rows = w[0]..w[1];
-                scope.spawn(move || run(rows))
+                let (start, end) = (w[0], w[1]);
+                // A thread that cannot be spawned leaves its rows to this one.
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || run(start..end))
+                    .map_err(|_| start..end)
             })
             .collect();
         let mine = run(bounds[0]..bounds[1]);
         // A check thread cannot panic (indexing in bounds, no allocation); were it to, its
         // rows count as broken, and the row-by-row checks then look at every row.
-        others
-            .into_iter()
-            .fold(mine, |ok, other| ok & other.join().unwrap_or(false))
+        others.into_iter().fold(mine, |ok, other| {
+            ok & match other {
+                Ok(thread) => thread.join().unwrap_or(false),
+                Err(rows) => run(rows),
+            }
+        })
     })
 }
 

@@ -460,6 +460,38 @@ mod tests {
         }
     }
 
+    /// The drawdown pass against the definition on the series where a rewrite of it is most
+    /// likely to differ: new highs equal to the peak, NaN, infinite and zero equity.
+    #[test]
+    fn drawdown_pass_matches_the_definition_on_edge_cases() {
+        let series: [&[f64]; 5] = [
+            &[0.1, -0.1, 0.0, 0.2, -0.5, 0.0, 1.0, -0.25],
+            &[0.1, f64::NAN, -0.5, 0.2],
+            &[-0.2, f64::INFINITY, -0.5, 0.1],
+            &[0.3, -1.0, 0.5, 0.2],
+            &[-0.1, f64::NEG_INFINITY, 0.1],
+        ];
+        for returns in series {
+            let (mut equity, mut peak, mut max_dd, mut under, mut max_under) =
+                (1.0_f64, 1.0_f64, 0.0_f64, 0usize, 0usize);
+            for &r in returns {
+                equity *= 1.0 + r;
+                if equity >= peak {
+                    peak = equity;
+                    under = 0;
+                } else {
+                    under += 1;
+                    max_under = max_under.max(under);
+                    max_dd = max_dd.max(1.0 - equity / peak);
+                }
+            }
+            let held = vec![1.0; returns.len()];
+            let m = compute(&execution(returns, &held, vec![], 1.0), 252.0, 0.0);
+            assert_eq!(m.max_drawdown.to_bits(), max_dd.to_bits(), "{returns:?}");
+            assert_eq!(m.max_drawdown_bars, max_under, "{returns:?}");
+        }
+    }
+
     #[test]
     fn drawdown_counts_from_the_starting_equity() {
         // Falls straight away: the peak is the initial equity 1, not the first bar.

@@ -94,8 +94,8 @@ fn csv_and_parquet_give_the_same_bars() {
     assert_eq!(back.bars, csv.bars);
 }
 
-/// The Parquet fast path (polars' buffers copied and checked in one pass) rejects every
-/// broken rule with the same row and column as the row-by-row check, and reads back gaps.
+/// The Parquet page path (PLAIN pages decoded into the columns, checked page by page) rejects
+/// every broken rule with the same row and column as the row-by-row check, and reads back gaps.
 #[test]
 fn parquet_fast_path_names_the_same_row_and_column() {
     type Break = fn(&mut Bars);
@@ -165,8 +165,8 @@ fn parquet_of_several_row_groups_reads_back_and_names_bad_rows() {
 }
 
 /// The layouts of real files — snappy (pyarrow's and Spark's default codec), zstd, none; one
-/// row group or several — read back bit for bit (a single row group is taken without a copy,
-/// several are copied once).
+/// row group or several — read back bit for bit (through the page path: `data::plain`'s tests
+/// compare it with polars' reader on the same layouts).
 #[test]
 fn parquet_codecs_and_row_groups_read_back_exactly() {
     use polars::prelude::ParquetCompression;

@@ -207,6 +207,91 @@ pub(super) fn scan_rows(bars: &Bars) -> RowScan {
     columns.scan(0..n, step)
 }
 
+/// [`RawColumns::scan_block`]'s rules on the timestamps alone: every one above `previous`
+/// (the row before the first), and whether every interval equals `step`.
+pub(super) fn scan_timestamps(ts: &[i64], mut previous: i64, step: i64) -> RowScan {
+    let (mut ok, mut even) = (true, true);
+    for &t in ts {
+        ok &= t > previous;
+        even &= t.wrapping_sub(previous) == step;
+        previous = t;
+    }
+    RowScan { valid: ok, even }
+}
+
+/// [`RawColumns::scan_block`]'s rule on one price column: every value positive and finite.
+pub(super) fn all_positive(prices: &[f64]) -> bool {
+    prices
+        .iter()
+        .fold(true, |ok, &x| ok & (x > 0.0) & (x < f64::INFINITY))
+}
+
+/// [`RawColumns::scan_block`]'s rule on the volumes: every value finite and ≥ 0.
+pub(super) fn all_volumes(volume: &[f64]) -> bool {
+    volume
+        .iter()
+        .fold(true, |ok, &v| ok & (0.0..f64::INFINITY).contains(&v))
+}
+
+/// [`RawColumns::scan_block`]'s rules across columns, `high ≥ max(open, close)` and
+/// `low ≤ min(open, close)`, exactly so where every price is positive (not NaN), with the
+/// rows cut into `parts` consecutive runs checked on as many threads (the calling thread one
+/// of them). Together with [`scan_timestamps`], [`all_positive`] and [`all_volumes`] on each
+/// column this is [`scan_rows`] (`even` is only read when every row is valid).
+pub(super) fn all_ordered(bars: &Bars, parts: usize) -> bool {
+    let n = bars.len();
+    let (o, h, l, c) = (
+        &bars.open[..n],
+        &bars.high[..n],
+        &bars.low[..n],
+        &bars.close[..n],
+    );
+    let run = move |rows: Range<usize>| {
+        let mut ok = true;
+        let mut start = rows.start;
+        while start < rows.end && ok {
+            let end = (start + VALIDATE_CHUNK).min(rows.end);
+            let (o, h, l, c) = (
+                &o[start..end],
+                &h[start..end],
+                &l[start..end],
+                &c[start..end],
+            );
+            for i in 0..o.len() {
+                ok &= (h[i] >= o[i]) & (h[i] >= c[i]) & (l[i] <= o[i]) & (l[i] <= c[i]);
+            }
+            start = end;
+        }
+        ok
+    };
+    let parts = parts.clamp(1, n.div_ceil(VALIDATE_CHUNK).max(1));
+    if parts == 1 {
+        return run(0..n);
+    }
+    let bounds: Vec<usize> = (0..=parts).map(|k| k * n / parts).collect();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = bounds[1..]
+            .windows(2)
+            .map(|w| {
+                let (start, end) = (w[0], w[1]);
+                // A thread that cannot be spawned leaves its rows to this one.
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || run(start..end))
+                    .map_err(|_| start..end)
+            })
+            .collect();
+        let mine = run(bounds[0]..bounds[1]);
+        // A check thread cannot panic (indexing in bounds, no allocation); were it to, its
+        // rows count as broken, and the row-by-row checks then look at every row.
+        others.into_iter().fold(mine, |ok, other| {
+            ok & match other {
+                Ok(thread) => thread.join().unwrap_or(false),
+                Err(rows) => run(rows),
+            }
+        })
+    })
+}
+
 /// Rows checked at a time: small enough that a chunk of six columns stays in cache.
 pub(super) const VALIDATE_CHUNK: usize = 4_096;
 

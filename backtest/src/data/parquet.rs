@@ -1,4 +1,5 @@
-//! Parquet: the loader's fast path over polars' buffers, and the writer.
+//! Parquet through polars' reader (files the page path of `plain` does not read): polars'
+//! buffers taken as the bars' columns, and the writer.
 
 use std::fs::File;
 use std::path::Path;

@@ -4,10 +4,10 @@
 //!
 //! All on the driver's own runtime threads (`gx-load-N`), so their CPU can be measured apart
 //! from the target's:
-//! - the pacing task sleeps to each intended time with a precise timer ([`crate::pacer`])
+//! - the pacing task sleeps to each intended time with a precise timer (`src/pacer.rs`)
 //!   and releases every request then due onto a bounded queue; a full queue drops the
 //!   request (counted);
-//! - the connection tasks, one per pooled HTTP/1.1 connection ([`crate::http1`]: the request
+//! - the connection tasks, one per pooled HTTP/1.1 connection (`src/http1.rs`: the request
 //!   serialised once, the response head parsed with `httparse`), take the next request, drop
 //!   it (counted) if it waited past the queue deadline, else send it and record the outcome;
 //! - the sampler (`gx-load-cpu`, see [`crate::validity`]) reads CPU and load each second.

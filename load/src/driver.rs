@@ -44,7 +44,7 @@ pub const DRIVER_THREAD_PREFIX: &str = "gx-load";
 /// release several requests, at a cost of at most 100 µs, counted in the latencies
 /// (measured from the intended times). Measured with `load/benches/driver.rs` on that VM:
 /// precise pacing stayed valid only to 60,000 req/s (87 % of a core); at 100 µs, 120,000
-/// req/s took 81 %.
+/// req/s took 0.81–0.85 of a core.
 pub const DEFAULT_PACING: Duration = Duration::from_micros(100);
 
 /// Largest response body read; a larger one is a transport error.

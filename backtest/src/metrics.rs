@@ -430,22 +430,14 @@ mod tests {
         for rf in [0.0, 0.03] {
             let m = compute(&e, 525_960.0, rf);
             let rf_p = (1.0_f64 + rf).powf(1.0 / 525_960.0) - 1.0;
-            let (mut equity, mut peak, mut max_dd, mut under, mut max_under) =
-                (1.0_f64, 1.0_f64, 0.0_f64, 0usize, 0usize);
-            let mut downside = 0.0;
-            for &r in &returns {
-                equity *= 1.0 + r;
-                if equity >= peak {
-                    peak = equity;
-                    under = 0;
-                } else {
-                    under += 1;
-                    max_under = max_under.max(under);
-                    max_dd = max_dd.max(1.0 - equity / peak);
-                }
-                let d = (r - rf_p).min(0.0);
-                downside += d * d;
-            }
+            let (equity, max_dd, max_under) = reference_drawdown(&returns);
+            let downside: f64 = returns
+                .iter()
+                .map(|r| {
+                    let d = (r - rf_p).min(0.0);
+                    d * d
+                })
+                .fold(0.0, |a, b| a + b);
             let moments = Moments::of(&returns, rf_p);
             assert_eq!(m.moments, moments);
             assert_eq!(m.total_return.to_bits(), (equity - 1.0).to_bits());
@@ -460,6 +452,25 @@ mod tests {
         }
     }
 
+    /// The drawdown by its definition, one bar at a time from a starting equity of 1:
+    /// `(final equity, max drawdown, longest run of bars under the peak)`.
+    fn reference_drawdown(returns: &[f64]) -> (f64, f64, usize) {
+        let (mut equity, mut peak, mut max_dd, mut under, mut max_under) =
+            (1.0_f64, 1.0_f64, 0.0_f64, 0usize, 0usize);
+        for &r in returns {
+            equity *= 1.0 + r;
+            if equity >= peak {
+                peak = equity;
+                under = 0;
+            } else {
+                under += 1;
+                max_under = max_under.max(under);
+                max_dd = max_dd.max(1.0 - equity / peak);
+            }
+        }
+        (equity, max_dd, max_under)
+    }
+
     /// The drawdown pass against the definition on the series where a rewrite of it is most
     /// likely to differ: new highs equal to the peak, NaN, infinite and zero equity.
     #[test]
@@ -472,19 +483,7 @@ mod tests {
             &[-0.1, f64::NEG_INFINITY, 0.1],
         ];
         for returns in series {
-            let (mut equity, mut peak, mut max_dd, mut under, mut max_under) =
-                (1.0_f64, 1.0_f64, 0.0_f64, 0usize, 0usize);
-            for &r in returns {
-                equity *= 1.0 + r;
-                if equity >= peak {
-                    peak = equity;
-                    under = 0;
-                } else {
-                    under += 1;
-                    max_under = max_under.max(under);
-                    max_dd = max_dd.max(1.0 - equity / peak);
-                }
-            }
+            let (_, max_dd, max_under) = reference_drawdown(returns);
             let held = vec![1.0; returns.len()];
             let m = compute(&execution(returns, &held, vec![], 1.0), 252.0, 0.0);
             assert_eq!(m.max_drawdown.to_bits(), max_dd.to_bits(), "{returns:?}");

@@ -175,7 +175,7 @@ pub struct RunStats {
     pub seconds: Vec<SecondStats>,
     /// Per-second CPU and host samples.
     pub cpu: Vec<CpuSample>,
-    /// Largest scheduler lag, µs.
+    /// Largest release lag of the pacing task, µs.
     pub max_schedule_lag_us: u64,
     /// Failure samples.
     pub samples: Vec<String>,
@@ -592,11 +592,13 @@ impl Worker {
                 ),
             ),
             Ok(Err(message)) => Completion::Failed(ErrorClass::Transport, message),
-            Ok(Ok(response)) => classify(
-                StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY),
-                response.body,
-                self.check.as_ref(),
-            ),
+            Ok(Ok(response)) => match StatusCode::from_u16(response.status) {
+                Ok(status) => classify(status, response.body, self.check.as_ref()),
+                Err(_) => Completion::Failed(
+                    ErrorClass::Transport,
+                    format!("invalid status code {}", response.status),
+                ),
+            },
         };
         // A connection that failed or timed out mid-exchange cannot be reused.
         if matches!(

@@ -1,6 +1,6 @@
 //! What a run counts: latencies (overall and per second), errors by class, drops, lateness.
 //!
-//! One recorder is shared by the connection tasks and the scheduler behind a mutex: a
+//! One recorder is shared by the connection tasks and the pacing task behind a mutex: a
 //! record is a few hundred nanoseconds, and the driver runs one worker thread by default,
 //! so the lock is almost never contended. Memory is bounded: one overall histogram, one
 //! histogram for the current second, and a small summary row per finished second.
@@ -117,7 +117,7 @@ pub struct Counters {
     pub dropped: u64,
     /// Requests sent later than the late threshold after their intended time.
     pub late: u64,
-    /// Requests the scheduler itself dispatched later than the late threshold: the
+    /// Requests the pacing task itself released later than the late threshold: the
     /// generator falling behind, which makes a run invalid past the tolerance.
     pub behind: u64,
     /// Responses by tag (the model version a response named), when the check tags them.
@@ -174,7 +174,7 @@ pub struct Recorder {
     second_stats: SecondStats,
     /// Finished seconds.
     pub seconds: Vec<SecondStats>,
-    /// Largest scheduler lag seen, µs.
+    /// Largest release lag of the pacing task seen, µs.
     pub max_schedule_lag_us: u64,
     /// Where every measured latency is also written, one µs value per line.
     pub raw: Option<std::io::BufWriter<std::fs::File>>,
@@ -235,7 +235,7 @@ impl Recorder {
         }
     }
 
-    /// The scheduler dispatched a request `lag` after its intended time.
+    /// The pacing task released a request `lag` after its intended time.
     pub fn dispatched(&mut self, intended: Instant, lag: Duration) {
         let lag_us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
         self.max_schedule_lag_us = self.max_schedule_lag_us.max(lag_us);

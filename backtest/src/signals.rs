@@ -128,30 +128,94 @@ impl MaCross {
         Ok(MaCross { fast, slow })
     }
 
-    /// `SMA_fast − SMA_slow` of `close` at every bar (`NaN` before `slow − 1`).
+    /// `SMA_fast − SMA_slow` of `close` at every bar (`NaN` before the longer window is full:
+    /// bar `slow − 1`; all `NaN` for a zero window, which [`MaCross::new`] refuses).
+    ///
+    /// Sliding sums, each step one addition of `close[t] − close[t − window]` (the loop runs
+    /// at the speed of one floating-point addition a bar), started afresh from the window's
+    /// prices every [`RESUM_BARS`] bars (or 8 slow windows, if longer). A sliding sum's
+    /// rounding error is relative to the largest prices it has seen: after prices fall by
+    /// orders of magnitude (the 1M-bar fixture's random walk ends near 10⁻²⁵), a sum that
+    /// never restarts compares the two averages by its noise, and the sign of the spread,
+    /// hence the position, flips on bars where the averages differ by far more.
     pub fn spread(&self, close: &[f64]) -> Vec<f64> {
-        let (f, s) = (self.fast, self.slow);
-        // Pushed, not pre-filled: one write of each value into the fresh column.
-        let mut out = Vec::with_capacity(close.len());
-        let (mut fast_sum, mut slow_sum) = (0.0, 0.0);
-        for (t, &c) in close.iter().enumerate() {
-            fast_sum += c;
-            slow_sum += c;
-            if t >= f {
-                fast_sum -= close[t - f];
-            }
-            if t >= s {
-                slow_sum -= close[t - s];
-            }
-            out.push(if t + 1 >= s {
-                fast_sum / f as f64 - slow_sum / s as f64
+        self.spread_iter(close).collect()
+    }
+
+    /// [`MaCross::spread`] one bar at a time, nothing stored: for `sweep::run_metrics`.
+    pub fn spread_iter<'a>(&self, close: &'a [f64]) -> Spread<'a> {
+        let (fast, slow) = (self.fast, self.slow);
+        let longest = fast.max(slow);
+        Spread {
+            close,
+            fast,
+            slow,
+            t: 0,
+            // No bar has both windows full when either is empty or longer than the prices.
+            first: if fast == 0 || slow == 0 || close.len() < longest {
+                close.len()
             } else {
-                f64::NAN
-            });
+                longest - 1
+            },
+            restart: longest.saturating_sub(1),
+            block: RESUM_BARS.max(8 * longest),
+            fast_sum: 0.0,
+            slow_sum: 0.0,
         }
-        out
     }
 }
+
+/// [`MaCross::spread_iter`]: the spread bar by bar.
+#[derive(Debug, Clone)]
+pub struct Spread<'a> {
+    close: &'a [f64],
+    fast: usize,
+    slow: usize,
+    /// The next bar.
+    t: usize,
+    /// The first bar with both windows full (`NaN` before).
+    first: usize,
+    /// The next bar whose window sums start afresh, and bars between fresh starts less one.
+    restart: usize,
+    block: usize,
+    fast_sum: f64,
+    slow_sum: f64,
+}
+
+impl Iterator for Spread<'_> {
+    type Item = f64;
+
+    #[inline]
+    fn next(&mut self) -> Option<f64> {
+        let t = self.t;
+        let close = self.close;
+        let &new = close.get(t)?;
+        self.t += 1;
+        if t < self.first {
+            return Some(f64::NAN);
+        }
+        let (f, s) = (self.fast, self.slow);
+        if t == self.restart {
+            self.fast_sum = close[t + 1 - f..=t].iter().sum();
+            self.slow_sum = close[t + 1 - s..=t].iter().sum();
+            self.restart = t + 1 + self.block;
+        } else {
+            self.fast_sum += new - close[t - f];
+            self.slow_sum += new - close[t - s];
+        }
+        Some(self.fast_sum / f as f64 - self.slow_sum / s as f64)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.close.len() - self.t;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Spread<'_> {}
+
+/// Bars between fresh starts of [`MaCross::spread`]'s sliding sums.
+pub const RESUM_BARS: usize = 4_096;
 
 impl fmt::Display for MaCross {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -444,6 +508,83 @@ mod tests {
             let e = MaCross::parse(bad).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
+    }
+
+    /// `SMA_fast − SMA_slow` at bar `t` from the window's prices themselves.
+    fn direct_spread(close: &[f64], fast: usize, slow: usize, t: usize) -> f64 {
+        let mean = |w: usize| close[t + 1 - w..=t].iter().sum::<f64>() / w as f64;
+        mean(fast) - mean(slow)
+    }
+
+    #[test]
+    fn ma_cross_spread_follows_prices_that_fall_by_orders_of_magnitude() {
+        // Twenty orders of magnitude down, one for each restart of the sliding sums, with a
+        // zigzag so the averages cross.
+        let n = 20 * RESUM_BARS;
+        let close: Vec<f64> = (0..n)
+            .map(|i| {
+                let level = 100.0 * 10f64.powf(-20.0 * i as f64 / n as f64);
+                level * (1.0 + 0.1 * ((i as f64) * 0.15).sin())
+            })
+            .collect();
+        let (fast, slow) = (10, 50);
+        let s = MaCross { fast, slow }.spread(&close);
+        assert_eq!(s.len(), n);
+        assert!(s[..slow - 1].iter().all(|x| x.is_nan()));
+        let positive = s.iter().filter(|x| **x > 0.0).count();
+        assert!(
+            positive > n / 4 && positive < 3 * n / 4,
+            "{positive} of {n}"
+        );
+        // A sliding sum that never restarts, for contrast: its absolute error stays that of
+        // the early prices of 100, so its late signs are noise.
+        let (mut fs, mut ss) = (0.0_f64, 0.0_f64);
+        let mut never_restarted_wrong = 0;
+        for t in 0..n {
+            fs += close[t] - if t >= fast { close[t - fast] } else { 0.0 };
+            ss += close[t] - if t >= slow { close[t - slow] } else { 0.0 };
+            if t + 1 < slow {
+                continue;
+            }
+            let want = direct_spread(&close, fast, slow, t);
+            let scale = close[t + 1 - slow..=t]
+                .iter()
+                .fold(0.0_f64, |m, x| m.max(*x));
+            assert!(
+                (s[t] - want).abs() <= 1e-12 * scale,
+                "bar {t}: {} vs {want} (prices ~{scale:e})",
+                s[t]
+            );
+            if want.abs() > 1e-10 * scale {
+                assert_eq!(s[t] > 0.0, want > 0.0, "bar {t}: {} vs {want}", s[t]);
+                let naive = fs / fast as f64 - ss / slow as f64;
+                never_restarted_wrong += usize::from((naive > 0.0) != (want > 0.0));
+            }
+        }
+        assert!(never_restarted_wrong > n / 10, "{never_restarted_wrong}");
+    }
+
+    #[test]
+    fn ma_cross_spread_of_short_or_odd_inputs() {
+        let close = [1.0, 2.0, 3.0];
+        assert!(
+            MaCross { fast: 2, slow: 5 }
+                .spread(&close)
+                .iter()
+                .all(|x| x.is_nan())
+        );
+        assert!(
+            MaCross { fast: 0, slow: 2 }
+                .spread(&close)
+                .iter()
+                .all(|x| x.is_nan())
+        );
+        assert_eq!(MaCross { fast: 2, slow: 3 }.spread(&[]), Vec::<f64>::new());
+        // A fast window longer than the slow one (not what `new` builds): still the
+        // difference of the two averages, from the bar where both are full.
+        let s = MaCross { fast: 3, slow: 2 }.spread(&close);
+        assert!(s[1].is_nan());
+        assert!((s[2] - (2.0 - 2.5)).abs() < 1e-12);
     }
 
     #[test]

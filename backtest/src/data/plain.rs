@@ -25,7 +25,7 @@ use polars_parquet::parquet::compression::{Compression, DecompressionContext};
 use polars_parquet::parquet::encoding::Encoding;
 use polars_parquet::parquet::encoding::hybrid_rle::{HybridRleChunk, HybridRleDecoder};
 use polars_parquet::parquet::metadata::{ColumnChunkMetadata, FileMetadata};
-use polars_parquet::parquet::page::{CompressedPage, DataPageHeader, Page, split_buffer};
+use polars_parquet::parquet::page::{CompressedPage, DataPage, DataPageHeader, Page, split_buffer};
 use polars_parquet::parquet::read::{PageReader, decompress};
 use polars_parquet::parquet::schema::types::PhysicalType;
 use polars_utils::mmap::MMapSemaphore;
@@ -35,26 +35,33 @@ use super::check::{
 };
 use super::{Bars, ColumnNames};
 
-/// Which of the row checks' rules a column's own values must meet.
+/// Which of the row checks' rules a price column's own values must meet.
 #[derive(Clone, Copy)]
 enum Rule {
-    /// Strictly increasing, and whether evenly spaced.
-    Timestamps,
     /// Positive and finite.
     Price,
     /// Finite and ≥ 0.
     Volume,
 }
 
+impl Rule {
+    fn check(self, values: &[f64]) -> bool {
+        match self {
+            Rule::Price => all_positive(values),
+            Rule::Volume => all_volumes(values),
+        }
+    }
+}
+
 /// A column type stored as 8 little-endian bytes a value in PLAIN encoding.
-trait Plain: Copy + Send {
+trait Plain: bytemuck::Pod + Send {
     /// The Parquet physical type that stores it.
     const PHYSICAL: PhysicalType;
     fn from_le(bytes: [u8; 8]) -> Self;
-    /// `rule` on `column[from..]`, `column[..from]` checked already; `None` while the rule
-    /// cannot tell yet (the timestamps' first interval needs two values) and more values may
-    /// come (`last` is false).
-    fn check(rule: Rule, column: &[Self], from: usize, last: bool) -> Option<RowScan>;
+    /// The column's own rules on `column[from..]`, `column[..from]` checked already; `None`
+    /// while they cannot tell yet (the timestamps' first interval needs two values) and more
+    /// values may come (`last` is false).
+    fn check(column: &[Self], from: usize, last: bool) -> Option<RowScan>;
 }
 
 impl Plain for i64 {
@@ -62,7 +69,7 @@ impl Plain for i64 {
     fn from_le(bytes: [u8; 8]) -> Self {
         i64::from_le_bytes(bytes)
     }
-    fn check(_: Rule, ts: &[i64], from: usize, last: bool) -> Option<RowScan> {
+    fn check(ts: &[i64], from: usize, last: bool) -> Option<RowScan> {
         if ts.len() < 2 && !last {
             return None;
         }
@@ -80,71 +87,71 @@ impl Plain for f64 {
     fn from_le(bytes: [u8; 8]) -> Self {
         f64::from_le_bytes(bytes)
     }
-    fn check(rule: Rule, column: &[f64], from: usize, _: bool) -> Option<RowScan> {
-        let values = &column[from..];
-        let valid = match rule {
-            Rule::Volume => all_volumes(values),
-            Rule::Price | Rule::Timestamps => all_positive(values),
-        };
-        Some(RowScan { valid, even: true })
+    fn check(close: &[f64], from: usize, _: bool) -> Option<RowScan> {
+        Some(RowScan {
+            valid: all_positive(&close[from..]),
+            even: true,
+        })
     }
 }
 
-/// One column of the file: its chunk in every row group, in order, and the `Vec` its values
-/// go to (allocated by the calling thread: see [`read_plain`]).
+/// A whole column decoded by one thread, its values appended to a `Vec` (allocated by the
+/// calling thread: see [`jobs`]): the timestamps (whose checks run in order) and the close
+/// prices (which a consumer reads as one slice).
 struct ColumnJob<'a, T> {
     chunks: Vec<&'a ColumnChunkMetadata>,
     rows: Vec<usize>,
     out: Vec<T>,
     done: bool,
-    /// The column's own rules, checked on each page's values while they are in cache.
-    rule: Rule,
     /// Values of `out` checked so far, and what the checks found.
     checked: usize,
     found: RowScan,
 }
 
 impl<'a, T: Plain> ColumnJob<'a, T> {
-    fn new(chunks: Vec<&'a ColumnChunkMetadata>, rows: Vec<usize>, rule: Rule) -> Self {
+    fn new(chunks: Vec<&'a ColumnChunkMetadata>, rows: Vec<usize>) -> Self {
         let n = rows.iter().sum();
         ColumnJob {
             chunks,
             rows,
             out: Vec::with_capacity(n),
             done: false,
-            rule,
             checked: 0,
             found: RowScan::CLEAN,
         }
     }
 
-    /// The column's rule on the values appended since the last call; `last` once every value
-    /// is in.
+    /// The column's rules on the values appended since the last call; `last` once every
+    /// value is in.
     fn check_new(&mut self, last: bool) {
-        if let Some(found) = T::check(self.rule, &self.out, self.checked, last) {
+        if let Some(found) = T::check(&self.out, self.checked, last) {
             self.found = self.found.and(found);
             self.checked = self.out.len();
         }
     }
-}
 
-/// What one worker thread keeps between pages: the decompression buffer and zstd context.
-struct Scratch {
-    buffer: Vec<u8>,
-    context: DecompressionContext,
-}
-
-/// Bytes a PLAIN page of `n` values of 8 bytes may hold besides them: the 4-byte length and
-/// the run of its definition levels (a few bytes).
-const LEVEL_BYTES: usize = 64;
-
-impl<T: Plain> ColumnJob<'_, T> {
     /// Appends every value of the column to `out`; `false` when a page is not what this path
     /// reads (the caller falls back to polars' reader).
     fn run(&mut self, file: &Buffer<u8>, scratch: &mut Scratch) -> bool {
         for k in 0..self.chunks.len() {
             let end = self.out.len() + self.rows[k];
-            if !self.append_chunk(k, end, file, scratch) || self.out.len() != end {
+            let chunk = self.chunks[k];
+            let room = end - self.out.len();
+            let read = each_page(chunk, file, scratch, room, |values| {
+                match bytemuck::try_cast_slice::<u8, T>(values) {
+                    // Aligned for `T` on this little-endian host (`read_plain` checks the
+                    // byte order): one memcpy, several times faster here than value by value.
+                    Ok(values) => self.out.extend_from_slice(values),
+                    Err(_) => self.out.extend(values.chunks_exact(8).map(|b| {
+                        let mut bytes = [0u8; 8];
+                        bytes.copy_from_slice(b);
+                        T::from_le(bytes)
+                    })),
+                }
+                // Checked while in cache.
+                self.check_new(false);
+            });
+            if !read || self.out.len() != end {
                 return false;
             }
         }
@@ -155,74 +162,127 @@ impl<T: Plain> ColumnJob<'_, T> {
         self.done = true;
         true
     }
+}
 
-    /// Chunk `k`'s pages, decompressed one at a time into `scratch` and appended to `out`, which
-    /// must not grow past `end` values (a page header claiming more is rejected before anything
-    /// is allocated for it); each page's values are checked while in cache.
-    fn append_chunk(
-        &mut self,
-        k: usize,
-        end: usize,
-        file: &Buffer<u8>,
-        scratch: &mut Scratch,
-    ) -> bool {
-        let chunk = self.chunks[k];
-        let range = chunk.byte_range();
-        let (Ok(start), Ok(stop)) = (usize::try_from(range.start), usize::try_from(range.end))
-        else {
-            return false;
-        };
-        if start > stop || stop > file.len() {
-            return false;
-        }
-        let bytes = file.clone().sliced(start..stop);
-        let pages = PageReader::new(Cursor::new(bytes), chunk, Vec::new(), usize::MAX);
-        for page in pages {
-            let page = match page {
-                Ok(CompressedPage::Data(page)) => page,
-                // A dictionary page, or a page header that does not parse.
-                _ => return false,
-            };
-            let n = page.num_values();
-            if n > end - self.out.len() || page.uncompressed_size() > n * 8 + LEVEL_BYTES {
-                return false;
-            }
-            let compressed = page.compression() != Compression::Uncompressed;
-            let mut page = match decompress(
-                CompressedPage::Data(page),
-                &mut scratch.buffer,
-                &mut scratch.context,
-            ) {
-                Ok(Page::Data(page)) => page,
-                _ => return false,
-            };
-            let appended = append_page(&page, &mut self.out);
-            if compressed {
-                // Take the decompression buffer back for the next page.
-                scratch.buffer = std::mem::take(page.buffer_mut());
-            }
-            if !appended {
-                return false;
-            }
-            self.check_new(false);
-        }
-        true
+/// One row group of a price column other than the close, decoded into its rows of the
+/// column (zero-filled by the calling thread; the row groups of a column go to any thread).
+struct ChunkJob<'a> {
+    chunk: &'a ColumnChunkMetadata,
+    out: &'a mut [f64],
+    rule: Rule,
+    done: bool,
+    /// Whether every value so far meets `rule`.
+    valid: bool,
+}
+
+impl ChunkJob<'_> {
+    /// Fills `out` with the chunk's values; `false` when a page is not what this path reads
+    /// or the chunk holds another number of values.
+    fn run(&mut self, file: &Buffer<u8>, scratch: &mut Scratch) -> bool {
+        let mut filled = 0;
+        let (out, rule, valid) = (&mut *self.out, self.rule, &mut self.valid);
+        let read = each_page(self.chunk, file, scratch, out.len(), |values| {
+            let to = &mut out[filled..filled + values.len() / 8];
+            // Byte for byte: the column's `f64`s on this little-endian host.
+            bytemuck::cast_slice_mut::<f64, u8>(to).copy_from_slice(values);
+            *valid &= rule.check(to);
+            filled += to.len();
+        });
+        self.done = read && filled == self.out.len();
+        self.done
     }
 }
 
-/// A decompressed data page's values appended to `out`: PLAIN, no repetition levels, and
-/// definition levels (if the column is optional) saying every value is present.
-fn append_page<T: Plain>(page: &polars_parquet::parquet::page::DataPage, out: &mut Vec<T>) -> bool {
+/// What one worker thread keeps between pages: the decompression buffer and zstd context.
+struct Scratch {
+    buffer: Vec<u8>,
+    context: DecompressionContext,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            buffer: Vec::new(),
+            context: DecompressionContext::Unset,
+        }
+    }
+}
+
+/// Bytes a PLAIN page of `n` values of 8 bytes may hold besides them: the 4-byte length and
+/// the run of its definition levels (a few bytes).
+const LEVEL_BYTES: usize = 64;
+
+/// `chunk`'s pages, decompressed one at a time into `scratch`, their values (8 little-endian
+/// bytes each) handed to `take` in order; `false` when a page is not what this path reads.
+/// Pages claiming more than `room` values in all are refused before anything is allocated
+/// for them.
+fn each_page(
+    chunk: &ColumnChunkMetadata,
+    file: &Buffer<u8>,
+    scratch: &mut Scratch,
+    mut room: usize,
+    mut take: impl FnMut(&[u8]),
+) -> bool {
+    let range = chunk.byte_range();
+    let (Ok(start), Ok(stop)) = (usize::try_from(range.start), usize::try_from(range.end)) else {
+        return false;
+    };
+    if start > stop || stop > file.len() {
+        return false;
+    }
+    let bytes = file.clone().sliced(start..stop);
+    let pages = PageReader::new(Cursor::new(bytes), chunk, Vec::new(), usize::MAX);
+    for page in pages {
+        let page = match page {
+            Ok(CompressedPage::Data(page)) => page,
+            // A dictionary page, or a page header that does not parse.
+            _ => return false,
+        };
+        let n = page.num_values();
+        if n > room || page.uncompressed_size() > n * 8 + LEVEL_BYTES {
+            return false;
+        }
+        room -= n;
+        let compressed = page.compression() != Compression::Uncompressed;
+        let mut page = match decompress(
+            CompressedPage::Data(page),
+            &mut scratch.buffer,
+            &mut scratch.context,
+        ) {
+            Ok(Page::Data(page)) => page,
+            _ => return false,
+        };
+        let read = match page_values(&page) {
+            Some(values) => {
+                take(values);
+                true
+            }
+            None => false,
+        };
+        if compressed {
+            // Take the decompression buffer back for the next page.
+            scratch.buffer = std::mem::take(page.buffer_mut());
+        }
+        if !read {
+            return false;
+        }
+    }
+    true
+}
+
+/// A decompressed data page's values, `num_values()` times 8 bytes: PLAIN, no repetition
+/// levels, and definition levels (if the column is optional) saying every value is present.
+fn page_values(page: &DataPage) -> Option<&[u8]> {
     let descriptor = &page.descriptor;
     if page.encoding() != Encoding::Plain
         || descriptor.max_rep_level != 0
         || descriptor.max_def_level > 1
     {
-        return false;
+        return None;
     }
     if let DataPageHeader::V1(_) = page.header() {
         if descriptor.max_def_level == 1 && page.definition_level_encoding() != Encoding::Rle {
-            return false;
+            return None;
         }
     }
     if let DataPageHeader::V2(header) = page.header() {
@@ -233,26 +293,16 @@ fn append_page<T: Plain>(page: &polars_parquet::parquet::page::DataPage, out: &m
             || header.definition_levels_byte_length < 0
             || header.repetition_levels_byte_length < 0
         {
-            return false;
+            return None;
         }
     }
-    let Ok(split) = split_buffer(page) else {
-        return false;
-    };
+    let split = split_buffer(page).ok()?;
     let n = page.num_values();
     if descriptor.max_def_level == 1 && !all_defined(split.def, n) {
-        return false;
+        return None;
     }
     // With every value present, a PLAIN page holds exactly `n` values of 8 bytes.
-    if split.values.len() != n.saturating_mul(8) {
-        return false;
-    }
-    out.extend(split.values.chunks_exact(8).map(|b| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(b);
-        T::from_le(bytes)
-    }));
-    true
+    (split.values.len() == n.saturating_mul(8)).then_some(split.values)
 }
 
 /// Whether `n` RLE/bit-packed hybrid definition levels of width 1 are all 1 (no nulls).
@@ -270,18 +320,74 @@ fn all_defined(levels: &[u8], n: usize) -> bool {
     }
 }
 
+/// A consumer of the close prices: not run yet, or its result.
+pub(super) enum Consumer<F, R> {
+    /// Not run yet.
+    Pending(F),
+    /// Its result.
+    Done(R),
+}
+
+impl<F: FnOnce(&[f64]) -> R, R> Consumer<F, R> {
+    /// The result: a pending consumer run on `close` now.
+    pub(super) fn result(self, close: &[f64]) -> R {
+        match self {
+            Consumer::Pending(consume) => consume(close),
+            Consumer::Done(result) => result,
+        }
+    }
+}
+
+/// The columns of one file to decode, as [`read_plain`] found them.
+struct Jobs<'a> {
+    ts: ColumnJob<'a, i64>,
+    close: ColumnJob<'a, f64>,
+    /// Open, high, low and volume: each column's chunks, in order.
+    others: [Vec<&'a ColumnChunkMetadata>; 4],
+    rows: Vec<usize>,
+}
+
 /// The six columns of a Parquet file read page by page (see the module docs), with the row
 /// checks' findings; `None` when the file's layout is not one this path reads.
-pub(super) fn read_plain(
+///
+/// The calling thread decodes the close prices first and, once every one of them is in and
+/// positive and finite, runs a pending `consume`r on them while the other threads decode
+/// the timestamps and the other price columns, a row group at a time, which the calling
+/// thread then joins. The consumer's result comes back as [`Consumer::Done`] (also when the
+/// file then goes to polars' reader: the close prices it saw are the file's), for the caller
+/// to use only once the rest of the rows pass their checks.
+pub(super) fn read_plain<F: FnOnce(&[f64]) -> R, R>(
     file: &File,
     metadata: &FileMetadata,
     schema: &ArrowSchema,
     names: &ColumnNames,
-) -> Option<(Bars, RowScan)> {
+    consume: Consumer<F, R>,
+) -> (Option<(Bars, RowScan)>, Consumer<F, R>) {
     if cfg!(target_endian = "big") {
-        // `from_le` is exact on any host, but this path is only measured on little-endian.
-        return None;
+        // The values are copied byte for byte as little-endian.
+        return (None, consume);
     }
+    let Some(jobs) = jobs(metadata, schema, names) else {
+        return (None, consume);
+    };
+    let Some(bytes) = MMapSemaphore::new_from_file(file)
+        .ok()
+        .map(Buffer::from_owner)
+    else {
+        return (None, consume);
+    };
+    decode(jobs, &bytes, consume)
+}
+
+/// The file's columns as jobs, when their types and chunks are what this path reads. The
+/// `Vec`s of whole-column jobs are allocated here, on the calling thread: glibc serves a
+/// worker thread from an arena of its own, whose fresh pages would be faulted in on every
+/// load.
+fn jobs<'a>(
+    metadata: &'a FileMetadata,
+    schema: &ArrowSchema,
+    names: &ColumnNames,
+) -> Option<Jobs<'a>> {
     let dtype = |name: &str| schema.get(name).map(DataType::from_arrow_field);
     if !matches!(
         dtype(&names.timestamp)?,
@@ -312,80 +418,129 @@ pub(super) fn read_plain(
             })
             .collect()
     };
-    // Every column's `Vec` is allocated here, on the calling thread: glibc serves a worker
-    // thread from an arena of its own, whose fresh pages would be faulted in on every load.
-    let ts = ColumnJob::<i64>::new(
-        chunks(&names.timestamp, i64::PHYSICAL)?,
-        rows.clone(),
-        Rule::Timestamps,
-    );
-    let mut prices = Vec::with_capacity(5);
-    for (k, name) in names.prices().into_iter().enumerate() {
-        let rule = if k == 4 { Rule::Volume } else { Rule::Price };
-        prices.push(ColumnJob::<f64>::new(
-            chunks(name, f64::PHYSICAL)?,
-            rows.clone(),
-            rule,
-        ));
-    }
-    let mmap = MMapSemaphore::new_from_file(file).ok()?;
-    let bytes = Buffer::from_owner(mmap);
+    let [open, high, low, close, volume] = names.prices();
+    let price = |name: &str| chunks(name, f64::PHYSICAL);
+    Some(Jobs {
+        ts: ColumnJob::new(chunks(&names.timestamp, i64::PHYSICAL)?, rows.clone()),
+        close: ColumnJob::new(price(close)?, rows.clone()),
+        others: [price(open)?, price(high)?, price(low)?, price(volume)?],
+        rows,
+    })
+}
 
-    // The six columns are independent: each thread takes the next column not yet taken.
+/// A job of [`decode`]'s queue.
+#[derive(Clone, Copy)]
+enum Job {
+    /// The close prices (whole).
+    Close,
+    /// The timestamps (whole).
+    Timestamps,
+    /// One row group of one of the other price columns.
+    Chunk(usize),
+}
+
+/// Decodes the jobs (see [`read_plain`]).
+fn decode<F: FnOnce(&[f64]) -> R, R>(
+    jobs: Jobs<'_>,
+    bytes: &Buffer<u8>,
+    consume: Consumer<F, R>,
+) -> (Option<(Bars, RowScan)>, Consumer<F, R>) {
+    let Jobs {
+        ts,
+        close,
+        others,
+        rows,
+    } = jobs;
+    let n: usize = rows.iter().sum();
+    // Zero-filled, so that any thread can fill any row group: `calloc`, which on glibc takes
+    // fresh memory unwritten (the pages are faulted in by the threads that fill them).
+    let mut columns: [Vec<f64>; 4] = std::array::from_fn(|_| vec![0.0; n]);
+    let mut chunk_jobs = Vec::with_capacity(4 * rows.len());
+    for (k, (column, chunks)) in columns.iter_mut().zip(&others).enumerate() {
+        let rule = if k == 3 { Rule::Volume } else { Rule::Price };
+        let mut rest: &mut [f64] = column;
+        for (chunk, &rows) in chunks.iter().zip(&rows) {
+            let (out, tail) = std::mem::take(&mut rest).split_at_mut(rows);
+            rest = tail;
+            chunk_jobs.push(Mutex::new(ChunkJob {
+                chunk,
+                out,
+                rule,
+                done: false,
+                valid: true,
+            }));
+        }
+    }
+    // The queue: the close prices (claimed by this thread before any other starts), the
+    // timestamps, then the row groups of open, high, low, volume.
+    let queue: Vec<Job> = [Job::Close, Job::Timestamps]
+        .into_iter()
+        .chain((0..chunk_jobs.len()).map(Job::Chunk))
+        .collect();
     let ts = Mutex::new(ts);
-    let prices: Vec<Mutex<ColumnJob<f64>>> = prices.into_iter().map(Mutex::new).collect();
+    let close = Mutex::new(close);
     let next = AtomicUsize::new(0);
-    let work = || {
-        let mut scratch = Scratch {
-            buffer: Vec::new(),
-            context: DecompressionContext::Unset,
-        };
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let ok = match i {
-                0 => ts.lock().is_ok_and(|mut job| job.run(&bytes, &mut scratch)),
-                i if i <= prices.len() => prices[i - 1]
-                    .lock()
-                    .is_ok_and(|mut job| job.run(&bytes, &mut scratch)),
-                _ => break,
-            };
-            if !ok {
-                // Stop the other threads early too: the file goes to polars' reader.
-                next.store(usize::MAX / 2, Ordering::Relaxed);
+    let run = |job: Job, scratch: &mut Scratch| match job {
+        Job::Close => close.lock().is_ok_and(|mut job| job.run(bytes, scratch)),
+        Job::Timestamps => ts.lock().is_ok_and(|mut job| job.run(bytes, scratch)),
+        Job::Chunk(k) => chunk_jobs[k]
+            .lock()
+            .is_ok_and(|mut job| job.run(bytes, scratch)),
+    };
+    // Stops the other threads early too: the file goes to polars' reader.
+    let give_up = || next.store(usize::MAX / 2, Ordering::Relaxed);
+    let work = |scratch: &mut Scratch| {
+        while let Some(&job) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if !run(job, scratch) {
+                give_up();
                 break;
             }
         }
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(6));
-    std::thread::scope(|scope| {
+    let consume = std::thread::scope(|scope| {
+        let mut scratch = Scratch::default();
+        let first = queue.get(next.fetch_add(1, Ordering::Relaxed)).copied();
         for _ in 1..threads {
-            // A thread that cannot be spawned leaves its columns to the others.
-            let _ = std::thread::Builder::new().spawn_scoped(scope, work);
+            // A thread that cannot be spawned leaves its jobs to the others.
+            let _ =
+                std::thread::Builder::new().spawn_scoped(scope, || work(&mut Scratch::default()));
         }
-        work();
+        let mut consume = consume;
+        if let Some(first) = first {
+            if !run(first, &mut scratch) {
+                give_up();
+            } else if let Ok(close) = close.lock() {
+                // Every close price in, positive and finite: what the consumer may see.
+                if close.found.valid {
+                    consume = Consumer::Done(consume.result(&close.out));
+                }
+            }
+        }
+        work(&mut scratch);
+        consume
     });
-
-    let ts = ts.into_inner().ok()?;
-    let mut found = ts.found;
-    let mut columns = Vec::with_capacity(5);
-    for job in prices {
-        let job = job.into_inner().ok()?;
-        if !job.done {
-            return None;
+    let mut found = RowScan::CLEAN;
+    for job in chunk_jobs {
+        match job.into_inner() {
+            Ok(job) if job.done => found.valid &= job.valid,
+            _ => return (None, consume),
         }
-        found = found.and(job.found);
-        columns.push(job.out);
     }
-    if !ts.done {
-        return None;
+    let (Ok(ts), Ok(close)) = (ts.into_inner(), close.into_inner()) else {
+        return (None, consume);
+    };
+    if !ts.done || !close.done {
+        return (None, consume);
     }
-    let [open, high, low, close, volume]: [Vec<f64>; 5] = columns.try_into().ok()?;
+    found = found.and(ts.found).and(close.found);
+    let [open, high, low, volume] = columns;
     let bars = Bars {
         ts_ns: ts.out,
         open,
         high,
         low,
-        close,
+        close: close.out,
         volume,
     };
     // The rules across columns, on the two cores; only meaningful (and only needed) when every
@@ -393,7 +548,7 @@ pub(super) fn read_plain(
     if found.valid {
         found.valid = all_ordered(&bars, threads);
     }
-    Some((bars, found))
+    (Some((bars, found)), consume)
 }
 
 #[cfg(test)]
@@ -430,7 +585,14 @@ mod tests {
         let mut reader = ParquetReader::new(file.try_clone().unwrap());
         let schema = reader.schema().unwrap();
         let metadata = reader.get_metadata().unwrap().clone();
-        read_plain(&file, &metadata, &schema, &ColumnNames::default())
+        read_plain(
+            &file,
+            &metadata,
+            &schema,
+            &ColumnNames::default(),
+            Consumer::Pending(|_: &[f64]| ()),
+        )
+        .0
     }
 
     /// The bars polars' reader gives for the same file (the loader's other path), with the
@@ -492,6 +654,96 @@ mod tests {
         assert!(err.contains("row 40001, column \"low\""), "{err}");
     }
 
+    /// `load_then` hands the consumer the file's close prices and returns its result with the
+    /// bars: from the pages while the other columns decode (Parquet of one or several row
+    /// groups), after polars' reader (a null volume), after the checks (CSV).
+    #[test]
+    fn load_then_consumes_the_close_prices_of_every_kind_of_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bars = gauntlet_fixtures::generate_ohlcv_every(3, 30_000, 60).unwrap();
+        let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let mut files = Vec::new();
+        for (k, rows) in [None, Some(7_000), Some(30_000)].into_iter().enumerate() {
+            let path = dir.path().join(format!("bars-{k}.parquet"));
+            write_parquet_with(&bars, &path, ParquetCompression::default(), rows).unwrap();
+            files.push(path);
+        }
+        let csv = dir.path().join("bars.csv");
+        bars.write_csv(std::io::BufWriter::new(File::create(&csv).unwrap()))
+            .unwrap();
+        files.push(csv);
+        let mut with_null = DataFrame::new(
+            bars.len(),
+            vec![
+                Column::from(
+                    Series::new("timestamp".into(), &bars.ts_ns)
+                        .cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))
+                        .unwrap(),
+                ),
+                Column::from(Series::new("open".into(), &bars.open)),
+                Column::from(Series::new("high".into(), &bars.high)),
+                Column::from(Series::new("low".into(), &bars.low)),
+                Column::from(Series::new("close".into(), &bars.close)),
+                Column::from(Series::new(
+                    "volume".into(),
+                    bars.volume
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (i != 5).then_some(*v))
+                        .collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap();
+        let null_path = dir.path().join("null-volume.parquet");
+        ParquetWriter::new(File::create(&null_path).unwrap())
+            .finish(&mut with_null)
+            .unwrap();
+        for path in &files {
+            let (loaded, seen) =
+                super::super::load_then(path, &LoadOptions::default(), |close| bits(close))
+                    .unwrap();
+            assert_eq!(seen, bits(&loaded.bars.close), "{}", path.display());
+            // A CSV holds the prices as decimal text: compare with what `load` reads.
+            let plain = load(path, &LoadOptions::default()).unwrap();
+            assert!(same_bits(&loaded.bars, &plain.bars), "{}", path.display());
+        }
+        // A null volume: an error naming it, whichever path the close prices took.
+        let err = super::super::load_then(&null_path, &LoadOptions::default(), |c| c.len())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 6") && err.contains("\"volume\""), "{err}");
+    }
+
+    /// A row that breaks a rule in a column decoded after the close prices: the consumer has
+    /// run on them, but its result goes with the error that names the row; a bad close
+    /// price: the consumer never runs.
+    #[test]
+    fn load_then_returns_no_result_from_a_file_with_a_bad_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let bars = gauntlet_fixtures::generate_ohlcv_every(4, 30_000, 60).unwrap();
+        let mut late_high = bars.clone();
+        late_high.high[29_000] = late_high.open[29_000].min(late_high.close[29_000]) * 0.9;
+        let mut bad_close = bars.clone();
+        bad_close.close[123] = -1.0;
+        for (name, broken, want, consumed) in [
+            ("late-high", &late_high, "row 29001, column \"high\"", true),
+            ("bad-close", &bad_close, "row 124, column \"close\"", false),
+        ] {
+            let path = dir.path().join(format!("{name}.parquet"));
+            write_parquet_with(broken, &path, ParquetCompression::default(), Some(8_000)).unwrap();
+            let ran = std::sync::atomic::AtomicBool::new(false);
+            let err = super::super::load_then(&path, &LoadOptions::default(), |close| {
+                ran.store(true, Ordering::Relaxed);
+                close.len()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(want), "{name}: {err}");
+            assert_eq!(ran.load(Ordering::Relaxed), consumed, "{name}");
+        }
+    }
+
     /// The column rules checked page by page and the rules across columns find what the
     /// one-pass row checks find, for a break in every rule, at page and row-group seams, and
     /// for gaps (valid bars, not evenly spaced), and for files of one or two bars.
@@ -544,14 +796,11 @@ mod tests {
                 volume: short.volume[..n].to_vec(),
             };
             assert_eq!(
-                <i64 as Plain>::check(Rule::Timestamps, &short.ts_ns, 0, true),
+                <i64 as Plain>::check(&short.ts_ns, 0, true),
                 Some(scan_rows(&short)),
                 "{n} bars"
             );
-            assert_eq!(
-                <i64 as Plain>::check(Rule::Timestamps, &short.ts_ns[..1], 0, false),
-                None
-            );
+            assert_eq!(<i64 as Plain>::check(&short.ts_ns[..1], 0, false), None);
         }
     }
 
@@ -629,7 +878,13 @@ mod tests {
             let mut reader = ParquetReader::new(file.try_clone().unwrap());
             let schema = reader.schema().unwrap();
             let metadata = reader.get_metadata().unwrap().clone();
-            if let Some((got, _)) = read_plain(&file, &metadata, &schema, &ColumnNames::default()) {
+            if let (Some((got, _)), _) = read_plain(
+                &file,
+                &metadata,
+                &schema,
+                &ColumnNames::default(),
+                Consumer::Pending(|_: &[f64]| ()),
+            ) {
                 // Damage that still decodes (PLAIN bytes of the values) changes values only.
                 assert_eq!(got.len(), bars.len());
             }

@@ -162,7 +162,6 @@ pub fn execute_with(
     position: impl Fn(f64) -> f64,
 ) -> Execution {
     let n = close.len().min(open.len()).min(target.len());
-    let (open, close, target) = (&open[..n], &close[..n], &target[..n]);
     let periods = n.saturating_sub(1);
     let mut out = Execution {
         returns: Vec::with_capacity(periods),
@@ -170,51 +169,108 @@ pub fn execute_with(
         traded: 0.0,
         trades: Vec::new(),
     };
-    let cost = costs.per_unit();
-    let mut p_old = 0.0_f64;
-    let mut current: Option<Trade> = None;
-    for s in 1..n {
-        let p_new = position(target[s - 1]);
-        let (gap, mv) = match fill {
+    let mut stepper = Stepper::new(open, close, fill, costs);
+    for (s, &t) in (1..n).zip(target) {
+        let p_new = position(t);
+        let bar = stepper.step(s, p_new);
+        out.traded += bar.delta;
+        out.returns.push(bar.ret);
+        out.held.push(p_new);
+        if let Some(closed) = bar.closed {
+            out.trades.push(closed);
+        }
+    }
+    out.trades.extend(stepper.finish());
+    out
+}
+
+/// The execution model one bar at a time: what [`execute_with`] and the streaming metrics
+/// (`sweep::run_metrics`) share.
+pub(crate) struct Stepper<'a> {
+    open: &'a [f64],
+    close: &'a [f64],
+    fill: Fill,
+    cost: f64,
+    p_old: f64,
+    /// The open trade and its growth factor so far: one multiplication a bar while it lasts
+    /// (the loop's only chain besides the position), its return `growth − 1` taken at exit.
+    current: Option<(Trade, f64)>,
+}
+
+/// One bar of a [`Stepper`].
+pub(crate) struct Bar {
+    /// Net return of the bar.
+    pub ret: f64,
+    /// `|Δposition|`.
+    pub delta: f64,
+    /// The trade the bar closed, if any.
+    pub closed: Option<Trade>,
+}
+
+impl<'a> Stepper<'a> {
+    pub(crate) fn new(open: &'a [f64], close: &'a [f64], fill: Fill, costs: Costs) -> Self {
+        Stepper {
+            open,
+            close,
+            fill,
+            cost: costs.per_unit(),
+            p_old: 0.0,
+            current: None,
+        }
+    }
+
+    /// Bar `s` (≥ 1, below both price columns' lengths) held at `p_new`, decided at bar
+    /// `s − 1`'s close.
+    #[inline]
+    pub(crate) fn step(&mut self, s: usize, p_new: f64) -> Bar {
+        let (open, close, cost, p_old) = (self.open, self.close, self.cost, self.p_old);
+        let (gap, mv) = match self.fill {
             Fill::NextClose => (0.0, close[s] / close[s - 1] - 1.0),
             Fill::NextOpen => (open[s] / close[s - 1] - 1.0, close[s] / open[s] - 1.0),
         };
         let delta = (p_new - p_old).abs();
-        out.traded += delta;
         let before = 1.0 + p_old * gap;
         let after = 1.0 + p_new * mv;
         let factor = before * (1.0 - cost * delta) * after;
-        out.returns.push(factor - 1.0);
-        out.held.push(p_new);
-
+        let mut closed = None;
         let same_side = p_old != 0.0 && p_new != 0.0 && (p_old > 0.0) == (p_new > 0.0);
         if same_side {
-            if let Some(t) = current.as_mut() {
-                t.ret = (1.0 + t.ret) * before * (1.0 - cost * delta) * after - 1.0;
+            if let Some((t, growth)) = self.current.as_mut() {
+                *growth *= factor;
                 t.exit_bar = s;
             }
         } else {
-            if let Some(mut t) = current.take() {
-                t.ret = (1.0 + t.ret) * before * (1.0 - cost * p_old.abs()) - 1.0;
+            if let Some((mut t, growth)) = self.current.take() {
+                t.ret = growth * before * (1.0 - cost * p_old.abs()) - 1.0;
                 t.open = false;
-                out.trades.push(t);
+                closed = Some(t);
             }
             if p_new != 0.0 {
-                current = Some(Trade {
+                let trade = Trade {
                     entry_bar: s - 1,
                     exit_bar: s,
                     direction: if p_new > 0.0 { 1 } else { -1 },
-                    ret: (1.0 - cost * p_new.abs()) * after - 1.0,
+                    ret: 0.0,
                     open: true,
-                });
+                };
+                self.current = Some((trade, (1.0 - cost * p_new.abs()) * after));
             }
         }
-        p_old = p_new;
+        self.p_old = p_new;
+        Bar {
+            ret: factor - 1.0,
+            delta,
+            closed,
+        }
     }
-    if let Some(t) = current {
-        out.trades.push(t);
+
+    /// The trade still open after the last bar, marked open.
+    pub(crate) fn finish(self) -> Option<Trade> {
+        self.current.map(|(mut t, growth)| {
+            t.ret = growth - 1.0;
+            t
+        })
     }
-    out
 }
 
 #[cfg(test)]

@@ -191,6 +191,13 @@ impl Moments {
             m3 += d2 * d;
             m4 += d2 * d2;
         }
+        Moments::from_central(n, mean, m2, m3, m4)
+    }
+
+    /// The moments of `n ≥ 2` values from their mean and their sums of squared, cubed and
+    /// fourth-power deviations from it.
+    fn from_central(n: usize, mean: f64, m2: f64, m3: f64, m4: f64) -> Moments {
+        let nf = n as f64;
         let sd = (m2 / (nf - 1.0)).sqrt();
         let (pm2, pm3, pm4) = (m2 / nf, m3 / nf, m4 / nf);
         let (skew, kurtosis) = if pm2 > 0.0 {
@@ -252,74 +259,202 @@ pub struct Metrics {
 pub fn compute(execution: &Execution, periods_per_year: f64, risk_free: f64) -> Metrics {
     let r = &execution.returns;
     let n = r.len();
-    let nf = n.max(1) as f64;
-    let rf_p = (1.0 + risk_free).powf(1.0 / periods_per_year) - 1.0;
-    let ann = periods_per_year.sqrt();
-
-    let mut equity = 1.0_f64;
-    let mut peak = 1.0_f64;
-    let mut max_dd = 0.0_f64;
-    let mut under = 0usize;
-    let mut max_under = 0usize;
-    let mut downside = 0.0;
-    // Fused into this pass: the excess-return sum of [`Moments::of`] (same order, so the
-    // same bits) and the exposure count.
-    let mut excess_sum = -0.0_f64; // where `Sum for f64` starts
-    let mut exposed = 0usize;
+    let mut pass = Pass::new(periods_per_year, risk_free);
     let held = &execution.held;
     for (i, &x) in r.iter().enumerate() {
-        excess_sum += x - rf_p;
-        exposed += usize::from(held.get(i).is_some_and(|p| *p != 0.0));
-        equity *= 1.0 + x;
-        if equity >= peak {
-            peak = equity;
-            under = 0;
-        } else {
-            under += 1;
-            max_under = max_under.max(under);
-            max_dd = max_dd.max(1.0 - equity / peak);
-        }
-        let d = (x - rf_p).min(0.0);
-        downside += d * d;
+        pass.push(x, held.get(i).is_some_and(|p| *p != 0.0));
     }
-    exposed += held.iter().skip(n).filter(|p| **p != 0.0).count();
-    let moments = Moments::with_excess_sum(r, rf_p, excess_sum);
-    let dd = (downside / nf).sqrt();
-    let cagr = if n > 0 {
-        equity.powf(periods_per_year / nf) - 1.0
-    } else {
-        0.0
-    };
+    pass.exposed += held.iter().skip(n).filter(|p| **p != 0.0).count();
+    let rf_p = pass.rf_p;
+    let moments = Moments::with_excess_sum(r, rf_p, pass.excess_sum);
     // With no risk-free rate the excess returns are the returns: the same sd, bit for bit.
     let sd_raw = if rf_p == 0.0 {
         moments.sd
     } else {
         Moments::of(r, 0.0).sd
     };
+    let mut trades = TradeStats::default();
+    for t in &execution.trades {
+        trades.push(t.ret);
+    }
+    pass.metrics(moments, sd_raw, &trades, execution.traded)
+}
 
-    let trades = &execution.trades;
-    let wins: f64 = trades.iter().map(|t| t.ret.max(0.0)).sum();
-    let losses: f64 = trades.iter().map(|t| (-t.ret).max(0.0)).sum();
-    let exposure = exposed as f64 / nf;
-    Metrics {
-        periods: n,
-        periods_per_year,
-        risk_free,
-        total_return: equity - 1.0,
-        cagr,
-        annual_volatility: sd_raw * ann,
-        sharpe: moments.sharpe * ann,
-        sortino: (dd > 0.0).then(|| moments.mean / dd * ann),
-        calmar: (max_dd > 0.0).then(|| cagr / max_dd),
-        max_drawdown: max_dd,
-        max_drawdown_bars: max_under,
-        hit_rate: (!trades.is_empty())
-            .then(|| trades.iter().filter(|t| t.ret > 0.0).count() as f64 / trades.len() as f64),
-        profit_factor: (losses > 0.0).then(|| wins / losses),
-        turnover: execution.traded * periods_per_year / nf,
-        exposure,
-        trades: trades.len(),
-        moments,
+/// What [`compute`] gathers in its pass over the returns, in order: a struct so that the
+/// streaming metrics (`sweep::run_metrics`) gather the very same from returns never stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pass {
+    periods_per_year: f64,
+    risk_free: f64,
+    /// The per-period risk-free rate.
+    pub rf_p: f64,
+    n: usize,
+    /// `Σ (r − rf_p)` in order, as [`Moments::of`] sums it.
+    pub excess_sum: f64,
+    equity: f64,
+    peak: f64,
+    max_dd: f64,
+    under: usize,
+    max_under: usize,
+    downside: f64,
+    /// Periods with a non-zero position.
+    pub exposed: usize,
+}
+
+impl Pass {
+    pub(crate) fn new(periods_per_year: f64, risk_free: f64) -> Self {
+        Pass {
+            periods_per_year,
+            risk_free,
+            rf_p: (1.0 + risk_free).powf(1.0 / periods_per_year) - 1.0,
+            n: 0,
+            excess_sum: -0.0, // where `Sum for f64` starts
+            equity: 1.0,
+            peak: 1.0,
+            max_dd: 0.0,
+            under: 0,
+            max_under: 0,
+            downside: 0.0,
+            exposed: 0,
+        }
+    }
+
+    /// The next period's return, and whether a position was held over it.
+    #[inline]
+    pub(crate) fn push(&mut self, x: f64, exposed: bool) {
+        self.n += 1;
+        self.excess_sum += x - self.rf_p;
+        self.exposed += usize::from(exposed);
+        self.equity *= 1.0 + x;
+        // Branch-free (new peaks come at random): at a new peak the fall is 0 and the time
+        // under water restarts, and `max` leaves both maxima as they were.
+        let at_peak = self.equity >= self.peak;
+        self.peak = if at_peak { self.equity } else { self.peak };
+        self.under = if at_peak { 0 } else { self.under + 1 };
+        self.max_under = self.max_under.max(self.under);
+        self.max_dd = self.max_dd.max(1.0 - self.equity / self.peak);
+        let d = (x - self.rf_p).min(0.0);
+        self.downside += d * d;
+    }
+
+    /// The metrics, given the moments of the excess returns, the sample sd of the returns
+    /// themselves, the trades' statistics and the position traded.
+    pub(crate) fn metrics(
+        self,
+        moments: Moments,
+        sd_raw: f64,
+        trades: &TradeStats,
+        traded: f64,
+    ) -> Metrics {
+        let (n, ppy) = (self.n, self.periods_per_year);
+        let nf = n.max(1) as f64;
+        let ann = ppy.sqrt();
+        let dd = (self.downside / nf).sqrt();
+        let cagr = if n > 0 {
+            self.equity.powf(ppy / nf) - 1.0
+        } else {
+            0.0
+        };
+        let max_dd = self.max_dd;
+        Metrics {
+            periods: n,
+            periods_per_year: ppy,
+            risk_free: self.risk_free,
+            total_return: self.equity - 1.0,
+            cagr,
+            annual_volatility: sd_raw * ann,
+            sharpe: moments.sharpe * ann,
+            sortino: (dd > 0.0).then(|| moments.mean / dd * ann),
+            calmar: (max_dd > 0.0).then(|| cagr / max_dd),
+            max_drawdown: max_dd,
+            max_drawdown_bars: self.max_under,
+            hit_rate: (trades.count > 0).then(|| trades.positive as f64 / trades.count as f64),
+            profit_factor: (trades.losses > 0.0).then(|| trades.wins / trades.losses),
+            turnover: traded * ppy / nf,
+            exposure: self.exposed as f64 / nf,
+            trades: trades.count,
+            moments,
+        }
+    }
+}
+
+/// The trades' net returns summed in trade order, for hit rate and profit factor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TradeStats {
+    count: usize,
+    positive: usize,
+    wins: f64,
+    losses: f64,
+}
+
+impl Default for TradeStats {
+    fn default() -> Self {
+        // Where `Sum for f64` starts, as the sums once were.
+        TradeStats {
+            count: 0,
+            positive: 0,
+            wins: -0.0,
+            losses: -0.0,
+        }
+    }
+}
+
+impl TradeStats {
+    pub(crate) fn push(&mut self, ret: f64) {
+        self.count += 1;
+        self.positive += usize::from(ret > 0.0);
+        self.wins += ret.max(0.0);
+        self.losses += (-ret).max(0.0);
+    }
+}
+
+/// Power sums of `x − shift` for streamed values: their moments without a second pass. The
+/// shift is the first value, so that the sums stay near the centred ones (for returns whose
+/// mean is small against their spread, as per-bar returns are, the difference from the
+/// two-pass [`Moments::of`] is a few units in the 13th digit).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PowerSums {
+    n: usize,
+    shift: f64,
+    s1: f64,
+    s2: f64,
+    s3: f64,
+    s4: f64,
+}
+
+impl PowerSums {
+    #[inline]
+    pub(crate) fn push(&mut self, x: f64) {
+        if self.n == 0 {
+            self.shift = x;
+        }
+        self.n += 1;
+        let d = x - self.shift;
+        let d2 = d * d;
+        self.s1 += d;
+        self.s2 += d2;
+        self.s3 += d2 * d;
+        self.s4 += d2 * d2;
+    }
+
+    /// The moments, as [`Moments::of`] defines them.
+    pub(crate) fn moments(&self) -> Moments {
+        let n = self.n;
+        if n < 2 {
+            return Moments {
+                n,
+                kurtosis: 3.0,
+                ..Moments::default()
+            };
+        }
+        let nf = n as f64;
+        // Central sums from the shifted ones: c = mean − shift.
+        let c = self.s1 / nf;
+        let mean = self.shift + c;
+        let m2 = (self.s2 - c * self.s1).max(0.0);
+        let m3 = self.s3 - 3.0 * c * self.s2 + 2.0 * nf * c * c * c;
+        let m4 = self.s4 - 4.0 * c * self.s3 + 6.0 * c * c * self.s2 - 3.0 * nf * c * c * c * c;
+        Moments::from_central(n, mean, m2, m3, m4)
     }
 }
 
@@ -356,6 +491,38 @@ mod tests {
 
     fn approx(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+
+    /// Moments from streamed power sums against the two-pass ones: by hand for a short
+    /// series, and for values far from 0 against their spread (the shift keeps the sums
+    /// centred; raw power sums would lose every digit of the variance here).
+    #[test]
+    fn power_sums_give_the_two_pass_moments() {
+        let streamed = |xs: &[f64]| {
+            let mut sums = PowerSums::default();
+            for &x in xs {
+                sums.push(x);
+            }
+            sums.moments()
+        };
+        assert_eq!(streamed(&[]), Moments::of(&[], 0.0));
+        assert_eq!(streamed(&[0.5]), Moments::of(&[0.5], 0.0));
+        // 1, 2, 3, 4, 10: mean 4, deviations −3 −2 −1 0 6: Σd² 50, Σd³ 180, Σd⁴ 1394.
+        let xs = [1.0, 2.0, 3.0, 4.0, 10.0];
+        let (s, t) = (streamed(&xs), Moments::of(&xs, 0.0));
+        approx(s.mean, 4.0);
+        approx(s.sd, (50.0_f64 / 4.0).sqrt());
+        approx(s.skew, (180.0 / 5.0) / 10.0_f64.powf(1.5));
+        approx(s.kurtosis, (1394.0 / 5.0) / 100.0);
+        approx(s.sharpe, t.sharpe);
+        let far: Vec<f64> = (0..10_000)
+            .map(|i| 1e6 + ((i * 7919) % 1000) as f64 * 1e-3)
+            .collect();
+        let (s, t) = (streamed(&far), Moments::of(&far, 0.0));
+        for (a, b) in [(s.mean, t.mean), (s.sd, t.sd), (s.kurtosis, t.kurtosis)] {
+            assert!((a - b).abs() <= 1e-9 * b.abs(), "{a} vs {b}");
+        }
+        assert!((s.skew - t.skew).abs() < 1e-6, "{} vs {}", s.skew, t.skew);
     }
 
     fn execution(returns: &[f64], held: &[f64], trades: Vec<Trade>, traded: f64) -> Execution {

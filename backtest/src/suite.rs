@@ -9,7 +9,7 @@ use gauntlet_fixtures::{WARMUP, generate_ohlcv};
 
 use crate::config::{DataPlan, Gates, Plan, SignalPlan};
 use crate::data::{self, Bars, DataError, Gaps, LoadedBars, TimestampSource};
-use crate::exec::{Execution, Fill};
+use crate::exec::{Execution, Fill, execute_with, size_one};
 use crate::lookahead::{self, LookaheadReport};
 use crate::metrics::{Annualisation, Metrics, compute};
 use crate::overfit::{self, Deflated, Pbo};
@@ -284,7 +284,19 @@ async fn run_model(
         lookahead,
         reported,
         sweep,
-        |i| run(&bars.open, &bars.close, &deadbanded(grid[i]), &params),
+        // The deadband inside the sizing: no 8 MB column of deadbanded predictions per
+        // re-run (the walk-forward's peak memory).
+        |i| {
+            let (d, sizing, long_only) = (grid[i], params.sizing, params.long_only);
+            execute_with(
+                &bars.open,
+                &bars.close,
+                &predictions,
+                params.fill,
+                params.costs,
+                |p| size_one(if p.abs() > d { p } else { 0.0 }, sizing, long_only),
+            )
+        },
         timings,
     )
 }

@@ -10,8 +10,8 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec::{Costs, Execution, Fill, Sizing, execute_with, size_one};
-use crate::metrics::{Metrics, Moments, compute};
+use crate::exec::{Costs, Execution, Fill, Sizing, Stepper, execute_with, size_one};
+use crate::metrics::{Metrics, Moments, Pass, PowerSums, TradeStats, compute};
 use crate::overfit::BlockStats;
 
 /// How predictions become returns: fill, costs, sizing and side.
@@ -44,6 +44,49 @@ pub fn run(open: &[f64], close: &[f64], predictions: &[f64], params: &ExecParams
     execute_with(open, close, predictions, params.fill, params.costs, |p| {
         size_one(p, sizing, long_only)
     })
+}
+
+/// [`compute`] of [`run`], in one pass that stores neither the returns nor the positions (no
+/// allocation at all): for a strategy whose metrics are all that is wanted, e.g. a baseline
+/// or one point of a sweep. Every metric equals [`compute`]'s bit for bit except those from
+/// the moments (Sharpe, Sortino, volatility, skewness, kurtosis), which come from power sums
+/// (see `metrics::PowerSums`: within about 1e-12 relative of the two-pass ones).
+pub fn run_metrics<P>(
+    open: &[f64],
+    close: &[f64],
+    predictions: P,
+    params: &ExecParams,
+    periods_per_year: f64,
+    risk_free: f64,
+) -> Metrics
+where
+    P: IntoIterator<Item = f64>,
+    P::IntoIter: ExactSizeIterator,
+{
+    let predictions = predictions.into_iter();
+    let n = close.len().min(open.len()).min(predictions.len());
+    let (sizing, long_only) = (params.sizing, params.long_only);
+    let mut stepper = Stepper::new(open, close, params.fill, params.costs);
+    let mut pass = Pass::new(periods_per_year, risk_free);
+    let mut sums = PowerSums::default();
+    let mut trades = TradeStats::default();
+    let mut traded = 0.0;
+    for (s, p) in (1..n).zip(predictions) {
+        let position = size_one(p, sizing, long_only);
+        let bar = stepper.step(s, position);
+        traded += bar.delta;
+        pass.push(bar.ret, position != 0.0);
+        sums.push(bar.ret - pass.rf_p);
+        if let Some(t) = bar.closed {
+            trades.push(t.ret);
+        }
+    }
+    if let Some(t) = stepper.finish() {
+        trades.push(t.ret);
+    }
+    // The returns' sd is the excess returns' (they differ by a constant).
+    let moments = sums.moments();
+    pass.metrics(moments, moments.sd, &trades, traded)
 }
 
 /// The summary a sweep keeps of one trial.
@@ -221,10 +264,20 @@ pub fn walk_forward(
         chosen.push((k, best, train, train_stats(&sweep.trials[best])));
     }
     let mut folds_out = Vec::with_capacity(folds);
-    let mut oos = Execution::default();
+    // The out-of-sample run, every test segment's part in turn, allocated once: grown by
+    // doubling, its old and new buffers were alive together at the walk-forward's peak.
+    let tested: usize = bounds[1..=folds].iter().map(|r| r.len()).sum();
+    let mut oos = Execution {
+        returns: Vec::with_capacity(tested),
+        held: Vec::with_capacity(tested),
+        ..Execution::default()
+    };
     let mut cache: Option<(usize, Execution)> = None;
     for (k, best, train, train_sharpe) in chosen {
         if cache.as_ref().is_none_or(|(i, _)| *i != best) {
+            // The previous trial's execution goes before the next one is run: never two
+            // alive at once (16 MB each at 1M bars).
+            drop(cache.take());
             cache = Some((best, rerun(best)));
         }
         let Some((_, execution)) = cache.as_ref() else {
@@ -374,5 +427,110 @@ mod tests {
         assert_eq!(part.trades.len(), 1);
         assert_eq!(part.trades[0].direction, -1);
         assert_eq!(part.returns.len(), 3);
+    }
+
+    /// The streamed metrics are `compute` of `run`: bit for bit but for the moments, which
+    /// agree to 1e-12 relative; for both fills, costs, sizings, long-only, a risk-free rate,
+    /// the crossover's spread and a model-like signal.
+    #[test]
+    fn run_metrics_are_compute_of_run() {
+        let bars = gauntlet_fixtures::generate_ohlcv_every(5, 20_000, 60).unwrap();
+        let (open, close) = (&bars.open, &bars.close);
+        let ma = crate::signals::MaCross { fast: 5, slow: 40 };
+        let wave: Vec<f64> = (0..close.len())
+            .map(|t| ((t as f64) * 0.05).sin() * 0.002)
+            .collect();
+        let signals: [(&str, Vec<f64>); 2] = [("spread", ma.spread(close)), ("wave", wave)];
+        let param_sets = [
+            ExecParams::default(),
+            ExecParams {
+                fill: Fill::NextOpen,
+                costs: Costs {
+                    fees_bps: 10.0,
+                    slippage_bps: 2.5,
+                },
+                sizing: Sizing::Scaled { scale: 0.001 },
+                long_only: false,
+            },
+            ExecParams {
+                fill: Fill::NextClose,
+                costs: Costs {
+                    fees_bps: 5.0,
+                    slippage_bps: 0.0,
+                },
+                sizing: Sizing::Sign { deadband: 0.0005 },
+                long_only: true,
+            },
+        ];
+        let close_to = |a: f64, b: f64, what: &str| {
+            assert!(
+                (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1e-300),
+                "{what}: {a} vs {b}"
+            );
+        };
+        for (name, signal) in &signals {
+            for (k, params) in param_sets.iter().enumerate() {
+                for rf in [0.0, 0.03] {
+                    let ppy = 525_960.0;
+                    let want = compute(&run(open, close, signal, params), ppy, rf);
+                    let got = run_metrics(open, close, signal.iter().copied(), params, ppy, rf);
+                    let case = format!("{name}, params {k}, rf {rf}");
+                    assert!(want.trades > 10, "{case}: {} trades", want.trades);
+                    let exact = |m: &Metrics| {
+                        (
+                            m.periods,
+                            m.total_return.to_bits(),
+                            m.cagr.to_bits(),
+                            m.max_drawdown.to_bits(),
+                            m.max_drawdown_bars,
+                            m.hit_rate.map(f64::to_bits),
+                            m.profit_factor.map(f64::to_bits),
+                            m.turnover.to_bits(),
+                            m.exposure.to_bits(),
+                            m.trades,
+                        )
+                    };
+                    assert_eq!(exact(&got), exact(&want), "{case}");
+                    close_to(got.sharpe, want.sharpe, &case);
+                    close_to(got.annual_volatility, want.annual_volatility, &case);
+                    close_to(
+                        got.sortino.unwrap_or(0.0),
+                        want.sortino.unwrap_or(0.0),
+                        &case,
+                    );
+                    let (g, w) = (got.moments, want.moments);
+                    assert_eq!(g.n, w.n, "{case}");
+                    for (a, b) in [
+                        (g.mean, w.mean),
+                        (g.sd, w.sd),
+                        (g.skew, w.skew),
+                        (g.kurtosis, w.kurtosis),
+                    ] {
+                        close_to(a, b, &case);
+                    }
+                }
+            }
+        }
+        // The spread bar by bar, as `spread` stores it.
+        let streamed = run_metrics(
+            open,
+            close,
+            ma.spread_iter(close),
+            &param_sets[0],
+            252.0,
+            0.0,
+        );
+        let stored = run_metrics(open, close, ma.spread(close), &param_sets[0], 252.0, 0.0);
+        assert_eq!(streamed, stored);
+        // Fewer predictions than bars: the periods they cover, as `run` takes them.
+        let short = run_metrics(
+            open,
+            close,
+            signals[1].1[..100].iter().copied(),
+            &param_sets[0],
+            252.0,
+            0.0,
+        );
+        assert_eq!(short.periods, 99);
     }
 }

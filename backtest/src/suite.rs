@@ -201,7 +201,9 @@ async fn run_strategy(
     let clock = Instant::now();
     let params = plan.exec;
     let grid = ma_grid();
-    let trials = grid.iter().map(|m| (m.to_string(), m.spread(&bars.close)));
+    let trials = grid
+        .iter()
+        .map(|m| (m.to_string(), m.spread_iter(&bars.close)));
     let sweep = sweep::sweep(
         &bars.open,
         &bars.close,
@@ -251,15 +253,13 @@ async fn run_model(
     let clock = Instant::now();
     let params = plan.exec;
     let grid = deadband_grid(&predictions);
-    let deadbanded = |d: f64| -> Vec<f64> {
-        predictions
-            .iter()
-            .map(|&p| if p.abs() > d { p } else { 0.0 })
-            .collect()
-    };
-    let trials = grid
-        .iter()
-        .map(|&d| (format!("deadband {d:.3e}"), deadbanded(d)));
+    let deadband = |d: f64| move |p: f64| if p.abs() > d { p } else { 0.0 };
+    let deadbanded = |d: f64| -> Vec<f64> { predictions.iter().map(|&p| deadband(d)(p)).collect() };
+    // Each trial streams the deadbanded predictions: no column stored per trial.
+    let trials = grid.iter().map(|&d| {
+        let streamed = predictions.iter().map(move |&p| deadband(d)(p));
+        (format!("deadband {d:.3e}"), streamed)
+    });
     let sweep = sweep::sweep(
         &bars.open,
         &bars.close,
@@ -294,7 +294,7 @@ async fn run_model(
                 &predictions,
                 params.fill,
                 params.costs,
-                |p| size_one(if p.abs() > d { p } else { 0.0 }, sizing, long_only),
+                |p| size_one(deadband(d)(p), sizing, long_only),
             )
         },
         timings,

@@ -7,6 +7,7 @@
 //! the honest count.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -136,31 +137,136 @@ impl Sweep {
     }
 }
 
-/// Runs every trial: `trials` yields each trial's label and predictions, one at a time.
-pub fn sweep(
+/// Runs every trial: `trials` yields each trial's label and predictions (a stored column or
+/// a stream such as [`crate::signals::MaCross::spread_iter`]), one at a time. Each trial
+/// goes from its predictions to its moments and block statistics in one pass that stores
+/// nothing ([`run_metrics`]' pass); the trials are shared among the cores, each thread
+/// taking the next one when done, so no more than one trial a thread is alive. Block
+/// statistics are bit for bit those of [`BlockStats::split`] on the trial's returns; the
+/// moments come from power sums (within about 1e-12 relative of [`Moments::of`]).
+pub fn sweep<P>(
     open: &[f64],
     close: &[f64],
-    trials: impl Iterator<Item = (String, Vec<f64>)>,
+    trials: impl Iterator<Item = (String, P)> + Send,
     params: &ExecParams,
     periods_per_year: f64,
     blocks: usize,
     segments: usize,
-) -> Sweep {
-    let trials = trials
-        .map(|(label, predictions)| {
-            let e = run(open, close, &predictions, params);
-            drop(predictions);
-            let moments = Moments::of(&e.returns, 0.0);
-            Trial {
+) -> Sweep
+where
+    P: IntoIterator<Item = f64> + Send,
+    P::IntoIter: ExactSizeIterator,
+{
+    let queue = Mutex::new(trials.enumerate());
+    let done = Mutex::new(Vec::new());
+    let work = || {
+        loop {
+            let Some((i, (label, predictions))) = queue.lock().ok().and_then(|mut q| q.next())
+            else {
+                break;
+            };
+            let (moments, blocks, segments) =
+                trial_stats(open, close, predictions, params, blocks, segments);
+            let trial = Trial {
                 label,
                 moments,
                 sharpe: moments.sharpe * periods_per_year.sqrt(),
-                blocks: BlockStats::split(&e.returns, blocks),
-                segments: BlockStats::split(&e.returns, segments),
+                blocks,
+                segments,
+            };
+            if let Ok(mut done) = done.lock() {
+                done.push((i, trial));
             }
-        })
-        .collect();
-    Sweep { trials }
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            // A thread that cannot be spawned leaves its trials to the others.
+            let _ = std::thread::Builder::new().spawn_scoped(scope, work);
+        }
+        work();
+    });
+    let mut trials = done.into_inner().unwrap_or_default();
+    trials.sort_by_key(|(i, _)| *i);
+    Sweep {
+        trials: trials.into_iter().map(|(_, trial)| trial).collect(),
+    }
+}
+
+/// One trial's per-period moments and its returns' statistics in `blocks` and `segments`
+/// near-equal contiguous parts, streamed.
+fn trial_stats<P>(
+    open: &[f64],
+    close: &[f64],
+    predictions: P,
+    params: &ExecParams,
+    blocks: usize,
+    segments: usize,
+) -> (Moments, Vec<BlockStats>, Vec<BlockStats>)
+where
+    P: IntoIterator<Item = f64>,
+    P::IntoIter: ExactSizeIterator,
+{
+    let predictions = predictions.into_iter();
+    let n = close.len().min(open.len()).min(predictions.len());
+    let periods = n.saturating_sub(1);
+    let (sizing, long_only) = (params.sizing, params.long_only);
+    let mut stepper = Stepper::new(open, close, params.fill, params.costs);
+    let mut sums = PowerSums::default();
+    let mut by_block = Parts::new(periods, blocks);
+    let mut by_segment = Parts::new(periods, segments);
+    for (s, p) in (1..n).zip(predictions) {
+        let r = stepper.step(s, size_one(p, sizing, long_only)).ret;
+        sums.push(r);
+        by_block.push(r);
+        by_segment.push(r);
+    }
+    (sums.moments(), by_block.stats, by_segment.stats)
+}
+
+/// [`BlockStats::split`] of `len` values pushed one at a time, summed in the same order (so
+/// the same bits).
+struct Parts {
+    stats: Vec<BlockStats>,
+    /// The part being filled, the index where the next one starts, values pushed.
+    part: usize,
+    end: usize,
+    index: usize,
+    len: usize,
+}
+
+impl Parts {
+    fn new(len: usize, parts: usize) -> Self {
+        let parts = parts.max(1);
+        // Where `Sum for f64` starts.
+        let empty = BlockStats {
+            n: 0,
+            sum: -0.0,
+            sum_sq: -0.0,
+        };
+        Parts {
+            stats: vec![empty; parts],
+            part: 0,
+            end: len / parts,
+            index: 0,
+            len,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, r: f64) {
+        let parts = self.stats.len();
+        while self.index >= self.end && self.part + 1 < parts {
+            self.part += 1;
+            self.end = (self.part + 1) * self.len / parts;
+        }
+        let stats = &mut self.stats[self.part];
+        stats.n += 1;
+        stats.sum += r;
+        stats.sum_sq += r * r;
+        self.index += 1;
+    }
 }
 
 /// Anchored or rolling training windows.
@@ -532,5 +638,70 @@ mod tests {
             0.0,
         );
         assert_eq!(short.periods, 99);
+    }
+
+    /// A streamed trial is the stored one: block and segment statistics bit for bit those of
+    /// `BlockStats::split` on `run`'s returns, moments within 1e-12; trials come back in the
+    /// order given, whether their predictions are stored or streamed.
+    #[test]
+    fn swept_trials_are_their_runs_summed_by_block() {
+        let bars = gauntlet_fixtures::generate_ohlcv_every(8, 5_003, 60).unwrap();
+        let (open, close) = (&bars.open, &bars.close);
+        let params = ExecParams {
+            costs: Costs {
+                fees_bps: 3.0,
+                slippage_bps: 1.0,
+            },
+            ..ExecParams::default()
+        };
+        let grid: Vec<crate::signals::MaCross> = [(2, 7), (5, 40), (10, 50), (20, 200)]
+            .into_iter()
+            .map(|(f, s)| crate::signals::MaCross { fast: f, slow: s })
+            .collect();
+        let streamed = sweep(
+            open,
+            close,
+            grid.iter().map(|m| (m.to_string(), m.spread_iter(close))),
+            &params,
+            252.0,
+            16,
+            5,
+        );
+        let stored = sweep(
+            open,
+            close,
+            grid.iter().map(|m| (m.to_string(), m.spread(close))),
+            &params,
+            252.0,
+            16,
+            5,
+        );
+        assert_eq!(streamed, stored);
+        for (m, trial) in grid.iter().zip(&streamed.trials) {
+            assert_eq!(trial.label, m.to_string());
+            let e = run(open, close, &m.spread(close), &params);
+            assert_eq!(trial.blocks, BlockStats::split(&e.returns, 16));
+            assert_eq!(trial.segments, BlockStats::split(&e.returns, 5));
+            let want = Moments::of(&e.returns, 0.0);
+            for (a, b) in [
+                (trial.moments.sharpe, want.sharpe),
+                (trial.moments.sd, want.sd),
+                (trial.moments.kurtosis, want.kurtosis),
+            ] {
+                assert!((a - b).abs() <= 1e-12 * b.abs(), "{m}: {a} vs {b}");
+            }
+        }
+        // More parts than returns: empty parts, as `split` makes them.
+        let tiny = sweep(
+            &open[..4],
+            &close[..4],
+            std::iter::once(("t".to_owned(), vec![1.0; 4])),
+            &params,
+            252.0,
+            8,
+            5,
+        );
+        let e = run(&open[..4], &close[..4], &[1.0; 4], &params);
+        assert_eq!(tiny.trials[0].blocks, BlockStats::split(&e.returns, 8));
     }
 }

@@ -338,6 +338,31 @@ impl<F: FnOnce(&[f64]) -> R, R> Consumer<F, R> {
     }
 }
 
+/// The most rows any part of a Parquet file's metadata claims for the bars: its own count,
+/// its row groups' counts summed, and each of the six columns' value counts in each row
+/// group. A reader sizes its buffers by these, so each is checked against the limit before
+/// anything is read.
+pub(super) fn claimed_rows(metadata: &FileMetadata, names: &ColumnNames) -> usize {
+    let row_groups = metadata
+        .row_groups
+        .iter()
+        .fold(0usize, |sum, rg| sum.saturating_add(rg.num_rows()));
+    let values = metadata
+        .row_groups
+        .iter()
+        .flat_map(|rg| {
+            names
+                .all()
+                .into_iter()
+                .filter_map(|name| rg.columns_under_root_iter(name))
+                .flatten()
+        })
+        .map(|chunk| usize::try_from(chunk.num_values()).unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    metadata.num_rows.max(row_groups).max(values)
+}
+
 /// The columns of one file to decode, as [`read_plain`] found them.
 struct Jobs<'a> {
     ts: ColumnJob<'a, i64>,
@@ -741,6 +766,70 @@ mod tests {
             .to_string();
             assert!(err.contains(want), "{name}: {err}");
             assert_eq!(ran.load(Ordering::Relaxed), consumed, "{name}");
+        }
+    }
+
+    /// A Parquet file whose metadata claims more bars than `MAX_BARS` is refused by name
+    /// before anything is allocated for them (here a file of 200 bars whose footer was
+    /// rewritten to claim 10¹²: without the check the page path, or polars' reader when the
+    /// counts disagree, asks for 8 TB and the process aborts).
+    #[test]
+    fn a_file_claiming_too_many_bars_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("liar.parquet");
+        let bars = gauntlet_fixtures::generate_ohlcv(1, 200).unwrap();
+        write_parquet_with(&bars, &path, ParquetCompression::Uncompressed, None).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        assert_eq!(&bytes[n - 4..], b"PAR1");
+        let footer_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+        let footer = &bytes[n - 8 - footer_len..n - 8];
+        // Thrift compact: num_rows (i64) is field 3 of FileMetaData, right after the schema
+        // list, and of the RowGroup, right after total_byte_size: header 0x16, then the
+        // zigzag varint of 200 (400 = 0x90 0x03).
+        let mut claim = vec![0x16];
+        let mut zigzag: u64 = 2 * 1_000_000_000_000;
+        while zigzag >= 0x80 {
+            claim.push((zigzag as u8 & 0x7f) | 0x80);
+            zigzag >>= 7;
+        }
+        claim.push(zigzag as u8);
+        // (Each column chunk's num_values, also 200 with the same header, claims it too.)
+        // Every claim, or all but the file's own count (which then disagrees with its row
+        // group: polars' reader would size its buffers by the row group).
+        for keep_file_count in [false, true] {
+            let (mut lying, mut claims) = (Vec::new(), 0);
+            let mut rest = footer;
+            while let Some(at) = rest.windows(3).position(|w| w == [0x16, 0x90, 0x03]) {
+                lying.extend(&rest[..at]);
+                if keep_file_count && claims == 0 {
+                    lying.extend(&rest[at..at + 3]);
+                } else {
+                    lying.extend(&claim);
+                }
+                rest = &rest[at + 3..];
+                claims += 1;
+            }
+            lying.extend(rest);
+            assert!(claims >= 2, "{claims}");
+            let mut file = bytes[..n - 8 - footer_len].to_vec();
+            file.extend(&lying);
+            file.extend((lying.len() as u32).to_le_bytes());
+            file.extend(b"PAR1");
+            std::fs::write(&path, file).unwrap();
+            let err = load(&path, &LoadOptions::default()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    super::super::DataError::TooManyBars {
+                        bars: 1_000_000_000_000,
+                        limit: super::super::MAX_BARS,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains("limit of 100000000"), "{err}");
         }
     }
 

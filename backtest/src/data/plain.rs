@@ -138,18 +138,10 @@ impl<'a, T: Plain> ColumnJob<'a, T> {
             let chunk = self.chunks[k];
             let room = end - self.out.len();
             let read = each_page(chunk, file, scratch, room, |values| {
-                match bytemuck::try_cast_slice::<u8, T>(values) {
-                    // Aligned for `T` on this little-endian host (`read_plain` checks the
-                    // byte order): one memcpy, several times faster here than value by value.
-                    Ok(values) => self.out.extend_from_slice(values),
-                    Err(_) => self.out.extend(values.chunks_exact(8).map(|b| {
-                        let mut bytes = [0u8; 8];
-                        bytes.copy_from_slice(b);
-                        T::from_le(bytes)
-                    })),
-                }
+                append(&mut self.out, values);
                 // Checked while in cache.
                 self.check_new(false);
+                true
             });
             if !read || self.out.len() != end {
                 return false;
@@ -164,11 +156,15 @@ impl<'a, T: Plain> ColumnJob<'a, T> {
     }
 }
 
-/// One row group of a price column other than the close, decoded into its rows of the
-/// column (zero-filled by the calling thread; the row groups of a column go to any thread).
+/// One row group of a price column other than the close. Its pages are decompressed without
+/// a lock, then copied into the column under the column's lock: row groups of one column
+/// may be decoded by different threads at once, and the tail of the file is shared.
 struct ChunkJob<'a> {
     chunk: &'a ColumnChunkMetadata,
-    out: &'a mut [f64],
+    column: &'a Mutex<Vec<f64>>,
+    /// The row group's first row in the column, and its rows.
+    start: usize,
+    rows: usize,
     rule: Rule,
     done: bool,
     /// Whether every value so far meets `rule`.
@@ -176,20 +172,53 @@ struct ChunkJob<'a> {
 }
 
 impl ChunkJob<'_> {
-    /// Fills `out` with the chunk's values; `false` when a page is not what this path reads
-    /// or the chunk holds another number of values.
+    /// Writes the chunk's values into its rows of the column; `false` when a page is not
+    /// what this path reads or the chunk holds another number of values.
     fn run(&mut self, file: &Buffer<u8>, scratch: &mut Scratch) -> bool {
         let mut filled = 0;
-        let (out, rule, valid) = (&mut *self.out, self.rule, &mut self.valid);
-        let read = each_page(self.chunk, file, scratch, out.len(), |values| {
-            let to = &mut out[filled..filled + values.len() / 8];
-            // Byte for byte: the column's `f64`s on this little-endian host.
-            bytemuck::cast_slice_mut::<f64, u8>(to).copy_from_slice(values);
-            *valid &= rule.check(to);
-            filled += to.len();
+        let (column, start, rule, valid) = (self.column, self.start, self.rule, &mut self.valid);
+        let read = each_page(self.chunk, file, scratch, self.rows, |values| {
+            let Ok(mut column) = column.lock() else {
+                return false;
+            };
+            let at = start + filled;
+            put(&mut column, at, values);
+            let n = values.len() / 8;
+            *valid &= rule.check(&column[at..at + n]);
+            filled += n;
+            true
         });
-        self.done = read && filled == self.out.len();
+        self.done = read && filled == self.rows;
         self.done
+    }
+}
+
+/// `values` (8 little-endian bytes each) written into `column` from row `at`: appended
+/// where the column ends there (row groups mostly finish in order, and nothing is written
+/// twice), over the zeros a later row group left when it finished first, and after zeros
+/// up to `at` when this one is first.
+fn put(column: &mut Vec<f64>, at: usize, values: &[u8]) {
+    if column.len() < at {
+        column.resize(at, 0.0);
+    }
+    let over = (column.len() - at).min(values.len() / 8);
+    let (inside, beyond) = values.split_at(over * 8);
+    // Byte for byte: the column's `f64`s on this little-endian host.
+    bytemuck::cast_slice_mut::<f64, u8>(&mut column[at..at + over]).copy_from_slice(inside);
+    append(column, beyond);
+}
+
+/// `values` (8 little-endian bytes each) appended to `out`.
+fn append<T: Plain>(out: &mut Vec<T>, values: &[u8]) {
+    match bytemuck::try_cast_slice::<u8, T>(values) {
+        // Aligned for `T` on this little-endian host (`read_plain` checks the byte order):
+        // one memcpy, several times faster here than value by value.
+        Ok(values) => out.extend_from_slice(values),
+        Err(_) => out.extend(values.chunks_exact(8).map(|b| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(b);
+            T::from_le(bytes)
+        })),
     }
 }
 
@@ -213,15 +242,15 @@ impl Default for Scratch {
 const LEVEL_BYTES: usize = 64;
 
 /// `chunk`'s pages, decompressed one at a time into `scratch`, their values (8 little-endian
-/// bytes each) handed to `take` in order; `false` when a page is not what this path reads.
-/// Pages claiming more than `room` values in all are refused before anything is allocated
-/// for them.
+/// bytes each) handed to `take` in order; `false` when a page is not what this path reads or
+/// `take` refuses it. Pages claiming more than `room` values in all are refused before
+/// anything is allocated for them.
 fn each_page(
     chunk: &ColumnChunkMetadata,
     file: &Buffer<u8>,
     scratch: &mut Scratch,
     mut room: usize,
-    mut take: impl FnMut(&[u8]),
+    mut take: impl FnMut(&[u8]) -> bool,
 ) -> bool {
     let range = chunk.byte_range();
     let (Ok(start), Ok(stop)) = (usize::try_from(range.start), usize::try_from(range.end)) else {
@@ -252,13 +281,7 @@ fn each_page(
             Ok(Page::Data(page)) => page,
             _ => return false,
         };
-        let read = match page_values(&page) {
-            Some(values) => {
-                take(values);
-                true
-            }
-            None => false,
-        };
+        let read = page_values(&page).is_some_and(&mut take);
         if compressed {
             // Take the decompression buffer back for the next page.
             scratch.buffer = std::mem::take(page.buffer_mut());
@@ -477,24 +500,26 @@ fn decode<F: FnOnce(&[f64]) -> R, R>(
         rows,
     } = jobs;
     let n: usize = rows.iter().sum();
-    // Zero-filled, so that any thread can fill any row group: `calloc`, which on glibc takes
-    // fresh memory unwritten (the pages are faulted in by the threads that fill them).
-    let mut columns: [Vec<f64>; 4] = std::array::from_fn(|_| vec![0.0; n]);
+    // Allocated here, like the whole-column jobs' (see `jobs`), and filled by the row groups.
+    let columns: [Mutex<Vec<f64>>; 4] = std::array::from_fn(|_| Mutex::new(Vec::with_capacity(n)));
+    // Row by row group: the first row group of open, high, low and volume, then the second…
+    // so that a column's row groups mostly finish in order and the last jobs are of
+    // different columns.
     let mut chunk_jobs = Vec::with_capacity(4 * rows.len());
-    for (k, (column, chunks)) in columns.iter_mut().zip(&others).enumerate() {
-        let rule = if k == 3 { Rule::Volume } else { Rule::Price };
-        let mut rest: &mut [f64] = column;
-        for (chunk, &rows) in chunks.iter().zip(&rows) {
-            let (out, tail) = std::mem::take(&mut rest).split_at_mut(rows);
-            rest = tail;
+    let mut start = 0;
+    for (g, &group_rows) in rows.iter().enumerate() {
+        for (k, column) in columns.iter().enumerate() {
             chunk_jobs.push(Mutex::new(ChunkJob {
-                chunk,
-                out,
-                rule,
+                chunk: others[k][g],
+                column,
+                start,
+                rows: group_rows,
+                rule: if k == 3 { Rule::Volume } else { Rule::Price },
                 done: false,
                 valid: true,
             }));
         }
+        start += group_rows;
     }
     // The queue: the close prices (claimed by this thread before any other starts), the
     // timestamps, then the row groups of open, high, low, volume.
@@ -559,7 +584,12 @@ fn decode<F: FnOnce(&[f64]) -> R, R>(
         return (None, consume);
     }
     found = found.and(ts.found).and(close.found);
-    let [open, high, low, volume] = columns;
+    let [Ok(open), Ok(high), Ok(low), Ok(volume)] = columns.map(Mutex::into_inner) else {
+        return (None, consume);
+    };
+    if [&open, &high, &low, &volume].iter().any(|c| c.len() != n) {
+        return (None, consume);
+    }
     let bars = Bars {
         ts_ns: ts.out,
         open,
@@ -767,6 +797,25 @@ mod tests {
             assert!(err.contains(want), "{name}: {err}");
             assert_eq!(ran.load(Ordering::Relaxed), consumed, "{name}");
         }
+    }
+
+    /// Row groups of a column finishing in any order land in their rows: appended in order,
+    /// after zeros when a later one is first, over those zeros when the earlier one follows.
+    #[test]
+    fn row_groups_finishing_out_of_order_land_in_their_rows() {
+        let bytes = |xs: &[f64]| xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut column = Vec::new();
+        put(&mut column, 3, &bytes(&[4.0, 5.0]));
+        assert_eq!(column, [0.0, 0.0, 0.0, 4.0, 5.0]);
+        put(&mut column, 5, &bytes(&[6.0]));
+        put(&mut column, 0, &bytes(&[1.0, 2.0]));
+        put(&mut column, 2, &bytes(&[3.0]));
+        assert_eq!(column, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        // Unaligned bytes (a page's values after an odd-length level prefix) read the same.
+        let mut odd = vec![0u8];
+        odd.extend(bytes(&[7.0, 8.0]));
+        put(&mut column, 6, &odd[1..]);
+        assert_eq!(column[6..], [7.0, 8.0]);
     }
 
     /// A Parquet file whose metadata claims more bars than `MAX_BARS` is refused by name

@@ -326,13 +326,14 @@ impl Pass {
         self.excess_sum += x - self.rf_p;
         self.exposed += usize::from(exposed);
         self.equity *= 1.0 + x;
-        // Branch-free (new peaks come at random): at a new peak the fall is 0 and the time
-        // under water restarts, and `max` leaves both maxima as they were.
-        let at_peak = self.equity >= self.peak;
-        self.peak = if at_peak { self.equity } else { self.peak };
-        self.under = if at_peak { 0 } else { self.under + 1 };
-        self.max_under = self.max_under.max(self.under);
-        self.max_dd = self.max_dd.max(1.0 - self.equity / self.peak);
+        if self.equity >= self.peak {
+            self.peak = self.equity;
+            self.under = 0;
+        } else {
+            self.under += 1;
+            self.max_under = self.max_under.max(self.under);
+            self.max_dd = self.max_dd.max(1.0 - self.equity / self.peak);
+        }
         let d = (x - self.rf_p).min(0.0);
         self.downside += d * d;
     }

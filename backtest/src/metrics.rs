@@ -159,14 +159,6 @@ pub struct Moments {
 impl Moments {
     /// Moments of `returns` less a per-period risk-free rate.
     pub fn of(returns: &[f64], rf_per_period: f64) -> Moments {
-        let n = returns.len();
-        if n < 2 {
-            return Moments {
-                n,
-                kurtosis: 3.0,
-                ..Moments::default()
-            };
-        }
         let sum = returns.iter().map(|r| r - rf_per_period).sum::<f64>();
         Moments::with_excess_sum(returns, rf_per_period, sum)
     }
@@ -174,13 +166,6 @@ impl Moments {
     /// [`Moments::of`] given `Σ (r − rf)` summed in order, as a caller's own pass computed it.
     fn with_excess_sum(returns: &[f64], rf_per_period: f64, sum: f64) -> Moments {
         let n = returns.len();
-        if n < 2 {
-            return Moments {
-                n,
-                kurtosis: 3.0,
-                ..Moments::default()
-            };
-        }
         let nf = n as f64;
         let mean = sum / nf;
         let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
@@ -194,9 +179,16 @@ impl Moments {
         Moments::from_central(n, mean, m2, m3, m4)
     }
 
-    /// The moments of `n ≥ 2` values from their mean and their sums of squared, cubed and
-    /// fourth-power deviations from it.
+    /// The moments of `n` values from their mean and their sums of squared, cubed and
+    /// fourth-power deviations from it; with fewer than two values, all 0 and kurtosis 3.
     fn from_central(n: usize, mean: f64, m2: f64, m3: f64, m4: f64) -> Moments {
+        if n < 2 {
+            return Moments {
+                n,
+                kurtosis: 3.0,
+                ..Moments::default()
+            };
+        }
         let nf = n as f64;
         let sd = (m2 / (nf - 1.0)).sqrt();
         let (pm2, pm3, pm4) = (m2 / nf, m3 / nf, m4 / nf);
@@ -441,13 +433,6 @@ impl PowerSums {
     /// The moments, as [`Moments::of`] defines them.
     pub(crate) fn moments(&self) -> Moments {
         let n = self.n;
-        if n < 2 {
-            return Moments {
-                n,
-                kurtosis: 3.0,
-                ..Moments::default()
-            };
-        }
         let nf = n as f64;
         // Central sums from the shifted ones: c = mean − shift.
         let c = self.s1 / nf;

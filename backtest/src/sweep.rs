@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec::{Costs, Execution, Fill, Sizing, Stepper, execute_with, size_one};
+use crate::exec::{Bar, Costs, Execution, Fill, Sizing, Stepper, Trade, execute_with, size_one};
 use crate::metrics::{Metrics, Moments, Pass, PowerSums, TradeStats, compute};
 use crate::overfit::BlockStats;
 
@@ -64,25 +64,19 @@ where
     P: IntoIterator<Item = f64>,
     P::IntoIter: ExactSizeIterator,
 {
-    let predictions = predictions.into_iter();
-    let n = close.len().min(open.len()).min(predictions.len());
-    let (sizing, long_only) = (params.sizing, params.long_only);
-    let mut stepper = Stepper::new(open, close, params.fill, params.costs);
     let mut pass = Pass::new(periods_per_year, risk_free);
     let mut sums = PowerSums::default();
     let mut trades = TradeStats::default();
     let mut traded = 0.0;
-    for (s, p) in (1..n).zip(predictions) {
-        let position = size_one(p, sizing, long_only);
-        let bar = stepper.step(s, position);
+    let still_open = stream(open, close, predictions, params, |bar, position| {
         traded += bar.delta;
         pass.push(bar.ret, position != 0.0);
         sums.push(bar.ret - pass.rf_p);
         if let Some(t) = bar.closed {
             trades.push(t.ret);
         }
-    }
-    if let Some(t) = stepper.finish() {
+    });
+    if let Some(t) = still_open {
         trades.push(t.ret);
     }
     // The returns' sd is the excess returns' (they differ by a constant).
@@ -209,20 +203,49 @@ where
     P::IntoIter: ExactSizeIterator,
 {
     let predictions = predictions.into_iter();
-    let n = close.len().min(open.len()).min(predictions.len());
-    let periods = n.saturating_sub(1);
-    let (sizing, long_only) = (params.sizing, params.long_only);
-    let mut stepper = Stepper::new(open, close, params.fill, params.costs);
+    let periods = periods(open, close, predictions.len());
     let mut sums = PowerSums::default();
     let mut by_block = Parts::new(periods, blocks);
     let mut by_segment = Parts::new(periods, segments);
-    for (s, p) in (1..n).zip(predictions) {
-        let r = stepper.step(s, size_one(p, sizing, long_only)).ret;
-        sums.push(r);
-        by_block.push(r);
-        by_segment.push(r);
-    }
+    stream(open, close, predictions, params, |bar, _| {
+        sums.push(bar.ret);
+        by_block.push(bar.ret);
+        by_segment.push(bar.ret);
+    });
     (sums.moments(), by_block.stats, by_segment.stats)
+}
+
+/// The periods [`run`] executes: one fewer than the bars with both prices and a prediction.
+fn periods(open: &[f64], close: &[f64], predictions: usize) -> usize {
+    close
+        .len()
+        .min(open.len())
+        .min(predictions)
+        .saturating_sub(1)
+}
+
+/// [`run`] bar by bar, nothing stored: `each` gets every period's bar and the position held
+/// over it; the trade still open after the last bar is returned.
+fn stream<P>(
+    open: &[f64],
+    close: &[f64],
+    predictions: P,
+    params: &ExecParams,
+    mut each: impl FnMut(Bar, f64),
+) -> Option<Trade>
+where
+    P: IntoIterator<Item = f64>,
+    P::IntoIter: ExactSizeIterator,
+{
+    let predictions = predictions.into_iter();
+    let periods = periods(open, close, predictions.len());
+    let (sizing, long_only) = (params.sizing, params.long_only);
+    let mut stepper = Stepper::new(open, close, params.fill, params.costs);
+    for (s, p) in (1..=periods).zip(predictions) {
+        let position = size_one(p, sizing, long_only);
+        each(stepper.step(s, position), position);
+    }
+    stepper.finish()
 }
 
 /// [`BlockStats::split`] of `len` values pushed one at a time, summed in the same order (so

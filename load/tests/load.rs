@@ -311,6 +311,25 @@ fn the_phase_passes_every_gate_in_process_with_sections_and_charts() {
     );
 }
 
+/// A knee step that breaks a gate runs once more before it counts: with a p50 ceiling no
+/// run can meet, the one knee step breaks twice, and the message gives both runs' verdicts.
+#[test]
+fn a_breaking_knee_step_is_run_again_before_it_counts() {
+    let load = "rate = 200\nduration = \"1s\"\nwarm-up = \"300ms\"\np50 = \"1us\"\n\
+                swap = false\nsoak = false\nhistorical-peak = 50\nstress-duration = \"1s\"\n\
+                knee-step = 200\nknee-steps = 1";
+    let out = run_phase(load, Arc::new(engine()));
+    let knee = out.cases.iter().find(|c| c.name == "stress_knee").unwrap();
+    let message = knee.message.as_deref().unwrap_or("");
+    assert_eq!(knee.outcome, Outcome::Pass, "{message}");
+    assert!(
+        message.starts_with("knee at 200 req/s > 2x peak 100 req/s (first broken gate: ")
+            && message.contains("; run again: ")
+            && message.matches("p50").count() == 2,
+        "{message}"
+    );
+}
+
 #[test]
 fn a_saturated_generator_makes_every_gate_invalid_never_passed() {
     // A tolerance of 0 % CPU: any generator is "saturated", so the guard must fire.

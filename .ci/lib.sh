@@ -1,0 +1,78 @@
+# Shared by .ci/run and .ci/lane: step timing with budgets, and the slow lanes' fingerprints.
+# shellcheck shell=bash
+
+export CARGO_TERM_COLOR=never
+export CARGO_INCREMENTAL=0
+# A machine that keeps this directory between runs builds warm; a new machine starts empty.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME}/.cache/gauntlet/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+ci_started=$(date +%s)
+step_name=""
+step_started=0
+step_budget=0
+steps_table=()
+over_budget=()
+
+# Closes the step under way: prints its time and marks it when it went over its budget.
+end_step() {
+  [ -n "$step_name" ] || return 0
+  local took=$(( $(date +%s) - step_started ))
+  local mark=""
+  if [ "$took" -gt "$step_budget" ]; then
+    mark="  OVER BUDGET"
+    over_budget+=("$step_name: ${took}s > ${step_budget}s")
+    printf '\n!!! CI BUDGET: step "%s" took %ss, over its budget of %ss. Find what grew (the\n' \
+      "$step_name" "$took" "$step_budget"
+    printf '!!! step table in ci/README.md has the last measured figures) before raising the budget.\n'
+  fi
+  steps_table+=("$(printf '%-44s %6ss %8ss%s' "$step_name" "$took" "$step_budget" "$mark")")
+  printf '=== %s: %ss (budget %ss)\n' "$step_name" "$took" "$step_budget"
+  step_name=""
+}
+
+# step NAME BUDGET_SECONDS: starts a step; its budget is for a cold machine.
+step() {
+  end_step
+  step_name=$1
+  step_budget=$2
+  step_started=$(date +%s)
+  printf '\n=== %s (%s UTC, budget %ss)\n' "$step_name" "$(date -u +%H:%M:%S)" "$step_budget"
+}
+
+# Prints the step table and the total; fails the run when a step went over its budget.
+ci_summary() {
+  local status=$?
+  end_step
+  local total=$(( $(date +%s) - ci_started ))
+  printf '\n=== CI steps (seconds)\n%-44s %7s %9s\n' "step" "took" "budget"
+  printf '%s\n' "${steps_table[@]}"
+  printf '%-44s %6ss\n' "total" "$total"
+  if [ "$status" -eq 0 ] && [ ${#over_budget[@]} -gt 0 ]; then
+    printf '\n!!! CI FAILED ON ITS TIME BUDGET: %s\n' "${over_budget[*]}"
+    exit 1
+  fi
+  exit "$status"
+}
+
+# The fingerprint of a lane's files (see .ci/lanes): their paths and contents as checked out.
+lane_fingerprint() {
+  local lane=$1 paths
+  paths=$(awk -v l="$lane" '$1 == l { $1 = ""; print }' .ci/lanes)
+  [ -n "$paths" ] || { echo "unknown lane: $lane (see .ci/lanes)" >&2; return 2; }
+  # shellcheck disable=SC2086 # the paths are words
+  git ls-files -z -- $paths | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+}
+
+# The fingerprint the lane last passed with (.ci/lanes.passed), or nothing.
+lane_passed() {
+  awk -v l="$1" '$1 == l { print $2 }' .ci/lanes.passed 2>/dev/null
+}
+
+# The slow lanes: each a function, run by .ci/run when its files changed and by .ci/lane.
+lane_goose() {
+  # Off in the workspace build: goose turns on reqwest's TLS stack (aws-lc, a C build) for every
+  # crate. Built, linted and tested here on its own so the feature cannot rot.
+  cargo clippy -p gauntlet-load --features goose --all-targets --locked -- -D warnings
+  cargo test -p gauntlet-load --features goose --test goose --release --locked
+}

@@ -13,6 +13,11 @@
 //! shared 2-core machine a few hundred microseconds of scheduling noise separate two runs of
 //! either tool).
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a cross-check fails loudly on what it cannot run or read"
+)]
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;

@@ -63,7 +63,7 @@ impl Endpoint {
 
     /// The engine bench's wrk script and body, shared so every generator sends the same.
     fn http_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/benches/http")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../engine/benches/http")
     }
 
     fn body(self) -> Bytes {

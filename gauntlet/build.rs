@@ -50,6 +50,7 @@ fn main() {
             "Cargo.lock",
             "engine",
             "fixtures",
+            "gauntlet",
             "harness",
             "reports",
             "suites",

@@ -42,7 +42,7 @@ pub const DRIVER_THREAD_PREFIX: &str = "gx-load";
 /// request. Up to 10,000 req/s this resolution changes nothing — requests are at least
 /// this far apart; above, it bounds the wake-ups to 10,000 a second and lets one wake-up
 /// release several requests, at a cost of at most 100 µs, counted in the latencies
-/// (measured from the intended times). Measured with `load/benches/driver.rs` on that VM:
+/// (measured from the intended times). Measured with `suites/load/benches/driver.rs` on that VM:
 /// precise pacing stayed valid only to 60,000 req/s (87 % of a core); at 100 µs, 120,000
 /// req/s took 0.81–0.85 of a core.
 pub const DEFAULT_PACING: Duration = Duration::from_micros(100);

@@ -664,7 +664,7 @@ async fn each_threshold_gate_fails_on_a_strategy_without_an_edge() {
 
 /// Settings of the repository's gauntlet.toml, default profile.
 fn repo_settings() -> Settings {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gauntlet.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gauntlet.toml");
     let file = ConfigFile::read(&path).unwrap();
     Settings::resolve(Some((&file, &path)), "default", &Profile::default()).unwrap()
 }

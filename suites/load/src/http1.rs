@@ -6,7 +6,7 @@
 //! with `httparse` (the parser hyper uses). Against hyper's client connection this drops a
 //! spawned connection task, two channel hand-offs, a header map and a body buffer list per
 //! request: the driver's CPU per request is what bounds the rate it can generate honestly
-//! (see `load/benches/driver.rs`). Bodies are framed by `Content-Length`, chunked transfer
+//! (see `suites/load/benches/driver.rs`). Bodies are framed by `Content-Length`, chunked transfer
 //! coding, or the end of the connection, as RFC 9112 §6.3 orders them; 1xx responses are
 //! skipped.
 

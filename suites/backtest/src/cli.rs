@@ -1,28 +1,26 @@
-//! `gauntlet backtest`: flags become a validated [`Plan`], every input is checked, then the
-//! backtest runs and the reports are written (nothing is written when an input is bad).
-//!
-//! Exit codes: 0 every gate passed, 1 a gate failed, 2 bad flag or bad data (the flag, or
-//! the row and column, named), 3 setup error (target unreachable, model not served, report
-//! directory not writable).
+//! `gauntlet backtest`: flags become a validated [`Plan`] and every input is checked
+//! ([`prepare`]), then the backtest runs ([`Prepared::run`]). The `gauntlet` binary owns the
+//! rest (config discovery, the report directory — checked between the two, so nothing is
+//! written when an input is bad —, exit codes, printing).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use clap::Args;
 
 use gauntlet_engine::{Model, ModelArtifact};
-use gauntlet_harness::config::{ConfigFile, Profile, Settings};
+use gauntlet_harness::config::Settings;
+use gauntlet_harness::suite::SuiteError;
 use gauntlet_harness::{HttpOptions, HttpTarget, TargetError, error_chain};
-use gauntlet_reports::{ExitCode, RunMeta, RunReport};
+use gauntlet_reports::{CaseResult, Section};
 
 use crate::config::{BacktestConfig, CalendarKind, Plan, SignalPlan};
-use crate::data::{DataError, TimeUnit};
+use crate::data::{Bars, DataError, TimeUnit};
 use crate::exec::Fill;
 use crate::report::{gate_cases, section, write_terminal};
 use crate::signals::{EngineModel, Signals, TargetModel};
-use crate::suite::{evaluate, load_bars, run_plan};
+use crate::suite::{DataInfo, evaluate, load_bars, run_plan};
 use crate::sweep::WalkMode;
 
 /// Flags of `gauntlet backtest`.
@@ -122,7 +120,7 @@ pub struct BacktestArgs {
     #[arg(long, env = "GAUNTLET_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Seed of the look-ahead detector's cut points (decimal or 0x-hex).
-    #[arg(long, env = "GAUNTLET_SEED", value_parser = parse_seed)]
+    #[arg(long, env = "GAUNTLET_SEED", value_parser = gauntlet_reports::parse_seed_arg)]
     pub seed: Option<u64>,
     /// Where junit.xml, report.json, summary.md and report.html go.
     #[arg(
@@ -134,64 +132,18 @@ pub struct BacktestArgs {
     pub report_dir: PathBuf,
 }
 
-fn parse_seed(s: &str) -> Result<u64, String> {
-    gauntlet_reports::parse_seed(s)
-        .map_err(|e| format!("seed must be an unsigned 64-bit integer (decimal or 0x-hex): {e}"))
+fn usage(message: impl std::fmt::Display) -> SuiteError {
+    SuiteError::Config(message.to_string())
 }
 
-struct Failure(ExitCode, String);
-
-fn usage(message: impl std::fmt::Display) -> Failure {
-    Failure(ExitCode::Usage, message.to_string())
-}
-
-fn setup(message: impl std::fmt::Display) -> Failure {
-    Failure(ExitCode::Setup, message.to_string())
-}
-
-/// Runs `gauntlet backtest`; returns the process exit code. Messages go to stderr, the
-/// metrics table to stdout.
-pub fn run(args: BacktestArgs) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "gauntlet: error: failed to start the async runtime: {e}"
-            );
-            return ExitCode::Setup.code();
-        }
-    };
-    match runtime.block_on(execute(args)) {
-        Ok(code) => code.code(),
-        Err(Failure(code, message)) => {
-            let _ = writeln!(std::io::stderr(), "gauntlet: error: {message}");
-            code.code()
-        }
-    }
+fn setup(message: impl std::fmt::Display) -> SuiteError {
+    SuiteError::Setup(message.to_string())
 }
 
 /// The config section of the profile, then the flags over it.
-fn config(args: &BacktestArgs) -> Result<(BacktestConfig, Settings), Failure> {
-    let path = args.config.clone().or_else(|| {
-        let default = PathBuf::from("gauntlet.toml");
-        default.exists().then_some(default)
-    });
-    let file = match &path {
-        Some(p) => Some(ConfigFile::read(p).map_err(|e| usage(error_chain(&e)))?),
-        None => None,
-    };
-    let flags = Profile {
-        seed: args.seed,
-        ..Profile::default()
-    };
-    let settings = Settings::resolve(file.as_ref().zip(path.as_deref()), &args.profile, &flags)
-        .map_err(|e| usage(error_chain(&e)))?;
+fn config(args: &BacktestArgs, settings: &Settings) -> Result<BacktestConfig, SuiteError> {
     let mut c = BacktestConfig::from_table(&settings.section(crate::report::SUITE))
-        .map_err(|e| usage(format!("[profile.{}.backtest] {e}", args.profile)))?;
+        .map_err(|e| usage(format!("[profile.{}.backtest] {e}", settings.profile)))?;
     if let Some(d) = &args.data {
         c.file = Some(d.clone());
     }
@@ -257,11 +209,11 @@ fn config(args: &BacktestArgs) -> Result<(BacktestConfig, Settings), Failure> {
             *slot = flag;
         }
     }
-    Ok((c, settings))
+    Ok(c)
 }
 
 /// The model run in process: an artifact file, or a reference model by name.
-fn local_model(spec: &str) -> Result<Arc<Model>, Failure> {
+fn local_model(spec: &str) -> Result<Arc<Model>, SuiteError> {
     let artifact = if Path::new(spec).is_file() {
         let bytes = std::fs::read(spec).map_err(|e| usage(format!("--model {spec}: {e}")))?;
         ModelArtifact::from_json(&bytes)
@@ -279,96 +231,104 @@ fn local_model(spec: &str) -> Result<Arc<Model>, Failure> {
         .map_err(|e| usage(format!("--model {spec}: {}", error_chain(&e))))
 }
 
-async fn execute(args: BacktestArgs) -> Result<ExitCode, Failure> {
-    let started_at = SystemTime::now();
-    let started = Instant::now();
-    let (config, settings) = config(&args)?;
+/// A backtest with every input checked, ready to run.
+pub struct Prepared {
+    plan: Plan,
+    bars: Bars,
+    info: DataInfo,
+    model: Option<Box<dyn Signals>>,
+    seed: u64,
+    /// What gives the predictions: a built-in strategy, the in-process engine, or the
+    /// target's description.
+    pub target: String,
+}
+
+/// What a backtest run gives the `gauntlet` binary.
+#[derive(Debug)]
+pub struct BacktestOutcome {
+    /// The data notes, metrics table, folds and gates, as printed to stdout.
+    pub table: String,
+    /// One case per gate.
+    pub cases: Vec<CaseResult>,
+    /// The report section.
+    pub section: Section,
+}
+
+/// `gauntlet backtest`, first half: the flags over `settings` become a plan, the bars are
+/// read and checked, the model is loaded or the target connected.
+///
+/// # Errors
+///
+/// [`SuiteError::Config`] naming the flag, key, or row and column;
+/// [`SuiteError::Setup`] when the target cannot be reached.
+pub async fn prepare(args: &BacktestArgs, settings: &Settings) -> Result<Prepared, SuiteError> {
+    let config = config(args, settings)?;
     let plan = Plan::from_config(&config).map_err(|e| match e {
-        crate::config::ConfigError::OutOfRange { .. } => usage(format!("--{e}")),
+        crate::config::ConfigError::OutOfRange(_) => usage(format!("--{e}")),
         other => usage(other),
     })?;
     let (bars, info) =
         load_bars(&plan).map_err(|e: DataError| usage(format!("--data: {}", error_chain(&e))))?;
-    let (model, target_name): (Option<Box<dyn Signals>>, String) =
-        match (&plan.signal, &args.target) {
-            (SignalPlan::Strategy(m), _) => (None, format!("built-in strategy {m}")),
-            (SignalPlan::Model(name), Some(url)) => {
-                let target = HttpTarget::connect(url, HttpOptions::default())
+    let (model, target): (Option<Box<dyn Signals>>, String) = match (&plan.signal, &args.target) {
+        (SignalPlan::Strategy(m), _) => (None, format!("built-in strategy {m}")),
+        (SignalPlan::Model(name), Some(url)) => {
+            let target = HttpTarget::connect(url, HttpOptions::default())
+                .await
+                .map_err(|e| match e {
+                    TargetError::InvalidUrl { .. } => usage(format!("--target: {e}")),
+                    other => setup(other),
+                })?;
+            let description = gauntlet_harness::Target::describe(&target);
+            let signals =
+                TargetModel::connect(Arc::new(target), name, plan.batch_rows, plan.concurrency)
                     .await
-                    .map_err(|e| match e {
-                        TargetError::InvalidUrl { .. } => usage(format!("--target: {e}")),
-                        other => setup(other),
-                    })?;
-                let description = gauntlet_harness::Target::describe(&target);
-                let signals =
-                    TargetModel::connect(Arc::new(target), name, plan.batch_rows, plan.concurrency)
-                        .await
-                        .map_err(setup)?;
-                (Some(Box::new(signals)), description)
-            }
-            (SignalPlan::Model(name), None) => {
-                let spec = args.model.as_deref().unwrap_or(name);
-                let signals = EngineModel::new(local_model(spec)?).map_err(usage)?;
-                (
-                    Some(Box::new(signals)),
-                    format!("in-process gauntlet-engine {}", gauntlet_engine::VERSION),
-                )
-            }
-        };
-    check_report_dir(&args.report_dir)?;
-    let outcome = run_plan(
-        &plan,
-        &bars,
-        info.gaps.median_interval_ns,
-        model.as_deref(),
-        settings.seed,
-    )
-    .await
-    .map_err(setup)?;
-    let gates = evaluate(&outcome, &plan.gates);
-    let mut out = std::io::stdout().lock();
-    let _ = write_terminal(&mut out, &info, &outcome, &gates);
-    let meta = RunMeta {
-        tool: "gauntlet backtest".to_owned(),
-        tool_version: crate::VERSION.to_owned(),
-        git_commit: None,
-        crate_versions: [
-            ("gauntlet-backtest", crate::VERSION),
-            ("gauntlet-engine", gauntlet_engine::VERSION),
-            ("gauntlet-fixtures", gauntlet_fixtures::VERSION),
-            ("gauntlet-reports", gauntlet_reports::VERSION),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
-        seed: settings.seed,
-        target: target_name,
-        profile: settings.profile.clone(),
-        started_at,
-        finished_at: SystemTime::now(),
+                    .map_err(setup)?;
+            (Some(Box::new(signals)), description)
+        }
+        (SignalPlan::Model(name), None) => {
+            let spec = args.model.as_deref().unwrap_or(name);
+            let signals = EngineModel::new(local_model(spec)?).map_err(usage)?;
+            (
+                Some(Box::new(signals)),
+                format!("in-process gauntlet-engine {}", gauntlet_engine::VERSION),
+            )
+        }
     };
-    let report = RunReport::new(meta, gate_cases(&gates, started.elapsed()))
-        .with_sections(vec![section(&info, &outcome, "cli")]);
-    gauntlet_reports::write_all(&report, &args.report_dir).map_err(|e| setup(error_chain(&e)))?;
-    let _ = writeln!(
-        std::io::stderr(),
-        "gauntlet: reports in {}",
-        args.report_dir.display()
-    );
-    Ok(report.exit_code())
+    Ok(Prepared {
+        plan,
+        bars,
+        info,
+        model,
+        seed: settings.seed,
+        target,
+    })
 }
 
-/// Creates `dir` and proves a file can be written there, before any work.
-fn check_report_dir(dir: &Path) -> Result<(), Failure> {
-    let fail = |what: &str, e: std::io::Error| {
-        setup(format!(
-            "failed to {what} report directory {}: {e}",
-            dir.display()
-        ))
-    };
-    std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
-    let probe = dir.join(format!(".gauntlet-write-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| fail("write into", e))?;
-    std::fs::remove_file(&probe).map_err(|e| fail("clean up a probe file in", e))?;
-    Ok(())
+impl Prepared {
+    /// `gauntlet backtest`, second half: the backtest, its gates and its report section.
+    ///
+    /// # Errors
+    ///
+    /// [`SuiteError::Setup`] when predictions cannot be had.
+    pub async fn run(self) -> Result<BacktestOutcome, SuiteError> {
+        let started = Instant::now();
+        let outcome = run_plan(
+            &self.plan,
+            &self.bars,
+            self.info.gaps.median_interval_ns,
+            self.model.as_deref(),
+            self.seed,
+        )
+        .await
+        .map_err(setup)?;
+        let gates = evaluate(&outcome, &self.plan.gates);
+        let mut table = Vec::new();
+        write_terminal(&mut table, &self.info, &outcome, &gates)
+            .map_err(|e| setup(format!("failed to format the metrics table: {e}")))?;
+        Ok(BacktestOutcome {
+            table: String::from_utf8_lossy(&table).into_owned(),
+            cases: gate_cases(&gates, started.elapsed()),
+            section: section(&self.info, &outcome, "cli"),
+        })
+    }
 }

@@ -21,9 +21,12 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use gauntlet_harness::gate::{RangeError, ensure_range};
+
 use crate::data::{ColumnNames, LoadOptions, TimeUnit};
 use crate::exec::{Costs, Fill, Sizing};
 use crate::metrics::Calendar;
+use crate::overfit::MAX_PBO_BLOCKS;
 use crate::signals::{DEFAULT_BATCH_ROWS, DEFAULT_CONCURRENCY, MaCross};
 use crate::sweep::{ExecParams, WalkMode};
 
@@ -34,16 +37,9 @@ pub enum ConfigError {
     /// The section does not deserialise (unknown key, wrong type).
     #[error("invalid [backtest] settings: {0}")]
     Parse(String),
-    /// A value is out of range.
-    #[error("{key} = {value} is out of range: {limit}")]
-    OutOfRange {
-        /// The key or flag.
-        key: &'static str,
-        /// The value given.
-        value: String,
-        /// The accepted range.
-        limit: &'static str,
-    },
+    /// A value is out of range (the key or flag, the value, the accepted range).
+    #[error(transparent)]
+    OutOfRange(#[from] RangeError),
     /// The strategy spec does not parse.
     #[error("strategy: {0}")]
     Strategy(String),
@@ -134,7 +130,7 @@ pub struct BacktestConfig {
     pub folds: usize,
     /// `anchored` or `rolling`.
     pub walk_forward: WalkMode,
-    /// CSCV blocks for PBO (even, 2 to 24).
+    /// CSCV blocks for PBO (even, 2 to [`MAX_PBO_BLOCKS`]).
     pub pbo_blocks: usize,
     /// Variants tried before this one (the `N` of the deflated Sharpe ratio).
     pub trials: u64,
@@ -266,15 +262,7 @@ pub const MAX_FIXTURE_BARS: usize = 80_000;
 type GateBound = (&'static str, Option<f64>, fn(f64) -> bool, &'static str);
 
 fn check(key: &'static str, value: f64, ok: bool, limit: &'static str) -> Result<(), ConfigError> {
-    if ok && value.is_finite() {
-        Ok(())
-    } else {
-        Err(ConfigError::OutOfRange {
-            key,
-            value: value.to_string(),
-            limit,
-        })
-    }
+    Ok(ensure_range(key, value, ok && value.is_finite(), limit)?)
 }
 
 impl Plan {
@@ -323,23 +311,14 @@ impl Plan {
             c.session_hours > 0.0 && c.session_hours <= 24.0,
             "above 0, at most 24",
         )?;
-        let int = |key, value: usize, ok: bool, limit| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError::OutOfRange {
-                    key,
-                    value: value.to_string(),
-                    limit,
-                })
-            }
-        };
+        let int =
+            |key: &str, value: usize, ok: bool, limit: &str| ensure_range(key, value, ok, limit);
         int("folds", c.folds, (1..=50).contains(&c.folds), "1 to 50")?;
         int(
             "pbo-blocks",
             c.pbo_blocks,
-            (2..=16).contains(&c.pbo_blocks) && c.pbo_blocks % 2 == 0,
-            "an even number from 2 to 16",
+            (2..=MAX_PBO_BLOCKS).contains(&c.pbo_blocks) && c.pbo_blocks.is_multiple_of(2),
+            &format!("an even number from 2 to {MAX_PBO_BLOCKS}"),
         )?;
         int(
             "fixture-bars",
@@ -365,13 +344,7 @@ impl Plan {
             (1..=64).contains(&c.concurrency),
             "1 to 64",
         )?;
-        if c.trials == 0 {
-            return Err(ConfigError::OutOfRange {
-                key: "trials",
-                value: "0".into(),
-                limit: "at least 1",
-            });
-        }
+        ensure_range("trials", c.trials, c.trials >= 1, "at least 1")?;
         let gates = c.gates;
         let fraction: fn(f64) -> bool = |x| (0.0..=1.0).contains(&x);
         let non_negative: fn(f64) -> bool = |x| x >= 0.0;
@@ -515,6 +488,13 @@ mod tests {
         assert!(e.to_string().contains("dsr-minimum"), "{e}");
         let e = parse("fees-bps = -1").unwrap_err();
         assert_eq!(e.to_string(), "fees-bps = -1 is out of range: 0 to 1000");
+        // The documented range, 2 to 24 (it was refused above 16).
+        assert_eq!(parse("pbo-blocks = 24").unwrap().pbo_blocks, 24);
+        let e = parse("pbo-blocks = 26").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pbo-blocks = 26 is out of range: an even number from 2 to 24"
+        );
         let e = parse("pbo-blocks = 7").unwrap_err();
         assert!(e.to_string().contains("pbo-blocks = 7"), "{e}");
         let e = parse("[gates]\npbo-max = 2").unwrap_err();

@@ -13,8 +13,8 @@
 //! - [`sweep`]: parameter sweeps in bounded memory and walk-forward folds (BT-WF);
 //! - [`overfit`]: PSR, DSR, MinTRL and PBO by CSCV (BT-DSR);
 //! - [`lookahead`]: the truncation test for future data (BT-NOLOOK);
-//! - [`suite`] runs all of it for a [`config::Plan`]; [`BacktestPhase`] is the suite as a
-//!   phase of `gauntlet run`, [`cli`] is `gauntlet backtest`.
+//! - [`suite`] runs all of it for a [`config::Plan`]; [`BacktestSuite`] is the suite as
+//!   `gauntlet run` registers it, [`cli`] is `gauntlet backtest`.
 //!
 //! ```
 //! use gauntlet_backtest::data::Bars;
@@ -32,7 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
-pub use phase::BacktestPhase;
+pub use phase::BacktestSuite;
 
 pub mod cli;
 pub mod config;

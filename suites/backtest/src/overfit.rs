@@ -169,6 +169,9 @@ pub struct Pbo {
     pub logits: Vec<f64>,
 }
 
+/// Most CSCV blocks PBO takes: C(24, 12) = 2,704,156 splits, each ranking every trial.
+pub const MAX_PBO_BLOCKS: usize = 24;
+
 /// Why CSCV cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -177,7 +180,7 @@ pub enum PboError {
     #[error("PBO needs at least 2 trials, got {0}")]
     TooFewTrials(usize),
     /// An odd, too small or too large number of blocks.
-    #[error("PBO needs an even number of blocks from 2 to 24, got {0}")]
+    #[error("PBO needs an even number of blocks from 2 to {MAX_PBO_BLOCKS}, got {0}")]
     Blocks(usize),
     /// Trials with different block counts.
     #[error("trial {trial} has {got} blocks, expected {expected}")]
@@ -204,7 +207,7 @@ pub fn pbo(trials: &[Vec<BlockStats>]) -> Result<Pbo, PboError> {
         return Err(PboError::TooFewTrials(n_trials));
     }
     let s = trials[0].len();
-    if s < 2 || s % 2 == 1 || s > 24 {
+    if s < 2 || s % 2 == 1 || s > MAX_PBO_BLOCKS {
         return Err(PboError::Blocks(s));
     }
     if let Some((i, t)) = trials.iter().enumerate().find(|(_, t)| t.len() != s) {
@@ -345,7 +348,7 @@ mod tests {
         let trials: Vec<Vec<BlockStats>> = (0..10)
             .map(|i| {
                 let r: Vec<f64> = (0..800)
-                    .map(|k| 0.001 * i as f64 + if k % 2 == 0 { 0.01 } else { -0.01 })
+                    .map(|k| 0.001 * i as f64 + if k.is_multiple_of(2) { 0.01 } else { -0.01 })
                     .collect();
                 BlockStats::split(&r, 8)
             })
@@ -365,8 +368,8 @@ mod tests {
                 let r: Vec<f64> = (0..1200)
                     .map(|k| {
                         let block = k / 100;
-                        let sign = if block % 2 == 0 { 1.0 } else { -1.0 };
-                        sign * tilt + if k % 2 == 0 { 0.01 } else { -0.01 }
+                        let sign = if block.is_multiple_of(2) { 1.0 } else { -1.0 };
+                        sign * tilt + if k.is_multiple_of(2) { 0.01 } else { -0.01 }
                     })
                     .collect();
                 BlockStats::split(&r, 12)

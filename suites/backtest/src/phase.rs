@@ -1,4 +1,4 @@
-//! [`BacktestPhase`]: the backtest as a measured phase of `gauntlet run`.
+//! [`BacktestSuite`]: the backtest as a measured suite of `gauntlet run`.
 //!
 //! It reads `[profile.X.backtest]` ([`BacktestConfig`]), backtests the configured model
 //! through the run's target (or the configured strategy) on the configured bars — by
@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use gauntlet_harness::config::Settings;
 use gauntlet_harness::error_chain;
-use gauntlet_harness::phase::{Phase, PhaseCtx, PhaseError, PhaseOutput, PlannedCase};
+use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
 use gauntlet_reports::Outcome as CaseOutcome;
 
 use crate::config::{BacktestConfig, DataPlan, Plan, SignalPlan};
@@ -21,40 +21,48 @@ use crate::report::{SUITE, gate_cases, section};
 use crate::signals::{SignalError, Signals, TargetModel};
 use crate::suite::{GATES, evaluate, load_bars, run_plan};
 
-/// The backtest suite as a [`Phase`].
+/// The backtest suite, as the `gauntlet` binary registers it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct BacktestPhase;
+pub struct BacktestSuite;
 
-fn plan(settings: &Settings) -> Result<Plan, PhaseError> {
+fn plan(settings: &Settings) -> Result<Plan, SuiteError> {
     let config = BacktestConfig::from_table(&settings.section(SUITE))
-        .map_err(|e| PhaseError::Config(e.to_string()))?;
-    Plan::from_config(&config).map_err(|e| PhaseError::Config(e.to_string()))
+        .map_err(|e| SuiteError::Config(e.to_string()))?;
+    Plan::from_config(&config).map_err(|e| SuiteError::Config(e.to_string()))
 }
 
 /// A missing or unreadable file is a setup problem; bad contents are the config's.
-fn data_error(e: DataError) -> PhaseError {
+fn data_error(e: DataError) -> SuiteError {
     match e {
-        DataError::Io { .. } => PhaseError::Setup(error_chain(&e)),
-        other => PhaseError::Config(error_chain(&other)),
+        DataError::Io { .. } => SuiteError::Setup(error_chain(&e)),
+        other => SuiteError::Config(error_chain(&other)),
     }
 }
 
-fn signal_error(e: SignalError) -> PhaseError {
+fn signal_error(e: SignalError) -> SuiteError {
     match e {
         SignalError::Strategy { .. } | SignalError::UnknownFeature { .. } => {
-            PhaseError::Config(e.to_string())
+            SuiteError::Config(e.to_string())
         }
-        other => PhaseError::Setup(other.to_string()),
+        other => SuiteError::Setup(other.to_string()),
     }
 }
 
 #[async_trait]
-impl Phase for BacktestPhase {
-    fn suite(&self) -> &'static str {
+impl Suite for BacktestSuite {
+    fn name(&self) -> &'static str {
         SUITE
     }
 
-    fn cases(&self, settings: &Settings) -> Result<Vec<PlannedCase>, PhaseError> {
+    fn about(&self) -> &'static str {
+        "backtest of the served model: costs, no look-ahead, walk-forward, DSR, PBO"
+    }
+
+    fn crate_version(&self) -> (&'static str, &'static str) {
+        ("gauntlet-backtest", crate::VERSION)
+    }
+
+    fn gates(&self, settings: &Settings) -> Result<Vec<PlannedCase>, SuiteError> {
         plan(settings)?;
         Ok(GATES
             .iter()
@@ -62,7 +70,7 @@ impl Phase for BacktestPhase {
             .collect())
     }
 
-    async fn run(&self, ctx: PhaseCtx) -> Result<PhaseOutput, PhaseError> {
+    async fn run(&self, ctx: SuiteCtx) -> Result<SuiteOutput, SuiteError> {
         let started = Instant::now();
         let plan = plan(&ctx.settings)?;
         let (bars, info) = load_bars(&plan).map_err(data_error)?;
@@ -95,7 +103,7 @@ impl Phase for BacktestPhase {
                                 )
                             })
                             .collect();
-                        return Ok(PhaseOutput {
+                        return Ok(SuiteOutput {
                             cases,
                             sections: Vec::new(),
                         });
@@ -116,13 +124,13 @@ impl Phase for BacktestPhase {
         .map_err(signal_error)?;
         let gates: Vec<_> = evaluate(&outcome, &plan.gates)
             .into_iter()
-            .filter(|g| ctx.is_selected(g.name))
+            .filter(|g| ctx.is_selected(&g.name))
             .collect();
         let id = match &plan.data {
             DataPlan::Fixture { seed, .. } => format!("fixture-{seed}"),
             DataPlan::File { .. } => "file".to_owned(),
         };
-        Ok(PhaseOutput {
+        Ok(SuiteOutput {
             cases: gate_cases(&gates, started.elapsed()),
             sections: vec![section(&info, &outcome, &id)],
         })

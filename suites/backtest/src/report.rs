@@ -4,11 +4,12 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use gauntlet_reports::{CaseResult, Chart, Outcome as CaseOutcome, Section, Series, Table};
+use gauntlet_harness::suite::{PlannedCase, gate_results};
+use gauntlet_reports::{CaseResult, Chart, Section, Series, Table};
 
 use crate::metrics::{drawdown_curve, equity_curve};
 
-use crate::suite::{DataInfo, GateResult, Outcome, Verdict};
+use crate::suite::{DataInfo, GateResult, Outcome, Verdict, requirements};
 
 /// The suite name of every backtest case.
 pub const SUITE: &str = "backtest";
@@ -151,25 +152,11 @@ pub fn data_notes(info: &DataInfo) -> Vec<String> {
 
 /// The gate verdicts as report cases `backtest::<name>`.
 pub fn gate_cases(gates: &[GateResult], duration: Duration) -> Vec<CaseResult> {
-    gates
+    let planned: Vec<PlannedCase> = gates
         .iter()
-        .map(|g| CaseResult {
-            id: format!("{SUITE}::{}", g.name),
-            suite: SUITE.to_owned(),
-            name: g.name.to_owned(),
-            requirements: g.requirements.iter().map(|r| (*r).to_owned()).collect(),
-            outcome: match &g.verdict {
-                Verdict::Pass => CaseOutcome::Pass,
-                Verdict::Fail => CaseOutcome::Fail,
-                Verdict::Skip(reason) => CaseOutcome::Skip {
-                    reason: reason.clone(),
-                },
-            },
-            duration,
-            message: Some(g.message.clone()),
-            location: None,
-        })
-        .collect()
+        .map(|g| PlannedCase::new(g.name.clone(), requirements(&g.name)))
+        .collect();
+    gate_results(SUITE, &planned, gates, duration)
 }
 
 /// Prints the data notes, the metrics table, the folds and the gates.
@@ -206,12 +193,13 @@ pub fn write_terminal(
             Verdict::Pass => "PASS",
             Verdict::Fail => "FAIL",
             Verdict::Skip(_) => "SKIP",
+            Verdict::Invalid(_) => "INVALID",
         };
         writeln!(
             out,
             "{label}  {SUITE}::{} [{}] {}",
             g.name,
-            g.requirements.join(", "),
+            requirements(&g.name).join(", "),
             g.message
         )?;
     }

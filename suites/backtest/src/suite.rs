@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use gauntlet_fixtures::{WARMUP, generate_ohlcv};
+use gauntlet_harness::gate::{self, Bound};
 
 use crate::config::{DataPlan, Gates, Plan, SignalPlan};
 use crate::data::{self, Bars, DataError, Gaps, LoadedBars, TimestampSource};
@@ -421,29 +422,7 @@ fn cost_check(bars: &Bars, params: &ExecParams, net: &Execution) -> CostCheck {
     }
 }
 
-/// A gate's verdict.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Verdict {
-    /// Met.
-    Pass,
-    /// Not met.
-    Fail,
-    /// Not evaluated, with the reason.
-    Skip(String),
-}
-
-/// One gate, as it becomes a report case `backtest::<name>`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GateResult {
-    /// Case name, e.g. `sharpe_min`.
-    pub name: &'static str,
-    /// Requirement ids it checks.
-    pub requirements: &'static [&'static str],
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Measured versus threshold.
-    pub message: String,
-}
+pub use gauntlet_harness::gate::{GateResult, Verdict};
 
 /// Every gate this suite reports, with its requirement ids, in report order.
 pub const GATES: [(&str, &[&str]); 9] = [
@@ -458,47 +437,27 @@ pub const GATES: [(&str, &[&str]); 9] = [
     ("pbo_max", &["BT-DSR"]),
 ];
 
-fn requirements(name: &str) -> &'static [&'static str] {
+/// The requirement ids of gate `name` (none for a name that is not a gate).
+pub fn requirements(name: &str) -> &'static [&'static str] {
     GATES
         .iter()
         .find(|(n, _)| *n == name)
         .map_or(&[], |(_, r)| r)
 }
 
+/// A threshold gate; unset, it is skipped naming its key under `[…backtest.gates]`.
 fn threshold(
-    name: &'static str,
+    (name, key): (&str, &str),
     label: &str,
     measured: Option<f64>,
     limit: Option<f64>,
-    at_least: bool,
+    bound: Bound,
 ) -> GateResult {
-    let (verdict, message) = match (limit, measured) {
-        (None, _) => (
-            Verdict::Skip(format!(
-                "no threshold set (gates.{})",
-                name.replace('_', "-")
-            )),
-            format!("{label}: no threshold set"),
-        ),
-        (Some(t), None) => (
-            Verdict::Fail,
-            format!("{label} is undefined on this run (threshold {t})"),
-        ),
-        (Some(t), Some(m)) => {
-            let ok = if at_least { m >= t } else { m <= t };
-            let op = if at_least { "≥" } else { "≤" };
-            (
-                if ok { Verdict::Pass } else { Verdict::Fail },
-                format!("{label} {m:.4}, required {op} {t}"),
-            )
-        }
-    };
-    GateResult {
-        name,
-        requirements: requirements(name),
-        verdict,
-        message,
+    let mut g = gate::threshold(name, label, measured, limit, bound, "");
+    if matches!(g.verdict, Verdict::Skip(_)) {
+        g.verdict = Verdict::Skip(format!("no threshold set (gates.{key})"));
     }
+    g
 }
 
 /// The gate verdicts of an outcome.
@@ -506,8 +465,7 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
     let m = &outcome.metrics;
     let look = &outcome.lookahead;
     let no_lookahead = GateResult {
-        name: "no_lookahead",
-        requirements: requirements("no_lookahead"),
+        name: "no_lookahead".to_owned(),
         verdict: if look.mismatch.is_none() && !look.cuts.is_empty() {
             Verdict::Pass
         } else if look.cuts.is_empty() {
@@ -532,8 +490,7 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
     let charged = c.max_deviation <= 1e-12
         && (c.traded == 0.0 || c.cost_per_unit == 0.0 || c.net_total_return < c.gross_total_return);
     let costs_applied = GateResult {
-        name: "costs_applied",
-        requirements: requirements("costs_applied"),
+        name: "costs_applied".to_owned(),
         verdict: if charged {
             Verdict::Pass
         } else {
@@ -550,62 +507,66 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
         ),
     };
     let wf = outcome.walk_forward.as_ref().map(|w| w.oos.sharpe);
-    let pbo = outcome.pbo.as_ref().ok().map(|p| p.pbo);
-    let mut results = vec![
+    let pbo_max = match (&outcome.pbo, gates.pbo_max) {
+        // Uncomputable, with a threshold set: a failure that says why, never a made-up PBO.
+        (Err(why), Some(_)) => GateResult {
+            name: "pbo_max".to_owned(),
+            verdict: Verdict::Fail,
+            message: format!("PBO could not be computed: {why}"),
+        },
+        (pbo, limit) => threshold(
+            ("pbo_max", "pbo-max"),
+            "probability of backtest overfitting",
+            pbo.as_ref().ok().map(|p| p.pbo),
+            limit,
+            Bound::AtMost,
+        ),
+    };
+    vec![
         no_lookahead,
         costs_applied,
         threshold(
-            "sharpe_min",
+            ("sharpe_min", "sharpe-min"),
             "annualised Sharpe",
             Some(m.sharpe),
             gates.sharpe_min,
-            true,
+            Bound::AtLeast,
         ),
         threshold(
-            "max_drawdown",
+            ("max_drawdown", "max-drawdown"),
             "max drawdown",
             Some(m.max_drawdown),
             gates.max_drawdown,
-            false,
+            Bound::AtMost,
         ),
         threshold(
-            "hit_rate_min",
+            ("hit_rate_min", "hit-rate-min"),
             "hit rate",
             m.hit_rate,
             gates.hit_rate_min,
-            true,
+            Bound::AtLeast,
         ),
         threshold(
-            "turnover_max",
+            ("turnover_max", "turnover-max"),
             "turnover per year",
             Some(m.turnover),
             gates.turnover_max,
-            false,
+            Bound::AtMost,
         ),
         threshold(
-            "walk_forward",
+            ("walk_forward", "walk-forward-sharpe-min"),
             "out-of-sample walk-forward Sharpe",
             wf,
             gates.walk_forward_sharpe_min,
-            true,
+            Bound::AtLeast,
         ),
         threshold(
-            "dsr_min",
+            ("dsr_min", "dsr-min"),
             &format!("deflated Sharpe ratio (N = {})", outcome.deflated.trials),
             Some(outcome.deflated.dsr),
             gates.dsr_min,
-            true,
+            Bound::AtLeast,
         ),
-        threshold(
-            "pbo_max",
-            "probability of backtest overfitting",
-            pbo,
-            gates.pbo_max,
-            false,
-        ),
-    ];
-    if let (Some(_), Err(why)) = (gates.pbo_max, &outcome.pbo) {
-        results[8].message = format!("PBO could not be computed: {why}");
-    }
-    results
+        pbo_max,
+    ]
 }

@@ -467,7 +467,7 @@ mod tests {
         // Up 1 % on even bars, down 0.5 % on odd ones.
         let mut c = vec![100.0];
         for i in 1..n {
-            let r = if i % 2 == 0 { 0.01 } else { -0.005 };
+            let r = if i.is_multiple_of(2) { 0.01 } else { -0.005 };
             c.push(c[i - 1] * (1.0 + r));
         }
         c
@@ -511,7 +511,7 @@ mod tests {
     fn walk_forward_folds_cover_the_test_segments() {
         let close = prices(501);
         let good: Vec<f64> = (0..close.len())
-            .map(|t| if (t + 1) % 2 == 0 { 1.0 } else { 0.0 })
+            .map(|t| if (t + 1).is_multiple_of(2) { 1.0 } else { 0.0 })
             .collect();
         let bad: Vec<f64> = good.iter().map(|p| 1.0 - p).collect();
         let params = ExecParams::default();

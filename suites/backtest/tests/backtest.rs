@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clap::Parser;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use gauntlet_backtest::BacktestPhase;
-use gauntlet_backtest::cli::BacktestArgs;
+use gauntlet_backtest::BacktestSuite;
 use gauntlet_backtest::config::{BacktestConfig, Gates, Plan};
 use gauntlet_backtest::data::{
     self, Bars, ColumnNames, DataError, LoadOptions, TimeUnit, TimestampSource,
@@ -24,7 +22,7 @@ use gauntlet_backtest::signals::{EngineModel, SignalError, Signals, TargetModel}
 use gauntlet_backtest::suite::{Outcome, Verdict, evaluate, run_plan};
 use gauntlet_engine::{AppState, EngineConfig, Model};
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
-use gauntlet_harness::phase::{Phase, PhaseCtx};
+use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx};
 use gauntlet_harness::{HttpOptions, HttpTarget, InProcess, Target};
 use gauntlet_reports::Outcome as CaseOutcome;
 
@@ -672,8 +670,8 @@ fn repo_settings() -> Settings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_phase_meets_the_repository_gates_honestly_through_the_target() {
     let settings = repo_settings();
-    let phase = BacktestPhase;
-    let planned = phase.cases(&settings).unwrap();
+    let phase = BacktestSuite;
+    let planned = phase.gates(&settings).unwrap();
     assert_eq!(planned.len(), 9);
     let target: Arc<dyn Target> = Arc::new(
         InProcess::with_models(
@@ -682,10 +680,10 @@ async fn the_phase_meets_the_repository_gates_honestly_through_the_target() {
         )
         .unwrap(),
     );
-    let ctx = PhaseCtx {
+    let ctx = SuiteCtx {
         target,
         settings,
-        selected: planned.iter().map(|p| p.name.clone()).collect(),
+        planned,
         progress: false,
     };
     let out = phase.run(ctx).await.unwrap();
@@ -699,7 +697,8 @@ async fn the_phase_meets_the_repository_gates_honestly_through_the_target() {
             case.message
         );
         assert!(
-            case.message.as_deref().unwrap_or("").contains("required")
+            case.message.as_deref().unwrap_or("").contains(" floor ")
+                || case.message.as_deref().unwrap_or("").contains(" ceiling ")
                 || case.name == "no_lookahead"
                 || case.name == "costs_applied"
         );
@@ -729,13 +728,16 @@ async fn the_phase_skips_every_gate_when_the_target_lacks_the_model() {
     let settings = repo_settings();
     let target: Arc<dyn Target> =
         Arc::new(InProcess::with_models(EngineConfig::default(), vec![]).unwrap());
-    let ctx = PhaseCtx {
+    let ctx = SuiteCtx {
         target,
         settings,
-        selected: vec!["sharpe_min".into(), "dsr_min".into()],
+        planned: vec![
+            PlannedCase::new("sharpe_min", &["BT-METRICS"]),
+            PlannedCase::new("dsr_min", &["BT-DSR"]),
+        ],
         progress: false,
     };
-    let out = BacktestPhase.run(ctx).await.unwrap();
+    let out = BacktestSuite.run(ctx).await.unwrap();
     assert_eq!(out.cases.len(), 2);
     for case in &out.cases {
         let CaseOutcome::Skip { reason } = &case.outcome else {
@@ -753,126 +755,6 @@ fn the_phase_names_a_bad_key() {
     let mut settings = Settings::default();
     let table: toml::Table = "fees-bps = -3".parse().unwrap();
     settings.sections.insert("backtest".into(), table);
-    let e = BacktestPhase.cases(&settings).unwrap_err();
+    let e = BacktestSuite.gates(&settings).unwrap_err();
     assert_eq!(e.to_string(), "fees-bps = -3 is out of range: 0 to 1000");
-}
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: BacktestArgs,
-}
-
-fn cli(args: &[&str]) -> u8 {
-    let mut all = vec!["gauntlet-backtest", "--config", "/dev/null/absent.toml"];
-    all.extend_from_slice(args);
-    gauntlet_backtest::cli::run(Cli::try_parse_from(all).unwrap().args)
-}
-
-fn metrics_table(dir: &Path) -> serde_json::Value {
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
-    report["sections"][0]["tables"][0]["rows"].clone()
-}
-
-#[test]
-fn cli_same_numbers_in_process_and_by_url_and_nothing_written_on_bad_input() {
-    let dir = tempfile::tempdir().unwrap();
-    let sample = sample();
-    let sample = sample.to_str().unwrap();
-    let local = dir.path().join("local");
-    // No gauntlet.toml here (--config names a file that cannot exist): the default config.
-    let code = cli(&[
-        "--data",
-        sample,
-        "--model",
-        "ref-ensemble",
-        "--report-dir",
-        local.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "a --config that does not exist is a usage error");
-    let cli_default = |extra: &[&str]| {
-        let mut all = vec!["gauntlet-backtest"];
-        all.extend_from_slice(extra);
-        gauntlet_backtest::cli::run(Cli::try_parse_from(all).unwrap().args)
-    };
-    let config = dir.path().join("gauntlet.toml");
-    std::fs::write(&config, "[profile.default]\n").unwrap();
-    let config = config.to_str().unwrap();
-    let code = cli_default(&[
-        "--config",
-        config,
-        "--data",
-        sample,
-        "--model",
-        "ref-ensemble",
-        "--report-dir",
-        local.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0);
-    for f in ["junit.xml", "report.json", "summary.md", "report.html"] {
-        assert!(local.join(f).is_file(), "{f}");
-    }
-
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (url, stop) = runtime.block_on(serve_engine());
-    let remote = dir.path().join("remote");
-    let code = cli_default(&[
-        "--config",
-        config,
-        "--data",
-        sample,
-        "--target",
-        &url,
-        "--model",
-        "ref-ensemble",
-        "--report-dir",
-        remote.to_str().unwrap(),
-    ]);
-    let _ = stop.send(());
-    assert_eq!(code, 0);
-    let (a, b) = (metrics_table(&local), metrics_table(&remote));
-    // Row 0 names the signal source, which differs; every figure after it is the same.
-    assert_eq!(a.as_array().unwrap()[1..], b.as_array().unwrap()[1..]);
-
-    // Bad data: exit 2, the row and column named, nothing written.
-    let bad = broken(dir.path(), 9, |f| f[2] = "0.5".into());
-    let out = dir.path().join("bad");
-    let code = cli_default(&[
-        "--config",
-        config,
-        "--data",
-        bad.to_str().unwrap(),
-        "--report-dir",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2);
-    assert!(!out.exists(), "nothing half-written");
-    // Bad flag value: exit 2 naming the flag.
-    let code = cli_default(&[
-        "--config",
-        config,
-        "--data",
-        sample,
-        "--fees-bps=-1",
-        "--report-dir",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2);
-    assert!(!out.exists());
-    // A failing gate: exit 1, reports written.
-    let code = cli_default(&[
-        "--config",
-        config,
-        "--data",
-        sample,
-        "--strategy",
-        "ma-cross:10,50",
-        "--sharpe-min",
-        "9",
-        "--report-dir",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 1);
-    assert!(out.join("report.json").is_file());
 }

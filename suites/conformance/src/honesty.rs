@@ -115,7 +115,7 @@ impl Target for Defective {
             Defect::MislabelsVersions
                 if path.starts_with("/v2/models/prop-swap-")
                     && status == StatusCode::OK
-                    && self.infers.load(Ordering::Relaxed) % 7 == 0 =>
+                    && self.infers.load(Ordering::Relaxed).is_multiple_of(7) =>
             {
                 Some(rewrite_json(&body, |v| {
                     let other = if v["model_version"] == "1" { "2" } else { "1" };
@@ -202,7 +202,7 @@ async fn faithful_proxy_passes_every_case_and_properties_really_run() {
 async fn a_dropped_request_id_is_caught() {
     caught(
         Defect::DropsId,
-        &["unit::infer_echoes_request_id"],
+        &["conformance::infer_echoes_request_id"],
         &["`id`", "expected Some(\"gauntlet-", "got None"],
     )
     .await;
@@ -212,7 +212,7 @@ async fn a_dropped_request_id_is_caught() {
 async fn a_500_on_malformed_json_is_caught() {
     caught(
         Defect::ServerErrorOnMalformedJson,
-        &["unit::malformed_json_is_400"],
+        &["conformance::malformed_json_is_400"],
         &["expected status 400 Bad Request, got 500"],
     )
     .await;
@@ -237,8 +237,8 @@ async fn skewed_predictions_are_caught() {
     caught(
         Defect::SkewsPredictions(1e-3),
         &[
-            "unit::infer_layouts_agree",
-            "unit::load_promote_rollback",
+            "conformance::infer_layouts_agree",
+            "conformance::load_promote_rollback",
             "property::predictions_match_library",
         ],
         &["prediction of row 0: expected", "difference 1"],
@@ -250,7 +250,10 @@ async fn skewed_predictions_are_caught() {
 async fn hidden_sanitiser_changes_are_caught() {
     caught(
         Defect::HidesSanitiserChanges,
-        &["unit::missing_value_is_imputed", "unit::outlier_is_clipped"],
+        &[
+            "conformance::missing_value_is_imputed",
+            "conformance::outlier_is_clipped",
+        ],
         &["sanitiser change(s), got 0"],
     )
     .await;
@@ -267,7 +270,7 @@ async fn text_error_bodies_are_caught() {
     caught(
         Defect::TextErrors,
         &[
-            "unit::shape_data_mismatch_is_400",
+            "conformance::shape_data_mismatch_is_400",
             "property::infer_survives_malformed_json",
         ],
         &["the body is not JSON"],

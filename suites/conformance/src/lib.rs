@@ -1,7 +1,7 @@
 //! Gauntlet's suites: the cases a release gate runs against any [`Target`].
 //!
-//! - `unit`: Open Inference Protocol conformance of one target — health, metadata, infer in every
-//!   input layout, validation errors, the sanitiser's report, the repository's
+//! - `conformance` (formerly `unit`): Open Inference Protocol conformance of one target —
+//!   health, metadata, infer in every input layout, validation errors, the sanitiser's report, the repository's
 //!   load → promote → rollback cycle and the metrics endpoint.
 //! - `property`: proptest invariants driven through the target — no input yields a 5xx or a
 //!   non-JSON error, served predictions equal the model library's, sanitising is idempotent, and
@@ -12,8 +12,9 @@
 //! only touch models they create under names derived from their seed, so they may run
 //! concurrently against a shared server.
 //!
-//! [`all_cases`] is the registry the CLI and the `cases` test binary run; [`reference_target`]
-//! builds the in-process reference engine with the checked-in reference models.
+//! [`Conformance`] and [`Property`] are the two suites as the `gauntlet` binary registers
+//! them; [`all_cases`] is what the `cases` test binary runs; [`reference_target`] builds the
+//! in-process reference engine with the checked-in reference models.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -27,7 +28,7 @@
 //! let target = Arc::new(gauntlet_suites::reference_target()?);
 //! let models = References::all_served(gauntlet_fixtures::load_embedded()?);
 //! let selection = Selection {
-//!     suites: vec!["unit".to_owned()],
+//!     suites: vec!["conformance".to_owned()],
 //!     filter: Some("health".to_owned()),
 //!     ..Selection::default()
 //! };
@@ -49,10 +50,10 @@
 //! [`Target`]: gauntlet_harness::Target
 #![deny(missing_docs)]
 
+mod conformance;
 mod property;
 mod repository;
 mod support;
-mod unit;
 
 /// Version of this crate, recorded in every report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -62,25 +63,59 @@ mod honesty;
 
 use gauntlet_engine::EngineConfig;
 use gauntlet_fixtures::FixtureError;
-use gauntlet_harness::{Case, InProcess, InProcessError};
+use gauntlet_harness::{Case, InProcess, InProcessError, Suite};
 
 /// The run seed used when none is given (`GAUNTLET_SEED` unset, no `--seed`): the CLI's default,
 /// so that `cargo test` and `gauntlet run` without a seed try the same inputs.
 pub const DEFAULT_SEED: u64 = gauntlet_harness::config::DEFAULT_SEED;
 
-/// The suites this crate registers, in run order.
-const SUITES: &[&str] = &["unit", "property"];
+/// The `conformance` suite: Open Inference Protocol conformance of one target, case by case.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Conformance;
 
-/// Every case of every suite: `unit` first, then `property`.
-pub fn all_cases() -> Vec<Case> {
-    let mut cases = unit::cases();
-    cases.extend(property::cases());
-    cases
+impl Suite for Conformance {
+    fn name(&self) -> &'static str {
+        "conformance"
+    }
+    fn about(&self) -> &'static str {
+        "Open Inference Protocol conformance, validation, sanitiser, repository, metrics"
+    }
+    fn aliases(&self) -> &'static [&'static str] {
+        // Deprecated: the suite's name until 0.1; accepted (with a warning) for one release.
+        &["unit"]
+    }
+    fn crate_version(&self) -> (&'static str, &'static str) {
+        ("gauntlet-suites", VERSION)
+    }
+    fn cases(&self) -> Vec<Case> {
+        conformance::cases()
+    }
 }
 
-/// The names of the suites [`all_cases`] covers, in run order.
-pub fn suite_names() -> &'static [&'static str] {
-    SUITES
+/// The `property` suite: proptest invariants driven through the target.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Property;
+
+impl Suite for Property {
+    fn name(&self) -> &'static str {
+        "property"
+    }
+    fn about(&self) -> &'static str {
+        "generated inputs: no 5xx, predictions equal the library's, no torn swaps"
+    }
+    fn crate_version(&self) -> (&'static str, &'static str) {
+        ("gauntlet-suites", VERSION)
+    }
+    fn cases(&self) -> Vec<Case> {
+        property::cases()
+    }
+}
+
+/// Every case of this crate's suites: `conformance` first, then `property`.
+pub fn all_cases() -> Vec<Case> {
+    let mut cases = Conformance.cases();
+    cases.extend(Property.cases());
+    cases
 }
 
 /// Why the in-process reference target could not be built.
@@ -119,16 +154,20 @@ mod tests {
         let ids: BTreeSet<String> = cases.iter().map(Case::id).collect();
         assert_eq!(ids.len(), cases.len(), "duplicate case ids in {ids:?}");
         for case in &cases {
-            assert!(suite_names().contains(&case.suite), "{}", case.id());
+            assert!(
+                ["conformance", "property"].contains(&case.suite),
+                "{}",
+                case.id()
+            );
         }
-        // Unit cases come before property cases.
+        // Conformance cases come before property cases.
         let first_property = cases.iter().position(|c| c.suite == "property").unwrap();
         assert!(
             cases[first_property..]
                 .iter()
                 .all(|c| c.suite == "property")
         );
-        assert!(cases.iter().any(|c| c.suite == "unit"));
+        assert!(cases.iter().any(|c| c.suite == "conformance"));
     }
 
     #[test]

@@ -1,22 +1,18 @@
-//! `gauntlet load` and `gauntlet report merge`: the clap arguments and what they run.
-//!
-//! The `gauntlet` binary only adds these as subcommands; everything else lives here.
-//! Exit codes as `gauntlet run`: 0 gates passed (or a valid shard written), 1 a gate failed or
-//! the run (or shard) is invalid, 2 usage or config error, 3 setup error (target unreachable, unwritable
-//! output).
+//! `gauntlet load` and `gauntlet report merge`: the clap arguments and the typed runs they
+//! become. The `gauntlet` binary owns the rest (config discovery, the target, the report
+//! directory, exit codes, printing): [`load`] and [`merge`] return results and
+//! [`SuiteError`]s.
 
-use std::io::{IsTerminal, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 
-use gauntlet_engine::EngineConfig;
-use gauntlet_harness::config::{ConfigFile, Profile, Settings};
-use gauntlet_harness::{ENGINE_THREAD_PREFIX, redact_url};
-use gauntlet_harness::{HttpOptions, HttpTarget, InProcess, Target, TargetError, error_chain};
-use gauntlet_reports::{ExitCode, RunMeta, RunReport, Section};
+use gauntlet_harness::config::Settings;
+use gauntlet_harness::suite::{SuiteError, gate_results};
+use gauntlet_harness::{Target, error_chain, redact_url};
+use gauntlet_reports::{CaseResult, Section};
 
 use crate::gates::{self, ms};
 use crate::report;
@@ -74,7 +70,7 @@ pub struct LoadArgs {
     #[arg(long, env = "GAUNTLET_REPORT_DIR", value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
     /// Run seed (decimal or 0x-hex): the request rows derive from it.
-    #[arg(long, env = "GAUNTLET_SEED", value_parser = parse_seed)]
+    #[arg(long, env = "GAUNTLET_SEED", value_parser = gauntlet_reports::parse_seed_arg)]
     pub seed: Option<u64>,
 }
 
@@ -102,11 +98,6 @@ pub struct MergeArgs {
     pub report_dir: PathBuf,
 }
 
-fn parse_seed(s: &str) -> Result<u64, String> {
-    gauntlet_reports::parse_seed(s)
-        .map_err(|e| format!("seed must be an unsigned 64-bit integer (decimal or 0x-hex): {e}"))
-}
-
 /// RFC 3339 or Unix seconds (fractions allowed).
 pub fn parse_start(s: &str) -> Result<SystemTime, String> {
     if let Ok(secs) = s.parse::<f64>() {
@@ -119,68 +110,38 @@ pub fn parse_start(s: &str) -> Result<SystemTime, String> {
         .map_err(|e| format!("{s:?} is neither RFC 3339 nor Unix seconds: {e}"))
 }
 
-/// An error with its exit code.
+/// What `gauntlet load` measured.
 #[derive(Debug)]
-struct Failure {
-    code: ExitCode,
-    message: String,
+pub struct LoadOutcome {
+    /// One line: rates, percentiles, failures, the generator's load, validity.
+    pub summary: String,
+    /// Why the measurement cannot be trusted, if it cannot.
+    pub invalid: Option<String>,
+    /// The target, credentials redacted.
+    pub target: String,
+    /// The run seed.
+    pub seed: u64,
+    /// With `--report-dir`: the SLA gates judged on this run, and its report section.
+    pub judged: Option<(Vec<CaseResult>, Section)>,
 }
 
-fn usage(message: impl std::fmt::Display) -> Failure {
-    Failure {
-        code: ExitCode::Usage,
-        message: message.to_string(),
-    }
+/// The merged shards, judged.
+#[derive(Debug)]
+pub struct MergeOutcome {
+    /// The SLA gates of the merged run.
+    pub cases: Vec<CaseResult>,
+    /// Its report section.
+    pub section: Section,
+    /// The target the shards measured.
+    pub target: String,
+    /// Their seed.
+    pub seed: u64,
 }
 
-fn setup(message: impl std::fmt::Display) -> Failure {
-    Failure {
-        code: ExitCode::Setup,
-        message: message.to_string(),
-    }
-}
-
-fn finish(result: Result<ExitCode, Failure>) -> ExitCode {
-    match result {
-        Ok(code) => code,
-        Err(f) => {
-            let _ = writeln!(std::io::stderr(), "gauntlet: error: {}", f.message);
-            f.code
-        }
-    }
-}
-
-/// Resolves the `load` table of `profile` in `config` (or ./gauntlet.toml).
-fn resolve_settings(
-    config: Option<&Path>,
-    profile: &str,
-) -> Result<(Settings, LoadSettings), Failure> {
-    let path = config.map(Path::to_path_buf).or_else(|| {
-        let default = PathBuf::from("gauntlet.toml");
-        default.exists().then_some(default)
-    });
-    let file = match &path {
-        Some(p) => Some(ConfigFile::read(p).map_err(|e| usage(error_chain(&e)))?),
-        None => None,
-    };
-    let settings = Settings::resolve(
-        file.as_ref().zip(path.as_deref()),
-        profile,
-        &Profile::default(),
-    )
-    .map_err(|e| usage(error_chain(&e)))?;
-    let load = LoadSettings::from_table(&settings.section(crate::SUITE))
-        .map_err(|e| usage(format!("[profile.{profile}.load] {e}")))?;
-    Ok((settings, load))
-}
-
-/// Runs `gauntlet load`; returns the exit code.
-pub fn run_load(args: LoadArgs) -> ExitCode {
-    finish(load(args))
-}
-
-fn load(args: LoadArgs) -> Result<ExitCode, Failure> {
-    let (settings, mut s) = resolve_settings(args.config.as_deref(), &args.profile)?;
+/// The load settings of `settings` with the flags over them: one constant-rate run.
+fn load_settings(args: &LoadArgs, settings: &Settings) -> Result<LoadSettings, SuiteError> {
+    let mut s = LoadSettings::from_table(&settings.section(crate::SUITE))
+        .map_err(|e| SuiteError::Config(format!("[profile.{}.load] {e}", settings.profile)))?;
     if let Some(v) = args.rate {
         s.rate = v;
     }
@@ -206,102 +167,87 @@ fn load(args: LoadArgs) -> Result<ExitCode, Failure> {
     s.soak = false;
     s.goose = false;
     s.validate()
-        .map_err(|e| usage(format!("{e} (flag or config)")))?;
+        .map_err(|e| SuiteError::Config(format!("{e} (flag or config)")))?;
+    Ok(s)
+}
+
+/// `gauntlet load`: validates the flags over `settings` (before anything runs).
+///
+/// # Errors
+///
+/// [`SuiteError::Config`] naming the key or flag.
+pub fn check(args: &LoadArgs, settings: &Settings) -> Result<(), SuiteError> {
+    load_settings(args, settings).map(|_| ())
+}
+
+/// `gauntlet load` against `target`: one run (or shard), its shard file written with
+/// `--out`, and with `--report-dir` its SLA gates judged.
+///
+/// # Errors
+///
+/// [`SuiteError::Config`] for bad settings, [`SuiteError::Setup`] when the run or the shard
+/// file fails.
+pub async fn load(
+    args: &LoadArgs,
+    settings: &Settings,
+    target: Arc<dyn Target>,
+    progress: bool,
+) -> Result<LoadOutcome, SuiteError> {
+    let s = load_settings(args, settings)?;
+    let setup = |e: &dyn std::fmt::Display| SuiteError::Setup(e.to_string());
     let seed = args.seed.unwrap_or(settings.seed);
     let shard = args.shard.unwrap_or(Shard::WHOLE);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("gx-cli")
-        .enable_all()
-        .build()
-        .map_err(|e| setup(format!("failed to start the async runtime: {e}")))?;
-    runtime.block_on(async {
-        let target = connect(&args.target).await?;
-        let endpoint = target
-            .http_endpoint()
-            .await
-            .map_err(|e| setup(error_chain(&e)))?;
-        let ctx = ScenarioCtx {
-            target: Arc::clone(&target),
-            url: endpoint.url.clone(),
-            authorization: endpoint.authorization.clone(),
-            target_threads: endpoint
-                .server
-                .as_ref()
-                .map(|_| ENGINE_THREAD_PREFIX.to_owned()),
-            settings: s.clone(),
-            seed,
-            progress: std::io::stderr()
-                .is_terminal()
-                .then(crate::progress::terminal),
-        };
-        let body = workload::infer_body(s.rows, seed).map_err(|e| setup(e.to_string()))?;
-        let mut config = ctx.driver_config(
-            "load",
-            workload::infer_path(&s.model),
-            body,
-            Schedule::constant(f64::from(s.rate), s.duration),
-            Arc::new(NamesModel::new(&s.model)),
-        );
-        config.shard = shard;
-        config.start_at = args.start_at;
-        config.raw_latencies = args.raw_latencies.clone();
-        let started = SystemTime::now();
-        let run = ctx
-            .drive(&format!("shard {shard}"), config)
-            .await
-            .map_err(|e| setup(e.to_string()))?;
-        drop(endpoint);
-        let described = redact_url(&target.describe());
-        print_summary(&run);
-        if let Some(out) = &args.out {
-            ShardFile::from_run(&run.stats, &run.validity, &s, &described, seed)
-                .write(out)
-                .map_err(|e| setup(e.to_string()))?;
-        }
-        let Some(dir) = &args.report_dir else {
-            // No gates to judge here (the merge applies them), but a measurement that
-            // cannot be trusted is never a success: the shard file says why.
-            return Ok(if run.validity.invalid.is_some() {
-                ExitCode::Failed
-            } else {
-                ExitCode::Success
-            });
-        };
+    let endpoint = target
+        .http_endpoint()
+        .await
+        .map_err(|e| SuiteError::Setup(error_chain(&e)))?;
+    let ctx = ScenarioCtx::new(Arc::clone(&target), &endpoint, s.clone(), seed, progress);
+    let body = workload::infer_body(s.rows, seed).map_err(|e| setup(&e))?;
+    let mut config = ctx.driver_config(
+        "load",
+        workload::infer_path(&s.model),
+        body,
+        Schedule::constant(f64::from(s.rate), s.duration),
+        Arc::new(NamesModel::new(&s.model)),
+    );
+    config.shard = shard;
+    config.start_at = args.start_at;
+    config.raw_latencies = args.raw_latencies.clone();
+    let started = std::time::Instant::now();
+    let run = ctx
+        .drive(&format!("shard {shard}"), config)
+        .await
+        .map_err(|e| setup(&e))?;
+    drop(endpoint);
+    let described = redact_url(&target.describe());
+    if let Some(out) = &args.out {
+        ShardFile::from_run(&run.stats, &run.validity, &s, &described, seed)
+            .write(out)
+            .map_err(|e| setup(&e))?;
+    }
+    let summary = summary(&run);
+    let invalid = run.validity.invalid.clone();
+    let judged = args.report_dir.is_some().then(|| {
         let scenario =
             crate::scenario::sustained_judged(run, &s, &format!("gauntlet load (shard {shard})"));
         let section = report::scenario_section(&scenario, "gauntlet load");
-        write_report(
-            &scenario,
-            section,
-            &described,
-            &args.profile,
-            seed,
-            started,
-            dir,
-        )
+        let planned = gates::sla_cases(scenario.id);
+        let cases = gate_results(crate::SUITE, &planned, &scenario.gates, started.elapsed());
+        (cases, section)
+    });
+    Ok(LoadOutcome {
+        summary,
+        invalid,
+        target: described,
+        seed,
+        judged,
     })
 }
 
-async fn connect(target: &str) -> Result<Arc<dyn Target>, Failure> {
-    if target == "in-process" {
-        let models = gauntlet_fixtures::load_embedded().map_err(|e| setup(error_chain(&e)))?;
-        let engine = InProcess::with_models(EngineConfig::default(), models)
-            .map_err(|e| setup(error_chain(&e)))?;
-        return Ok(Arc::new(engine));
-    }
-    match HttpTarget::connect(target, HttpOptions::default()).await {
-        Ok(t) => Ok(Arc::new(t)),
-        Err(e @ TargetError::InvalidUrl { .. }) => Err(usage(format!("--target: {e}"))),
-        Err(e) => Err(setup(error_chain(&e))),
-    }
-}
-
-fn print_summary(run: &LabelledRun) {
+fn summary(run: &LabelledRun) -> String {
     let s = &run.stats;
     let l = &s.latencies;
-    let _ = writeln!(
-        std::io::stderr(),
+    format!(
         "gauntlet load: {}: scheduled {:.0} req/s, achieved {:.0} req/s; p50 {} p99 {} p99.9 {} max {}; \
          {} ok, {} failed ({}), {} late; generator busiest thread {:.0} %{}",
         run.label,
@@ -320,74 +266,30 @@ fn print_summary(run: &LabelledRun) {
             .invalid
             .as_ref()
             .map_or(String::new(), |r| format!("; INVALID: {r}")),
-    );
+    )
 }
 
-fn write_report(
-    scenario: &ScenarioRun,
-    section: Section,
-    target: &str,
-    profile: &str,
-    seed: u64,
-    started_at: SystemTime,
-    dir: &Path,
-) -> Result<ExitCode, Failure> {
-    let planned = gates::sla_cases(scenario.id);
-    let took = SystemTime::now()
-        .duration_since(started_at)
-        .unwrap_or_default();
-    let cases = crate::gate_results(&planned, &scenario.gates, took);
-    let meta = RunMeta {
-        tool: "gauntlet".to_owned(),
-        tool_version: crate::VERSION.to_owned(),
-        git_commit: None,
-        crate_versions: [
-            ("gauntlet-load", crate::VERSION),
-            ("gauntlet-harness", gauntlet_harness::VERSION),
-            ("gauntlet-reports", gauntlet_reports::VERSION),
-            ("gauntlet-engine", gauntlet_engine::VERSION),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
-        seed,
-        target: target.to_owned(),
-        profile: profile.to_owned(),
-        started_at,
-        finished_at: SystemTime::now(),
-    };
-    let report = RunReport::new(meta, cases).with_sections([section]);
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = gauntlet_reports::terminal::write(&report, &mut std::io::stderr().lock(), color);
-    gauntlet_reports::write_all(&report, dir).map_err(|e| setup(error_chain(&e)))?;
-    let _ = writeln!(std::io::stderr(), "gauntlet: reports in {}", dir.display());
-    Ok(report.exit_code())
-}
-
-/// Runs `gauntlet report …`; returns the exit code.
-pub fn run_report(command: ReportCommand) -> ExitCode {
-    match command {
-        ReportCommand::Merge(args) => finish(merge(&args)),
-    }
-}
-
-fn merge(args: &MergeArgs) -> Result<ExitCode, Failure> {
-    let started = SystemTime::now();
+/// `gauntlet report merge`: reads the shard files, merges them exactly, writes
+/// `merged.json` into `args.report_dir` (which the caller has created) and judges the SLA
+/// gates on the merged run.
+///
+/// # Errors
+///
+/// [`SuiteError::Config`] for an unreadable or inconsistent shard file,
+/// [`SuiteError::Setup`] when merged.json cannot be written.
+pub fn merge(args: &MergeArgs) -> Result<MergeOutcome, SuiteError> {
+    let usage = |e: &dyn std::fmt::Display| SuiteError::Config(e.to_string());
+    let setup = |e: &dyn std::fmt::Display| SuiteError::Setup(e.to_string());
+    let started = std::time::Instant::now();
     let mut files = Vec::with_capacity(args.files.len());
     for path in &args.files {
-        let file = ShardFile::read(path).map_err(|e| usage(e.to_string()))?;
+        let file = ShardFile::read(path).map_err(|e| usage(&e))?;
         files.push((path.clone(), file));
     }
-    let merged = shard::merge(&files).map_err(|e| usage(e.to_string()))?;
-    std::fs::create_dir_all(&args.report_dir).map_err(|e| {
-        setup(format!(
-            "failed to create {}: {e}",
-            args.report_dir.display()
-        ))
-    })?;
+    let merged = shard::merge(&files).map_err(|e| usage(&e))?;
     merged
         .write(&args.report_dir.join("merged.json"))
-        .map_err(|e| setup(e.to_string()))?;
+        .map_err(|e| setup(&e))?;
     let s = &merged.settings;
     let m = merged.measurement();
     let gates = gates::sla_gates("sustained", &m, s);
@@ -463,15 +365,13 @@ fn merge(args: &MergeArgs) -> Result<ExitCode, Failure> {
         "Latency percentiles (merged histogram)",
         &[("merged", &merged.latencies)],
     ));
-    write_report(
-        &scenario,
+    let planned = gates::sla_cases(scenario.id);
+    Ok(MergeOutcome {
+        cases: gate_results(crate::SUITE, &planned, &scenario.gates, started.elapsed()),
         section,
-        &merged.target,
-        "merge",
-        merged.seed,
-        started,
-        &args.report_dir,
-    )
+        target: merged.target.clone(),
+        seed: merged.seed,
+    })
 }
 
 #[cfg(test)]

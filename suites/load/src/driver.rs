@@ -10,7 +10,7 @@
 //! - the connection tasks, one per pooled HTTP/1.1 connection (`src/http1.rs`: the request
 //!   serialised once, the response head parsed with `httparse`), take the next request, drop
 //!   it (counted) if it waited past the queue deadline, else send it and record the outcome;
-//! - the sampler (`gx-load-cpu`, see [`crate::validity`]) reads CPU and load each second.
+//! - the sampler (`gx-load-cpu`, see [`crate::sampler`]) reads CPU and load each second.
 //!
 //! With one runtime thread (the default) a release is a wake-up of a task on the same
 //! thread: no system call and no context switch between the pacing and the sending, which
@@ -29,8 +29,8 @@ use crate::histogram::{Latencies, SecondStats};
 use crate::http1::{self, Conn, Prepared};
 use crate::pacer::Pacer;
 use crate::recorder::{Completion, Counters, ErrorClass, Recorder};
+use crate::sampler::{CpuSample, Sampler};
 use crate::schedule::{Schedule, Shard};
-use crate::validity::{CpuSample, Sampler};
 
 /// Name prefix of the driver's threads (Linux cuts names at 15 bytes).
 pub const DRIVER_THREAD_PREFIX: &str = "gx-load";

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use gauntlet_harness::phase::PlannedCase;
-use gauntlet_reports::Outcome;
+use gauntlet_harness::gate::{Bound, measured_vs};
+use gauntlet_harness::suite::PlannedCase;
 
 use crate::histogram::Latencies;
 use crate::recorder::Counters;
@@ -26,12 +26,45 @@ pub struct Measurement {
     pub latencies: Latencies,
     /// Why the measurement cannot be trusted, if it cannot.
     pub invalid: Option<String>,
+    /// When other processes kept the host busier than the tolerance: why (a gate that
+    /// fails on such a run is invalid, blamed on the host).
+    pub host_busy: Option<String>,
+    /// Largest stall of the generator's process, µs: a latency ceiling shorter than it,
+    /// violated, is the host's stall, not the target's latency.
+    pub stall_max_us: u64,
 }
 
 impl Measurement {
     /// Successful responses per second over the measured window.
     pub fn achieved_rate(&self) -> f64 {
         crate::driver::per_second(self.counters.ok, self.measured)
+    }
+
+    /// The verdict of a gate that `pass`ed or not on this measurement: invalid when the
+    /// measurement is; a failure on a host that other processes kept busy, or (for a
+    /// latency ceiling, `ceiling_us`) across a stall of the host at least that long, is
+    /// invalid naming the host — never the target's failure.
+    pub fn verdict(&self, pass: bool, ceiling_us: Option<u64>) -> Verdict {
+        match Verdict::judged(pass, self.invalid.as_deref()) {
+            Verdict::Fail => {
+                if let Some(host) = &self.host_busy {
+                    Verdict::Invalid(format!(
+                        "{host}: a gate that fails on a busy host measures the host, not the target"
+                    ))
+                } else if let Some(ceiling) = ceiling_us.filter(|c| self.stall_max_us >= *c) {
+                    Verdict::Invalid(format!(
+                        "host {} stalled the generator for {}, longer than the ceiling {}: \
+                         the host's latency, not the target's",
+                        crate::validity::hostname(),
+                        ms(self.stall_max_us),
+                        ms(ceiling)
+                    ))
+                } else {
+                    Verdict::Fail
+                }
+            }
+            other => other,
+        }
     }
 
     /// Failed requests (errors and drops) over scheduled requests; 0 with none scheduled.
@@ -48,45 +81,7 @@ impl Measurement {
     }
 }
 
-/// A gate's verdict before it becomes a report outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Within the threshold.
-    Pass,
-    /// Outside it.
-    Fail,
-    /// The measurement cannot be trusted.
-    Invalid(String),
-    /// Not measurable here.
-    Skip(String),
-}
-
-impl Verdict {
-    /// The report outcome.
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            Verdict::Pass => Outcome::Pass,
-            Verdict::Fail => Outcome::Fail,
-            Verdict::Invalid(reason) => Outcome::Invalid {
-                reason: reason.clone(),
-            },
-            Verdict::Skip(reason) => Outcome::Skip {
-                reason: reason.clone(),
-            },
-        }
-    }
-}
-
-/// One gate's result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GateResult {
-    /// Case name (`sustained_p99`).
-    pub name: String,
-    /// Verdict.
-    pub verdict: Verdict,
-    /// Measured versus threshold.
-    pub message: String,
-}
+pub use gauntlet_harness::gate::{GateResult, Verdict};
 
 /// Formats µs as milliseconds with two decimals.
 pub fn ms(micros: u64) -> String {
@@ -135,19 +130,19 @@ pub fn sla_cases(scenario: &str) -> Vec<PlannedCase> {
 /// against `max_error_rate`; invalid when the measurement is.
 pub fn error_rate_gate(scenario: &str, m: &Measurement, max_error_rate: f64) -> GateResult {
     let rate = m.error_rate();
-    let pass = rate <= max_error_rate;
+    let pass = Bound::AtMost.holds(rate, max_error_rate);
     GateResult {
         name: format!("{scenario}_error_rate"),
-        verdict: match &m.invalid {
-            Some(reason) => Verdict::Invalid(reason.clone()),
-            None if pass => Verdict::Pass,
-            None => Verdict::Fail,
-        },
+        verdict: m.verdict(pass, None),
         message: format!(
-            "error rate {:.4} % {} ceiling {:.4} % ({} failed of {} scheduled: {})",
-            rate * 100.0,
-            if pass { "<=" } else { ">" },
-            max_error_rate * 100.0,
+            "{} ({} failed of {} scheduled: {})",
+            measured_vs(
+                "error rate",
+                format!("{:.4} %", rate * 100.0),
+                pass,
+                Bound::AtMost,
+                format!("{:.4} %", max_error_rate * 100.0)
+            ),
             m.counters.failed(),
             m.counters.scheduled,
             error_breakdown(&m.counters)
@@ -157,11 +152,6 @@ pub fn error_rate_gate(scenario: &str, m: &Measurement, max_error_rate: f64) -> 
 
 /// Evaluates the SLA gates of [`sla_cases`] on a measurement.
 pub fn sla_gates(scenario: &str, m: &Measurement, settings: &LoadSettings) -> Vec<GateResult> {
-    let judged = |pass: bool| match &m.invalid {
-        Some(reason) => Verdict::Invalid(reason.clone()),
-        None if pass => Verdict::Pass,
-        None => Verdict::Fail,
-    };
     let mut out = Vec::new();
     for (suffix, q, label) in LATENCY_GATES {
         let limit = dur_us(ceiling(settings, suffix));
@@ -176,33 +166,37 @@ pub fn sla_gates(scenario: &str, m: &Measurement, settings: &LoadSettings) -> Ve
         } else {
             let got = m.latencies.quantile(q);
             let pass = got <= limit;
-            let op = if pass { "<=" } else { ">" };
             (
                 pass,
                 format!(
-                    "{label} {} {op} ceiling {} ({} responses)",
-                    ms(got),
-                    ms(limit),
+                    "{} ({} responses)",
+                    measured_vs(label, ms(got), pass, Bound::AtMost, ms(limit)),
                     m.latencies.len()
                 ),
             )
         };
         out.push(GateResult {
             name: format!("{scenario}_{suffix}"),
-            verdict: judged(pass),
+            verdict: m.verdict(pass, Some(limit)),
             message,
         });
     }
     out.push(error_rate_gate(scenario, m, settings.max_error_rate));
     let achieved = m.achieved_rate();
     let floor = m.target_rate * settings.min_achieved_rate;
-    let pass = achieved >= floor;
+    let pass = Bound::AtLeast.holds(achieved, floor);
     out.push(GateResult {
         name: format!("{scenario}_achieved_rate"),
-        verdict: judged(pass),
+        verdict: m.verdict(pass, None),
         message: format!(
-            "achieved {achieved:.0} req/s {} floor {floor:.0} req/s ({:.0} % of scheduled {:.0} req/s)",
-            if pass { ">=" } else { "<" },
+            "{} ({:.0} % of scheduled {:.0} req/s)",
+            measured_vs(
+                "achieved",
+                format!("{achieved:.0} req/s"),
+                pass,
+                Bound::AtLeast,
+                format!("{floor:.0} req/s")
+            ),
             settings.min_achieved_rate * 100.0,
             m.target_rate
         ),
@@ -255,6 +249,8 @@ mod tests {
             counters,
             latencies,
             invalid: None,
+            host_busy: None,
+            stall_max_us: 0,
         }
     }
 
@@ -328,6 +324,32 @@ mod tests {
             assert_eq!(g.verdict, Verdict::Invalid("generator saturated".into()));
             assert!(g.message.contains("ceiling") || g.message.contains("floor"));
         }
+    }
+
+    #[test]
+    fn a_failure_on_a_busy_or_stalled_host_is_invalid_naming_the_host() {
+        let mut values = vec![500; 980];
+        values.extend([5_000; 20]);
+        let mut m = measurement(&values, 1000, 0, 1000);
+        m.host_busy = Some("host ci-7 busy: other processes used 77 % of its CPU".into());
+        let gates = sla_gates("s", &m, &settings());
+        assert_eq!(gates[0].verdict, Verdict::Pass, "a pass stays a pass");
+        let Verdict::Invalid(why) = &gates[2].verdict else {
+            panic!("{:?}", gates[2].verdict)
+        };
+        assert!(why.starts_with("host ci-7 busy"), "{why}");
+        assert!(gates[2].message.contains("p99 5.00 ms > ceiling 3.00 ms"));
+        // A quiet host, but the process stood still 4 ms: longer than the 3 ms ceiling.
+        m.host_busy = None;
+        m.stall_max_us = 4_000;
+        let gates = sla_gates("s", &m, &settings());
+        let Verdict::Invalid(why) = &gates[2].verdict else {
+            panic!("{:?}", gates[2].verdict)
+        };
+        assert!(why.contains("stalled the generator for 4.00 ms"), "{why}");
+        // A stall shorter than the ceiling explains nothing: the failure is the target's.
+        m.stall_max_us = 2_000;
+        assert_eq!(sla_gates("s", &m, &settings())[2].verdict, Verdict::Fail);
     }
 
     #[test]

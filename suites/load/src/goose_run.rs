@@ -11,8 +11,8 @@ use crate::gates::{GateResult, Verdict};
 use crate::scenario::{ScenarioCtx, ScenarioError, ScenarioRun};
 
 /// The goose gate cases.
-pub fn planned() -> Vec<gauntlet_harness::phase::PlannedCase> {
-    use gauntlet_harness::phase::PlannedCase;
+pub fn planned() -> Vec<gauntlet_harness::suite::PlannedCase> {
+    use gauntlet_harness::suite::PlannedCase;
     vec![
         PlannedCase::new("goose_achieved_rate", &["SLA-TPUT"]),
         PlannedCase::new("goose_p99", &["SLA-LAT"]),
@@ -71,9 +71,10 @@ mod imp {
     use crate::gates::{self, ms};
     use crate::histogram::Latencies;
     use crate::recorder::Counters;
+    use crate::sampler::Sampler;
     use crate::scenario::LabelledRun;
     use crate::schedule::Shard;
-    use crate::validity::{self, Sampler, Tolerance};
+    use crate::validity::{self, Tolerance};
     use crate::workload;
 
     fn setup(e: impl std::fmt::Display) -> ScenarioError {
@@ -214,6 +215,7 @@ mod imp {
             Tolerance {
                 max_generator_cpu: s.max_generator_cpu,
                 max_behind_fraction: 1.0,
+                max_other_cpu: s.max_host_other_cpu,
             },
         );
         let run = LabelledRun {
@@ -221,11 +223,7 @@ mod imp {
             stats,
             validity,
         };
-        let judged = |pass: bool| match &run.validity.invalid {
-            Some(r) => Verdict::Invalid(r.clone()),
-            None if pass => Verdict::Pass,
-            None => Verdict::Fail,
-        };
+        let judged = |pass: bool| Verdict::judged(pass, run.validity.invalid.as_deref());
         let achieved = run.stats.achieved_rate();
         let floor = f64::from(s.goose_min_rate);
         let throttle = if s.goose_throttle > 0 {

@@ -5,7 +5,8 @@
 //! ([`histogram::Latencies`]), SLA gates read from `gauntlet.toml` ([`gates`]), the scenarios
 //! of the load suite ([`scenario`]: sustained, swap under load, stress with its knee, soak), a
 //! validity guard that reports a saturated generator as invalid ([`validity`]), shard files
-//! that merge exactly ([`shard`]), and the harness phase [`LoadPhase`].
+//! that merge exactly ([`shard`]), and the suite as the `gauntlet` binary registers it,
+//! [`LoadSuite`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -26,18 +27,19 @@ pub mod goose_run;
 pub mod histogram;
 mod http1;
 mod pacer;
-mod phase;
 pub mod progress;
 pub mod recorder;
 pub mod report;
+pub mod sampler;
 pub mod scenario;
 pub mod schedule;
 pub mod settings;
 pub mod shard;
+mod suite;
 pub mod validity;
 pub mod workload;
 
-pub use phase::{LoadPhase, SUITE, gate_results, load_settings};
+pub use suite::{LoadSuite, SUITE, Scenario, load_settings, planned};
 
 /// Version of this crate, recorded in reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -4,8 +4,8 @@ use gauntlet_reports::{Chart, Section, Series, Table};
 
 use crate::gates::{Verdict, ms};
 use crate::histogram::{Latencies, SecondStats};
+use crate::sampler::CpuSample;
 use crate::scenario::{LabelledRun, ScenarioRun};
-use crate::validity::CpuSample;
 
 /// Most points per chart series (the HTML is self-contained).
 const MAX_POINTS: usize = 2_000;
@@ -46,10 +46,15 @@ fn run_row(run: &LabelledRun) -> Vec<String> {
         v.target_cpu
             .map_or("-".to_owned(), |t| format!("{t:.2} cores")),
         pct(v.host_busy),
+        pct(v.other_cpu),
         format!("{:.2}", v.max_loadavg),
         ms(v.hiccup_max_us),
         format!("{:.2} %", v.stalled_fraction * 100.0),
-        v.invalid.clone().unwrap_or_else(|| "valid".to_owned()),
+        match (&v.invalid, &v.host_busy_reason) {
+            (Some(why), _) => why.clone(),
+            (None, Some(busy)) => format!("valid, but {busy}: a gate that fails is invalid"),
+            (None, None) => "valid".to_owned(),
+        },
     ]
 }
 
@@ -73,6 +78,7 @@ pub fn runs_table(runs: &[LabelledRun]) -> Table {
             "generator busiest thread",
             "target CPU",
             "host busy",
+            "other processes",
             "max load avg",
             "host hiccup max",
             "time stalled",
@@ -130,7 +136,7 @@ pub fn errors_table(runs: &[LabelledRun]) -> Table {
 }
 
 /// Latency percentiles over time, with the generator host's largest hiccup of each second
-/// (see [`crate::validity`]): a latency spike that meets a hiccup spike is the machine's.
+/// (see [`crate::sampler`]): a latency spike that meets a hiccup spike is the machine's.
 pub fn latency_chart(title: &str, seconds: &[SecondStats], cpu: &[CpuSample]) -> Chart {
     let series = |name: &str, f: fn(&SecondStats) -> u64| {
         let points: Vec<[f64; 2]> = seconds

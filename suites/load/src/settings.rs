@@ -4,9 +4,12 @@
 //! under the file's `[profile.default.load]`, which sits under the chosen profile's table.
 //! Unknown keys, wrong types and out-of-range values are errors that name the key.
 
+use std::fmt::Display;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use gauntlet_harness::gate::RangeError;
 
 /// Settings of the load suite.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +51,9 @@ pub struct LoadSettings {
     pub max_late_fraction: f64,
     /// Busiest generator thread's CPU (fraction of a core) at which the run is invalid.
     pub max_generator_cpu: f64,
+    /// Other processes' mean CPU (host busy − generator − in-process target, fraction of
+    /// the host's cores) above which a gate that fails is invalid, blamed on the host.
+    pub max_host_other_cpu: f64,
     /// A request sent more than this after its intended time is late.
     #[serde(with = "humantime_serde")]
     pub late_after: Duration,
@@ -130,6 +136,7 @@ impl Default for LoadSettings {
             // few tens of milliseconds must not make a smoke run invalid.
             max_late_fraction: 0.05,
             max_generator_cpu: 0.9,
+            max_host_other_cpu: 0.25,
             late_after: Duration::from_millis(10),
             request_timeout: Duration::from_secs(2),
             queue_timeout: Duration::from_secs(1),
@@ -168,28 +175,13 @@ pub enum SettingsError {
         /// serde's message, with the key.
         message: String,
     },
-    /// A value out of its range.
-    #[error("{key} = {value} is out of range: {limit}")]
-    OutOfRange {
-        /// The key, as written in the file.
-        key: &'static str,
-        /// The value given.
-        value: String,
-        /// The allowed range.
-        limit: String,
-    },
+    /// A value out of its range (the key as written, the value, the range).
+    #[error(transparent)]
+    OutOfRange(#[from] RangeError),
 }
 
-fn out_of_range(
-    key: &'static str,
-    value: impl ToString,
-    limit: impl Into<String>,
-) -> SettingsError {
-    SettingsError::OutOfRange {
-        key,
-        value: value.to_string(),
-        limit: limit.into(),
-    }
+fn out_of_range(key: &str, value: impl Display, limit: impl Into<String>) -> SettingsError {
+    SettingsError::OutOfRange(RangeError::new(key, value, limit))
 }
 
 impl LoadSettings {
@@ -344,6 +336,20 @@ impl LoadSettings {
         if !(1..=100).contains(&self.knee_steps) {
             return Err(out_of_range("knee-steps", self.knee_steps, "1 to 100"));
         }
+        // The ramp must be able to pass 2x the peak, or "no knee up to the top step" would
+        // claim a capacity it never measured.
+        let top = u64::from(self.knee_step) * u64::from(self.knee_steps);
+        let peak2 = 2 * u64::from(self.historical_peak);
+        if self.stress && top <= peak2 {
+            return Err(out_of_range(
+                "knee-step × knee-steps",
+                format!("{} × {} = {top} req/s", self.knee_step, self.knee_steps),
+                format!(
+                    "more than 2 × historical-peak ({peak2} req/s): the knee ramp must go past \
+                     2x peak (raise knee-step or knee-steps)"
+                ),
+            ));
+        }
         let valid_name = !self.model.is_empty()
             && self.model.len() <= 64
             && self
@@ -362,6 +368,7 @@ impl LoadSettings {
             ("min-achieved-rate", self.min_achieved_rate),
             ("max-late-fraction", self.max_late_fraction),
             ("max-generator-cpu", self.max_generator_cpu),
+            ("max-host-other-cpu", self.max_host_other_cpu),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(out_of_range(key, v, "0 to 1"));
@@ -426,5 +433,21 @@ mod tests {
         assert!(frac.contains("max-error-rate = 1.5"), "{frac}");
         let model = parse("model = \"a/b\"").unwrap_err().to_string();
         assert!(model.contains("model"), "{model}");
+    }
+
+    #[test]
+    fn a_knee_ramp_that_cannot_pass_twice_the_peak_names_both_keys() {
+        let e = parse("historical-peak = 1000\nknee-step = 500\nknee-steps = 4")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("knee-step × knee-steps")
+                && e.contains("500 × 4 = 2000")
+                && e.contains("2 × historical-peak (2000 req/s)"),
+            "{e}"
+        );
+        parse("historical-peak = 1000\nknee-step = 500\nknee-steps = 5").unwrap();
+        // Only when the stress scenario runs.
+        parse("stress = false\nhistorical-peak = 1000\nknee-step = 500\nknee-steps = 4").unwrap();
     }
 }

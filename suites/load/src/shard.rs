@@ -104,6 +104,8 @@ impl ShardFile {
             counters: self.counters.clone(),
             latencies: self.latencies.clone(),
             invalid: self.validity.invalid.clone(),
+            host_busy: self.validity.host_busy_reason.clone(),
+            stall_max_us: self.validity.hiccup_max_us,
         }
     }
 
@@ -304,6 +306,17 @@ pub fn merge(files: &[(PathBuf, ShardFile)]) -> Result<ShardFile, ShardError> {
             .iter()
             .map(|(_, f)| f.validity.stalled_fraction)
             .fold(0.0, f64::max),
+        other_cpu: files
+            .iter()
+            .map(|(_, f)| f.validity.other_cpu)
+            .fold(0.0, f64::max),
+        host_busy_reason: {
+            let busy: Vec<&str> = files
+                .iter()
+                .filter_map(|(_, f)| f.validity.host_busy_reason.as_deref())
+                .collect();
+            (!busy.is_empty()).then(|| busy.join("; "))
+        },
         invalid: (!invalid.is_empty()).then(|| invalid.join("; ")),
     };
     Ok(ShardFile {
@@ -381,6 +394,8 @@ mod tests {
                 behind_fraction: 0.0,
                 hiccup_max_us: 0,
                 stalled_fraction: 0.0,
+                other_cpu: 0.0,
+                host_busy_reason: None,
                 invalid: None,
             },
         };

@@ -1,16 +1,16 @@
-//! [`LoadPhase`]: the load suite as a harness phase — one measurement per scenario, its gates
-//! reported as `load::…` cases, its tables and charts as report sections.
+//! [`LoadSuite`]: the load suite through the harness's [`Suite`] seam — one measurement per
+//! [`Scenario`], its gates reported as `load::…` cases, its tables and charts as report
+//! sections.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use gauntlet_harness::phase::{Phase, PhaseCtx, PhaseError, PhaseOutput, PlannedCase};
-use gauntlet_harness::{ENGINE_THREAD_PREFIX, error_chain};
-use gauntlet_reports::{CaseResult, Outcome};
+use gauntlet_harness::error_chain;
+use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
+use gauntlet_reports::Outcome;
 
-use crate::progress;
 use crate::report;
 use crate::scenario::{self, ScenarioCtx, ScenarioError, ScenarioRun};
 use crate::settings::LoadSettings;
@@ -18,33 +18,110 @@ use crate::settings::LoadSettings;
 /// The suite name.
 pub const SUITE: &str = "load";
 
-/// The load suite; add it to the CLI's list of phases.
+/// The load suite, as the `gauntlet` binary registers it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LoadPhase;
+pub struct LoadSuite;
 
 /// Reads the `load` table of the run's settings.
+///
+/// # Errors
+///
+/// [`SuiteError::Config`] naming the key and the limit.
 pub fn load_settings(
     settings: &gauntlet_harness::config::Settings,
-) -> Result<LoadSettings, PhaseError> {
+) -> Result<LoadSettings, SuiteError> {
     LoadSettings::from_table(&settings.section(SUITE))
-        .map_err(|e| PhaseError::Config(e.to_string()))
+        .map_err(|e| SuiteError::Config(e.to_string()))
 }
 
-/// The scenarios in run order, by id, with the case names each reports.
-fn scenarios(settings: &LoadSettings) -> Vec<(&'static str, Vec<String>)> {
-    let planned = scenario::planned(settings);
-    let mut out: Vec<(&'static str, Vec<String>)> = Vec::new();
-    for id in ["sustained", "swap", "stress", "soak", "goose"] {
-        let names: Vec<String> = planned
-            .iter()
-            .filter(|p| p.name.starts_with(&format!("{id}_")))
-            .map(|p| p.name.clone())
-            .collect();
-        if !names.is_empty() {
-            out.push((id, names));
+/// The load suite's scenarios, in run order. An enum, so a scenario that does not exist
+/// cannot be asked for (and nothing runs the soak in its place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// The SLA rate for the SLA duration.
+    Sustained,
+    /// Promote/rollback under load.
+    Swap,
+    /// 2x the historical peak, then the knee search.
+    Stress,
+    /// A long run watching memory.
+    Soak,
+    /// Closed-model user journeys (goose).
+    Goose,
+}
+
+impl Scenario {
+    /// Every scenario, in run order.
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Sustained,
+        Scenario::Swap,
+        Scenario::Stress,
+        Scenario::Soak,
+        Scenario::Goose,
+    ];
+
+    /// The id that prefixes its gate names (`sustained`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Scenario::Sustained => "sustained",
+            Scenario::Swap => "swap",
+            Scenario::Stress => "stress",
+            Scenario::Soak => "soak",
+            Scenario::Goose => "goose",
         }
     }
-    out
+
+    /// Whether `settings` turn it on.
+    pub fn enabled(self, s: &LoadSettings) -> bool {
+        match self {
+            Scenario::Sustained => s.sustained,
+            Scenario::Swap => s.swap,
+            Scenario::Stress => s.stress,
+            Scenario::Soak => s.soak,
+            Scenario::Goose => s.goose,
+        }
+    }
+
+    /// Its gate cases, in report order.
+    pub fn gates(self) -> Vec<PlannedCase> {
+        match self {
+            Scenario::Sustained => crate::gates::sla_cases("sustained"),
+            Scenario::Swap => vec![
+                PlannedCase::new("swap_availability", &["SLA-AVAIL"]),
+                PlannedCase::new("swap_versions", &["ENG-SWAP"]),
+            ],
+            Scenario::Stress => vec![
+                PlannedCase::new("stress_2x_peak", &["CMP-STRESS", "SLA-LAT"]),
+                PlannedCase::new("stress_knee", &["CMP-STRESS"]),
+            ],
+            Scenario::Soak => vec![PlannedCase::new("soak_memory", &["SLA-MEM"])],
+            Scenario::Goose => crate::goose_run::planned(),
+        }
+    }
+
+    /// Runs it.
+    ///
+    /// # Errors
+    ///
+    /// [`ScenarioError`] when it could not be measured.
+    pub async fn run(self, ctx: &ScenarioCtx) -> Result<ScenarioRun, ScenarioError> {
+        match self {
+            Scenario::Sustained => scenario::sustained(ctx).await,
+            Scenario::Swap => scenario::swap(ctx).await,
+            Scenario::Stress => scenario::stress(ctx).await,
+            Scenario::Soak => scenario::soak(ctx).await,
+            Scenario::Goose => crate::goose_run::goose(ctx).await,
+        }
+    }
+}
+
+/// The gate cases of the scenarios `settings` turn on, in report order.
+pub fn planned(settings: &LoadSettings) -> Vec<PlannedCase> {
+    Scenario::ALL
+        .iter()
+        .filter(|s| s.enabled(settings))
+        .flat_map(|s| s.gates())
+        .collect()
 }
 
 /// One line of the settings in force, for each section.
@@ -75,16 +152,6 @@ fn settings_note(s: &LoadSettings) -> String {
     )
 }
 
-async fn run_scenario(id: &str, ctx: &ScenarioCtx) -> Result<ScenarioRun, ScenarioError> {
-    match id {
-        "sustained" => scenario::sustained(ctx).await,
-        "swap" => scenario::swap(ctx).await,
-        "stress" => scenario::stress(ctx).await,
-        "goose" => crate::goose_run::goose(ctx).await,
-        _ => scenario::soak(ctx).await,
-    }
-}
-
 /// Why the target cannot serve the load model, if it cannot.
 async fn missing_model(target: &dyn gauntlet_harness::Target, model: &str) -> Option<String> {
     use gauntlet_harness::TargetExt as _;
@@ -101,48 +168,56 @@ async fn missing_model(target: &dyn gauntlet_harness::Target, model: &str) -> Op
 }
 
 #[async_trait]
-impl Phase for LoadPhase {
-    fn suite(&self) -> &'static str {
+impl Suite for LoadSuite {
+    fn name(&self) -> &'static str {
         SUITE
     }
 
-    fn cases(
-        &self,
-        settings: &gauntlet_harness::config::Settings,
-    ) -> Result<Vec<PlannedCase>, PhaseError> {
-        Ok(scenario::planned(&load_settings(settings)?))
+    fn about(&self) -> &'static str {
+        "open-model load: sustained SLA, swap under load, stress knee, soak, SLA gates"
     }
 
-    async fn run(&self, ctx: PhaseCtx) -> Result<PhaseOutput, PhaseError> {
+    fn crate_version(&self) -> (&'static str, &'static str) {
+        ("gauntlet-load", crate::VERSION)
+    }
+
+    fn gates(
+        &self,
+        settings: &gauntlet_harness::config::Settings,
+    ) -> Result<Vec<PlannedCase>, SuiteError> {
+        Ok(planned(&load_settings(settings)?))
+    }
+
+    async fn run(&self, ctx: SuiteCtx) -> Result<SuiteOutput, SuiteError> {
         let settings = load_settings(&ctx.settings)?;
-        let planned = scenario::planned(&settings);
+        let planned = planned(&settings);
         let endpoint = ctx.target.http_endpoint().await.map_err(|e| {
-            PhaseError::Setup(format!(
+            SuiteError::Setup(format!(
                 "failed to get an HTTP endpoint of the target: {}",
                 error_chain(&e)
             ))
         })?;
-        let scenario_ctx = ScenarioCtx {
-            target: Arc::clone(&ctx.target),
-            url: endpoint.url.clone(),
-            authorization: endpoint.authorization.clone(),
-            target_threads: endpoint
-                .server
-                .as_ref()
-                .map(|_| ENGINE_THREAD_PREFIX.to_owned()),
-            settings: settings.clone(),
-            seed: ctx.settings.seed,
-            progress: ctx.progress.then(progress::terminal),
-        };
+        let scenario_ctx = ScenarioCtx::new(
+            Arc::clone(&ctx.target),
+            &endpoint,
+            settings.clone(),
+            ctx.settings.seed,
+            ctx.progress,
+        );
         let note = settings_note(&settings);
         let missing_model = missing_model(ctx.target.as_ref(), &settings.model).await;
-        let mut output = PhaseOutput::default();
-        for (id, names) in scenarios(&settings) {
+        let mut output = SuiteOutput::default();
+        for scenario in Scenario::ALL.into_iter().filter(|s| s.enabled(&settings)) {
+            let names: Vec<String> = scenario.gates().into_iter().map(|p| p.name).collect();
             if !names.iter().any(|n| ctx.is_selected(n)) {
                 continue;
             }
+            let id = scenario.id();
             // Swap under load loads a model of its own; the others need the configured one.
-            if let Some(reason) = missing_model.as_ref().filter(|_| id != "swap") {
+            if let Some(reason) = missing_model
+                .as_ref()
+                .filter(|_| scenario != Scenario::Swap)
+            {
                 for p in planned
                     .iter()
                     .filter(|p| names.contains(&p.name) && ctx.is_selected(&p.name))
@@ -159,7 +234,7 @@ impl Phase for LoadPhase {
                 continue;
             }
             let started = Instant::now();
-            let result = run_scenario(id, &scenario_ctx).await;
+            let result = scenario.run(&scenario_ctx).await;
             let took = started.elapsed();
             let case = |name: &str| planned.iter().find(|p| p.name == name);
             match result {
@@ -193,21 +268,4 @@ impl Phase for LoadPhase {
         drop(endpoint);
         Ok(output)
     }
-}
-
-/// Results of gate cases with a fixed duration, for callers outside a phase (merge).
-pub fn gate_results(
-    planned: &[PlannedCase],
-    gates: &[crate::gates::GateResult],
-    took: Duration,
-) -> Vec<CaseResult> {
-    gates
-        .iter()
-        .filter_map(|g| {
-            planned
-                .iter()
-                .find(|p| p.name == g.name)
-                .map(|p| p.result(SUITE, g.verdict.outcome(), Some(g.message.clone()), took))
-        })
-        .collect()
 }

@@ -1,15 +1,15 @@
-//! Goose 0.19 closed-model scenarios through the load phase (built with `--features goose`).
+//! Goose 0.19 closed-model scenarios through the load suite (built with `--features goose`).
 #![cfg(feature = "goose")]
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 use std::sync::Arc;
 
-use gauntlet_harness::phase::PhaseOutput;
+use gauntlet_harness::suite::SuiteOutput;
 use gauntlet_reports::Outcome;
 
 mod common;
 
-fn run(load: &str) -> PhaseOutput {
+fn run(load: &str) -> SuiteOutput {
     common::run_phase(load, Arc::new(common::engine()))
 }
 

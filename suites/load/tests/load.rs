@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use gauntlet_harness::Target;
 use gauntlet_harness::config::Settings;
-use gauntlet_harness::phase::Phase;
+use gauntlet_harness::suite::Suite;
 use gauntlet_load::driver::{self, AnyBody};
 use gauntlet_load::schedule::Shard;
 use gauntlet_load::workload::NamesModel;
-use gauntlet_load::{LoadPhase, settings::LoadSettings};
+use gauntlet_load::{LoadSuite, settings::LoadSettings};
 use gauntlet_reports::Outcome;
 
 mod common;
@@ -349,17 +349,17 @@ fn a_saturated_generator_makes_every_gate_invalid_never_passed() {
 
 #[test]
 fn phase_settings_errors_name_the_key() {
-    let err = LoadPhase
-        .cases(&phase_settings("rate = 0"))
+    let err = LoadSuite
+        .gates(&phase_settings("rate = 0"))
         .unwrap_err()
         .to_string();
     assert!(err.contains("rate = 0"), "{err}");
-    let err = LoadPhase
-        .cases(&phase_settings("p99 = 5"))
+    let err = LoadSuite
+        .gates(&phase_settings("p99 = 5"))
         .unwrap_err()
         .to_string();
     assert!(err.contains("p99"), "{err}");
-    let defaults = LoadPhase.cases(&Settings::default()).unwrap();
+    let defaults = LoadSuite.gates(&Settings::default()).unwrap();
     assert_eq!(
         defaults.len(),
         10,

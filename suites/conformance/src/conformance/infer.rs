@@ -16,10 +16,20 @@ use crate::support::{
 
 pub(super) fn cases() -> Vec<Case> {
     vec![
-        case!("unit", infer_layouts_agree, ["ENG-OIP", "ENG-PRED"], []),
-        case!("unit", infer_batch_equals_single_rows, ["ENG-PRED"], []),
-        case!("unit", infer_echoes_request_id, ["ENG-OIP"], []),
-        case!("unit", infer_by_version, ["ENG-OIP"], []),
+        case!(
+            "conformance",
+            infer_layouts_agree,
+            ["ENG-OIP", "ENG-PRED"],
+            []
+        ),
+        case!(
+            "conformance",
+            infer_batch_equals_single_rows,
+            ["ENG-PRED"],
+            []
+        ),
+        case!("conformance", infer_echoes_request_id, ["ENG-OIP"], []),
+        case!("conformance", infer_by_version, ["ENG-OIP"], []),
     ]
 }
 

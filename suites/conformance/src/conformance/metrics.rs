@@ -16,13 +16,13 @@ use crate::support::{
 pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
-            "unit",
+            "conformance",
             metrics_expose_request_latency_version_and_sanitiser,
             ["ENG-OBS"],
             [Capability::Metrics]
         ),
         case!(
-            "unit",
+            "conformance",
             metrics_count_each_request_exactly,
             ["ENG-OBS"],
             [

@@ -1,4 +1,4 @@
-//! The `unit` suite: Open Inference Protocol conformance of one target, case by case.
+//! The `conformance` suite: Open Inference Protocol conformance of one target, case by case.
 //!
 //! Each case sends a few fixed requests (derived from the case seed where inputs vary) and
 //! checks every field the protocol and the engine's contract define, saying what differed.
@@ -14,7 +14,7 @@ use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_fixtures::{REF_ENSEMBLE, REF_LINEAR};
 use gauntlet_harness::{Case, CaseCtx, CaseError};
 
-/// The unit cases, by area.
+/// The conformance cases, by area.
 pub(crate) fn cases() -> Vec<Case> {
     [
         protocol::cases(),

@@ -17,13 +17,13 @@ use crate::support::{
 
 pub(super) fn cases() -> Vec<Case> {
     vec![
-        case!("unit", health_live, ["ENG-OIP"], []),
-        case!("unit", health_ready, ["ENG-OIP"], []),
-        case!("unit", server_metadata, ["ENG-OIP"], []),
-        case!("unit", model_metadata, ["ENG-OIP"], []),
-        case!("unit", model_ready, ["ENG-OIP"], []),
-        case!("unit", unknown_model_is_404, ["ENG-OIP"], []),
-        case!("unit", unknown_version_is_404, ["ENG-OIP"], []),
+        case!("conformance", health_live, ["ENG-OIP"], []),
+        case!("conformance", health_ready, ["ENG-OIP"], []),
+        case!("conformance", server_metadata, ["ENG-OIP"], []),
+        case!("conformance", model_metadata, ["ENG-OIP"], []),
+        case!("conformance", model_ready, ["ENG-OIP"], []),
+        case!("conformance", unknown_model_is_404, ["ENG-OIP"], []),
+        case!("conformance", unknown_version_is_404, ["ENG-OIP"], []),
     ]
 }
 

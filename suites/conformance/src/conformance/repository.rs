@@ -23,19 +23,19 @@ use crate::support::{
 pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
-            "unit",
+            "conformance",
             load_promote_rollback,
             ["ENG-BG", "ENG-SWAP", "CMP-TEST"],
             [Capability::Repository, Capability::ArtifactUpload]
         ),
         case!(
-            "unit",
+            "conformance",
             failed_load_keeps_live_model,
             ["ENG-BG"],
             [Capability::Repository, Capability::ArtifactUpload]
         ),
         case!(
-            "unit",
+            "conformance",
             promote_without_staged_is_409,
             ["ENG-BG"],
             [Capability::Repository, Capability::ArtifactUpload]

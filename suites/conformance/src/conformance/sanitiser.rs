@@ -13,8 +13,8 @@ use crate::support::{
 
 pub(super) fn cases() -> Vec<Case> {
     vec![
-        case!("unit", missing_value_is_imputed, ["ENG-SAN"], []),
-        case!("unit", outlier_is_clipped, ["ENG-SAN"], []),
+        case!("conformance", missing_value_is_imputed, ["ENG-SAN"], []),
+        case!("conformance", outlier_is_clipped, ["ENG-SAN"], []),
     ]
 }
 

@@ -16,16 +16,21 @@ use crate::support::{
 pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
-            "unit",
+            "conformance",
             shape_data_mismatch_is_400,
             ["ENG-VAL", "ENG-OIP"],
             []
         ),
-        case!("unit", wrong_feature_count_is_400, ["ENG-VAL"], []),
-        case!("unit", wrong_feature_names_is_400, ["ENG-VAL"], []),
-        case!("unit", malformed_json_is_400, ["ENG-VAL", "ENG-ROBUST"], []),
-        case!("unit", body_over_limit_is_413, ["ENG-VAL"], []),
-        case!("unit", unsupported_datatype_is_400, ["ENG-VAL"], []),
+        case!("conformance", wrong_feature_count_is_400, ["ENG-VAL"], []),
+        case!("conformance", wrong_feature_names_is_400, ["ENG-VAL"], []),
+        case!(
+            "conformance",
+            malformed_json_is_400,
+            ["ENG-VAL", "ENG-ROBUST"],
+            []
+        ),
+        case!("conformance", body_over_limit_is_413, ["ENG-VAL"], []),
+        case!("conformance", unsupported_datatype_is_400, ["ENG-VAL"], []),
     ]
 }
 
@@ -272,7 +277,7 @@ async fn body_over_limit_is_413(ctx: CaseCtx) -> CaseOutcome {
     let exact = limit.to_string();
     let mut names = vec![exact.as_str()];
     let mib = format!("{} MiB", limit >> 20);
-    if limit % (1 << 20) == 0 {
+    if limit.is_multiple_of(1 << 20) {
         names.push(&mib);
     }
     ensure_names(&message, &names, &line)

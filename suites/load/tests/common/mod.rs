@@ -10,9 +10,9 @@ use http::Method;
 use gauntlet_engine::EngineConfig;
 use gauntlet_harness::Target;
 use gauntlet_harness::config::Settings;
-use gauntlet_harness::phase::{Phase, PhaseCtx, PhaseOutput};
+use gauntlet_harness::suite::{Suite, SuiteCtx, SuiteOutput};
 use gauntlet_harness::{ENGINE_THREAD_PREFIX, InProcess, ServedEngine};
-use gauntlet_load::LoadPhase;
+use gauntlet_load::LoadSuite;
 use gauntlet_load::driver::{self, DriverConfig, RequestSpec, ResponseCheck};
 use gauntlet_load::schedule::{Schedule, Shard};
 use gauntlet_load::workload;
@@ -69,17 +69,17 @@ pub fn phase_settings(load: &str) -> Settings {
 }
 
 /// Runs the load phase with every case it plans under `load`, against `target`.
-pub fn run_phase(load: &str, target: Arc<dyn Target>) -> PhaseOutput {
+pub fn run_phase(load: &str, target: Arc<dyn Target>) -> SuiteOutput {
     let settings = phase_settings(load);
-    let planned = LoadPhase.cases(&settings).unwrap();
-    let ctx = PhaseCtx {
+    let planned = LoadSuite.gates(&settings).unwrap();
+    let ctx = SuiteCtx {
         target,
         settings,
-        selected: planned.iter().map(|p| p.name.clone()).collect(),
+        planned,
         progress: false,
     };
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(LoadPhase.run(ctx))
+        .block_on(LoadSuite.run(ctx))
         .unwrap()
 }

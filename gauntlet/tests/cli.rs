@@ -95,8 +95,44 @@ fn list_prints_every_case_with_requirements() {
         assert!(id.contains("::"), "{line}");
         assert!(reqs.trim().split(", ").all(|r| r.contains('-')), "{line}");
     }
-    assert!(stdout.lines().any(|l| l.starts_with("unit::")));
+    assert!(stdout.lines().any(|l| l.starts_with("conformance::")));
     assert!(stdout.lines().any(|l| l.starts_with("property::")));
+}
+
+/// `unit`, the conformance suite's name until this release, still selects it, with a warning.
+#[test]
+fn the_unit_alias_selects_the_conformance_suite_with_a_deprecation_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["list", "--suite", "unit"], dir.path());
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.lines().count() >= 10, "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l.starts_with("conformance::")),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("warning: suite `unit` is now `conformance`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = gauntlet(&["list", "--filter", "unit::health_live"], dir.path());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "conformance::health_live  ENG-OIP"
+    );
+}
+
+/// `--suite` help names every registered suite (it comes from the registry).
+#[test]
+fn suite_help_lists_the_registered_suites() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["run", "--help"], dir.path());
+    assert_eq!(code(&out), 0);
+    let help = text(&out.stdout);
+    for suite in ["conformance (", "property (", "backtest (", "load ("] {
+        assert!(help.contains(suite), "{help}");
+    }
 }
 
 #[test]
@@ -128,7 +164,23 @@ fn in_process_run_writes_reports_and_passes() {
             .unwrap()
             .contains("in-process")
     );
-    assert!(report["meta"]["crate_versions"]["gauntlet-engine"].is_string());
+    // Every crate that produced a case or gate, besides the binary and the framework.
+    for krate in [
+        "gauntlet",
+        "gauntlet-engine",
+        "gauntlet-harness",
+        "gauntlet-reports",
+        "gauntlet-fixtures",
+        "gauntlet-suites",
+        "gauntlet-load",
+        "gauntlet-backtest",
+    ] {
+        assert!(
+            report["meta"]["crate_versions"][krate].is_string(),
+            "{krate} in {}",
+            report["meta"]["crate_versions"]
+        );
+    }
     let cases = outcomes(&report);
     // Without a gauntlet.toml the backtest gates have no thresholds: they are skipped,
     // saying so; the look-ahead and cost checks need none and must pass.
@@ -137,7 +189,7 @@ fn in_process_run_writes_reports_and_passes() {
             || (s == "skip" && id.starts_with("backtest::") && id != "backtest::no_lookahead")),
         "{cases:?}"
     );
-    for suite in ["unit::", "property::", "backtest::", "load::"] {
+    for suite in ["conformance::", "property::", "backtest::", "load::"] {
         assert!(
             cases.iter().any(|(id, _)| id.starts_with(suite)),
             "{suite} ran"
@@ -344,8 +396,8 @@ fn target_without_the_reference_models_skips_what_needs_them() {
     );
     // Protocol cases and the cases that upload models of their own still run.
     for id in [
-        "unit::health_live",
-        "unit::load_promote_rollback",
+        "conformance::health_live",
+        "conformance::load_promote_rollback",
         "property::readers_see_whole_versions_during_swaps",
     ] {
         assert!(
@@ -362,7 +414,7 @@ fn target_without_the_reference_models_skips_what_needs_them() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["id"] == "unit::infer_echoes_request_id")
+        .find(|c| c["id"] == "conformance::infer_echoes_request_id")
         .map(|c| {
             c["outcome"]["reason"]
                 .as_str()
@@ -421,7 +473,7 @@ fn error_messages_snapshot() {
         vec![
             "run".into(),
             "--suite".into(),
-            "unit".into(),
+            "conformance".into(),
             "--filter".into(),
             "health_live".into(),
             "--report-dir".into(),
@@ -527,7 +579,7 @@ fn empty_and_boolish_environment_values() {
         .args([
             "run",
             "--filter",
-            "unit::health_live",
+            "conformance::health_live",
             "--report-dir",
             "out",
         ])
@@ -545,7 +597,7 @@ fn empty_and_boolish_environment_values() {
     let report = read_report(&dir.path().join("out"));
     assert_eq!(report["meta"]["profile"], "default");
     let out = Command::new(BIN)
-        .args(["run", "--filter", "unit::health_live"])
+        .args(["run", "--filter", "conformance::health_live"])
         .current_dir(dir.path())
         .env("GAUNTLET_SKIP_MISSING_MODELS", "maybe")
         .output()

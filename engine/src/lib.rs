@@ -42,6 +42,8 @@ pub mod registry;
 pub mod sanitise;
 pub mod server;
 pub mod state;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 
 pub use crate::artifact::{ArtifactError, ModelArtifact};
 pub use crate::config::{ConfigError, EngineConfig};

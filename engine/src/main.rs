@@ -214,16 +214,16 @@ fn init_tracing(format: LogFormat) {
 
 async fn run(config: EngineConfig) -> ExitCode {
     let state = AppState::new(config.clone());
-    if let Some(dir) = &config.model_dir {
-        if let Err(err) = state.load_model_dir(dir) {
-            let code = if err.is_missing_model_dir() {
-                EXIT_MISSING_MODEL_DIR
-            } else {
-                EXIT_CONFIG
-            };
-            eprintln!("gauntlet-engine: error: {:#}", anyhow::Error::from(err));
-            return ExitCode::from(code);
-        }
+    if let Some(dir) = &config.model_dir
+        && let Err(err) = state.load_model_dir(dir)
+    {
+        let code = if err.is_missing_model_dir() {
+            EXIT_MISSING_MODEL_DIR
+        } else {
+            EXIT_CONFIG
+        };
+        eprintln!("gauntlet-engine: error: {:#}", anyhow::Error::from(err));
+        return ExitCode::from(code);
     }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,

@@ -266,7 +266,7 @@ impl Model {
 /// Rows predicted between two checks for cancellation: whole blocks of the interleaved
 /// tree-ensemble walk.
 const CANCEL_CHECK_ROWS: usize = 64;
-const _: () = assert!(CANCEL_CHECK_ROWS % forest::LANES == 0);
+const _: () = assert!(CANCEL_CHECK_ROWS.is_multiple_of(forest::LANES));
 
 impl fmt::Debug for Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -367,14 +367,14 @@ pub(crate) mod tests {
     pub(crate) fn random_tree(seed: &mut u64, depth: u32, n: usize) -> Tree {
         fn build(seed: &mut u64, depth: u32, n: usize, nodes: &mut Vec<Node>) -> usize {
             let at = nodes.len();
-            if depth == 0 || next(seed) % 8 == 0 {
+            if depth == 0 || next(seed).is_multiple_of(8) {
                 nodes.push(leaf((next(seed) % 2001) as f64 / 1000.0 - 1.0));
                 return at;
             }
             nodes.push(leaf(0.0));
             let feature = (next(seed) as usize) % n;
             let threshold = (next(seed) % 2001) as f64 / 1000.0 - 1.0;
-            let default_left = next(seed) % 2 == 0;
+            let default_left = next(seed).is_multiple_of(2);
             // Children in reverse order so the compiled layout differs from the source.
             let right = build(seed, depth - 1, n, nodes);
             let left = build(seed, depth - 1, n, nodes);
@@ -391,7 +391,7 @@ pub(crate) mod tests {
     fn random_spine_tree(seed: &mut u64, depth: u32, n: usize) -> Tree {
         fn side(seed: &mut u64, n: usize, nodes: &mut Vec<Node>) -> usize {
             let at = nodes.len();
-            if next(seed) % 4 == 0 {
+            if next(seed).is_multiple_of(4) {
                 let sub = random_tree(seed, 3, n);
                 nodes.extend(sub.nodes.into_iter().map(|node| match node {
                     Node::Split {
@@ -415,8 +415,8 @@ pub(crate) mod tests {
             nodes.push(leaf(0.0));
             let feature = (next(seed) as usize) % n;
             let threshold = grid(seed);
-            let default_left = next(seed) % 2 == 0;
-            let spine_left = next(seed) % 2 == 0;
+            let default_left = next(seed).is_multiple_of(2);
+            let spine_left = next(seed).is_multiple_of(2);
             let other = side(seed, n, &mut nodes);
             // Patched once the spine's next node exists.
             nodes[at] = split(feature, threshold, other, other, default_left);

@@ -634,7 +634,7 @@ mod tests {
                 std::time::Instant::now() < deadline,
                 "readers made no progress in 20 s"
             );
-            if swaps % 3 == 0 {
+            if swaps.is_multiple_of(3) {
                 let next = if live_version(&r, "m").as_deref() == Some("1") {
                     2
                 } else {

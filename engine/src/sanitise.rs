@@ -62,7 +62,7 @@ impl Model {
     /// [`SanitiseError`] naming the row and feature of the first bad value.
     pub fn sanitise(&self, values: &[Option<f64>]) -> Result<Sanitised, SanitiseError> {
         let n = self.n_features();
-        if values.len() % n != 0 {
+        if !values.len().is_multiple_of(n) {
             return Err(SanitiseError::RaggedBatch {
                 len: values.len(),
                 n_features: n,

@@ -1,14 +1,15 @@
-//! Cases: what a suite registers, and how a case body reports its verdict.
+//! Cases: what a case suite registers, how a case body reports its verdict, and the
+//! options of a run the case context derives from ([`RunOptions`]).
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 use gauntlet_engine::artifact::ModelArtifact;
 
-use crate::runner::RunOptions;
 use crate::target::{Capability, Target, TargetError};
 
 /// The verdict of a case body that did not pass.
@@ -114,7 +115,7 @@ impl CaseCtx {
 
     /// The command that replays `case_id` with the same generated inputs against the same target.
     pub fn replay_command(&self, case_id: &str) -> String {
-        crate::runner::replay_command(
+        replay_command(
             &self.replay_args,
             self.run_seed,
             self.property_cases,
@@ -150,10 +151,55 @@ impl CaseCtx {
     }
 }
 
+/// How the selected cases run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Cases running at once (≥ 1).
+    pub concurrency: usize,
+    /// Deadline for one case; past it the case is an error.
+    pub case_timeout: Duration,
+    /// The run seed; each case derives its own from it.
+    pub seed: u64,
+    /// Generated inputs per property case.
+    pub property_cases: u32,
+    /// The request-body limit the target is expected to enforce: bodies above it get 413.
+    pub max_body_bytes: usize,
+    /// The `gauntlet run` arguments that select this run's target and its treatment
+    /// (`--target URL`, `--skip-missing-models`, `--max-body-bytes N`), for replay hints.
+    pub replay_args: String,
+}
+
+impl Default for RunOptions {
+    /// The compiled-in defaults of [`crate::config::Settings`].
+    fn default() -> Self {
+        let s = crate::config::Settings::default();
+        RunOptions {
+            concurrency: s.concurrency,
+            case_timeout: s.case_timeout,
+            seed: s.seed,
+            property_cases: s.property_cases,
+            max_body_bytes: s.max_body_bytes,
+            replay_args: String::new(),
+        }
+    }
+}
+
+/// `gauntlet run [ARGS] --seed S --property-cases N --filter CASE`.
+pub fn replay_command(args: &str, seed: u64, property_cases: u32, case_id: &str) -> String {
+    let args = if args.is_empty() {
+        String::new()
+    } else {
+        format!(" {args}")
+    };
+    format!(
+        "gauntlet run{args} --seed {seed:#x} --property-cases {property_cases} --filter {case_id}"
+    )
+}
+
 /// A registered case.
 #[derive(Clone, Copy)]
 pub struct Case {
-    /// Suite name (`unit`, `property`, ...).
+    /// Suite name (`conformance`, `property`, ...).
     pub suite: &'static str,
     /// Case name, unique within its suite.
     pub name: &'static str,
@@ -223,9 +269,9 @@ fn splitmix64(mut z: u64) -> u64 {
 /// async fn load_promote(_ctx: CaseCtx) -> CaseOutcome {
 ///     Ok(())
 /// }
-/// let a = case!("unit", health_live, ["ENG-OIP"], []);
-/// let b = case!("unit", load_promote, ["ENG-SWAP", "ENG-BG"], [Capability::Repository]);
-/// assert_eq!(a.id(), "unit::health_live");
+/// let a = case!("conformance", health_live, ["ENG-OIP"], []);
+/// let b = case!("conformance", load_promote, ["ENG-SWAP", "ENG-BG"], [Capability::Repository]);
+/// assert_eq!(a.id(), "conformance::health_live");
 /// assert_eq!(b.requirements, ["ENG-SWAP", "ENG-BG"]);
 /// ```
 #[macro_export]

@@ -1,4 +1,4 @@
-//! The requirement catalogue: every id a case may name.
+//! The requirement catalogue: every id a case or gate may name.
 
 use std::collections::BTreeSet;
 
@@ -85,17 +85,24 @@ impl Catalogue {
     /// Checks that every case names at least one requirement, all known, and
     /// that case ids are unique.
     pub fn check(&self, cases: &[Case]) -> Result<(), CatalogueError> {
+        self.check_ids(cases.iter().map(|c| (c.id(), c.requirements.to_vec())))
+    }
+
+    /// [`Catalogue::check`] over `(case or gate id, requirement ids)` pairs.
+    pub fn check_ids<'a>(
+        &self,
+        items: impl IntoIterator<Item = (String, Vec<&'a str>)>,
+    ) -> Result<(), CatalogueError> {
         let mut ids = BTreeSet::new();
-        for case in cases {
-            let id = case.id();
-            if case.requirements.is_empty() {
+        for (id, requirements) in items {
+            if requirements.is_empty() {
                 return Err(CatalogueError::NoRequirement { case: id });
             }
-            for req in case.requirements {
+            for req in requirements {
                 if self.get(req).is_none() {
                     return Err(CatalogueError::Unknown {
                         case: id,
-                        id: (*req).to_owned(),
+                        id: req.to_owned(),
                     });
                 }
             }
@@ -127,13 +134,13 @@ mod tests {
     #[test]
     fn unknown_and_duplicate_ids_are_named() {
         let c = Catalogue::builtin().unwrap();
-        let bad = crate::case!("unit", noop, ["NOPE-1"], []);
+        let bad = crate::case!("conformance", noop, ["NOPE-1"], []);
         let err = c.check(&[bad]).unwrap_err().to_string();
         assert!(
-            err.contains("unit::noop") && err.contains("NOPE-1"),
+            err.contains("conformance::noop") && err.contains("NOPE-1"),
             "{err}"
         );
-        let ok = crate::case!("unit", noop, ["ENG-OIP"], []);
+        let ok = crate::case!("conformance", noop, ["ENG-OIP"], []);
         let err = c.check(&[ok, ok]).unwrap_err().to_string();
         assert!(err.contains("twice"), "{err}");
         let dup = "[[requirement]]\nid='A'\ntitle='t'\nsource='s'\n".repeat(2);

@@ -36,15 +36,17 @@ pub struct ConfigFile {
 }
 
 /// One profile: every field optional, layered over the ones before it.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+///
+/// Every table-valued key is a suite's settings (`[profile.ci.load]`), kept in
+/// [`Profile::sections`] for that suite to validate; the registry rejects a table that
+/// names no registered suite. Any other key must be one of the fields below.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profile {
     /// Run seed.
     pub seed: Option<u64>,
     /// Cases running at once.
     pub concurrency: Option<usize>,
     /// Deadline of one case.
-    #[serde(default, with = "humantime_serde")]
     pub case_timeout: Option<Duration>,
     /// Generated inputs per property case.
     pub property_cases: Option<u32>,
@@ -53,21 +55,65 @@ pub struct Profile {
     /// Where reports go.
     pub report_dir: Option<PathBuf>,
     /// Deadline to reach an HTTP target.
-    #[serde(default, with = "humantime_serde")]
     pub connect_timeout: Option<Duration>,
     /// Deadline of one HTTP request.
-    #[serde(default, with = "humantime_serde")]
     pub request_timeout: Option<Duration>,
     /// The request-body limit the target is expected to enforce (413 above it).
     pub max_body_bytes: Option<usize>,
-    /// `[profile.X.load]`: the load suite's settings, read by that suite.
-    pub load: Option<toml::Table>,
-    /// `[profile.X.backtest]`: the backtest suite's settings, read by that suite.
-    pub backtest: Option<toml::Table>,
+    /// `[profile.X.<suite>]` tables by suite name, each read by its suite.
+    pub sections: BTreeMap<String, toml::Table>,
 }
 
-/// The suites whose settings live in their own table of a profile.
-pub const SECTION_SUITES: [&str; 2] = ["load", "backtest"];
+/// The scalar keys of a profile, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ProfileKeys {
+    seed: Option<u64>,
+    concurrency: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    case_timeout: Option<Duration>,
+    property_cases: Option<u32>,
+    suites: Option<Vec<String>>,
+    report_dir: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    request_timeout: Option<Duration>,
+    max_body_bytes: Option<usize>,
+}
+
+impl<'de> Deserialize<'de> for Profile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut table = toml::Table::deserialize(d)?;
+        let suite_keys: Vec<String> = table
+            .iter()
+            .filter(|(_, v)| v.is_table())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let sections = suite_keys
+            .into_iter()
+            .filter_map(|k| match table.remove(&k) {
+                Some(toml::Value::Table(t)) => Some((k, t)),
+                _ => None,
+            })
+            .collect();
+        let keys: ProfileKeys = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| serde::de::Error::custom(e.message()))?;
+        Ok(Profile {
+            seed: keys.seed,
+            concurrency: keys.concurrency,
+            case_timeout: keys.case_timeout,
+            property_cases: keys.property_cases,
+            suites: keys.suites,
+            report_dir: keys.report_dir,
+            connect_timeout: keys.connect_timeout,
+            request_timeout: keys.request_timeout,
+            max_body_bytes: keys.max_body_bytes,
+            sections,
+        })
+    }
+}
 
 /// Fully resolved settings of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,8 +138,7 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// The request-body limit the target is expected to enforce (1 KiB to 1 GiB).
     pub max_body_bytes: usize,
-    /// Per-suite tables (`load`, `backtest`), merged key by key, nested tables
-    /// too, from `[profile.default.<suite>]` then `[profile.<name>.<suite>]`.
+    /// Per-suite tables by suite name, merged key by key, nested tables too, from `[profile.default.<suite>]` then `[profile.<name>.<suite>]`.
     /// Each suite validates its own table.
     pub sections: BTreeMap<String, toml::Table>,
 }
@@ -147,16 +192,9 @@ pub enum ConfigError {
         /// The profiles that exist.
         defined: String,
     },
-    /// A value is out of its range.
-    #[error("{field} = {value} is out of range: {limit} (set by --{field} or the config profile)")]
-    OutOfRange {
-        /// The field, as written in the config (`concurrency`).
-        field: &'static str,
-        /// The value given.
-        value: String,
-        /// The allowed range.
-        limit: &'static str,
-    },
+    /// A value is out of its range: the field, as written in the config (`concurrency`).
+    #[error("{1} (set by --{0} or the config profile)")]
+    OutOfRange(&'static str, crate::gate::RangeError),
 }
 
 /// Layers `over` onto `base`: keys of `over` win, tables present in both merge recursively.
@@ -179,6 +217,15 @@ impl ConfigFile {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// Every `(profile, suite table)` pair the file names, in file order of profiles.
+    pub fn suite_tables(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.profile.iter().flat_map(|(profile, p)| {
+            p.sections
+                .keys()
+                .map(move |suite| (profile.as_str(), suite.as_str()))
         })
     }
 
@@ -251,8 +298,7 @@ impl Settings {
             connect_timeout,
             request_timeout,
             max_body_bytes,
-            load,
-            backtest,
+            sections,
         } = p.clone();
         self.seed = seed.unwrap_or(self.seed);
         self.concurrency = concurrency.unwrap_or(self.concurrency);
@@ -263,10 +309,8 @@ impl Settings {
         self.connect_timeout = connect_timeout.unwrap_or(self.connect_timeout);
         self.request_timeout = request_timeout.unwrap_or(self.request_timeout);
         self.max_body_bytes = max_body_bytes.unwrap_or(self.max_body_bytes);
-        for (suite, table) in [("load", load), ("backtest", backtest)] {
-            if let Some(table) = table {
-                merge_table(self.sections.entry(suite.to_owned()).or_default(), table);
-            }
+        for (suite, table) in sections {
+            merge_table(self.sections.entry(suite).or_default(), table);
         }
     }
 
@@ -284,14 +328,9 @@ impl Settings {
             hi: T,
             limit: &'static str,
         ) -> Result<(), ConfigError> {
-            if value < lo || value > hi {
-                return Err(ConfigError::OutOfRange {
-                    field,
-                    value: format!("{value:?}"),
-                    limit,
-                });
-            }
-            Ok(())
+            let ok = value >= lo && value <= hi;
+            crate::gate::ensure_range(field, format!("{value:?}"), ok, limit)
+                .map_err(|e| ConfigError::OutOfRange(field, e))
         }
         check("concurrency", self.concurrency, 1, 256, "1 to 256")?;
         check(
@@ -388,11 +427,13 @@ fees-bps = 1.5
     }
 
     #[test]
-    fn an_unknown_suite_table_is_a_parse_error() {
-        let err = ConfigFile::parse("[profile.ci.laod]\nrate = 1\n", Path::new("g.toml"))
+    fn tables_are_suite_sections_and_other_unknown_keys_errors() {
+        let file = ConfigFile::parse("[profile.ci.laod]\nrate = 1\n", Path::new("g.toml")).unwrap();
+        assert_eq!(file.suite_tables().collect::<Vec<_>>(), [("ci", "laod")]);
+        let err = ConfigFile::parse("[profile.ci]\nlaod = 1\n", Path::new("g.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("laod"), "{err}");
+        assert!(err.contains("laod") && err.contains("g.toml"), "{err}");
     }
 
     #[test]

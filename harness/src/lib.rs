@@ -1,8 +1,10 @@
-//! Gauntlet's framework: the [`Target`] seam and its implementations, the case
-//! registry, the runner, the requirement catalogue and the config.
+//! Gauntlet's framework: the [`Target`] seam and its implementations, the [`Suite`] seam
+//! and the [`Registry`] of suites, the runner, the gate vocabulary ([`gate`]), the
+//! requirement catalogue and the config.
 //!
-//! Suites register [`Case`]s; the [`runner`] runs a selection of them against a
-//! [`Target`] and returns the `gauntlet-reports` run-result model.
+//! A suite implements [`Suite`]: [`Case`]s the [`runner`] runs one by one against a
+//! [`Target`], and/or gates it measures as a whole; either way the result is the
+//! `gauntlet-reports` run-result model.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -20,7 +22,7 @@
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let target: Arc<dyn Target> = Arc::new(InProcess::with_models(EngineConfig::default(), vec![])?);
-//! let cases = [case!("unit", health_live, ["ENG-OIP"], [])];
+//! let cases = [case!("conformance", health_live, ["ENG-OIP"], [])];
 //! let options = RunOptions {
 //!     concurrency: 1,
 //!     case_timeout: Duration::from_secs(5),
@@ -38,14 +40,17 @@
 mod case;
 pub mod catalogue;
 pub mod config;
-pub mod phase;
+pub mod gate;
 pub mod references;
+pub mod registry;
 pub mod runner;
+pub mod suite;
 pub mod target;
 
 pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome, References};
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
-pub use phase::{Phase, PhaseCtx, PhaseError, PhaseOutput, PlannedCase};
+pub use registry::{Registry, RegistryError};
+pub use suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
 pub use target::{
     Capabilities, Capability, ENGINE_THREAD_PREFIX, HttpEndpoint, HttpOptions, HttpTarget,
     InProcess, InProcessError, Reply, ServedEngine, Target, TargetError, TargetExt, infer_path,

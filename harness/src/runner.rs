@@ -9,12 +9,13 @@ use futures::StreamExt;
 use gauntlet_reports::{CaseResult, Location, Outcome};
 
 use crate::case::{Case, CaseCtx, CaseError, References};
+pub use crate::case::{RunOptions, replay_command};
 use crate::target::Target;
 
 /// Which cases a run takes. Empty lists select everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
-    /// Suites to run (`unit`, `property`); empty means all.
+    /// Suites to run (`conformance`, `property`, …); empty means all.
     pub suites: Vec<String>,
     /// Substring that the case id (`suite::name`) must contain.
     pub filter: Option<String>,
@@ -42,51 +43,6 @@ impl Selection {
     pub fn apply(&self, cases: &[Case]) -> Vec<Case> {
         cases.iter().filter(|c| self.matches(c)).copied().collect()
     }
-}
-
-/// How the selected cases run.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Cases running at once (≥ 1).
-    pub concurrency: usize,
-    /// Deadline for one case; past it the case is an error.
-    pub case_timeout: Duration,
-    /// The run seed; each case derives its own from it.
-    pub seed: u64,
-    /// Generated inputs per property case.
-    pub property_cases: u32,
-    /// The request-body limit the target is expected to enforce: bodies above it get 413.
-    pub max_body_bytes: usize,
-    /// The `gauntlet run` arguments that select this run's target and its treatment
-    /// (`--target URL`, `--skip-missing-models`, `--max-body-bytes N`), for replay hints.
-    pub replay_args: String,
-}
-
-impl Default for RunOptions {
-    /// The compiled-in defaults of [`crate::config::Settings`].
-    fn default() -> Self {
-        let s = crate::config::Settings::default();
-        RunOptions {
-            concurrency: s.concurrency,
-            case_timeout: s.case_timeout,
-            seed: s.seed,
-            property_cases: s.property_cases,
-            max_body_bytes: s.max_body_bytes,
-            replay_args: String::new(),
-        }
-    }
-}
-
-/// `gauntlet run [ARGS] --seed S --property-cases N --filter CASE`.
-pub fn replay_command(args: &str, seed: u64, property_cases: u32, case_id: &str) -> String {
-    let args = if args.is_empty() {
-        String::new()
-    } else {
-        format!(" {args}")
-    };
-    format!(
-        "gauntlet run{args} --seed {seed:#x} --property-cases {property_cases} --filter {case_id}"
-    )
 }
 
 /// What the runner tells its listeners as the run progresses.
@@ -233,10 +189,10 @@ mod tests {
     #[tokio::test]
     async fn verdicts_map_to_outcomes_in_order() {
         let cases = [
-            case!("unit", passes, ["ENG-OIP"], []),
-            case!("unit", fails, ["ENG-OIP"], []),
-            case!("unit", panics, ["ENG-OIP"], []),
-            case!("unit", sleeps, ["ENG-OIP"], []),
+            case!("conformance", passes, ["ENG-OIP"], []),
+            case!("conformance", fails, ["ENG-OIP"], []),
+            case!("conformance", panics, ["ENG-OIP"], []),
+            case!("conformance", sleeps, ["ENG-OIP"], []),
             case!(
                 "unit",
                 needs_nothing_real,

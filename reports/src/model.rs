@@ -259,6 +259,16 @@ pub fn parse_seed(text: &str) -> Result<u64, std::num::ParseIntError> {
     }
 }
 
+/// [`parse_seed`] for a command-line value parser: the error says what a seed is.
+///
+/// # Errors
+///
+/// A message naming the accepted forms.
+pub fn parse_seed_arg(text: &str) -> Result<u64, String> {
+    parse_seed(text)
+        .map_err(|e| format!("seed must be an unsigned 64-bit integer (decimal or 0x-hex): {e}"))
+}
+
 /// Serde for a seed: written as a `0x` hex string, read from that, a decimal string or a number.
 mod seed_hex {
     use serde::de::{self, Visitor};

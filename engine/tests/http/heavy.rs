@@ -51,19 +51,24 @@ pub(crate) fn heavy_rows(n: usize) -> Value {
 
 /// Regression: a 10,000-row batch on a 100,000-tree model ran on a tokio worker for seconds:
 /// probes waited behind it, `request-timeout` never answered 408, and the 408 (once answered)
-/// was not counted.
+/// was not counted. The batch is held on the blocking pool until its deadline (a test hook),
+/// so it outlasts the deadline at any optimisation level; its work (5,000 rows × 100 trees)
+/// is over the inline limit, so it runs there.
 #[tokio::test]
 async fn heavy_batch_leaves_the_worker_free_and_its_408_is_counted() {
     let config = EngineConfig {
         request_timeout: Some(Duration::from_millis(500)),
         ..EngineConfig::default()
     };
-    let app = app(state_with(config, &[heavy(100_000)]));
+    let mut held = heavy(100);
+    held.name = "held".to_owned();
+    gauntlet_engine::test_hooks::hold_batches_of("held", Duration::from_secs(10));
+    let app = app(state_with(config, &[held]));
     let started = Instant::now();
-    let heavy_app = app.clone();
+    let held_app = app.clone();
     let call =
         tokio::spawn(
-            async move { post(&heavy_app, "/v2/models/heavy/infer", heavy_rows(5_000)).await },
+            async move { post(&held_app, "/v2/models/held/infer", heavy_rows(5_000)).await },
         );
     tokio::time::sleep(Duration::from_millis(100)).await;
     let live = get(&app, "/v2/health/live").await;
@@ -82,8 +87,8 @@ async fn heavy_batch_leaves_the_worker_free_and_its_408_is_counted() {
     );
     let text = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
     for line in [
-        "gauntlet_requests_total{model=\"heavy\",status=\"408\"} 1",
-        "gauntlet_request_duration_seconds_count{model=\"heavy\"} 1",
+        "gauntlet_requests_total{model=\"held\",status=\"408\"} 1",
+        "gauntlet_request_duration_seconds_count{model=\"held\"} 1",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
@@ -114,13 +119,17 @@ async fn deep_tree_batch_goes_off_the_worker() {
         request_timeout: Some(Duration::from_millis(200)),
         ..EngineConfig::default()
     };
-    let app = app(state_with(config, &[chain(50_000)]));
+    // Held on the blocking pool until the deadline (a test hook): the 408 comes at any
+    // optimisation level. Inline, it would not be held, and the probe would wait.
+    let mut held = chain(50_000);
+    held.name = "held-chain".to_owned();
+    gauntlet_engine::test_hooks::hold_batches_of("held-chain", Duration::from_secs(10));
+    let app = app(state_with(config, &[held]));
     let started = Instant::now();
     let chain_app = app.clone();
-    let call =
-        tokio::spawn(
-            async move { post(&chain_app, "/v2/models/chain/infer", heavy_rows(5_000)).await },
-        );
+    let call = tokio::spawn(async move {
+        post(&chain_app, "/v2/models/held-chain/infer", heavy_rows(5_000)).await
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(get(&app, "/v2/health/live").await.status, StatusCode::OK);
     assert!(

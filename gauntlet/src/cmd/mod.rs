@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod backtest;
+pub mod list;
+pub mod load;
+pub mod report;
+pub mod run;

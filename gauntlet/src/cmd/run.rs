@@ -1,0 +1,327 @@
+//! `gauntlet run`: every selected case and gate of the registered suites against one
+//! target, then the reports.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use clap::Args;
+
+use gauntlet_harness::config::{Profile, Settings};
+use gauntlet_harness::references::served_references;
+use gauntlet_harness::registry::Planned;
+use gauntlet_harness::runner::{self, RunEvent, RunOptions, Selection};
+use gauntlet_harness::{Catalogue, HttpOptions, References, Registry, SuiteCtx};
+use gauntlet_reports::ExitCode;
+
+use crate::plumbing::{self, Failure, Meta, resolve_settings};
+
+/// Which cases and gates a run or a listing takes.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Only these suites (repeatable or comma-separated); the help lists the registered ones.
+    #[arg(
+        long = "suite",
+        value_name = "SUITE",
+        env = "GAUNTLET_SUITE",
+        value_delimiter = ','
+    )]
+    suites: Vec<String>,
+    /// Only cases whose id (`suite::name`) contains this text.
+    #[arg(long, env = "GAUNTLET_FILTER")]
+    filter: Option<String>,
+    /// Only cases that check one of these requirement ids (repeatable).
+    #[arg(
+        long = "requirement",
+        value_name = "ID",
+        env = "GAUNTLET_REQUIREMENT",
+        value_delimiter = ','
+    )]
+    requirements: Vec<String>,
+}
+
+/// Flags of `gauntlet run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Base URL of an Open Inference Protocol server; default: the in-process reference engine.
+    #[arg(long, env = "GAUNTLET_TARGET", value_name = "URL")]
+    target: Option<String>,
+    /// Config profile from gauntlet.toml.
+    #[arg(long, env = "GAUNTLET_PROFILE", default_value = "default")]
+    profile: String,
+    /// Config file; default: ./gauntlet.toml when it exists.
+    #[arg(long, env = "GAUNTLET_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where to write junit.xml, report.json, summary.md and report.html.
+    #[arg(long, env = "GAUNTLET_REPORT_DIR", value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+    /// Run seed (decimal or 0x-hex); every generated input derives from it.
+    #[arg(long, env = "GAUNTLET_SEED", value_parser = gauntlet_reports::parse_seed_arg)]
+    seed: Option<u64>,
+    /// Cases running at once.
+    #[arg(long, env = "GAUNTLET_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Generated inputs per property case.
+    #[arg(long, env = "GAUNTLET_PROPERTY_CASES")]
+    property_cases: Option<u32>,
+    /// Deadline of one case, e.g. `60s`.
+    #[arg(long, env = "GAUNTLET_CASE_TIMEOUT", value_parser = humantime::parse_duration)]
+    case_timeout: Option<std::time::Duration>,
+    /// Deadline to reach an HTTP target, e.g. `3s` (at most 5s).
+    #[arg(long, env = "GAUNTLET_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
+    connect_timeout: Option<std::time::Duration>,
+    /// Deadline of one HTTP request, e.g. `10s`.
+    #[arg(long, env = "GAUNTLET_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    request_timeout: Option<std::time::Duration>,
+    /// The request-body limit the target is expected to enforce (bodies above it
+    /// must get 413); default 1 MiB, the reference engine's.
+    #[arg(long, env = "GAUNTLET_MAX_BODY_BYTES", value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Run even when the target does not serve the reference models: the cases that
+    /// need them are skipped. Without it such a target is a setup error (exit 3).
+    #[arg(
+        long,
+        env = "GAUNTLET_SKIP_MISSING_MODELS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    skip_missing_models: bool,
+}
+
+impl SelectArgs {
+    /// The cases and gates of `registry` this selection takes under `settings` (the
+    /// profile's `suites` when no `--suite` is given), every suite's settings validated
+    /// and every requirement id checked against the catalogue.
+    pub fn plan<'r>(
+        &self,
+        registry: &'r Registry,
+        settings: &Settings,
+    ) -> Result<Planned<'r>, Failure> {
+        // A "" among comma-separated values (`--suite conformance,`) selects nothing: drop it.
+        let given: Vec<String> = self
+            .suites
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        let given = if given.is_empty() {
+            settings.suites.clone()
+        } else {
+            given
+        };
+        let (suites, aliases) = registry.canonical_suites(&given)?;
+        let mut filter = self.filter.clone().filter(|f| !f.is_empty());
+        let mut renamed: Vec<(&str, &str)> = aliases;
+        // An old case id in --filter (`unit::health_live`) names the renamed suite's case.
+        for suite in registry.suites() {
+            for alias in suite.aliases() {
+                let prefix = format!("{alias}::");
+                let renamed_filter = filter
+                    .as_deref()
+                    .and_then(|f| f.strip_prefix(&prefix))
+                    .map(|rest| format!("{}::{rest}", suite.name()));
+                if renamed_filter.is_some() {
+                    filter = renamed_filter;
+                    renamed.push((alias, suite.name()));
+                }
+            }
+        }
+        renamed.dedup();
+        for (alias, name) in renamed {
+            let _ = writeln!(
+                std::io::stderr(),
+                "gauntlet: warning: suite `{alias}` is now `{name}`; `{alias}` is accepted \
+                 until the next release"
+            );
+        }
+        let selection = Selection {
+            suites,
+            filter,
+            requirements: self
+                .requirements
+                .iter()
+                .filter(|r| !r.is_empty())
+                .cloned()
+                .collect(),
+        };
+        let catalogue = Catalogue::builtin().map_err(Failure::usage_err)?;
+        Ok(registry.plan(settings, &catalogue, &selection)?)
+    }
+}
+
+/// A validated run: everything checked before any work starts.
+struct Plan<'r> {
+    settings: Settings,
+    planned: Planned<'r>,
+    target_url: Option<String>,
+    skip_missing_models: bool,
+}
+
+fn plan(registry: &Registry, args: RunArgs) -> Result<Plan<'_>, Failure> {
+    let flags = Profile {
+        seed: args.seed,
+        concurrency: args.concurrency,
+        case_timeout: args.case_timeout,
+        property_cases: args.property_cases,
+        report_dir: args.report_dir.clone(),
+        connect_timeout: args.connect_timeout,
+        request_timeout: args.request_timeout,
+        max_body_bytes: args.max_body_bytes,
+        ..Profile::default()
+    };
+    let settings = resolve_settings(registry, args.config.as_deref(), &args.profile, &flags)?;
+    let planned = args.select.plan(registry, &settings)?;
+    Ok(Plan {
+        settings,
+        planned,
+        target_url: args.target,
+        skip_missing_models: args.skip_missing_models,
+    })
+}
+
+/// Runs `gauntlet run`.
+pub fn run(registry: &Registry, args: RunArgs) -> Result<ExitCode, Failure> {
+    let plan = plan(registry, args)?;
+    plumbing::runtime(None)?.block_on(execute(registry, plan))
+}
+
+async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failure> {
+    let Plan {
+        settings,
+        planned,
+        target_url,
+        skip_missing_models,
+    } = plan;
+    let started_at = SystemTime::now();
+    // Fail before the run, not after it, when the reports cannot be written.
+    plumbing::check_report_dir(&settings.report_dir)?;
+    let reference = gauntlet_fixtures::load_embedded().map_err(Failure::setup_err)?;
+    let options = HttpOptions {
+        connect_timeout: settings.connect_timeout,
+        request_timeout: settings.request_timeout,
+        ..HttpOptions::default()
+    };
+    let target = plumbing::connect(target_url.as_deref(), options).await?;
+    let check = served_references(target.as_ref(), reference).await;
+    let mut err = std::io::stderr();
+    if !check.missing.is_empty() && !skip_missing_models {
+        let names: Vec<String> = check
+            .missing
+            .iter()
+            .map(|(name, why)| format!("{name} ({why})"))
+            .collect();
+        return Err(Failure::setup(format!(
+            "the target does not serve the reference models {}: serve fixtures/models, or pass \
+             --skip-missing-models to run only the cases that do not need them",
+            names.join(", ")
+        )));
+    }
+    for (name, why) in &check.missing {
+        // Ignore write errors: a closed stderr (`| head`) must not stop the run or its reports.
+        let _ = writeln!(
+            err,
+            "gauntlet: warning: the target does not serve reference model {name} ({why}); \
+             cases that need it are skipped"
+        );
+    }
+    let references = References {
+        all: Arc::new(check.all),
+        served: Arc::new(check.served),
+    };
+    let options = RunOptions {
+        concurrency: settings.concurrency,
+        case_timeout: settings.case_timeout,
+        seed: settings.seed,
+        property_cases: settings.property_cases,
+        max_body_bytes: settings.max_body_bytes,
+        replay_args: replay_args(target_url.as_deref(), skip_missing_models, &settings),
+    };
+    let color = plumbing::color();
+    let _ = writeln!(
+        err,
+        "gauntlet: running {} cases against {} (profile {}, seed {:#x})",
+        planned.total(),
+        target.describe(),
+        settings.profile,
+        settings.seed
+    );
+    let print = |result: &gauntlet_reports::CaseResult| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            gauntlet_reports::terminal::case_line(result, color)
+        );
+    };
+    // The case suites run together (concurrently); measured suites after them, one at a
+    // time, so a load test never shares the machine with other cases.
+    let mut cases = runner::run(
+        &planned.cases(),
+        Arc::clone(&target),
+        &references,
+        &options,
+        |event| {
+            if let RunEvent::CaseFinished(result) = event {
+                print(result);
+            }
+        },
+    )
+    .await;
+    let mut sections = Vec::new();
+    for s in planned.suites.into_iter().filter(|s| !s.gates.is_empty()) {
+        let ctx = SuiteCtx {
+            target: Arc::clone(&target),
+            settings: settings.clone(),
+            planned: s.gates,
+            progress: std::io::stderr().is_terminal(),
+        };
+        let name = s.suite.name();
+        let output = s.suite.run(ctx).await.map_err(|e| match e {
+            gauntlet_harness::SuiteError::Setup(m) => Failure::setup(format!("{name} suite: {m}")),
+            other => Failure::usage(format!("[profile.{}.{name}] {other}", settings.profile)),
+        })?;
+        output.cases.iter().for_each(print);
+        cases.extend(output.cases);
+        sections.extend(output.sections);
+    }
+    let meta = Meta {
+        tool: "gauntlet",
+        seed: settings.seed,
+        target: target.describe(),
+        profile: &settings.profile,
+        started_at,
+    };
+    let report = plumbing::report(registry, meta, cases, sections);
+    let code = plumbing::publish(&report, &settings.report_dir)?;
+    if code != ExitCode::Success {
+        let _ = writeln!(
+            std::io::stderr(),
+            "gauntlet: replay the same inputs with `{}`",
+            runner::replay_command(
+                &options.replay_args,
+                options.seed,
+                options.property_cases,
+                "SUITE::CASE"
+            )
+        );
+    }
+    Ok(code)
+}
+
+/// The arguments a replay needs besides the seed: which target, and how it is judged.
+/// The target URL is shown without credentials (they are the user's to add back).
+fn replay_args(target: Option<&str>, skip_missing_models: bool, settings: &Settings) -> String {
+    let mut args = Vec::new();
+    if let Some(url) = target {
+        args.push(format!("--target {}", gauntlet_harness::redact_url(url)));
+    }
+    if skip_missing_models {
+        args.push("--skip-missing-models".to_owned());
+    }
+    if settings.max_body_bytes != Settings::default().max_body_bytes {
+        args.push(format!("--max-body-bytes {}", settings.max_body_bytes));
+    }
+    args.join(" ")
+}

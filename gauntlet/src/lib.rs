@@ -1,0 +1,188 @@
+//! `gauntlet`: the composition root. It registers the suites in one list ([`registry()`]),
+//! turns flags into validated plans, runs them, and owns what libraries must not: exit
+//! codes, terminal output, config discovery, the report directory and the run metadata.
+//!
+//! Exit codes: 0 every case passed, 1 a case or gate failed (or a measurement is
+//! invalid), 2 usage or config error, 3 setup error (target unreachable, fixture missing,
+//! reports unwritable).
+//!
+//! One file per subcommand under `cmd/`; [`main_with`] runs any registry, so a test can
+//! add a suite of its own and see it everywhere the built-in ones appear:
+//!
+//! ```
+//! let registry = gauntlet::registry();
+//! let mut out = Vec::new();
+//! let code = gauntlet::main_with(&registry, ["gauntlet", "list", "--suite", "property"], &mut out);
+//! assert_eq!(code, 0);
+//! let listed = String::from_utf8(out).unwrap();
+//! assert!(listed.lines().all(|l| l.starts_with("property::")), "{listed}");
+//! ```
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+use gauntlet_harness::{Registry, Suite};
+use gauntlet_reports::ExitCode;
+
+mod cmd;
+mod plumbing;
+
+/// `suites/README.md`, whose example suite runs as a doctest here.
+#[doc = include_str!("../../suites/README.md")]
+#[cfg(doctest)]
+pub struct WriteASuite;
+
+pub use plumbing::Failure;
+
+const EXIT_CODES: &str = "Exit codes:
+  0  every case passed (skips allowed)
+  1  a case failed or errored
+  2  usage or config error (bad flag, unknown profile or suite, bad gauntlet.toml)
+  3  setup error: target unreachable (within 5 s), reference models not served
+     (see --skip-missing-models), report directory not writable";
+
+/// The registry of [`suites`]: the one list everything else derives from (`--suite`,
+/// `gauntlet list`, the catalogue check, crate versions in report.json).
+///
+/// # Panics
+///
+/// Never: the names below are distinct (a test checks it).
+pub fn registry() -> Registry {
+    Registry::new(suites()).expect("suite names are distinct")
+}
+
+/// The built-in suites, in run order, for a registry of one's own (a binary with an extra
+/// suite, a test): `let mut s = gauntlet::suites(); s.push(Box::new(Mine));`.
+pub fn suites() -> Vec<Box<dyn Suite>> {
+    vec![
+        Box::new(gauntlet_suites::Conformance),
+        Box::new(gauntlet_suites::Property),
+        Box::new(gauntlet_backtest::BacktestSuite),
+        Box::new(gauntlet_load::LoadSuite),
+    ]
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gauntlet",
+    version,
+    about = "Release gate for ML model-serving systems",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the suites against a target and write the reports.
+    #[command(after_help = EXIT_CODES)]
+    Run(Box<cmd::run::RunArgs>),
+    /// List the cases and gates with their requirement ids.
+    List(cmd::list::ListArgs),
+    /// Backtest a model (in process or at a URL) or a baseline strategy on OHLCV bars.
+    Backtest(Box<gauntlet_backtest::cli::BacktestArgs>),
+    /// One open-model load run (or one shard of it) against a target; see `gauntlet run
+    /// --suite load` for the whole load suite.
+    #[command(after_help = EXIT_CODES)]
+    Load(Box<gauntlet_load::cli::LoadArgs>),
+    /// Work on reports: `merge` load shard files.
+    Report {
+        #[command(subcommand)]
+        command: gauntlet_load::cli::ReportCommand,
+    },
+}
+
+/// The command line, where an environment twin set to "" (as CI matrices do) counts as
+/// unset, and the `--suite` help names the registered suites.
+fn parse_cli(registry: &Registry, args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    fn unset_empty_env(cmd: clap::Command) -> clap::Command {
+        let empty: Vec<clap::Id> = cmd
+            .get_arguments()
+            .filter(|a| {
+                a.get_env()
+                    .and_then(std::env::var_os)
+                    .is_some_and(|v| v.is_empty())
+            })
+            .map(|a| a.get_id().clone())
+            .collect();
+        let cmd = empty.into_iter().fold(cmd, |cmd, id| {
+            cmd.mut_arg(id, |a| a.env(clap::builder::Resettable::Reset))
+        });
+        cmd.mut_subcommands(unset_empty_env)
+    }
+    let suites = registry
+        .suites()
+        .map(|s| format!("{} ({})", s.name(), s.about()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let help = format!("Only these suites (repeatable or comma-separated): {suites}");
+    let cmd = Cli::command()
+        .mut_subcommand("run", |c| c.mut_arg("suites", |a| a.help(help.clone())))
+        .mut_subcommand("list", |c| c.mut_arg("suites", |a| a.help(help.clone())));
+    let matches = unset_empty_env(cmd).try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// Runs the `gauntlet` command line `args` (program name first) with the suites of
+/// `registry`; `out` receives what goes to stdout (`list`, the backtest table), stderr
+/// the rest. Returns the process exit code.
+pub fn main_with<I, T>(registry: &Registry, args: I, out: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let cli = match parse_cli(registry, args.into_iter().map(Into::into).collect()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitCode::Usage.code()
+            } else {
+                0
+            };
+            // clap prints help and version to stdout, errors to stderr.
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::List(args) => cmd::list::list(registry, &args, out),
+        Command::Run(args) => cmd::run::run(registry, *args),
+        Command::Backtest(args) => cmd::backtest::backtest(registry, *args, out),
+        Command::Load(args) => cmd::load::load(registry, *args),
+        Command::Report { command } => cmd::report::report(registry, command),
+    };
+    match result {
+        Ok(code) => code.code(),
+        Err(f) => {
+            let _ = writeln!(std::io::stderr(), "gauntlet: error: {}", f.message);
+            f.code.code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Regression: `rust-version = "1.85"` while the workspace uses let-chains
+    /// (`if let … && …`), stable from Rust 1.88.
+    #[test]
+    fn rust_version_declares_the_let_chains_minimum() {
+        let declared: Vec<u32> = env!("CARGO_PKG_RUST_VERSION")
+            .split('.')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert!(declared[..2] >= [1, 88][..], "rust-version {declared:?}");
+    }
+
+    #[test]
+    fn the_registry_builds_and_lists_the_four_suites_in_run_order() {
+        assert_eq!(
+            super::registry().names(),
+            ["conformance", "property", "backtest", "load"]
+        );
+    }
+}

@@ -1,0 +1,617 @@
+//! End-to-end tests of the `gauntlet` binary: real processes, real files, real
+//! HTTP servers on loopback.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use gauntlet_testkit::{code, text};
+use http_body_util::BodyExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gauntlet");
+
+fn gauntlet(args: &[&str], cwd: &Path) -> Output {
+    gauntlet_testkit::run_cli(BIN, args, cwd).expect("spawn gauntlet")
+}
+
+/// Serves the reference engine on 127.0.0.1:0 in a background thread, with an
+/// optional middleware that damages infer responses.
+fn serve_engine(defective: bool) -> SocketAddr {
+    serve(move || {
+        let target = gauntlet_suites::reference_target().expect("reference target");
+        let app = gauntlet_engine::app(target.state().clone());
+        if defective {
+            app.layer(axum::middleware::from_fn(nudge_predictions))
+        } else {
+            app
+        }
+    })
+}
+
+/// Serves a router built by `make` on 127.0.0.1:0 until the test process exits.
+fn serve(make: impl FnOnce() -> axum::Router + Send + 'static) -> SocketAddr {
+    gauntlet_testkit::serve_router(make).expect("server up")
+}
+
+/// A defect a release gate must catch: every prediction is off by 1e-3.
+async fn nudge_predictions(req: Request, next: Next) -> Response {
+    let is_infer = req.uri().path().ends_with("/infer");
+    let response = next.run(req).await;
+    if !is_infer || !response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    let mut json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    if let Some(outputs) = json["outputs"].as_array_mut() {
+        for out in outputs {
+            if let Some(data) = out["data"].as_array_mut() {
+                for v in data {
+                    *v = serde_json::json!(v.as_f64().unwrap_or(0.0) + 1e-3);
+                }
+            }
+        }
+    }
+    let body = serde_json::to_vec(&json).expect("json");
+    let mut parts = parts;
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn read_report(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("report json")
+}
+
+fn outcomes(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().expect("id").to_owned(),
+                c["outcome"]["status"].as_str().expect("status").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn list_prints_every_case_with_requirements() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["list"], dir.path());
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 10, "{stdout}");
+    for line in &lines {
+        let (id, reqs) = line.split_once("  ").expect("two columns");
+        assert!(id.contains("::"), "{line}");
+        assert!(reqs.trim().split(", ").all(|r| r.contains('-')), "{line}");
+    }
+    assert!(stdout.lines().any(|l| l.starts_with("conformance::")));
+    assert!(stdout.lines().any(|l| l.starts_with("property::")));
+}
+
+/// `unit`, the conformance suite's name until this release, still selects it, with a warning.
+#[test]
+fn the_unit_alias_selects_the_conformance_suite_with_a_deprecation_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["list", "--suite", "unit"], dir.path());
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.lines().count() >= 10, "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l.starts_with("conformance::")),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("warning: suite `unit` is now `conformance`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = gauntlet(&["list", "--filter", "unit::health_live"], dir.path());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "conformance::health_live  ENG-OIP"
+    );
+}
+
+/// `--suite` help names every registered suite (it comes from the registry).
+#[test]
+fn suite_help_lists_the_registered_suites() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["run", "--help"], dir.path());
+    assert_eq!(code(&out), 0);
+    let help = text(&out.stdout);
+    for suite in ["conformance (", "property (", "backtest (", "load ("] {
+        assert!(help.contains(suite), "{help}");
+    }
+}
+
+#[test]
+fn in_process_run_writes_reports_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(
+        &[
+            "run",
+            "--report-dir",
+            "out",
+            "--seed",
+            "7",
+            "--property-cases",
+            "16",
+        ],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    for f in ["junit.xml", "report.json", "summary.md", "report.html"] {
+        assert!(dir.path().join("out").join(f).is_file(), "{f} missing");
+    }
+    let report = read_report(&dir.path().join("out"));
+    assert_eq!(report["schema_version"], 2);
+    assert_eq!(report["meta"]["seed"], "0x7");
+    assert!(
+        report["meta"]["target"]
+            .as_str()
+            .unwrap()
+            .contains("in-process")
+    );
+    // Every crate that produced a case or gate, besides the binary and the framework.
+    for krate in [
+        "gauntlet",
+        "gauntlet-engine",
+        "gauntlet-harness",
+        "gauntlet-reports",
+        "gauntlet-fixtures",
+        "gauntlet-suites",
+        "gauntlet-load",
+        "gauntlet-backtest",
+    ] {
+        assert!(
+            report["meta"]["crate_versions"][krate].is_string(),
+            "{krate} in {}",
+            report["meta"]["crate_versions"]
+        );
+    }
+    let cases = outcomes(&report);
+    // Without a gauntlet.toml the backtest gates have no thresholds: they are skipped,
+    // saying so; the look-ahead and cost checks need none and must pass.
+    assert!(
+        cases.iter().all(|(id, s)| s == "pass"
+            || (s == "skip" && id.starts_with("backtest::") && id != "backtest::no_lookahead")),
+        "{cases:?}"
+    );
+    for suite in ["conformance::", "property::", "backtest::", "load::"] {
+        assert!(
+            cases.iter().any(|(id, _)| id.starts_with(suite)),
+            "{suite} ran"
+        );
+    }
+    assert!(stderr.contains("passed"), "{stderr}");
+}
+
+#[test]
+fn http_target_passes_the_same_cases_as_in_process() {
+    let addr = serve_engine(false);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let by_url = gauntlet(
+        &[
+            "run",
+            "--target",
+            &url,
+            "--report-dir",
+            "url",
+            "--property-cases",
+            "16",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&by_url), 0, "{}", text(&by_url.stderr));
+    let local = gauntlet(
+        &["run", "--report-dir", "local", "--property-cases", "16"],
+        dir.path(),
+    );
+    assert_eq!(code(&local), 0, "{}", text(&local.stderr));
+    let url_report = read_report(&dir.path().join("url"));
+    assert!(
+        url_report["meta"]["target"]
+            .as_str()
+            .unwrap()
+            .contains(&url)
+    );
+    assert_eq!(
+        outcomes(&url_report),
+        outcomes(&read_report(&dir.path().join("local")))
+    );
+}
+
+#[test]
+fn defective_target_fails_with_exit_1_and_junit_names_what_differed() {
+    let addr = serve_engine(true);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let out = gauntlet(
+        &[
+            "run",
+            "--target",
+            &url,
+            "--report-dir",
+            "out",
+            "--property-cases",
+            "16",
+        ],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    // The replay hint names the target: without it the replay would run in-process and pass.
+    assert!(
+        stderr.contains(&format!("`gauntlet run --target {url} --seed 0x")),
+        "{stderr}"
+    );
+    let report = read_report(&dir.path().join("out"));
+    let failed: Vec<_> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"]["status"] == "fail")
+        .collect();
+    assert!(!failed.is_empty());
+    assert!(
+        failed.iter().any(|c| c["requirements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "ENG-PRED")),
+        "no ENG-PRED failure: {failed:?}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
+    let case = failed[0];
+    let name = case["name"].as_str().unwrap();
+    let req = case["requirements"][0].as_str().unwrap();
+    assert!(junit.contains(&format!("name=\"{name}\"")), "{junit}");
+    assert!(junit.contains(req), "{junit}");
+    assert!(junit.contains("expected"), "{junit}");
+}
+
+#[test]
+fn unreachable_target_exits_3_within_5_seconds() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = gauntlet(
+        &["run", "--target", &format!("http://127.0.0.1:{port}")],
+        dir.path(),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("unreachable") && stderr.contains(&port.to_string()),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_and_config_errors_exit_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["run", "--suite", "nope"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("nope"));
+
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.ci]\nconcurency = 2\n",
+    )
+    .unwrap();
+    let out = gauntlet(&["run", "--profile", "ci"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("concurency"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.ci]\nconcurrency = 2\n",
+    )
+    .unwrap();
+    let out = gauntlet(&["run", "--profile", "nightly"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("nightly"));
+
+    let out = gauntlet(&["run", "--concurrency", "0"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("concurrency"));
+
+    let out = gauntlet(&["run", "--target", "ftp://127.0.0.1:1"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("scheme"));
+
+    let out = gauntlet(&["run", "--seed", "x"], dir.path());
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("seed"));
+}
+
+#[test]
+fn target_without_the_reference_models_skips_what_needs_them() {
+    // The reference engine with no model loaded: nothing to compare predictions with.
+    let addr = serve(|| {
+        gauntlet_engine::app(gauntlet_engine::AppState::new(
+            gauntlet_engine::EngineConfig::default(),
+        ))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    // Without the opt-in this is a setup error: a gate must not pass on skips by accident.
+    let out = gauntlet(
+        &["run", "--target", &url, "--report-dir", "out"],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 3, "{stderr}");
+    assert!(stderr.contains("--skip-missing-models"), "{stderr}");
+    assert!(!dir.path().join("out/report.json").exists());
+    let out = gauntlet(
+        &[
+            "run",
+            "--target",
+            &url,
+            "--report-dir",
+            "out",
+            "--skip-missing-models",
+        ],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert!(
+        stderr.contains("does not serve reference model ref-linear"),
+        "{stderr}"
+    );
+    let report = read_report(&dir.path().join("out"));
+    let cases = outcomes(&report);
+    let passed: Vec<_> = cases.iter().filter(|(_, s)| s == "pass").collect();
+    let skipped: Vec<_> = cases.iter().filter(|(_, s)| s == "skip").collect();
+    assert!(
+        cases.iter().all(|(_, s)| s == "pass" || s == "skip"),
+        "{cases:?}"
+    );
+    // Protocol cases and the cases that upload models of their own still run.
+    for id in [
+        "conformance::health_live",
+        "conformance::load_promote_rollback",
+        "property::readers_see_whole_versions_during_swaps",
+    ] {
+        assert!(
+            passed.iter().any(|(c, _)| c == id),
+            "{id} did not pass: {cases:?}"
+        );
+    }
+    assert!(
+        skipped
+            .iter()
+            .any(|(c, _)| c == "property::predictions_match_library")
+    );
+    let reason = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "conformance::infer_echoes_request_id")
+        .map(|c| {
+            c["outcome"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap();
+    assert!(
+        reason.contains("does not serve reference model"),
+        "{reason}"
+    );
+}
+
+/// Every usage, config and setup error as a user sees it: exit code and message.
+#[test]
+fn error_messages_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let unreachable = format!("http://127.0.0.1:{closed_port}");
+    let bad_key = dir.path().join("bad-key.toml");
+    std::fs::write(&bad_key, "[profile.ci]\nconcurency = 2\n").unwrap();
+    let bad_value = dir.path().join("bad-value.toml");
+    std::fs::write(&bad_value, "[profile.default]\ncase-timeout = \"soon\"\n").unwrap();
+    let blocked = dir.path().join("file-not-dir");
+    std::fs::write(&blocked, "").unwrap();
+    let runs: Vec<Vec<String>> = vec![
+        vec!["run".into(), "--suite".into(), "nope".into()],
+        vec!["run".into(), "--requirement".into(), "NOPE-1".into()],
+        vec!["run".into(), "--filter".into(), "no-such-case".into()],
+        vec![
+            "run".into(),
+            "--config".into(),
+            bad_key.display().to_string(),
+            "--profile".into(),
+            "ci".into(),
+        ],
+        vec![
+            "run".into(),
+            "--config".into(),
+            bad_value.display().to_string(),
+        ],
+        vec!["run".into(), "--config".into(), "missing.toml".into()],
+        vec!["run".into(), "--profile".into(), "nightly".into()],
+        vec!["run".into(), "--concurrency".into(), "0".into()],
+        vec!["run".into(), "--seed".into(), "x".into()],
+        vec!["run".into(), "--target".into(), "ftp://127.0.0.1:1".into()],
+        vec![
+            "run".into(),
+            "--target".into(),
+            "https://127.0.0.1:1".into(),
+        ],
+        vec!["run".into(), "--target".into(), unreachable.clone()],
+        vec![
+            "run".into(),
+            "--suite".into(),
+            "conformance".into(),
+            "--filter".into(),
+            "health_live".into(),
+            "--report-dir".into(),
+            blocked.join("out").display().to_string(),
+        ],
+    ];
+    let mut transcript = String::new();
+    for args in &runs {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = gauntlet(&argv, dir.path());
+        let stderr = text(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("PASS") && !l.starts_with("gauntlet: running"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        transcript.push_str(&format!(
+            "$ gauntlet {}\nexit {}\n{}\n\n",
+            argv.join(" "),
+            code(&out),
+            stderr
+        ));
+    }
+    let transcript = transcript
+        .replace(&dir.path().display().to_string(), "[TMP]")
+        .replace(&closed_port.to_string(), "[PORT]");
+    insta::assert_snapshot!(transcript);
+}
+
+/// A property case past its deadline stops generating requests: the run ends soon after the
+/// deadline instead of when the (unbounded) property loop would have finished.
+#[test]
+fn timed_out_property_case_stops_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = gauntlet(
+        &[
+            "run",
+            "--filter",
+            "property::predictions_match_library",
+            "--property-cases",
+            "100000",
+            "--case-timeout",
+            "300ms",
+            "--report-dir",
+            "out",
+        ],
+        dir.path(),
+    );
+    let elapsed = started.elapsed();
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    assert!(stderr.contains("timed out after 300 ms"), "{stderr}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+/// The body limit is the deployment's to declare: a server configured for 4 MiB passes when
+/// the run expects 4 MiB, and fails (with the numbers) when the run expects the default 1 MiB.
+#[test]
+fn body_limit_expectation_follows_max_body_bytes() {
+    let addr = serve(|| {
+        let config = gauntlet_engine::EngineConfig {
+            max_body_bytes: 4 << 20,
+            ..Default::default()
+        };
+        let state = gauntlet_engine::AppState::new(config);
+        for artifact in gauntlet_fixtures::load_embedded().expect("fixtures") {
+            let name = artifact.name.clone();
+            state.registry().load(artifact).expect("load");
+            state.registry().promote(&name).expect("promote");
+        }
+        gauntlet_engine::app(state)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let args = [
+        "run",
+        "--target",
+        &url,
+        "--filter",
+        "body_over_limit",
+        "--report-dir",
+        "out",
+    ];
+    let out = gauntlet(
+        &[&args[..], &["--max-body-bytes", "4194304"]].concat(),
+        dir.path(),
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let out = gauntlet(&args, dir.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    assert!(
+        stderr.contains("413") && stderr.contains("1049600"),
+        "{stderr}"
+    );
+}
+
+/// Environment twins as CI sets them: "" means unset, booleans take the usual spellings.
+#[test]
+fn empty_and_boolish_environment_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--filter",
+            "conformance::health_live",
+            "--report-dir",
+            "out",
+        ])
+        .current_dir(dir.path())
+        .env_remove("GAUNTLET_TARGET")
+        .env("GAUNTLET_SEED", "")
+        .env("GAUNTLET_PROFILE", "")
+        .env("GAUNTLET_CONCURRENCY", "")
+        .env("GAUNTLET_CASE_TIMEOUT", "")
+        .env("GAUNTLET_SUITE", "")
+        .env("GAUNTLET_SKIP_MISSING_MODELS", "yes")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let report = read_report(&dir.path().join("out"));
+    assert_eq!(report["meta"]["profile"], "default");
+    let out = Command::new(BIN)
+        .args(["run", "--filter", "conformance::health_live"])
+        .current_dir(dir.path())
+        .env("GAUNTLET_SKIP_MISSING_MODELS", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+}
+
+/// A report directory that exists but cannot take a file is found before any case runs.
+#[test]
+fn unwritable_report_dir_fails_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["run", "--report-dir", "/proc/self"], dir.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 3, "{stderr}");
+    assert!(stderr.contains("report directory /proc/self"), "{stderr}");
+    assert!(!stderr.contains("PASS"), "cases ran first: {stderr}");
+}

@@ -1,0 +1,334 @@
+//! `gauntlet backtest`: flags become a validated [`Plan`] and every input is checked
+//! ([`prepare`]), then the backtest runs ([`Prepared::run`]). The `gauntlet` binary owns the
+//! rest (config discovery, the report directory — checked between the two, so nothing is
+//! written when an input is bad —, exit codes, printing).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+
+use gauntlet_engine::{Model, ModelArtifact};
+use gauntlet_harness::config::Settings;
+use gauntlet_harness::suite::SuiteError;
+use gauntlet_harness::{HttpOptions, HttpTarget, TargetError, error_chain};
+use gauntlet_reports::{CaseResult, Section};
+
+use crate::config::{BacktestConfig, CalendarKind, Plan, SignalPlan};
+use crate::data::{Bars, DataError, TimeUnit};
+use crate::exec::Fill;
+use crate::report::{gate_cases, section, write_terminal};
+use crate::signals::{EngineModel, Signals, TargetModel};
+use crate::suite::{DataInfo, evaluate, load_bars, run_plan};
+use crate::sweep::WalkMode;
+
+/// Flags of `gauntlet backtest`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 every gate passed, 1 a gate failed, 2 bad flag or bad \
+data (flag, or row and column, named), 3 setup error (target unreachable, model not served, \
+report directory not writable)."
+)]
+pub struct BacktestArgs {
+    /// OHLCV bars: a .csv (with a header) or .parquet file. Default: generated fixture bars.
+    #[arg(long, value_name = "FILE", env = "GAUNTLET_BACKTEST_DATA")]
+    pub data: Option<PathBuf>,
+    /// Model artifact file (JSON) run in process, or a reference model name (ref-linear,
+    /// ref-ensemble); with --target, the name of the model the target serves.
+    #[arg(long, value_name = "ARTIFACT|NAME", env = "GAUNTLET_BACKTEST_MODEL")]
+    pub model: Option<String>,
+    /// Base URL of an Open Inference Protocol server to get predictions from.
+    #[arg(long, value_name = "URL", env = "GAUNTLET_TARGET", requires = "model")]
+    pub target: Option<String>,
+    /// Built-in strategy instead of a model: ma-cross:FAST,SLOW.
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["model", "target"])]
+    pub strategy: Option<String>,
+    /// Fees in basis points of traded value.
+    #[arg(long, value_name = "BPS")]
+    pub fees_bps: Option<f64>,
+    /// Slippage in basis points of traded value.
+    #[arg(long, value_name = "BPS")]
+    pub slippage_bps: Option<f64>,
+    /// Walk-forward folds.
+    #[arg(long, value_name = "K")]
+    pub folds: Option<usize>,
+    /// Anchored or rolling walk-forward training windows.
+    #[arg(long, value_name = "MODE")]
+    pub walk_forward: Option<WalkMode>,
+    /// Positions in [0, 1] only.
+    #[arg(long)]
+    pub long_only: bool,
+    /// When orders fill: next-close (default) or next-open.
+    #[arg(long, value_name = "FILL")]
+    pub fill: Option<Fill>,
+    /// Predictions with |p| ≤ this mean flat.
+    #[arg(long, value_name = "X")]
+    pub deadband: Option<f64>,
+    /// Periods per year; default: derived from the median bar interval and --calendar.
+    #[arg(long, value_name = "N")]
+    pub periods_per_year: Option<f64>,
+    /// Calendar for deriving periods per year: 24/7 or exchange.
+    #[arg(long, value_name = "CAL")]
+    pub calendar: Option<CalendarKind>,
+    /// Annual risk-free rate (0.03 = 3 %).
+    #[arg(long, value_name = "RATE")]
+    pub risk_free: Option<f64>,
+    /// Unit of integer timestamps (s, ms, us, ns); default: inferred from the magnitude.
+    #[arg(long, value_name = "UNIT")]
+    pub time_unit: Option<TimeUnit>,
+    /// Column names: timestamp,open,high,low,close,volume.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', num_args = 6)]
+    pub columns: Option<Vec<String>>,
+    /// Variants tried before this one: the N of the deflated Sharpe ratio.
+    #[arg(long, value_name = "N")]
+    pub trials: Option<u64>,
+    /// Report the best trial of the sweep (N becomes at least the sweep's size).
+    #[arg(long)]
+    pub pick_best: bool,
+    /// Seed of the generated bars (without --data).
+    #[arg(long, value_name = "SEED")]
+    pub fixture_seed: Option<u64>,
+    /// Number of generated bars (without --data).
+    #[arg(long, value_name = "N")]
+    pub fixture_bars: Option<usize>,
+    /// Gate: lowest annualised Sharpe ratio.
+    #[arg(long, value_name = "X", allow_hyphen_values = true)]
+    pub sharpe_min: Option<f64>,
+    /// Gate: largest max drawdown (0.2 = 20 %).
+    #[arg(long, value_name = "X")]
+    pub max_drawdown: Option<f64>,
+    /// Gate: lowest deflated Sharpe ratio.
+    #[arg(long, value_name = "X")]
+    pub dsr_min: Option<f64>,
+    /// Gate: largest probability of backtest overfitting.
+    #[arg(long, value_name = "X")]
+    pub pbo_max: Option<f64>,
+    /// Gate: lowest hit rate over trades.
+    #[arg(long, value_name = "X")]
+    pub hit_rate_min: Option<f64>,
+    /// Gate: largest turnover per year.
+    #[arg(long, value_name = "X")]
+    pub turnover_max: Option<f64>,
+    /// Gate: lowest out-of-sample walk-forward Sharpe ratio.
+    #[arg(long, value_name = "X", allow_hyphen_values = true)]
+    pub walk_forward_sharpe_min: Option<f64>,
+    /// Config profile whose backtest section in gauntlet.toml gives the defaults for these flags.
+    #[arg(long, env = "GAUNTLET_PROFILE", default_value = "default")]
+    pub profile: String,
+    /// Config file; default: ./gauntlet.toml when it exists.
+    #[arg(long, env = "GAUNTLET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Seed of the look-ahead detector's cut points (decimal or 0x-hex).
+    #[arg(long, env = "GAUNTLET_SEED", value_parser = gauntlet_reports::parse_seed_arg)]
+    pub seed: Option<u64>,
+    /// Where junit.xml, report.json, summary.md and report.html go.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "backtest-report",
+        env = "GAUNTLET_REPORT_DIR"
+    )]
+    pub report_dir: PathBuf,
+}
+
+fn usage(message: impl std::fmt::Display) -> SuiteError {
+    SuiteError::Config(message.to_string())
+}
+
+fn setup(message: impl std::fmt::Display) -> SuiteError {
+    SuiteError::Setup(message.to_string())
+}
+
+/// The config section of the profile, then the flags over it.
+fn config(args: &BacktestArgs, settings: &Settings) -> Result<BacktestConfig, SuiteError> {
+    let mut c = BacktestConfig::from_table(&settings.section(crate::report::SUITE))
+        .map_err(|e| usage(format!("[profile.{}.backtest] {e}", settings.profile)))?;
+    if let Some(d) = &args.data {
+        c.file = Some(d.clone());
+    }
+    if let Some(s) = &args.strategy {
+        c.strategy = Some(s.clone());
+    }
+    if let Some(m) = &args.model {
+        c.strategy = None;
+        c.model = m.clone();
+    }
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { c.$field = v; } )* };
+    }
+    set!(
+        fees_bps,
+        slippage_bps,
+        folds,
+        fill,
+        deadband,
+        calendar,
+        risk_free,
+        trials,
+        fixture_seed,
+        fixture_bars
+    );
+    if let Some(w) = args.walk_forward {
+        c.walk_forward = w;
+    }
+    if args.periods_per_year.is_some() {
+        c.periods_per_year = args.periods_per_year;
+    }
+    if args.time_unit.is_some() {
+        c.time_unit = args.time_unit;
+    }
+    c.long_only |= args.long_only;
+    c.pick_best |= args.pick_best;
+    if let Some(names) = &args.columns {
+        let [timestamp, open, high, low, close, volume] = names.as_slice() else {
+            return Err(usage(
+                "--columns: expected six names: timestamp,open,high,low,close,volume",
+            ));
+        };
+        c.columns = crate::data::ColumnNames {
+            timestamp: timestamp.clone(),
+            open: open.clone(),
+            high: high.clone(),
+            low: low.clone(),
+            close: close.clone(),
+            volume: volume.clone(),
+        };
+    }
+    let g = &mut c.gates;
+    for (slot, flag) in [
+        (&mut g.sharpe_min, args.sharpe_min),
+        (&mut g.max_drawdown, args.max_drawdown),
+        (&mut g.dsr_min, args.dsr_min),
+        (&mut g.pbo_max, args.pbo_max),
+        (&mut g.hit_rate_min, args.hit_rate_min),
+        (&mut g.turnover_max, args.turnover_max),
+        (&mut g.walk_forward_sharpe_min, args.walk_forward_sharpe_min),
+    ] {
+        if flag.is_some() {
+            *slot = flag;
+        }
+    }
+    Ok(c)
+}
+
+/// The model run in process: an artifact file, or a reference model by name.
+fn local_model(spec: &str) -> Result<Arc<Model>, SuiteError> {
+    let artifact = if Path::new(spec).is_file() {
+        let bytes = std::fs::read(spec).map_err(|e| usage(format!("--model {spec}: {e}")))?;
+        ModelArtifact::from_json(&bytes)
+            .map_err(|e| usage(format!("--model {spec}: {}", error_chain(&e))))?
+    } else {
+        let models = gauntlet_fixtures::load_embedded().map_err(|e| setup(error_chain(&e)))?;
+        models.into_iter().find(|m| m.name == spec).ok_or_else(|| {
+            usage(format!(
+                "--model {spec}: no such file, and not a reference model (ref-linear, ref-ensemble)"
+            ))
+        })?
+    };
+    Model::from_artifact(artifact)
+        .map(Arc::new)
+        .map_err(|e| usage(format!("--model {spec}: {}", error_chain(&e))))
+}
+
+/// A backtest with every input checked, ready to run.
+pub struct Prepared {
+    plan: Plan,
+    bars: Bars,
+    info: DataInfo,
+    model: Option<Box<dyn Signals>>,
+    seed: u64,
+    /// What gives the predictions: a built-in strategy, the in-process engine, or the
+    /// target's description.
+    pub target: String,
+}
+
+/// What a backtest run gives the `gauntlet` binary.
+#[derive(Debug)]
+pub struct BacktestOutcome {
+    /// The data notes, metrics table, folds and gates, as printed to stdout.
+    pub table: String,
+    /// One case per gate.
+    pub cases: Vec<CaseResult>,
+    /// The report section.
+    pub section: Section,
+}
+
+/// `gauntlet backtest`, first half: the flags over `settings` become a plan, the bars are
+/// read and checked, the model is loaded or the target connected.
+///
+/// # Errors
+///
+/// [`SuiteError::Config`] naming the flag, key, or row and column;
+/// [`SuiteError::Setup`] when the target cannot be reached.
+pub async fn prepare(args: &BacktestArgs, settings: &Settings) -> Result<Prepared, SuiteError> {
+    let config = config(args, settings)?;
+    let plan = Plan::from_config(&config).map_err(|e| match e {
+        crate::config::ConfigError::OutOfRange(_) => usage(format!("--{e}")),
+        other => usage(other),
+    })?;
+    let (bars, info) =
+        load_bars(&plan).map_err(|e: DataError| usage(format!("--data: {}", error_chain(&e))))?;
+    let (model, target): (Option<Box<dyn Signals>>, String) = match (&plan.signal, &args.target) {
+        (SignalPlan::Strategy(m), _) => (None, format!("built-in strategy {m}")),
+        (SignalPlan::Model(name), Some(url)) => {
+            let target = HttpTarget::connect(url, HttpOptions::default())
+                .await
+                .map_err(|e| match e {
+                    TargetError::InvalidUrl { .. } => usage(format!("--target: {e}")),
+                    other => setup(other),
+                })?;
+            let description = gauntlet_harness::Target::describe(&target);
+            let signals =
+                TargetModel::connect(Arc::new(target), name, plan.batch_rows, plan.concurrency)
+                    .await
+                    .map_err(setup)?;
+            (Some(Box::new(signals)), description)
+        }
+        (SignalPlan::Model(name), None) => {
+            let spec = args.model.as_deref().unwrap_or(name);
+            let signals = EngineModel::new(local_model(spec)?).map_err(usage)?;
+            (
+                Some(Box::new(signals)),
+                format!("in-process gauntlet-engine {}", gauntlet_engine::VERSION),
+            )
+        }
+    };
+    Ok(Prepared {
+        plan,
+        bars,
+        info,
+        model,
+        seed: settings.seed,
+        target,
+    })
+}
+
+impl Prepared {
+    /// `gauntlet backtest`, second half: the backtest, its gates and its report section.
+    ///
+    /// # Errors
+    ///
+    /// [`SuiteError::Setup`] when predictions cannot be had.
+    pub async fn run(self) -> Result<BacktestOutcome, SuiteError> {
+        let started = Instant::now();
+        let outcome = run_plan(
+            &self.plan,
+            &self.bars,
+            self.info.gaps.median_interval_ns,
+            self.model.as_deref(),
+            self.seed,
+        )
+        .await
+        .map_err(setup)?;
+        let gates = evaluate(&outcome, &self.plan.gates);
+        let mut table = Vec::new();
+        write_terminal(&mut table, &self.info, &outcome, &gates)
+            .map_err(|e| setup(format!("failed to format the metrics table: {e}")))?;
+        Ok(BacktestOutcome {
+            table: String::from_utf8_lossy(&table).into_owned(),
+            cases: gate_cases(&gates, started.elapsed()),
+            section: section(&self.info, &outcome, "cli"),
+        })
+    }
+}

@@ -1,0 +1,401 @@
+//! What a run shows: the metrics table, the fold table, the gate cases; each figure is
+//! formatted once here and rendered by the terminal and every report format.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use gauntlet_harness::suite::{PlannedCase, gate_results};
+use gauntlet_reports::{CaseResult, Chart, Section, Series, Table};
+
+use crate::metrics::{drawdown_curve, equity_curve};
+
+use crate::suite::{DataInfo, GateResult, Outcome, Verdict, requirements};
+
+/// The suite name of every backtest case.
+pub const SUITE: &str = "backtest";
+
+fn pct(x: f64) -> String {
+    format!("{:.2} %", x * 100.0)
+}
+
+fn num(x: f64) -> String {
+    format!("{x:.3}")
+}
+
+fn opt(x: Option<f64>, f: fn(f64) -> String) -> String {
+    x.map_or_else(|| "n/a".to_owned(), f)
+}
+
+/// `(metric, value)` rows of the reported run.
+pub fn metrics_rows(outcome: &Outcome) -> Vec<[String; 2]> {
+    let m = &outcome.metrics;
+    let mut rows = vec![
+        ["signal".into(), outcome.signal.clone()],
+        ["bars".into(), outcome.bars.to_string()],
+        ["periods per year".into(), outcome.annualisation.to_string()],
+        ["risk-free rate (annual)".into(), pct(m.risk_free)],
+        ["total return".into(), pct(m.total_return)],
+        ["CAGR".into(), pct(m.cagr)],
+        ["annual volatility".into(), pct(m.annual_volatility)],
+        ["Sharpe (annualised)".into(), num(m.sharpe)],
+        ["Sortino (annualised)".into(), opt(m.sortino, num)],
+        ["Calmar".into(), opt(m.calmar, num)],
+        ["max drawdown".into(), pct(m.max_drawdown)],
+        [
+            "max drawdown duration".into(),
+            format!("{} bars", m.max_drawdown_bars),
+        ],
+        ["hit rate (trades)".into(), opt(m.hit_rate, pct)],
+        ["profit factor".into(), opt(m.profit_factor, num)],
+        ["turnover (per year)".into(), num(m.turnover)],
+        ["exposure".into(), pct(m.exposure)],
+        ["trades".into(), m.trades.to_string()],
+        [
+            "per-period Sharpe, skew, raw kurtosis".into(),
+            format!(
+                "{:.5}, {:.3}, {:.3}",
+                m.moments.sharpe, m.moments.skew, m.moments.kurtosis
+            ),
+        ],
+        ["PSR (vs 0)".into(), num(outcome.psr)],
+        [
+            format!("DSR (N = {})", outcome.deflated.trials),
+            format!(
+                "{} (SR₀ {:.5} per period)",
+                num(outcome.deflated.dsr),
+                outcome.deflated.benchmark
+            ),
+        ],
+        [
+            "min track record (95 %)".into(),
+            opt(outcome.min_track_record, |t| format!("{t:.0} periods")),
+        ],
+    ];
+    match &outcome.pbo {
+        Ok(p) => rows.push([
+            "PBO (CSCV)".into(),
+            format!(
+                "{} over {} splits of {} trials, {} blocks",
+                num(p.pbo),
+                p.splits,
+                p.trials,
+                p.blocks
+            ),
+        ]),
+        Err(why) => rows.push(["PBO (CSCV)".into(), format!("n/a: {why}")]),
+    }
+    if let Some(w) = &outcome.walk_forward {
+        rows.push([
+            format!(
+                "walk-forward OOS Sharpe ({:?}, {} folds)",
+                w.mode,
+                w.folds.len()
+            ),
+            num(w.oos.sharpe),
+        ]);
+    }
+    rows
+}
+
+/// Header and rows of the per-fold table.
+pub fn fold_rows(outcome: &Outcome) -> (Vec<String>, Vec<Vec<String>>) {
+    let header = [
+        "fold",
+        "train periods",
+        "test periods",
+        "chosen",
+        "train Sharpe",
+        "test Sharpe",
+        "test return",
+        "test max drawdown",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let rows = outcome
+        .walk_forward
+        .iter()
+        .flat_map(|w| &w.folds)
+        .map(|f| {
+            vec![
+                f.fold.to_string(),
+                format!("{}..{}", f.train.start, f.train.end),
+                format!("{}..{}", f.test.start, f.test.end),
+                f.chosen.clone(),
+                num(f.train_sharpe),
+                num(f.metrics.sharpe),
+                pct(f.metrics.total_return),
+                pct(f.metrics.max_drawdown),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+/// Notes on the data: how timestamps were read, the median interval and the gaps.
+pub fn data_notes(info: &DataInfo) -> Vec<String> {
+    let mut notes = vec![format!("data: {}", info.description)];
+    if let Some(t) = info.timestamps {
+        notes.push(format!("timestamps: {t}"));
+    }
+    let g = info.gaps;
+    notes.push(format!(
+        "median bar interval: {} s; {} gaps longer than twice that{}",
+        g.median_interval_ns as f64 / 1e9,
+        g.count,
+        g.largest.map_or_else(String::new, |(row, ns)| format!(
+            " (largest {} s, before row {row})",
+            ns as f64 / 1e9
+        ))
+    ));
+    notes
+}
+
+/// The gate verdicts as report cases `backtest::<name>`.
+pub fn gate_cases(gates: &[GateResult], duration: Duration) -> Vec<CaseResult> {
+    let planned: Vec<PlannedCase> = gates
+        .iter()
+        .map(|g| PlannedCase::new(g.name.clone(), requirements(&g.name)))
+        .collect();
+    gate_results(SUITE, &planned, gates, duration)
+}
+
+/// Prints the data notes, the metrics table, the folds and the gates.
+///
+/// # Errors
+///
+/// The writer's error.
+pub fn write_terminal(
+    out: &mut impl Write,
+    info: &DataInfo,
+    outcome: &Outcome,
+    gates: &[GateResult],
+) -> io::Result<()> {
+    for note in data_notes(info) {
+        writeln!(out, "{note}")?;
+    }
+    writeln!(out)?;
+    let rows = metrics_rows(outcome);
+    let width = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0);
+    for [k, v] in &rows {
+        writeln!(out, "  {k:<width$}  {v}")?;
+    }
+    let (header, folds) = fold_rows(outcome);
+    if !folds.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "  {}", header.join(" | "))?;
+        for row in folds {
+            writeln!(out, "  {}", row.join(" | "))?;
+        }
+    }
+    writeln!(out)?;
+    for g in gates {
+        let label = match g.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Skip(_) => "SKIP",
+            Verdict::Invalid(_) => "INVALID",
+        };
+        writeln!(
+            out,
+            "{label}  {SUITE}::{} [{}] {}",
+            g.name,
+            requirements(&g.name).join(", "),
+            g.message
+        )?;
+    }
+    Ok(())
+}
+
+/// Most points per chart series (the HTML report embeds every chart as SVG).
+pub const MAX_CHART_POINTS: usize = 2_000;
+
+/// The report section of a run: notes, tables and charts.
+pub fn section(info: &DataInfo, outcome: &Outcome, id: &str) -> Section {
+    let mut s = Section::new(
+        format!("{SUITE}.{id}"),
+        format!("Backtest: {}", outcome.signal),
+        SUITE,
+    );
+    s.notes = data_notes(info);
+    s.notes
+        .push(format!("annualisation: {}", outcome.annualisation));
+    s.notes.push(CONVENTIONS.to_owned());
+    s.notes.push(format!(
+        "timings: {}",
+        outcome
+            .timings
+            .iter()
+            .map(|(k, d)| format!("{k} {:.1} ms", d.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    s.tables.push(Table {
+        title: "Metrics".into(),
+        columns: vec!["metric".into(), "value".into()],
+        rows: metrics_rows(outcome).into_iter().map(Vec::from).collect(),
+    });
+    let (columns, rows) = fold_rows(outcome);
+    if !rows.is_empty() {
+        s.tables.push(Table {
+            title: "Walk-forward folds".into(),
+            columns,
+            rows,
+        });
+    }
+    s.tables.push(trade_table(outcome));
+    s.tables.push(sweep_table(outcome));
+
+    let t0 = outcome.period_ts_ns.first().copied().unwrap_or(0);
+    let days =
+        |i: usize| (outcome.period_ts_ns.get(i).copied().unwrap_or(t0) - t0) as f64 / 86_400e9;
+    let equity = equity_curve(&outcome.execution.returns);
+    let points: Vec<[f64; 2]> = equity
+        .iter()
+        .enumerate()
+        .map(|(i, e)| [days(i), *e])
+        .collect();
+    let mut equity_chart = Chart::line(
+        "Equity (net of costs)",
+        "days since the first bar",
+        "equity (start = 1, log scale)",
+    )
+    .with_series(Series::downsampled("equity", &points, MAX_CHART_POINTS));
+    // Compounding over years spans orders of magnitude: a log axis keeps early years visible.
+    equity_chart.log_y = true;
+    s.charts.push(equity_chart);
+    let dd = drawdown_curve(&outcome.execution.returns);
+    let points: Vec<[f64; 2]> = dd
+        .iter()
+        .enumerate()
+        .map(|(i, d)| [days(i), -d * 100.0])
+        .collect();
+    s.charts.push(
+        Chart::line("Drawdown", "days since the first bar", "drawdown (%)")
+            .with_series(Series::downsampled("drawdown", &points, MAX_CHART_POINTS)),
+    );
+    if let Some(w) = &outcome.walk_forward {
+        let categories = w.folds.iter().map(|f| format!("fold {}", f.fold)).collect();
+        let train = w
+            .folds
+            .iter()
+            .enumerate()
+            .map(|(i, f)| [i as f64, f.train_sharpe])
+            .collect();
+        let test = w
+            .folds
+            .iter()
+            .enumerate()
+            .map(|(i, f)| [i as f64, f.metrics.sharpe])
+            .collect();
+        s.charts.push(
+            Chart::bar(
+                "Walk-forward Sharpe per fold",
+                "annualised Sharpe",
+                categories,
+            )
+            .with_series(Series::new("train", train))
+            .with_series(Series::new("test (out of sample)", test)),
+        );
+    }
+    s
+}
+
+/// The conventions in one note (the full table is in the `metrics` module docs).
+const CONVENTIONS: &str = "conventions: simple per-bar returns net of costs; a signal at bar t's \
+close sets the position held over bar t+1; costs (fees + slippage, bps of traded value) multiply \
+equity by 1 − c·|Δposition| at each change; sample sd (ddof 1); risk-free converted per period; \
+drawdown from the starting equity; PSR/DSR/MinTRL on the per-period Sharpe with raw kurtosis";
+
+fn trade_table(outcome: &Outcome) -> Table {
+    let trades = &outcome.execution.trades;
+    let longs = trades.iter().filter(|t| t.direction > 0).count();
+    let rets: Vec<f64> = trades.iter().map(|t| t.ret).collect();
+    let best = rets.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let worst = rets.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean = if rets.is_empty() {
+        0.0
+    } else {
+        rets.iter().sum::<f64>() / rets.len() as f64
+    };
+    let held: usize = trades
+        .iter()
+        .map(|t| t.exit_bar + 1 - t.entry_bar.min(t.exit_bar + 1))
+        .sum();
+    let rows = vec![
+        vec!["trades".into(), trades.len().to_string()],
+        vec![
+            "long / short".into(),
+            format!("{longs} / {}", trades.len() - longs),
+        ],
+        vec![
+            "still open at the end".into(),
+            trades.iter().filter(|t| t.open).count().to_string(),
+        ],
+        vec!["mean trade return".into(), pct(mean)],
+        vec![
+            "best / worst trade".into(),
+            if rets.is_empty() {
+                "n/a".into()
+            } else {
+                format!("{} / {}", pct(best), pct(worst))
+            },
+        ],
+        vec![
+            "mean bars held".into(),
+            if trades.is_empty() {
+                "n/a".into()
+            } else {
+                format!("{:.1}", held as f64 / trades.len() as f64)
+            },
+        ],
+    ];
+    Table {
+        title: "Trade list summary".into(),
+        columns: vec!["statistic".into(), "value".into()],
+        rows,
+    }
+}
+
+fn sweep_table(outcome: &Outcome) -> Table {
+    let mut order: Vec<usize> = (0..outcome.sweep.trials.len()).collect();
+    order.sort_by(|&a, &b| {
+        outcome.sweep.trials[b]
+            .sharpe
+            .total_cmp(&outcome.sweep.trials[a].sharpe)
+    });
+    let mut rows: Vec<Vec<String>> = order
+        .iter()
+        .take(10)
+        .map(|&i| {
+            let t = &outcome.sweep.trials[i];
+            vec![
+                t.label.clone(),
+                num(t.sharpe),
+                format!("{:.5}", t.moments.sharpe),
+            ]
+        })
+        .collect();
+    if let Some(d) = &outcome.best_deflated {
+        rows.push(vec![
+            format!(
+                "best of all {} trials: DSR with N = {}",
+                outcome.sweep.trials.len(),
+                d.trials
+            ),
+            num(d.dsr),
+            format!("SR₀ {:.5}", d.benchmark),
+        ]);
+    }
+    Table {
+        title: format!(
+            "Sweep: top trials of {} (every trial counted in N)",
+            outcome.sweep.trials.len()
+        ),
+        columns: vec![
+            "trial".into(),
+            "Sharpe (annualised)".into(),
+            "Sharpe per period".into(),
+        ],
+        rows,
+    }
+}

@@ -1,0 +1,760 @@
+//! Integration tests: real files (CSV, Parquet) on disk, the engine in process and as a
+//! real HTTP server on a loopback port, the phase and the CLI.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions fail loudly on purpose"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use gauntlet_backtest::BacktestSuite;
+use gauntlet_backtest::config::{BacktestConfig, Gates, Plan};
+use gauntlet_backtest::data::{
+    self, Bars, ColumnNames, DataError, LoadOptions, TimeUnit, TimestampSource,
+};
+use gauntlet_backtest::signals::{EngineModel, SignalError, Signals, TargetModel};
+use gauntlet_backtest::suite::{Outcome, Verdict, evaluate, run_plan};
+use gauntlet_engine::{AppState, EngineConfig, Model};
+use gauntlet_harness::config::{ConfigFile, Profile, Settings};
+use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx};
+use gauntlet_harness::{HttpOptions, HttpTarget, InProcess, Target};
+use gauntlet_reports::Outcome as CaseOutcome;
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+fn sample() -> PathBuf {
+    gauntlet_fixtures::ohlcv_sample_path()
+}
+
+fn load(path: &Path) -> Result<data::LoadedBars, DataError> {
+    data::load(path, &LoadOptions::default())
+}
+
+fn write_csv(path: &Path, header: &str, rows: &[String]) {
+    let mut text = format!("{header}\n");
+    for r in rows {
+        text.push_str(r);
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// The sample's rows as CSV lines, timestamps formatted by `ts`.
+fn sample_rows(bars: &Bars, ts: impl Fn(i64) -> String) -> Vec<String> {
+    (0..bars.len())
+        .map(|i| {
+            format!(
+                "{},{},{},{},{},{}",
+                ts(bars.ts_ns[i]),
+                bars.open[i],
+                bars.high[i],
+                bars.low[i],
+                bars.close[i],
+                bars.volume[i]
+            )
+        })
+        .collect()
+}
+
+const HEADER: &str = "timestamp,open,high,low,close,volume";
+
+#[test]
+fn csv_and_parquet_give_the_same_bars() {
+    let csv = load(&sample()).unwrap();
+    assert_eq!(csv.bars.len(), gauntlet_fixtures::SAMPLE_BARS);
+    assert_eq!(
+        csv.timestamps,
+        TimestampSource::Epoch {
+            unit: TimeUnit::Seconds,
+            inferred: true
+        }
+    );
+    assert_eq!(csv.gaps.median_interval_ns, DAY_NS);
+    assert_eq!(csv.gaps.count, 0);
+    let generated = gauntlet_fixtures::generate_ohlcv(
+        gauntlet_fixtures::SAMPLE_SEED,
+        gauntlet_fixtures::SAMPLE_BARS,
+    )
+    .unwrap();
+    assert_eq!(csv.bars, generated);
+
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("bars.parquet");
+    data::write_parquet(&csv.bars, &parquet).unwrap();
+    let back = load(&parquet).unwrap();
+    assert_eq!(back.timestamps, TimestampSource::Datetime);
+    assert_eq!(back.bars, csv.bars);
+}
+
+/// The Parquet page path (PLAIN pages decoded into the columns, checked page by page) rejects
+/// every broken rule with the same row and column as the row-by-row check, and reads back gaps.
+#[test]
+fn parquet_fast_path_names_the_same_row_and_column() {
+    type Break = fn(&mut Bars);
+    let breaks: [(&str, Break); 7] = [
+        ("high", |b| {
+            b.high[500] = b.open[500].max(b.close[500]) * 0.99
+        }),
+        ("low", |b| {
+            b.low[4_100] = b.open[4_100].min(b.close[4_100]) * 1.01
+        }),
+        ("close", |b| b.close[1_200] = f64::NAN),
+        ("open", |b| b.open[0] = -1.0),
+        ("volume", |b| b.volume[1_999] = -0.5),
+        ("timestamp", |b| b.ts_ns[4_096] = b.ts_ns[4_095]),
+        ("timestamp", |b| b.ts_ns[1] = b.ts_ns[0] - 1),
+    ];
+    // Over 4,096 rows, so that breaks fall on both sides of a check chunk's edge.
+    let bars = gauntlet_fixtures::generate_ohlcv(3, 10_000).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (column, broken)) in breaks.into_iter().enumerate() {
+        let mut bad = bars.clone();
+        broken(&mut bad);
+        let expected = data::validate_bars(&bad).unwrap_err().to_string();
+        assert!(
+            expected.contains(&format!("column \"{column}\"")),
+            "{expected}"
+        );
+        let path = dir.path().join(format!("bad-{i}.parquet"));
+        data::write_parquet(&bad, &path).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.ends_with(&expected), "{err} / {expected}");
+    }
+    // Bars with a gap: not evenly spaced, the general gap scan.
+    let mut gapped = bars.clone();
+    for t in &mut gapped.ts_ns[1_000..] {
+        *t += 10 * DAY_NS;
+    }
+    let path = dir.path().join("gapped.parquet");
+    data::write_parquet(&gapped, &path).unwrap();
+    let back = load(&path).unwrap();
+    assert_eq!(back.bars, gapped);
+    assert_eq!(back.gaps.median_interval_ns, DAY_NS);
+    assert_eq!(back.gaps.count, 1);
+    assert_eq!(back.gaps.largest, Some((1_001, 11 * DAY_NS)));
+}
+
+/// A Parquet file large enough for polars' writer to split into row groups (the 1M-bar bench
+/// file reads back as 4 chunks a column): read back exactly, and a bad row late in it named.
+#[test]
+fn parquet_of_several_row_groups_reads_back_and_names_bad_rows() {
+    let bars = gauntlet_fixtures::generate_ohlcv_every(5, 300_000, 60).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("groups.parquet");
+    data::write_parquet(&bars, &path).unwrap();
+    let back = load(&path).unwrap();
+    assert_eq!(back.bars, bars);
+    assert_eq!(back.gaps.median_interval_ns, 60_000_000_000);
+
+    let mut bad = bars;
+    bad.volume[290_000] = f64::NAN;
+    data::write_parquet(&bad, &path).unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("row 290001") && err.contains("column \"volume\""),
+        "{err}"
+    );
+}
+
+/// The layouts of real files — snappy (pyarrow's and Spark's default codec), zstd, none; one
+/// row group or several — read back bit for bit (through the page path: `data::plain`'s tests
+/// compare it with polars' reader on the same layouts).
+#[test]
+fn parquet_codecs_and_row_groups_read_back_exactly() {
+    use polars::prelude::ParquetCompression;
+    let bars = gauntlet_fixtures::generate_ohlcv_every(9, 100_000, 60).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (codec, groups)) in [
+        (ParquetCompression::Snappy, None),
+        (ParquetCompression::Snappy, Some(100_000)),
+        (ParquetCompression::Snappy, Some(7_000)),
+        (ParquetCompression::Uncompressed, Some(100_000)),
+        (ParquetCompression::default(), Some(30_000)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.path().join(format!("layout-{i}.parquet"));
+        data::write_parquet_with(&bars, &path, codec, groups).unwrap();
+        let back = load(&path).unwrap();
+        assert!(back.bars == bars, "layout {i}: {codec:?}, {groups:?}");
+        assert_eq!(back.gaps.median_interval_ns, 60_000_000_000);
+        assert_eq!(back.gaps.count, 0);
+    }
+}
+
+/// A large file of several row groups: a break in the middle, at a check chunk's edge (rows
+/// 147,456 and 147,457), at the seam of two row groups, or in the last rows is named as the row-by-row check names it, and a
+/// gap late in the file is found by the full gap scan (the bars are no longer evenly spaced).
+#[test]
+fn row_checks_find_breaks_anywhere_in_a_large_file() {
+    type Break = fn(&mut Bars);
+    let breaks: [(usize, &str, Break); 5] = [
+        (120_001, "close", |b| b.close[120_000] = 0.0),
+        // The first row of the second row group (polars writes 262,144 rows a group).
+        (262_145, "timestamp", |b| {
+            b.ts_ns[262_144] = b.ts_ns[262_143] - 1
+        }),
+        (147_457, "timestamp", |b| {
+            b.ts_ns[147_456] = b.ts_ns[147_455]
+        }),
+        (147_458, "low", |b| b.low[147_457] = b.high[147_457] * 2.0),
+        (299_999, "high", |b| b.high[299_998] = f64::INFINITY),
+    ];
+    let bars = gauntlet_fixtures::generate_ohlcv_every(4, 300_000, 60).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (row, column, broken)) in breaks.into_iter().enumerate() {
+        let mut bad = bars.clone();
+        broken(&mut bad);
+        let expected = data::validate_bars(&bad).unwrap_err().to_string();
+        assert!(
+            expected.contains(&format!("row {row},"))
+                && expected.contains(&format!("column \"{column}\"")),
+            "{expected}"
+        );
+        let path = dir.path().join(format!("bad-{i}.parquet"));
+        data::write_parquet(&bad, &path).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.ends_with(&expected), "{err} / {expected}");
+    }
+    let mut gapped = bars;
+    for t in &mut gapped.ts_ns[200_000..] {
+        *t += 3_600_000_000_000;
+    }
+    let path = dir.path().join("gapped.parquet");
+    data::write_parquet(&gapped, &path).unwrap();
+    let back = load(&path).unwrap();
+    assert_eq!(back.gaps.count, 1);
+    assert_eq!(back.gaps.largest, Some((200_001, 3_660_000_000_000)));
+}
+
+#[test]
+fn iso_millisecond_and_renamed_columns_read_the_same() {
+    let bars = load(&sample()).unwrap().bars;
+    let dir = tempfile::tempdir().unwrap();
+
+    let iso = dir.path().join("iso.csv");
+    let rows = sample_rows(&bars, |ns| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    });
+    write_csv(&iso, HEADER, &rows);
+    let got = load(&iso).unwrap();
+    assert_eq!(got.timestamps, TimestampSource::Iso8601);
+    assert_eq!(got.bars, bars);
+
+    let ms = dir.path().join("ms.csv");
+    write_csv(
+        &ms,
+        "ts,o,h,l,c,v",
+        &sample_rows(&bars, |ns| (ns / 1_000_000).to_string()),
+    );
+    let options = LoadOptions {
+        columns: ColumnNames {
+            timestamp: "ts".into(),
+            open: "o".into(),
+            high: "h".into(),
+            low: "l".into(),
+            close: "c".into(),
+            volume: "v".into(),
+        },
+        time_unit: None,
+    };
+    let got = data::load(&ms, &options).unwrap();
+    assert_eq!(
+        got.timestamps,
+        TimestampSource::Epoch {
+            unit: TimeUnit::Millis,
+            inferred: true
+        }
+    );
+    assert_eq!(got.bars, bars);
+    // Declared seconds on millisecond data: read as declared, which overflows nanoseconds.
+    let e = data::load(
+        &ms,
+        &LoadOptions {
+            time_unit: Some(TimeUnit::Seconds),
+            ..options.clone()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "row 1 (line 2), column \"ts\": timestamp 1704067200000 seconds is out of range (years 1677 to 2262)"
+    );
+    let declared = data::load(
+        &ms,
+        &LoadOptions {
+            time_unit: Some(TimeUnit::Millis),
+            ..options
+        },
+    )
+    .unwrap();
+    assert_eq!(declared.bars, bars);
+    assert!(declared.timestamps.to_string().contains("declared"));
+}
+
+/// The sample with row `row` (1-based) replaced by `edit` of its fields.
+fn broken(dir: &Path, row: usize, edit: impl Fn(&mut Vec<String>)) -> PathBuf {
+    let bars = load(&sample()).unwrap().bars;
+    let mut rows = sample_rows(&bars, |ns| (ns / 1_000_000_000).to_string());
+    let mut fields: Vec<String> = rows[row - 1].split(',').map(str::to_owned).collect();
+    edit(&mut fields);
+    rows[row - 1] = fields.join(",");
+    static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("broken-{row}-{n}.csv"));
+    write_csv(&path, HEADER, &rows);
+    path
+}
+
+#[test]
+fn bad_rows_are_named_by_row_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let previous_ts = |f: &mut Vec<String>, delta: i64| {
+        let ts: i64 = f[0].parse().unwrap();
+        f[0] = (ts - 86_400 + delta).to_string();
+    };
+    let cases: Vec<(PathBuf, &str, &str)> = vec![
+        (
+            broken(d, 7, |f| f[4] = "-1".into()),
+            "column \"close\"",
+            "must be positive and finite",
+        ),
+        (
+            broken(d, 7, |f| f[1] = "inf".into()),
+            "column \"open\"",
+            "must be positive and finite",
+        ),
+        (
+            broken(d, 7, |f| f[2] = "1".into()),
+            "column \"high\"",
+            "is below max(open, close)",
+        ),
+        (
+            broken(d, 7, |f| f[3] = "1000".into()),
+            "column \"low\"",
+            "is above min(open, close)",
+        ),
+        (
+            broken(d, 7, |f| f[5] = "-5".into()),
+            "column \"volume\"",
+            "must be finite and ≥ 0",
+        ),
+        (
+            broken(d, 7, |f| previous_ts(f, 0)),
+            "column \"timestamp\"",
+            "a duplicate of",
+        ),
+        (
+            broken(d, 7, |f| previous_ts(f, -10)),
+            "column \"timestamp\"",
+            "is before",
+        ),
+        (
+            broken(d, 7, |f| f[4] = String::new()),
+            "column \"close\"",
+            "value is missing",
+        ),
+        (
+            broken(d, 7, |f| f[0] = "noon".into()),
+            "column \"timestamp\"",
+            "cannot parse \"noon\"",
+        ),
+    ];
+    for (path, column, what) in cases {
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("row 7 (line 8)"), "{e}");
+        assert!(e.contains(column), "{e}");
+        assert!(e.contains(what), "{e}");
+    }
+    // Past polars' schema inference window: the typed read fails, the text read names the row.
+    let late = broken(d, 1_500, |f| f[4] = "abc".into());
+    let e = load(&late).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "row 1500 (line 1501), column \"close\": cannot parse \"abc\" as a number"
+    );
+
+    let missing = d.join("missing.csv");
+    write_csv(
+        &missing,
+        "timestamp,open,high,low,volume",
+        &["1,1,1,1,1".into()],
+    );
+    let e = load(&missing).unwrap_err().to_string();
+    assert!(e.contains("column \"close\" not found"), "{e}");
+    assert!(e.contains("timestamp, open, high, low, volume"), "{e}");
+
+    let e = load(&d.join("bars.xlsx")).unwrap_err().to_string();
+    assert!(e.contains("unknown format"), "{e}");
+    let e = load(&d.join("absent.csv")).unwrap_err();
+    assert!(matches!(e, DataError::Io { .. }), "{e}");
+}
+
+/// The engine with the reference models, served on a loopback port until `stop` fires.
+async fn serve_engine() -> (String, tokio::sync::oneshot::Sender<()>) {
+    let state = AppState::new(EngineConfig::default());
+    for artifact in gauntlet_fixtures::load_embedded().unwrap() {
+        let name = artifact.name.clone();
+        state.registry().load(artifact).unwrap();
+        state.registry().promote(&name).unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gauntlet_engine::serve(listener, state, async move {
+        // Stops when told, or after two minutes whatever happens.
+        let _ = tokio::time::timeout(Duration::from_secs(120), stopped).await;
+    }));
+    (url, stop)
+}
+
+fn fixture_bars(n: usize) -> Bars {
+    gauntlet_fixtures::generate_ohlcv(3, n).unwrap()
+}
+
+fn plan(edit: impl FnOnce(&mut BacktestConfig)) -> Plan {
+    let mut c = BacktestConfig::default();
+    edit(&mut c);
+    Plan::from_config(&c).unwrap()
+}
+
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_numbers_in_process_through_the_router_and_by_url() {
+    let bars = fixture_bars(6_000);
+    let ensemble = gauntlet_fixtures::reference_ensemble();
+    let direct =
+        EngineModel::new(Arc::new(Model::from_artifact(ensemble.clone()).unwrap())).unwrap();
+    let in_process: Arc<dyn Target> =
+        Arc::new(InProcess::with_models(EngineConfig::default(), vec![ensemble]).unwrap());
+    let routed = TargetModel::connect(in_process, "ref-ensemble", 1_000, 3)
+        .await
+        .unwrap();
+    let (url, stop) = serve_engine().await;
+    let http: Arc<dyn Target> = Arc::new(
+        HttpTarget::connect(&url, HttpOptions::default())
+            .await
+            .unwrap(),
+    );
+    let remote = TargetModel::connect(http, "ref-ensemble", 1_000, 3)
+        .await
+        .unwrap();
+
+    let a = direct.predict(&bars, 0).await.unwrap();
+    let b = routed.predict(&bars, 0).await.unwrap();
+    let c = remote.predict(&bars, 0).await.unwrap();
+    assert_eq!(a.len(), bars.len());
+    assert!(a[..gauntlet_fixtures::WARMUP].iter().all(|p| p.is_nan()));
+    assert!(a[gauntlet_fixtures::WARMUP..].iter().all(|p| p.is_finite()));
+    assert_eq!(bits(&a), bits(&b), "in-process engine model vs router JSON");
+    assert_eq!(
+        bits(&a),
+        bits(&c),
+        "in-process vs a real server on loopback"
+    );
+
+    let plan = plan(|_| {});
+    let median = DAY_NS;
+    let x = run_plan(&plan, &bars, median, Some(&direct), 5)
+        .await
+        .unwrap();
+    let y = run_plan(&plan, &bars, median, Some(&remote), 5)
+        .await
+        .unwrap();
+    assert_eq!(x.metrics, y.metrics);
+    assert_eq!(x.deflated, y.deflated);
+    assert_eq!(x.pbo, y.pbo);
+    let _ = stop.send(());
+}
+
+/// Goes long when the next close is higher: it reads bar t+1 at bar t.
+struct PeekOneBar;
+
+#[async_trait]
+impl Signals for PeekOneBar {
+    fn describe(&self) -> String {
+        "peeks one bar ahead".into()
+    }
+    async fn predict(&self, bars: &Bars, from: usize) -> Result<Vec<f64>, SignalError> {
+        Ok((from..bars.len())
+            .map(|t| {
+                bars.close
+                    .get(t + 1)
+                    .map_or(0.0, |next| next - bars.close[t])
+            })
+            .collect())
+    }
+}
+
+fn gate(outcome: &Outcome, gates: &Gates, name: &str) -> Verdict {
+    evaluate(outcome, gates)
+        .into_iter()
+        .find(|g| g.name == name)
+        .map(|g| g.verdict)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_look_ahead_detector_catches_a_one_bar_peek() {
+    let bars = fixture_bars(3_000);
+    let p = plan(|_| {});
+    let peek = run_plan(&p, &bars, DAY_NS, Some(&PeekOneBar), 9)
+        .await
+        .unwrap();
+    // It looks wonderful...
+    assert!(peek.metrics.sharpe > 5.0, "{}", peek.metrics.sharpe);
+    // ...and is caught.
+    assert_eq!(gate(&peek, &p.gates, "no_lookahead"), Verdict::Fail);
+    let m = peek.lookahead.mismatch.unwrap();
+    assert_eq!(
+        m.bar + 1,
+        m.cut,
+        "the bar just before the cut changes: {m:?}"
+    );
+
+    let model = EngineModel::new(Arc::new(
+        Model::from_artifact(gauntlet_fixtures::reference_ensemble()).unwrap(),
+    ))
+    .unwrap();
+    let honest = run_plan(&p, &bars, DAY_NS, Some(&model), 9).await.unwrap();
+    assert_eq!(gate(&honest, &p.gates, "no_lookahead"), Verdict::Pass);
+    let ma = plan(|c| c.strategy = Some("ma-cross:10,50".into()));
+    let ma = run_plan(&ma, &bars, DAY_NS, None, 9).await.unwrap();
+    assert_eq!(gate(&ma, &p.gates, "no_lookahead"), Verdict::Pass);
+    assert!(ma.lookahead.compared > 1_000);
+}
+
+/// A driftless random walk: no strategy has an edge on it.
+fn random_walk(seed: u64, n: usize) -> Bars {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut normal = || {
+        (0..12)
+            .map(|_| (rng.next_u32() as f64) / 4_294_967_296.0)
+            .sum::<f64>()
+            - 6.0
+    };
+    let mut bars = Bars::default();
+    let mut close = 100.0;
+    for i in 0..n {
+        let open = close;
+        close *= 1.0 + 0.01 * normal();
+        bars.ts_ns.push(i as i64 * DAY_NS);
+        bars.open.push(open);
+        bars.high.push(open.max(close) * 1.002);
+        bars.low.push(open.min(close) * 0.998);
+        bars.close.push(close);
+        bars.volume.push(1_000.0);
+    }
+    data::validate_bars(&bars).unwrap();
+    bars
+}
+
+#[tokio::test]
+async fn the_dsr_gate_fails_a_strategy_that_only_looks_good_after_many_trials() {
+    let bars = random_walk(4, 4_000);
+    let gates = Gates {
+        dsr_min: Some(0.95),
+        ..Gates::default()
+    };
+    // The best of the 100-point moving-average sweep, reported as if it were the only try...
+    let naive = plan(|c| {
+        c.strategy = Some("ma-cross:10,50".into());
+        c.pick_best = true;
+        c.gates = gates;
+    });
+    let best = run_plan(&naive, &bars, DAY_NS, None, 3).await.unwrap();
+    assert_eq!(best.deflated.trials, 100, "every trial of the sweep counts");
+    assert_eq!(
+        gate(&best, &gates, "dsr_min"),
+        Verdict::Fail,
+        "{:?}",
+        best.deflated
+    );
+    // ...looks convincing on its own: the PSR against 0 is high.
+    assert!(best.psr > 0.95, "PSR {}", best.psr);
+    assert!(
+        best.deflated.dsr < best.psr - 0.2,
+        "{} vs {}",
+        best.deflated.dsr,
+        best.psr
+    );
+
+    // The model with a real edge passes the same gate.
+    let fixture = fixture_bars(20_000);
+    let model = EngineModel::new(Arc::new(
+        Model::from_artifact(gauntlet_fixtures::reference_ensemble()).unwrap(),
+    ))
+    .unwrap();
+    let honest = plan(|c| c.gates = gates);
+    let good = run_plan(&honest, &fixture, DAY_NS, Some(&model), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        gate(&good, &gates, "dsr_min"),
+        Verdict::Pass,
+        "{:?}",
+        good.deflated
+    );
+}
+
+#[tokio::test]
+async fn each_threshold_gate_fails_on_a_strategy_without_an_edge() {
+    let bars = random_walk(5, 4_000);
+    let gates = Gates {
+        sharpe_min: Some(0.5),
+        max_drawdown: Some(0.1),
+        hit_rate_min: Some(0.6),
+        turnover_max: Some(1.0),
+        walk_forward_sharpe_min: Some(0.5),
+        dsr_min: Some(0.95),
+        pbo_max: Some(0.2),
+    };
+    let p = plan(|c| {
+        c.strategy = Some("ma-cross:10,50".into());
+        c.gates = gates;
+    });
+    let o = run_plan(&p, &bars, DAY_NS, None, 1).await.unwrap();
+    for name in [
+        "sharpe_min",
+        "max_drawdown",
+        "hit_rate_min",
+        "turnover_max",
+        "walk_forward",
+        "dsr_min",
+        "pbo_max",
+    ] {
+        assert_eq!(
+            gate(&o, &gates, name),
+            Verdict::Fail,
+            "{name}: {:?}",
+            evaluate(&o, &gates)
+        );
+    }
+    assert_eq!(gate(&o, &gates, "no_lookahead"), Verdict::Pass);
+    assert_eq!(gate(&o, &gates, "costs_applied"), Verdict::Pass);
+    // An unset gate is skipped, not passed.
+    assert!(matches!(
+        gate(&o, &Gates::default(), "sharpe_min"),
+        Verdict::Skip(_)
+    ));
+
+    // The cost gate checks the cost model on the run: tamper with what it saw.
+    let mut tampered = o.clone();
+    tampered.costs.max_deviation = 1e-4;
+    assert_eq!(gate(&tampered, &gates, "costs_applied"), Verdict::Fail);
+    let mut free = o.clone();
+    free.costs.net_total_return = free.costs.gross_total_return;
+    assert_eq!(gate(&free, &gates, "costs_applied"), Verdict::Fail);
+}
+
+/// Settings of the repository's gauntlet.toml, default profile.
+fn repo_settings() -> Settings {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gauntlet.toml");
+    let file = ConfigFile::read(&path).unwrap();
+    Settings::resolve(Some((&file, &path)), "default", &Profile::default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phase_meets_the_repository_gates_honestly_through_the_target() {
+    let settings = repo_settings();
+    let phase = BacktestSuite;
+    let planned = phase.gates(&settings).unwrap();
+    assert_eq!(planned.len(), 9);
+    let target: Arc<dyn Target> = Arc::new(
+        InProcess::with_models(
+            EngineConfig::default(),
+            gauntlet_fixtures::load_embedded().unwrap(),
+        )
+        .unwrap(),
+    );
+    let ctx = SuiteCtx {
+        target,
+        settings,
+        planned,
+        progress: false,
+    };
+    let out = phase.run(ctx).await.unwrap();
+    assert_eq!(out.cases.len(), 9);
+    for case in &out.cases {
+        assert_eq!(
+            case.outcome,
+            CaseOutcome::Pass,
+            "{}: {:?}",
+            case.id,
+            case.message
+        );
+        assert!(
+            case.message.as_deref().unwrap_or("").contains(" floor ")
+                || case.message.as_deref().unwrap_or("").contains(" ceiling ")
+                || case.name == "no_lookahead"
+                || case.name == "costs_applied"
+        );
+    }
+    let section = &out.sections[0];
+    assert_eq!(section.suite, "backtest");
+    assert!(
+        section
+            .charts
+            .iter()
+            .all(|c| c.series.iter().all(|s| s.points.len() <= 2_000))
+    );
+    let titles: Vec<&str> = section.charts.iter().map(|c| c.title.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Equity (net of costs)",
+            "Drawdown",
+            "Walk-forward Sharpe per fold"
+        ]
+    );
+    assert!(section.notes.iter().any(|n| n.contains("periods per year")));
+}
+
+#[tokio::test]
+async fn the_phase_skips_every_gate_when_the_target_lacks_the_model() {
+    let settings = repo_settings();
+    let target: Arc<dyn Target> =
+        Arc::new(InProcess::with_models(EngineConfig::default(), vec![]).unwrap());
+    let ctx = SuiteCtx {
+        target,
+        settings,
+        planned: vec![
+            PlannedCase::new("sharpe_min", &["BT-METRICS"]),
+            PlannedCase::new("dsr_min", &["BT-DSR"]),
+        ],
+        progress: false,
+    };
+    let out = BacktestSuite.run(ctx).await.unwrap();
+    assert_eq!(out.cases.len(), 2);
+    for case in &out.cases {
+        let CaseOutcome::Skip { reason } = &case.outcome else {
+            panic!("{case:?}");
+        };
+        assert!(
+            reason.contains("does not serve model \"ref-ensemble\""),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn the_phase_names_a_bad_key() {
+    let mut settings = Settings::default();
+    let table: toml::Table = "fees-bps = -3".parse().unwrap();
+    settings.sections.insert("backtest".into(), table);
+    let e = BacktestSuite.gates(&settings).unwrap_err();
+    assert_eq!(e.to_string(), "fees-bps = -3 is out of range: 0 to 1000");
+}

@@ -1,0 +1,396 @@
+//! `gauntlet load` and `gauntlet report merge`: the clap arguments and the typed runs they
+//! become. The `gauntlet` binary owns the rest (config discovery, the target, the report
+//! directory, exit codes, printing): [`load`] and [`merge`] return results and
+//! [`SuiteError`]s.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Subcommand};
+
+use gauntlet_harness::config::Settings;
+use gauntlet_harness::suite::{SuiteError, gate_results};
+use gauntlet_harness::{Target, error_chain, redact_url};
+use gauntlet_reports::{CaseResult, Section};
+
+use crate::gates::{self, ms};
+use crate::report;
+use crate::scenario::{LabelledRun, ScenarioCtx, ScenarioRun};
+use crate::schedule::{Schedule, Shard};
+use crate::settings::LoadSettings;
+use crate::shard::{self, ShardFile};
+use crate::workload::{self, NamesModel};
+
+/// `gauntlet load`: one open-model run (optionally one shard of a run) of the sustained
+/// scenario.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Base URL of the server, or `in-process` for the embedded reference engine served on
+    /// a loopback port.
+    #[arg(long, env = "GAUNTLET_TARGET", default_value = "in-process")]
+    pub target: String,
+    /// Config profile from gauntlet.toml (its `[profile.X.load]` table).
+    #[arg(long, env = "GAUNTLET_PROFILE", default_value = "default")]
+    pub profile: String,
+    /// Config file; default: ./gauntlet.toml when it exists.
+    #[arg(long, env = "GAUNTLET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Requests per second of the whole run (all shards together).
+    #[arg(long, env = "GAUNTLET_LOAD_RATE")]
+    pub rate: Option<u32>,
+    /// Length of the run, warm-up included, e.g. `30s`.
+    #[arg(long, env = "GAUNTLET_LOAD_DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Ungated start of the run, e.g. `3s`.
+    #[arg(long, env = "GAUNTLET_LOAD_WARM_UP", value_parser = humantime::parse_duration)]
+    pub warm_up: Option<Duration>,
+    /// Connections in the pool.
+    #[arg(long, env = "GAUNTLET_LOAD_CONNECTIONS")]
+    pub connections: Option<usize>,
+    /// Worker threads of the driver.
+    #[arg(long, env = "GAUNTLET_LOAD_THREADS")]
+    pub threads: Option<usize>,
+    /// Pacing resolution, e.g. `100us` (default) or `0s` for every request at its own time.
+    #[arg(long, env = "GAUNTLET_LOAD_PACING", value_parser = humantime::parse_duration)]
+    pub pacing: Option<Duration>,
+    /// This process's shard `i/n`: it sends requests k ≡ i (mod n) of the whole schedule.
+    #[arg(long, env = "GAUNTLET_LOAD_SHARD", value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// Shared start of the schedule: RFC 3339 (`2026-11-28T07:30:00Z`) or Unix seconds.
+    #[arg(long, env = "GAUNTLET_LOAD_START_AT", value_name = "TIME", value_parser = parse_start)]
+    pub start_at: Option<SystemTime>,
+    /// Write the shard file (counters and serialised HDR histogram) here.
+    #[arg(long, env = "GAUNTLET_LOAD_OUT", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Write every measured latency (µs, one per line) here.
+    #[arg(long, value_name = "FILE")]
+    pub raw_latencies: Option<PathBuf>,
+    /// Judge the run by the SLA gates and write the reports here.
+    #[arg(long, env = "GAUNTLET_REPORT_DIR", value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Run seed (decimal or 0x-hex): the request rows derive from it.
+    #[arg(long, env = "GAUNTLET_SEED", value_parser = gauntlet_reports::parse_seed_arg)]
+    pub seed: Option<u64>,
+}
+
+/// `gauntlet report …`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge shard files exactly (histograms added, never percentiles averaged), apply the
+    /// SLA gates to the merged run and write the reports.
+    Merge(MergeArgs),
+}
+
+/// `gauntlet report merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard files written by `gauntlet load --out`.
+    #[arg(required = true, value_name = "SHARD.json")]
+    pub files: Vec<PathBuf>,
+    /// Where the reports (and merged.json) go.
+    #[arg(
+        long,
+        env = "GAUNTLET_REPORT_DIR",
+        value_name = "DIR",
+        default_value = "gauntlet-report"
+    )]
+    pub report_dir: PathBuf,
+}
+
+/// RFC 3339 or Unix seconds (fractions allowed).
+pub fn parse_start(s: &str) -> Result<SystemTime, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if (0.0..1e11).contains(&secs) {
+            return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
+        }
+        return Err(format!("{s:?} is not a Unix time in seconds"));
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{s:?} is neither RFC 3339 nor Unix seconds: {e}"))
+}
+
+/// What `gauntlet load` measured.
+#[derive(Debug)]
+pub struct LoadOutcome {
+    /// One line: rates, percentiles, failures, the generator's load, validity.
+    pub summary: String,
+    /// Why the measurement cannot be trusted, if it cannot.
+    pub invalid: Option<String>,
+    /// The target, credentials redacted.
+    pub target: String,
+    /// The run seed.
+    pub seed: u64,
+    /// With `--report-dir`: the SLA gates judged on this run, and its report section.
+    pub judged: Option<(Vec<CaseResult>, Section)>,
+}
+
+/// The merged shards, judged.
+#[derive(Debug)]
+pub struct MergeOutcome {
+    /// The SLA gates of the merged run.
+    pub cases: Vec<CaseResult>,
+    /// Its report section.
+    pub section: Section,
+    /// The target the shards measured.
+    pub target: String,
+    /// Their seed.
+    pub seed: u64,
+}
+
+/// The load settings of `settings` with the flags over them: one constant-rate run.
+fn load_settings(args: &LoadArgs, settings: &Settings) -> Result<LoadSettings, SuiteError> {
+    let mut s = LoadSettings::from_table(&settings.section(crate::SUITE))
+        .map_err(|e| SuiteError::Config(format!("[profile.{}.load] {e}", settings.profile)))?;
+    if let Some(v) = args.rate {
+        s.rate = v;
+    }
+    if let Some(v) = args.duration {
+        s.duration = v;
+    }
+    if let Some(v) = args.warm_up {
+        s.warm_up = v;
+    }
+    if let Some(v) = args.connections {
+        s.connections = v;
+    }
+    if let Some(v) = args.threads {
+        s.threads = v;
+    }
+    if let Some(v) = args.pacing {
+        s.pacing = v;
+    }
+    // One constant-rate run: the profile's other scenarios do not run here, so their
+    // settings must not stop it (a 2 s warm-up is fine beside a 2 s stress-duration).
+    s.swap = false;
+    s.stress = false;
+    s.soak = false;
+    s.goose = false;
+    s.validate()
+        .map_err(|e| SuiteError::Config(format!("{e} (flag or config)")))?;
+    Ok(s)
+}
+
+/// `gauntlet load`: validates the flags over `settings` (before anything runs).
+///
+/// # Errors
+///
+/// [`SuiteError::Config`] naming the key or flag.
+pub fn check(args: &LoadArgs, settings: &Settings) -> Result<(), SuiteError> {
+    load_settings(args, settings).map(|_| ())
+}
+
+/// `gauntlet load` against `target`: one run (or shard), its shard file written with
+/// `--out`, and with `--report-dir` its SLA gates judged.
+///
+/// # Errors
+///
+/// [`SuiteError::Config`] for bad settings, [`SuiteError::Setup`] when the run or the shard
+/// file fails.
+pub async fn load(
+    args: &LoadArgs,
+    settings: &Settings,
+    target: Arc<dyn Target>,
+    progress: bool,
+) -> Result<LoadOutcome, SuiteError> {
+    let s = load_settings(args, settings)?;
+    let setup = |e: &dyn std::fmt::Display| SuiteError::Setup(e.to_string());
+    let seed = args.seed.unwrap_or(settings.seed);
+    let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let endpoint = target
+        .http_endpoint()
+        .await
+        .map_err(|e| SuiteError::Setup(error_chain(&e)))?;
+    let ctx = ScenarioCtx::new(Arc::clone(&target), &endpoint, s.clone(), seed, progress);
+    let body = workload::infer_body(s.rows, seed).map_err(|e| setup(&e))?;
+    let mut config = ctx.driver_config(
+        "load",
+        workload::infer_path(&s.model),
+        body,
+        Schedule::constant(f64::from(s.rate), s.duration),
+        Arc::new(NamesModel::new(&s.model)),
+    );
+    config.shard = shard;
+    config.start_at = args.start_at;
+    config.raw_latencies = args.raw_latencies.clone();
+    let started = std::time::Instant::now();
+    let run = ctx
+        .drive(&format!("shard {shard}"), config)
+        .await
+        .map_err(|e| setup(&e))?;
+    drop(endpoint);
+    let described = redact_url(&target.describe());
+    if let Some(out) = &args.out {
+        ShardFile::from_run(&run.stats, &run.validity, &s, &described, seed)
+            .write(out)
+            .map_err(|e| setup(&e))?;
+    }
+    let summary = summary(&run);
+    let invalid = run.validity.invalid.clone();
+    let judged = args.report_dir.is_some().then(|| {
+        let scenario =
+            crate::scenario::sustained_judged(run, &s, &format!("gauntlet load (shard {shard})"));
+        let section = report::scenario_section(&scenario, "gauntlet load");
+        let planned = gates::sla_cases(scenario.id);
+        let cases = gate_results(crate::SUITE, &planned, &scenario.gates, started.elapsed());
+        (cases, section)
+    });
+    Ok(LoadOutcome {
+        summary,
+        invalid,
+        target: described,
+        seed,
+        judged,
+    })
+}
+
+fn summary(run: &LabelledRun) -> String {
+    let s = &run.stats;
+    let l = &s.latencies;
+    format!(
+        "gauntlet load: {}: scheduled {:.0} req/s, achieved {:.0} req/s; p50 {} p99 {} p99.9 {} max {}; \
+         {} ok, {} failed ({}), {} late; generator busiest thread {:.0} %{}",
+        run.label,
+        s.target_rate,
+        s.achieved_rate(),
+        ms(l.quantile(0.5)),
+        ms(l.quantile(0.99)),
+        ms(l.quantile(0.999)),
+        ms(if l.is_empty() { 0 } else { l.max() }),
+        s.counters.ok,
+        s.counters.failed(),
+        gates::error_breakdown(&s.counters),
+        s.counters.late,
+        run.validity.generator_busiest * 100.0,
+        run.validity
+            .invalid
+            .as_ref()
+            .map_or(String::new(), |r| format!("; INVALID: {r}")),
+    )
+}
+
+/// `gauntlet report merge`: reads the shard files, merges them exactly, writes
+/// `merged.json` into `args.report_dir` (which the caller has created) and judges the SLA
+/// gates on the merged run.
+///
+/// # Errors
+///
+/// [`SuiteError::Config`] for an unreadable or inconsistent shard file,
+/// [`SuiteError::Setup`] when merged.json cannot be written.
+pub fn merge(args: &MergeArgs) -> Result<MergeOutcome, SuiteError> {
+    let usage = |e: &dyn std::fmt::Display| SuiteError::Config(e.to_string());
+    let setup = |e: &dyn std::fmt::Display| SuiteError::Setup(e.to_string());
+    let started = std::time::Instant::now();
+    let mut files = Vec::with_capacity(args.files.len());
+    for path in &args.files {
+        let file = ShardFile::read(path).map_err(|e| usage(&e))?;
+        files.push((path.clone(), file));
+    }
+    let merged = shard::merge(&files).map_err(|e| usage(&e))?;
+    merged
+        .write(&args.report_dir.join("merged.json"))
+        .map_err(|e| setup(&e))?;
+    let s = &merged.settings;
+    let m = merged.measurement();
+    let gates = gates::sla_gates("sustained", &m, s);
+    let scenario = ScenarioRun {
+        id: "sustained",
+        title: format!(
+            "Merged: {} shards, {:.0} req/s scheduled",
+            files.len(),
+            merged.target_rate
+        ),
+        gates,
+        runs: Vec::new(),
+        notes: Vec::new(),
+    };
+    let mut section = report::scenario_section(
+        &scenario,
+        "Shards merged exactly: HDR histograms added bucket by bucket and counters summed; \
+         percentiles are read from the merged histogram, never averaged. Each second's \
+         percentiles likewise come from the sum of the shards' histograms of that second \
+         (shard files from before gauntlet-load kept them give the worst shard's instead).",
+    );
+    section.tables.push(gauntlet_reports::Table {
+        title: "Shards".to_owned(),
+        columns: [
+            "file",
+            "shard",
+            "scheduled req/s",
+            "ok",
+            "failed",
+            "p50",
+            "p99",
+            "validity",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: files
+            .iter()
+            .map(|(path, f)| {
+                vec![
+                    path.display().to_string(),
+                    format!("{}/{}", f.shard.index, f.shard.count),
+                    format!("{:.0}", f.target_rate),
+                    f.counters.ok.to_string(),
+                    f.counters.failed().to_string(),
+                    ms(f.latencies.quantile(0.5)),
+                    ms(f.latencies.quantile(0.99)),
+                    f.validity
+                        .invalid
+                        .clone()
+                        .unwrap_or_else(|| "valid".to_owned()),
+                ]
+            })
+            .collect(),
+    });
+    let exact = merged
+        .seconds
+        .iter()
+        .all(|s| s.ok == 0 || s.histogram.is_some());
+    section.charts.push(report::latency_chart(
+        if exact {
+            "Latency over time (all shards, merged each second)"
+        } else {
+            "Latency over time (worst shard each second: some shard files kept no per-second histograms)"
+        },
+        &merged.seconds,
+        &[],
+    ));
+    section.charts.push(report::throughput_chart(
+        "Throughput over time (all shards)",
+        &merged.seconds,
+    ));
+    section.charts.push(report::percentile_chart(
+        "Latency percentiles (merged histogram)",
+        &[("merged", &merged.latencies)],
+    ));
+    let planned = gates::sla_cases(scenario.id);
+    Ok(MergeOutcome {
+        cases: gate_results(crate::SUITE, &planned, &scenario.gates, started.elapsed()),
+        section,
+        target: merged.target.clone(),
+        seed: merged.seed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_times_parse_as_rfc3339_or_unix_seconds() {
+        let unix = parse_start("1700000000.5").unwrap();
+        assert_eq!(
+            unix.duration_since(SystemTime::UNIX_EPOCH).unwrap(),
+            Duration::from_millis(1_700_000_000_500)
+        );
+        let rfc = parse_start("2023-11-14T22:13:20Z").unwrap();
+        assert_eq!(
+            rfc.duration_since(SystemTime::UNIX_EPOCH).unwrap(),
+            Duration::from_secs(1_700_000_000)
+        );
+        assert!(parse_start("tomorrow").unwrap_err().contains("tomorrow"));
+        assert!(parse_start("-5").is_err());
+    }
+}

@@ -4,15 +4,65 @@
 //!   `security/infer_*`: a whole one-row infer through the router without and with it;
 //! - `security/load_*`: parse + compile of a 100-tree depth-6 artifact, plain and decrypted +
 //!   verified from its envelope (≤ 2× plain).
+//!
+//! Like `batch_benches` in `engine.rs`, these measure the bench thread's CPU time (the infer
+//! router runs on a current-thread runtime, so on the same thread): on a host shared with
+//! builds, wall time says more about the neighbours than about the code.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use axum::body::Body;
 use criterion::Criterion;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use gauntlet_engine::security::keyring::Keyring;
 use gauntlet_engine::security::{ReadTokens, Security, SecurityConfig, envelope, sign};
 use gauntlet_engine::{AppState, EngineConfig, Model, ModelArtifact, app};
 use tower::ServiceExt as _;
+
+/// CPU time of the calling thread (as in `engine.rs`).
+struct ThreadCpuTime;
+
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+static NANOSECONDS: WallTime = WallTime;
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_time()
+    }
+
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_time().saturating_sub(start)
+    }
+
+    fn add(&self, v1: &Duration, v2: &Duration) -> Duration {
+        *v1 + *v2
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        NANOSECONDS.formatter()
+    }
+}
+
+type Cpu = Criterion<ThreadCpuTime>;
 
 fn forest() -> ModelArtifact {
     let base = gauntlet_fixtures::load_embedded()
@@ -23,7 +73,7 @@ fn forest() -> ModelArtifact {
     gauntlet_fixtures::random_forest(&base, 100, 6, 100)
 }
 
-fn bench_sign(c: &mut Criterion) {
+fn bench_sign(c: &mut Cpu) {
     let secret = [7u8; 32];
     let body = br#"{"parameters":{"artifact":null}}"#;
     let headers = [("content-type", "application/json")];
@@ -73,7 +123,7 @@ fn infer_app(tokens: Option<ReadTokens>) -> axum::Router {
     app(state)
 }
 
-fn bench_infer(c: &mut Criterion) {
+fn bench_infer(c: &mut Cpu) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -109,7 +159,7 @@ fn bench_infer(c: &mut Criterion) {
     group.finish();
 }
 
-fn bench_load(c: &mut Criterion) {
+fn bench_load(c: &mut Cpu) {
     let artifact = forest();
     let plain = serde_json::to_vec(&artifact).expect("json");
     let mut ring = Keyring::new();
@@ -122,6 +172,8 @@ fn bench_load(c: &mut Criterion) {
     };
     let security = Security::from_parts(&config, Some(ring), None, None);
     let mut group = c.benchmark_group("security/load");
+    // A load takes tens of milliseconds: 20 samples keep a run under half a minute.
+    group.sample_size(20);
     group.bench_function("plain", |b| {
         b.iter(|| {
             let a = security
@@ -147,7 +199,9 @@ fn bench_load(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .with_measurement(ThreadCpuTime);
     bench_sign(&mut c);
     bench_infer(&mut c);
     bench_load(&mut c);

@@ -534,14 +534,25 @@ pub(crate) async fn admin_auth(
     }
     let principal = key.principal.clone();
     if !principal.role.allows(action) {
-        tracing::info!(principal = %principal.name, role = principal.role.as_str(), route = ?route, "request refused: role lacks permission");
+        tracing::info!(
+            principal = %principal.name,
+            role = principal.role.as_str(),
+            route = route.as_deref().unwrap_or(""),
+            "request refused: role lacks permission"
+        );
         return ApiError::new(
             StatusCode::FORBIDDEN,
             format!("role {} may not {}", principal.role.as_str(), action.verb()),
         )
         .into_response();
     }
-    tracing::info!(principal = %principal.name, role = principal.role.as_str(), key = %principal.key_id, route = ?route, "signed admin request accepted");
+    tracing::info!(
+        principal = %principal.name,
+        role = principal.role.as_str(),
+        key = %principal.key_id,
+        route = route.as_deref().unwrap_or(""),
+        "signed admin request accepted"
+    );
     let mut req = Request::from_parts(parts, Body::from(body));
     req.extensions_mut().insert(principal);
     next.run(req).await

@@ -240,6 +240,144 @@ pub fn signature_headers(
     ]
 }
 
+/// Environment variable naming the admin key id ([`Credentials::from_env`]).
+pub const ENV_KEY_ID: &str = "GAUNTLET_ADMIN_KEY_ID";
+/// Environment variable holding the base64 admin secret ([`Credentials::from_env`]).
+pub const ENV_SECRET: &str = "GAUNTLET_ADMIN_SECRET";
+
+/// A client's signing credentials: a key id and its secret. `Debug` shows the id only.
+#[derive(Clone)]
+pub struct Credentials {
+    key_id: String,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why credentials could not be read. Never quotes the secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialsError {
+    /// A variable or field is missing.
+    #[error("failed to read admin credentials: {0} is not set")]
+    Missing(&'static str),
+    /// The key id or the secret is malformed.
+    #[error("failed to read admin credentials: {field} {message}")]
+    Invalid {
+        /// The variable or field.
+        field: &'static str,
+        /// What is wrong.
+        message: &'static str,
+    },
+    /// The credentials file is unreadable or readable by group/others.
+    #[error(transparent)]
+    File(#[from] super::keyring::KeyringError),
+    /// The credentials file is not `key-id = "…"` and `secret = "…"`.
+    #[error("failed to parse admin credentials file: {0}")]
+    Parse(String),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CredentialsFile {
+    key_id: String,
+    secret: String,
+}
+
+impl Credentials {
+    /// Credentials from a key id and a base64 secret of at least [`MIN_SECRET_LEN`] bytes.
+    ///
+    /// # Errors
+    /// [`CredentialsError::Invalid`].
+    pub fn new(key_id: &str, secret_base64: &str) -> Result<Credentials, CredentialsError> {
+        use base64::Engine as _;
+        if !super::keyring::is_valid_key_id(key_id) {
+            return Err(CredentialsError::Invalid {
+                field: "key id",
+                message: "must match [A-Za-z0-9_.-]{1,64}",
+            });
+        }
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode(secret_base64.trim())
+            .map_err(|_| CredentialsError::Invalid {
+                field: "secret",
+                message: "must be base64",
+            })?;
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(CredentialsError::Invalid {
+                field: "secret",
+                message: "must be at least 32 bytes",
+            });
+        }
+        Ok(Credentials {
+            key_id: key_id.to_owned(),
+            secret,
+        })
+    }
+
+    /// From [`ENV_KEY_ID`] and [`ENV_SECRET`].
+    ///
+    /// # Errors
+    /// [`CredentialsError::Missing`] or [`CredentialsError::Invalid`].
+    pub fn from_env() -> Result<Credentials, CredentialsError> {
+        let id = std::env::var(ENV_KEY_ID).map_err(|_| CredentialsError::Missing(ENV_KEY_ID))?;
+        let secret =
+            std::env::var(ENV_SECRET).map_err(|_| CredentialsError::Missing(ENV_SECRET))?;
+        Credentials::new(&id, &secret)
+    }
+
+    /// From a TOML file (mode 0600) with `key-id = "…"` and `secret = "…"` (base64).
+    ///
+    /// # Errors
+    /// [`CredentialsError`]; a file group or others may read is refused.
+    pub fn from_file(path: &std::path::Path) -> Result<Credentials, CredentialsError> {
+        super::keyring::check_private(path)?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| super::keyring::KeyringError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            })?;
+        let file: CredentialsFile = toml::from_str(&text)
+            .map_err(|e: toml::de::Error| CredentialsError::Parse(e.message().to_owned()))?;
+        Credentials::new(&file.key_id, &file.secret)
+    }
+
+    /// The key id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The five signature headers for a request signed now with a random nonce.
+    pub fn sign_now(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Vec<(&'static str, String)> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        signature_headers(
+            &self.secret,
+            &self.key_id,
+            method,
+            path_and_query,
+            content_type,
+            body,
+            now,
+            &random_nonce(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +425,33 @@ mod tests {
             assert_eq!(sign(&secret, &r), v.signature, "{}", v.name);
             assert!(verify(&secret, &r, &v.signature), "{}", v.name);
         }
+    }
+
+    #[test]
+    fn credentials_sign_and_never_show_the_secret() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
+        let c = Credentials::new("ops-1", &b64).unwrap();
+        assert!(!format!("{c:?}").contains(&b64));
+        let h = c.sign_now("POST", "/v2/repository/index?x=1", None, b"");
+        let get = |n: &str| h.iter().find(|(k, _)| *k == n).unwrap().1.clone();
+        let r = Request {
+            method: "POST",
+            path: "/v2/repository/index",
+            query: Some("x=1"),
+            headers: &[],
+            body: b"",
+            key_id: "ops-1",
+            timestamp: get(HEADER_TIMESTAMP).parse().unwrap(),
+            nonce: &get(HEADER_NONCE),
+        };
+        assert!(verify(&[5u8; 32], &r, &get(HEADER_SIGNATURE)));
+        let short = base64::engine::general_purpose::STANDARD.encode([5u8; 8]);
+        let err = Credentials::new("ops-1", &short).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "failed to read admin credentials: secret must be at least 32 bytes"
+        );
     }
 
     #[test]

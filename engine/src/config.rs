@@ -11,6 +11,19 @@
 //! header-read-timeout = "10s"
 //! worker-threads = 2
 //! inject-latency = "0s"
+//!
+//! [security]                      # engine/SECURITY.md
+//! keyring = "/etc/gauntlet/keyring.toml"
+//! require-encrypted-artifacts = false
+//! admin-keys = "/etc/gauntlet/admin-keys.toml"
+//! max-clock-skew = "5m"
+//! read-tokens = "/etc/gauntlet/read-tokens.toml"
+//! tls-cert = "/etc/gauntlet/cert.pem"
+//! tls-key = "/etc/gauntlet/key.pem"
+//! max-headers = 64
+//! max-header-bytes = 16384
+//! max-json-depth = 32
+//! max-tensor-elements = 1000000
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -18,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::security::SecurityConfig;
 
 /// Default listen address: loopback only, since admin routes are not yet authenticated.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -89,6 +104,9 @@ pub struct EngineConfig {
     /// sanitiser changes, as a slow batch cut short); other routes are not delayed.
     #[serde(with = "humantime_serde")]
     pub inject_latency: Duration,
+    /// The `[security]` table: keyring, admin keys, read tokens, TLS and input limits.
+    #[serde(skip_serializing_if = "SecurityConfig::is_default")]
+    pub security: SecurityConfig,
 }
 
 impl Default for EngineConfig {
@@ -105,6 +123,7 @@ impl Default for EngineConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             worker_threads: None,
             inject_latency: Duration::ZERO,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -198,7 +217,10 @@ impl EngineConfig {
             }
             _ => {}
         }
-        check_inject_latency(self.inject_latency).or_else(|m| invalid("inject-latency", &m))
+        check_inject_latency(self.inject_latency).or_else(|m| invalid("inject-latency", &m))?;
+        self.security
+            .validate()
+            .or_else(|(field, message)| invalid(field, &message))
     }
 }
 
@@ -315,6 +337,51 @@ mod tests {
         let c =
             EngineConfig::from_toml_str("inject-latency = \"60s\"\nworker-threads = 1024").unwrap();
         assert_eq!(c.inject_latency, MAX_INJECT_LATENCY);
+    }
+
+    #[test]
+    fn security_table_is_parsed_and_checked() {
+        let c = EngineConfig::from_toml_str(
+            "[security]\nkeyring = \"k.toml\"\nrequire-encrypted-artifacts = true\n\
+             admin-keys = \"a.toml\"\nmax-clock-skew = \"2m\"\nread-tokens = \"t.toml\"\n\
+             tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\nmax-headers = 10\n\
+             max-header-bytes = 100\nmax-json-depth = 4\nmax-tensor-elements = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.security.max_clock_skew, Duration::from_secs(120));
+        assert_eq!(c.security.max_tensor_elements, 5);
+        assert!(c.security.require_encrypted_artifacts);
+        let round = toml::to_string(&c).unwrap();
+        assert_eq!(EngineConfig::from_toml_str(&round).unwrap(), c);
+        for (toml, message) in [
+            (
+                "[security]\ntls-cert = \"c.pem\"",
+                "invalid config: security.tls-cert tls-cert and tls-key must be set together",
+            ),
+            (
+                "[security]\nrequire-encrypted-artifacts = true",
+                "invalid config: security.require-encrypted-artifacts needs a security.keyring to decrypt with",
+            ),
+            (
+                "[security]\nmax-headers = 0",
+                "invalid config: security.max-headers must be at least 1",
+            ),
+            (
+                "[security]\nmax-headers = 300",
+                "invalid config: security.max-headers must be at most 256, got 300",
+            ),
+            (
+                "[security]\nmax-clock-skew = \"2h\"",
+                "invalid config: security.max-clock-skew must be between 1s and 1h",
+            ),
+        ] {
+            let msg = EngineConfig::from_toml_str(toml).unwrap_err().to_string();
+            assert_eq!(msg, message);
+        }
+        let msg = EngineConfig::from_toml_str("[security]\nadmin-key = \"a\"")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("admin-key"), "{msg}");
     }
 
     #[test]

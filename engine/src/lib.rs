@@ -40,6 +40,7 @@ pub mod model;
 pub mod oip;
 pub mod registry;
 pub mod sanitise;
+pub mod security;
 pub mod server;
 pub mod state;
 #[cfg(feature = "test-hooks")]
@@ -53,7 +54,7 @@ pub use crate::registry::{
     IndexEntry, ModelState, ModelVersions, Promotion, Registry, RegistryError,
 };
 pub use crate::sanitise::{SanitiseError, Sanitised};
-pub use crate::server::{ShutdownSignals, serve, shutdown_signal};
+pub use crate::server::{ShutdownSignals, serve, serve_tls, shutdown_signal};
 pub use crate::state::{AppState, EngineError};
 
 /// Version of this crate, recorded in every report.

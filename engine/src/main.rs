@@ -10,8 +10,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use gauntlet_engine::{AppState, EngineConfig, ShutdownSignals, serve};
+use gauntlet_engine::security::Security;
+use gauntlet_engine::{AppState, EngineConfig, ShutdownSignals, serve, serve_tls};
 use tracing_subscriber::EnvFilter;
+
+mod commands;
 
 /// mimalloc rather than glibc's malloc: a request allocates and frees a few dozen small
 /// blocks, and glibc's allocator took about a tenth of the infer path's CPU time (profile and
@@ -37,9 +40,11 @@ closes when --header-read-timeout expires.
 A second SIGTERM or SIGINT during the delay or the grace stops the engine at once (exit 4).
 
 Exit codes:
-  0  shut down cleanly after SIGTERM or SIGINT
+  0  shut down cleanly after SIGTERM or SIGINT (a subcommand: succeeded)
   1  runtime failure (cannot bind the listen address, listener error)
-  2  invalid flags or config file, or a model file that fails to load
+  2  invalid flags or config file, a security file (keyring, admin keys, read tokens, TLS
+     certificate or key) that fails to load or is readable by group/others, or a model file
+     that fails to load (a subcommand: failed)
   3  the model directory does not exist
   4  shutdown abandoned in-flight requests: the shutdown grace expired with requests still
      in flight, or a second SIGTERM or SIGINT cut the delay or the grace short";
@@ -48,6 +53,9 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "gauntlet-engine", version, about, after_help = EXIT_CODES)]
 struct Cli {
+    /// With no subcommand, the engine serves.
+    #[command(subcommand)]
+    command: Option<commands::Command>,
     /// Address to listen on [default: 127.0.0.1:8080; port 0 picks a free port].
     #[arg(long, env = "GAUNTLET_ENGINE_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -84,6 +92,36 @@ struct Cli {
     /// 60s, to make a deliberately slowed target for proving latency gates [default: 0s].
     #[arg(long, env = "GAUNTLET_ENGINE_INJECT_LATENCY", value_name = "DURATION", value_parser = parse_inject_latency)]
     inject_latency: Option<Duration>,
+    /// KEK keyring file that decrypts `*.enc` artifacts (config `security.keyring`).
+    #[arg(long, env = "GAUNTLET_ENGINE_KEYRING", value_name = "FILE")]
+    keyring: Option<PathBuf>,
+    /// Refuse plain artifacts (config `security.require-encrypted-artifacts`).
+    #[arg(long, env = "GAUNTLET_ENGINE_REQUIRE_ENCRYPTED_ARTIFACTS")]
+    require_encrypted_artifacts: bool,
+    /// Admin keys file: repository routes then require signed requests (config
+    /// `security.admin-keys`).
+    #[arg(long, env = "GAUNTLET_ENGINE_ADMIN_KEYS", value_name = "FILE")]
+    admin_keys: Option<PathBuf>,
+    /// Read tokens file: every route but health probes then requires a bearer token (config
+    /// `security.read-tokens`).
+    #[arg(long, env = "GAUNTLET_ENGINE_READ_TOKENS", value_name = "FILE")]
+    read_tokens: Option<PathBuf>,
+    /// PEM certificate chain; with --tls-key the engine serves HTTPS only.
+    #[arg(
+        long,
+        env = "GAUNTLET_ENGINE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (mode 0600).
+    #[arg(
+        long,
+        env = "GAUNTLET_ENGINE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
     /// Log format on stderr; the level comes from RUST_LOG [default level: info].
     #[arg(long, env = "GAUNTLET_ENGINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -96,8 +134,17 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     init_tracing(cli.log_format);
+    if let Some(command) = cli.command.take() {
+        return match commands::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("gauntlet-engine: error: {err:#}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
     let config = match build_config(&cli) {
         Ok(config) => config,
         Err(err) => {
@@ -163,6 +210,21 @@ fn build_config(cli: &Cli) -> anyhow::Result<EngineConfig> {
     if let Some(delay) = cli.inject_latency {
         config.inject_latency = delay;
     }
+    let security = &mut config.security;
+    if let Some(path) = &cli.keyring {
+        security.keyring = Some(path.clone());
+    }
+    security.require_encrypted_artifacts |= cli.require_encrypted_artifacts;
+    if let Some(path) = &cli.admin_keys {
+        security.admin_keys = Some(path.clone());
+    }
+    if let Some(path) = &cli.read_tokens {
+        security.read_tokens = Some(path.clone());
+    }
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        security.tls_cert = Some(cert.clone());
+        security.tls_key = Some(key.clone());
+    }
     config.validate()?;
     Ok(config)
 }
@@ -213,7 +275,30 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn run(config: EngineConfig) -> ExitCode {
-    let state = AppState::new(config.clone());
+    let security = match Security::load(&config.security) {
+        Ok(security) => security,
+        Err(err) => {
+            eprintln!("gauntlet-engine: error: {:#}", anyhow::Error::from(err));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let tls = match (&config.security.tls_cert, &config.security.tls_key) {
+        (Some(cert), Some(key)) => match gauntlet_engine::security::tls::acceptor(cert, key) {
+            Ok(acceptor) => Some(acceptor),
+            Err(err) => {
+                eprintln!("gauntlet-engine: error: {err}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        _ => None,
+    };
+    if config.security.admin_keys.is_none() {
+        tracing::warn!(
+            listen = %config.listen,
+            "repository routes are unauthenticated: set security.admin-keys (--admin-keys) to require signed admin calls"
+        );
+    }
+    let state = AppState::with_security(config.clone(), security);
     if let Some(dir) = &config.model_dir
         && let Err(err) = state.load_model_dir(dir)
     {
@@ -256,10 +341,15 @@ async fn run(config: EngineConfig) -> ExitCode {
     tracing::info!(%addr, models = state.registry().len(), "serving");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = serve(listener, state.clone(), async {
+    let stop = async {
         let _ = stop_rx.await;
-    });
-    tokio::pin!(server);
+    };
+    tracing::info!(tls = tls.is_some(), "accepting connections");
+    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        Some(acceptor) => Box::pin(serve_tls(listener, state.clone(), acceptor, stop)),
+        None => Box::pin(serve(listener, state.clone(), stop)),
+    };
+    let mut server = server;
     let result = tokio::select! {
         result = &mut server => result,
         name = signals.next() => {

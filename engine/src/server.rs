@@ -36,10 +36,37 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// [`serve`] over TLS: each connection's handshake runs in its own task and must finish
+/// within the header-read timeout; a failed handshake (plain HTTP on the TLS port, a TLS
+/// version below 1.2) closes the connection.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: AppState,
+    acceptor: crate::security::tls::TlsAcceptor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, state, Some(acceptor), shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<crate::security::tls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let header_read_timeout = state.config().header_read_timeout;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config().header_read_timeout)
+        .header_read_timeout(header_read_timeout)
+        // Above `security.max-headers`, so that the engine's own check answers with JSON.
+        .max_headers(crate::security::limits::HARD_MAX_HEADERS)
         .keep_alive(true);
     let service = TowerToHyperService::new(app(state));
     let graceful = GracefulShutdown::new();
@@ -68,6 +95,33 @@ pub async fn serve(
                 continue;
             }
         };
+        if let Some(acceptor) = &tls {
+            let (acceptor, watcher) = (acceptor.clone(), graceful.watcher());
+            let (builder, service) = (builder.clone(), service.clone());
+            tokio::spawn(async move {
+                let stream = match tokio::time::timeout(
+                    header_read_timeout,
+                    acceptor.accept(stream),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        tracing::debug!(error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                };
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                if let Err(err) = watcher.watch(connection).await {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+            });
+            continue;
+        }
         let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

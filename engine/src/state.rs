@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
 use tracing::info;
 
-use crate::artifact::{ArtifactError, ModelArtifact};
+use crate::artifact::ArtifactError;
 use crate::config::EngineConfig;
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::registry::{Registry, RegistryError};
+use crate::security::{OpenError, Security};
 
 /// Errors of engine setup (loading the model directory, serving).
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,15 @@ pub enum EngineError {
         #[source]
         source: RegistryError,
     },
+    /// An encrypted model file could not be opened, or a plain one was refused.
+    #[error("failed to open model file `{}`", file.display())]
+    OpenModelFile {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: OpenError,
+    },
     /// Binding or serving failed.
     #[error("server I/O error")]
     Io(#[from] std::io::Error),
@@ -107,6 +117,8 @@ struct Inner {
     loads: Arc<Semaphore>,
     /// Heavy inference batches run on the blocking pool, at most one per core at a time.
     compute: Arc<Semaphore>,
+    /// Keyring, admin keys, read tokens and the nonce cache.
+    security: Security,
 }
 
 impl std::fmt::Debug for AppState {
@@ -121,7 +133,18 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// A ready state with an empty registry. Loads nothing: see [`AppState::load_model_dir`].
+    ///
+    /// Reads none of the files the `[security]` table names: a keyring, admin keys or read
+    /// tokens configured there fail closed (nothing decrypts, no admin call or read is
+    /// accepted). [`AppState::with_security`] takes them loaded.
     pub fn new(config: EngineConfig) -> AppState {
+        let security = Security::from_parts(&config.security, None, None, None);
+        AppState::with_security(config, security)
+    }
+
+    /// A ready state with an empty registry and loaded security settings
+    /// ([`Security::load`]).
+    pub fn with_security(config: EngineConfig, security: Security) -> AppState {
         // Metric names and labels are compile-time constants: a failure here is a bug that
         // every test would catch, not something a user can cause.
         let metrics = Metrics::new().expect("metric definitions are valid");
@@ -135,6 +158,7 @@ impl AppState {
                 compute: Arc::new(Semaphore::new(
                     std::thread::available_parallelism().map_or(1, usize::from),
                 )),
+                security,
             }),
         }
     }
@@ -147,6 +171,11 @@ impl AppState {
     /// The model registry.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// The loaded security settings.
+    pub fn security(&self) -> &Security {
+        &self.inner.security
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -175,7 +204,8 @@ impl AppState {
         self.inner.ready.store(ready, Ordering::Release);
     }
 
-    /// Loads every `*.json` file of `dir`, in file-name order, and promotes each. All files are
+    /// Loads every `*.json` (plain) and `*.enc` (envelope-encrypted) file of `dir`, in
+    /// file-name order, and promotes each. All files are
     /// read and validated before any is loaded, so a bad file, or two files with one version
     /// label and different content, leaves the registry untouched. (A file that conflicts with
     /// a version the registry already held stops the load part-way.)
@@ -192,7 +222,7 @@ impl AppState {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(dir_err)? {
             let path = entry.map_err(dir_err)?.path();
-            if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+            if path.extension().is_some_and(|e| e == "json" || e == "enc") && path.is_file() {
                 files.push(path);
             }
         }
@@ -209,9 +239,15 @@ impl AppState {
                 return Err(EngineError::ModelFileTooLarge { file, size, limit });
             }
             let bytes = std::fs::read(&file).map_err(read_err)?;
-            let model = ModelArtifact::from_json(&bytes)
-                .and_then(Model::from_artifact)
-                .map_err(|source| EngineError::InvalidModelFile {
+            let artifact = match self.security().open_artifact(&bytes, None) {
+                Ok(artifact) => artifact,
+                Err(OpenError::Artifact(source)) => {
+                    return Err(EngineError::InvalidModelFile { file, source });
+                }
+                Err(source) => return Err(EngineError::OpenModelFile { file, source }),
+            };
+            let model =
+                Model::from_artifact(artifact).map_err(|source| EngineError::InvalidModelFile {
                     file: file.clone(),
                     source,
                 })?;
@@ -249,6 +285,7 @@ impl AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::ModelArtifact;
     use crate::model::tests::{artifact, linear};
 
     fn write(dir: &Path, file: &str, a: &ModelArtifact) {

@@ -133,12 +133,14 @@ async fn serve(
     require_json(headers)?;
     let config = state.config();
     let bytes = read_body(headers, body, config.max_body_bytes, "max-body-bytes").await?;
+    crate::security::limits::check_json_depth(&bytes, config.security.max_json_depth)?;
     let request: InferRequest = parse(&bytes)?;
     drop(bytes);
     check_outputs(request.outputs.as_deref())?;
     let InferRequest { id, inputs, .. } = request;
     let max_rows = config.max_batch_rows;
     let values: usize = inputs.iter().map(|input| input.data.len()).sum();
+    crate::security::limits::check_tensor_elements(values, config.security.max_tensor_elements)?;
     let work = (values / model.n_features()).saturating_mul(model.cost_per_row());
     let Batch {
         predictions,

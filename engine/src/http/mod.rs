@@ -25,7 +25,7 @@ use http::{HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::BodyExt as _;
 use tracing::Instrument as _;
 
-use self::error::{ApiError, json_error};
+use self::error::json_error;
 use crate::model::Model;
 use crate::oip::{ModelMetadata, ModelMetadataParameters, ServerMetadata, TensorMetadata};
 use crate::registry::ModelVersions;
@@ -35,7 +35,10 @@ use crate::state::AppState;
 pub const SERVER_NAME: &str = "gauntlet-engine";
 /// Name of the single-tensor input in model metadata.
 pub const INPUT_NAME: &str = "features";
+pub(crate) use self::body::read_body;
+pub(crate) use self::error::ApiError;
 pub use self::infer::OUTPUT_NAME;
+pub(crate) use self::repository::LOAD_BODY_DEADLINE;
 
 /// Marks a deliberate error response without a body (readiness probes), which the JSON
 /// error layer must leave alone.
@@ -64,7 +67,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/models/{m}/versions/{v}", get(version_metadata))
         .route("/v2/models/{m}/versions/{v}/ready", get(version_ready))
         .route(INFER_VERSION_ROUTE, post(infer::infer_version))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/v2/openapi.json", get(openapi));
     if let Some(limit) = state.config().request_timeout {
         data = data.layer(middleware::from_fn_with_state(
             Deadline {
@@ -86,17 +90,35 @@ pub fn app(state: AppState) -> Router {
             "/v2/repository/models/{m}/rollback",
             post(repository::rollback),
         );
+    // Signed admin calls (when admin keys are configured) and bearer tokens on the rest
+    // (when read tokens are): `route_layer`, so an unknown route is still a plain 404.
+    let repository = repository.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::security::auth::admin_auth,
+    ));
+    if state.security().tokens.is_some() {
+        data = data.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::security::auth::read_auth,
+        ));
+    }
     data.merge(repository)
         .fallback(not_found)
-        .layer(middleware::from_fn(edge))
+        .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
-/// What every request passes through, outermost first: [`trace`], then
+/// What every request passes through, outermost first: the header limits
+/// (`security.max-headers`, `security.max-header-bytes`), [`trace`], then
 /// [`drain::drain_unread_body`], then [`json_errors`] on the response. One layer rather than
 /// three: each `from_fn` layer boxes a clone of the service and a future per request, which
 /// was a few percent of the infer path's CPU time.
-async fn edge(req: Request, next: Next) -> Response {
+async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Err(err) =
+        crate::security::limits::check_headers(req.headers(), &state.config().security)
+    {
+        return err.into_response();
+    }
     trace(req, |req| {
         drain::drain_unread_body(
             req,
@@ -112,6 +134,20 @@ async fn server_metadata() -> Json<ServerMetadata> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         extensions: vec!["model_repository".to_owned()],
     })
+}
+
+/// The OpenAPI 3 document of every route, checked in as `engine/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 async fn health_live() -> StatusCode {

@@ -1,6 +1,12 @@
 //! Repository extension (Triton-compatible shapes): index, load (stage), promote, rollback, unload.
 //!
-//! These admin routes are unauthenticated for now; the server binds loopback by default.
+//! With `security.admin-keys` set, every route here requires a signed request and a role
+//! that allows it (see `crate::security::auth`); without it they are open, and the server
+//! binds loopback by default.
+//!
+//! A load takes a JSON body `{"parameters": {"artifact": {...}}}`, or an artifact file as an
+//! `application/octet-stream` body (plain JSON or a `GNTLENC1` envelope), or nothing: then
+//! `{model_dir}/{m}.json` or, failing that, `{model_dir}/{m}.enc`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::body::{check_declared_length, is_blank, parse, read_body, require_json};
 use super::error::ApiError;
-use crate::artifact::{ArtifactError, ModelArtifact, is_valid_name};
+use crate::artifact::{ModelArtifact, is_valid_name};
 use crate::oip::{
     LoadRequest, LoadResponse, PromoteResponse, RepositoryIndexRequest, UnloadResponse,
 };
@@ -70,21 +76,40 @@ pub(crate) async fn load(
         .await
         .map_err(|e| ApiError::internal("the load semaphore is closed", &e))?;
     let bytes = read_load_body(&headers, body, limit, LOAD_BODY_DEADLINE).await?;
-    if !is_blank(&bytes) {
+    let file_body = is_octet_stream(&headers);
+    if !is_blank(&bytes) && !file_body {
         require_json(&headers)?;
     }
     let (posted, permit) = if is_blank(&bytes) {
         (None, permit)
+    } else if file_body {
+        let (opener, expected) = (state.clone(), name.clone());
+        blocking(move || {
+            let artifact = opener
+                .security()
+                .open_artifact(&bytes, Some(&expected))
+                .map_err(|e| open_error("body", &e))?;
+            Ok((Some((artifact, "body")), permit))
+        })
+        .await?
     } else {
+        if state.security().require_encrypted {
+            return Err(open_error(
+                "parameters.artifact",
+                &crate::security::OpenError::PlainRefused,
+            ));
+        }
+        crate::security::limits::check_json_depth(&bytes, state.config().security.max_json_depth)?;
         blocking(move || {
             let request = crate::json::parse::<LoadRequest>(&bytes)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-            Ok((request.parameters.and_then(|p| p.artifact), permit))
+            let artifact = request.parameters.and_then(|p| p.artifact);
+            Ok((artifact.map(|a| (a, "parameters.artifact")), permit))
         })
         .await?
     };
     let (artifact, field, permit) = match posted {
-        Some(artifact) => (artifact, "parameters.artifact", permit),
+        Some((artifact, field)) => (artifact, field, permit),
         None => {
             let (artifact, permit) = read_model_file(&state, &name, permit).await?;
             (artifact, "file", permit)
@@ -150,40 +175,63 @@ async fn read_model_file(
             "parameters.artifact: no artifact posted and no model directory is configured",
         ));
     };
-    let file_name = format!("{name}.json");
-    let path = dir.join(&file_name);
     let limit = state.config().max_artifact_bytes;
-    match tokio::fs::metadata(&path).await {
-        Ok(meta) if meta.is_file() => {
-            if meta.len() > limit as u64 {
-                return Err(ApiError::too_large(format!(
-                    "model file {file_name:?} is {} bytes, over the max-artifact-bytes limit of {limit}",
-                    meta.len()
-                )));
+    let mut found = None;
+    // The plain file first, as before encryption existed; then the encrypted one.
+    for file_name in [format!("{name}.json"), format!("{name}.enc")] {
+        let path = dir.join(&file_name);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => {
+                if meta.len() > limit as u64 {
+                    return Err(ApiError::too_large(format!(
+                        "model file {file_name:?} is {} bytes, over the max-artifact-bytes limit of {limit}",
+                        meta.len()
+                    )));
+                }
+                found = Some((file_name, path));
+                break;
             }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ApiError::internal("failed to stat model file", &e)),
         }
-        Ok(_) => {
-            return Err(ApiError::not_found(format!(
-                "model file {file_name:?} not found in the model directory"
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!(
-                "model file {file_name:?} not found in the model directory"
-            )));
-        }
-        Err(e) => return Err(ApiError::internal("failed to stat model file", &e)),
     }
+    let Some((file_name, path)) = found else {
+        return Err(ApiError::not_found(format!(
+            "model file \"{name}.json\" not found in the model directory"
+        )));
+    };
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|e| ApiError::internal("failed to read model file", &e))?;
+    let (opener, expected) = (state.clone(), name.to_owned());
     blocking(move || {
-        let artifact = ModelArtifact::from_json(&bytes).map_err(|e: ArtifactError| {
-            ApiError::bad_request(format!("model file {file_name:?}: invalid artifact: {e}"))
-        })?;
+        let artifact = opener
+            .security()
+            .open_artifact(&bytes, Some(&expected))
+            .map_err(|e| open_error(&format!("model file {file_name:?}"), &e))?;
         Ok((artifact, permit))
     })
     .await
+}
+
+/// True for an `application/octet-stream` body: an artifact file, plain or encrypted.
+fn is_octet_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"))
+}
+
+/// A 400 for an artifact that cannot be opened; the message names where it came from.
+fn open_error(field: &str, err: &crate::security::OpenError) -> ApiError {
+    match err {
+        crate::security::OpenError::Artifact(e) => {
+            ApiError::bad_request(format!("{field}: invalid artifact: {e}"))
+        }
+        other => ApiError::bad_request(format!("{field}: {other}")),
+    }
 }
 
 /// Runs CPU-heavy work (parsing and compiling large artifacts) off the async workers.

@@ -9,7 +9,10 @@ mod connection;
 mod heavy;
 mod infer_edges;
 mod inject;
+mod openapi;
+mod security;
 mod shutdown;
+mod tls;
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;

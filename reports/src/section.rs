@@ -24,6 +24,10 @@ pub struct Section {
     /// Charts, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub charts: Vec<Chart>,
+    /// The section's figures at full precision, by stable key (`metrics.sharpe`); `null`
+    /// marks a figure that is undefined on the run. Tables show them rounded for people.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub values: std::collections::BTreeMap<String, Option<f64>>,
 }
 
 impl Section {
@@ -36,6 +40,7 @@ impl Section {
             notes: Vec::new(),
             tables: Vec::new(),
             charts: Vec::new(),
+            values: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -29,6 +29,7 @@ pub fn backtest(
         let target = prepared.target.clone();
         let outcome = prepared.run().await?;
         let _ = out.write_all(outcome.table.as_bytes());
+        outcome.write_exports(&args.report_dir)?;
         let meta = Meta {
             tool: "gauntlet backtest",
             seed: settings.seed,

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use gauntlet_backtest::data::{self, Bars, LoadOptions};
-use gauntlet_backtest::exec::{Costs, Fill, Sizing};
+use gauntlet_backtest::exec::{Costs, Fill, PositionModel, Sizing};
 use gauntlet_backtest::metrics::compute;
 use gauntlet_backtest::signals::{EngineModel, MaCross, Signals, TargetModel};
 use gauntlet_backtest::sweep::{ExecParams, run, run_metrics};
@@ -42,6 +42,7 @@ const BARS: usize = 1_000_000;
 fn params(fees_bps: f64) -> ExecParams {
     ExecParams {
         fill: Fill::NextClose,
+        model: PositionModel::Units,
         costs: Costs {
             fees_bps,
             slippage_bps: 0.0,

@@ -17,16 +17,18 @@ use gauntlet_reports::{CaseResult, Section};
 
 use crate::config::{BacktestConfig, CalendarKind, Plan, SignalPlan};
 use crate::data::{Bars, DataError, TimeUnit};
-use crate::exec::Fill;
+use crate::exec::{Fill, PositionModel};
 use crate::report::{gate_cases, section, write_terminal};
 use crate::signals::{EngineModel, Signals, TargetModel};
-use crate::suite::{DataInfo, evaluate, load_bars, run_plan};
+use crate::suite::{DataInfo, Outcome, evaluate, load_bars, run_plan};
 use crate::sweep::WalkMode;
 
 /// Flags of `gauntlet backtest`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit codes: 0 every gate passed, 1 a gate failed, 2 bad flag or bad \
+    after_help = "Writes junit.xml, report.json (every figure at full precision in the \
+section's values), summary.md, report.html, trades.csv and returns.csv into --report-dir.\n\n\
+Exit codes: 0 every gate passed, 1 a gate failed, 2 bad flag or bad \
 data (flag, or row and column, named), 3 setup error (target unreachable, model not served, \
 report directory not writable)."
 )]
@@ -44,14 +46,15 @@ pub struct BacktestArgs {
     /// Built-in strategy instead of a model: ma-cross:FAST,SLOW.
     #[arg(long, value_name = "SPEC", conflicts_with_all = ["model", "target"])]
     pub strategy: Option<String>,
-    /// Fees in basis points of traded value.
-    #[arg(long, value_name = "BPS")]
+    /// Fees in basis points of traded notional [default: 1, or the config's fees-bps].
+    #[arg(long, value_name = "BPS", allow_negative_numbers = true)]
     pub fees_bps: Option<f64>,
-    /// Slippage in basis points of traded value.
-    #[arg(long, value_name = "BPS")]
+    /// Slippage in basis points of the price, against the trade [default: 1, or the
+    /// config's slippage-bps].
+    #[arg(long, value_name = "BPS", allow_negative_numbers = true)]
     pub slippage_bps: Option<f64>,
     /// Walk-forward folds.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub folds: Option<usize>,
     /// Anchored or rolling walk-forward training windows.
     #[arg(long, value_name = "MODE")]
@@ -62,27 +65,45 @@ pub struct BacktestArgs {
     /// When orders fill: next-close (default) or next-open.
     #[arg(long, value_name = "FILL")]
     pub fill: Option<Fill>,
+    /// Position model: units (default: bought or sold when the target changes, held in
+    /// between) or target-weight (traded back to the target fraction of equity every bar,
+    /// each rebalancing charged).
+    #[arg(long, value_name = "MODEL")]
+    pub sizing: Option<PositionModel>,
     /// Predictions with |p| ≤ this mean flat.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub deadband: Option<f64>,
-    /// Periods per year; default: derived from the median bar interval and --calendar.
-    #[arg(long, value_name = "N")]
+    /// Periods per year; default: inferred from the timestamps (weekend bars, bars per day),
+    /// printed with how.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub periods_per_year: Option<f64>,
-    /// Calendar for deriving periods per year: 24/7 or exchange.
+    /// Calendar for periods per year: auto (inferred from the timestamps), 24/7 or exchange.
     #[arg(long, value_name = "CAL")]
     pub calendar: Option<CalendarKind>,
     /// Annual risk-free rate (0.03 = 3 %).
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
     pub risk_free: Option<f64>,
     /// Unit of integer timestamps (s, ms, us, ns); default: inferred from the magnitude.
     #[arg(long, value_name = "UNIT")]
     pub time_unit: Option<TimeUnit>,
     /// Column names: timestamp,open,high,low,close,volume.
-    #[arg(long, value_name = "NAMES", value_delimiter = ',', num_args = 6)]
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
-    /// Variants tried before this one: the N of the deflated Sharpe ratio.
-    #[arg(long, value_name = "N")]
+    /// Variants tried outside this run, this one included; the deflated Sharpe ratio's N is
+    /// this plus the sweep's other trials [default: 1].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub trials: Option<u64>,
+    /// Run the one configured backtest alone: no parameter sweep (no PBO; the walk-forward
+    /// tests the configured run on each fold).
+    #[arg(long)]
+    pub no_sweep: bool,
+    /// Longest interval between bars accepted, in median intervals of trading time (weekends
+    /// and overnight hours left out when the bars have none) [default: 10].
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub max_gap: Option<f64>,
+    /// Accept gaps longer than --max-gap.
+    #[arg(long)]
+    pub allow_gaps: bool,
     /// Report the best trial of the sweep (N becomes at least the sweep's size).
     #[arg(long)]
     pub pick_best: bool,
@@ -90,28 +111,28 @@ pub struct BacktestArgs {
     #[arg(long, value_name = "SEED")]
     pub fixture_seed: Option<u64>,
     /// Number of generated bars (without --data).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub fixture_bars: Option<usize>,
     /// Gate: lowest annualised Sharpe ratio.
-    #[arg(long, value_name = "X", allow_hyphen_values = true)]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub sharpe_min: Option<f64>,
     /// Gate: largest max drawdown (0.2 = 20 %).
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub max_drawdown: Option<f64>,
     /// Gate: lowest deflated Sharpe ratio.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub dsr_min: Option<f64>,
     /// Gate: largest probability of backtest overfitting.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub pbo_max: Option<f64>,
     /// Gate: lowest hit rate over trades.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub hit_rate_min: Option<f64>,
     /// Gate: largest turnover per year.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub turnover_max: Option<f64>,
     /// Gate: lowest out-of-sample walk-forward Sharpe ratio.
-    #[arg(long, value_name = "X", allow_hyphen_values = true)]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub walk_forward_sharpe_min: Option<f64>,
     /// Config profile whose backtest section in gauntlet.toml gives the defaults for these flags.
     #[arg(long, env = "GAUNTLET_PROFILE", default_value = "default")]
@@ -162,6 +183,7 @@ fn config(args: &BacktestArgs, settings: &Settings) -> Result<BacktestConfig, Su
         slippage_bps,
         folds,
         fill,
+        sizing,
         deadband,
         calendar,
         risk_free,
@@ -180,6 +202,13 @@ fn config(args: &BacktestArgs, settings: &Settings) -> Result<BacktestConfig, Su
     }
     c.long_only |= args.long_only;
     c.pick_best |= args.pick_best;
+    if args.no_sweep {
+        c.sweep = false;
+    }
+    if let Some(g) = args.max_gap {
+        c.max_gap = g;
+    }
+    c.allow_gaps |= args.allow_gaps;
     if let Some(names) = &args.columns {
         let [timestamp, open, high, low, close, volume] = names.as_slice() else {
             return Err(usage(
@@ -252,6 +281,25 @@ pub struct BacktestOutcome {
     pub cases: Vec<CaseResult>,
     /// The report section.
     pub section: Section,
+    /// The run and its bars' timestamps, for [`BacktestOutcome::write_exports`].
+    run: Outcome,
+    ts_ns: Vec<i64>,
+}
+
+impl BacktestOutcome {
+    /// Writes `trades.csv` and `returns.csv`, at full precision, into `dir`.
+    ///
+    /// # Errors
+    ///
+    /// [`SuiteError::Setup`] naming the directory when a file cannot be written.
+    pub fn write_exports(&self, dir: &Path) -> Result<(), SuiteError> {
+        crate::export::write_all(dir, &self.run, &self.ts_ns).map_err(|e| {
+            setup(format!(
+                "failed to write trades.csv and returns.csv into {}: {e}",
+                dir.display()
+            ))
+        })
+    }
 }
 
 /// `gauntlet backtest`, first half: the flags over `settings` become a plan, the bars are
@@ -329,6 +377,8 @@ impl Prepared {
             table: String::from_utf8_lossy(&table).into_owned(),
             cases: gate_cases(&gates, started.elapsed()),
             section: section(&self.info, &outcome, "cli"),
+            run: outcome,
+            ts_ns: self.bars.ts_ns,
         })
     }
 }

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use gauntlet_harness::gate::{RangeError, ensure_range};
 
 use crate::data::{ColumnNames, LoadOptions, TimeUnit};
-use crate::exec::{Costs, Fill, Sizing};
+use crate::exec::{Costs, Fill, PositionModel, Sizing};
 use crate::metrics::Calendar;
 use crate::overfit::MAX_PBO_BLOCKS;
 use crate::signals::{DEFAULT_BATCH_ROWS, DEFAULT_CONCURRENCY, MaCross};
@@ -48,8 +48,11 @@ pub enum ConfigError {
 /// Calendars a config can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum CalendarKind {
-    /// Around the clock.
+    /// Inferred from the timestamps (weekend bars, bars per day).
     #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// Around the clock.
     #[serde(rename = "24/7")]
     Continuous,
     /// Exchange sessions (`trading-days`, `session-hours`).
@@ -61,9 +64,12 @@ impl std::str::FromStr for CalendarKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(CalendarKind::Auto),
             "24/7" => Ok(CalendarKind::Continuous),
             "exchange" => Ok(CalendarKind::Exchange),
-            other => Err(format!("unknown calendar {other:?} (24/7 or exchange)")),
+            other => Err(format!(
+                "unknown calendar {other:?} (auto, 24/7 or exchange)"
+            )),
         }
     }
 }
@@ -112,13 +118,15 @@ pub struct BacktestConfig {
     pub slippage_bps: f64,
     /// `next-close` or `next-open`.
     pub fill: Fill,
+    /// `units` (held between target changes) or `target-weight` (rebalanced every bar).
+    pub sizing: PositionModel,
     /// Positions in [0, 1].
     pub long_only: bool,
     /// Predictions with `|p| ≤ deadband` mean flat.
     pub deadband: f64,
     /// Periods per year; derived from the bars and `calendar` when absent.
     pub periods_per_year: Option<f64>,
-    /// `24/7` or `exchange`.
+    /// `auto` (inferred from the timestamps), `24/7` or `exchange`.
     pub calendar: CalendarKind,
     /// Trading days a year of the exchange calendar.
     pub trading_days: f64,
@@ -134,8 +142,16 @@ pub struct BacktestConfig {
     pub pbo_blocks: usize,
     /// Variants tried before this one (the `N` of the deflated Sharpe ratio).
     pub trials: u64,
-    /// Report the sweep's best trial rather than the configured one (N becomes the sweep size).
+    /// Report the sweep's best trial rather than the configured one.
     pub pick_best: bool,
+    /// The longest interval between bars accepted, in median intervals of trading time
+    /// (weekends and the hours between sessions left out when the bars have none).
+    pub max_gap: f64,
+    /// Accept longer gaps (they are then reported, not refused).
+    pub allow_gaps: bool,
+    /// Run the parameter sweep (PBO, walk-forward choice among trials); `false` runs the
+    /// configured backtest alone.
+    pub sweep: bool,
     /// Truncation points of the look-ahead detector.
     pub lookahead_cuts: usize,
     /// Rows per infer call.
@@ -159,10 +175,11 @@ impl Default for BacktestConfig {
             fees_bps: 1.0,
             slippage_bps: 1.0,
             fill: Fill::NextClose,
+            sizing: PositionModel::Units,
             long_only: false,
             deadband: 0.0,
             periods_per_year: None,
-            calendar: CalendarKind::Continuous,
+            calendar: CalendarKind::Auto,
             trading_days: 252.0,
             session_hours: 6.5,
             risk_free: 0.0,
@@ -171,6 +188,9 @@ impl Default for BacktestConfig {
             pbo_blocks: 10,
             trials: 1,
             pick_best: false,
+            max_gap: 10.0,
+            allow_gaps: false,
+            sweep: true,
             lookahead_cuts: 6,
             batch_rows: DEFAULT_BATCH_ROWS,
             concurrency: DEFAULT_CONCURRENCY,
@@ -231,8 +251,8 @@ pub struct Plan {
     pub exec: ExecParams,
     /// Periods per year, when given.
     pub periods_per_year: Option<f64>,
-    /// Calendar for deriving it.
-    pub calendar: Calendar,
+    /// Calendar for deriving it from the median interval; `None`: inferred from the timestamps.
+    pub calendar: Option<Calendar>,
     /// Annual risk-free rate.
     pub risk_free: f64,
     /// Walk-forward folds.
@@ -245,6 +265,10 @@ pub struct Plan {
     pub trials: u64,
     /// Report the sweep's best.
     pub pick_best: bool,
+    /// Run the sweep.
+    pub sweep: bool,
+    /// Longest gap accepted, in median intervals; `None` when gaps are allowed.
+    pub max_gap: Option<f64>,
     /// Look-ahead cut points.
     pub lookahead_cuts: usize,
     /// Rows per infer call.
@@ -285,6 +309,7 @@ impl Plan {
             "0 to 1000",
         )?;
         check("deadband", c.deadband, c.deadband >= 0.0, "≥ 0")?;
+        check("max-gap", c.max_gap, c.max_gap >= 2.0, "at least 2")?;
         check(
             "risk-free",
             c.risk_free,
@@ -397,6 +422,7 @@ impl Plan {
             signal,
             exec: ExecParams {
                 fill: c.fill,
+                model: c.sizing,
                 costs: Costs {
                     fees_bps: c.fees_bps,
                     slippage_bps: c.slippage_bps,
@@ -408,11 +434,12 @@ impl Plan {
             },
             periods_per_year: c.periods_per_year,
             calendar: match c.calendar {
-                CalendarKind::Continuous => Calendar::Continuous,
-                CalendarKind::Exchange => Calendar::Exchange {
+                CalendarKind::Auto => None,
+                CalendarKind::Continuous => Some(Calendar::Continuous),
+                CalendarKind::Exchange => Some(Calendar::Exchange {
                     days_per_year: c.trading_days,
                     session_hours: c.session_hours,
-                },
+                }),
             },
             risk_free: c.risk_free,
             folds: c.folds,
@@ -420,6 +447,8 @@ impl Plan {
             pbo_blocks: c.pbo_blocks,
             trials: c.trials,
             pick_best: c.pick_best,
+            sweep: c.sweep,
+            max_gap: (!c.allow_gaps).then_some(c.max_gap),
             lookahead_cuts: c.lookahead_cuts,
             batch_rows: c.batch_rows,
             concurrency: c.concurrency,
@@ -470,7 +499,7 @@ mod tests {
         );
         assert_eq!(plan.exec.fill, Fill::NextOpen);
         assert_eq!(plan.walk, WalkMode::Rolling);
-        assert_eq!(plan.calendar, Calendar::EXCHANGE);
+        assert_eq!(plan.calendar, Some(Calendar::EXCHANGE));
         assert_eq!(plan.gates.dsr_min, Some(0.9));
         let DataPlan::File { options, .. } = plan.data else {
             panic!("expected a file");

@@ -1,23 +1,38 @@
 //! The execution model: target positions in, per-bar strategy returns, held positions and
 //! the trade list out.
 //!
-//! **BT-NOLOOK.** `target[t]` is the position decided at bar `t`'s close from data up to
-//! that close. It is held over bar `t + 1`, never over bar `t`:
+//! **Accounting.** The account starts with cash 1 and no units; its equity at a price `P` is
+//! `cash + units · P`. An order of `q` units (`q > 0` buys) fills at the *adjusted* price
+//! `P · (1 ± slippage)` (up for buys, down for sells) and pays `fees · |q| · adjusted price`:
+//! fees and slippage are charged on traded notional, the way vectorbt's `from_signals` and
+//! backtesting.py charge them.
 //!
-//! - [`Fill::NextClose`] (default): the order fills at bar `t`'s close, the first price
-//!   after the decision, and the position earns the close-to-close return of bar `t + 1`.
-//! - [`Fill::NextOpen`]: the order fills at bar `t + 1`'s open; the old position still earns
-//!   the overnight move `close[t] → open[t+1]`, the new one `open[t+1] → close[t+1]`.
+//! **Positions.** A target in [−1, 1] is a fraction of equity. With [`PositionModel::Units`]
+//! (default) the account trades only when the target changes and holds its units unchanged in
+//! between (vectorbt, backtesting.py, zipline, LEAN): a change of side first closes the whole
+//! position, then, from flat, buys (or sells short) `|target| · cash / (adjusted price ·
+//! (1 + fees))` units, the size that spends that share of equity with its fees; a change within
+//! one side trades to `target · equity / P` units. With [`PositionModel::TargetWeight`] the
+//! account trades back to `target · equity` on every bar (a constant fraction, rebalanced), and
+//! every such rebalancing trade pays fees and slippage and counts in turnover.
 //!
-//! **BT-COST.** Each position change of size `|Δ|` multiplies equity by
-//! `1 − (fees_bps + slippage_bps) / 10⁴ · |Δ|`: fees on traded value plus slippage, both
-//! in basis points of the value traded.
+//! **BT-NOLOOK.** `target[t]` is decided at bar `t`'s close from data up to that close:
 //!
-//! The strategy's return of bar `s ≥ 1` is therefore, with `p_old = target[s-2]`
-//! (0 before the start) and `p_new = target[s-1]`,
-//! `(1 + p_old·gap[s]) · (1 − cost·|p_new − p_old|) · (1 + p_new·move[s]) − 1`,
-//! where `gap` is 0 and `move` close-to-close for `NextClose`, and `gap = open/close[s-1] − 1`,
-//! `move = close/open − 1` for `NextOpen`. Bar 0 has no return: `n` bars give `n − 1` periods.
+//! - [`Fill::NextClose`] (default): the order fills at bar `t`'s close, the first price after
+//!   the decision; its costs fall in bar `t`'s return (as in vectorbt, where the equity at a
+//!   close is after that close's trades), and the new units earn bar `t + 1`'s move. A target
+//!   decided at the last bar is not traded (no bar is left to hold it over); one decided at
+//!   bar 0 is traded from the initial equity 1, its costs falling in bar 1's return.
+//! - [`Fill::NextOpen`]: the order fills at bar `t + 1`'s open; the old units still earn the
+//!   overnight move `close[t] → open[t+1]`.
+//!
+//! Bar 0 has no return: `n` bars give `n − 1` periods, the return of bar `s` being
+//! `equity(close[s]) / equity(close[s−1]) − 1` with each equity after that close's trades.
+//!
+//! **Trades.** A trade is a run of one side; its return is its profit (all its fills' cash
+//! flows, fees included, plus the units still held at the last close when it is open) over the
+//! entry's notional `units · entry price` — vectorbt's `Trades.returns`. A trade whose fills
+//! net to zero has return 0 and is not a win.
 
 use std::fmt;
 
@@ -54,19 +69,55 @@ impl std::str::FromStr for Fill {
     }
 }
 
-/// Trading costs, in basis points of traded value.
+/// How a target fraction of equity becomes a holding over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PositionModel {
+    /// Units bought or sold when the target changes, held unchanged in between.
+    #[default]
+    Units,
+    /// Traded back to the target fraction of equity on every bar (each rebalancing charged).
+    TargetWeight,
+}
+
+impl fmt::Display for PositionModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PositionModel::Units => "units",
+            PositionModel::TargetWeight => "target-weight",
+        })
+    }
+}
+
+impl std::str::FromStr for PositionModel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "units" => Ok(PositionModel::Units),
+            "target-weight" => Ok(PositionModel::TargetWeight),
+            other => Err(format!("unknown sizing {other:?} (units or target-weight)")),
+        }
+    }
+}
+
+/// Trading costs, in basis points of traded notional.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Costs {
-    /// Fees.
+    /// Fees, on the notional at the slipped fill price.
     pub fees_bps: f64,
-    /// Slippage.
+    /// Slippage: buys fill this much above the price, sells below.
     pub slippage_bps: f64,
 }
 
 impl Costs {
-    /// The equity fraction lost per unit of position traded.
-    pub fn per_unit(&self) -> f64 {
-        (self.fees_bps + self.slippage_bps) / 1e4
+    /// The fee rate (fraction of notional).
+    pub fn fee_rate(&self) -> f64 {
+        self.fees_bps / 1e4
+    }
+
+    /// The slippage rate (fraction of price).
+    pub fn slippage_rate(&self) -> f64 {
+        self.slippage_bps / 1e4
     }
 }
 
@@ -116,16 +167,26 @@ pub fn size_one(p: f64, sizing: Sizing, long_only: bool) -> f64 {
     if long_only { x.max(0.0) } else { x }
 }
 
-/// One trade: a run of bars held in one direction.
+/// One trade: a run of bars held on one side.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trade {
-    /// Index of the bar whose close decided the entry.
+    /// The bar whose close (next-close) or open (next-open) the entry filled at.
     pub entry_bar: usize,
-    /// Index of the last bar the position was held over.
+    /// The bar the exit filled at; the last bar for a trade still open.
     pub exit_bar: usize,
     /// +1 long, −1 short.
     pub direction: i8,
-    /// Net return of the trade (costs of entering, resizing and leaving included).
+    /// Units entered (positive).
+    pub units: f64,
+    /// The entry's fill price, slippage included.
+    pub entry_price: f64,
+    /// The exit's fill price, slippage included; the last close for a trade still open.
+    pub exit_price: f64,
+    /// Fees paid on every fill of the trade, in equity units (the account starts at 1).
+    pub fees: f64,
+    /// Slippage paid on every fill: `|units| · price · slippage`, in equity units.
+    pub slippage: f64,
+    /// Profit over the entry notional `units · entry_price`.
     pub ret: f64,
     /// Whether the trade was still open at the end of the data.
     pub open: bool,
@@ -136,10 +197,16 @@ pub struct Trade {
 pub struct Execution {
     /// Net strategy return of bars `1..n` (`n − 1` values).
     pub returns: Vec<f64>,
-    /// The position held over each of bars `1..n`.
+    /// The target position in effect over each of bars `1..n`.
     pub held: Vec<f64>,
-    /// Sum of `|Δposition|` over the run.
+    /// Notional traded in each of bars `1..n`, as fractions of equity.
+    pub traded_by_bar: Vec<f64>,
+    /// Notional traded over the run, each order as a fraction of the equity it traded from.
     pub traded: f64,
+    /// Fees paid in all, in equity units (the account starts at 1).
+    pub fees: f64,
+    /// Slippage paid in all, in equity units.
+    pub slippage: f64,
     /// Every trade, in order.
     pub trades: Vec<Trade>,
 }
@@ -147,8 +214,15 @@ pub struct Execution {
 /// Executes `target` (one position per bar) over the bars' open and close prices.
 ///
 /// `open`, `close` and `target` must have the same length; extra values are ignored.
-pub fn execute(open: &[f64], close: &[f64], target: &[f64], fill: Fill, costs: Costs) -> Execution {
-    execute_with(open, close, target, fill, costs, |p| p)
+pub fn execute(
+    open: &[f64],
+    close: &[f64],
+    target: &[f64],
+    fill: Fill,
+    costs: Costs,
+    model: PositionModel,
+) -> Execution {
+    execute_with(open, close, target, fill, costs, model, |p| p)
 }
 
 /// [`execute`] of `position(target[t])` at each bar, without materialising the positions:
@@ -159,6 +233,7 @@ pub fn execute_with(
     target: &[f64],
     fill: Fill,
     costs: Costs,
+    model: PositionModel,
     position: impl Fn(f64) -> f64,
 ) -> Execution {
     let n = close.len().min(open.len()).min(target.len());
@@ -166,22 +241,54 @@ pub fn execute_with(
     let mut out = Execution {
         returns: Vec::with_capacity(periods),
         held: Vec::with_capacity(periods),
-        traded: 0.0,
-        trades: Vec::new(),
+        traded_by_bar: Vec::with_capacity(periods),
+        ..Execution::default()
     };
-    let mut stepper = Stepper::new(open, close, fill, costs);
-    for (s, &t) in (1..n).zip(target) {
-        let p_new = position(t);
-        let bar = stepper.step(s, p_new);
-        out.traded += bar.delta;
-        out.returns.push(bar.ret);
-        out.held.push(p_new);
-        if let Some(closed) = bar.closed {
-            out.trades.push(closed);
+    let mut stepper = Stepper::new(open, close, fill, costs, model, periods);
+    for (t, &x) in target[..n].iter().enumerate() {
+        if let Some(bar) = stepper.step(t, position(x)) {
+            out.returns.push(bar.ret);
+            out.held.push(bar.held);
+            out.traded_by_bar.push(bar.traded);
+            out.traded += bar.traded;
+            if let Some(closed) = bar.closed {
+                out.trades.push(closed);
+            }
         }
     }
-    out.trades.extend(stepper.finish());
+    let (open_trade, totals) = stepper.finish();
+    out.fees = totals.fees;
+    out.slippage = totals.slippage;
+    out.trades.extend(open_trade);
     out
+}
+
+/// One bar of a [`Stepper`].
+pub(crate) struct Bar {
+    /// Net return of the bar.
+    pub ret: f64,
+    /// The target position in effect over the bar.
+    pub held: f64,
+    /// Notional the bar traded, as fractions of equity (a next-close fill at bar 0 counts in
+    /// bar 1).
+    pub traded: f64,
+    /// The trade the bar closed, if any.
+    pub closed: Option<Trade>,
+}
+
+/// What a run paid in all.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Totals {
+    pub fees: f64,
+    pub slippage: f64,
+}
+
+/// The open trade: its record so far, its cash flows and its entry notional.
+#[derive(Debug, Clone, Copy)]
+struct OpenTrade {
+    trade: Trade,
+    flow: f64,
+    entry_value: f64,
 }
 
 /// The execution model one bar at a time: what [`execute_with`] and the streaming metrics
@@ -190,86 +297,188 @@ pub(crate) struct Stepper<'a> {
     open: &'a [f64],
     close: &'a [f64],
     fill: Fill,
-    cost: f64,
-    p_old: f64,
-    /// The open trade and its growth factor so far: one multiplication a bar while it lasts
-    /// (the loop's only chain besides the position), its return `growth − 1` taken at exit.
-    current: Option<(Trade, f64)>,
-}
-
-/// One bar of a [`Stepper`].
-pub(crate) struct Bar {
-    /// Net return of the bar.
-    pub ret: f64,
-    /// `|Δposition|`.
-    pub delta: f64,
-    /// The trade the bar closed, if any.
-    pub closed: Option<Trade>,
+    model: PositionModel,
+    fee: f64,
+    slip: f64,
+    /// The last bar: a next-close target decided there is not traded.
+    last: usize,
+    cash: f64,
+    units: f64,
+    /// Equity at the previous close, after its trades (1 before the first period).
+    value: f64,
+    /// The target the account last traded to.
+    target: f64,
+    /// A next-open target waiting for the open.
+    pending: f64,
+    current: Option<OpenTrade>,
+    totals: Totals,
+    /// Notional traded since the last bar returned.
+    bar_traded: f64,
 }
 
 impl<'a> Stepper<'a> {
-    pub(crate) fn new(open: &'a [f64], close: &'a [f64], fill: Fill, costs: Costs) -> Self {
+    /// A stepper over `periods` return periods (bars `0..=periods`).
+    pub(crate) fn new(
+        open: &'a [f64],
+        close: &'a [f64],
+        fill: Fill,
+        costs: Costs,
+        model: PositionModel,
+        periods: usize,
+    ) -> Self {
         Stepper {
             open,
             close,
             fill,
-            cost: costs.per_unit(),
-            p_old: 0.0,
+            model,
+            fee: costs.fee_rate(),
+            slip: costs.slippage_rate(),
+            last: periods,
+            cash: 1.0,
+            units: 0.0,
+            value: 1.0,
+            target: 0.0,
+            pending: 0.0,
             current: None,
+            totals: Totals::default(),
+            bar_traded: 0.0,
         }
     }
 
-    /// Bar `s` (≥ 1, below both price columns' lengths) held at `p_new`, decided at bar
-    /// `s − 1`'s close.
+    /// Bar `t` (below both price columns' lengths, taken in order from 0) with the target
+    /// decided at its close; the bar's period for `t ≥ 1`.
     #[inline]
-    pub(crate) fn step(&mut self, s: usize, p_new: f64) -> Bar {
-        let (open, close, cost, p_old) = (self.open, self.close, self.cost, self.p_old);
-        let (gap, mv) = match self.fill {
-            Fill::NextClose => (0.0, close[s] / close[s - 1] - 1.0),
-            Fill::NextOpen => (open[s] / close[s - 1] - 1.0, close[s] / open[s] - 1.0),
-        };
-        let delta = (p_new - p_old).abs();
-        let before = 1.0 + p_old * gap;
-        let after = 1.0 + p_new * mv;
-        let factor = before * (1.0 - cost * delta) * after;
+    pub(crate) fn step(&mut self, t: usize, x: f64) -> Option<Bar> {
         let mut closed = None;
-        let same_side = p_old != 0.0 && p_new != 0.0 && (p_old > 0.0) == (p_new > 0.0);
-        if same_side {
-            if let Some((t, growth)) = self.current.as_mut() {
-                *growth *= factor;
-                t.exit_bar = s;
+        let held;
+        match self.fill {
+            Fill::NextClose => {
+                held = self.target;
+                if t < self.last {
+                    closed = self.rebalance(t, x, self.close[t]);
+                }
+                if t == 0 {
+                    return None;
+                }
             }
-        } else {
-            if let Some((mut t, growth)) = self.current.take() {
-                t.ret = growth * before * (1.0 - cost * p_old.abs()) - 1.0;
-                t.open = false;
-                closed = Some(t);
+            Fill::NextOpen => {
+                if t == 0 {
+                    self.pending = x;
+                    return None;
+                }
+                closed = self.rebalance(t, self.pending, self.open[t]);
+                held = self.target;
+                self.pending = x;
             }
-            if p_new != 0.0 {
-                let trade = Trade {
-                    entry_bar: s - 1,
-                    exit_bar: s,
-                    direction: if p_new > 0.0 { 1 } else { -1 },
+        }
+        let value = self.cash + self.units * self.close[t];
+        let ret = value / self.value - 1.0;
+        self.value = value;
+        let traded = std::mem::take(&mut self.bar_traded);
+        Some(Bar {
+            ret,
+            held,
+            traded,
+            closed,
+        })
+    }
+
+    /// Trades to target `x` at price `p` on bar `t`; returns the trade it closed.
+    #[inline]
+    fn rebalance(&mut self, t: usize, x: f64, p: f64) -> Option<Trade> {
+        let x = if x.is_finite() { x } else { 0.0 };
+        if x == self.target && (self.model == PositionModel::Units || x == 0.0) {
+            return None;
+        }
+        self.target = x;
+        let mut closed = None;
+        let side = |v: f64| (v > 0.0) as i8 - (v < 0.0) as i8;
+        if self.units != 0.0 && side(x) != side(self.units) {
+            self.order(t, -self.units, p);
+            self.units = 0.0;
+            closed = self.current.take().map(|c| {
+                let mut trade = c.trade;
+                trade.ret = c.flow / c.entry_value;
+                trade.open = false;
+                trade
+            });
+        }
+        // Flat, or nothing left to put up (a short that lost all the equity).
+        if x == 0.0 || (self.units == 0.0 && self.cash <= 0.0) {
+            return closed;
+        }
+        if self.units == 0.0 {
+            let adj = p * (1.0 + f64::from(side(x)) * self.slip);
+            let q = x.abs() * self.cash / (adj * (1.0 + self.fee)) * f64::from(side(x));
+            self.current = Some(OpenTrade {
+                trade: Trade {
+                    entry_bar: t,
+                    exit_bar: t,
+                    direction: side(x),
+                    units: q.abs(),
+                    entry_price: adj,
+                    exit_price: adj,
+                    fees: 0.0,
+                    slippage: 0.0,
                     ret: 0.0,
                     open: true,
-                };
-                self.current = Some((trade, (1.0 - cost * p_new.abs()) * after));
+                },
+                flow: 0.0,
+                entry_value: q.abs() * adj,
+            });
+            self.order(t, q, p);
+        } else {
+            let equity = self.cash + self.units * p;
+            let q = x * equity / p - self.units;
+            if q != 0.0 {
+                self.order(t, q, p);
             }
         }
-        self.p_old = p_new;
-        Bar {
-            ret: factor - 1.0,
-            delta,
-            closed,
+        closed
+    }
+
+    /// Fills `q` units at price `p` (slippage and fees charged) on bar `t`.
+    #[inline]
+    fn order(&mut self, t: usize, q: f64, p: f64) {
+        let buy = q > 0.0;
+        let adj = if buy {
+            p * (1.0 + self.slip)
+        } else {
+            p * (1.0 - self.slip)
+        };
+        let fee = q.abs() * adj * self.fee;
+        let slippage = q.abs() * p * self.slip;
+        let equity = self.cash + self.units * p;
+        let flow = -(q * adj) - fee;
+        self.cash += flow;
+        self.units += q;
+        let traded = q.abs() * p / equity.abs().max(f64::MIN_POSITIVE);
+        self.bar_traded += traded;
+        self.totals.fees += fee;
+        self.totals.slippage += slippage;
+        if let Some(c) = self.current.as_mut() {
+            c.flow += flow;
+            c.trade.fees += fee;
+            c.trade.slippage += slippage;
+            c.trade.exit_bar = t;
+            c.trade.exit_price = adj;
         }
     }
 
-    /// The trade still open after the last bar, marked open.
-    pub(crate) fn finish(self) -> Option<Trade> {
-        self.current.map(|(mut t, growth)| {
-            t.ret = growth - 1.0;
-            t
-        })
+    /// The trade still open after the last bar (marked at the last close, no exit costs,
+    /// as vectorbt marks its open trades) and what the run paid.
+    pub(crate) fn finish(self) -> (Option<Trade>, Totals) {
+        let last = self.last;
+        let mark = self.close.get(last).copied().unwrap_or(f64::NAN);
+        let units = self.units;
+        let open = self.current.map(|c| {
+            let mut trade = c.trade;
+            trade.exit_bar = last;
+            trade.exit_price = mark;
+            trade.ret = (c.flow + units * mark) / c.entry_value;
+            trade
+        });
+        (open, self.totals)
     }
 }
 
@@ -284,12 +493,14 @@ mod tests {
         (a - b).abs() < 1e-12
     }
 
+    fn units(target: &[f64], fill: Fill, costs: Costs) -> Execution {
+        execute(&OPEN, &CLOSE, target, fill, costs, PositionModel::Units)
+    }
+
     #[test]
     fn position_from_bar_t_earns_bar_t_plus_one() {
         // Long decided at bar 0's close earns bar 1 (+10 %), flat afterwards.
-        let e = execute(
-            &OPEN,
-            &CLOSE,
+        let e = units(
             &[1.0, 0.0, 0.0, 0.0, 0.0],
             Fill::NextClose,
             Costs::default(),
@@ -297,64 +508,132 @@ mod tests {
         assert_eq!(e.held, vec![1.0, 0.0, 0.0, 0.0]);
         assert!(close_to(e.returns[0], 0.1));
         assert_eq!(&e.returns[1..], &[0.0, 0.0, 0.0]);
-        // A long decided at the last bar is never held.
-        let e = execute(
-            &OPEN,
-            &CLOSE,
+        // A long decided at the last bar is never traded.
+        let e = units(
             &[0.0, 0.0, 0.0, 0.0, 1.0],
             Fill::NextClose,
             Costs::default(),
         );
         assert!(e.returns.iter().all(|r| *r == 0.0));
         assert!(e.trades.is_empty());
+        assert_eq!(e.traded, 0.0);
     }
 
+    /// The peers' arithmetic by hand: 10 bps fees on the notional at the slipped price, 5 bps
+    /// slippage; long at bar 0's close, reversed short at bar 1's close, flat at bar 2's.
     #[test]
-    fn costs_are_charged_multiplicatively_on_each_change() {
-        // 10 bps fees + 5 bps slippage; long at bar 0, flip short at bar 1, flat at bar 2.
+    fn costs_are_charged_on_traded_notional() {
         let costs = Costs {
             fees_bps: 10.0,
             slippage_bps: 5.0,
         };
-        let e = execute(
-            &OPEN,
-            &CLOSE,
-            &[1.0, -1.0, 0.0, 0.0, 0.0],
-            Fill::NextClose,
-            costs,
-        );
-        let c = 0.0015;
-        assert!(close_to(e.returns[0], (1.0 - c) * 1.1 - 1.0));
-        // Flip: |Δ| = 2; short over bar 2 (−10 %) earns +10 %.
-        assert!(close_to(e.returns[1], (1.0 - 2.0 * c) * 1.1 - 1.0));
-        // Close the short: |Δ| = 1, flat over bar 3.
-        assert!(close_to(e.returns[2], -c));
-        assert_eq!(e.returns[3], 0.0);
-        assert_eq!(e.traded, 4.0);
+        let (f, s) = (0.001, 0.0005);
+        let e = units(&[1.0, -1.0, 0.0, 0.0, 0.0], Fill::NextClose, costs);
+        // Buy at 100.05 with all the cash, fees included.
+        let (buy0, long) = (100.0 * (1.0 + s), 1.0 / (100.0 * (1.0 + s) * (1.0 + f)));
+        // Sell them at 109.945, then short with all the cash.
+        let sell1 = 110.0 * (1.0 - s);
+        let cash1 = long * sell1 * (1.0 - f);
+        let short = cash1 / (sell1 * (1.0 + f));
+        let cash1 = cash1 + short * sell1 * (1.0 - f);
+        let equity1 = cash1 - short * 110.0;
+        // The close's trades fall in bar 1's return.
+        assert!(close_to(e.returns[0], equity1 - 1.0), "{}", e.returns[0]);
+        // Cover at 99.0495 on bar 2's close.
+        let buy2 = 99.0 * (1.0 + s);
+        let cash2 = cash1 - short * buy2 * (1.0 + f);
+        assert!(close_to(e.returns[1], cash2 / equity1 - 1.0));
+        assert_eq!(&e.returns[2..], &[0.0, 0.0]);
         assert_eq!(e.trades.len(), 2);
-        assert_eq!((e.trades[0].entry_bar, e.trades[0].exit_bar), (0, 1));
-        assert!(close_to(e.trades[0].ret, (1.0 - c) * 1.1 * (1.0 - c) - 1.0));
-        assert_eq!(e.trades[1].direction, -1);
-        assert!(close_to(e.trades[1].ret, (1.0 - c) * 1.1 * (1.0 - c) - 1.0));
-        assert!(!e.trades[1].open);
+        let (l, sh) = (e.trades[0], e.trades[1]);
+        assert_eq!((l.entry_bar, l.exit_bar, l.direction), (0, 1, 1));
+        assert!(close_to(l.entry_price, buy0) && close_to(l.exit_price, sell1));
+        let long_fees = long * buy0 * f + long * sell1 * f;
+        assert!(close_to(l.fees, long_fees));
+        assert!(close_to(l.slippage, long * (100.0 + 110.0) * s));
+        // vectorbt's trade return: profit over the entry notional.
+        let pnl = long * (sell1 - buy0) - long_fees;
+        assert!(close_to(l.ret, pnl / (long * buy0)));
+        assert_eq!((sh.entry_bar, sh.exit_bar, sh.direction), (1, 2, -1));
+        let pnl = short * (sell1 - buy2) - short * sell1 * f - short * buy2 * f;
+        assert!(close_to(sh.ret, pnl / (short * sell1)));
+        assert!(!sh.open);
+        assert!(close_to(e.fees, long_fees + short * (sell1 + buy2) * f));
     }
 
     #[test]
     fn next_open_fill_splits_the_bar() {
         // Long decided at bar 0, filled at bar 1's open (105): earns 110/105 − 1 in bar 1.
-        let e = execute(
-            &OPEN,
-            &CLOSE,
-            &[1.0, 0.0, 0.0, 0.0, 0.0],
-            Fill::NextOpen,
-            Costs::default(),
-        );
+        let e = units(&[1.0, 0.0, 0.0, 0.0, 0.0], Fill::NextOpen, Costs::default());
         assert!(close_to(e.returns[0], 110.0 / 105.0 - 1.0));
         // Flat from bar 2's open (100): the long still earns the move into it, 100/110 − 1.
         assert!(close_to(e.returns[1], 100.0 / 110.0 - 1.0));
         assert!(close_to(e.returns[2], 0.0));
         assert_eq!(e.trades.len(), 1);
+        assert_eq!((e.trades[0].entry_bar, e.trades[0].exit_bar), (1, 2));
         assert!(close_to(e.trades[0].ret, 100.0 / 105.0 - 1.0));
+    }
+
+    /// Held units differ from a constant fraction once the price moves: a short held in units
+    /// gains `P0/P1 − 1`-style amounts on equity, the fraction rebalances every bar.
+    #[test]
+    fn units_are_held_and_target_weight_rebalances_at_a_cost() {
+        let short = [-1.0, -1.0, -1.0, -1.0, -1.0];
+        let held = units(&short, Fill::NextClose, Costs::default());
+        // Short 1/100 units: equity 1 − (P − 100)/100 at each close.
+        for (k, r) in held.returns.iter().enumerate() {
+            let before = 2.0 - if k == 0 { 100.0 } else { CLOSE[k] } / 100.0;
+            let after = 2.0 - CLOSE[k + 1] / 100.0;
+            assert!(close_to(*r, after / before - 1.0), "bar {}: {r}", k + 1);
+        }
+        assert_eq!(held.trades.len(), 1);
+        let weight = |costs| {
+            execute(
+                &OPEN,
+                &CLOSE,
+                &short,
+                Fill::NextClose,
+                costs,
+                PositionModel::TargetWeight,
+            )
+        };
+        // Without costs: −1 × each bar's move, the old constant-fraction returns.
+        let free = weight(Costs::default());
+        for (k, r) in free.returns.iter().enumerate() {
+            assert!(
+                close_to(*r, -(CLOSE[k + 1] / CLOSE[k] - 1.0)),
+                "bar {}",
+                k + 1
+            );
+        }
+        assert!(free.traded > held.traded);
+        // With costs every rebalancing pays: lower equity, and fees on more than two fills.
+        let costs = Costs {
+            fees_bps: 10.0,
+            slippage_bps: 0.0,
+        };
+        let charged = weight(costs);
+        let units_fees = units(&short, Fill::NextClose, costs).fees;
+        assert!(
+            charged.fees > units_fees,
+            "{} vs {units_fees}",
+            charged.fees
+        );
+        // Every fill belongs to one trade.
+        let by_trade: f64 = charged.trades.iter().map(|t| t.fees).sum();
+        assert!(close_to(charged.fees, by_trade));
+    }
+
+    #[test]
+    fn a_trade_at_its_own_price_returns_zero() {
+        // Bought at 99 (bar 2's close), sold at 99 (bar 3's): no costs, no gain.
+        let e = units(
+            &[0.0, 0.0, 1.0, 0.0, 0.0],
+            Fill::NextClose,
+            Costs::default(),
+        );
+        assert_eq!(e.trades.len(), 1);
+        assert_eq!(e.trades[0].ret, 0.0);
     }
 
     #[test]
@@ -380,15 +659,14 @@ mod tests {
 
     #[test]
     fn open_trade_at_the_end_is_listed_as_open() {
-        let e = execute(
-            &OPEN,
-            &CLOSE,
+        let e = units(
             &[0.0, 0.0, 1.0, 1.0, 1.0],
             Fill::NextClose,
             Costs::default(),
         );
         assert_eq!(e.trades.len(), 1);
         assert!(e.trades[0].open);
+        assert_eq!(e.trades[0].exit_bar, 4);
         assert!(close_to(e.trades[0].ret, 108.9 / 99.0 - 1.0));
     }
 }

@@ -13,6 +13,7 @@
 //! - [`sweep`]: parameter sweeps in bounded memory and walk-forward folds (BT-WF);
 //! - [`overfit`]: PSR, DSR, MinTRL and PBO by CSCV (BT-DSR);
 //! - [`lookahead`]: the truncation test for future data (BT-NOLOOK);
+//! - [`export`]: `trades.csv` and `returns.csv` at full precision;
 //! - [`suite`] runs all of it for a [`config::Plan`]; [`BacktestSuite`] is the suite as
 //!   `gauntlet run` registers it, [`cli`] is `gauntlet backtest`.
 //!
@@ -38,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod exec;
+pub mod export;
 pub mod lookahead;
 pub mod metrics;
 pub mod overfit;

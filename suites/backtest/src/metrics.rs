@@ -13,8 +13,8 @@
 //! | drawdown | `1 − equity / running peak`, the peak starting at the initial equity 1 |
 //! | max drawdown duration | the longest run of bars spent below a previous peak |
 //! | Calmar | `CAGR / max drawdown`; none without a drawdown |
-//! | hit rate, profit factor | over closed and open trades: share with a positive net return; sum of winning returns over the absolute sum of losing ones (none without a loser) |
-//! | turnover | `Σ |Δposition| · ppy / n`: position traded per year (2 = one round trip) |
+//! | hit rate, profit factor | over closed and open trades: share with a return above 0 (a trade at its own price, return exactly 0, is no win); sum of winning returns over the absolute sum of losing ones (none without a loser) |
+//! | turnover | `Σ |order notional| / equity · ppy / n`: equity traded per year (≈ 2 = one round trip a year) |
 //! | exposure | share of periods with a non-zero position |
 //! | skewness, kurtosis | population moments of the per-period returns; kurtosis is *raw* (3 for a normal) |
 
@@ -93,6 +93,12 @@ pub struct Annualisation {
     pub periods_per_year: f64,
     /// `given` or `derived from a median interval of … on a … calendar`.
     pub source: String,
+    /// Whether the bars have no weekend trading (inferred calendars only).
+    #[serde(skip)]
+    pub skip_weekends: bool,
+    /// Hours shut between sessions each weekday, in ns (inferred intraday exchange bars).
+    #[serde(skip)]
+    pub overnight_ns: i64,
 }
 
 impl Annualisation {
@@ -101,6 +107,8 @@ impl Annualisation {
         Annualisation {
             periods_per_year,
             source: "given".into(),
+            skip_weekends: false,
+            overnight_ns: 0,
         }
     }
 
@@ -113,6 +121,101 @@ impl Annualisation {
                 "derived from the median bar interval of {} on a {calendar} calendar",
                 human_seconds(seconds)
             ),
+            skip_weekends: false,
+            overnight_ns: 0,
+        }
+    }
+}
+
+/// Nanoseconds in a day.
+const DAY_NS: i64 = 86_400_000_000_000;
+
+impl Annualisation {
+    /// Inferred from the timestamps (Unix ns, UTC): trading days a year × bars per trading
+    /// day. Trading days: 365.25 when bars fall on weekends (24/7, crypto); without weekend
+    /// bars (under 0.5 % on Saturdays and under 5 % on Sundays, where FX weeks open), 260
+    /// when a day's bars span 20 hours or more (FX, 24/5) and 252 otherwise (an exchange).
+    /// Bars per day: 1 for daily bars, the median count per UTC date for intraday bars;
+    /// bars a week apart or more give `365.25 days / median interval`.
+    pub fn inferred(ts_ns: &[i64]) -> Self {
+        let mut intervals: Vec<i64> = ts_ns.windows(2).map(|w| w[1] - w[0]).collect();
+        if intervals.is_empty() {
+            return Annualisation {
+                periods_per_year: 1.0,
+                source: "inferred: under two bars, 1 per year".into(),
+                skip_weekends: false,
+                overnight_ns: 0,
+            };
+        }
+        let mid = intervals.len() / 2;
+        let median = *intervals.select_nth_unstable(mid).1;
+        let weekday = |ts: i64| (ts.div_euclid(DAY_NS) + 4).rem_euclid(7); // 0 = Sunday
+        let saturday = ts_ns.iter().filter(|&&t| weekday(t) == 6).count();
+        let sunday = ts_ns.iter().filter(|&&t| weekday(t) == 0).count();
+        let n = ts_ns.len() as f64;
+        let weekends = saturday as f64 > 0.005 * n || sunday as f64 > 0.05 * n;
+        let weekend_note = format!(
+            "{saturday} of {} bars on Saturdays and {sunday} on Sundays",
+            ts_ns.len()
+        );
+        let median_s = median as f64 / 1e9;
+        if median_s >= 4.0 * SECONDS_PER_DAY {
+            return Annualisation {
+                periods_per_year: SECONDS_PER_YEAR / median_s,
+                source: format!(
+                    "inferred: a median bar interval of {}, 365.25 days / interval",
+                    human_seconds(median_s)
+                ),
+                skip_weekends: false,
+                overnight_ns: 0,
+            };
+        }
+        // Bars per UTC date, their median; a day's span from its first bar to its last.
+        let mut per_day = Vec::new();
+        let mut span_ns = Vec::new();
+        let mut k = 0;
+        while k < ts_ns.len() {
+            let day = ts_ns[k].div_euclid(DAY_NS);
+            let start = k;
+            while k < ts_ns.len() && ts_ns[k].div_euclid(DAY_NS) == day {
+                k += 1;
+            }
+            per_day.push(k - start);
+            span_ns.push(ts_ns[k - 1] - ts_ns[start] + median);
+        }
+        let mid = per_day.len() / 2;
+        let bars_per_day = if median_s >= 0.8 * SECONDS_PER_DAY {
+            1.0
+        } else {
+            *per_day.select_nth_unstable(mid).1 as f64
+        };
+        let mid = span_ns.len() / 2;
+        let span = *span_ns.select_nth_unstable(mid).1;
+        let span_h = span as f64 / 3.6e12;
+        let (days, calendar) = if weekends {
+            (365.25, "24/7 (bars on weekends)")
+        } else if bars_per_day > 1.0 && span_h >= 20.0 {
+            (
+                260.0,
+                "24/5 (no weekend bars, days of 20 hours or more: FX)",
+            )
+        } else {
+            (252.0, "exchange (no weekend bars)")
+        };
+        Annualisation {
+            periods_per_year: days * bars_per_day,
+            source: format!(
+                "inferred: median interval {}, {bars_per_day} bars a day, {calendar}: \
+                 {days} days × {bars_per_day} ({weekend_note}); override with \
+                 --periods-per-year or --calendar",
+                human_seconds(median_s)
+            ),
+            skip_weekends: !weekends,
+            overnight_ns: if bars_per_day > 1.0 && span_h < 20.0 {
+                (DAY_NS - span).max(0)
+            } else {
+                0
+            },
         }
     }
 }
@@ -237,7 +340,7 @@ pub struct Metrics {
     pub hit_rate: Option<f64>,
     /// Winning over losing trade returns.
     pub profit_factor: Option<f64>,
-    /// Position traded per year.
+    /// Equity traded per year (each order's notional over the equity it traded from).
     pub turnover: f64,
     /// Share of periods with a position.
     pub exposure: f64,
@@ -517,6 +620,7 @@ mod tests {
             held: held.to_vec(),
             traded,
             trades,
+            ..Execution::default()
         }
     }
 
@@ -525,6 +629,11 @@ mod tests {
             entry_bar: 0,
             exit_bar: 1,
             direction: 1,
+            units: 1.0,
+            entry_price: 1.0,
+            exit_price: 1.0 + ret,
+            fees: 0.0,
+            slippage: 0.0,
             ret,
             open: false,
         }
@@ -691,6 +800,40 @@ mod tests {
         let m = Moments::of(&[0.0, 0.0, 0.0, 4.0], 0.0);
         approx(m.skew, 6.0 / 3f64.powf(1.5));
         approx(m.kurtosis, 21.0 / 9.0);
+    }
+
+    /// Daily bars without weekends are an exchange's (252), with weekends crypto's (365.25);
+    /// hourly bars round the clock on weekdays are FX (260 × 24); a 6.5-hour session of
+    /// 30-minute bars is 252 × 13.
+    #[test]
+    fn periods_per_year_inferred_from_timestamps() {
+        // 2024-01-01 was a Monday.
+        let monday = 1_704_067_200 * 1_000_000_000_i64;
+        let weekdays = |per_day: &[i64]| -> Vec<i64> {
+            (0..200)
+                .filter(|d| d % 7 < 5)
+                .flat_map(|d| per_day.iter().map(move |o| monday + d * DAY_NS + o))
+                .collect()
+        };
+        let daily = Annualisation::inferred(&weekdays(&[0]));
+        assert_eq!(daily.periods_per_year, 252.0, "{daily}");
+        assert!(daily.skip_weekends);
+        let every_day: Vec<i64> = (0..300).map(|d| monday + d * DAY_NS).collect();
+        let crypto = Annualisation::inferred(&every_day);
+        assert_eq!(crypto.periods_per_year, 365.25, "{crypto}");
+        assert!(!crypto.skip_weekends);
+        let hours: Vec<i64> = (0..24).map(|h| h * 3_600_000_000_000).collect();
+        let fx = Annualisation::inferred(&weekdays(&hours));
+        assert_eq!(fx.periods_per_year, 260.0 * 24.0, "{fx}");
+        let session: Vec<i64> = (0..13)
+            .map(|k| 14 * 3_600_000_000_000 + 30 * k * 60_000_000_000)
+            .collect();
+        let stocks = Annualisation::inferred(&weekdays(&session));
+        assert_eq!(stocks.periods_per_year, 252.0 * 13.0, "{stocks}");
+        assert_eq!(stocks.overnight_ns, DAY_NS - 13 * 30 * 60_000_000_000);
+        let weekly: Vec<i64> = (0..100).map(|w| monday + 7 * w * DAY_NS).collect();
+        let w = Annualisation::inferred(&weekly);
+        assert!((w.periods_per_year - 365.25 / 7.0).abs() < 1e-9, "{w}");
     }
 
     #[test]

@@ -29,24 +29,44 @@ fn opt(x: Option<f64>, f: fn(f64) -> String) -> String {
 /// `(metric, value)` rows of the reported run.
 pub fn metrics_rows(outcome: &Outcome) -> Vec<[String; 2]> {
     let m = &outcome.metrics;
+    // A metric that is undefined on the run says so, with the reason, instead of a number.
+    let d = |text: String| match &outcome.undefined {
+        Some(why) => format!("undefined: {why}"),
+        None => text,
+    };
     let mut rows = vec![
         ["signal".into(), outcome.signal.clone()],
         ["bars".into(), outcome.bars.to_string()],
         ["periods per year".into(), outcome.annualisation.to_string()],
+        [
+            "execution".into(),
+            format!(
+                "{} positions, fill {}, {}fees {} bps and slippage {} bps of traded notional",
+                outcome.exec.model,
+                outcome.exec.fill,
+                if outcome.exec.long_only {
+                    "long only, "
+                } else {
+                    ""
+                },
+                outcome.exec.costs.fees_bps,
+                outcome.exec.costs.slippage_bps
+            ),
+        ],
         ["risk-free rate (annual)".into(), pct(m.risk_free)],
         ["total return".into(), pct(m.total_return)],
         ["CAGR".into(), pct(m.cagr)],
         ["annual volatility".into(), pct(m.annual_volatility)],
-        ["Sharpe (annualised)".into(), num(m.sharpe)],
-        ["Sortino (annualised)".into(), opt(m.sortino, num)],
-        ["Calmar".into(), opt(m.calmar, num)],
-        ["max drawdown".into(), pct(m.max_drawdown)],
+        ["Sharpe (annualised)".into(), d(num(m.sharpe))],
+        ["Sortino (annualised)".into(), d(opt(m.sortino, num))],
+        ["Calmar".into(), d(opt(m.calmar, num))],
+        ["max drawdown".into(), d(pct(m.max_drawdown))],
         [
             "max drawdown duration".into(),
             format!("{} bars", m.max_drawdown_bars),
         ],
-        ["hit rate (trades)".into(), opt(m.hit_rate, pct)],
-        ["profit factor".into(), opt(m.profit_factor, num)],
+        ["hit rate (trades)".into(), d(opt(m.hit_rate, pct))],
+        ["profit factor".into(), d(opt(m.profit_factor, num))],
         ["turnover (per year)".into(), num(m.turnover)],
         ["exposure".into(), pct(m.exposure)],
         ["trades".into(), m.trades.to_string()],
@@ -57,14 +77,17 @@ pub fn metrics_rows(outcome: &Outcome) -> Vec<[String; 2]> {
                 m.moments.sharpe, m.moments.skew, m.moments.kurtosis
             ),
         ],
-        ["PSR (vs 0)".into(), num(outcome.psr)],
+        ["PSR (vs 0)".into(), d(num(outcome.psr))],
         [
-            format!("DSR (N = {})", outcome.deflated.trials),
             format!(
+                "DSR (N = {}: declared trials and the sweep's)",
+                outcome.deflated.trials
+            ),
+            d(format!(
                 "{} (SR₀ {:.5} per period)",
                 num(outcome.deflated.dsr),
                 outcome.deflated.benchmark
-            ),
+            )),
         ],
         [
             "min track record (95 %)".into(),
@@ -91,7 +114,10 @@ pub fn metrics_rows(outcome: &Outcome) -> Vec<[String; 2]> {
                 w.mode,
                 w.folds.len()
             ),
-            num(w.oos.sharpe),
+            match &outcome.walk_forward_undefined {
+                Some(why) => format!("undefined: {why}"),
+                None => num(w.oos.sharpe),
+            },
         ]);
     }
     rows
@@ -217,6 +243,7 @@ pub fn section(info: &DataInfo, outcome: &Outcome, id: &str) -> Section {
         SUITE,
     );
     s.notes = data_notes(info);
+    s.values = values(outcome);
     s.notes
         .push(format!("annualisation: {}", outcome.annualisation));
     s.notes.push(CONVENTIONS.to_owned());
@@ -300,11 +327,66 @@ pub fn section(info: &DataInfo, outcome: &Outcome, id: &str) -> Section {
     s
 }
 
+/// Every figure of the run at full precision, by stable key; `None` where undefined.
+pub fn values(outcome: &Outcome) -> std::collections::BTreeMap<String, Option<f64>> {
+    let m = &outcome.metrics;
+    let ok = outcome.undefined.is_none();
+    let def = |x: f64| ok.then_some(x);
+    let mut v: Vec<(&str, Option<f64>)> = vec![
+        ("bars", Some(outcome.bars as f64)),
+        ("metrics.periods", Some(m.periods as f64)),
+        ("metrics.periods_per_year", Some(m.periods_per_year)),
+        ("metrics.risk_free", Some(m.risk_free)),
+        ("metrics.total_return", Some(m.total_return)),
+        ("metrics.cagr", Some(m.cagr)),
+        ("metrics.annual_volatility", Some(m.annual_volatility)),
+        ("metrics.sharpe", def(m.sharpe)),
+        ("metrics.sortino", m.sortino.and_then(def)),
+        ("metrics.calmar", m.calmar.and_then(def)),
+        ("metrics.max_drawdown", def(m.max_drawdown)),
+        ("metrics.max_drawdown_bars", def(m.max_drawdown_bars as f64)),
+        ("metrics.hit_rate", m.hit_rate.and_then(def)),
+        ("metrics.profit_factor", m.profit_factor.and_then(def)),
+        ("metrics.turnover", Some(m.turnover)),
+        ("metrics.exposure", Some(m.exposure)),
+        ("metrics.trades", Some(m.trades as f64)),
+        ("metrics.sharpe_per_period", def(m.moments.sharpe)),
+        ("metrics.mean_per_period", Some(m.moments.mean)),
+        ("metrics.sd_per_period", Some(m.moments.sd)),
+        ("metrics.skew", def(m.moments.skew)),
+        ("metrics.kurtosis", def(m.moments.kurtosis)),
+        ("psr", def(outcome.psr)),
+        ("dsr", def(outcome.deflated.dsr)),
+        ("dsr.trials", Some(outcome.deflated.trials as f64)),
+        ("dsr.benchmark_per_period", Some(outcome.deflated.benchmark)),
+        ("min_track_record", outcome.min_track_record.and_then(def)),
+        ("pbo", outcome.pbo.as_ref().ok().map(|p| p.pbo)),
+        ("sweep.trials", Some(outcome.sweep.trials.len() as f64)),
+        ("costs.fees_bps", Some(outcome.exec.costs.fees_bps)),
+        ("costs.slippage_bps", Some(outcome.exec.costs.slippage_bps)),
+        ("costs.fees_paid", Some(outcome.costs.fees)),
+        ("costs.slippage_paid", Some(outcome.costs.slippage)),
+        (
+            "costs.gross_total_return",
+            Some(outcome.costs.gross_total_return),
+        ),
+    ];
+    if let Some(w) = &outcome.walk_forward {
+        let wf_ok = outcome.walk_forward_undefined.is_none();
+        v.push(("walk_forward.oos_sharpe", wf_ok.then_some(w.oos.sharpe)));
+        v.push(("walk_forward.oos_total_return", Some(w.oos.total_return)));
+    }
+    v.into_iter().map(|(k, x)| (k.to_owned(), x)).collect()
+}
+
 /// The conventions in one note (the full table is in the `metrics` module docs).
 const CONVENTIONS: &str = "conventions: simple per-bar returns net of costs; a signal at bar t's \
-close sets the position held over bar t+1; costs (fees + slippage, bps of traded value) multiply \
-equity by 1 − c·|Δposition| at each change; sample sd (ddof 1); risk-free converted per period; \
-drawdown from the starting equity; PSR/DSR/MinTRL on the per-period Sharpe with raw kurtosis";
+close trades at that close (next-close) or the next open (next-open); positions are units held \
+until the target changes (or, with --sizing target-weight, rebalanced to the target fraction \
+every bar); fees and slippage are charged on traded notional (fills at price × (1 ± slippage), \
+fees on the filled notional), a close's costs in that bar's return; trade return = profit over \
+entry notional; sample sd (ddof 1); risk-free converted per period; drawdown from the starting \
+equity; PSR/DSR/MinTRL on the per-period Sharpe with raw kurtosis";
 
 fn trade_table(outcome: &Outcome) -> Table {
     let trades = &outcome.execution.trades;

@@ -78,6 +78,11 @@ pub trait Signals: Send + Sync {
 
 /// The moving-average crossover baseline: `+1` when the `fast`-bar simple moving average of
 /// closes is above the `slow` one, `−1` below, 0 equal; `NaN` for the first `slow − 1` bars.
+///
+/// "Equal" means within the rounding error of the sliding sums (a bound tracked bar by bar,
+/// about `window · 2.2e-16` relative of the averages just after each fresh start of the sums
+/// and growing by about that much per bar until the next one): averages of windows holding
+/// the same prices are equal, whatever the sums carried from earlier bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaCross {
     /// Fast window, in bars.
@@ -161,6 +166,8 @@ impl MaCross {
             block: RESUM_BARS.max(8 * longest),
             fast_sum: 0.0,
             slow_sum: 0.0,
+            fast_err: 0.0,
+            slow_err: 0.0,
         }
     }
 }
@@ -180,6 +187,10 @@ pub struct Spread<'a> {
     block: usize,
     fast_sum: f64,
     slow_sum: f64,
+    /// Bounds on each sum's rounding error, in units of the rounding unit: every addition
+    /// adds at most the magnitude of its operands.
+    fast_err: f64,
+    slow_err: f64,
 }
 
 impl Iterator for Spread<'_> {
@@ -198,12 +209,24 @@ impl Iterator for Spread<'_> {
         if t == self.restart {
             self.fast_sum = close[t + 1 - f..=t].iter().sum();
             self.slow_sum = close[t + 1 - s..=t].iter().sum();
+            // A sum of w positive values is within (w − 1)·u·sum of the exact one.
+            self.fast_err = f as f64 * self.fast_sum;
+            self.slow_err = s as f64 * self.slow_sum;
             self.restart = t + 1 + self.block;
         } else {
-            self.fast_sum += new - close[t - f];
-            self.slow_sum += new - close[t - s];
+            let (df, ds) = (new - close[t - f], new - close[t - s]);
+            self.fast_sum += df;
+            self.slow_sum += ds;
+            self.fast_err += df.abs() + self.fast_sum.abs();
+            self.slow_err += ds.abs() + self.slow_sum.abs();
         }
-        Some(self.fast_sum / f as f64 - self.slow_sum / s as f64)
+        let (fast, slow) = (self.fast_sum / f as f64, self.slow_sum / s as f64);
+        let spread = fast - slow;
+        // Averages within their rounding error of each other are equal (flat when equal):
+        // the bound is the sums' error bounds plus the divisions', at 2 units each.
+        let noise = f64::EPSILON
+            * (self.fast_err / f as f64 + self.slow_err / s as f64 + fast.abs() + slow.abs());
+        Some(if spread.abs() <= noise { 0.0 } else { spread })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -562,6 +585,35 @@ mod tests {
             }
         }
         assert!(never_restarted_wrong > n / 10, "{never_restarted_wrong}");
+    }
+
+    /// Regression: averages of windows holding the same prices came out −1e-12 apart (the
+    /// sliding sums' noise from earlier prices), so "flat when equal" never applied.
+    #[test]
+    fn ma_cross_averages_of_a_flat_stretch_are_exactly_equal() {
+        let mut close: Vec<f64> = (0..3_000)
+            .map(|i| 100.0 * (1.0 + 0.3 * ((i as f64) * 0.013).sin()) + (i % 7) as f64 * 0.1)
+            .collect();
+        close.extend(std::iter::repeat_n(87.3, 200));
+        let ma = MaCross { fast: 10, slow: 50 };
+        let s = ma.spread(&close);
+        // Sliding sums compared without the tolerance are not equal there.
+        let (mut fs, mut ss, mut unequal) = (0.0_f64, 0.0_f64, 0);
+        for t in 0..close.len() {
+            fs += close[t] - if t >= 10 { close[t - 10] } else { 0.0 };
+            ss += close[t] - if t >= 50 { close[t - 50] } else { 0.0 };
+            unequal += usize::from(t >= 3_049 && fs / 10.0 != ss / 50.0);
+        }
+        assert!(unequal > 0, "the data no longer shows the noise");
+        for (t, x) in s.iter().enumerate().skip(3_049) {
+            assert_eq!(*x, 0.0, "bar {t}");
+        }
+        assert!(s[3_000..3_049].iter().all(|x| *x != 0.0));
+        // Sign sizing turns a tie into flat.
+        assert_eq!(
+            crate::exec::size_one(s[3_100], crate::exec::Sizing::default(), false),
+            0.0
+        );
     }
 
     #[test]

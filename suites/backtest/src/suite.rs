@@ -10,7 +10,7 @@ use gauntlet_harness::gate::{self, Bound};
 
 use crate::config::{DataPlan, Gates, Plan, SignalPlan};
 use crate::data::{self, Bars, DataError, Gaps, LoadedBars, TimestampSource};
-use crate::exec::{Execution, Fill, execute_with, size_one};
+use crate::exec::{Costs, Execution, execute_with, size_one};
 use crate::lookahead::{self, LookaheadReport};
 use crate::metrics::{Annualisation, Metrics, compute};
 use crate::overfit::{self, Deflated, Pbo};
@@ -43,6 +43,7 @@ pub fn load_bars(plan: &Plan) -> Result<(Bars, DataInfo), DataError> {
                 timestamps,
                 gaps,
             } = data::load(path, options)?;
+            check_gaps(&bars, &gaps, plan.max_gap)?;
             let description = format!("{} ({format}, {} bars)", path.display(), bars.len());
             Ok((
                 bars,
@@ -72,6 +73,46 @@ pub fn load_bars(plan: &Plan) -> Result<(Bars, DataInfo), DataError> {
             ))
         }
     }
+}
+
+/// Refuses a gap longer than `max_gap` median intervals of trading time.
+fn check_gaps(bars: &Bars, gaps: &Gaps, max_gap: Option<f64>) -> Result<(), DataError> {
+    let Some(limit) = max_gap else {
+        return Ok(());
+    };
+    // Evenly spaced bars have no interval over twice the median.
+    if gaps.count == 0 || gaps.median_interval_ns <= 0 {
+        return Ok(());
+    }
+    let shape = Annualisation::inferred(&bars.ts_ns);
+    let Some((after, gap)) =
+        data::longest_trading_gap(&bars.ts_ns, shape.skip_weekends, shape.overnight_ns)
+    else {
+        return Ok(());
+    };
+    let median = gaps.median_interval_ns;
+    if (gap as f64) <= limit * median as f64 {
+        return Ok(());
+    }
+    let iso = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    };
+    let words = |ns: i64| {
+        let s = ns as f64 / 1e9;
+        if s >= 86_400.0 {
+            format!("{:.1} days", s / 86_400.0)
+        } else {
+            format!("{:.1} hours", s / 3_600.0)
+        }
+    };
+    Err(DataError::Gap {
+        before: iso(bars.ts_ns[after - 1]),
+        after: iso(bars.ts_ns[after]),
+        length: words(gap),
+        median: words(median),
+        limit,
+    })
 }
 
 /// The moving-average grid a strategy sweep runs: 100 crossovers, fast windows 2 to 30 and
@@ -116,14 +157,19 @@ pub fn deadband_grid(predictions: &[f64]) -> Vec<f64> {
 pub struct CostCheck {
     /// Total return net of costs.
     pub net_total_return: f64,
-    /// Total return of the same positions without costs.
+    /// Total return of the same targets run without costs.
     pub gross_total_return: f64,
-    /// Largest `|net − gross·(1 − c·|Δ|)|` over the bars (0 up to rounding when correct).
+    /// Fees paid, in equity units (the account starts at 1).
+    pub fees: f64,
+    /// Slippage paid, in equity units.
+    pub slippage: f64,
+    /// `|Σ trades' fees − fees| + |Σ trades' slippage − slippage|`: 0 up to rounding when
+    /// every fill's costs are booked to its trade.
     pub max_deviation: f64,
-    /// Position traded in all.
+    /// Equity traded in all (order notionals over the equity they traded from).
     pub traded: f64,
-    /// Equity fraction lost per unit traded.
-    pub cost_per_unit: f64,
+    /// The costs asked for.
+    pub costs_bps: (f64, f64),
 }
 
 /// Everything one run measured.
@@ -133,6 +179,8 @@ pub struct Outcome {
     pub signal: String,
     /// Periods per year and where that came from.
     pub annualisation: Annualisation,
+    /// How predictions became returns (fill, costs, sizing, position model).
+    pub exec: ExecParams,
     /// Number of bars.
     pub bars: usize,
     /// The reported run's execution.
@@ -147,7 +195,7 @@ pub struct Outcome {
     pub sweep: Sweep,
     /// PSR against 0 of the reported run.
     pub psr: f64,
-    /// DSR of the reported run, with the declared number of trials.
+    /// DSR of the reported run; its N counts the declared trials and the sweep's others.
     pub deflated: Deflated,
     /// DSR of the sweep's best trial, with the sweep's size as `N`.
     pub best_deflated: Option<Deflated>,
@@ -157,6 +205,13 @@ pub struct Outcome {
     pub pbo: Result<Pbo, String>,
     /// Walk-forward over the sweep.
     pub walk_forward: Option<WalkForward>,
+    /// Why the reported run's Sharpe-type metrics (Sharpe, Sortino, PSR, DSR, drawdown, hit
+    /// rate) are undefined, when they are: a warm-up as long as the data, no trade, constant
+    /// returns.
+    pub undefined: Option<String>,
+    /// Why the walk-forward's out-of-sample Sharpe is undefined, when it is (a fold with no
+    /// trade, constant returns).
+    pub walk_forward_undefined: Option<String>,
     /// The look-ahead detector's verdict.
     pub lookahead: LookaheadReport,
     /// Wall time of each stage.
@@ -178,7 +233,10 @@ pub async fn run_plan(
 ) -> Result<Outcome, SignalError> {
     let annualisation = match plan.periods_per_year {
         Some(p) => Annualisation::given(p),
-        None => Annualisation::derived(median_interval_ns, plan.calendar),
+        None => match plan.calendar {
+            Some(calendar) => Annualisation::derived(median_interval_ns, calendar),
+            None => Annualisation::inferred(&bars.ts_ns),
+        },
     };
     match (&plan.signal, model) {
         (SignalPlan::Strategy(m), _) => run_strategy(plan, bars, annualisation, *m, seed).await,
@@ -201,7 +259,11 @@ async fn run_strategy(
 ) -> Result<Outcome, SignalError> {
     let clock = Instant::now();
     let params = plan.exec;
-    let grid = ma_grid();
+    let grid = if plan.sweep {
+        ma_grid()
+    } else {
+        vec![configured]
+    };
     let trials = grid
         .iter()
         .map(|m| (m.to_string(), m.spread_iter(&bars.close)));
@@ -224,6 +286,7 @@ async fn run_strategy(
     finish(
         plan,
         bars,
+        (chosen.slow, "the slow moving average"),
         annualisation,
         chosen.describe(),
         lookahead,
@@ -253,7 +316,11 @@ async fn run_model(
     let mut timings = vec![("signals", clock.elapsed())];
     let clock = Instant::now();
     let params = plan.exec;
-    let grid = deadband_grid(&predictions);
+    let grid = if plan.sweep {
+        deadband_grid(&predictions)
+    } else {
+        vec![0.0]
+    };
     let deadband = |d: f64| move |p: f64| if p.abs() > d { p } else { 0.0 };
     let deadbanded = |d: f64| -> Vec<f64> { predictions.iter().map(|&p| deadband(d)(p)).collect() };
     // Each trial streams the deadbanded predictions: no column stored per trial.
@@ -280,6 +347,7 @@ async fn run_model(
     finish(
         plan,
         bars,
+        (WARMUP, "the bar features"),
         annualisation,
         signal.describe(),
         lookahead,
@@ -295,6 +363,7 @@ async fn run_model(
                 &predictions,
                 params.fill,
                 params.costs,
+                params.model,
                 |p| size_one(deadband(d)(p), sizing, long_only),
             )
         },
@@ -325,6 +394,7 @@ async fn detect(
 fn finish(
     plan: &Plan,
     bars: &Bars,
+    warmup: (usize, &str),
     annualisation: Annualisation,
     signal: String,
     lookahead: LookaheadReport,
@@ -344,16 +414,43 @@ fn finish(
 
     let execution = run(&bars.open, &bars.close, predictions, &params);
     let metrics = compute(&execution, ppy, plan.risk_free);
-    let costs = cost_check(bars, &params, &execution);
+    let costs = cost_check(bars, &params, predictions, &execution);
     timings.push(("execution and metrics", clock.elapsed()));
     clock = Instant::now();
 
-    let m = &metrics.moments;
-    let trials = if plan.pick_best {
-        plan.trials.max(sweep.trials.len() as u64)
+    let undefined = if warmup.0 >= bars.len() {
+        Some(format!(
+            "the warm-up of {} ({} bars) is not shorter than the data ({} bars): no \
+             position was ever taken",
+            warmup.1,
+            warmup.0,
+            bars.len()
+        ))
+    } else if metrics.trades == 0 {
+        Some("the run made no trade".to_owned())
+    } else if metrics.moments.sd == 0.0 || !metrics.moments.sd.is_finite() {
+        Some("the run's returns are constant".to_owned())
     } else {
-        plan.trials
+        None
     };
+    let walk_forward_undefined = walk_forward.as_ref().and_then(|w| {
+        w.folds
+            .iter()
+            .find_map(|f| {
+                (f.metrics.trades == 0).then(|| {
+                    format!(
+                        "fold {} (periods {}..{}, {}) made no trade",
+                        f.fold, f.test.start, f.test.end, f.chosen
+                    )
+                })
+            })
+            .or_else(|| {
+                (w.oos.moments.sd == 0.0).then(|| "the out-of-sample returns are constant".into())
+            })
+    });
+    let m = &metrics.moments;
+    // Every variant tried counts: those declared (this one included) and the sweep's others.
+    let trials = plan.trials + (sweep.trials.len() as u64).saturating_sub(1);
     let variance = if sweep.trials.len() >= 2 {
         sweep.sharpe_variance()
     } else {
@@ -373,6 +470,7 @@ fn finish(
     Ok(Outcome {
         signal,
         annualisation,
+        exec: params,
         bars: bars.len(),
         period_ts_ns: bars.ts_ns.iter().skip(1).copied().collect(),
         psr: overfit::psr(m, 0.0),
@@ -385,40 +483,32 @@ fn finish(
         best_deflated,
         pbo,
         walk_forward,
+        undefined,
+        walk_forward_undefined,
         lookahead,
         timings,
     })
 }
 
-/// Recomputes each bar's gross return from the prices and the positions held, without
-/// the execution code, and compares `net` with `gross · (1 − c·|Δ|)`.
-fn cost_check(bars: &Bars, params: &ExecParams, net: &Execution) -> CostCheck {
-    let c = params.costs.per_unit();
-    let (open, close) = (&bars.open, &bars.close);
-    let mut prev = 0.0;
-    let mut max_deviation = 0.0_f64;
-    let (mut net_equity, mut gross_equity) = (1.0, 1.0);
-    for (k, (&r, &p)) in net.returns.iter().zip(&net.held).enumerate() {
-        let s = k + 1;
-        let gross = match params.fill {
-            Fill::NextClose => 1.0 + p * (close[s] / close[s - 1] - 1.0),
-            Fill::NextOpen => {
-                (1.0 + prev * (open[s] / close[s - 1] - 1.0))
-                    * (1.0 + p * (close[s] / open[s] - 1.0))
-            }
-        };
-        let expected = gross * (1.0 - c * (p - prev).abs());
-        max_deviation = max_deviation.max((1.0 + r - expected).abs());
-        net_equity *= 1.0 + r;
-        gross_equity *= gross;
-        prev = p;
-    }
+/// Runs the same targets without costs, and checks that every fill's costs were booked to
+/// its trade.
+fn cost_check(bars: &Bars, params: &ExecParams, predictions: &[f64], net: &Execution) -> CostCheck {
+    let free = ExecParams {
+        costs: Costs::default(),
+        ..*params
+    };
+    let gross = run(&bars.open, &bars.close, predictions, &free);
+    let total = |r: &[f64]| r.iter().fold(1.0, |e, x| e * (1.0 + x)) - 1.0;
+    let by_trade = |f: fn(&crate::exec::Trade) -> f64| net.trades.iter().map(f).sum::<f64>();
     CostCheck {
-        net_total_return: net_equity - 1.0,
-        gross_total_return: gross_equity - 1.0,
-        max_deviation,
+        net_total_return: total(&net.returns),
+        gross_total_return: total(&gross.returns),
+        fees: net.fees,
+        slippage: net.slippage,
+        max_deviation: (by_trade(|t| t.fees) - net.fees).abs()
+            + (by_trade(|t| t.slippage) - net.slippage).abs(),
         traded: net.traded,
-        cost_per_unit: c,
+        costs_bps: (params.costs.fees_bps, params.costs.slippage_bps),
     }
 }
 
@@ -487,8 +577,11 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
         },
     };
     let c = &outcome.costs;
-    let charged = c.max_deviation <= 1e-12
-        && (c.traded == 0.0 || c.cost_per_unit == 0.0 || c.net_total_return < c.gross_total_return);
+    let asked = c.costs_bps.0 + c.costs_bps.1 > 0.0;
+    let charged = c.max_deviation <= 1e-12 * c.fees.max(1.0)
+        && (c.traded == 0.0
+            || !asked
+            || (c.net_total_return < c.gross_total_return && c.fees + c.slippage > 0.0));
     let costs_applied = GateResult {
         name: "costs_applied".to_owned(),
         verdict: if charged {
@@ -497,22 +590,31 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
             Verdict::Fail
         },
         message: format!(
-            "{:.2} bps per unit traded on {:.1} units: total return {:.4} net vs {:.4} gross \
-             (largest per-bar deviation from the cost model {:.1e})",
-            c.cost_per_unit * 1e4,
+            "{} bps fees and {} bps slippage on traded notional, {:.1} × equity traded: paid \
+             {:.4} fees and {:.4} slippage (equity units); total return {:.4} net vs {:.4} \
+             gross (costs booked to trades within {:.1e})",
+            c.costs_bps.0,
+            c.costs_bps.1,
             c.traded,
+            c.fees,
+            c.slippage,
             c.net_total_return,
             c.gross_total_return,
             c.max_deviation
         ),
     };
-    let wf = outcome.walk_forward.as_ref().map(|w| w.oos.sharpe);
+    let defined = |x: f64| outcome.undefined.is_none().then_some(x);
+    let wf = outcome
+        .walk_forward
+        .as_ref()
+        .filter(|_| outcome.walk_forward_undefined.is_none())
+        .map(|w| w.oos.sharpe);
     let pbo_max = match (&outcome.pbo, gates.pbo_max) {
         // Uncomputable, with a threshold set: a failure that says why, never a made-up PBO.
         (Err(why), Some(_)) => GateResult {
             name: "pbo_max".to_owned(),
             verdict: Verdict::Fail,
-            message: format!("PBO could not be computed: {why}"),
+            message: format!("PBO is undefined on this run: {why}"),
         },
         (pbo, limit) => threshold(
             ("pbo_max", "pbo-max"),
@@ -522,27 +624,27 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
             Bound::AtMost,
         ),
     };
-    vec![
+    let mut results = vec![
         no_lookahead,
         costs_applied,
         threshold(
             ("sharpe_min", "sharpe-min"),
             "annualised Sharpe",
-            Some(m.sharpe),
+            defined(m.sharpe),
             gates.sharpe_min,
             Bound::AtLeast,
         ),
         threshold(
             ("max_drawdown", "max-drawdown"),
             "max drawdown",
-            Some(m.max_drawdown),
+            defined(m.max_drawdown),
             gates.max_drawdown,
             Bound::AtMost,
         ),
         threshold(
             ("hit_rate_min", "hit-rate-min"),
             "hit rate",
-            m.hit_rate,
+            m.hit_rate.and_then(defined),
             gates.hit_rate_min,
             Bound::AtLeast,
         ),
@@ -563,10 +665,25 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
         threshold(
             ("dsr_min", "dsr-min"),
             &format!("deflated Sharpe ratio (N = {})", outcome.deflated.trials),
-            Some(outcome.deflated.dsr),
+            defined(outcome.deflated.dsr),
             gates.dsr_min,
             Bound::AtLeast,
         ),
         pbo_max,
-    ]
+    ];
+    // Undefined metrics name their reason.
+    for r in &mut results {
+        if r.verdict != Verdict::Fail || !r.message.contains("is undefined on this run") {
+            continue;
+        }
+        let why = match r.name.as_str() {
+            "walk_forward" => outcome.walk_forward_undefined.as_deref(),
+            "pbo_max" => None,
+            _ => outcome.undefined.as_deref(),
+        };
+        if let Some(why) = why {
+            r.message = format!("{}: {why}", r.message);
+        }
+    }
+    results
 }

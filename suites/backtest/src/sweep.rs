@@ -11,15 +11,20 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec::{Bar, Costs, Execution, Fill, Sizing, Stepper, Trade, execute_with, size_one};
+use crate::exec::{
+    Bar, Costs, Execution, Fill, PositionModel, Sizing, Stepper, Totals, Trade, execute_with,
+    size_one,
+};
 use crate::metrics::{Metrics, Moments, Pass, PowerSums, TradeStats, compute};
 use crate::overfit::BlockStats;
 
-/// How predictions become returns: fill, costs, sizing and side.
+/// How predictions become returns: fill, costs, sizing, side and position model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ExecParams {
     /// When orders fill.
     pub fill: Fill,
+    /// Units held between target changes, or a target weight rebalanced every bar.
+    pub model: PositionModel,
     /// Fees and slippage.
     pub costs: Costs,
     /// Prediction → position.
@@ -32,6 +37,7 @@ impl Default for ExecParams {
     fn default() -> Self {
         ExecParams {
             fill: Fill::NextClose,
+            model: PositionModel::Units,
             costs: Costs::default(),
             sizing: Sizing::default(),
             long_only: false,
@@ -42,9 +48,15 @@ impl Default for ExecParams {
 /// Sizes and executes predictions over bars' open and close.
 pub fn run(open: &[f64], close: &[f64], predictions: &[f64], params: &ExecParams) -> Execution {
     let (sizing, long_only) = (params.sizing, params.long_only);
-    execute_with(open, close, predictions, params.fill, params.costs, |p| {
-        size_one(p, sizing, long_only)
-    })
+    execute_with(
+        open,
+        close,
+        predictions,
+        params.fill,
+        params.costs,
+        params.model,
+        |p| size_one(p, sizing, long_only),
+    )
 }
 
 /// [`compute`] of [`run`], in one pass that stores neither the returns nor the positions (no
@@ -68,9 +80,9 @@ where
     let mut sums = PowerSums::default();
     let mut trades = TradeStats::default();
     let mut traded = 0.0;
-    let still_open = stream(open, close, predictions, params, |bar, position| {
-        traded += bar.delta;
-        pass.push(bar.ret, position != 0.0);
+    let (still_open, _) = stream(open, close, predictions, params, |bar| {
+        traded += bar.traded;
+        pass.push(bar.ret, bar.held != 0.0);
         sums.push(bar.ret - pass.rf_p);
         if let Some(t) = bar.closed {
             trades.push(t.ret);
@@ -207,7 +219,7 @@ where
     let mut sums = PowerSums::default();
     let mut by_block = Parts::new(periods, blocks);
     let mut by_segment = Parts::new(periods, segments);
-    stream(open, close, predictions, params, |bar, _| {
+    stream(open, close, predictions, params, |bar| {
         sums.push(bar.ret);
         by_block.push(bar.ret);
         by_segment.push(bar.ret);
@@ -224,15 +236,15 @@ fn periods(open: &[f64], close: &[f64], predictions: usize) -> usize {
         .saturating_sub(1)
 }
 
-/// [`run`] bar by bar, nothing stored: `each` gets every period's bar and the position held
-/// over it; the trade still open after the last bar is returned.
+/// [`run`] bar by bar, nothing stored: `each` gets every period's bar; the trade still open
+/// after the last bar and the costs paid are returned.
 fn stream<P>(
     open: &[f64],
     close: &[f64],
     predictions: P,
     params: &ExecParams,
-    mut each: impl FnMut(Bar, f64),
-) -> Option<Trade>
+    mut each: impl FnMut(Bar),
+) -> (Option<Trade>, Totals)
 where
     P: IntoIterator<Item = f64>,
     P::IntoIter: ExactSizeIterator,
@@ -240,10 +252,20 @@ where
     let predictions = predictions.into_iter();
     let periods = periods(open, close, predictions.len());
     let (sizing, long_only) = (params.sizing, params.long_only);
-    let mut stepper = Stepper::new(open, close, params.fill, params.costs);
-    for (s, p) in (1..=periods).zip(predictions) {
-        let position = size_one(p, sizing, long_only);
-        each(stepper.step(s, position), position);
+    let mut stepper = Stepper::new(
+        open,
+        close,
+        params.fill,
+        params.costs,
+        params.model,
+        periods,
+    );
+    if periods > 0 {
+        for (t, p) in (0..=periods).zip(predictions) {
+            if let Some(bar) = stepper.step(t, size_one(p, sizing, long_only)) {
+                each(bar);
+            }
+        }
     }
     stepper.finish()
 }
@@ -399,6 +421,7 @@ pub fn walk_forward(
     let mut oos = Execution {
         returns: Vec::with_capacity(tested),
         held: Vec::with_capacity(tested),
+        traded_by_bar: Vec::with_capacity(tested),
         ..Execution::default()
     };
     let mut cache: Option<(usize, Execution)> = None;
@@ -416,7 +439,10 @@ pub fn walk_forward(
         let part = slice(execution, test.clone());
         oos.returns.extend_from_slice(&part.returns);
         oos.held.extend_from_slice(&part.held);
+        oos.traded_by_bar.extend_from_slice(&part.traded_by_bar);
         oos.traded += part.traded;
+        oos.fees += part.fees;
+        oos.slippage += part.slippage;
         oos.trades.extend_from_slice(&part.trades);
         folds_out.push(Fold {
             fold: k,
@@ -435,27 +461,27 @@ pub fn walk_forward(
     })
 }
 
-/// The part of an execution over return periods `range`: the trades that start in it,
-/// and the position traded within it (the first change measured from the position before).
+/// The part of an execution over return periods `range`: the trades whose entry falls in it
+/// (period `k` is bar `k + 1`; a next-close entry at bar 0 counts in period 0), the notional
+/// traded within it, and the fees and slippage of those trades.
 pub fn slice(e: &Execution, range: Range<usize>) -> Execution {
     let end = range.end.min(e.returns.len());
     let start = range.start.min(end);
-    let mut traded = 0.0;
-    let mut prev = if start == 0 { 0.0 } else { e.held[start - 1] };
-    for &p in &e.held[start..end] {
-        traded += (p - prev).abs();
-        prev = p;
-    }
+    let traded_by_bar = e.traded_by_bar.get(start..end).unwrap_or_default().to_vec();
+    let trades: Vec<Trade> = e
+        .trades
+        .iter()
+        .filter(|t| (start..end).contains(&t.entry_bar.saturating_sub(1)))
+        .copied()
+        .collect();
     Execution {
         returns: e.returns[start..end].to_vec(),
         held: e.held[start..end].to_vec(),
-        traded,
-        trades: e
-            .trades
-            .iter()
-            .filter(|t| (start..end).contains(&t.entry_bar))
-            .copied()
-            .collect(),
+        traded: traded_by_bar.iter().sum(),
+        traded_by_bar,
+        fees: trades.iter().map(|t| t.fees).sum(),
+        slippage: trades.iter().map(|t| t.slippage).sum(),
+        trades,
     }
 }
 
@@ -550,9 +576,13 @@ mod tests {
             &ExecParams::default(),
         );
         let part = slice(&e, 2..5);
-        // Held over periods 2..5: 0 (from 1 before), −1, −1 → |Δ| = 1 + 1.
+        // Held over periods 2..5 (bars 3..6): 0, −1, −1; the long's exit at bar 2's close
+        // is period 1's, the short's entry (bar 3) and exit (bar 5) are in the slice: one
+        // equity's worth each, the exit's grown by the short's gain.
         assert_eq!(part.held, vec![0.0, -1.0, -1.0]);
-        assert_eq!(part.traded, 2.0);
+        assert_eq!(part.traded, e.traded_by_bar[2..5].iter().sum::<f64>());
+        assert!((part.traded - 2.0).abs() < 0.05, "{}", part.traded);
+        assert!((e.traded_by_bar[1] - 1.0).abs() < 1e-12);
         assert_eq!(part.trades.len(), 1);
         assert_eq!(part.trades[0].direction, -1);
         assert_eq!(part.returns.len(), 3);
@@ -574,6 +604,7 @@ mod tests {
             ExecParams::default(),
             ExecParams {
                 fill: Fill::NextOpen,
+                model: PositionModel::TargetWeight,
                 costs: Costs {
                     fees_bps: 10.0,
                     slippage_bps: 2.5,
@@ -583,6 +614,7 @@ mod tests {
             },
             ExecParams {
                 fill: Fill::NextClose,
+                model: PositionModel::Units,
                 costs: Costs {
                     fees_bps: 5.0,
                     slippage_bps: 0.0,

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use clap::Parser;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use gauntlet_backtest::BacktestSuite;
+use gauntlet_backtest::cli::BacktestArgs;
 use gauntlet_backtest::config::{BacktestConfig, Gates, Plan};
 use gauntlet_backtest::data::{
     self, Bars, ColumnNames, DataError, LoadOptions, TimeUnit, TimestampSource,
@@ -757,4 +759,519 @@ fn the_phase_names_a_bad_key() {
     settings.sections.insert("backtest".into(), table);
     let e = BacktestSuite.gates(&settings).unwrap_err();
     assert_eq!(e.to_string(), "fees-bps = -3 is out of range: 0 to 1000");
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: BacktestArgs,
+}
+
+/// `gauntlet backtest` through the composition root, as the binary runs it; `args[0]` is the
+/// program name.
+fn run_cli<'a>(args: impl IntoIterator<Item = &'a str>) -> u8 {
+    let mut all = vec!["gauntlet", "backtest"];
+    all.extend(args.into_iter().skip(1));
+    gauntlet::main_with(&gauntlet::registry(), all, &mut Vec::new())
+}
+
+/// Daily-like bars with regimes: trends up and down, quiet and wild sideways stretches, and
+/// flat stretches (every price equal, so the moving averages tie), seeded.
+fn regime_bars(seed: u64, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    // (bars, drift per bar, volatility per bar); volatility 0 is a flat stretch.
+    let regimes = [
+        (300, 0.002, 0.010),
+        (90, 0.0, 0.0),
+        (250, -0.003, 0.012),
+        (200, 0.0, 0.025),
+        (60, 0.0, 0.0),
+        (300, 0.001, 0.006),
+        (150, -0.001, 0.020),
+    ];
+    let (mut open, mut close) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut price = 100.0_f64;
+    for &(len, drift, vol) in regimes.iter().cycle() {
+        for _ in 0..len {
+            if close.len() == n {
+                return (open, close);
+            }
+            if vol == 0.0 {
+                open.push(price);
+                close.push(price);
+                continue;
+            }
+            // A sum of four uniforms: near-normal shocks.
+            let z = ((0..4).map(|_| uniform()).sum::<f64>() - 2.0) * 3f64.sqrt();
+            let o = price * (1.0 + 0.2 * vol * (uniform() - 0.5));
+            price *= 1.0 + drift + vol * z;
+            open.push(o);
+            close.push(price);
+        }
+    }
+    (open, close)
+}
+
+/// Relative agreement: `|a − b| ≤ tol · max(|a|, |b|)`.
+fn agree(a: f64, b: f64, tol: f64) -> bool {
+    a == b || (a - b).abs() <= tol * a.abs().max(b.abs())
+}
+
+/// The units model against vectorbt's `Portfolio.from_signals` (long/short and long-only,
+/// both fills, with and without fees and slippage): total return, max drawdown, trade count
+/// and every trade's return within 1e-9 relative. Needs python3 with vectorbt and pandas
+/// (`GAUNTLET_PYTHON` names another interpreter); skipped with the reason when they are
+/// missing, unless `GAUNTLET_REQUIRE_VECTORBT` is set (CI), where that is a failure.
+#[test]
+fn the_units_model_agrees_with_vectorbt() {
+    use gauntlet_backtest::exec::{Costs, Fill, PositionModel, Sizing};
+    use gauntlet_backtest::metrics::compute;
+    use gauntlet_backtest::signals::MaCross;
+    use gauntlet_backtest::sweep::{ExecParams, run};
+
+    let python = std::env::var("GAUNTLET_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = std::process::Command::new(&python)
+        .args(["-c", "import vectorbt, pandas; print(vectorbt.__version__)"])
+        .output();
+    let version = match probe {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        other => {
+            let why = match other {
+                // Python's last line names the missing module.
+                Ok(o) => String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_owned(),
+                Err(e) => e.to_string(),
+            };
+            let reason = format!("{python} cannot import vectorbt and pandas: {why}");
+            assert!(
+                std::env::var_os("GAUNTLET_REQUIRE_VECTORBT").is_none(),
+                "{reason}"
+            );
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    println!("vectorbt {version}");
+
+    let (open, close) = regime_bars(16, 2_400);
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("open,close\n");
+    for (o, c) in open.iter().zip(&close) {
+        csv.push_str(&format!("{o:?},{c:?}\n"));
+    }
+    std::fs::write(dir.path().join("prices.csv"), csv).unwrap();
+
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for (fast, slow) in [(10, 50), (5, 20)] {
+        let spread = MaCross::new(fast, slow).unwrap().spread(&close);
+        assert!(
+            spread.iter().filter(|x| **x == 0.0).count() > 50,
+            "the flat stretches must give ties"
+        );
+        for fill in [Fill::NextClose, Fill::NextOpen] {
+            for long_only in [false, true] {
+                for (fees_bps, slippage_bps) in [(0.0, 0.0), (10.0, 5.0)] {
+                    let params = ExecParams {
+                        fill,
+                        model: PositionModel::Units,
+                        costs: Costs {
+                            fees_bps,
+                            slippage_bps,
+                        },
+                        sizing: Sizing::default(),
+                        long_only,
+                    };
+                    let targets: Vec<f64> = spread
+                        .iter()
+                        .map(|&p| gauntlet_backtest::exec::size_one(p, params.sizing, long_only))
+                        .collect();
+                    let name = format!(
+                        "ma-cross:{fast},{slow} {fill} {} fees {fees_bps} slippage {slippage_bps}",
+                        if long_only { "long-only" } else { "long/short" }
+                    );
+                    cases.push(serde_json::json!({
+                        "name": name,
+                        "fill": fill.to_string(),
+                        "direction": if long_only { "longonly" } else { "both" },
+                        "fees": fees_bps / 1e4,
+                        "slippage": slippage_bps / 1e4,
+                        "targets": targets,
+                    }));
+                    let e = run(&open, &close, &spread, &params);
+                    ours.push((name, compute(&e, 252.0, 0.0), e.trades));
+                }
+            }
+        }
+    }
+    std::fs::write(
+        dir.path().join("cases.json"),
+        serde_json::to_vec(&cases).unwrap(),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectorbt_agreement.py");
+    let output = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let theirs: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(theirs.len(), ours.len());
+    let tol = 1e-9;
+    for ((name, m, trades), v) in ours.iter().zip(&theirs) {
+        assert_eq!(v["name"], name.as_str());
+        let f = |k: &str| v[k].as_f64().unwrap();
+        assert!(
+            agree(m.total_return, f("total_return"), tol),
+            "{name}: total return {} vs vectorbt {}",
+            m.total_return,
+            f("total_return")
+        );
+        assert!(
+            agree(m.max_drawdown, f("max_drawdown"), tol),
+            "{name}: max drawdown {} vs vectorbt {}",
+            m.max_drawdown,
+            f("max_drawdown")
+        );
+        assert_eq!(m.trades as u64, v["trades"].as_u64().unwrap(), "{name}");
+        assert!(m.trades > 5, "{name}: {} trades", m.trades);
+        let rets = v["trade_returns"].as_array().unwrap();
+        for (k, (t, r)) in trades.iter().zip(rets).enumerate() {
+            let r = r.as_f64().unwrap();
+            assert!(
+                agree(t.ret, r, tol),
+                "{name}: trade {k} ({:?}) return {} vs vectorbt {r}",
+                t,
+                t.ret
+            );
+        }
+        println!(
+            "{name}: total return {:.6}, max drawdown {:.6}, {} trades — agree",
+            m.total_return, m.max_drawdown, m.trades
+        );
+    }
+}
+
+fn report_values(dir: &Path) -> serde_json::Value {
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    report["sections"][0]["values"].clone()
+}
+
+fn case_message(dir: &Path, name: &str) -> String {
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Regression: the sort and duplicate errors printed raw nanoseconds; they show the file's
+/// own timestamp text now. An empty file says so, not `column "timestamp" not found`.
+#[test]
+fn timestamp_errors_show_the_files_own_text_and_an_empty_file_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let bars = load(&sample()).unwrap().bars;
+    let mut rows = sample_rows(&bars, |ns| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .format("%Y-%m-%d")
+            .to_string()
+    });
+    rows[9] = rows[8].clone();
+    let path = dir.path().join("dup.csv");
+    write_csv(&path, HEADER, &rows);
+    let e = load(&path).unwrap_err().to_string();
+    assert!(e.contains("row 10 (line 11)"), "{e}");
+    assert!(
+        e.contains("timestamp \"2024-01-09\" is a duplicate of the previous row's \"2024-01-09\""),
+        "{e}"
+    );
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let e = load(&empty).unwrap_err().to_string();
+    assert!(e.contains("the file is empty"), "{e}");
+}
+
+/// Regression: `--columns Date,Open,High,Low,Close,Volume` (the README's form) was refused;
+/// `--fees-bps -5` said "unexpected argument '-5'" instead of naming the flag.
+#[test]
+fn columns_in_one_argument_and_a_negative_fee_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bars = load(&sample()).unwrap().bars;
+    let renamed = dir.path().join("renamed.csv");
+    write_csv(
+        &renamed,
+        "Date,Open,High,Low,Close,Volume",
+        &sample_rows(&bars, |ns| (ns / 1_000_000_000).to_string()),
+    );
+    let out = dir.path().join("out");
+    let parsed = Cli::try_parse_from([
+        "gauntlet-backtest",
+        "--columns",
+        "Date,Open,High,Low,Close,Volume",
+        "--fees-bps",
+        "-5",
+    ])
+    .unwrap();
+    assert_eq!(parsed.args.columns.as_ref().map(Vec::len), Some(6));
+    assert_eq!(parsed.args.fees_bps, Some(-5.0));
+    let e = Plan::from_config(&BacktestConfig {
+        fees_bps: -5.0,
+        ..BacktestConfig::default()
+    })
+    .unwrap_err();
+    assert_eq!(e.to_string(), "fees-bps = -5 is out of range: 0 to 1000");
+    let config = dir.path().join("gauntlet.toml");
+    std::fs::write(&config, "[profile.default]\n").unwrap();
+    let run = |extra: &[&str]| {
+        let mut all = vec!["gauntlet-backtest", "--config", config.to_str().unwrap()];
+        all.extend_from_slice(extra);
+        run_cli(all)
+    };
+    let code = run(&[
+        "--data",
+        renamed.to_str().unwrap(),
+        "--columns",
+        "Date,Open,High,Low,Close,Volume",
+        "--strategy",
+        "ma-cross:10,50",
+        "--no-sweep",
+        "--report-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let code = run(&[
+        "--data",
+        renamed.to_str().unwrap(),
+        "--fees-bps",
+        "-5",
+        "--report-dir",
+        dir.path().join("never").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(!dir.path().join("never").exists());
+}
+
+/// A warm-up longer than the data, or no trade at all: the gates on the undefined metrics
+/// fail (exit 1) naming the metric and the reason, and report.json holds `null`, not a
+/// number. `--no-sweep` runs one backtest (N = 1); the sweep's 100 trials count in N.
+#[test]
+fn degenerate_runs_exit_1_naming_the_undefined_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gauntlet.toml");
+    std::fs::write(&config, "[profile.default]\n").unwrap();
+    let sample = sample();
+    let run = |extra: &[&str], out: &Path| {
+        let mut all = vec![
+            "gauntlet-backtest",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            sample.to_str().unwrap(),
+            "--report-dir",
+            out.to_str().unwrap(),
+        ];
+        all.extend_from_slice(extra);
+        run_cli(all)
+    };
+    let out = dir.path().join("warmup");
+    let code = run(
+        &[
+            "--strategy",
+            "ma-cross:10,5000",
+            "--no-sweep",
+            "--sharpe-min",
+            "0",
+            "--walk-forward-sharpe-min",
+            "0",
+        ],
+        &out,
+    );
+    assert_eq!(code, 1);
+    let m = case_message(&out, "sharpe_min");
+    assert!(
+        m.contains("annualised Sharpe is undefined on this run"),
+        "{m}"
+    );
+    assert!(
+        m.contains("warm-up of the slow moving average (5000 bars)"),
+        "{m}"
+    );
+    let m = case_message(&out, "walk_forward");
+    assert!(m.contains("is undefined on this run"), "{m}");
+    assert!(m.contains("made no trade"), "{m}");
+    let v = report_values(&out);
+    assert!(v["metrics.sharpe"].is_null(), "{v}");
+    assert_eq!(v["metrics.trades"], 0.0);
+
+    let alone = dir.path().join("alone");
+    assert_eq!(
+        run(&["--strategy", "ma-cross:10,50", "--no-sweep"], &alone),
+        0
+    );
+    let v = report_values(&alone);
+    assert_eq!(v["sweep.trials"], 1.0);
+    assert_eq!(v["dsr.trials"], 1.0);
+    assert!(v["pbo"].is_null());
+    let swept = dir.path().join("swept");
+    assert_eq!(
+        run(&["--strategy", "ma-cross:10,50", "--trials", "5"], &swept),
+        0
+    );
+    let v = report_values(&swept);
+    assert_eq!(v["sweep.trials"], 100.0);
+    assert_eq!(
+        v["dsr.trials"], 104.0,
+        "5 declared (this one among them) and 99 more swept"
+    );
+}
+
+/// trades.csv and returns.csv read back: the total return recomputed from returns.csv
+/// equals report.json's to 1e-12, the trades and their fees add up to its figures.
+#[test]
+fn exports_round_trip_to_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gauntlet.toml");
+    std::fs::write(&config, "[profile.default]\n").unwrap();
+    let out = dir.path().join("out");
+    let sample = sample();
+    let code = run_cli([
+            "gauntlet-backtest",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            sample.to_str().unwrap(),
+            "--strategy",
+            "ma-cross:5,20",
+            "--fees-bps",
+            "10",
+            "--slippage-bps",
+            "5",
+            "--report-dir",
+            out.to_str().unwrap(),
+        ]);
+    assert_eq!(code, 0);
+    let v = report_values(&out);
+    let returns = std::fs::read_to_string(out.join("returns.csv")).unwrap();
+    let mut lines = returns.lines();
+    assert_eq!(
+        lines.next(),
+        Some("timestamp,position,equity,return,drawdown")
+    );
+    let mut equity = 1.0_f64;
+    let mut rows = 0;
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let r: f64 = f[3].parse().unwrap();
+        equity *= 1.0 + r;
+        let written: f64 = f[2].parse().unwrap();
+        assert_eq!(written, equity, "{line}");
+        rows += 1;
+    }
+    assert_eq!(rows as f64, v["metrics.periods"].as_f64().unwrap());
+    let total = v["metrics.total_return"].as_f64().unwrap();
+    assert!(
+        ((equity - 1.0) - total).abs() <= 1e-12,
+        "{equity} vs {total}"
+    );
+    let trades = std::fs::read_to_string(out.join("trades.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = trades
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len() as f64, v["metrics.trades"].as_f64().unwrap());
+    let fees: f64 = rows.iter().map(|r| r[8].parse::<f64>().unwrap()).sum();
+    let paid = v["costs.fees_paid"].as_f64().unwrap();
+    assert!(
+        (fees - paid).abs() <= 1e-12 * paid.max(1.0),
+        "{fees} vs {paid}"
+    );
+    assert!(rows[0][0].starts_with("2024-"), "{:?}", rows[0]);
+    let wins = rows
+        .iter()
+        .filter(|r| r[10].parse::<f64>().unwrap() > 0.0)
+        .count();
+    let hit = v["metrics.hit_rate"].as_f64().unwrap();
+    assert!((wins as f64 / rows.len() as f64 - hit).abs() < 1e-12);
+}
+
+/// Daily bars on weekdays only are an exchange's: 252 periods a year, weekends no gaps; a
+/// month without bars is refused naming both timestamps unless gaps are allowed.
+#[test]
+fn weekends_are_not_gaps_and_a_long_gap_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bars = load(&sample()).unwrap().bars;
+    let monday = 1_704_067_200_i64; // 2024-01-01
+    let mut day = 0;
+    let mut stamps = Vec::new();
+    while stamps.len() < bars.len() {
+        if day % 7 < 5 && !(300..330).contains(&day) {
+            stamps.push(monday + day * 86_400);
+        }
+        day += 1;
+    }
+    let rows: Vec<String> = (0..bars.len())
+        .map(|i| {
+            format!(
+                "{},{},{},{},{},{}",
+                stamps[i], bars.open[i], bars.high[i], bars.low[i], bars.close[i], bars.volume[i]
+            )
+        })
+        .collect();
+    let path = dir.path().join("weekdays.csv");
+    write_csv(&path, HEADER, &rows);
+    let mut c = BacktestConfig {
+        file: Some(path.clone()),
+        strategy: Some("ma-cross:10,50".into()),
+        ..BacktestConfig::default()
+    };
+    let e = gauntlet_backtest::suite::load_bars(&Plan::from_config(&c).unwrap()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("2024-10-25T00:00:00Z to 2024-11-26T00:00:00Z"),
+        "{text}"
+    );
+    assert!(text.contains("max-gap = 10"), "{text}");
+    c.allow_gaps = true;
+    let plan = Plan::from_config(&c).unwrap();
+    let (loaded, info) = gauntlet_backtest::suite::load_bars(&plan).unwrap();
+    let outcome = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(run_plan(
+            &plan,
+            &loaded,
+            info.gaps.median_interval_ns,
+            None,
+            1,
+        ))
+        .unwrap();
+    assert_eq!(outcome.annualisation.periods_per_year, 252.0);
+    assert!(
+        outcome.annualisation.source.contains("exchange"),
+        "{}",
+        outcome.annualisation.source
+    );
+    // Without the month's hole, weekends alone are no gap.
+    let short = dir.path().join("short.csv");
+    write_csv(&short, HEADER, &rows[..200]);
+    c.file = Some(short);
+    c.allow_gaps = false;
+    assert!(gauntlet_backtest::suite::load_bars(&Plan::from_config(&c).unwrap()).is_ok());
 }

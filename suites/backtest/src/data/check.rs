@@ -104,8 +104,8 @@ pub fn validate(
             return Err(DataError::Order {
                 at: at(i),
                 column: names.timestamp.clone(),
-                value_ns: bars.ts_ns[i],
-                previous_ns: bars.ts_ns[i - 1],
+                value: iso(bars.ts_ns[i]),
+                previous: iso(bars.ts_ns[i - 1]),
                 what: if bars.ts_ns[i] == bars.ts_ns[i - 1] {
                     "a duplicate of"
                 } else {
@@ -398,4 +398,44 @@ pub fn validate_bars(bars: &Bars) -> Result<(), DataError> {
         row: i + 1,
         line: None,
     })
+}
+
+/// Nanoseconds in a day.
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// The longest interval between bars in trading time: weekend days left out when the
+/// calendar has none, and `overnight_ns` left out per weekday boundary crossed (the hours
+/// an exchange is shut between sessions). Returns the index of the bar after it and the
+/// trading time.
+pub fn longest_trading_gap(
+    ts_ns: &[i64],
+    skip_weekends: bool,
+    overnight_ns: i64,
+) -> Option<(usize, i64)> {
+    let weekend = |day: i64| matches!((day + 4).rem_euclid(7), 0 | 6);
+    let mut longest: Option<(usize, i64)> = None;
+    for (i, w) in ts_ns.windows(2).enumerate() {
+        let mut gap = w[1] - w[0];
+        let (d0, d1) = (w[0].div_euclid(DAY_NS), w[1].div_euclid(DAY_NS));
+        if d1 > d0 && (skip_weekends || overnight_ns > 0) {
+            // Whole days between: a long gap needs no exact count beyond a few weeks.
+            let days = (d1 - d0).min(10_000);
+            let weekend_days = if skip_weekends {
+                (d0 + 1..d0 + days).filter(|d| weekend(*d)).count() as i64
+            } else {
+                0
+            };
+            gap -= weekend_days * DAY_NS;
+            gap -= (days - weekend_days) * overnight_ns;
+        }
+        if longest.is_none_or(|(_, l)| gap > l) {
+            longest = Some((i + 1, gap));
+        }
+    }
+    longest
+}
+
+/// RFC 3339 text of a Unix-nanosecond timestamp, for messages.
+fn iso(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }

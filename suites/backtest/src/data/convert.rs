@@ -30,6 +30,11 @@ pub(super) fn check_columns(
     names: &ColumnNames,
     header: &[String],
 ) -> Result<(), DataError> {
+    if header.iter().all(|h| h.is_empty()) {
+        return Err(DataError::Empty {
+            path: path.to_owned(),
+        });
+    }
     for name in names.all() {
         if !header.iter().any(|h| h == name) {
             return Err(DataError::MissingColumn {

@@ -25,7 +25,7 @@ mod convert;
 mod parquet;
 mod plain;
 
-pub use check::{Gaps, validate, validate_bars};
+pub use check::{Gaps, longest_trading_gap, validate, validate_bars};
 pub use convert::parse_iso;
 pub use parquet::{write_parquet, write_parquet_with};
 
@@ -288,6 +288,12 @@ pub enum DataError {
         #[source]
         source: PolarsError,
     },
+    /// The file has no header line (it is empty).
+    #[error("failed to read {}: the file is empty (expected a header line naming the columns)", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
     /// A configured column is absent.
     #[error("column {column:?} not found in {} (columns: {available})", path.display())]
     MissingColumn {
@@ -342,17 +348,17 @@ pub enum DataError {
     },
     /// Timestamps repeat or go backwards.
     #[error(
-        "{at}, column {column:?}: timestamp {value_ns} ns is {what} the previous row's {previous_ns} ns (timestamps must be strictly increasing)"
+        "{at}, column {column:?}: timestamp {value} is {what} the previous row's {previous} (timestamps must be strictly increasing)"
     )]
     Order {
         /// Where.
         at: RowRef,
         /// The column.
         column: String,
-        /// This row's timestamp.
-        value_ns: i64,
+        /// This row's timestamp as the file writes it (CSV), or in RFC 3339.
+        value: String,
         /// The previous row's.
-        previous_ns: i64,
+        previous: String,
         /// `a duplicate of` or `before`.
         what: &'static str,
     },
@@ -373,6 +379,24 @@ pub enum DataError {
     /// The fixture generator refused the request.
     #[error("failed to generate fixture bars: {0}")]
     Generator(String),
+    /// An interval between bars longer than `max-gap` median intervals of trading time.
+    #[error(
+        "failed to accept a gap in the data: {before} to {after} is {length} of trading time, \
+         more than max-gap = {limit} median intervals ({median}); set allow-gaps (--allow-gaps) \
+         to accept it, or raise max-gap"
+    )]
+    Gap {
+        /// The bar before the gap (RFC 3339, UTC).
+        before: String,
+        /// The bar after it.
+        after: String,
+        /// The gap's length in trading time, in words.
+        length: String,
+        /// The median interval, in words.
+        median: String,
+        /// The limit, in median intervals.
+        limit: f64,
+    },
     /// Too few bars to backtest.
     #[error("{} has {bars} bars, at least {min} are needed", path.display())]
     TooFewBars {
@@ -505,7 +529,7 @@ pub fn load_then<R>(
     // checks run, to name the first bad row and column.
     let scan = scanned.unwrap_or_else(|| scan_rows(&bars));
     if !scan.valid {
-        validate(&bars, names, &at)?;
+        validate(&bars, names, &at).map_err(|e| with_file_text(e, path, names, format))?;
     }
     let gaps = if scan.valid && scan.even {
         Gaps::evenly_spaced(&bars.ts_ns)
@@ -522,6 +546,60 @@ pub fn load_then<R>(
         gaps,
     };
     Ok((loaded, result))
+}
+
+/// A CSV file's own text for the timestamps an order error names (the error keeps RFC 3339
+/// text when the file cannot be read again).
+fn with_file_text(e: DataError, path: &Path, names: &ColumnNames, format: FileFormat) -> DataError {
+    let DataError::Order {
+        at,
+        column,
+        value,
+        previous,
+        what,
+    } = e
+    else {
+        return e;
+    };
+    let text = (format == FileFormat::Csv)
+        .then(|| {
+            at.line
+                .and_then(|line| csv_field(path, &names.timestamp, line))
+        })
+        .flatten();
+    let (value, previous) = match text {
+        Some((prev, this)) => (format!("{this:?}"), format!("{prev:?}")),
+        None => (value, previous),
+    };
+    DataError::Order {
+        at,
+        column,
+        value,
+        previous,
+        what,
+    }
+}
+
+/// The field `column` on CSV line `line` (1-based) and on the line before it.
+fn csv_field(path: &Path, column: &str, line: usize) -> Option<(String, String)> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(File::open(path).ok()?);
+    let mut lines = reader.lines();
+    let header = lines.next()?.ok()?;
+    let index = header
+        .trim_start_matches('\u{feff}')
+        .split(',')
+        .position(|h| h.trim().trim_matches('"') == column)?;
+    let field = |l: &str| {
+        l.trim_end_matches('\r')
+            .split(',')
+            .nth(index)
+            .map(|f| f.trim().trim_matches('"').to_owned())
+    };
+    let mut lines = lines.skip(line.checked_sub(3)?);
+    let prev = lines.next()?.ok()?;
+    let this = lines.next()?.ok()?;
+    Some((field(&prev)?, field(&this)?))
 }
 
 /// [`DataError::TooManyBars`] when `bars` exceeds `limit`.

@@ -89,6 +89,10 @@ pub struct EngineConfig {
     /// sanitiser changes, as a slow batch cut short); other routes are not delayed.
     #[serde(with = "humantime_serde")]
     pub inject_latency: Duration,
+    /// `[audit]`: the tamper-evident audit log; off when absent. See
+    /// [`crate::audit::AuditConfig`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::audit::AuditConfig>,
 }
 
 impl Default for EngineConfig {
@@ -105,6 +109,7 @@ impl Default for EngineConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             worker_threads: None,
             inject_latency: Duration::ZERO,
+            audit: None,
         }
     }
 }
@@ -197,6 +202,11 @@ impl EngineConfig {
                 );
             }
             _ => {}
+        }
+        if let Some(audit) = &self.audit {
+            audit
+                .validate()
+                .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
         }
         check_inject_latency(self.inject_latency).or_else(|m| invalid("inject-latency", &m))
     }

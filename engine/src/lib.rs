@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod artifact;
+pub mod audit;
 pub mod config;
 pub mod http;
 mod json;

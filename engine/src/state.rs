@@ -79,6 +79,9 @@ pub enum EngineError {
         #[source]
         source: RegistryError,
     },
+    /// The audit log could not be opened.
+    #[error("failed to open the audit log")]
+    Audit(#[from] crate::audit::AuditError),
     /// Binding or serving failed.
     #[error("server I/O error")]
     Io(#[from] std::io::Error),
@@ -107,6 +110,9 @@ struct Inner {
     loads: Arc<Semaphore>,
     /// Heavy inference batches run on the blocking pool, at most one per core at a time.
     compute: Arc<Semaphore>,
+    /// The audit log, when `[audit]` is configured and the state was built by
+    /// [`AppState::open`].
+    audit: Option<crate::audit::AuditLog>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -120,8 +126,26 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// A ready state with an empty registry. Loads nothing: see [`AppState::load_model_dir`].
+    /// A ready state with an empty registry. Loads nothing (see [`AppState::load_model_dir`])
+    /// and opens no audit log even if `[audit]` is set: [`AppState::open`] does.
     pub fn new(config: EngineConfig) -> AppState {
+        AppState::with_audit(config, None)
+    }
+
+    /// Like [`AppState::new`], and opens the audit log when `[audit]` is configured (its
+    /// recovery report is in [`crate::audit::AuditLog::recovery`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Audit`].
+    pub fn open(config: EngineConfig) -> Result<AppState, EngineError> {
+        let audit = match &config.audit {
+            Some(c) => Some(crate::audit::AuditLog::open(c)?),
+            None => None,
+        };
+        Ok(AppState::with_audit(config, audit))
+    }
+
+    fn with_audit(config: EngineConfig, audit: Option<crate::audit::AuditLog>) -> AppState {
         // Metric names and labels are compile-time constants: a failure here is a bug that
         // every test would catch, not something a user can cause.
         let metrics = Metrics::new().expect("metric definitions are valid");
@@ -135,6 +159,7 @@ impl AppState {
                 compute: Arc::new(Semaphore::new(
                     std::thread::available_parallelism().map_or(1, usize::from),
                 )),
+                audit,
             }),
         }
     }
@@ -147,6 +172,11 @@ impl AppState {
     /// The model registry.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// The audit log, if enabled.
+    pub fn audit(&self) -> Option<&crate::audit::AuditLog> {
+        self.inner.audit.as_ref()
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {

@@ -6,10 +6,12 @@
 //! `{"error": "..."}` with a JSON content type. Health and readiness probes answer with empty
 //! bodies, as the protocol specifies.
 
+mod audit;
 mod body;
 mod drain;
 mod error;
 mod infer;
+mod principal;
 mod repository;
 
 use std::time::{Duration, Instant};
@@ -35,7 +37,9 @@ use crate::state::AppState;
 pub const SERVER_NAME: &str = "gauntlet-engine";
 /// Name of the single-tensor input in model metadata.
 pub const INPUT_NAME: &str = "features";
+pub use self::audit::AUDIT_EXTENSION;
 pub use self::infer::OUTPUT_NAME;
+pub use self::principal::{CLIENT_HEADER, PRINCIPAL_HEADER};
 
 /// Marks a deliberate error response without a body (readiness probes), which the JSON
 /// error layer must leave alone.
@@ -85,8 +89,21 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v2/repository/models/{m}/rollback",
             post(repository::rollback),
-        );
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::audit_admin,
+        ));
+    let audit_routes = Router::new()
+        .route(
+            "/v2/audit/checkpoint",
+            get(audit::latest_checkpoint).post(audit::sign_checkpoint),
+        )
+        .route("/v2/audit/proof/inclusion", get(audit::inclusion))
+        .route("/v2/audit/proof/consistency", get(audit::consistency))
+        .route("/v2/audit/records/{index}", get(audit::record));
     data.merge(repository)
+        .merge(audit_routes)
         .fallback(not_found)
         .layer(middleware::from_fn(edge))
         .with_state(state)
@@ -106,11 +123,15 @@ async fn edge(req: Request, next: Next) -> Response {
     .await
 }
 
-async fn server_metadata() -> Json<ServerMetadata> {
+async fn server_metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
+    let mut extensions = vec!["model_repository".to_owned()];
+    if state.audit().is_some() {
+        extensions.push(AUDIT_EXTENSION.to_owned());
+    }
     Json(ServerMetadata {
         name: SERVER_NAME.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        extensions: vec!["model_repository".to_owned()],
+        extensions,
     })
 }
 

@@ -5,6 +5,7 @@
     reason = "helpers outside #[test] fns unwrap too: a failure there is a test failure"
 )]
 
+mod audit;
 mod connection;
 mod heavy;
 mod infer_edges;

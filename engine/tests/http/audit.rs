@@ -380,6 +380,17 @@ pub(crate) fn call(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> (u16, Value) {
+    try_call(addr, method, path, headers, body).unwrap()
+}
+
+/// [`call`], with transport failures (a killed server) as `Err`.
+pub(crate) fn try_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Value)> {
     use std::io::{Read as _, Write as _};
     let body = body.map(Value::to_string).unwrap_or_default();
     let mut req = format!(
@@ -394,15 +405,16 @@ pub(crate) fn call(
     }
     req.push_str("\r\n");
     req.push_str(&body);
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(req.as_bytes()).unwrap();
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    stream.write_all(req.as_bytes())?;
     let mut out = Vec::new();
-    stream.read_to_end(&mut out).unwrap();
+    stream.read_to_end(&mut out)?;
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text[9..12].parse().unwrap();
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
     let json = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.trim())
@@ -410,7 +422,7 @@ pub(crate) fn call(
         .map_or(Value::Null, |b| {
             serde_json::from_str(b).unwrap_or(Value::Null)
         });
-    (status, json)
+    Ok((status, json))
 }
 
 fn hex32(v: &Value) -> [u8; 32] {

@@ -7,6 +7,7 @@
 
 mod audit;
 mod connection;
+mod crash;
 mod heavy;
 mod infer_edges;
 mod inject;

@@ -41,7 +41,7 @@ pub const MAX_INJECT_LATENCY: Duration = Duration::from_secs(60);
 pub const MAX_WORKER_THREADS: usize = 1024;
 
 /// The engine's configuration. Every field has a compiled-in default.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct EngineConfig {
     /// Address to bind (`127.0.0.1:8080`; port 0 picks a free port).
@@ -93,6 +93,9 @@ pub struct EngineConfig {
     /// [`crate::audit::AuditConfig`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<crate::audit::AuditConfig>,
+    /// `[trading]`: signal derivation and pre-trade limits. See
+    /// [`crate::trading::TradingConfig`].
+    pub trading: crate::trading::TradingConfig,
 }
 
 impl Default for EngineConfig {
@@ -110,6 +113,7 @@ impl Default for EngineConfig {
             worker_threads: None,
             inject_latency: Duration::ZERO,
             audit: None,
+            trading: crate::trading::TradingConfig::default(),
         }
     }
 }
@@ -203,6 +207,9 @@ impl EngineConfig {
             }
             _ => {}
         }
+        self.trading
+            .validate()
+            .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
         if let Some(audit) = &self.audit {
             audit
                 .validate()

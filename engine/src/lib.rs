@@ -43,6 +43,7 @@ pub mod registry;
 pub mod sanitise;
 pub mod server;
 pub mod state;
+pub mod trading;
 
 pub use crate::artifact::{ArtifactError, ModelArtifact};
 pub use crate::config::{ConfigError, EngineConfig};

@@ -113,6 +113,8 @@ struct Inner {
     /// The audit log, when `[audit]` is configured and the state was built by
     /// [`AppState::open`].
     audit: Option<crate::audit::AuditLog>,
+    /// Kill switch, message rates and throttles.
+    trading: crate::trading::Trading,
 }
 
 impl std::fmt::Debug for AppState {
@@ -160,6 +162,7 @@ impl AppState {
                     std::thread::available_parallelism().map_or(1, usize::from),
                 )),
                 audit,
+                trading: crate::trading::Trading::default(),
             }),
         }
     }
@@ -177,6 +180,11 @@ impl AppState {
     /// The audit log, if enabled.
     pub fn audit(&self) -> Option<&crate::audit::AuditLog> {
         self.inner.audit.as_ref()
+    }
+
+    /// The trading controls' state (kill switch, throttles).
+    pub fn trading(&self) -> &crate::trading::Trading {
+        &self.inner.trading
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {

@@ -13,6 +13,7 @@ mod error;
 mod infer;
 mod principal;
 mod repository;
+mod trading;
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,7 @@ pub const INPUT_NAME: &str = "features";
 pub use self::audit::AUDIT_EXTENSION;
 pub use self::infer::OUTPUT_NAME;
 pub use self::principal::{CLIENT_HEADER, PRINCIPAL_HEADER};
+pub use self::trading::TRADING_EXTENSION;
 
 /// Marks a deliberate error response without a body (readiness probes), which the JSON
 /// error layer must leave alone.
@@ -101,7 +103,18 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v2/audit/proof/inclusion", get(audit::inclusion))
         .route("/v2/audit/proof/consistency", get(audit::consistency))
-        .route("/v2/audit/records/{index}", get(audit::record));
+        .route("/v2/audit/records/{index}", get(audit::record))
+        .route("/v2/trading/signal", post(trading::signal))
+        .route(
+            "/v2/trading/kill",
+            get(trading::kill_state).post(trading::kill_engage),
+        )
+        .route("/v2/trading/kill/release", post(trading::kill_release))
+        .route(
+            "/v2/trading/algos/{algo}/enable",
+            post(trading::enable_algo),
+        )
+        .route("/v2/trading/controls", get(trading::controls));
     data.merge(repository)
         .merge(audit_routes)
         .fallback(not_found)
@@ -124,7 +137,7 @@ async fn edge(req: Request, next: Next) -> Response {
 }
 
 async fn server_metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
-    let mut extensions = vec!["model_repository".to_owned()];
+    let mut extensions = vec!["model_repository".to_owned(), TRADING_EXTENSION.to_owned()];
     if state.audit().is_some() {
         extensions.push(AUDIT_EXTENSION.to_owned());
     }

@@ -12,6 +12,7 @@ mod heavy;
 mod infer_edges;
 mod inject;
 mod shutdown;
+mod trading;
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
@@ -171,7 +172,7 @@ async fn health_and_server_metadata() {
     assert_eq!(meta.status, StatusCode::OK);
     assert_eq!(
         meta.json(),
-        json!({"name": "gauntlet-engine", "version": env!("CARGO_PKG_VERSION"), "extensions": ["model_repository"]})
+        json!({"name": "gauntlet-engine", "version": env!("CARGO_PKG_VERSION"), "extensions": ["model_repository", "gauntlet_trading"]})
     );
 }
 

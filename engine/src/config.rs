@@ -56,7 +56,7 @@ pub const MAX_INJECT_LATENCY: Duration = Duration::from_secs(60);
 pub const MAX_WORKER_THREADS: usize = 1024;
 
 /// The engine's configuration. Every field has a compiled-in default.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct EngineConfig {
     /// Address to bind (`127.0.0.1:8080`; port 0 picks a free port).
@@ -107,6 +107,13 @@ pub struct EngineConfig {
     /// The `[security]` table: keyring, admin keys, read tokens, TLS and input limits.
     #[serde(skip_serializing_if = "SecurityConfig::is_default")]
     pub security: SecurityConfig,
+    /// `[audit]`: the tamper-evident audit log; off when absent. See
+    /// [`crate::audit::AuditConfig`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::audit::AuditConfig>,
+    /// `[trading]`: signal derivation and pre-trade limits. See
+    /// [`crate::trading::TradingConfig`].
+    pub trading: crate::trading::TradingConfig,
 }
 
 impl Default for EngineConfig {
@@ -124,6 +131,8 @@ impl Default for EngineConfig {
             worker_threads: None,
             inject_latency: Duration::ZERO,
             security: SecurityConfig::default(),
+            audit: None,
+            trading: crate::trading::TradingConfig::default(),
         }
     }
 }
@@ -216,6 +225,14 @@ impl EngineConfig {
                 );
             }
             _ => {}
+        }
+        self.trading
+            .validate()
+            .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
+        if let Some(audit) = &self.audit {
+            audit
+                .validate()
+                .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
         }
         check_inject_latency(self.inject_latency).or_else(|m| invalid("inject-latency", &m))?;
         self.security

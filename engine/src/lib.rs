@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod artifact;
+pub mod audit;
 pub mod config;
 pub mod http;
 mod json;
@@ -45,6 +46,7 @@ pub mod server;
 pub mod state;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
+pub mod trading;
 
 pub use crate::artifact::{ArtifactError, ModelArtifact};
 pub use crate::config::{ConfigError, EngineConfig};

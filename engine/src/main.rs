@@ -26,7 +26,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CONFIG: u8 = 2;
 /// The model directory does not exist.
 const EXIT_MISSING_MODEL_DIR: u8 = 3;
-/// Runtime failure: cannot bind the address, or the server's listener failed.
+/// Runtime failure: cannot bind the address, cannot open the audit log, or the server's
+/// listener failed.
 const EXIT_RUNTIME: u8 = 1;
 /// Shutdown did not wait for in-flight requests: the shutdown grace expired with requests in
 /// flight, or a second signal cut the delay or grace short.
@@ -282,6 +283,45 @@ async fn run(config: EngineConfig) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let state = match AppState::open_with_security(config.clone(), security) {
+        Ok(state) => state,
+        Err(err) => {
+            eprintln!("gauntlet-engine: error: {:#}", anyhow::Error::from(err));
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    if let Some(audit) = state.audit() {
+        let r = audit.recovery();
+        for torn in &r.torn {
+            tracing::warn!(
+                file = %torn.file.display(),
+                offset = torn.offset,
+                index = ?torn.index,
+                bytes = torn.bytes,
+                quarantine = %torn.quarantine.display(),
+                fault = %torn.fault,
+                "audit log: torn tail cut off and kept"
+            );
+        }
+        tracing::info!(
+            records = r.records,
+            segments = r.segments,
+            checkpoints = r.checkpoints,
+            torn = r.torn.len(),
+            "audit log open"
+        );
+    }
+    let code = serve_until_stopped(&state, &config).await;
+    if let Some(audit) = state.audit() {
+        audit.close().await;
+    }
+    code
+}
+
+/// Serves `state` until a signal asks to stop; the audit log (if any) is closed by the caller.
+async fn serve_until_stopped(state: &AppState, config: &EngineConfig) -> ExitCode {
+    let state = state.clone();
+    let config = config.clone();
     let tls = match (&config.security.tls_cert, &config.security.tls_key) {
         (Some(cert), Some(key)) => match gauntlet_engine::security::tls::acceptor(cert, key) {
             Ok(acceptor) => Some(acceptor),
@@ -298,7 +338,6 @@ async fn run(config: EngineConfig) -> ExitCode {
             "repository routes are unauthenticated: set security.admin-keys (--admin-keys) to require signed admin calls"
         );
     }
-    let state = AppState::with_security(config.clone(), security);
     if let Some(dir) = &config.model_dir
         && let Err(err) = state.load_model_dir(dir)
     {

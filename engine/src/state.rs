@@ -89,6 +89,9 @@ pub enum EngineError {
         #[source]
         source: OpenError,
     },
+    /// The audit log could not be opened.
+    #[error("failed to open the audit log")]
+    Audit(#[from] crate::audit::AuditError),
     /// Binding or serving failed.
     #[error("server I/O error")]
     Io(#[from] std::io::Error),
@@ -119,6 +122,11 @@ struct Inner {
     compute: Arc<Semaphore>,
     /// Keyring, admin keys, read tokens and the nonce cache.
     security: Security,
+    /// The audit log, when `[audit]` is configured and the state was built by
+    /// [`AppState::open`].
+    audit: Option<crate::audit::AuditLog>,
+    /// Kill switch, message rates and throttles.
+    trading: crate::trading::Trading,
 }
 
 impl std::fmt::Debug for AppState {
@@ -136,15 +144,50 @@ impl AppState {
     ///
     /// Reads none of the files the `[security]` table names: a keyring, admin keys or read
     /// tokens configured there fail closed (nothing decrypts, no admin call or read is
-    /// accepted). [`AppState::with_security`] takes them loaded.
+    /// accepted). [`AppState::with_security`] takes them loaded. Opens no audit log even if
+    /// `[audit]` is set: [`AppState::open`] does.
     pub fn new(config: EngineConfig) -> AppState {
         let security = Security::from_parts(&config.security, None, None, None);
         AppState::with_security(config, security)
     }
 
     /// A ready state with an empty registry and loaded security settings
-    /// ([`Security::load`]).
+    /// ([`Security::load`]); no audit log.
     pub fn with_security(config: EngineConfig, security: Security) -> AppState {
+        AppState::build(config, security, None)
+    }
+
+    /// Like [`AppState::new`], and opens the audit log when `[audit]` is configured (its
+    /// recovery report is in [`crate::audit::AuditLog::recovery`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Audit`].
+    pub fn open(config: EngineConfig) -> Result<AppState, EngineError> {
+        let security = Security::from_parts(&config.security, None, None, None);
+        AppState::open_with_security(config, security)
+    }
+
+    /// Like [`AppState::with_security`], and opens the audit log when `[audit]` is
+    /// configured: what the `gauntlet-engine` binary serves.
+    ///
+    /// # Errors
+    /// [`EngineError::Audit`].
+    pub fn open_with_security(
+        config: EngineConfig,
+        security: Security,
+    ) -> Result<AppState, EngineError> {
+        let audit = match &config.audit {
+            Some(c) => Some(crate::audit::AuditLog::open(c)?),
+            None => None,
+        };
+        Ok(AppState::build(config, security, audit))
+    }
+
+    fn build(
+        config: EngineConfig,
+        security: Security,
+        audit: Option<crate::audit::AuditLog>,
+    ) -> AppState {
         // Metric names and labels are compile-time constants: a failure here is a bug that
         // every test would catch, not something a user can cause.
         let metrics = Metrics::new().expect("metric definitions are valid");
@@ -159,6 +202,8 @@ impl AppState {
                     std::thread::available_parallelism().map_or(1, usize::from),
                 )),
                 security,
+                audit,
+                trading: crate::trading::Trading::default(),
             }),
         }
     }
@@ -176,6 +221,16 @@ impl AppState {
     /// The loaded security settings.
     pub fn security(&self) -> &Security {
         &self.inner.security
+    }
+
+    /// The audit log, if enabled.
+    pub fn audit(&self) -> Option<&crate::audit::AuditLog> {
+        self.inner.audit.as_ref()
+    }
+
+    /// The trading controls' state (kill switch, throttles).
+    pub fn trading(&self) -> &crate::trading::Trading {
+        &self.inner.trading
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {

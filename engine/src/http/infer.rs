@@ -165,6 +165,7 @@ async fn serve(
     let sanitiser_changes_total = changes.len();
     changes.truncate(MAX_REPORTED_CHANGES);
     let rows = predictions.len() as u64;
+    super::audit::record_prediction(state, headers, &model, id.as_deref(), rows)?;
     // About 200 bytes of names and framing, up to 25 per prediction and 130 per listed change.
     let capacity = 256 + predictions.len() * 25 + changes.len() * 130;
     // `Ok` from here on: this answer has had its delay.

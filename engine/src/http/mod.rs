@@ -6,11 +6,14 @@
 //! `{"error": "..."}` with a JSON content type. Health and readiness probes answer with empty
 //! bodies, as the protocol specifies.
 
+mod audit;
 mod body;
 mod drain;
 mod error;
 mod infer;
+mod principal;
 mod repository;
+mod trading;
 
 use std::time::{Duration, Instant};
 
@@ -37,8 +40,11 @@ pub const SERVER_NAME: &str = "gauntlet-engine";
 pub const INPUT_NAME: &str = "features";
 pub(crate) use self::body::read_body;
 pub(crate) use self::error::ApiError;
+pub use self::audit::AUDIT_EXTENSION;
 pub use self::infer::OUTPUT_NAME;
+pub use self::principal::{CLIENT_HEADER, PRINCIPAL_HEADER};
 pub(crate) use self::repository::LOAD_BODY_DEADLINE;
+pub use self::trading::TRADING_EXTENSION;
 
 /// Marks a deliberate error response without a body (readiness probes), which the JSON
 /// error layer must leave alone.
@@ -89,9 +95,14 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v2/repository/models/{m}/rollback",
             post(repository::rollback),
-        );
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::audit_admin,
+        ));
     // Signed admin calls (when admin keys are configured) and bearer tokens on the rest
-    // (when read tokens are): `route_layer`, so an unknown route is still a plain 404.
+    // (when read tokens are): `route_layer`, so an unknown route is still a plain 404. The
+    // signature is checked before the audit log sees the call.
     let repository = repository.route_layer(middleware::from_fn_with_state(
         state.clone(),
         crate::security::auth::admin_auth,
@@ -102,7 +113,27 @@ pub fn app(state: AppState) -> Router {
             crate::security::auth::read_auth,
         ));
     }
+    let audit_routes = Router::new()
+        .route(
+            "/v2/audit/checkpoint",
+            get(audit::latest_checkpoint).post(audit::sign_checkpoint),
+        )
+        .route("/v2/audit/proof/inclusion", get(audit::inclusion))
+        .route("/v2/audit/proof/consistency", get(audit::consistency))
+        .route("/v2/audit/records/{index}", get(audit::record))
+        .route("/v2/trading/signal", post(trading::signal))
+        .route(
+            "/v2/trading/kill",
+            get(trading::kill_state).post(trading::kill_engage),
+        )
+        .route("/v2/trading/kill/release", post(trading::kill_release))
+        .route(
+            "/v2/trading/algos/{algo}/enable",
+            post(trading::enable_algo),
+        )
+        .route("/v2/trading/controls", get(trading::controls));
     data.merge(repository)
+        .merge(audit_routes)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
@@ -128,11 +159,15 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
     .await
 }
 
-async fn server_metadata() -> Json<ServerMetadata> {
+async fn server_metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
+    let mut extensions = vec!["model_repository".to_owned(), TRADING_EXTENSION.to_owned()];
+    if state.audit().is_some() {
+        extensions.push(AUDIT_EXTENSION.to_owned());
+    }
     Json(ServerMetadata {
         name: SERVER_NAME.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        extensions: vec!["model_repository".to_owned()],
+        extensions,
     })
 }
 

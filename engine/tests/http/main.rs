@@ -5,7 +5,9 @@
     reason = "helpers outside #[test] fns unwrap too: a failure there is a test failure"
 )]
 
+mod audit;
 mod connection;
+mod crash;
 mod heavy;
 mod infer_edges;
 mod inject;
@@ -13,6 +15,7 @@ mod openapi;
 mod security;
 mod shutdown;
 mod tls;
+mod trading;
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
@@ -172,7 +175,7 @@ async fn health_and_server_metadata() {
     assert_eq!(meta.status, StatusCode::OK);
     assert_eq!(
         meta.json(),
-        json!({"name": "gauntlet-engine", "version": env!("CARGO_PKG_VERSION"), "extensions": ["model_repository"]})
+        json!({"name": "gauntlet-engine", "version": env!("CARGO_PKG_VERSION"), "extensions": ["model_repository", "gauntlet_trading"]})
     );
 }
 

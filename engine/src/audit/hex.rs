@@ -37,7 +37,7 @@ pub enum HexError {
 /// [`HexError`] naming the position of the first bad digit.
 pub fn decode(s: &str) -> Result<Vec<u8>, HexError> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(HexError::OddLength(s.len()));
     }
     let digit = |i: usize| match s[i] {

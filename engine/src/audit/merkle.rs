@@ -127,7 +127,7 @@ impl MerkleTree {
     /// largest power of two below `end - start`, or the range complete).
     fn range_hash(&self, start: u64, end: u64) -> Hash {
         let n = end - start;
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             let k = n.trailing_zeros() as usize;
             return self.levels[k][(start >> k) as usize];
         }

@@ -63,10 +63,15 @@ ci_summary() {
 # The fingerprint of a lane's files (see .ci/lanes): their paths and contents as checked out.
 lane_fingerprint() {
   local lane=$1 paths
-  paths=$(awk -v l="$lane" '$1 == l { $1 = ""; print }' .ci/lanes)
+  paths=$(awk -v l="$lane" '$1 == l { $1 = ""; $2 = ""; print }' .ci/lanes)
   [ -n "$paths" ] || { echo "unknown lane: $lane (see .ci/lanes)" >&2; return 2; }
   # shellcheck disable=SC2086 # the paths are words
   git ls-files -z -- $paths | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+}
+
+# A lane's budget in seconds (.ci/lanes).
+lane_budget() {
+  awk -v l="$1" '$1 == l { print $2 }' .ci/lanes
 }
 
 # The fingerprint the lane last passed with (.ci/lanes.passed), or nothing.
@@ -80,4 +85,14 @@ lane_goose() {
   # crate. Built, linted and tested here on its own so the feature cannot rot.
   cargo clippy -p gauntlet-load --features goose --all-targets --locked -- -D warnings
   cargo test -p gauntlet-load --features goose --test goose --release --locked
+}
+
+lane_vectorbt() {
+  # The backtest's agreement with vectorbt's Portfolio.from_signals (suites/backtest/tests:
+  # the_units_model_agrees_with_vectorbt). Wheels only, pinned; numba compiles vectorbt's
+  # kernels on first use, most of this lane's time.
+  python3 -m pip install --quiet --disable-pip-version-check --only-binary=:all: \
+    vectorbt==1.2.0 pandas==3.1.1 numpy==2.4.6 numba==0.68.1 llvmlite==0.50.0
+  GAUNTLET_REQUIRE_VECTORBT=1 cargo test -p gauntlet-backtest --release --locked --test backtest \
+    the_units_model_agrees_with_vectorbt -- --nocapture
 }

@@ -813,3 +813,182 @@ pub(super) fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// SEC-SECRETS: through the real binary at `RUST_LOG=debug`, with admin keys, a keyring and
+/// read tokens in use and calls that fail every way, no secret (raw, hex or base64) appears in
+/// an answer, in `/metrics` or in the log.
+#[test]
+fn secrets_never_reach_answers_metrics_or_logs() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    let admin_secret = *b"admin-secret-that-must-not-leak!";
+    let token = "read-token-that-must-not-leak-0123456789";
+    let admin = dir.path().join("admin.toml");
+    std::fs::write(
+        &admin,
+        format!(
+            "[[keys]]\nid = \"ops-1\"\nsecret = \"{}\"\nprincipal = \"olga\"\nrole = \"operator\"\n",
+            b64(&admin_secret)
+        ),
+    )
+    .unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "[[tokens]]\nprincipal = \"p\"\nsha256 = \"{}\"\n",
+            sign::hex(&sha256(token.as_bytes()))
+        ),
+    )
+    .unwrap();
+    let ring_path = dir.path().join("keyring.toml");
+    let mut ring = keyring();
+    ring.save(&ring_path).unwrap();
+    let kek_b64 = std::fs::read_to_string(&ring_path)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("key = \"")
+                .map(|k| k.trim_end_matches('"').to_owned())
+        })
+        .unwrap();
+    let kek = base64::engine::general_purpose::STANDARD
+        .decode(&kek_b64)
+        .unwrap();
+    for f in [&admin, &tokens] {
+        set_mode(f, 0o600);
+    }
+    let sealed = encrypted(&mut ring, &constant("m", 1));
+
+    let log = dir.path().join("engine.log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet-engine"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--model-dir"])
+        .arg(&models)
+        .arg("--admin-keys")
+        .arg(&admin)
+        .arg("--keyring")
+        .arg(&ring_path)
+        .arg("--read-tokens")
+        .arg(&tokens)
+        .env("RUST_LOG", "debug")
+        .stderr(std::fs::File::create(&log).unwrap());
+    // Spawned here rather than by the testkit, which discards stderr.
+    let mut engine = gauntlet_testkit::KillOnDrop(
+        command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(engine.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .port();
+    let raw = |method: &str, path: &str, headers: &[(&str, String)], body: &[u8]| -> String {
+        let bytes = request_bytes(method, path, headers, body);
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        std::io::Write::write_all(&mut stream, &bytes).unwrap();
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let load = "/v2/repository/models/m/load";
+    let octet = |h: Vec<(&'static str, String)>| {
+        let mut h = h;
+        h.push(("content-type", "application/octet-stream".into()));
+        h
+    };
+    let sign_octet = |secret: &[u8], body: &[u8], nonce: &str| {
+        octet(sign::signature_headers(
+            secret,
+            "ops-1",
+            "POST",
+            load,
+            Some("application/octet-stream"),
+            body,
+            now(),
+            nonce,
+        ))
+    };
+    let mut seen = Vec::new();
+    seen.push(raw(
+        "POST",
+        load,
+        &sign_octet(&[0; 32], &sealed, "leak-check-000001"),
+        &sealed,
+    ));
+    let tampered = flip(&sealed, sealed.len() - 3);
+    seen.push(raw(
+        "POST",
+        load,
+        &sign_octet(&admin_secret, &tampered, "leak-check-000002"),
+        &tampered,
+    ));
+    let ok = raw(
+        "POST",
+        load,
+        &sign_octet(&admin_secret, &sealed, "leak-check-000003"),
+        &sealed,
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    seen.push(ok);
+    seen.push(raw(
+        "GET",
+        "/v2",
+        &[("authorization", format!("Bearer {token}x"))],
+        b"",
+    ));
+    let metrics = raw(
+        "GET",
+        "/metrics",
+        &[("authorization", format!("Bearer {token}"))],
+        b"",
+    );
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    seen.push(metrics);
+    drop(engine);
+    seen.push(std::fs::read_to_string(&log).unwrap());
+    assert!(
+        seen.last()
+            .unwrap()
+            .contains("signed admin request accepted"),
+        "the log was captured"
+    );
+
+    let secrets = [
+        String::from_utf8(admin_secret.to_vec()).unwrap(),
+        b64(&admin_secret),
+        sign::hex(&admin_secret),
+        kek_b64,
+        sign::hex(&kek),
+        token.to_owned(),
+        b64(token.as_bytes()),
+    ];
+    for text in &seen {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret leaked into:\n{text}"
+            );
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}

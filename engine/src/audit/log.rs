@@ -831,15 +831,17 @@ impl Writer {
         encode_payload(self.next_index, time_us, event, payload);
         let frame_len = (FRAME_HEADER + payload.len()) as u64;
         let used = self.seg_len + self.buf.len() as u64;
-        if used + frame_len > self.segment_bytes && used > SEGMENT_MAGIC.len() as u64
-            && let Err(e) = self.flush().and_then(|()| self.rotate()) {
-                tracing::error!(error = %e, "audit segment rotation failed");
-                self.shared.stopped.store(true, Ordering::Release);
-                if let Some(ack) = ack {
-                    let _ = ack.send(Err(AuditError::Stopped));
-                }
-                return;
+        if used + frame_len > self.segment_bytes
+            && used > SEGMENT_MAGIC.len() as u64
+            && let Err(e) = self.flush().and_then(|()| self.rotate())
+        {
+            tracing::error!(error = %e, "audit segment rotation failed");
+            self.shared.stopped.store(true, Ordering::Release);
+            if let Some(ack) = ack {
+                let _ = ack.send(Err(AuditError::Stopped));
             }
+            return;
+        }
         let offset = self.seg_len + self.buf.len() as u64;
         encode_frame(payload, &mut self.buf);
         self.pending.push((leaf_hash(payload), offset));

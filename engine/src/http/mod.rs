@@ -38,9 +38,9 @@ use crate::state::AppState;
 pub const SERVER_NAME: &str = "gauntlet-engine";
 /// Name of the single-tensor input in model metadata.
 pub const INPUT_NAME: &str = "features";
+pub use self::audit::AUDIT_EXTENSION;
 pub(crate) use self::body::read_body;
 pub(crate) use self::error::ApiError;
-pub use self::audit::AUDIT_EXTENSION;
 pub use self::infer::OUTPUT_NAME;
 pub use self::principal::{CLIENT_HEADER, PRINCIPAL_HEADER};
 pub(crate) use self::repository::LOAD_BODY_DEADLINE;

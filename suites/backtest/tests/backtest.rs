@@ -1152,20 +1152,20 @@ fn exports_round_trip_to_the_report() {
     let out = dir.path().join("out");
     let sample = sample();
     let code = run_cli([
-            "gauntlet-backtest",
-            "--config",
-            config.to_str().unwrap(),
-            "--data",
-            sample.to_str().unwrap(),
-            "--strategy",
-            "ma-cross:5,20",
-            "--fees-bps",
-            "10",
-            "--slippage-bps",
-            "5",
-            "--report-dir",
-            out.to_str().unwrap(),
-        ]);
+        "gauntlet-backtest",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        sample.to_str().unwrap(),
+        "--strategy",
+        "ma-cross:5,20",
+        "--fees-bps",
+        "10",
+        "--slippage-bps",
+        "5",
+        "--report-dir",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0);
     let v = report_values(&out);
     let returns = std::fs::read_to_string(out.join("returns.csv")).unwrap();

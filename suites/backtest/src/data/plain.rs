@@ -304,9 +304,11 @@ fn page_values(page: &DataPage) -> Option<&[u8]> {
         return None;
     }
     if let DataPageHeader::V1(_) = page.header()
-        && descriptor.max_def_level == 1 && page.definition_level_encoding() != Encoding::Rle {
-            return None;
-        }
+        && descriptor.max_def_level == 1
+        && page.definition_level_encoding() != Encoding::Rle
+    {
+        return None;
+    }
     if let DataPageHeader::V2(header) = page.header() {
         // `split_buffer` slices a V2 page at its header's level lengths unchecked.
         let levels = i64::from(header.definition_levels_byte_length)

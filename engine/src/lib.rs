@@ -44,7 +44,7 @@ pub mod sanitise;
 pub mod security;
 pub mod server;
 pub mod state;
-#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
 pub mod test_hooks;
 pub mod trading;
 

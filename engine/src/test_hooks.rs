@@ -1,6 +1,9 @@
-//! Hooks for the engine's own tests (feature `test-hooks`, which only its dev-dependency on
-//! itself turns on): they make the timing a test depends on explicit, so it passes at every
-//! optimisation level.
+//! Hooks for the engine's own tests: they make the timing a test depends on explicit, so it
+//! passes at every optimisation level. Inert unless Rust code in the same process calls them
+//! (no route, flag or config reaches them); compiled in always, because a cargo feature that
+//! only the engine's tests turned on changed the engine's features between `cargo test
+//! --workspace` and `cargo build -p gauntlet`, rebuilding every crate above the engine. The
+//! cost on the path they sit on (the blocking pool's batches) is one uncontended lock.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -279,7 +279,6 @@ async fn run_blocking(
     let cancelled = Arc::clone(&cancel.0);
     let result = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        #[cfg(feature = "test-hooks")]
         crate::test_hooks::hold_batch(model.name(), &cancelled);
         run_batch(&model, &inputs, max_rows, &cancelled)
     })

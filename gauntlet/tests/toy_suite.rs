@@ -193,12 +193,16 @@ fn the_toy_suite_validates_its_own_table_and_its_requirement_ids() {
 
     // A gate naming a requirement the catalogue lacks: the catalogue check refuses the run.
     let config = write_config(dir.path(), "ceiling-ms = 5.0");
-    let planned = registry("NOPE-9").plan(
-        &settings_with(&config),
-        &gauntlet_harness::Catalogue::builtin().unwrap(),
-        &Default::default(),
-    );
-    let err = planned.err().unwrap().to_string();
+    let bad = registry("NOPE-9");
+    let err = bad
+        .plan(
+            &settings_with(&config),
+            &gauntlet_harness::Catalogue::builtin().unwrap(),
+            &Default::default(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains("toy::health_ceiling") && err.contains("NOPE-9"),
         "{err}"

@@ -69,10 +69,7 @@ impl Suite for Toy {
             .await
             .map_err(|e| SuiteError::Setup(e.to_string()))?;
         let took = started.elapsed();
-        let measured = reply
-            .status
-            .is_success()
-            .then_some(took.as_secs_f64() * 1e3);
+        let measured = reply.status.is_success().then(|| took.as_secs_f64() * 1e3);
         let gate = threshold(
             "health_ceiling",
             "GET /v2/health/live",
@@ -196,13 +193,16 @@ fn the_toy_suite_validates_its_own_table_and_its_requirement_ids() {
 
     // A gate naming a requirement the catalogue lacks: the catalogue check refuses the run.
     let config = write_config(dir.path(), "ceiling-ms = 5.0");
-    let unknown = registry("NOPE-9");
-    let planned = unknown.plan(
-        &settings_with(&config),
-        &gauntlet_harness::Catalogue::builtin().unwrap(),
-        &Default::default(),
-    );
-    let err = planned.err().unwrap().to_string();
+    let bad = registry("NOPE-9");
+    let err = bad
+        .plan(
+            &settings_with(&config),
+            &gauntlet_harness::Catalogue::builtin().unwrap(),
+            &Default::default(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains("toy::health_ceiling") && err.contains("NOPE-9"),
         "{err}"

@@ -347,8 +347,8 @@ mod tests {
         // Trial i has mean 0.001·i on every block, same spread: the IS best is the OOS best.
         let trials: Vec<Vec<BlockStats>> = (0..10)
             .map(|i| {
-                let r: Vec<f64> = (0..800_u32)
-                    .map(|k| 0.001 * i as f64 + if k.is_multiple_of(2) { 0.01 } else { -0.01 })
+                let r: Vec<f64> = (0..800)
+                    .map(|k| 0.001 * i as f64 + if k % 2 == 0 { 0.01 } else { -0.01 })
                     .collect();
                 BlockStats::split(&r, 8)
             })
@@ -368,8 +368,8 @@ mod tests {
                 let r: Vec<f64> = (0..1200_u32)
                     .map(|k| {
                         let block = k / 100;
-                        let sign = if block.is_multiple_of(2) { 1.0 } else { -1.0 };
-                        sign * tilt + if k.is_multiple_of(2) { 0.01 } else { -0.01 }
+                        let sign = if block % 2 == 0 { 1.0 } else { -1.0 };
+                        sign * tilt + if k % 2 == 0 { 0.01 } else { -0.01 }
                     })
                     .collect();
                 BlockStats::split(&r, 12)

@@ -365,7 +365,7 @@ mod tests {
         let trials: Vec<Vec<BlockStats>> = (0..6)
             .map(|i| {
                 let tilt = (i as f64 - 2.5) * 0.002;
-                let r: Vec<f64> = (0..1200_u32)
+                let r: Vec<f64> = (0..1200)
                     .map(|k| {
                         let block = k / 100;
                         let sign = if block % 2 == 0 { 1.0 } else { -1.0 };

@@ -69,7 +69,10 @@ impl Suite for Toy {
             .await
             .map_err(|e| SuiteError::Setup(e.to_string()))?;
         let took = started.elapsed();
-        let measured = reply.status.is_success().then(|| took.as_secs_f64() * 1e3);
+        let measured = reply
+            .status
+            .is_success()
+            .then_some(took.as_secs_f64() * 1e3);
         let gate = threshold(
             "health_ceiling",
             "GET /v2/health/live",

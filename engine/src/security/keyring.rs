@@ -20,7 +20,7 @@
 //!
 //! Rotation is add → make primary → rewrap every artifact → retire. Each wrap of a data key
 //! under a KEK draws a fresh random 96-bit nonce, and NIST SP 800-38D bounds such a key to 2^32
-//! invocations; `uses` counts them and [`Keyring::begin_wrap`] refuses a key at `max-uses`
+//! invocations; `uses` counts them and `Keyring::begin_wrap` refuses a key at `max-uses`
 //! (2^24 by default, 256 times below the bound), which forces a rotation.
 //!
 //! The file holds secrets: [`Keyring::load`] refuses a file that group or others may read,

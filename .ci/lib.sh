@@ -41,8 +41,9 @@ step() {
 }
 
 # Prints the step table and the total; fails the run when a step went over its budget.
+# The run's exit status is $1 when given (a trap that ran other commands first), else $?.
 ci_summary() {
-  local status=$?
+  local status=${1:-$?}
   [ -z "${ci_summary_done:-}" ] || exit "$status"
   ci_summary_done=1
   end_step

@@ -65,53 +65,89 @@ pub struct Profile {
 }
 
 /// The scalar keys of a profile, as written.
+const PROFILE_KEYS: &[&str] = &[
+    "seed",
+    "concurrency",
+    "case-timeout",
+    "property-cases",
+    "suites",
+    "report-dir",
+    "connect-timeout",
+    "request-timeout",
+    "max-body-bytes",
+];
+
+/// A duration written the humantime way (`"30s"`, `"1m 30s"`).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct ProfileKeys {
-    seed: Option<u64>,
-    concurrency: Option<usize>,
-    #[serde(default, with = "humantime_serde")]
-    case_timeout: Option<Duration>,
-    property_cases: Option<u32>,
-    suites: Option<Vec<String>>,
-    report_dir: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    connect_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    request_timeout: Option<Duration>,
-    max_body_bytes: Option<usize>,
+#[serde(transparent)]
+struct HumanDuration(#[serde(with = "humantime_serde")] Duration);
+
+/// A key that is not a scalar setting: a suite's table, or an error raised while toml still
+/// knows where the value is, so the message points at the offending line.
+struct SuiteTable<'a>(&'a str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for SuiteTable<'_> {
+    type Value = toml::Table;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<toml::Table, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::Table(t) => Ok(t),
+            _ => Err(serde::de::Error::custom(format_args!(
+                "unknown field `{}`, expected one of {}, or a suite's table \
+                 ([profile.<name>.<suite>])",
+                self.0,
+                PROFILE_KEYS
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+}
+
+/// Reads a profile key by key, each value through its own type, so toml's error carries
+/// the span of the line at fault (a whole-table pass would point at the `[profile.x]`
+/// header instead).
+struct ProfileVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ProfileVisitor {
+    type Value = Profile;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a profile table")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Profile, A::Error> {
+        let mut p = Profile::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "seed" => p.seed = Some(map.next_value()?),
+                "concurrency" => p.concurrency = Some(map.next_value()?),
+                "case-timeout" => p.case_timeout = Some(map.next_value::<HumanDuration>()?.0),
+                "property-cases" => p.property_cases = Some(map.next_value()?),
+                "suites" => p.suites = Some(map.next_value()?),
+                "report-dir" => p.report_dir = Some(map.next_value()?),
+                "connect-timeout" => {
+                    p.connect_timeout = Some(map.next_value::<HumanDuration>()?.0);
+                }
+                "request-timeout" => {
+                    p.request_timeout = Some(map.next_value::<HumanDuration>()?.0);
+                }
+                "max-body-bytes" => p.max_body_bytes = Some(map.next_value()?),
+                _ => {
+                    let table = map.next_value_seed(SuiteTable(&key))?;
+                    p.sections.insert(key, table);
+                }
+            }
+        }
+        Ok(p)
+    }
 }
 
 impl<'de> Deserialize<'de> for Profile {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut table = toml::Table::deserialize(d)?;
-        let suite_keys: Vec<String> = table
-            .iter()
-            .filter(|(_, v)| v.is_table())
-            .map(|(k, _)| k.clone())
-            .collect();
-        let sections = suite_keys
-            .into_iter()
-            .filter_map(|k| match table.remove(&k) {
-                Some(toml::Value::Table(t)) => Some((k, t)),
-                _ => None,
-            })
-            .collect();
-        let keys: ProfileKeys = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| serde::de::Error::custom(e.message()))?;
-        Ok(Profile {
-            seed: keys.seed,
-            concurrency: keys.concurrency,
-            case_timeout: keys.case_timeout,
-            property_cases: keys.property_cases,
-            suites: keys.suites,
-            report_dir: keys.report_dir,
-            connect_timeout: keys.connect_timeout,
-            request_timeout: keys.request_timeout,
-            max_body_bytes: keys.max_body_bytes,
-            sections,
-        })
+        d.deserialize_map(ProfileVisitor)
     }
 }
 
@@ -436,6 +472,26 @@ fees-bps = 1.5
         assert!(err.contains("laod") && err.contains("g.toml"), "{err}");
     }
 
+    /// Regression: when profiles took suite tables, a bad key or value was reported at
+    /// the `[profile.x]` header (line 1), not at its own line.
+    #[test]
+    fn a_bad_key_or_value_is_reported_at_its_own_line() {
+        let parse = |text: &str| {
+            ConfigFile::parse(text, Path::new("g.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let err = parse("[profile.ci]\nseed = 1\nconcurency = 2\n");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(
+            err.contains("`concurency`") && err.contains("`concurrency`"),
+            "{err}"
+        );
+        let err = parse("[profile.default]\ncase-timeout = \"soon\"\n");
+        assert!(err.contains("line 2, column 16"), "{err}");
+        let err = parse("[profile.default]\nconcurrency = \"four\"\n");
+        assert!(err.contains("line 2"), "{err}");
+    }
     #[test]
     fn profiles_layer_over_defaults() {
         let file = ConfigFile::parse(TOML, Path::new("g.toml")).unwrap();

@@ -6,7 +6,8 @@
 //! invalid), 2 usage or config error, 3 setup error (target unreachable, fixture missing,
 //! reports unwritable).
 //!
-//! One file per subcommand under `cmd/`; [`main_with`] runs any registry, so a test can
+//! One file per subcommand of its own under `cmd/`, and `cmd/suite.rs` for the ones the
+//! suites add; [`main_with`] runs any registry, so a test can
 //! add a suite of its own and see it everywhere the built-in ones appear:
 //!
 //! ```
@@ -44,7 +45,8 @@ const EXIT_CODES: &str = "Exit codes:
      (see --skip-missing-models), report directory not writable";
 
 /// The registry of [`suites`]: the one list everything else derives from (`--suite`,
-/// `gauntlet list`, the catalogue check, crate versions in report.json).
+/// `gauntlet list`, the suites' subcommands, the catalogue check, crate versions in
+/// report.json).
 ///
 /// # Panics
 ///
@@ -76,6 +78,7 @@ struct Cli {
     command: Command,
 }
 
+/// `gauntlet`'s own subcommands; the suites add theirs ([`Suite::commands`]).
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the suites against a target and write the reports.
@@ -83,49 +86,55 @@ enum Command {
     Run(Box<cmd::run::RunArgs>),
     /// List the cases and gates with their requirement ids.
     List(cmd::list::ListArgs),
-    /// Backtest a model (in process or at a URL) or a baseline strategy on OHLCV bars.
-    Backtest(Box<gauntlet_backtest::cli::BacktestArgs>),
-    /// One open-model load run (or one shard of it) against a target; see `gauntlet run
-    /// --suite load` for the whole load suite.
-    #[command(after_help = EXIT_CODES)]
-    Load(Box<gauntlet_load::cli::LoadArgs>),
-    /// Work on reports: `merge` load shard files.
-    Report {
-        #[command(subcommand)]
-        command: gauntlet_load::cli::ReportCommand,
-    },
 }
 
-/// The command line, where an environment twin set to "" (as CI matrices do) counts as
-/// unset, and the `--suite` help names the registered suites.
-fn parse_cli(registry: &Registry, args: Vec<OsString>) -> Result<Cli, clap::Error> {
-    use clap::{CommandFactory, FromArgMatches};
-    fn unset_empty_env(cmd: clap::Command) -> clap::Command {
-        let empty: Vec<clap::Id> = cmd
-            .get_arguments()
-            .filter(|a| {
-                a.get_env()
-                    .and_then(std::env::var_os)
-                    .is_some_and(|v| v.is_empty())
-            })
-            .map(|a| a.get_id().clone())
-            .collect();
-        let cmd = empty.into_iter().fold(cmd, |cmd, id| {
-            cmd.mut_arg(id, |a| a.env(clap::builder::Resettable::Reset))
-        });
-        cmd.mut_subcommands(unset_empty_env)
-    }
+/// The full command line: `gauntlet`'s own subcommands, then every suite's in registry
+/// order; the `--suite` help names the registered suites.
+fn command_line(registry: &Registry) -> clap::Command {
+    use clap::CommandFactory;
     let suites = registry
         .suites()
         .map(|s| format!("{} ({})", s.name(), s.about()))
         .collect::<Vec<_>>()
         .join("; ");
     let help = format!("Only these suites (repeatable or comma-separated): {suites}");
-    let cmd = Cli::command()
+    let cli = Cli::command()
         .mut_subcommand("run", |c| c.mut_arg("suites", |a| a.help(help.clone())))
         .mut_subcommand("list", |c| c.mut_arg("suites", |a| a.help(help.clone())));
-    let matches = unset_empty_env(cmd).try_get_matches_from(args)?;
-    Cli::from_arg_matches(&matches)
+    registry.commands().fold(cli, |cli, c| {
+        let sub = c.command();
+        // Exit codes are the root's: a command that does not say its own gets these.
+        let sub = if sub.get_after_help().is_none() {
+            sub.after_help(EXIT_CODES)
+        } else {
+            sub
+        };
+        cli.subcommand(sub)
+    })
+}
+
+/// A parsed command line: one of `gauntlet`'s own subcommands, or a suite's with its
+/// arguments.
+enum Parsed<'r> {
+    Own(Command),
+    Suite(&'r dyn gauntlet_harness::SuiteCommand, clap::ArgMatches),
+}
+
+/// Where an environment twin set to "" (as CI matrices do) counts as unset.
+fn unset_empty_env(cmd: clap::Command) -> clap::Command {
+    let empty: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| {
+            a.get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|v| v.is_empty())
+        })
+        .map(|a| a.get_id().clone())
+        .collect();
+    let cmd = empty.into_iter().fold(cmd, |cmd, id| {
+        cmd.mut_arg(id, |a| a.env(clap::builder::Resettable::Reset))
+    });
+    cmd.mut_subcommands(unset_empty_env)
 }
 
 /// Runs the `gauntlet` command line `args` (program name first) with the suites of
@@ -136,8 +145,21 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
 {
-    let cli = match parse_cli(registry, args.into_iter().map(Into::into).collect()) {
-        Ok(cli) => cli,
+    use clap::FromArgMatches;
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let parsed = unset_empty_env(command_line(registry))
+        .try_get_matches_from(args)
+        .and_then(|m| {
+            let suite_command = m
+                .subcommand()
+                .and_then(|(name, sub)| registry.command(name).map(|c| (c, sub.clone())));
+            match suite_command {
+                Some((command, matches)) => Ok(Parsed::Suite(command, matches)),
+                None => Cli::from_arg_matches(&m).map(|cli| Parsed::Own(cli.command)),
+            }
+        });
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let code = if e.use_stderr() {
                 ExitCode::Usage.code()
@@ -149,12 +171,10 @@ where
             return code;
         }
     };
-    let result = match cli.command {
-        Command::List(args) => cmd::list::list(registry, &args, out),
-        Command::Run(args) => cmd::run::run(registry, *args),
-        Command::Backtest(args) => cmd::backtest::backtest(registry, *args, out),
-        Command::Load(args) => cmd::load::load(registry, *args),
-        Command::Report { command } => cmd::report::report(registry, command),
+    let result = match parsed {
+        Parsed::Own(Command::List(args)) => cmd::list::list(registry, &args, out),
+        Parsed::Own(Command::Run(args)) => cmd::run::run(registry, *args),
+        Parsed::Suite(command, matches) => cmd::suite::run(registry, command, &matches, out),
     };
     match result {
         Ok(code) => code.code(),

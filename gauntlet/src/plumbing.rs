@@ -189,12 +189,14 @@ pub fn report(
     RunReport::new(meta, cases).with_sections(sections)
 }
 
-/// Prints the summary to stderr, writes every report file into `dir` and says where;
-/// returns the report's exit code.
-pub fn publish(report: &RunReport, dir: &Path) -> Result<ExitCode, Failure> {
+/// Prints the summary to stderr (with `print_cases`, the case list too), writes every
+/// report file into `dir` and says where; returns the report's exit code.
+pub fn publish(report: &RunReport, dir: &Path, print_cases: bool) -> Result<ExitCode, Failure> {
     let mut err = std::io::stderr().lock();
     // Ignore write errors: a closed stderr (`| head`) must not stop the reports.
-    let _ = gauntlet_reports::terminal::write(report, &mut err, color());
+    if print_cases {
+        let _ = gauntlet_reports::terminal::write(report, &mut err, color());
+    }
     gauntlet_reports::write_all(report, dir).map_err(Failure::setup_err)?;
     let _ = writeln!(err, "gauntlet: reports in {}", dir.display());
     Ok(report.exit_code())

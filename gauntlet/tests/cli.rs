@@ -135,6 +135,57 @@ fn suite_help_lists_the_registered_suites() {
     }
 }
 
+/// The suites' subcommands come from the registry: listed in the help beside `run` and
+/// `list`, with the root's exit codes, and a group without its subcommand is a usage error.
+#[test]
+fn the_suites_subcommands_are_in_the_help_and_keep_the_root_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet(&["--help"], dir.path());
+    assert_eq!(code(&out), 0);
+    let help = text(&out.stdout);
+    for command in ["run ", "list ", "backtest ", "load ", "report "] {
+        assert!(help.contains(&format!("  {command}")), "{help}");
+    }
+    let out = gauntlet(&["load", "--help"], dir.path());
+    assert!(
+        text(&out.stdout).contains("Exit codes:"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = gauntlet(&["report"], dir.path());
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("merge"), "{}", text(&out.stderr));
+    let out = gauntlet(&["load", "--rate", "0"], dir.path());
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+}
+
+/// Regression: with the suite seam `gauntlet backtest` printed the case list to stderr as
+/// well as its table to stdout; the table alone shows the verdicts, as before.
+#[test]
+fn backtest_prints_its_table_to_stdout_and_no_case_list_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("bt");
+    let out = gauntlet(
+        &[
+            "backtest",
+            "--strategy",
+            "ma-cross:5,20",
+            "--fixture-bars",
+            "2000",
+            "--no-sweep",
+            "--report-dir",
+            reports.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(matches!(code(&out), 0 | 1), "{stderr}");
+    assert!(stdout.contains("sharpe"), "{stdout}");
+    assert!(!stderr.contains("gauntlet backtest:"), "{stderr}");
+    assert!(stderr.contains("gauntlet: reports in"), "{stderr}");
+    assert!(reports.join("report.json").exists() && reports.join("trades.csv").exists());
+}
+
 #[test]
 fn in_process_run_writes_reports_and_passes() {
     let dir = tempfile::tempdir().unwrap();

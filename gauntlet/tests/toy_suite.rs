@@ -3,15 +3,19 @@
 //! versions and the requirement catalogue check — and nothing in `harness/` names it.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use clap::ArgMatches;
 use serde_json::Value;
 
+use gauntlet_harness::command::{CommandOutput, CommandReport, Host, SuiteCommand};
 use gauntlet_harness::config::Settings;
 use gauntlet_harness::gate::{Bound, threshold};
-use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
+use gauntlet_harness::suite::{
+    PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput, gate_results,
+};
 use gauntlet_harness::{Case, CaseCtx, CaseOutcome, Registry, TargetExt, case, ensure_eq};
 
 /// `[profile.X.toy]`: the toy suite's own settings.
@@ -241,4 +245,136 @@ fn suites_without_gates_plan_none_and_reject_any_key() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// `gauntlet toy-check [--fail]`: the toy suite's own subcommand. It judges one gate on the
+/// target the root lends it and hands the report back; the root publishes it.
+struct ToyCheck;
+
+#[async_trait]
+impl SuiteCommand for ToyCheck {
+    fn command(&self) -> clap::Command {
+        clap::Command::new("toy-check")
+            .about("Check the target's health once")
+            .arg(
+                clap::Arg::new("report-dir")
+                    .long("report-dir")
+                    .required(true),
+            )
+            .arg(
+                clap::Arg::new("fail")
+                    .long("fail")
+                    .action(clap::ArgAction::SetTrue),
+            )
+    }
+    async fn run(&self, args: &ArgMatches, host: &dyn Host) -> Result<CommandOutput, SuiteError> {
+        let dir = PathBuf::from(args.get_one::<String>("report-dir").unwrap());
+        host.check_report_dir(&dir)?;
+        let target = host.connect(None).await?;
+        let status = target.get("/v2/health/live").await.unwrap().status.as_u16();
+        let ceiling = if args.get_flag("fail") { 100.0 } else { 200.0 };
+        let gate = threshold(
+            "status",
+            "health status",
+            Some(f64::from(status)),
+            Some(ceiling),
+            Bound::AtMost,
+            "",
+        );
+        let planned = [PlannedCase::new("status", &["ENG-OIP"])];
+        Ok(CommandOutput {
+            stdout: format!("status {status}\n"),
+            summary: None,
+            report: Some(CommandReport {
+                dir,
+                tool: "gauntlet toy-check".into(),
+                seed: 7,
+                target: target.describe(),
+                profile: "none".into(),
+                started_at: std::time::SystemTime::now(),
+                cases: gate_results("toy", &planned, &[gate], Duration::ZERO),
+                sections: Vec::new(),
+                print_cases: true,
+            }),
+            failed: false,
+        })
+    }
+}
+
+/// The toy with a subcommand, named `command`.
+struct ToyWithCommand;
+
+#[async_trait]
+impl Suite for ToyWithCommand {
+    fn name(&self) -> &'static str {
+        "toy"
+    }
+    fn about(&self) -> &'static str {
+        "a toy with a subcommand"
+    }
+    fn crate_version(&self) -> (&'static str, &'static str) {
+        ("toy-suite", "9.9.9")
+    }
+    fn commands(&self) -> Vec<Box<dyn SuiteCommand>> {
+        vec![Box::new(ToyCheck)]
+    }
+}
+
+#[test]
+fn a_suite_subcommand_runs_through_the_root_which_publishes_its_report() {
+    let mut suites = gauntlet::suites();
+    suites.push(Box::new(ToyWithCommand));
+    let registry = Registry::new(suites).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("r");
+    let reports = reports.to_str().unwrap();
+    let (code, out) = gauntlet(&registry, &["toy-check", "--report-dir", reports]);
+    assert_eq!((code, out.as_str()), (0, "status 200\n"));
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(Path::new(reports).join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["cases"][0]["id"], "toy::status");
+    assert_eq!(json["meta"]["tool"], "gauntlet toy-check");
+    assert!(json.to_string().contains("toy-suite"), "{json}");
+    // The root turns the failed gate into exit 1, and a bad flag into exit 2.
+    let (code, _) = gauntlet(&registry, &["toy-check", "--report-dir", reports, "--fail"]);
+    assert_eq!(code, 1);
+    let (code, _) = gauntlet(&registry, &["toy-check"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn a_subcommand_named_like_another_is_refused() {
+    struct Clash(&'static str);
+    #[async_trait]
+    impl SuiteCommand for Clash {
+        fn command(&self) -> clap::Command {
+            clap::Command::new(self.0)
+        }
+        async fn run(&self, _: &ArgMatches, _: &dyn Host) -> Result<CommandOutput, SuiteError> {
+            Ok(CommandOutput::default())
+        }
+    }
+    struct Clashing(&'static str);
+    #[async_trait]
+    impl Suite for Clashing {
+        fn name(&self) -> &'static str {
+            "clashing"
+        }
+        fn about(&self) -> &'static str {
+            "names a taken subcommand"
+        }
+        fn crate_version(&self) -> (&'static str, &'static str) {
+            ("clashing", "0.0.0")
+        }
+        fn commands(&self) -> Vec<Box<dyn SuiteCommand>> {
+            vec![Box::new(Clash(self.0))]
+        }
+    }
+    for taken in ["run", "list", "load", "report"] {
+        let mut suites = gauntlet::suites();
+        suites.push(Box::new(Clashing(taken)));
+        let err = Registry::new(suites).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{taken}`")), "{err}");
+    }
 }

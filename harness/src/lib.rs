@@ -39,6 +39,7 @@
 
 mod case;
 pub mod catalogue;
+pub mod command;
 pub mod config;
 pub mod gate;
 pub mod references;
@@ -49,6 +50,7 @@ pub mod target;
 
 pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome, References};
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
+pub use command::{CommandOutput, CommandReport, Host, SuiteCommand};
 pub use registry::{Registry, RegistryError};
 pub use suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
 pub use target::{

@@ -1,5 +1,5 @@
 //! The registry: the one list of suites a `gauntlet` binary runs, and everything derived
-//! from it — `--suite` names (and deprecated aliases), the cases and planned gates of a
+//! from it — `--suite` names (and deprecated aliases), the suites' subcommands, the cases and planned gates of a
 //! profile, the requirement catalogue check over both, the selection, and the crate
 //! versions a report records.
 //!
@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::case::Case;
 use crate::catalogue::{Catalogue, CatalogueError};
+use crate::command::{BUILT_IN_COMMANDS, SuiteCommand};
 use crate::config::{ConfigFile, Settings};
 use crate::runner::Selection;
 use crate::suite::{PlannedCase, Suite, SuiteError};
@@ -21,6 +22,14 @@ pub enum RegistryError {
     /// Two suites (or a suite and an alias) share a name.
     #[error("suite name {0:?} is registered twice")]
     DuplicateSuite(String),
+    /// A suite's subcommand has the name of `gauntlet`'s own or another suite's.
+    #[error("suite {suite}'s subcommand `{command}` is already a gauntlet subcommand")]
+    DuplicateCommand {
+        /// The subcommand name.
+        command: String,
+        /// The suite that declared it second.
+        suite: &'static str,
+    },
     /// A case's `suite` is not the suite that returned it.
     #[error("case {case} is returned by suite {suite}, whose cases must be named {suite}::…")]
     ForeignCase {
@@ -132,6 +141,8 @@ impl Planned<'_> {
 /// The registered suites, in run order; see the [module docs](self).
 pub struct Registry {
     suites: Vec<Box<dyn Suite>>,
+    /// Every suite's subcommands, in registry order.
+    commands: Vec<Box<dyn SuiteCommand>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -145,7 +156,8 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// [`RegistryError::DuplicateSuite`] when a name or alias repeats.
+    /// [`RegistryError::DuplicateSuite`] when a name or alias repeats,
+    /// [`RegistryError::DuplicateCommand`] when a subcommand's name is taken.
     pub fn new(suites: Vec<Box<dyn Suite>>) -> Result<Self, RegistryError> {
         let mut seen = BTreeSet::new();
         for s in &suites {
@@ -155,7 +167,32 @@ impl Registry {
                 }
             }
         }
-        Ok(Registry { suites })
+        let mut commands: Vec<Box<dyn SuiteCommand>> = Vec::new();
+        let mut taken: BTreeSet<String> =
+            BUILT_IN_COMMANDS.iter().map(|c| (*c).to_owned()).collect();
+        for s in &suites {
+            for c in s.commands() {
+                let name = c.command().get_name().to_owned();
+                if !taken.insert(name.clone()) {
+                    return Err(RegistryError::DuplicateCommand {
+                        command: name,
+                        suite: s.name(),
+                    });
+                }
+                commands.push(c);
+            }
+        }
+        Ok(Registry { suites, commands })
+    }
+
+    /// The suites' subcommands, in registry order.
+    pub fn commands(&self) -> impl Iterator<Item = &dyn SuiteCommand> {
+        self.commands.iter().map(|c| c.as_ref())
+    }
+
+    /// The suite subcommand named `name`.
+    pub fn command(&self, name: &str) -> Option<&dyn SuiteCommand> {
+        self.commands().find(|c| c.command().get_name() == name)
     }
 
     /// The suites, in run order.

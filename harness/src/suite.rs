@@ -58,6 +58,7 @@ use async_trait::async_trait;
 use gauntlet_reports::{CaseResult, Outcome, Section};
 
 use crate::case::Case;
+use crate::command::SuiteCommand;
 use crate::config::Settings;
 use crate::gate::GateResult;
 use crate::target::Target;
@@ -198,6 +199,12 @@ pub trait Suite: Send + Sync {
 
     /// The crate that provides this suite and its version, recorded in report.json.
     fn crate_version(&self) -> (&'static str, &'static str);
+
+    /// The subcommands the suite adds to `gauntlet` (`gauntlet load`), each named apart
+    /// from `gauntlet`'s own and every other suite's.
+    fn commands(&self) -> Vec<Box<dyn SuiteCommand>> {
+        Vec::new()
+    }
 
     /// The cases the runner runs one by one, each with `suite` equal to [`Suite::name`].
     fn cases(&self) -> Vec<Case> {

@@ -1,7 +1,5 @@
-//! One module per subcommand.
+//! One module per subcommand of `gauntlet` itself, and [`suite`] for those the suites add.
 
-pub mod backtest;
 pub mod list;
-pub mod load;
-pub mod report;
 pub mod run;
+pub mod suite;

@@ -294,7 +294,7 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         started_at,
     };
     let report = plumbing::report(registry, meta, cases, sections);
-    let code = plumbing::publish(&report, &settings.report_dir)?;
+    let code = plumbing::publish(&report, &settings.report_dir, true)?;
     if code != ExitCode::Success {
         let _ = writeln!(
             std::io::stderr(),

@@ -5,12 +5,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use clap::Args;
+use async_trait::async_trait;
+use clap::{Args, FromArgMatches};
 
 use gauntlet_engine::{Model, ModelArtifact};
-use gauntlet_harness::config::Settings;
+use gauntlet_harness::command::{CommandOutput, CommandReport, Host, SuiteCommand};
+use gauntlet_harness::config::{Profile, Settings};
 use gauntlet_harness::suite::SuiteError;
 use gauntlet_harness::{HttpOptions, HttpTarget, TargetError, error_chain};
 use gauntlet_reports::{CaseResult, Section};
@@ -379,6 +381,57 @@ impl Prepared {
             section: section(&self.info, &outcome, "cli"),
             run: outcome,
             ts_ns: self.bars.ts_ns,
+        })
+    }
+}
+
+/// `gauntlet backtest`: a model or a baseline strategy on OHLCV bars.
+#[derive(Debug, Clone, Copy)]
+pub struct BacktestCommand;
+
+#[async_trait]
+impl SuiteCommand for BacktestCommand {
+    fn command(&self) -> clap::Command {
+        BacktestArgs::augment_args(clap::Command::new("backtest"))
+            .about("Backtest a model (in process or at a URL) or a baseline strategy on OHLCV bars")
+            .long_about(None)
+    }
+
+    /// Every input is checked before the report directory is touched, so a bad flag or bad
+    /// data writes nothing. The metrics table is the output's stdout.
+    async fn run(
+        &self,
+        matches: &clap::ArgMatches,
+        host: &dyn Host,
+    ) -> Result<CommandOutput, SuiteError> {
+        let args = BacktestArgs::from_arg_matches(matches).map_err(|e| usage(e.to_string()))?;
+        let started_at = SystemTime::now();
+        let flags = Profile {
+            seed: args.seed,
+            ..Profile::default()
+        };
+        let settings = host.settings(args.config.as_deref(), &args.profile, &flags)?;
+        let prepared = prepare(&args, &settings).await?;
+        host.check_report_dir(&args.report_dir)?;
+        let target = prepared.target.clone();
+        let outcome = prepared.run().await?;
+        outcome.write_exports(&args.report_dir)?;
+        Ok(CommandOutput {
+            stdout: outcome.table,
+            summary: None,
+            report: Some(CommandReport {
+                dir: args.report_dir.clone(),
+                tool: "gauntlet backtest".to_owned(),
+                seed: settings.seed,
+                target,
+                profile: settings.profile.clone(),
+                started_at,
+                cases: outcome.cases,
+                sections: vec![outcome.section],
+                // The table on stdout already shows every gate's verdict.
+                print_cases: false,
+            }),
+            failed: false,
         })
     }
 }

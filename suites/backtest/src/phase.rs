@@ -62,6 +62,10 @@ impl Suite for BacktestSuite {
         ("gauntlet-backtest", crate::VERSION)
     }
 
+    fn commands(&self) -> Vec<Box<dyn gauntlet_harness::SuiteCommand>> {
+        vec![Box::new(crate::cli::BacktestCommand)]
+    }
+
     fn gates(&self, settings: &Settings) -> Result<Vec<PlannedCase>, SuiteError> {
         plan(settings)?;
         Ok(GATES

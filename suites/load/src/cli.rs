@@ -1,15 +1,18 @@
-//! `gauntlet load` and `gauntlet report merge`: the clap arguments and the typed runs they
+//! `gauntlet load` and `gauntlet report merge`, the load suite's subcommands
+//! ([`LoadCommand`], [`ReportCommandGroup`]): the clap arguments and the typed runs they
 //! become. The `gauntlet` binary owns the rest (config discovery, the target, the report
-//! directory, exit codes, printing): [`load`] and [`merge`] return results and
-//! [`SuiteError`]s.
+//! directory, exit codes, printing), lent through [`Host`]; the commands return a
+//! [`CommandOutput`] or a [`SuiteError`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use clap::{Args, Subcommand};
+use async_trait::async_trait;
+use clap::{Args, FromArgMatches, Subcommand};
 
-use gauntlet_harness::config::Settings;
+use gauntlet_harness::command::{CommandOutput, CommandReport, Host, SuiteCommand};
+use gauntlet_harness::config::{Profile, Settings};
 use gauntlet_harness::suite::{SuiteError, gate_results};
 use gauntlet_harness::{Target, error_chain, redact_url};
 use gauntlet_reports::{CaseResult, Section};
@@ -112,7 +115,7 @@ pub fn parse_start(s: &str) -> Result<SystemTime, String> {
 
 /// What `gauntlet load` measured.
 #[derive(Debug)]
-pub struct LoadOutcome {
+struct LoadOutcome {
     /// One line: rates, percentiles, failures, the generator's load, validity.
     pub summary: String,
     /// Why the measurement cannot be trusted, if it cannot.
@@ -127,7 +130,7 @@ pub struct LoadOutcome {
 
 /// The merged shards, judged.
 #[derive(Debug)]
-pub struct MergeOutcome {
+struct MergeOutcome {
     /// The SLA gates of the merged run.
     pub cases: Vec<CaseResult>,
     /// Its report section.
@@ -176,7 +179,7 @@ fn load_settings(args: &LoadArgs, settings: &Settings) -> Result<LoadSettings, S
 /// # Errors
 ///
 /// [`SuiteError::Config`] naming the key or flag.
-pub fn check(args: &LoadArgs, settings: &Settings) -> Result<(), SuiteError> {
+fn check(args: &LoadArgs, settings: &Settings) -> Result<(), SuiteError> {
     load_settings(args, settings).map(|_| ())
 }
 
@@ -187,7 +190,7 @@ pub fn check(args: &LoadArgs, settings: &Settings) -> Result<(), SuiteError> {
 ///
 /// [`SuiteError::Config`] for bad settings, [`SuiteError::Setup`] when the run or the shard
 /// file fails.
-pub async fn load(
+async fn load(
     args: &LoadArgs,
     settings: &Settings,
     target: Arc<dyn Target>,
@@ -277,7 +280,7 @@ fn summary(run: &LabelledRun) -> String {
 ///
 /// [`SuiteError::Config`] for an unreadable or inconsistent shard file,
 /// [`SuiteError::Setup`] when merged.json cannot be written.
-pub fn merge(args: &MergeArgs) -> Result<MergeOutcome, SuiteError> {
+fn merge(args: &MergeArgs) -> Result<MergeOutcome, SuiteError> {
     let usage = |e: &dyn std::fmt::Display| SuiteError::Config(e.to_string());
     let setup = |e: &dyn std::fmt::Display| SuiteError::Setup(e.to_string());
     let started = std::time::Instant::now();
@@ -372,6 +375,113 @@ pub fn merge(args: &MergeArgs) -> Result<MergeOutcome, SuiteError> {
         target: merged.target.clone(),
         seed: merged.seed,
     })
+}
+
+/// Clap's own error for arguments clap already parsed: only a mismatch between a command's
+/// definition and its argument struct gets here.
+fn bad_args(e: &clap::Error) -> SuiteError {
+    SuiteError::Config(e.to_string())
+}
+
+/// `gauntlet load`: one open-model run, or one shard of it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadCommand;
+
+#[async_trait]
+impl SuiteCommand for LoadCommand {
+    fn command(&self) -> clap::Command {
+        LoadArgs::augment_args(clap::Command::new("load"))
+            .about(
+                "One open-model load run (or one shard of it) against a target; see `gauntlet run \
+             --suite load` for the whole load suite",
+            )
+            .long_about(None)
+    }
+
+    /// One worker: the driver runs its own threads; the runtime only waits for them.
+    fn worker_threads(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    /// 0 gates passed (or a valid shard written), 1 a gate failed or the run is invalid.
+    async fn run(
+        &self,
+        matches: &clap::ArgMatches,
+        host: &dyn Host,
+    ) -> Result<CommandOutput, SuiteError> {
+        let args = LoadArgs::from_arg_matches(matches).map_err(|e| bad_args(&e))?;
+        let settings = host.settings(args.config.as_deref(), &args.profile, &Profile::default())?;
+        check(&args, &settings)?;
+        if let Some(dir) = &args.report_dir {
+            host.check_report_dir(dir)?;
+        }
+        let started_at = SystemTime::now();
+        let url = Some(args.target.as_str()).filter(|t| *t != "in-process");
+        let target = host.connect(url).await?;
+        let outcome = load(&args, &settings, target, host.progress()).await?;
+        let report = match (&args.report_dir, outcome.judged) {
+            (Some(dir), Some((cases, section))) => Some(CommandReport {
+                dir: dir.clone(),
+                tool: "gauntlet".to_owned(),
+                seed: outcome.seed,
+                target: outcome.target,
+                profile: args.profile.clone(),
+                started_at,
+                cases,
+                sections: vec![section],
+                print_cases: true,
+            }),
+            _ => None,
+        };
+        Ok(CommandOutput {
+            stdout: String::new(),
+            summary: Some(outcome.summary),
+            report,
+            // No gates are judged without --report-dir (the merge applies them), but a
+            // measurement that cannot be trusted is never a success: the shard file says why.
+            failed: outcome.invalid.is_some(),
+        })
+    }
+}
+
+/// `gauntlet report …`: work on reports (`merge` load shard files).
+#[derive(Debug, Clone, Copy)]
+pub struct ReportCommandGroup;
+
+#[async_trait]
+impl SuiteCommand for ReportCommandGroup {
+    fn command(&self) -> clap::Command {
+        ReportCommand::augment_subcommands(clap::Command::new("report"))
+            .about("Work on reports: `merge` load shard files")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+    }
+
+    async fn run(
+        &self,
+        matches: &clap::ArgMatches,
+        host: &dyn Host,
+    ) -> Result<CommandOutput, SuiteError> {
+        let ReportCommand::Merge(args) =
+            ReportCommand::from_arg_matches(matches).map_err(|e| bad_args(&e))?;
+        let started_at = SystemTime::now();
+        host.check_report_dir(&args.report_dir)?;
+        let merged = merge(&args)?;
+        Ok(CommandOutput {
+            report: Some(CommandReport {
+                dir: args.report_dir.clone(),
+                tool: "gauntlet".to_owned(),
+                seed: merged.seed,
+                target: merged.target,
+                profile: "merge".to_owned(),
+                started_at,
+                cases: merged.cases,
+                sections: vec![merged.section],
+                print_cases: true,
+            }),
+            ..CommandOutput::default()
+        })
+    }
 }
 
 #[cfg(test)]

@@ -181,6 +181,13 @@ impl Suite for LoadSuite {
         ("gauntlet-load", crate::VERSION)
     }
 
+    fn commands(&self) -> Vec<Box<dyn gauntlet_harness::SuiteCommand>> {
+        vec![
+            Box::new(crate::cli::LoadCommand),
+            Box::new(crate::cli::ReportCommandGroup),
+        ]
+    }
+
     fn gates(
         &self,
         settings: &gauntlet_harness::config::Settings,

@@ -1,0 +1,88 @@
+//! The subcommands the suites add (`gauntlet load`, `gauntlet backtest`, `gauntlet report
+//! merge`): each runs through the [`Host`] the composition root lends it, and what it
+//! returns is printed and published here, once for all of them.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use gauntlet_harness::command::{CommandOutput, Host, SuiteCommand};
+use gauntlet_harness::config::{Profile, Settings};
+use gauntlet_harness::{HttpOptions, Registry, SuiteError, Target};
+use gauntlet_reports::ExitCode;
+
+use crate::plumbing::{self, Failure, Meta};
+
+/// The root's side of [`Host`]: the same config discovery, target and report-directory
+/// check as `gauntlet run`.
+struct RootHost<'a> {
+    registry: &'a Registry,
+}
+
+/// A failure as the suite error kind that maps back to its exit code.
+fn to_suite_error(f: Failure) -> SuiteError {
+    match f.code {
+        ExitCode::Setup => SuiteError::Setup(f.message),
+        _ => SuiteError::Config(f.message),
+    }
+}
+
+#[async_trait]
+impl Host for RootHost<'_> {
+    fn settings(
+        &self,
+        config: Option<&Path>,
+        profile: &str,
+        flags: &Profile,
+    ) -> Result<Settings, SuiteError> {
+        plumbing::resolve_settings(self.registry, config, profile, flags).map_err(to_suite_error)
+    }
+
+    fn check_report_dir(&self, dir: &Path) -> Result<(), SuiteError> {
+        plumbing::check_report_dir(dir).map_err(to_suite_error)
+    }
+
+    async fn connect(&self, url: Option<&str>) -> Result<Arc<dyn Target>, SuiteError> {
+        plumbing::connect(url, HttpOptions::default())
+            .await
+            .map_err(to_suite_error)
+    }
+
+    fn progress(&self) -> bool {
+        std::io::stderr().is_terminal()
+    }
+}
+
+/// Runs `command` with its parsed `matches`: its stdout goes to `out`, its summary and
+/// report summary to stderr, its report files into the directory it names.
+pub fn run(
+    registry: &Registry,
+    command: &dyn SuiteCommand,
+    matches: &clap::ArgMatches,
+    out: &mut dyn Write,
+) -> Result<ExitCode, Failure> {
+    let host = RootHost { registry };
+    let output: CommandOutput =
+        plumbing::runtime(command.worker_threads())?.block_on(command.run(matches, &host))?;
+    let _ = out.write_all(output.stdout.as_bytes());
+    if let Some(summary) = &output.summary {
+        let _ = writeln!(std::io::stderr(), "{summary}");
+    }
+    match output.report {
+        None if output.failed => Ok(ExitCode::Failed),
+        None => Ok(ExitCode::Success),
+        Some(r) => {
+            let meta = Meta {
+                tool: &r.tool,
+                seed: r.seed,
+                target: r.target,
+                profile: &r.profile,
+                started_at: r.started_at,
+            };
+            let report = plumbing::report(registry, meta, r.cases, r.sections);
+            plumbing::publish(&report, &r.dir, r.print_cases)
+        }
+    }
+}

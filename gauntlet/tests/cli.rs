@@ -477,6 +477,54 @@ fn target_without_the_reference_models_skips_what_needs_them() {
         reason.contains("does not serve reference model"),
         "{reason}"
     );
+    // The headline says how much ran: a run of skips never reads as a plain pass.
+    let headline = format!("PASSED — {} ran (", cases.len() - skipped.len());
+    assert!(stderr.contains(&headline), "{headline} not in {stderr}");
+    let summary = std::fs::read_to_string(dir.path().join("out/summary.md")).unwrap();
+    assert!(
+        summary.starts_with(&format!(
+            "# Gauntlet run: PASSED — {} ran, {} skipped",
+            cases.len() - skipped.len(),
+            skipped.len()
+        )),
+        "{summary}"
+    );
+    // A skip budget turns those skips into a failing gate (exit 1) that says why.
+    let budget = |limit: &str, out: &str| {
+        let args = [
+            "run",
+            "--target",
+            &url,
+            "--suite",
+            "conformance",
+            "--skip-missing-models",
+            "--max-skipped",
+            limit,
+            "--report-dir",
+            out,
+        ];
+        let run = gauntlet(&args, dir.path());
+        let report = read_report(&dir.path().join(out));
+        let gate = report["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "gauntlet::max_skipped")
+            .cloned()
+            .unwrap_or_else(|| panic!("no gauntlet::max_skipped in {report}"));
+        (code(&run), gate)
+    };
+    let (exit, gate) = budget("0", "strict");
+    assert_eq!(exit, 1, "{gate}");
+    assert_eq!(gate["outcome"]["status"], "fail", "{gate}");
+    let message = gate["message"].as_str().unwrap();
+    assert!(
+        message.contains("cases skipped") && message.ends_with("> max-skipped 0"),
+        "{message}"
+    );
+    let (exit, gate) = budget("100%", "loose");
+    assert_eq!(exit, 0, "{gate}");
+    assert_eq!(gate["outcome"]["status"], "pass", "{gate}");
 }
 
 /// Every usage, config and setup error as a user sees it: exit code and message.

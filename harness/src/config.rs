@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::skips::SkipLimit;
+
 /// Stands for the config path in messages when there is no config file.
 const NO_CONFIG: &str = "(no config file)";
 
@@ -60,6 +62,8 @@ pub struct Profile {
     pub request_timeout: Option<Duration>,
     /// The request-body limit the target is expected to enforce (413 above it).
     pub max_body_bytes: Option<usize>,
+    /// Skipped cases a run may have and pass (`fail-on-skip = true` is `max-skipped = 0`).
+    pub max_skipped: Option<SkipLimit>,
     /// `[profile.X.<suite>]` tables by suite name, each read by its suite.
     pub sections: BTreeMap<String, toml::Table>,
 }
@@ -75,6 +79,8 @@ const PROFILE_KEYS: &[&str] = &[
     "connect-timeout",
     "request-timeout",
     "max-body-bytes",
+    "max-skipped",
+    "fail-on-skip",
 ];
 
 /// A duration written the humantime way (`"30s"`, `"1m 30s"`).
@@ -120,6 +126,7 @@ impl<'de> serde::de::Visitor<'de> for ProfileVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Profile, A::Error> {
         let mut p = Profile::default();
+        let mut fail_on_skip = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "seed" => p.seed = Some(map.next_value()?),
@@ -135,11 +142,23 @@ impl<'de> serde::de::Visitor<'de> for ProfileVisitor {
                     p.request_timeout = Some(map.next_value::<HumanDuration>()?.0);
                 }
                 "max-body-bytes" => p.max_body_bytes = Some(map.next_value()?),
+                "max-skipped" => p.max_skipped = Some(map.next_value()?),
+                "fail-on-skip" => fail_on_skip = Some(map.next_value::<bool>()?),
                 _ => {
                     let table = map.next_value_seed(SuiteTable(&key))?;
                     p.sections.insert(key, table);
                 }
             }
+        }
+        match (fail_on_skip, p.max_skipped) {
+            (Some(true), Some(limit)) => {
+                return Err(serde::de::Error::custom(format_args!(
+                    "fail-on-skip = true and max-skipped = {limit} contradict each other: \
+                     fail-on-skip means max-skipped = 0; set one"
+                )));
+            }
+            (Some(true), None) => p.max_skipped = Some(SkipLimit::Count(0)),
+            _ => {}
         }
         Ok(p)
     }
@@ -174,6 +193,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// The request-body limit the target is expected to enforce (1 KiB to 1 GiB).
     pub max_body_bytes: usize,
+    /// Skipped cases a run may have and pass; `None`: any number.
+    pub max_skipped: Option<SkipLimit>,
     /// Per-suite tables by suite name, merged key by key, nested tables too, from `[profile.default.<suite>]` then `[profile.<name>.<suite>]`.
     /// Each suite validates its own table.
     pub sections: BTreeMap<String, toml::Table>,
@@ -193,6 +214,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(10),
             // The reference engine's default limit.
             max_body_bytes: 1 << 20,
+            max_skipped: None,
             sections: BTreeMap::new(),
         }
     }
@@ -334,6 +356,7 @@ impl Settings {
             connect_timeout,
             request_timeout,
             max_body_bytes,
+            max_skipped,
             sections,
         } = p.clone();
         self.seed = seed.unwrap_or(self.seed);
@@ -345,6 +368,7 @@ impl Settings {
         self.connect_timeout = connect_timeout.unwrap_or(self.connect_timeout);
         self.request_timeout = request_timeout.unwrap_or(self.request_timeout);
         self.max_body_bytes = max_body_bytes.unwrap_or(self.max_body_bytes);
+        self.max_skipped = max_skipped.or(self.max_skipped);
         for (suite, table) in sections {
             merge_table(self.sections.entry(suite).or_default(), table);
         }
@@ -470,6 +494,37 @@ fees-bps = 1.5
             .unwrap_err()
             .to_string();
         assert!(err.contains("laod") && err.contains("g.toml"), "{err}");
+    }
+
+    #[test]
+    fn skip_budgets_layer_and_fail_on_skip_means_none() {
+        let text = "[profile.default]\nmax-skipped = \"10%\"\n[profile.ci]\nfail-on-skip = true\n";
+        let file = ConfigFile::parse(text, Path::new("g.toml")).unwrap();
+        let at =
+            |p: &str| Settings::resolve(Some((&file, Path::new("g.toml"))), p, &Profile::default());
+        assert_eq!(
+            at("default").unwrap().max_skipped,
+            Some(SkipLimit::Percent(10.0))
+        );
+        assert_eq!(at("ci").unwrap().max_skipped, Some(SkipLimit::Count(0)));
+        assert_eq!(Settings::default().max_skipped, None);
+        let err = ConfigFile::parse(
+            "[profile.ci]\nfail-on-skip = true\nmax-skipped = 3\n",
+            Path::new("g.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("fail-on-skip") && err.contains("max-skipped = 3"),
+            "{err}"
+        );
+        let err = ConfigFile::parse(
+            "[profile.ci]\nmax-skipped = \"200%\"\n",
+            Path::new("g.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 2") && err.contains("0 to 100"), "{err}");
     }
 
     /// Regression: when profiles took suite tables, a bad key or value was reported at

@@ -45,6 +45,7 @@ pub mod gate;
 pub mod references;
 pub mod registry;
 pub mod runner;
+pub mod skips;
 pub mod suite;
 pub mod target;
 

@@ -67,6 +67,18 @@ pub(crate) fn verdict(report: &RunReport) -> &'static str {
     }
 }
 
+/// The headline of a run: its verdict and how much of it ran, so that a run that skipped
+/// most of its cases never reads as a plain pass: `PASSED — 3 ran, 27 skipped`.
+pub(crate) fn headline(report: &RunReport) -> String {
+    let s = &report.summary;
+    format!(
+        "{} — {} ran, {} skipped",
+        verdict(report),
+        s.total - s.skipped,
+        s.skipped
+    )
+}
+
 /// The status word of a case: `PASS`, `FAIL`, `SKIP`, `ERROR` or `INVALID`.
 pub(crate) fn status(outcome: &Outcome) -> &'static str {
     match outcome {

@@ -48,13 +48,15 @@ pub fn write(report: &RunReport, mut out: impl Write) -> Result<(), ReportError>
 fn render(report: &RunReport) -> String {
     let meta = &report.meta;
     let verdict = fmt::verdict(report);
+    let headline = fmt::headline(report);
+    let ran = headline.strip_prefix(verdict).unwrap_or_default();
     let mut page = String::with_capacity(64 * 1024);
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>Gauntlet run: {verdict}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>Gauntlet run: <span class=\"verdict {class}\">{verdict}</span></h1>\n",
+         <title>Gauntlet run: {headline}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <h1>Gauntlet run: <span class=\"verdict {class}\">{verdict}</span>{ran}</h1>\n",
         class = verdict.to_ascii_lowercase(),
     );
 

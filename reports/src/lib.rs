@@ -49,7 +49,7 @@
 //! assert_eq!(
 //!     String::from_utf8_lossy(&out),
 //!     "FAIL  unit::health_live [ENG-VAL-001] expected 200, got 503\n\
-//!      gauntlet: 0 passed, 1 failed, 0 skipped, 0 errored in 1.23s\n",
+//!      gauntlet: FAILED — 1 ran (0 passed, 1 failed, 0 errored), 0 skipped in 1.23s\n",
 //! );
 //!
 //! let mut xml = Vec::new();

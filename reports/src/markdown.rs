@@ -23,7 +23,7 @@ pub fn write(report: &RunReport, mut out: impl Write) -> Result<(), ReportError>
 
 fn render(report: &RunReport, out: &mut impl Write) -> io::Result<()> {
     let meta = &report.meta;
-    writeln!(out, "# Gauntlet run: {}", fmt::verdict(report))?;
+    writeln!(out, "# Gauntlet run: {}", fmt::headline(report))?;
     writeln!(out)?;
     writeln!(out, "| Run | |")?;
     writeln!(out, "|---|---|")?;

@@ -17,7 +17,7 @@ const RESET: &str = "\x1b[0m";
 /// ```text
 /// FAIL  unit::predict_schema [ENG-VAL-002] expected field `price`
 /// SKIP  sla::p99_latency [ENG-VAL-010] (target lacks capability `metrics`)
-/// gauntlet: 40 passed, 1 failed, 1 skipped, 0 errored in 1.23s
+/// gauntlet: FAILED — 41 ran (40 passed, 1 failed, 0 errored), 1 skipped in 1.23s
 /// ```
 ///
 /// # Errors
@@ -50,11 +50,22 @@ fn render(report: &RunReport, out: &mut impl Write, color: bool) -> io::Result<(
     for case in failed.chain(skipped) {
         writeln!(out, "{}", problem_line(case, color))?;
     }
+    let s = &report.summary;
+    let invalid = if s.invalid > 0 {
+        format!(", {} invalid", s.invalid)
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "{}: {} in {}",
+        "{}: {} — {} ran ({} passed, {} failed, {} errored{invalid}), {} skipped in {}",
         report.meta.tool,
-        fmt::counts(&report.summary),
+        fmt::verdict(report),
+        s.total - s.skipped,
+        s.passed,
+        s.failed,
+        s.errored,
+        s.skipped,
         fmt::duration_secs(report.meta.wall_time())
     )
 }

@@ -12,6 +12,7 @@ use gauntlet_harness::config::{Profile, Settings};
 use gauntlet_harness::references::served_references;
 use gauntlet_harness::registry::Planned;
 use gauntlet_harness::runner::{self, RunEvent, RunOptions, Selection};
+use gauntlet_harness::skips::SkipLimit;
 use gauntlet_harness::{Catalogue, HttpOptions, References, Registry, SuiteCtx};
 use gauntlet_reports::ExitCode;
 
@@ -80,6 +81,10 @@ pub struct RunArgs {
     /// must get 413); default 1 MiB, the reference engine's.
     #[arg(long, env = "GAUNTLET_MAX_BODY_BYTES", value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+    /// Skipped cases the run may have and still pass: a count (`0`) or a share of the run's
+    /// cases (`10%`); past it the gate `gauntlet::max_skipped` fails. Default: any number.
+    #[arg(long, env = "GAUNTLET_MAX_SKIPPED", value_name = "N|P%")]
+    max_skipped: Option<SkipLimit>,
     /// Run even when the target does not serve the reference models: the cases that
     /// need them are skipped. Without it such a target is a setup error (exit 3).
     #[arg(
@@ -170,6 +175,7 @@ fn plan(registry: &Registry, args: RunArgs) -> Result<Plan<'_>, Failure> {
         connect_timeout: args.connect_timeout,
         request_timeout: args.request_timeout,
         max_body_bytes: args.max_body_bytes,
+        max_skipped: args.max_skipped,
         ..Profile::default()
     };
     let settings = resolve_settings(registry, args.config.as_deref(), &args.profile, &flags)?;
@@ -285,6 +291,12 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         output.cases.iter().for_each(print);
         cases.extend(output.cases);
         sections.extend(output.sections);
+    }
+    // A run that skipped past its budget did not test the target: that is a failing gate.
+    if let Some(limit) = settings.max_skipped {
+        let budget = gauntlet_harness::skips::budget(limit, &cases);
+        print(&budget);
+        cases.push(budget);
     }
     let meta = Meta {
         tool: "gauntlet",

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use gauntlet_load::histogram::Latencies;
 use gauntlet_load::shard::ShardFile;
@@ -412,4 +412,50 @@ fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
     assert!(html.contains("<svg"), "report.html has charts");
     assert!(html.contains("Latency over time"));
     assert!(html.contains("Swap under load"));
+}
+
+/// Every infer answered 500: the defect a load run without `--report-dir` must not pass.
+async fn broken_infer(req: Request, next: Next) -> Response {
+    if req.uri().path().ends_with("/infer") {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    next.run(req).await
+}
+
+/// Regression: `gauntlet load` without `--report-dir` exited 0 when every request failed.
+/// Now a run where nothing succeeded, or a whole run whose gate fails, exits 1 with or
+/// without a report.
+#[test]
+fn load_without_a_report_dir_exits_1_when_every_request_fails() {
+    let addr = gauntlet_testkit::serve_router(|| {
+        let target = gauntlet_suites::reference_target().expect("reference target");
+        gauntlet_engine::app(target.state().clone()).layer(axum::middleware::from_fn(broken_infer))
+    })
+    .expect("server up");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let args = [
+        "load",
+        "--target",
+        &url,
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--warm-up",
+        "0s",
+    ];
+    let out = gauntlet(&args, dir.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{stderr}");
+    assert!(stderr.contains("no request succeeded"), "{stderr}");
+    // No latency was measured: undefined, never 0 ms.
+    assert!(
+        stderr.contains("latency undefined") && !stderr.contains("p50 0.00"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("load::sustained_error_rate (error rate 100"),
+        "{stderr}"
+    );
 }

@@ -124,8 +124,11 @@ struct LoadOutcome {
     pub target: String,
     /// The run seed.
     pub seed: u64,
-    /// With `--report-dir`: the SLA gates judged on this run, and its report section.
-    pub judged: Option<(Vec<CaseResult>, Section)>,
+    /// Whether no request succeeded.
+    all_failed: bool,
+    /// With `--report-dir`, or for a whole (unsharded) run: the SLA gates judged on this
+    /// run, and its report section. A shard's gates are judged by the merge.
+    judged: Option<(Vec<CaseResult>, Section)>,
 }
 
 /// The merged shards, judged.
@@ -230,7 +233,8 @@ async fn load(
     }
     let summary = summary(&run);
     let invalid = run.validity.invalid.clone();
-    let judged = args.report_dir.is_some().then(|| {
+    let all_failed = run.stats.counters.ok == 0;
+    let judged = (args.report_dir.is_some() || shard == Shard::WHOLE).then(|| {
         let scenario =
             crate::scenario::sustained_judged(run, &s, &format!("gauntlet load (shard {shard})"));
         let section = report::scenario_section(&scenario, "gauntlet load");
@@ -241,6 +245,7 @@ async fn load(
     Ok(LoadOutcome {
         summary,
         invalid,
+        all_failed,
         target: described,
         seed,
         judged,
@@ -250,16 +255,24 @@ async fn load(
 fn summary(run: &LabelledRun) -> String {
     let s = &run.stats;
     let l = &s.latencies;
+    // With no successful response there is no latency to report: undefined, not 0 ms.
+    let latency = if l.is_empty() {
+        "latency undefined (no successful response)".to_owned()
+    } else {
+        format!(
+            "p50 {} p99 {} p99.9 {} max {}",
+            ms(l.quantile(0.5)),
+            ms(l.quantile(0.99)),
+            ms(l.quantile(0.999)),
+            ms(l.max())
+        )
+    };
     format!(
-        "gauntlet load: {}: scheduled {:.0} req/s, achieved {:.0} req/s; p50 {} p99 {} p99.9 {} max {}; \
+        "gauntlet load: {}: scheduled {:.0} req/s, achieved {:.0} req/s; {latency}; \
          {} ok, {} failed ({}), {} late; generator busiest thread {:.0} %{}",
         run.label,
         s.target_rate,
         s.achieved_rate(),
-        ms(l.quantile(0.5)),
-        ms(l.quantile(0.99)),
-        ms(l.quantile(0.999)),
-        ms(if l.is_empty() { 0 } else { l.max() }),
         s.counters.ok,
         s.counters.failed(),
         gates::error_breakdown(&s.counters),
@@ -419,6 +432,17 @@ impl SuiteCommand for LoadCommand {
         let url = Some(args.target.as_str()).filter(|t| *t != "in-process");
         let target = host.connect(url).await?;
         let outcome = load(&args, &settings, target, host.progress()).await?;
+        let mut summary = outcome.summary;
+        if outcome.all_failed {
+            summary.push_str("; FAILED: no request succeeded");
+        }
+        let failed_gates: Vec<String> = outcome
+            .judged
+            .iter()
+            .flat_map(|(cases, _)| cases)
+            .filter(|c| c.outcome.is_problem())
+            .map(|c| format!("{} ({})", c.id, c.message.as_deref().unwrap_or("failed")))
+            .collect();
         let report = match (&args.report_dir, outcome.judged) {
             (Some(dir), Some((cases, section))) => Some(CommandReport {
                 dir: dir.clone(),
@@ -433,13 +457,17 @@ impl SuiteCommand for LoadCommand {
             }),
             _ => None,
         };
+        if report.is_none() && !failed_gates.is_empty() {
+            summary.push_str(&format!("; gates failed: {}", failed_gates.join("; ")));
+        }
         Ok(CommandOutput {
             stdout: String::new(),
-            summary: Some(outcome.summary),
+            summary: Some(summary),
             report,
-            // No gates are judged without --report-dir (the merge applies them), but a
-            // measurement that cannot be trusted is never a success: the shard file says why.
-            failed: outcome.invalid.is_some(),
+            // Without a report the exit code still tells: a failed gate (a whole run's; a
+            // shard's gates are the merge's), a run where every request failed, or a
+            // measurement that cannot be trusted (the shard file says why) is never a success.
+            failed: outcome.invalid.is_some() || outcome.all_failed || !failed_gates.is_empty(),
         })
     }
 }

@@ -45,46 +45,77 @@ pub fn infer_path(model: &str) -> String {
     gauntlet_harness::infer_path(model, None)
 }
 
-/// A cheap check fit for the highest rates: the response names the model and has outputs;
-/// tags it with the version it names. Scans bytes, parses no JSON.
+/// The check of every infer response under load: the body parses as JSON, names `model`
+/// when it names a model at all (`model_name` is the server's to send), and has at least one
+/// output whose `data` holds as many elements as its `shape` says; tags the response with
+/// the `model_version` it names. Parsed, not scanned: a server's own spacing or field order
+/// is not a mismatch. Borrowed strings and uncounted elements keep it cheap at high rates.
 #[derive(Debug, Clone)]
 pub struct NamesModel {
-    model_field: Vec<u8>,
+    model: String,
 }
 
 impl NamesModel {
     /// Checks responses of `model`.
     pub fn new(model: &str) -> Self {
         NamesModel {
-            model_field: format!("\"model_name\":\"{model}\"").into_bytes(),
+            model: model.to_owned(),
         }
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// The parts of an infer response the check reads.
+#[derive(serde::Deserialize)]
+struct Light<'a> {
+    #[serde(borrow, default)]
+    model_name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model_version: Option<std::borrow::Cow<'a, str>>,
+    outputs: Option<Vec<LightOutput<'a>>>,
 }
 
-/// The string value of the first `"model_version":"…"` in a compact JSON body.
-fn version_of(body: &[u8]) -> Option<String> {
-    const KEY: &[u8] = b"\"model_version\":\"";
-    let start = find(body, KEY)? + KEY.len();
-    let len = body.get(start..)?.iter().position(|b| *b == b'"')?;
-    Some(String::from_utf8_lossy(&body[start..start + len]).into_owned())
+/// One output tensor: its shape, and its elements counted without being kept
+/// (`IgnoredAny` is zero-sized, so the vector never allocates).
+#[derive(serde::Deserialize)]
+struct LightOutput<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    shape: Vec<u64>,
+    data: Vec<serde::de::IgnoredAny>,
 }
 
 impl ResponseCheck for NamesModel {
     fn check(&self, body: &[u8]) -> Result<Option<String>, String> {
-        if find(body, &self.model_field).is_none() {
+        let r: Light<'_> =
+            serde_json::from_slice(body).map_err(|e| format!("not an infer response: {e}"))?;
+        if let Some(name) = &r.model_name
+            && name != &self.model
+        {
             return Err(format!(
-                "no {} in the response",
-                String::from_utf8_lossy(&self.model_field)
+                "model_name {name:?} is not the model asked, {:?}",
+                self.model
             ));
         }
-        if find(body, b"\"outputs\":[").is_none() {
+        let outputs = r.outputs.unwrap_or_default();
+        if outputs.is_empty() {
             return Err("no outputs in the response".to_owned());
         }
-        Ok(version_of(body))
+        for o in &outputs {
+            let want = o
+                .shape
+                .iter()
+                .try_fold(1u64, |n, d| n.checked_mul(*d))
+                .unwrap_or(u64::MAX);
+            if want != o.data.len() as u64 {
+                return Err(format!(
+                    "output {:?} has shape {:?} ({want} elements) but {} data elements",
+                    o.name,
+                    o.shape,
+                    o.data.len()
+                ));
+            }
+        }
+        Ok(r.model_version.map(std::borrow::Cow::into_owned))
     }
 }
 
@@ -141,15 +172,40 @@ mod tests {
         assert_eq!(parsed.inputs[0].shape, vec![2, 8]);
     }
 
+    /// Regression: the check looked for the exact text `"model_name":"<m>"`, so a valid
+    /// response with spaces after the colons counted as a 100 % body mismatch.
     #[test]
-    fn names_model_scans_without_parsing() {
+    fn names_model_parses_so_spacing_and_order_do_not_matter() {
         let check = NamesModel::new("ref-linear");
-        let good =
-            br#"{"model_name":"ref-linear","model_version":"1","outputs":[{"name":"prediction"}]}"#;
+        let good = br#"{"model_name":"ref-linear","model_version":"1","outputs":[{"name":"prediction","shape":[2,1],"datatype":"FP64","data":[0.5,1.5]}]}"#;
         assert_eq!(check.check(good), Ok(Some("1".to_owned())));
-        let other = br#"{"model_name":"other","model_version":"1","outputs":[]}"#;
+        let spaced =
+            br#"{ "outputs": [ { "name": "y", "datatype": "FP32", "shape": [1], "data": [3] } ],
+                          "model_name": "ref-linear", "model_version": "7" }"#;
+        assert_eq!(check.check(spaced), Ok(Some("7".to_owned())));
+        // model_name and model_version are the server's to omit.
+        let bare = br#"{"outputs":[{"name":"y","datatype":"FP64","shape":[1],"data":[1]}]}"#;
+        assert_eq!(check.check(bare), Ok(None));
+        let other = br#"{"model_name":"other","outputs":[{"name":"y","datatype":"FP64","shape":[1],"data":[1]}]}"#;
         assert!(check.check(other).unwrap_err().contains("ref-linear"));
-        assert!(check.check(br#"{"model_name":"ref-linear"}"#).is_err());
+        assert!(
+            check
+                .check(br#"{"model_name":"ref-linear"}"#)
+                .unwrap_err()
+                .contains("no outputs")
+        );
+        let short = br#"{"outputs":[{"name":"y","datatype":"FP64","shape":[2,2],"data":[1,2,3]}]}"#;
+        assert!(
+            check.check(short).unwrap_err().contains("4 elements"),
+            "{:?}",
+            check.check(short)
+        );
+        assert!(
+            check
+                .check(b"internal error")
+                .unwrap_err()
+                .contains("not an infer response")
+        );
     }
 
     fn body(version: &str, data: &str) -> Vec<u8> {

@@ -1,0 +1,151 @@
+//! The engine's container image (`ci/image/build`, `gauntlet-engine:dev`): started with
+//! Docker, reached through 127.0.0.1 and the mapped port, it serves the conformance suite
+//! and stops cleanly on SIGTERM as PID 1. Skipped with a reason when Docker or the image is
+//! absent; the `image` CI lane builds the image and sets `GAUNTLET_REQUIRE_IMAGE=1`, so
+//! there a missing image fails instead.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use gauntlet_testkit::{code, text};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gauntlet");
+
+/// Labels every container a test starts, so a crashed run's leftovers can be found.
+const LABEL: &str = "org.gauntlet.test=image";
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker")
+}
+
+/// Removes the container when the test ends, however it ends.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "--force", &self.0]);
+    }
+}
+
+/// The image to test, or why there is none (and the test is skipped).
+fn image() -> Option<String> {
+    let image =
+        std::env::var("GAUNTLET_ENGINE_IMAGE").unwrap_or_else(|_| "gauntlet-engine:dev".into());
+    let why = match Command::new("docker")
+        .args(["image", "inspect", &image])
+        .output()
+    {
+        Err(e) => format!("docker cannot run: {e}"),
+        Ok(out) if !out.status.success() => format!(
+            "image {image} is not built (ci/image/build builds it): {}",
+            text(&out.stderr).trim()
+        ),
+        Ok(_) => return Some(image),
+    };
+    assert!(
+        std::env::var_os("GAUNTLET_REQUIRE_IMAGE").is_none(),
+        "GAUNTLET_REQUIRE_IMAGE is set but {why}"
+    );
+    eprintln!("skipped: {why}");
+    None
+}
+
+fn get(port: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+#[test]
+fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
+    let Some(image) = image() else { return };
+    let name = format!(
+        "gauntlet-image-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let started = Instant::now();
+    let run = docker(&[
+        "run",
+        "--detach",
+        "--name",
+        &name,
+        "--label",
+        LABEL,
+        "--publish",
+        "127.0.0.1::8080",
+        &image,
+    ]);
+    assert!(run.status.success(), "docker run: {}", text(&run.stderr));
+    let container = Container(name);
+    let port = text(&docker(&["port", &container.0, "8080/tcp"]).stdout);
+    let port = port
+        .lines()
+        .find_map(|l| l.strip_prefix("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no 127.0.0.1 mapping in {port:?}"))
+        .trim()
+        .to_owned();
+    let ready = loop {
+        if get(&port, "/v2/health/ready") == Some(200) {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not ready after 15 s; logs: {}",
+            text(&docker(&["logs", &container.0]).stderr)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("figure: docker run to ready {} ms", ready.as_millis());
+
+    let user = docker(&["inspect", "--format", "{{.Config.User}}", &container.0]);
+    assert_eq!(text(&user.stdout).trim(), "65534:65534");
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = gauntlet_testkit::run_cli(
+        BIN,
+        &[
+            "run",
+            "--suite",
+            "conformance",
+            "--target",
+            &url,
+            "--report-dir",
+            "r",
+        ],
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("0 skipped"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // SIGTERM to PID 1: the engine drains and exits 0, well before docker's 10 s SIGKILL.
+    let stopping = Instant::now();
+    let stop = docker(&["stop", "--time", "10", &container.0]);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    let took = stopping.elapsed();
+    let exit = docker(&["inspect", "--format", "{{.State.ExitCode}}", &container.0]);
+    assert_eq!(text(&exit.stdout).trim(), "0", "exit code after SIGTERM");
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    eprintln!("figure: SIGTERM to exit {} ms", took.as_millis());
+}

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
 use gauntlet_harness::{
-    HttpOptions, HttpTarget, Registry, RegistryError, SuiteError, Target, TargetError, error_chain,
+    ContainerTarget, HttpOptions, HttpTarget, Registry, RegistryError, SuiteError, Target,
+    TargetError, error_chain,
 };
 use gauntlet_reports::{ExitCode, RunMeta, RunReport};
 
@@ -90,8 +91,23 @@ pub fn resolve_settings(
         .map_err(Failure::usage_err)
 }
 
-/// The target at `url`, or the in-process reference engine when `url` is None.
-pub async fn connect(url: Option<&str>, options: HttpOptions) -> Result<Arc<dyn Target>, Failure> {
+/// The target at `url` (`http://…`, or `container:IMAGE[:TAG]` started here, its logs in
+/// `logs` when given), or the in-process reference engine when `url` is None.
+pub async fn connect(
+    url: Option<&str>,
+    options: HttpOptions,
+    logs: Option<&Path>,
+) -> Result<Arc<dyn Target>, Failure> {
+    if let Some(image) = url.and_then(|u| u.strip_prefix("container:")) {
+        let startup = std::time::Duration::from_secs(30);
+        return match ContainerTarget::start(image, options, startup, logs).await {
+            Ok(t) => Ok(Arc::new(t)),
+            Err(e @ TargetError::InvalidUrl { .. }) => {
+                Err(Failure::usage(format!("--target: {e}")))
+            }
+            Err(e) => Err(Failure::setup_err(e)),
+        };
+    }
     match url {
         None => Ok(Arc::new(gauntlet_suites::reference_target().map_err(
             |e| {

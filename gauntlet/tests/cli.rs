@@ -714,3 +714,57 @@ fn unwritable_report_dir_fails_before_the_run() {
     assert!(stderr.contains("report directory /proc/self"), "{stderr}");
     assert!(!stderr.contains("PASS"), "cases ran first: {stderr}");
 }
+
+/// The traceability section lists every catalogue id; with `require-traced`, a required
+/// requirement no case ran for fails the run naming it (here the load suite's SLA-LAT,
+/// not selected).
+#[test]
+fn requirement_traceability_lists_every_id_and_gates_the_required_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("g.toml");
+    std::fs::write(&config, "[profile.default]\nrequire-traced = true\n").unwrap();
+    let config = config.to_str().unwrap();
+    let out = gauntlet(
+        &[
+            "run",
+            "--suite",
+            "conformance",
+            "--config",
+            config,
+            "--report-dir",
+            "r",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let report = read_report(&dir.path().join("r"));
+    let gate = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "gauntlet::requirements_traced")
+        .cloned()
+        .unwrap();
+    assert_eq!(gate["outcome"]["status"], "fail");
+    let message = gate["message"].as_str().unwrap();
+    assert!(
+        message.contains("SLA-LAT") && !message.contains("ENG-OIP"),
+        "{message}"
+    );
+    let section = report["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "requirements")
+        .cloned()
+        .unwrap();
+    let rows = section["tables"][0]["rows"].as_array().unwrap();
+    let catalogue = gauntlet_harness::Catalogue::builtin().unwrap();
+    assert_eq!(rows.len(), catalogue.requirements.len());
+    let sla = rows.iter().find(|r| r[0] == "SLA-LAT").unwrap();
+    assert_eq!(sla[3], "uncovered");
+    let oip = rows.iter().find(|r| r[0] == "ENG-OIP").unwrap();
+    assert!(oip[3].as_str().unwrap().ends_with(" pass"), "{oip}");
+    let summary = std::fs::read_to_string(dir.path().join("r/summary.md")).unwrap();
+    assert!(summary.contains("Requirement traceability"), "{summary}");
+}

@@ -149,3 +149,95 @@ fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
     eprintln!("figure: SIGTERM to exit {} ms", took.as_millis());
 }
+
+/// Containers carrying `label`, running or not.
+fn labelled(label: &str) -> Vec<String> {
+    let out = docker(&[
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        &format!("label={label}"),
+    ]);
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// `--target container:IMAGE`: Gauntlet starts the image itself, runs the suites through
+/// 127.0.0.1 and the mapped port, keeps the container's log in the report directory and
+/// removes the container afterwards; a container left by a killed run is reaped first.
+#[test]
+fn a_container_target_is_started_tested_logged_and_removed() {
+    let Some(image) = image() else { return };
+    // A leftover of a run that was killed: labelled with a pid no process has.
+    let dead = "org.gauntlet.target=4194304";
+    let leftover = docker(&["run", "--detach", "--label", dead, "--label", LABEL, &image]);
+    assert!(leftover.status.success(), "{}", text(&leftover.stderr));
+    let leftover = Container(text(&leftover.stdout).trim().to_owned());
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("container:{image}");
+    let child = Command::new(BIN)
+        .args([
+            "run",
+            "--suite",
+            "conformance,property",
+            "--target",
+            &target,
+            "--report-dir",
+            "r",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("against container {image}")),
+        "{stderr}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("r/container.log")).unwrap();
+    assert!(log.contains("listening on"), "{log}");
+    let report = std::fs::read_to_string(dir.path().join("r/report.json")).unwrap();
+    assert!(
+        report.contains("127.0.0.1:"),
+        "the target is reached through loopback"
+    );
+    assert!(
+        labelled(&format!("org.gauntlet.target={pid}")).is_empty(),
+        "the run's container was not removed"
+    );
+    assert!(
+        labelled(dead).is_empty(),
+        "the leftover {} was not reaped",
+        leftover.0
+    );
+}
+
+/// A missing image is a setup error (exit 3) that says how to build it; nothing is pulled.
+#[test]
+fn a_missing_image_is_a_setup_error_naming_the_build_script() {
+    if docker(&["info"]).status.code() != Some(0) {
+        eprintln!("skipped: no Docker daemon");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = gauntlet_testkit::run_cli(
+        BIN,
+        &[
+            "run",
+            "--target",
+            "container:gauntlet-engine:no-such-tag",
+            "--report-dir",
+            "r",
+        ],
+        dir.path(),
+    )
+    .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 3, "{stderr}");
+    assert!(stderr.contains("ci/image/build"), "{stderr}");
+}

@@ -19,6 +19,9 @@ pub struct Requirement {
     pub title: String,
     /// Where the requirement comes from (regulation, standard, design).
     pub source: String,
+    /// Whether a run with `require-traced = true` fails when no case checks it.
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// All known requirements.

@@ -64,6 +64,8 @@ pub struct Profile {
     pub max_body_bytes: Option<usize>,
     /// Skipped cases a run may have and pass (`fail-on-skip = true` is `max-skipped = 0`).
     pub max_skipped: Option<SkipLimit>,
+    /// Fail the run when a required requirement has no case that ran.
+    pub require_traced: Option<bool>,
     /// `[profile.X.<suite>]` tables by suite name, each read by its suite.
     pub sections: BTreeMap<String, toml::Table>,
 }
@@ -81,6 +83,7 @@ const PROFILE_KEYS: &[&str] = &[
     "max-body-bytes",
     "max-skipped",
     "fail-on-skip",
+    "require-traced",
 ];
 
 /// A duration written the humantime way (`"30s"`, `"1m 30s"`).
@@ -144,6 +147,7 @@ impl<'de> serde::de::Visitor<'de> for ProfileVisitor {
                 "max-body-bytes" => p.max_body_bytes = Some(map.next_value()?),
                 "max-skipped" => p.max_skipped = Some(map.next_value()?),
                 "fail-on-skip" => fail_on_skip = Some(map.next_value::<bool>()?),
+                "require-traced" => p.require_traced = Some(map.next_value()?),
                 _ => {
                     let table = map.next_value_seed(SuiteTable(&key))?;
                     p.sections.insert(key, table);
@@ -195,6 +199,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Skipped cases a run may have and pass; `None`: any number.
     pub max_skipped: Option<SkipLimit>,
+    /// Whether every `required` catalogue requirement must be checked by a case that ran.
+    pub require_traced: bool,
     /// Per-suite tables by suite name, merged key by key, nested tables too, from `[profile.default.<suite>]` then `[profile.<name>.<suite>]`.
     /// Each suite validates its own table.
     pub sections: BTreeMap<String, toml::Table>,
@@ -215,6 +221,7 @@ impl Default for Settings {
             // The reference engine's default limit.
             max_body_bytes: 1 << 20,
             max_skipped: None,
+            require_traced: false,
             sections: BTreeMap::new(),
         }
     }
@@ -357,6 +364,7 @@ impl Settings {
             request_timeout,
             max_body_bytes,
             max_skipped,
+            require_traced,
             sections,
         } = p.clone();
         self.seed = seed.unwrap_or(self.seed);
@@ -369,6 +377,7 @@ impl Settings {
         self.request_timeout = request_timeout.unwrap_or(self.request_timeout);
         self.max_body_bytes = max_body_bytes.unwrap_or(self.max_body_bytes);
         self.max_skipped = max_skipped.or(self.max_skipped);
+        self.require_traced = require_traced.unwrap_or(self.require_traced);
         for (suite, table) in sections {
             merge_table(self.sections.entry(suite).or_default(), table);
         }

@@ -48,6 +48,7 @@ pub mod runner;
 pub mod skips;
 pub mod suite;
 pub mod target;
+pub mod trace;
 
 pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome, References};
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
@@ -55,9 +56,9 @@ pub use command::{CommandOutput, CommandReport, Host, SuiteCommand};
 pub use registry::{Registry, RegistryError};
 pub use suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
 pub use target::{
-    Capabilities, Capability, ENGINE_THREAD_PREFIX, HttpEndpoint, HttpOptions, HttpTarget,
-    InProcess, InProcessError, Reply, ServedEngine, Target, TargetError, TargetExt, infer_path,
-    redact_url,
+    Capabilities, Capability, ContainerTarget, ENGINE_THREAD_PREFIX, HttpEndpoint, HttpOptions,
+    HttpTarget, InProcess, InProcessError, Reply, ServedEngine, Target, TargetError, TargetExt,
+    infer_path, redact_url,
 };
 
 /// An error and its causes on one line. Library errors keep their cause out of

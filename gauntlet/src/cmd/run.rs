@@ -47,7 +47,10 @@ pub struct SelectArgs {
 pub struct RunArgs {
     #[command(flatten)]
     select: SelectArgs,
-    /// Base URL of an Open Inference Protocol server; default: the in-process reference engine.
+    /// Base URL of an Open Inference Protocol server, or `container:IMAGE[:TAG]` to start
+    /// that image with Docker for the run (`container:gauntlet-engine:dev`, built by
+    /// ci/image/build; its logs go to container.log in the report directory); default: the
+    /// in-process reference engine.
     #[arg(long, env = "GAUNTLET_TARGET", value_name = "URL")]
     target: Option<String>,
     /// Config profile from gauntlet.toml.
@@ -210,7 +213,8 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         request_timeout: settings.request_timeout,
         ..HttpOptions::default()
     };
-    let target = plumbing::connect(target_url.as_deref(), options).await?;
+    let logs = settings.report_dir.join("container.log");
+    let target = plumbing::connect(target_url.as_deref(), options, Some(&logs)).await?;
     let check = served_references(target.as_ref(), reference).await;
     let mut err = std::io::stderr();
     if !check.missing.is_empty() && !skip_missing_models {
@@ -298,6 +302,14 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         print(&budget);
         cases.push(budget);
     }
+    // Every catalogue id with the cases that checked it; with require-traced, a gate too.
+    let catalogue = Catalogue::builtin().map_err(Failure::usage_err)?;
+    if settings.require_traced {
+        let traced = gauntlet_harness::trace::gate(&catalogue, &cases);
+        print(&traced);
+        cases.push(traced);
+    }
+    sections.push(gauntlet_harness::trace::section(&catalogue, &cases));
     let meta = Meta {
         tool: "gauntlet",
         seed: settings.seed,

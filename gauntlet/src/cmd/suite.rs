@@ -45,7 +45,7 @@ impl Host for RootHost<'_> {
     }
 
     async fn connect(&self, url: Option<&str>) -> Result<Arc<dyn Target>, SuiteError> {
-        plumbing::connect(url, HttpOptions::default())
+        plumbing::connect(url, HttpOptions::default(), None)
             .await
             .map_err(to_suite_error)
     }

@@ -3,6 +3,7 @@
 //! A target only has to carry an HTTP exchange; the typed Open Inference
 //! Protocol calls live in [`TargetExt`], written once for every target.
 
+mod container;
 mod endpoint;
 mod http_url;
 mod in_process;
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 use gauntlet_engine::oip::{ErrorBody, InferRequest, InferResponse};
 
+pub use container::{ContainerTarget, LABEL as CONTAINER_LABEL, split_image};
 pub use endpoint::{ENGINE_THREAD_PREFIX, HttpEndpoint, ServedEngine};
 pub use http_url::{HttpOptions, HttpTarget, redact_url};
 pub use in_process::{InProcess, InProcessError};

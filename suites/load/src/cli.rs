@@ -29,8 +29,8 @@ use crate::workload::{self, NamesModel};
 /// scenario.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Base URL of the server, or `in-process` for the embedded reference engine served on
-    /// a loopback port.
+    /// Base URL of the server, `container:IMAGE[:TAG]` to start that image with Docker, or
+    /// `in-process` for the embedded reference engine served on a loopback port.
     #[arg(long, env = "GAUNTLET_TARGET", default_value = "in-process")]
     pub target: String,
     /// Config profile from gauntlet.toml (its `[profile.X.load]` table).

@@ -37,12 +37,22 @@ fuzz_target!(|body: &[u8]| {
     let (status, bytes) = runtime.block_on(async {
         let response = app.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
-        (status, response.into_body().collect().await.expect("body").to_bytes())
+        (
+            status,
+            response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes(),
+        )
     });
     assert!(!status.is_server_error(), "{status} for {body:?}");
     if status.is_client_error() {
         let error: serde_json::Value = serde_json::from_slice(&bytes).expect("4xx body is JSON");
-        let message = error["error"].as_str().expect("4xx body has an error string");
+        let message = error["error"]
+            .as_str()
+            .expect("4xx body has an error string");
         assert!(
             !message.contains("panicked") && !message.contains(".rs:"),
             "internals in {message:?}"

@@ -52,6 +52,9 @@ fuzz_target!(|data: &[u8]| {
             body: &changed,
             ..request
         };
-        assert!(!sign::verify(secret, &swapped, &signature), "a swapped body verified");
+        assert!(
+            !sign::verify(secret, &swapped, &signature),
+            "a swapped body verified"
+        );
     }
 });

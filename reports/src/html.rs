@@ -295,12 +295,15 @@ where
             grey.stroke_width(1),
         )))
         .map_err(|e| e.to_string())?;
-        ctx.draw_series(std::iter::once(Text::new(
-            format!(" {}", marker.label),
-            (marker.x, y_range.end),
-            ("sans-serif", TICK_FONT - 2).into_font().color(&grey),
-        )))
-        .map_err(|e| e.to_string())?;
+        // The label at the line's foot, clear of the legend in the upper left.
+        let label = EmptyElement::at((marker.x, y_range.start))
+            + Text::new(
+                marker.label.clone(),
+                (4, -(TICK_FONT as i32) - 2),
+                ("sans-serif", TICK_FONT - 2).into_font().color(&grey),
+            );
+        ctx.draw_series(std::iter::once(label))
+            .map_err(|e| e.to_string())?;
     }
     let keep = |p: &&[f64; 2]| {
         p[0].is_finite()

@@ -134,8 +134,19 @@ fn date(ns: i64) -> String {
 pub fn fold_rows(outcome: &Outcome) -> (Vec<String>, Vec<Vec<String>>) {
     // Periods `a..b` by the dates of their first and last bars, and their indices.
     let span = |p: std::ops::Range<usize>| {
-        let at = |i: usize| outcome.period_ts_ns.get(i).map_or_else(String::new, |&t| date(t));
-        format!("{} – {} ({}..{})", at(p.start), at(p.end.saturating_sub(1)), p.start, p.end)
+        let at = |i: usize| {
+            outcome
+                .period_ts_ns
+                .get(i)
+                .map_or_else(String::new, |&t| date(t))
+        };
+        format!(
+            "{} – {} ({}..{})",
+            at(p.start),
+            at(p.end.saturating_sub(1)),
+            p.start,
+            p.end
+        )
     };
     let header = [
         "fold",

@@ -85,22 +85,32 @@ pub fn equity_chart(outcome: &Outcome) -> Chart {
             .zip(&outcome.period_ts_ns)
             .map(|(b, &t)| [secs(t), *b]),
     );
+    // Compounding over years spans orders of magnitude: a log axis keeps early years
+    // visible. Within one order plotters' log axis has a single tick: linear reads better.
+    let (lo, hi) = equity
+        .iter()
+        .chain(&benchmark)
+        .map(|p| p[1])
+        .filter(|y| y.is_finite() && *y > 0.0)
+        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), y| {
+            (lo.min(y), hi.max(y))
+        });
+    let log = hi / lo > 10.0;
     let mut chart = Chart::timeline(
         "Equity (net of costs) against buy-and-hold",
-        "equity (start = 1, log scale)",
+        if log {
+            "equity (start = 1, log scale)"
+        } else {
+            "equity (start = 1)"
+        },
     )
-    .with_series(Series::downsampled(
-        "strategy",
-        &equity,
-        MAX_CHART_POINTS,
-    ))
+    .with_series(Series::downsampled("strategy", &equity, MAX_CHART_POINTS))
     .with_series(Series::downsampled(
         "buy and hold (no costs)",
         &benchmark,
         MAX_CHART_POINTS,
     ));
-    // Compounding over years spans orders of magnitude: a log axis keeps early years visible.
-    chart.log_y = true;
+    chart.log_y = log;
     if let Some(w) = &outcome.walk_forward {
         for f in &w.folds {
             if let Some(&t) = outcome.period_ts_ns.get(f.test.start) {
@@ -121,8 +131,9 @@ pub fn drawdown_chart(outcome: &Outcome) -> Chart {
         peak = peak.max(e);
         points.push([secs(t), -(1.0 - e / peak) * 100.0]);
     }
+    // One series, no legend: an unnamed series draws none.
     Chart::timeline("Drawdown", "drawdown (%)").with_series(Series::downsampled(
-        "drawdown",
+        "",
         &points,
         MAX_CHART_POINTS,
     ))
@@ -136,7 +147,12 @@ pub fn rolling_window(periods_per_year: f64) -> usize {
 /// The annualised Sharpe ratio over the `window` periods ending at each period (from period
 /// `window − 1` on), of returns in excess of `rf_p` a period, sample sd; `NaN` where the
 /// window's returns are constant.
-pub fn rolling_sharpe(returns: &[f64], window: usize, rf_p: f64, periods_per_year: f64) -> Vec<f64> {
+pub fn rolling_sharpe(
+    returns: &[f64],
+    window: usize,
+    rf_p: f64,
+    periods_per_year: f64,
+) -> Vec<f64> {
     if window < 2 || returns.len() < window {
         return Vec::new();
     }
@@ -199,11 +215,7 @@ pub fn rolling_sharpe_chart(outcome: &Outcome) -> Result<Chart, String> {
         format!("Rolling Sharpe ({window} periods, half a year; annualised)"),
         "Sharpe ratio",
     )
-    .with_series(Series::downsampled(
-        "strategy",
-        &points,
-        MAX_CHART_POINTS,
-    ))
+    .with_series(Series::downsampled("strategy", &points, MAX_CHART_POINTS))
     .with_series(Series::downsampled(
         "buy and hold",
         &bench_points,
@@ -252,12 +264,18 @@ pub fn histogram_chart(outcome: &Outcome) -> Result<Chart, String> {
     all.sort_by(f64::total_cmp);
     let q = |p: f64| all[((all.len() - 1) as f64 * p).round() as usize];
     let (lo, hi) = (q(0.005), q(0.995));
-    let (lo, hi) = if hi > lo { (lo, hi) } else { (lo - 1e-4, hi + 1e-4) };
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 1e-4, hi + 1e-4)
+    };
     let width = (hi - lo) / HISTOGRAM_BINS as f64;
     let counts = |rets: &[f64]| {
         let mut c = vec![0_usize; HISTOGRAM_BINS];
         for r in rets.iter().filter(|r| r.is_finite()) {
-            let b = ((r - lo) / width).floor().clamp(0.0, (HISTOGRAM_BINS - 1) as f64);
+            let b = ((r - lo) / width)
+                .floor()
+                .clamp(0.0, (HISTOGRAM_BINS - 1) as f64);
             c[b as usize] += 1;
         }
         c.into_iter()
@@ -418,8 +436,8 @@ pub fn drawdown_table(outcome: &Outcome, intraday: bool) -> Table {
         .enumerate()
         .map(|(rank, d)| {
             let end = d.recovered.unwrap_or(last);
-            let days = (equity_ts(outcome, end) - equity_ts(outcome, d.peak)) as f64
-                / NS_PER_DAY as f64;
+            let days =
+                (equity_ts(outcome, end) - equity_ts(outcome, d.peak)) as f64 / NS_PER_DAY as f64;
             vec![
                 (rank + 1).to_string(),
                 when(equity_ts(outcome, d.peak), intraday),
@@ -429,7 +447,11 @@ pub fn drawdown_table(outcome: &Outcome, intraday: bool) -> Table {
                     |i| when(equity_ts(outcome, i), intraday),
                 ),
                 pct(d.depth),
-                format!("{days:.1}"),
+                if intraday {
+                    format!("{days:.1}")
+                } else {
+                    format!("{days:.0}")
+                },
                 (end - d.peak).to_string(),
             ]
         })
@@ -489,8 +511,10 @@ pub fn trades_table(outcome: &Outcome, intraday: bool) -> Table {
                 .enumerate()
                 .map(|(k, t)| trade_row(k, t, outcome, intraday)),
         );
+        // The elision in the narrow columns: "…" under #, the count under side.
         let mut gap = vec![String::new(); 8];
-        gap[1] = format!("… {} more trades (trades.csv has all) …", trades.len() - 2 * shown);
+        gap[0] = "…".into();
+        gap[1] = format!("{} more", trades.len() - 2 * shown);
         rows.push(gap);
         let from = trades.len() - shown;
         rows.extend(
@@ -502,7 +526,8 @@ pub fn trades_table(outcome: &Outcome, intraday: bool) -> Table {
     }
     Table {
         title: format!(
-            "Trades: the first and last {shown} of {} (UTC; prices with slippage)",
+            "Trades: the first and last {shown} of {} (UTC; prices with slippage; trades.csv \
+             has every one)",
             trades.len()
         ),
         columns: [
@@ -551,7 +576,10 @@ mod tests {
             let mean = win.iter().sum::<f64>() / w as f64;
             let var = win.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (w - 1) as f64;
             let want = (mean - rf) / var.sqrt() * ppy.sqrt();
-            assert!((got - want).abs() < 1e-9 * want.abs().max(1.0), "{k}: {got} {want}");
+            assert!(
+                (got - want).abs() < 1e-9 * want.abs().max(1.0),
+                "{k}: {got} {want}"
+            );
         }
         // Flat stretches have no Sharpe ratio.
         let mut flat = r.clone();

@@ -730,17 +730,35 @@ async fn the_phase_meets_the_repository_gates_honestly_through_the_target() {
     // Every time axis is calendar dates; the equity curve has buy-and-hold beside it and a
     // line at each walk-forward fold.
     for chart in &section.charts[..3] {
-        assert_eq!(chart.x_axis, gauntlet_reports::XAxis::Time, "{}", chart.title);
+        assert_eq!(
+            chart.x_axis,
+            gauntlet_reports::XAxis::Time,
+            "{}",
+            chart.title
+        );
     }
     let equity = &section.charts[0];
     assert_eq!(equity.series[1].name, "buy and hold (no costs)");
     assert_eq!(
         equity.markers.len(),
-        section.tables.iter().find(|t| t.title == "Walk-forward folds").unwrap().rows.len()
+        section
+            .tables
+            .iter()
+            .find(|t| t.title == "Walk-forward folds")
+            .unwrap()
+            .rows
+            .len()
     );
     let tables: Vec<&str> = section.tables.iter().map(|t| t.title.as_str()).collect();
-    for wanted in ["Worst 5 drawdowns", "Monthly and yearly returns", "Trades: the first and last"] {
-        assert!(tables.iter().any(|t| t.starts_with(wanted)), "{wanted}: {tables:?}");
+    for wanted in [
+        "Worst 5 drawdowns",
+        "Monthly and yearly returns",
+        "Trades: the first and last",
+    ] {
+        assert!(
+            tables.iter().any(|t| t.starts_with(wanted)),
+            "{wanted}: {tables:?}"
+        );
     }
     assert!(dir.path().join("trades.csv").exists() && dir.path().join("returns.csv").exists());
     assert!(section.notes.iter().any(|n| n.contains("periods per year")));

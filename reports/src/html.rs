@@ -11,11 +11,19 @@ use std::io::Write;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
-use crate::section::{Chart, ChartKind, Section, Table};
+use crate::section::{Chart, ChartKind, Section, Table, XAxis};
+use crate::timeaxis::TimeAxis;
 use crate::{CaseResult, Format, Outcome, ReportError, RunReport, fmt};
 
 /// Width and height of a chart, in SVG pixels.
 const CHART_SIZE: (u32, u32) = (860, 360);
+
+/// Font sizes: caption, axis descriptions, tick labels and legend. plotters' SVG backend
+/// writes about 0.81 of the size given (16 → 12.9 px); at the page's width a chart is drawn
+/// near its own size, so tick labels read at ~13 px, as body text's small print.
+const CAPTION_FONT: u32 = 22;
+const AXIS_FONT: u32 = 17;
+const TICK_FONT: u32 = 16;
 
 /// Series colours: colour-blind-safe (Okabe–Ito), in legend order.
 const PALETTE: [RGBColor; 7] = [
@@ -230,10 +238,27 @@ fn axis_range(values: impl Iterator<Item = f64>, log: bool) -> Option<(f64, f64)
 
 fn draw_line(root: &Area<'_>, chart: &Chart) -> Result<(), String> {
     let points = || chart.series.iter().flat_map(|s| s.points.iter());
-    let (x0, x1) =
-        axis_range(points().map(|p| p[0]), chart.log_x).ok_or("no finite points to draw")?;
     let (y0, y1) =
         axis_range(points().map(|p| p[1]), chart.log_y).ok_or("no finite points to draw")?;
+    if chart.x_axis == XAxis::Time {
+        // Dates run edge to edge, from the first point to the last: no padding.
+        let (x0, x1) = points()
+            .map(|p| p[0])
+            .filter(|x| x.is_finite())
+            .fold(None, |acc: Option<(f64, f64)>, x| match acc {
+                None => Some((x, x)),
+                Some((lo, hi)) => Some((lo.min(x), hi.max(x))),
+            })
+            .ok_or("no finite points to draw")?;
+        let axis = TimeAxis::new(x0, if x1 > x0 { x1 } else { x0 + 1.0 });
+        return if chart.log_y {
+            lines(root, chart, axis, (y0..y1).log_scale())
+        } else {
+            lines(root, chart, axis, y0..y1)
+        };
+    }
+    let (x0, x1) =
+        axis_range(points().map(|p| p[0]), chart.log_x).ok_or("no finite points to draw")?;
     match (chart.log_x, chart.log_y) {
         (false, false) => lines(root, chart, x0..x1, y0..y1),
         (true, false) => lines(root, chart, (x0..x1).log_scale(), y0..y1),
@@ -250,18 +275,38 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let mut ctx = ChartBuilder::on(root)
-        .caption(&chart.title, ("sans-serif", 18))
+        .caption(&chart.title, ("sans-serif", CAPTION_FONT))
         .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(72)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
         .build_cartesian_2d(x, y)
         .map_err(|e| e.to_string())?;
     ctx.configure_mesh()
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
+        .label_style(("sans-serif", TICK_FONT))
+        .axis_desc_style(("sans-serif", AXIS_FONT))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(|e| e.to_string())?;
+    let (x_range, y_range) = (ctx.x_range(), ctx.y_range());
+    let grey = RGBColor(110, 110, 110);
+    for marker in chart.markers.iter().filter(|m| x_range.contains(&m.x)) {
+        ctx.draw_series(std::iter::once(PathElement::new(
+            vec![(marker.x, y_range.start), (marker.x, y_range.end)],
+            grey.stroke_width(1),
+        )))
+        .map_err(|e| e.to_string())?;
+        // The label at the line's foot, clear of the legend in the upper left.
+        let label = EmptyElement::at((marker.x, y_range.start))
+            + Text::new(
+                marker.label.clone(),
+                (4, -(TICK_FONT as i32) - 2),
+                ("sans-serif", TICK_FONT - 2).into_font().color(&grey),
+            );
+        ctx.draw_series(std::iter::once(label))
+            .map_err(|e| e.to_string())?;
+    }
     let keep = |p: &&[f64; 2]| {
         p[0].is_finite()
             && p[1].is_finite()
@@ -280,6 +325,7 @@ where
     }
     if chart.series.len() > 1 || chart.series.iter().any(|s| !s.name.is_empty()) {
         ctx.configure_series_labels()
+            .label_font(("sans-serif", TICK_FONT))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .position(SeriesLabelPosition::UpperLeft)
@@ -311,15 +357,17 @@ fn draw_bar(root: &Area<'_>, chart: &Chart) -> Result<(), String> {
         }
     };
     let mut ctx = ChartBuilder::on(root)
-        .caption(&chart.title, ("sans-serif", 18))
+        .caption(&chart.title, ("sans-serif", CAPTION_FONT))
         .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(72)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
         .build_cartesian_2d(-0.5..(n as f64 - 0.5), y0..y1)
         .map_err(|e| e.to_string())?;
     ctx.configure_mesh()
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
+        .label_style(("sans-serif", TICK_FONT))
+        .axis_desc_style(("sans-serif", AXIS_FONT))
         .x_labels(n.min(40))
         .x_label_formatter(&label)
         .disable_x_mesh()
@@ -344,6 +392,7 @@ fn draw_bar(root: &Area<'_>, chart: &Chart) -> Result<(), String> {
     }
     if chart.series.len() > 1 {
         ctx.configure_series_labels()
+            .label_font(("sans-serif", TICK_FONT))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .draw()
@@ -423,6 +472,41 @@ mod tests {
             .with_series(Series::new("p99", vec![[0.0, f64::NAN]]));
         let reason = chart_svg(&chart).unwrap_err();
         assert!(reason.contains("no finite points"), "{reason}");
+    }
+
+    #[test]
+    fn a_time_axis_reads_as_dates_and_markers_are_drawn() {
+        // 2024-01-01 to 2026-06-30 (Unix seconds), daily points.
+        let start = 1_704_067_200.0;
+        let points: Vec<[f64; 2]> = (0..912)
+            .map(|d| [start + f64::from(d) * 86_400.0, 1.0 + f64::from(d) * 1e-3])
+            .collect();
+        let chart = Chart::timeline("equity", "equity")
+            .with_series(Series::new("strategy", points))
+            .with_marker(start + 400.0 * 86_400.0, "fold 2");
+        let svg = chart_svg(&chart).unwrap();
+        // Every text element's content, as drawn.
+        let texts: Vec<&str> = svg
+            .split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                t.split_once('>')
+                    .and_then(|(_, rest)| rest.split_once("</text>"))
+            })
+            .map(|(text, _)| text.trim())
+            .collect();
+        let ticks: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| t.starts_with("20"))
+            .collect();
+        assert_eq!(
+            ticks,
+            ["2024-01", "2024-07", "2025-01", "2025-07", "2026-01"],
+            "half-year ticks on the calendar, as year-month: {texts:?}"
+        );
+        assert!(svg.contains("fold 2"), "the marker's label");
+        assert!(svg.contains("date (UTC)"));
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub mod markdown;
 mod model;
 mod section;
 pub mod terminal;
+mod timeaxis;
 
 pub use error::{Format, ReportError};
 pub use files::{HTML_FILE, JSON_FILE, JUNIT_FILE, MARKDOWN_FILE, write_all};
@@ -76,7 +77,7 @@ pub use model::{
     CaseResult, ExitCode, Location, MIN_SCHEMA_VERSION, Outcome, RunMeta, RunReport,
     SCHEMA_VERSION, Summary, parse_seed, parse_seed_arg,
 };
-pub use section::{Chart, ChartKind, Section, Series, Table, downsample};
+pub use section::{Chart, ChartKind, Marker, Section, Series, Table, XAxis, downsample};
 
 /// Version of this crate, recorded in every report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

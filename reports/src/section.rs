@@ -67,6 +67,33 @@ pub enum ChartKind {
     Bar,
 }
 
+/// What the x values of a line chart are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XAxis {
+    /// Plain numbers, ticked at round values.
+    #[default]
+    Number,
+    /// Unix time in seconds (UTC), ticked at calendar boundaries (years, months, days,
+    /// hours) and labelled as dates.
+    Time,
+}
+
+impl XAxis {
+    fn is_number(&self) -> bool {
+        *self == XAxis::Number
+    }
+}
+
+/// A labelled vertical line across a line chart at `x` (a fold boundary, an event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Marker {
+    /// Where, in the x axis's units.
+    pub x: f64,
+    /// Text drawn beside the line's top.
+    pub label: String,
+}
+
 /// A chart of one or more series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chart {
@@ -78,9 +105,12 @@ pub struct Chart {
     pub x_label: String,
     /// Label of the y axis, with its unit.
     pub y_label: String,
-    /// Logarithmic x axis (only positive x are drawn).
+    /// Logarithmic x axis (only positive x are drawn; ignored on a time axis).
     #[serde(default)]
     pub log_x: bool,
+    /// Numbers or dates on the x axis of a line chart; absent in JSON means numbers.
+    #[serde(default, skip_serializing_if = "XAxis::is_number")]
+    pub x_axis: XAxis,
     /// Logarithmic y axis (only positive y are drawn).
     #[serde(default)]
     pub log_y: bool,
@@ -90,6 +120,9 @@ pub struct Chart {
     /// The data. Keep each series to a few thousand points: the chart is an
     /// SVG inside a self-contained HTML page.
     pub series: Vec<Series>,
+    /// Vertical lines across a line chart, in x order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub markers: Vec<Marker>,
 }
 
 impl Chart {
@@ -106,8 +139,10 @@ impl Chart {
             y_label: y_label.into(),
             log_x: false,
             log_y: false,
+            x_axis: XAxis::Number,
             categories: Vec::new(),
             series: Vec::new(),
+            markers: Vec::new(),
         }
     }
 
@@ -124,14 +159,33 @@ impl Chart {
             y_label: y_label.into(),
             log_x: false,
             log_y: false,
+            x_axis: XAxis::Number,
             categories,
             series: Vec::new(),
+            markers: Vec::new(),
+        }
+    }
+
+    /// A line chart over time: x values are Unix seconds (UTC), drawn as calendar dates.
+    pub fn timeline(title: impl Into<String>, y_label: impl Into<String>) -> Self {
+        Chart {
+            x_axis: XAxis::Time,
+            ..Chart::line(title, "date (UTC)", y_label)
         }
     }
 
     /// Adds a series.
     pub fn with_series(mut self, series: Series) -> Self {
         self.series.push(series);
+        self
+    }
+
+    /// Adds a vertical line at `x` labelled `label`.
+    pub fn with_marker(mut self, x: f64, label: impl Into<String>) -> Self {
+        self.markers.push(Marker {
+            x,
+            label: label.into(),
+        });
         self
     }
 }

@@ -14,6 +14,7 @@
 //! - [`overfit`]: PSR, DSR, MinTRL and PBO by CSCV (BT-DSR);
 //! - [`lookahead`]: the truncation test for future data (BT-NOLOOK);
 //! - [`export`]: `trades.csv` and `returns.csv` at full precision;
+//! - [`report`] and [`tearsheet`]: the metrics, tables and charts of `report.html`;
 //! - [`suite`] runs all of it for a [`config::Plan`]; [`BacktestSuite`] is the suite as
 //!   `gauntlet run` registers it, [`cli`] is `gauntlet backtest`.
 //!
@@ -48,6 +49,7 @@ pub mod report;
 pub mod signals;
 pub mod suite;
 pub mod sweep;
+pub mod tearsheet;
 
 /// Version of this crate, recorded in every report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

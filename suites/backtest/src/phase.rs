@@ -3,7 +3,8 @@
 //! It reads `[profile.X.backtest]` ([`BacktestConfig`]), backtests the configured model
 //! through the run's target (or the configured strategy) on the configured bars — by
 //! default generated fixture bars, seed 1 — and reports each gate as a case
-//! `backtest::<gate>` with measured versus threshold, plus one report section.
+//! `backtest::<gate>` with measured versus threshold, plus one report section, and writes
+//! `trades.csv` and `returns.csv` into the run's report directory.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -130,6 +131,14 @@ impl Suite for BacktestSuite {
             .into_iter()
             .filter(|g| ctx.is_selected(&g.name))
             .collect();
+        // The same full-precision exports as `gauntlet backtest`, beside the run's reports.
+        let dir = &ctx.settings.report_dir;
+        crate::export::write_all(dir, &outcome, &bars.ts_ns).map_err(|e| {
+            SuiteError::Setup(format!(
+                "failed to write trades.csv and returns.csv into {}: {e}",
+                dir.display()
+            ))
+        })?;
         let id = match &plan.data {
             DataPlan::Fixture { seed, .. } => format!("fixture-{seed}"),
             DataPlan::File { .. } => "file".to_owned(),

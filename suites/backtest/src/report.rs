@@ -7,7 +7,7 @@ use std::time::Duration;
 use gauntlet_harness::suite::{PlannedCase, gate_results};
 use gauntlet_reports::{CaseResult, Chart, Section, Series, Table};
 
-use crate::metrics::{drawdown_curve, equity_curve};
+use crate::tearsheet;
 
 use crate::suite::{DataInfo, GateResult, Outcome, Verdict, requirements};
 
@@ -123,12 +123,35 @@ pub fn metrics_rows(outcome: &Outcome) -> Vec<[String; 2]> {
     rows
 }
 
+/// The date of a Unix-nanosecond timestamp (UTC).
+fn date(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns)
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 /// Header and rows of the per-fold table.
 pub fn fold_rows(outcome: &Outcome) -> (Vec<String>, Vec<Vec<String>>) {
+    // Periods `a..b` by the dates of their first and last bars, and their indices.
+    let span = |p: std::ops::Range<usize>| {
+        let at = |i: usize| {
+            outcome
+                .period_ts_ns
+                .get(i)
+                .map_or_else(String::new, |&t| date(t))
+        };
+        format!(
+            "{} – {} ({}..{})",
+            at(p.start),
+            at(p.end.saturating_sub(1)),
+            p.start,
+            p.end
+        )
+    };
     let header = [
         "fold",
-        "train periods",
-        "test periods",
+        "train periods (UTC)",
+        "test periods (UTC)",
         "chosen",
         "train Sharpe",
         "test Sharpe",
@@ -144,8 +167,8 @@ pub fn fold_rows(outcome: &Outcome) -> (Vec<String>, Vec<Vec<String>>) {
         .map(|f| {
             vec![
                 f.fold.to_string(),
-                format!("{}..{}", f.train.start, f.train.end),
-                format!("{}..{}", f.test.start, f.test.end),
+                span(f.train.clone()),
+                span(f.test.clone()),
                 f.chosen.clone(),
                 num(f.train_sharpe),
                 num(f.metrics.sharpe),
@@ -261,6 +284,7 @@ pub fn section(info: &DataInfo, outcome: &Outcome, id: &str) -> Section {
         columns: vec!["metric".into(), "value".into()],
         rows: metrics_rows(outcome).into_iter().map(Vec::from).collect(),
     });
+    let intraday = info.gaps.median_interval_ns < 86_400_000_000_000;
     let (columns, rows) = fold_rows(outcome);
     if !rows.is_empty() {
         s.tables.push(Table {
@@ -269,39 +293,31 @@ pub fn section(info: &DataInfo, outcome: &Outcome, id: &str) -> Section {
             rows,
         });
     }
+    s.tables.push(tearsheet::drawdown_table(outcome, intraday));
+    s.tables.push(tearsheet::monthly_table(outcome));
     s.tables.push(trade_table(outcome));
+    s.tables.push(tearsheet::trades_table(outcome, intraday));
     s.tables.push(sweep_table(outcome));
 
-    let t0 = outcome.period_ts_ns.first().copied().unwrap_or(0);
-    let days =
-        |i: usize| (outcome.period_ts_ns.get(i).copied().unwrap_or(t0) - t0) as f64 / 86_400e9;
-    let equity = equity_curve(&outcome.execution.returns);
-    let points: Vec<[f64; 2]> = equity
-        .iter()
-        .enumerate()
-        .map(|(i, e)| [days(i), *e])
-        .collect();
-    let mut equity_chart = Chart::line(
-        "Equity (net of costs)",
-        "days since the first bar",
-        "equity (start = 1, log scale)",
-    )
-    .with_series(Series::downsampled("equity", &points, MAX_CHART_POINTS));
-    // Compounding over years spans orders of magnitude: a log axis keeps early years visible.
-    equity_chart.log_y = true;
-    s.charts.push(equity_chart);
-    let dd = drawdown_curve(&outcome.execution.returns);
-    let points: Vec<[f64; 2]> = dd
-        .iter()
-        .enumerate()
-        .map(|(i, d)| [days(i), -d * 100.0])
-        .collect();
-    s.charts.push(
-        Chart::line("Drawdown", "days since the first bar", "drawdown (%)")
-            .with_series(Series::downsampled("drawdown", &points, MAX_CHART_POINTS)),
-    );
+    s.charts.push(tearsheet::equity_chart(outcome));
+    s.charts.push(tearsheet::drawdown_chart(outcome));
+    match tearsheet::rolling_sharpe_chart(outcome) {
+        Ok(chart) => s.charts.push(chart),
+        Err(why) => s.notes.push(why),
+    }
+    match tearsheet::histogram_chart(outcome) {
+        Ok(chart) => s.charts.push(chart),
+        Err(why) => s.notes.push(why),
+    }
     if let Some(w) = &outcome.walk_forward {
-        let categories = w.folds.iter().map(|f| format!("fold {}", f.fold)).collect();
+        let categories = w
+            .folds
+            .iter()
+            .map(|f| match outcome.period_ts_ns.get(f.test.start) {
+                Some(&t) => format!("fold {} · {}", f.fold, date(t)),
+                None => format!("fold {}", f.fold),
+            })
+            .collect();
         let train = w
             .folds
             .iter()

@@ -187,6 +187,11 @@ pub struct Outcome {
     pub execution: Execution,
     /// The reported run's timestamps of periods (bar `1..n`), Unix ns.
     pub period_ts_ns: Vec<i64>,
+    /// The first bar's timestamp, Unix ns: where the equity curve starts at 1.
+    pub start_ts_ns: i64,
+    /// Buy-and-hold equity after each period (bar `1..n`): the close over the first close,
+    /// no costs; the tear sheet's benchmark.
+    pub benchmark: Vec<f64>,
     /// Its metrics.
     pub metrics: Metrics,
     /// The cost self-check.
@@ -473,6 +478,12 @@ fn finish(
         exec: params,
         bars: bars.len(),
         period_ts_ns: bars.ts_ns.iter().skip(1).copied().collect(),
+        start_ts_ns: bars.ts_ns.first().copied().unwrap_or(0),
+        benchmark: bars
+            .close
+            .first()
+            .map(|&c0| bars.close.iter().skip(1).map(|c| c / c0).collect())
+            .unwrap_or_default(),
         psr: overfit::psr(m, 0.0),
         min_track_record: overfit::min_track_record(m, 0.0, 0.95),
         execution,

@@ -671,7 +671,9 @@ fn repo_settings() -> Settings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_phase_meets_the_repository_gates_honestly_through_the_target() {
-    let settings = repo_settings();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = repo_settings();
+    settings.report_dir = dir.path().to_owned();
     let phase = BacktestSuite;
     let planned = phase.gates(&settings).unwrap();
     assert_eq!(planned.len(), 9);
@@ -714,14 +716,51 @@ async fn the_phase_meets_the_repository_gates_honestly_through_the_target() {
             .all(|c| c.series.iter().all(|s| s.points.len() <= 2_000))
     );
     let titles: Vec<&str> = section.charts.iter().map(|c| c.title.as_str()).collect();
+    let expected = [
+        "Equity (net of costs) against buy-and-hold",
+        "Drawdown",
+        "Rolling Sharpe (",
+        "Distribution of daily returns (",
+        "Walk-forward Sharpe per fold",
+    ];
+    assert_eq!(titles.len(), expected.len(), "{titles:?}");
+    for (title, prefix) in titles.iter().zip(expected) {
+        assert!(title.starts_with(prefix), "{title:?} vs {prefix:?}");
+    }
+    // Every time axis is calendar dates; the equity curve has buy-and-hold beside it and a
+    // line at each walk-forward fold.
+    for chart in &section.charts[..3] {
+        assert_eq!(
+            chart.x_axis,
+            gauntlet_reports::XAxis::Time,
+            "{}",
+            chart.title
+        );
+    }
+    let equity = &section.charts[0];
+    assert_eq!(equity.series[1].name, "buy and hold (no costs)");
     assert_eq!(
-        titles,
-        [
-            "Equity (net of costs)",
-            "Drawdown",
-            "Walk-forward Sharpe per fold"
-        ]
+        equity.markers.len(),
+        section
+            .tables
+            .iter()
+            .find(|t| t.title == "Walk-forward folds")
+            .unwrap()
+            .rows
+            .len()
     );
+    let tables: Vec<&str> = section.tables.iter().map(|t| t.title.as_str()).collect();
+    for wanted in [
+        "Worst 5 drawdowns",
+        "Monthly and yearly returns",
+        "Trades: the first and last",
+    ] {
+        assert!(
+            tables.iter().any(|t| t.starts_with(wanted)),
+            "{wanted}: {tables:?}"
+        );
+    }
+    assert!(dir.path().join("trades.csv").exists() && dir.path().join("returns.csv").exists());
     assert!(section.notes.iter().any(|n| n.contains("periods per year")));
 }
 
@@ -1010,6 +1049,71 @@ fn timestamp_errors_show_the_files_own_text_and_an_empty_file_says_so() {
 
 /// Regression: `--columns Date,Open,High,Low,Close,Volume` (the README's form) was refused;
 /// `--fees-bps -5` said "unexpected argument '-5'" instead of naming the flag.
+/// Parquet stores numbers, not text: its timestamp errors show the RFC 3339 rendering — a
+/// duplicate, a step backwards, and a microsecond datetime in the year 3000, beyond Unix
+/// nanoseconds (it once printed only the raw count of microseconds).
+#[test]
+fn parquet_timestamp_errors_show_rfc3339() {
+    use polars::prelude::{Column, DataFrame, DataType, NamedFrom, ParquetWriter, Series};
+    let rfc3339 = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bars = load(&sample()).unwrap().bars;
+    let mut dup = bars.clone();
+    dup.ts_ns[9] = dup.ts_ns[8];
+    let mut back = bars.clone();
+    back.ts_ns[9] = back.ts_ns[8] - 3_600_000_000_000;
+    for (name, broken, what) in [("dup", dup, "a duplicate of"), ("back", back, "before")] {
+        let path = dir.path().join(format!("{name}.parquet"));
+        data::write_parquet(&broken, &path).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        let expected = format!(
+            "row 10, column \"timestamp\": timestamp {} is {what} the previous row's {}",
+            rfc3339(broken.ts_ns[9]),
+            rfc3339(broken.ts_ns[8])
+        );
+        assert!(e.contains(&expected), "{e}\n{expected}");
+    }
+
+    // 3000-01-01T00:00:00Z and the days after it, stored as microseconds.
+    let year_3000_us = 32_503_680_000_000_000_i64;
+    let micros: Vec<i64> = (0..bars.len() as i64)
+        .map(|i| year_3000_us + i * 86_400_000_000)
+        .collect();
+    let ts = Series::new("timestamp".into(), &micros)
+        .cast(&DataType::Datetime(
+            polars::prelude::TimeUnit::Microseconds,
+            None,
+        ))
+        .unwrap();
+    let mut frame = DataFrame::new(
+        bars.len(),
+        vec![
+            Column::from(ts),
+            Column::from(Series::new("open".into(), &bars.open)),
+            Column::from(Series::new("high".into(), &bars.high)),
+            Column::from(Series::new("low".into(), &bars.low)),
+            Column::from(Series::new("close".into(), &bars.close)),
+            Column::from(Series::new("volume".into(), &bars.volume)),
+        ],
+    )
+    .unwrap();
+    let path = dir.path().join("year-3000.parquet");
+    ParquetWriter::new(std::fs::File::create(&path).unwrap())
+        .finish(&mut frame)
+        .unwrap();
+    let e = load(&path).unwrap_err().to_string();
+    assert!(
+        e.ends_with(
+            "row 1, column \"timestamp\": timestamp 3000-01-01T00:00:00Z \
+             (32503680000000000 microseconds) is out of range (years 1677 to 2262)"
+        ),
+        "{e}"
+    );
+}
+
 #[test]
 fn columns_in_one_argument_and_a_negative_fee_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -1167,7 +1271,39 @@ fn exports_round_trip_to_the_report() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0);
-    let v = report_values(&out);
+    exports_match_the_report(&out);
+}
+
+/// Regression: `gauntlet run` wrote no exports where `gauntlet backtest` did. Its backtest
+/// phase now writes trades.csv and returns.csv beside report.json, and they round-trip.
+#[test]
+fn gauntlet_run_writes_the_exports_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gauntlet.toml");
+    let code = gauntlet::main_with(
+        &gauntlet::registry(),
+        [
+            "gauntlet",
+            "run",
+            "--suite",
+            "backtest",
+            "--config",
+            config.to_str().unwrap(),
+            "--report-dir",
+            out.to_str().unwrap(),
+        ],
+        &mut Vec::new(),
+    );
+    assert_eq!(code, 0);
+    exports_match_the_report(&out);
+}
+
+/// trades.csv and returns.csv in `out` against its report.json: the total return
+/// recomputed from returns.csv to 1e-12, every equity bit for bit, the trade count, fees
+/// and hit rate.
+fn exports_match_the_report(out: &Path) {
+    let v = report_values(out);
     let returns = std::fs::read_to_string(out.join("returns.csv")).unwrap();
     let mut lines = returns.lines();
     assert_eq!(

@@ -262,12 +262,30 @@ fn datetime_type(name: &str, dtype: &DataType) -> DataError {
 }
 
 fn range_error(at: RowRef, name: &str, value: i64, unit: TimeUnit) -> DataError {
+    // A CSV row has a line and its text is the number shown; a Parquet value is shown as
+    // the date it stands for (beyond nanoseconds' years, within chrono's).
+    let rfc3339 = at.line.is_none().then(|| rfc3339(value, unit)).flatten();
+    let text = match rfc3339 {
+        Some(date) => format!("{date} ({value} {unit})"),
+        None => format!("{value} {unit}"),
+    };
     DataError::TimestampRange {
         at,
         column: name.to_owned(),
         value,
         unit,
+        text,
     }
+}
+
+/// RFC 3339 text (UTC) of `value` `unit`s since 1970, for the years chrono spans (±262,143),
+/// which reach far past Unix nanoseconds' 1677 to 2262.
+pub(super) fn rfc3339(value: i64, unit: TimeUnit) -> Option<String> {
+    let ns = i128::from(value) * i128::from(unit.nanos());
+    let secs = i64::try_from(ns.div_euclid(1_000_000_000)).ok()?;
+    let nanos = u32::try_from(ns.rem_euclid(1_000_000_000)).ok()?;
+    DateTime::from_timestamp(secs, nanos)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 fn scale(value: i64, per: i64) -> Option<i64> {

@@ -363,18 +363,20 @@ pub enum DataError {
         what: &'static str,
     },
     /// A timestamp does not fit in Unix nanoseconds (years 1677 to 2262).
-    #[error(
-        "{at}, column {column:?}: timestamp {value} {unit} is out of range (years 1677 to 2262)"
-    )]
+    #[error("{at}, column {column:?}: timestamp {text} is out of range (years 1677 to 2262)")]
     TimestampRange {
         /// Where.
         at: RowRef,
         /// The column.
         column: String,
-        /// The value.
+        /// The value, in `unit`s since 1970.
         value: i64,
         /// Its unit.
         unit: TimeUnit,
+        /// The timestamp for people: as the file writes it, with its unit (CSV, where the
+        /// text is the file's own), or its RFC 3339 rendering followed by the stored value
+        /// and unit (Parquet, which stores numbers).
+        text: String,
     },
     /// The fixture generator refused the request.
     #[error("failed to generate fixture bars: {0}")]

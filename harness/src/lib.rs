@@ -52,9 +52,9 @@ pub use catalogue::{Catalogue, CatalogueError, Requirement};
 pub use registry::{Registry, RegistryError};
 pub use suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
 pub use target::{
-    Capabilities, Capability, ENGINE_THREAD_PREFIX, HttpEndpoint, HttpOptions, HttpTarget,
-    InProcess, InProcessError, Reply, ServedEngine, Target, TargetError, TargetExt, infer_path,
-    redact_url,
+    Capabilities, Capability, ClientSecurity, ENGINE_THREAD_PREFIX, ExtraHeader, HttpEndpoint,
+    HttpOptions, HttpTarget, InProcess, InProcessError, Reply, SecurityAccess, ServedEngine,
+    Target, TargetError, TargetExt, Unsigned, infer_path, redact_url,
 };
 
 /// An error and its causes on one line. Library errors keep their cause out of

@@ -237,6 +237,8 @@ fn make_secured(
         .map_err(|e| setup(e.to_string()))?;
 
     let config = EngineConfig {
+        // The slowloris attack waits for this cut-off: short, so the run stays quick.
+        header_read_timeout: std::time::Duration::from_secs(3),
         security: SecurityConfig {
             admin_keys: Some("generated-admin-keys.toml".into()),
             keyring: Some("generated-keyring.toml".into()),

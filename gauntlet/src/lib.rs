@@ -63,6 +63,7 @@ pub fn suites() -> Vec<Box<dyn Suite>> {
         Box::new(gauntlet_suites::Property),
         Box::new(gauntlet_backtest::BacktestSuite),
         Box::new(gauntlet_load::LoadSuite),
+        Box::new(gauntlet_security::SecuritySuite),
     ]
 }
 
@@ -199,10 +200,10 @@ mod tests {
     }
 
     #[test]
-    fn the_registry_builds_and_lists_the_four_suites_in_run_order() {
+    fn the_registry_builds_and_lists_the_suites_in_run_order() {
         assert_eq!(
             super::registry().names(),
-            ["conformance", "property", "backtest", "load"]
+            ["conformance", "property", "backtest", "load", "security"]
         );
     }
 }

@@ -130,7 +130,13 @@ fn suite_help_lists_the_registered_suites() {
     let out = gauntlet(&["run", "--help"], dir.path());
     assert_eq!(code(&out), 0);
     let help = text(&out.stdout);
-    for suite in ["conformance (", "property (", "backtest (", "load ("] {
+    for suite in [
+        "conformance (",
+        "property (",
+        "backtest (",
+        "load (",
+        "security (",
+    ] {
         assert!(help.contains(suite), "{help}");
     }
 }
@@ -225,6 +231,7 @@ fn in_process_run_writes_reports_and_passes() {
         "gauntlet-suites",
         "gauntlet-load",
         "gauntlet-backtest",
+        "gauntlet-security",
     ] {
         assert!(
             report["meta"]["crate_versions"][krate].is_string(),
@@ -240,7 +247,13 @@ fn in_process_run_writes_reports_and_passes() {
             || (s == "skip" && id.starts_with("backtest::") && id != "backtest::no_lookahead")),
         "{cases:?}"
     );
-    for suite in ["conformance::", "property::", "backtest::", "load::"] {
+    for suite in [
+        "conformance::",
+        "property::",
+        "backtest::",
+        "load::",
+        "security::",
+    ] {
         assert!(
             cases.iter().any(|(id, _)| id.starts_with(suite)),
             "{suite} ran"
@@ -254,11 +267,17 @@ fn http_target_passes_the_same_cases_as_in_process() {
     let addr = serve_engine(false);
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}");
+    // Not the security suite: in process it attacks a secured twin of the engine, while this
+    // engine has no admin keys, so its unsigned-load case fails by design
+    // (suites/security/tests/suite.rs).
+    let suites = "conformance,property,backtest,load";
     let by_url = gauntlet(
         &[
             "run",
             "--target",
             &url,
+            "--suite",
+            suites,
             "--report-dir",
             "url",
             "--property-cases",
@@ -268,7 +287,15 @@ fn http_target_passes_the_same_cases_as_in_process() {
     );
     assert_eq!(code(&by_url), 0, "{}", text(&by_url.stderr));
     let local = gauntlet(
-        &["run", "--report-dir", "local", "--property-cases", "16"],
+        &[
+            "run",
+            "--suite",
+            suites,
+            "--report-dir",
+            "local",
+            "--property-cases",
+            "16",
+        ],
         dir.path(),
     );
     assert_eq!(code(&local), 0, "{}", text(&local.stderr));
@@ -416,6 +443,9 @@ fn target_without_the_reference_models_skips_what_needs_them() {
         &["run", "--target", &url, "--report-dir", "out"],
         dir.path(),
     );
+    // Not the security suite: this bare axum server has no admin keys and no header-read
+    // timeout, which that suite fails by design (suites/security/tests/suite.rs).
+    let suites = "conformance,property,backtest,load";
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), 3, "{stderr}");
     assert!(stderr.contains("--skip-missing-models"), "{stderr}");
@@ -425,6 +455,8 @@ fn target_without_the_reference_models_skips_what_needs_them() {
             "run",
             "--target",
             &url,
+            "--suite",
+            suites,
             "--report-dir",
             "out",
             "--skip-missing-models",

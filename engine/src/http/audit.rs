@@ -11,7 +11,7 @@ use http::{HeaderMap, StatusCode, Uri};
 use http_body_util::BodyExt as _;
 
 use super::error::ApiError;
-use super::principal::{ANONYMOUS, CLIENT_HEADER, principal, require_principal};
+use super::principal::{ANONYMOUS, CLIENT_HEADER, Caller, caller, require};
 use crate::audit::merkle::ProofError;
 use crate::audit::{
     Action, AuditError, AuditEvent, AuditLog, AuditRecord, Checkpoint, ConsistencyProof,
@@ -60,10 +60,10 @@ pub(crate) async fn latest_checkpoint(
 /// Signs a checkpoint now (after recording who asked).
 pub(crate) async fn sign_checkpoint(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(who): Caller,
 ) -> Result<Json<Checkpoint>, ApiError> {
     let log = log(&state)?;
-    let who = require_principal(&headers)?;
+    let who = require(who)?;
     log.record_durable(AuditEvent::new(who, Action::CheckpointRequest, Outcome::Ok))
         .await?;
     Ok(Json(log.checkpoint_now().await?))
@@ -168,7 +168,13 @@ pub(crate) async fn audit_admin(
     let Some(action) = route.as_deref().and_then(admin_action) else {
         return next.run(req).await;
     };
-    let who = match require_principal(req.headers()) {
+    let who = match caller(
+        &state,
+        req.headers(),
+        req.extensions().get::<crate::security::Principal>(),
+    )
+    .and_then(require)
+    {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -230,7 +236,7 @@ pub(crate) fn record_prediction(
     let Some(log) = state.audit() else {
         return Ok(());
     };
-    let who = principal(headers)?.unwrap_or_else(|| ANONYMOUS.to_owned());
+    let who = caller(state, headers, None)?.unwrap_or_else(|| ANONYMOUS.to_owned());
     let client = super::principal::id_header(headers, CLIENT_HEADER)?;
     let mut event = AuditEvent::new(who, Action::Prediction, Outcome::Ok);
     event.model = Some(model.name().to_owned());

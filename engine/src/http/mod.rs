@@ -21,6 +21,7 @@ use axum::Json;
 use axum::RequestExt as _;
 use axum::Router;
 use axum::extract::{MatchedPath, Path, RawPathParams, Request, State};
+use axum::handler::Handler as _;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,7 +40,7 @@ pub const SERVER_NAME: &str = "gauntlet-engine";
 /// Name of the single-tensor input in model metadata.
 pub const INPUT_NAME: &str = "features";
 pub use self::audit::AUDIT_EXTENSION;
-pub(crate) use self::body::read_body;
+pub(crate) use self::body::{check_declared_length, read_body};
 pub(crate) use self::error::ApiError;
 pub use self::infer::OUTPUT_NAME;
 pub use self::principal::{CLIENT_HEADER, PRINCIPAL_HEADER};
@@ -113,10 +114,14 @@ pub fn app(state: AppState) -> Router {
             crate::security::auth::read_auth,
         ));
     }
+    // The audit and trading routes that act for a principal are admin routes too
+    // (`security::ADMIN_ROUTES`): signed when admin keys are configured. Only their POSTs.
+    let signed =
+        || middleware::from_fn_with_state(state.clone(), crate::security::auth::admin_auth);
     let audit_routes = Router::new()
         .route(
             "/v2/audit/checkpoint",
-            get(audit::latest_checkpoint).post(audit::sign_checkpoint),
+            get(audit::latest_checkpoint).post(audit::sign_checkpoint.layer(signed())),
         )
         .route("/v2/audit/proof/inclusion", get(audit::inclusion))
         .route("/v2/audit/proof/consistency", get(audit::consistency))
@@ -124,12 +129,15 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/trading/signal", post(trading::signal))
         .route(
             "/v2/trading/kill",
-            get(trading::kill_state).post(trading::kill_engage),
+            get(trading::kill_state).post(trading::kill_engage.layer(signed())),
         )
-        .route("/v2/trading/kill/release", post(trading::kill_release))
+        .route(
+            "/v2/trading/kill/release",
+            post(trading::kill_release.layer(signed())),
+        )
         .route(
             "/v2/trading/algos/{algo}/enable",
-            post(trading::enable_algo),
+            post(trading::enable_algo.layer(signed())),
         )
         .route("/v2/trading/controls", get(trading::controls));
     data.merge(repository)

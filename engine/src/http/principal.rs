@@ -1,10 +1,16 @@
-//! Who is calling. Until signed admin requests carry an authenticated principal, the
-//! `x-gauntlet-principal` header names it; every control that needs a principal reads it
-//! through [`principal`] so that the signed form can replace it in one place.
+//! Who is calling. With `security.admin-keys` configured, the caller is the principal of the
+//! key that signed the request (put in the request's extensions by the admin layer), and the
+//! `x-gauntlet-principal` header is ignored: anyone can write a header. Without admin keys the
+//! engine is open and that header names the caller. Every control that needs a principal
+//! reads it through [`caller`] (or the [`Caller`] extractor).
 
+use axum::extract::FromRequestParts;
 use http::HeaderMap;
+use http::request::Parts;
 
 use super::error::ApiError;
+use crate::security::Principal;
+use crate::state::AppState;
 
 /// Header naming the calling principal.
 pub const PRINCIPAL_HEADER: &str = "x-gauntlet-principal";
@@ -20,25 +26,44 @@ pub(crate) fn is_valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b':' | b'-'))
 }
 
-/// The principal header, if present and valid.
+/// The caller: the verified principal when admin keys are configured (`None` on a route the
+/// admin layer does not guard), else the principal header, if present and valid.
 ///
 /// # Errors
-/// 400 naming the header when it is present but malformed.
-pub(crate) fn principal(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// 400 naming the header when it is honoured, present and malformed.
+pub(crate) fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    verified: Option<&Principal>,
+) -> Result<Option<String>, ApiError> {
+    if state.security().admin.is_some() {
+        return Ok(verified.map(|p| p.name.clone()));
+    }
     id_header(headers, PRINCIPAL_HEADER)
 }
 
-/// The principal, required: 401 without one.
+/// The caller, required: 401 without one.
 ///
 /// # Errors
 /// 401 when absent, 400 when malformed.
-pub(crate) fn require_principal(headers: &HeaderMap) -> Result<String, ApiError> {
-    principal(headers)?.ok_or_else(|| {
+pub(crate) fn require(caller: Option<String>) -> Result<String, ApiError> {
+    caller.ok_or_else(|| {
         ApiError::new(
             http::StatusCode::UNAUTHORIZED,
             format!("{PRINCIPAL_HEADER}: this route needs a principal"),
         )
     })
+}
+
+/// Extracts the [`caller`] of a request.
+pub(crate) struct Caller(pub(crate) Option<String>);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        caller(state, &parts.headers, parts.extensions.get::<Principal>()).map(Caller)
+    }
 }
 
 /// A client-id header, if present and valid.

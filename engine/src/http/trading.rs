@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{parse, read_body, require_json};
 use super::error::ApiError;
-use super::principal::{ANONYMOUS, is_valid_id, principal, require_principal};
+use super::principal::{ANONYMOUS, Caller, caller, is_valid_id, require};
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::state::AppState;
 use crate::trading::{
@@ -100,7 +100,7 @@ pub(crate) async fn signal(
     body: Body,
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
-    let who = principal(&headers)?.unwrap_or_else(|| ANONYMOUS.to_owned());
+    let who = caller(&state, &headers, None)?.unwrap_or_else(|| ANONYMOUS.to_owned());
     let bytes = read_body(
         &headers,
         body,
@@ -263,11 +263,11 @@ fn describe(scope: &KillScope) -> String {
 /// another.
 async fn authorise(
     state: &AppState,
-    headers: &HeaderMap,
+    who: Option<String>,
     action: Action,
     detail: &str,
 ) -> Result<String, ApiError> {
-    let who = require_principal(headers)?;
+    let who = require(who)?;
     if state.config().trading.risk_principals.contains(&who) {
         return Ok(who);
     }
@@ -325,12 +325,13 @@ async fn kill_request(
 
 pub(crate) async fn kill_engage(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<KillResponse>, ApiError> {
     let scope = kill_request(&headers, body, state.config().max_body_bytes).await?;
     let detail = scope_detail(&scope, &state);
-    let who = authorise(&state, &headers, Action::KillEngage, &detail).await?;
+    let who = authorise(&state, caller, Action::KillEngage, &detail).await?;
     // Engaged before it is recorded: stopping must not wait on the disk.
     let changed = state.trading().kill.engage(&scope);
     if let Some(log) = state.audit() {
@@ -347,12 +348,13 @@ pub(crate) async fn kill_engage(
 
 pub(crate) async fn kill_release(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<KillResponse>, ApiError> {
     let scope = kill_request(&headers, body, state.config().max_body_bytes).await?;
     let detail = scope_detail(&scope, &state);
-    let who = authorise(&state, &headers, Action::KillRelease, &detail).await?;
+    let who = authorise(&state, caller, Action::KillRelease, &detail).await?;
     // Recorded before it takes effect: no release without its record.
     if let Some(log) = state.audit() {
         let mut e = AuditEvent::new(who, Action::KillRelease, Outcome::Ok);
@@ -387,11 +389,11 @@ pub(crate) async fn kill_state(State(state): State<AppState>) -> Json<KillState>
 pub(crate) async fn enable_algo(
     State(state): State<AppState>,
     Path(algo): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_id("algo", &algo)?;
     let detail = format!("algo={algo}");
-    let who = authorise(&state, &headers, Action::ThrottleRelease, &detail).await?;
+    let who = authorise(&state, caller, Action::ThrottleRelease, &detail).await?;
     if let Some(log) = state.audit() {
         let mut e = AuditEvent::new(who, Action::ThrottleRelease, Outcome::Ok);
         e.detail = Some(detail);

@@ -68,16 +68,34 @@ impl Role {
         }
     }
 
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Operator, Role::Approver, Role::Auditor];
+
+    /// The role named `name` (as in the keys file), if any.
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// Whether this role may make the admin call `method path` (a concrete path, such as
+    /// `/v2/repository/models/m/load`); `None` when it is no admin call.
+    pub fn may_call(self, method: &str, path: &str) -> Option<bool> {
+        let (_, route) = admin_route(method, path)?;
+        let method = http::Method::from_bytes(method.as_bytes()).ok()?;
+        Action::of_route(&method, route).map(|a| self.allows(a))
+    }
+
     fn allows(self, action: Action) -> bool {
         match action {
-            Action::Index => true,
+            // The trading controls authorise by name (`trading.risk-principals`), once the
+            // signature has said who is calling; a checkpoint only signs what is logged.
+            Action::Index | Action::Checkpoint | Action::KillSwitch | Action::EnableAlgo => true,
             Action::Load | Action::Unload => self == Role::Operator,
             Action::Promote | Action::Rollback => self == Role::Approver,
         }
     }
 }
 
-/// An admin action, one per repository route.
+/// An admin action: every route that changes the engine's state or acts for a principal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Index,
@@ -85,17 +103,30 @@ enum Action {
     Unload,
     Promote,
     Rollback,
+    /// `POST /v2/audit/checkpoint`.
+    Checkpoint,
+    /// `POST /v2/trading/kill` and `POST /v2/trading/kill/release`.
+    KillSwitch,
+    /// `POST /v2/trading/algos/{algo}/enable`.
+    EnableAlgo,
 }
 
 impl Action {
-    /// The action of a repository route template; `None` for any other route.
-    fn of_route(route: &str) -> Option<Action> {
+    /// The action of a POST to an admin route template; `None` for any other request. The
+    /// router puts the admin layer on exactly these (method, route) pairs.
+    fn of_route(method: &http::Method, route: &str) -> Option<Action> {
+        if method != http::Method::POST {
+            return None;
+        }
         Some(match route {
             "/v2/repository/index" => Action::Index,
             "/v2/repository/models/{m}/load" => Action::Load,
             "/v2/repository/models/{m}/unload" => Action::Unload,
             "/v2/repository/models/{m}/promote" => Action::Promote,
             "/v2/repository/models/{m}/rollback" => Action::Rollback,
+            "/v2/audit/checkpoint" => Action::Checkpoint,
+            "/v2/trading/kill" | "/v2/trading/kill/release" => Action::KillSwitch,
+            "/v2/trading/algos/{algo}/enable" => Action::EnableAlgo,
             _ => return None,
         })
     }
@@ -107,8 +138,44 @@ impl Action {
             Action::Unload => "unload models",
             Action::Promote => "promote models",
             Action::Rollback => "roll back models",
+            Action::Checkpoint => "request audit checkpoints",
+            Action::KillSwitch => "operate the kill switch",
+            Action::EnableAlgo => "re-enable algorithms",
         }
     }
+}
+
+/// The admin routes, as (method, route template): what [`admin_auth`] guards when admin keys
+/// are configured. The router layers it on each; a test checks the two agree.
+pub const ADMIN_ROUTES: [(&str, &str); 9] = [
+    ("POST", "/v2/repository/index"),
+    ("POST", "/v2/repository/models/{m}/load"),
+    ("POST", "/v2/repository/models/{m}/unload"),
+    ("POST", "/v2/repository/models/{m}/promote"),
+    ("POST", "/v2/repository/models/{m}/rollback"),
+    ("POST", "/v2/audit/checkpoint"),
+    ("POST", "/v2/trading/kill"),
+    ("POST", "/v2/trading/kill/release"),
+    ("POST", "/v2/trading/algos/{algo}/enable"),
+];
+
+/// The admin route (method, template) of [`ADMIN_ROUTES`] a request `method path` matches:
+/// what a client must sign when the server has admin keys.
+pub fn admin_route(method: &str, path: &str) -> Option<(&'static str, &'static str)> {
+    let path = path.split('?').next().unwrap_or(path);
+    ADMIN_ROUTES.into_iter().find(|(m, template)| {
+        m.eq_ignore_ascii_case(method) && {
+            let (mut a, mut b) = (template.split('/'), path.split('/'));
+            loop {
+                match (a.next(), b.next()) {
+                    (None, None) => break true,
+                    (Some(t), Some(p)) if t.starts_with('{') && !p.is_empty() => {}
+                    (Some(t), Some(p)) if t == p => {}
+                    _ => break false,
+                }
+            }
+        }
+    })
 }
 
 /// The authenticated caller of an admin route, put in the request's extensions.
@@ -405,8 +472,16 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     first.to_str().ok()
 }
 
-/// The admin layer: verifies the signature, the clock skew and the nonce of every request to a
-/// repository route when admin keys are configured, then checks the principal's role (403).
+/// The admin layer: verifies the signature, the clock skew and the nonce of every request to an
+/// admin route ([`ADMIN_ROUTES`]) when admin keys are configured, then checks the principal's
+/// role (403). The verified [`Principal`] goes into the request's extensions: with admin keys
+/// configured it is the only principal the engine believes (`x-gauntlet-principal` is
+/// ignored then).
+///
+/// Everything that can be checked without the body is checked before any of it is read (the
+/// headers, the skew, the key id, a declared length over the route's limit), and the body is
+/// bounded by the route's own limit: `max-artifact-bytes` for a load (read while holding the
+/// load permit, so at most one unverified artifact is buffered), `max-body-bytes` otherwise.
 pub(crate) async fn admin_auth(
     State(state): State<AppState>,
     req: Request,
@@ -419,7 +494,10 @@ pub(crate) async fn admin_auth(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let Some(action) = route.as_deref().and_then(Action::of_route) else {
+    let Some(action) = route
+        .as_deref()
+        .and_then(|r| Action::of_route(req.method(), r))
+    else {
         // A route this layer does not know is refused, not waved through.
         return ApiError::new(StatusCode::FORBIDDEN, "no principal may call this route")
             .into_response();
@@ -473,15 +551,39 @@ pub(crate) async fn admin_auth(
             None => return unauthenticated("a signed header is missing"),
         }
     }
+    // An unknown key id is refused before a byte of the body is read: an unauthenticated
+    // client must not make the engine buffer an artifact. (The ids are not secret; what a
+    // timing difference could tell is only which ids exist.)
+    let Some(key) = keys.keys.get(key_id) else {
+        return unauthenticated("unknown key id");
+    };
     let (key_id, nonce, signature) = (key_id.to_owned(), nonce.to_owned(), signature.to_owned());
+    let config = state.config();
+    let (limit, limit_key) = if action == Action::Load {
+        (config.max_artifact_bytes, "max-artifact-bytes")
+    } else {
+        (config.max_body_bytes, "max-body-bytes")
+    };
+    if let Err(err) = crate::http::check_declared_length(headers, limit, limit_key) {
+        return err.into_response();
+    }
+    let load_permit = if action == Action::Load {
+        match std::sync::Arc::clone(state.load_permits())
+            .acquire_owned()
+            .await
+        {
+            Ok(permit) => Some(permit),
+            Err(e) => {
+                return ApiError::internal("the load semaphore is closed", &e).into_response();
+            }
+        }
+    } else {
+        None
+    };
     let (parts, body) = req.into_parts();
-    let limit = state
-        .config()
-        .max_artifact_bytes
-        .max(state.config().max_body_bytes);
     let body = match tokio::time::timeout(
         crate::http::LOAD_BODY_DEADLINE,
-        crate::http::read_body(&parts.headers, body, limit, "max-artifact-bytes"),
+        crate::http::read_body(&parts.headers, body, limit, limit_key),
     )
     .await
     {
@@ -495,6 +597,8 @@ pub(crate) async fn admin_auth(
             .into_response();
         }
     };
+    // The handler takes the permit again for its own work.
+    drop(load_permit);
     let header_refs: Vec<(&str, &str)> = signed_values
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -508,11 +612,6 @@ pub(crate) async fn admin_auth(
         key_id: &key_id,
         timestamp,
         nonce: &nonce,
-    };
-    let Some(key) = keys.keys.get(&key_id) else {
-        // Same work as a known key, so that timing does not tell which ids exist.
-        let _ = sign::verify(&[0u8; MIN_SECRET_LEN], &request, &signature);
-        return unauthenticated("unknown key id");
     };
     if !sign::verify(&key.secret, &request, &signature) {
         return unauthenticated("signature does not verify");
@@ -598,6 +697,37 @@ mod tests {
         assert!(Role::Approver.allows(Action::Promote) && Role::Approver.allows(Action::Rollback));
         assert!(!Role::Approver.allows(Action::Load));
         assert!(!Role::Viewer.allows(Action::Load) && !Role::Auditor.allows(Action::Promote));
+    }
+
+    #[test]
+    fn admin_routes_match_concrete_paths() {
+        assert_eq!(
+            admin_route("POST", "/v2/repository/models/m-1/load"),
+            Some(("POST", "/v2/repository/models/{m}/load"))
+        );
+        assert_eq!(
+            admin_route("post", "/v2/trading/kill?x=1").map(|r| r.1),
+            Some("/v2/trading/kill")
+        );
+        assert_eq!(admin_route("GET", "/v2/trading/kill"), None);
+        assert_eq!(admin_route("POST", "/v2/repository/models//load"), None);
+        assert_eq!(admin_route("POST", "/v2/repository/models/m/load/x"), None);
+        assert_eq!(admin_route("POST", "/v2/models/m/infer"), None);
+        for (method, route) in ADMIN_ROUTES {
+            let m = http::Method::from_bytes(method.as_bytes()).unwrap();
+            assert!(Action::of_route(&m, route).is_some(), "{route}");
+        }
+        assert_eq!(
+            Role::Operator.may_call("POST", "/v2/repository/models/m/load"),
+            Some(true)
+        );
+        assert_eq!(
+            Role::Viewer.may_call("POST", "/v2/repository/models/m/load"),
+            Some(false)
+        );
+        assert_eq!(Role::Viewer.may_call("GET", "/v2/models/m"), None);
+        assert_eq!(Role::parse("approver"), Some(Role::Approver));
+        assert_eq!(Role::parse("root"), None);
     }
 
     #[test]

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::auth::{AdminKeys, AuthFileError, Principal, ReadTokens, Role};
+pub use self::auth::{
+    ADMIN_ROUTES, AdminKeys, AuthFileError, Principal, ReadTokens, Role, admin_route,
+};
 use self::envelope::{EnvelopeError, Expect};
 use self::keyring::{Keyring, KeyringError};
 use crate::artifact::{ArtifactError, ModelArtifact};

@@ -245,17 +245,23 @@ pub const ENV_KEY_ID: &str = "GAUNTLET_ADMIN_KEY_ID";
 /// Environment variable holding the base64 admin secret ([`Credentials::from_env`]).
 pub const ENV_SECRET: &str = "GAUNTLET_ADMIN_SECRET";
 
-/// A client's signing credentials: a key id and its secret. `Debug` shows the id only.
+/// Environment variable naming the role of [`ENV_KEY_ID`] (optional; [`Credentials::from_env`]).
+pub const ENV_ROLE: &str = "GAUNTLET_ADMIN_ROLE";
+
+/// A client's signing credentials: a key id, its secret and, when known, the role the server
+/// gives it. `Debug` shows the id and role only.
 #[derive(Clone)]
 pub struct Credentials {
     key_id: String,
     secret: Vec<u8>,
+    role: Option<super::Role>,
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("key_id", &self.key_id)
+            .field("role", &self.role)
             .finish_non_exhaustive()
     }
 }
@@ -288,6 +294,8 @@ pub enum CredentialsError {
 struct CredentialsFile {
     key_id: String,
     secret: String,
+    #[serde(default)]
+    role: Option<super::Role>,
 }
 
 impl Credentials {
@@ -318,10 +326,41 @@ impl Credentials {
         Ok(Credentials {
             key_id: key_id.to_owned(),
             secret,
+            role: None,
         })
     }
 
-    /// From [`ENV_KEY_ID`] and [`ENV_SECRET`].
+    /// Credentials from a key id and raw secret bytes (at least [`MIN_SECRET_LEN`]).
+    ///
+    /// # Errors
+    /// [`CredentialsError::Invalid`].
+    pub fn from_secret(key_id: &str, secret: &[u8]) -> Result<Credentials, CredentialsError> {
+        use base64::Engine as _;
+        Credentials::new(
+            key_id,
+            &base64::engine::general_purpose::STANDARD.encode(secret),
+        )
+    }
+
+    /// The same credentials, saying which role the server gives the key.
+    #[must_use]
+    pub fn with_role(mut self, role: super::Role) -> Credentials {
+        self.role = Some(role);
+        self
+    }
+
+    /// The role the server gives the key, when known.
+    pub fn role(&self) -> Option<super::Role> {
+        self.role
+    }
+
+    /// The secret, for a test harness that must forge near-misses of a valid signature
+    /// (an expired timestamp, a swapped body) and look for the secret in what a server says.
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    /// From [`ENV_KEY_ID`] and [`ENV_SECRET`], and [`ENV_ROLE`] when set.
     ///
     /// # Errors
     /// [`CredentialsError::Missing`] or [`CredentialsError::Invalid`].
@@ -329,10 +368,21 @@ impl Credentials {
         let id = std::env::var(ENV_KEY_ID).map_err(|_| CredentialsError::Missing(ENV_KEY_ID))?;
         let secret =
             std::env::var(ENV_SECRET).map_err(|_| CredentialsError::Missing(ENV_SECRET))?;
-        Credentials::new(&id, &secret)
+        let credentials = Credentials::new(&id, &secret)?;
+        match std::env::var(ENV_ROLE) {
+            Ok(role) => match super::Role::parse(&role) {
+                Some(role) => Ok(credentials.with_role(role)),
+                None => Err(CredentialsError::Invalid {
+                    field: ENV_ROLE,
+                    message: "must be viewer, operator, approver or auditor",
+                }),
+            },
+            Err(_) => Ok(credentials),
+        }
     }
 
-    /// From a TOML file (mode 0600) with `key-id = "…"` and `secret = "…"` (base64).
+    /// From a TOML file (mode 0600) with `key-id = "…"`, `secret = "…"` (base64) and
+    /// optionally `role = "operator"`.
     ///
     /// # Errors
     /// [`CredentialsError`]; a file group or others may read is refused.
@@ -346,7 +396,11 @@ impl Credentials {
             })?;
         let file: CredentialsFile = toml::from_str(&text)
             .map_err(|e: toml::de::Error| CredentialsError::Parse(e.message().to_owned()))?;
-        Credentials::new(&file.key_id, &file.secret)
+        let credentials = Credentials::new(&file.key_id, &file.secret)?;
+        Ok(match file.role {
+            Some(role) => credentials.with_role(role),
+            None => credentials,
+        })
     }
 
     /// The key id.

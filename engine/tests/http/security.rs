@@ -992,3 +992,200 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()
 }
+
+/// Reads one answer from `stream` without waiting for the connection to close: the head, then
+/// `content-length` bytes of body.
+async fn read_answer(stream: &mut TcpStream) -> Answer {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if raw.len() >= end + 4 + length {
+                return parse_answer(&raw[..end + 4 + length]);
+            }
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed mid-answer: {raw:?}");
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Regression: with admin keys configured the kill switch, the throttle release and checkpoint
+/// requests believed the `x-gauntlet-principal` header, so anyone who could reach the port
+/// could stop trading as `risk-officer`, and a signed load was audited under whatever name the
+/// header gave. Now every admin route needs a signature and the principal is the verified key's.
+#[tokio::test]
+async fn with_admin_keys_the_principal_comes_from_the_signature_not_a_header() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audit_dir = super::audit::config(tmp.path()).dir;
+    let config = EngineConfig {
+        audit: Some(super::audit::config(tmp.path())),
+        security: SecurityConfig {
+            admin_keys: Some("admin-keys.toml".into()),
+            ..SecurityConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    const RISK: [u8; 32] = [4; 32];
+    let mut keys = admin_keys();
+    keys.insert(
+        "risk-1".into(),
+        RISK.to_vec(),
+        "risk-officer".into(),
+        Role::Viewer,
+    )
+    .unwrap();
+    let security = Security::from_parts(&config.security, None, Some(keys), None);
+    let state = AppState::open_with_security(config, security).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, state, std::future::pending()));
+    let claim = ("x-gauntlet-principal", "risk-officer".to_owned());
+    let kill = "/v2/trading/kill";
+    let all = br#"{"scope": "all"}"#;
+    let json_ct = ("content-type", "application/json".to_owned());
+
+    let a = call(addr, "POST", kill, &[claim.clone(), json_ct.clone()], all).await;
+    assert_eq!(
+        (a.status, a.json()),
+        (401, json!({"error": "failed to authenticate the request"})),
+        "an unsigned kill naming a risk principal"
+    );
+    for (path, body) in [
+        ("/v2/trading/kill/release", &all[..]),
+        ("/v2/trading/algos/a1/enable", b""),
+        ("/v2/audit/checkpoint", b""),
+    ] {
+        let mut h = vec![claim.clone()];
+        if !body.is_empty() {
+            h.push(json_ct.clone());
+        }
+        assert_eq!(
+            call(addr, "POST", path, &h, body).await.status,
+            401,
+            "{path}"
+        );
+    }
+    let mut h = signed(&OPS, "ops-1", kill, all, now(), "olga-claims-risk-01");
+    h.push(claim.clone());
+    let a = call(addr, "POST", kill, &h, all).await;
+    assert_eq!(
+        (a.status, a.json()),
+        (
+            403,
+            json!({"error": "principal \"olga\" is not one of trading.risk-principals"})
+        ),
+        "signed by olga, claiming risk-officer in the header"
+    );
+    let h = signed(&RISK, "risk-1", kill, all, now(), "risk-officer-kill-1");
+    let a = call(addr, "POST", kill, &h, all).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(
+        call(addr, "GET", kill, &[], b"").await.status,
+        200,
+        "reads stay open"
+    );
+    let checkpoint = "/v2/audit/checkpoint";
+    let h = signed(
+        &VIEWER,
+        "view-1",
+        checkpoint,
+        b"",
+        now(),
+        "viewer-checkpoint-1",
+    );
+    assert_eq!(call(addr, "POST", checkpoint, &h, b"").await.status, 200);
+
+    let load = "/v2/repository/models/m/load";
+    let body = load_body(&constant("m", 1));
+    let mut h = signed(&OPS, "ops-1", load, &body, now(), "olga-loads-as-mal-1");
+    h.push(("x-gauntlet-principal", "mallory".to_owned()));
+    assert_eq!(call(addr, "POST", load, &h, &body).await.status, 200);
+
+    let records = gauntlet_engine::audit::read_records(&audit_dir, 0, 100).unwrap();
+    let who: Vec<(String, String)> = records
+        .iter()
+        .map(|r| (format!("{:?}", r.event.action), r.event.principal.clone()))
+        .collect();
+    assert!(
+        who.iter().any(|(a, p)| a == "ModelLoad" && p == "olga"),
+        "{who:?}"
+    );
+    assert!(
+        who.iter()
+            .any(|(a, p)| a == "KillEngage" && p == "risk-officer"),
+        "{who:?}"
+    );
+    assert!(
+        who.iter()
+            .any(|(a, p)| a == "CheckpointRequest" && p == "vic"),
+        "{who:?}"
+    );
+    assert!(!who.iter().any(|(_, p)| p == "mallory"), "{who:?}");
+}
+
+/// Regression: the admin layer read (up to `max-artifact-bytes` of) the body before it looked
+/// up the key id, so a client with no key could make the engine wait for and buffer an
+/// artifact on every admin route. An unknown key id and a declared length over the route's
+/// limit are answered before any of the body is sent.
+#[tokio::test]
+async fn admin_calls_are_refused_before_their_body_is_read() {
+    let addr = signed_engine().await;
+    let head = |path: &str, key_id: &str, secret: &[u8], length: usize| {
+        let mut h = signed(secret, key_id, path, b"x", now(), &sign::random_nonce());
+        h.push(("content-length", length.to_string()));
+        let mut out = format!("POST {path} HTTP/1.1\r\nhost: localhost\r\n");
+        for (name, value) in h {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str("\r\n");
+        out
+    };
+    let started = std::time::Instant::now();
+    for (path, key_id, secret, length, status, error) in [
+        (
+            "/v2/repository/models/m/load",
+            "nobody",
+            &OPS,
+            5_000_000,
+            401,
+            "failed to authenticate the request",
+        ),
+        (
+            "/v2/repository/models/m/promote",
+            "appr-1",
+            &APPROVER,
+            2 << 20,
+            413,
+            "request body of 2097152 bytes exceeds the max-body-bytes limit of 1048576 bytes",
+        ),
+        (
+            "/v2/repository/models/m/load",
+            "ops-1",
+            &OPS,
+            17 << 20,
+            413,
+            "request body of 17825792 bytes exceeds the max-artifact-bytes limit of 16777216 bytes",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(head(path, key_id, secret, length).as_bytes())
+            .await
+            .unwrap();
+        let a = tokio::time::timeout(std::time::Duration::from_secs(5), read_answer(&mut stream))
+            .await
+            .unwrap_or_else(|_| panic!("{path} as {key_id}: no answer before the body was sent"));
+        assert_eq!(
+            (a.status, a.json()),
+            (status, json!({"error": error})),
+            "{path}"
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

@@ -97,6 +97,60 @@ pub struct RunArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     skip_missing_models: bool,
+    #[command(flatten)]
+    secure: SecureArgs,
+}
+
+/// How to reach a secured URL target. No value given here is ever printed or reported.
+#[derive(Debug, Args)]
+struct SecureArgs {
+    /// A header for every request to the target, `'Name: value'` (repeatable; the variable
+    /// takes one per line), e.g. `--header 'Authorization: Bearer …'`.
+    #[arg(
+        long = "header",
+        value_name = "'NAME: VALUE'",
+        env = "GAUNTLET_HEADER",
+        hide_env_values = true,
+        value_delimiter = '\n'
+    )]
+    headers: Vec<String>,
+    /// PEM file of the CA certificates an https:// target's certificate chains to; default:
+    /// the system's roots.
+    #[arg(long, env = "GAUNTLET_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Admin credentials file (mode 0600: `key-id`, `secret` in base64, optional `role`) to sign
+    /// admin calls with (repeatable, one per role); default: GAUNTLET_ADMIN_KEY_ID,
+    /// GAUNTLET_ADMIN_SECRET and GAUNTLET_ADMIN_ROLE when set.
+    #[arg(
+        long = "admin-credentials",
+        value_name = "FILE",
+        env = "GAUNTLET_ADMIN_CREDENTIALS",
+        value_delimiter = ','
+    )]
+    admin_credentials: Vec<PathBuf>,
+}
+
+impl SecureArgs {
+    /// The client settings these flags ask for, checked; `None` when none is given.
+    fn client(&self) -> Result<Option<gauntlet_harness::ClientSecurity>, Failure> {
+        let headers = self
+            .headers
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| gauntlet_harness::ExtraHeader::parse(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Failure::usage_err)?;
+        let admin = gauntlet_harness::target::security::load_credentials(&self.admin_credentials)
+            .map_err(|e| Failure::usage(gauntlet_harness::error_chain(&e)))?;
+        if headers.is_empty() && admin.is_empty() && self.ca_file.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(gauntlet_harness::ClientSecurity {
+            ca_file: self.ca_file.clone(),
+            headers,
+            admin,
+        }))
+    }
 }
 
 impl SelectArgs {
@@ -166,6 +220,7 @@ struct Plan<'r> {
     planned: Planned<'r>,
     target_url: Option<String>,
     skip_missing_models: bool,
+    secure: Option<gauntlet_harness::ClientSecurity>,
 }
 
 fn plan(registry: &Registry, args: RunArgs) -> Result<Plan<'_>, Failure> {
@@ -183,11 +238,19 @@ fn plan(registry: &Registry, args: RunArgs) -> Result<Plan<'_>, Failure> {
     };
     let settings = resolve_settings(registry, args.config.as_deref(), &args.profile, &flags)?;
     let planned = args.select.plan(registry, &settings)?;
+    let secure = args.secure.client()?;
+    if secure.is_some() && args.target.is_none() {
+        return Err(Failure::usage(
+            "--header, --ca-file and --admin-credentials are for a --target URL (the \
+             in-process engine makes its own keys)",
+        ));
+    }
     Ok(Plan {
         settings,
         planned,
         target_url: args.target,
         skip_missing_models: args.skip_missing_models,
+        secure,
     })
 }
 
@@ -203,6 +266,7 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         planned,
         target_url,
         skip_missing_models,
+        secure,
     } = plan;
     let started_at = SystemTime::now();
     // Fail before the run, not after it, when the reports cannot be written.
@@ -214,7 +278,18 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         ..HttpOptions::default()
     };
     let logs = settings.report_dir.join("container.log");
-    let target = plumbing::connect(target_url.as_deref(), options, Some(&logs)).await?;
+    let target = match (target_url.as_deref(), secure) {
+        (Some(url), Some(secure)) => {
+            match gauntlet_harness::HttpTarget::connect_with(url, options, secure).await {
+                Ok(t) => Arc::new(t) as Arc<dyn gauntlet_harness::Target>,
+                Err(e @ gauntlet_harness::TargetError::InvalidUrl { .. }) => {
+                    return Err(Failure::usage(format!("--target: {e}")));
+                }
+                Err(e) => return Err(Failure::setup_err(e)),
+            }
+        }
+        (url, _) => plumbing::connect(url, options, Some(&logs)).await?,
+    };
     let check = served_references(target.as_ref(), reference).await;
     let mut err = std::io::stderr();
     if !check.missing.is_empty() && !skip_missing_models {

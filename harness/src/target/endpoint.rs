@@ -45,6 +45,24 @@ impl ServedEngine {
     /// Serves `state` on `127.0.0.1:0` with `worker_threads` tokio workers named
     /// [`ENGINE_THREAD_PREFIX`]`-N`; returns once the port is bound.
     pub fn start(state: AppState, worker_threads: usize) -> Result<Self, TargetError> {
+        ServedEngine::start_with(state, worker_threads, None)
+    }
+
+    /// [`ServedEngine::start`] over TLS with `acceptor` (the URL is still `http://…`; reach it
+    /// with a TLS client).
+    pub fn start_tls(
+        state: AppState,
+        worker_threads: usize,
+        acceptor: gauntlet_engine::security::tls::TlsAcceptor,
+    ) -> Result<Self, TargetError> {
+        ServedEngine::start_with(state, worker_threads, Some(acceptor))
+    }
+
+    fn start_with(
+        state: AppState,
+        worker_threads: usize,
+        tls: Option<gauntlet_engine::security::tls::TlsAcceptor>,
+    ) -> Result<Self, TargetError> {
         let setup = |reason: String| TargetError::Unreachable {
             url: "in-process engine on 127.0.0.1:0".to_owned(),
             reason,
@@ -80,9 +98,17 @@ impl ServedEngine {
                         Ok(l) => l,
                         Err(e) => return Some(Err(e)),
                     };
-                    let served = gauntlet_engine::serve(listener, state, async {
+                    let stop = async {
                         let _ = drained.await;
-                    });
+                    };
+                    let served: std::pin::Pin<
+                        Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>,
+                    > = match tls {
+                        Some(acceptor) => {
+                            Box::pin(gauntlet_engine::serve_tls(listener, state, acceptor, stop))
+                        }
+                        None => Box::pin(gauntlet_engine::serve(listener, state, stop)),
+                    };
                     tokio::pin!(served);
                     tokio::select! {
                         result = &mut served => Some(result),

@@ -1,12 +1,40 @@
-//! Any Open Inference Protocol server at a base URL, over real HTTP.
+//! Any Open Inference Protocol server at a base URL, over real HTTP or HTTPS.
+//!
+//! `http://` goes through reqwest; `https://` through hyper with rustls (ring; TLS 1.2 and 1.3;
+//! no OpenSSL), trusting a CA file or the system's roots. Both add the [`ClientSecurity`]
+//! headers to every request and sign admin calls when credentials are given.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
 
+use super::security::{ClientSecurity, RawEndpoint, SecurityAccess, client_config, prepare};
 use super::{Capabilities, Capability, HttpEndpoint, Target, TargetError, TargetExt};
+
+/// The hyper client of an `https://` target.
+type TlsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
+/// How requests travel: reqwest for `http://`, hyper over rustls for `https://`.
+#[derive(Clone)]
+enum Transport {
+    Plain(reqwest::Client),
+    Tls(TlsClient),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Plain(_) => "http",
+            Transport::Tls(_) => "https",
+        })
+    }
+}
 
 /// Timeouts of an [`HttpTarget`].
 #[derive(Debug, Clone, Copy)]
@@ -37,11 +65,14 @@ impl Default for HttpOptions {
 #[derive(Debug, Clone)]
 pub struct HttpTarget {
     base: String,
-    credentials: Option<Credentials>,
-    client: reqwest::Client,
+    /// The Basic `Authorization` header of the URL's `user:password@`, made once.
+    basic: Option<HeaderValue>,
+    transport: Transport,
     options: HttpOptions,
     capabilities: Capabilities,
     server: String,
+    security: ClientSecurity,
+    access: SecurityAccess,
 }
 
 impl HttpTarget {
@@ -51,26 +82,129 @@ impl HttpTarget {
     /// An address where nothing answers fails with [`TargetError::Unreachable`]
     /// within `options.connect_timeout`.
     pub async fn connect(url: &str, options: HttpOptions) -> Result<Self, TargetError> {
+        HttpTarget::connect_with(url, options, ClientSecurity::default()).await
+    }
+
+    /// [`HttpTarget::connect`] with the CA file, extra headers and admin credentials of
+    /// `security`. No header value or secret appears in an error or in [`Target::describe`].
+    pub async fn connect_with(
+        url: &str,
+        options: HttpOptions,
+        security: ClientSecurity,
+    ) -> Result<Self, TargetError> {
         let (base, credentials) = validate_base_url(url)?;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.request_timeout)
-            // Below common server idle limits (gauntlet-engine closes idle connections after its
-            // 10 s header-read timeout), so a pooled connection is not reused as the server drops it.
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| TargetError::InvalidUrl {
-                url: base.clone(),
-                reason: format!("failed to build HTTP client: {e}"),
-            })?;
+        let https = base.starts_with("https://");
+        let invalid = |reason: String| TargetError::InvalidUrl {
+            url: base.clone(),
+            reason,
+        };
+        let basic = match &credentials {
+            None => None,
+            Some(c) => {
+                // reqwest encodes Basic credentials; take its header rather than encode again.
+                let request = reqwest::Client::new()
+                    .get(&base)
+                    .basic_auth(&c.user, c.password.as_deref())
+                    .build()
+                    .map_err(|e| invalid(e.to_string()))?;
+                request
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .cloned()
+                    .map(|mut v| {
+                        v.set_sensitive(true);
+                        v
+                    })
+            }
+        };
+        let tls = if https {
+            let roots = match &security.ca_file {
+                Some(path) => super::security::read_ca_file(path).map_err(&invalid)?,
+                None => system_roots().map_err(&invalid)?,
+            };
+            Some(client_config(roots).map_err(&invalid)?)
+        } else {
+            if security.ca_file.is_some() {
+                return Err(invalid("a CA file is for https:// targets".to_owned()));
+            }
+            None
+        };
+        let transport = match &tls {
+            Some(config) => {
+                let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+                http.enforce_http(false);
+                http.set_connect_timeout(Some(options.connect_timeout));
+                http.set_nodelay(true);
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((**config).clone())
+                    .https_only()
+                    .enable_http1()
+                    .wrap_connector(http);
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .pool_idle_timeout(Duration::from_secs(5))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(connector);
+                Transport::Tls(client)
+            }
+            None => Transport::Plain(
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .connect_timeout(options.connect_timeout)
+                    .timeout(options.request_timeout)
+                    // Below common server idle limits (gauntlet-engine closes idle connections after its
+                    // 10 s header-read timeout), so a pooled connection is not reused as the server drops it.
+                    .pool_idle_timeout(Duration::from_secs(5))
+                    .build()
+                    .map_err(|e| invalid(format!("failed to build HTTP client: {e}")))?,
+            ),
+        };
+        let parsed = reqwest::Url::parse(&base).map_err(|e| invalid(e.to_string()))?;
+        let host = parsed.host_str().unwrap_or("").to_owned();
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let raw = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .map(|addr| RawEndpoint {
+                addr,
+                tls: tls
+                    .clone()
+                    .map(|c| (c, host.trim_matches(['[', ']']).to_owned())),
+            });
+        let mut secrets: Vec<Vec<u8>> =
+            security.admin.iter().map(|c| c.secret().to_vec()).collect();
+        secrets.extend(
+            security
+                .headers
+                .iter()
+                .map(|h| h.value().as_bytes().to_vec())
+                .chain(
+                    credentials
+                        .as_ref()
+                        .and_then(|c| c.password.clone())
+                        .map(String::into_bytes),
+                )
+                .filter(|v| v.len() >= 8),
+        );
+        let access = SecurityAccess {
+            admin: security.admin.clone(),
+            keyring: None,
+            retired: None,
+            raw,
+            tls: https,
+            secrets,
+        };
         let mut target = HttpTarget {
             base: base.clone(),
-            credentials,
-            client,
+            basic,
+            transport,
             options,
             capabilities: Capabilities::new(),
             server: String::from("unknown server"),
+            security,
+            access,
         };
         let unreachable = |reason: String| TargetError::Unreachable {
             url: base.clone(),
@@ -154,13 +288,8 @@ fn validate_base_url(url: &str) -> Result<(String, Option<Credentials>), TargetE
     };
     let mut parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
     match parsed.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(invalid(
-                "https targets are not supported by this build (no TLS stack); use http:// or a TLS-terminating proxy on loopback",
-            ));
-        }
-        other => return Err(invalid(&format!("scheme {other:?} is not http"))),
+        "http" | "https" => {}
+        other => return Err(invalid(&format!("scheme {other:?} is not http or https"))),
     }
     if parsed.host_str().is_none() {
         return Err(invalid("the URL has no host"));
@@ -246,24 +375,26 @@ impl Target for HttpTarget {
         &self.capabilities
     }
 
-    /// The base URL itself, with the `Authorization` header its credentials call for.
+    fn security(&self) -> Option<&SecurityAccess> {
+        Some(&self.access)
+    }
+
+    /// The base URL itself, with the `Authorization` header its credentials or `--header`
+    /// call for. An `https://` target has none: the load driver speaks no TLS.
     async fn http_endpoint(&self) -> Result<HttpEndpoint, TargetError> {
-        let authorization = match &self.credentials {
-            None => None,
-            Some(c) => {
-                // reqwest encodes Basic credentials; take its header rather than encode again.
-                let request = self
-                    .client
-                    .get(&self.base)
-                    .basic_auth(&c.user, c.password.as_deref())
-                    .build()
-                    .map_err(|e| TargetError::BadRequest {
-                        path: "/".to_owned(),
-                        reason: e.to_string(),
-                    })?;
-                request.headers().get(http::header::AUTHORIZATION).cloned()
-            }
-        };
+        if matches!(self.transport, Transport::Tls(_)) {
+            return Err(TargetError::Unsupported {
+                target: self.describe(),
+                what: "a plain-HTTP endpoint (the load driver speaks no TLS)".to_owned(),
+            });
+        }
+        let authorization = self
+            .security
+            .headers
+            .iter()
+            .find(|h| h.name() == http::header::AUTHORIZATION)
+            .map(|h| h.value().clone())
+            .or_else(|| self.basic.clone());
         Ok(HttpEndpoint {
             url: self.base.clone(),
             authorization,
@@ -271,7 +402,19 @@ impl Target for HttpTarget {
         })
     }
 
-    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {
+    async fn send(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {
+        if let Some(basic) = &self.basic
+            && !self
+                .security
+                .headers
+                .iter()
+                .any(|h| h.name() == http::header::AUTHORIZATION)
+        {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, basic.clone());
+        }
+        prepare(&mut request, &self.security.headers, &self.security.admin);
         let (parts, body) = request.into_parts();
         let path = parts
             .uri
@@ -279,21 +422,76 @@ impl Target for HttpTarget {
             .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
         let method = parts.method.clone();
         let url = format!("{}{}", self.base, path);
-        let mut builder = self
-            .client
+        let limit = self.options.max_response_bytes;
+        let too_large = |method: http::Method, path: String| TargetError::Transport {
+            method,
+            path,
+            reason: format!("response body exceeds the max-response-bytes limit of {limit} bytes"),
+        };
+        let client = match &self.transport {
+            Transport::Tls(client) => {
+                let mut builder = Request::builder().method(parts.method).uri(&url);
+                if let Some(headers) = builder.headers_mut() {
+                    *headers = parts.headers;
+                }
+                let request = builder.body(http_body_util::Full::new(body)).map_err(|e| {
+                    TargetError::BadRequest {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                let exchange = async {
+                    let response =
+                        client
+                            .request(request)
+                            .await
+                            .map_err(|e| TargetError::Transport {
+                                method: method.clone(),
+                                path: path.clone(),
+                                reason: crate::error_chain(&e),
+                            })?;
+                    let (head, body) = response.into_parts();
+                    let bytes = http_body_util::Limited::new(body, limit)
+                        .collect()
+                        .await
+                        .map_err(|e| {
+                            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                                .is_some()
+                            {
+                                too_large(method.clone(), path.clone())
+                            } else {
+                                TargetError::Transport {
+                                    method: method.clone(),
+                                    path: path.clone(),
+                                    reason: e.to_string(),
+                                }
+                            }
+                        })?
+                        .to_bytes();
+                    Ok(Response::from_parts(head, bytes))
+                };
+                return tokio::time::timeout(self.options.request_timeout, exchange)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(TargetError::Timeout {
+                            method: method.clone(),
+                            path: path.clone(),
+                            after_ms: u64::try_from(self.options.request_timeout.as_millis())
+                                .unwrap_or(u64::MAX),
+                        })
+                    });
+            }
+            Transport::Plain(client) => client,
+        };
+        let response = client
             .request(parts.method, url)
             .headers(parts.headers)
-            .body(body);
-        if let Some(c) = &self.credentials {
-            builder = builder.basic_auth(&c.user, c.password.as_deref());
-        }
-        let response = builder
+            .body(body)
             .send()
             .await
             .map_err(|e| classify(e, &method, &path, self.options))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let limit = self.options.max_response_bytes;
         let mut body = bytes::BytesMut::new();
         let mut response = response;
         while let Some(chunk) = response
@@ -302,13 +500,7 @@ impl Target for HttpTarget {
             .map_err(|e| classify(e, &method, &path, self.options))?
         {
             if body.len() + chunk.len() > limit {
-                return Err(TargetError::Transport {
-                    method,
-                    path,
-                    reason: format!(
-                        "response body exceeds the max-response-bytes limit of {limit} bytes"
-                    ),
-                });
+                return Err(too_large(method, path));
             }
             body.extend_from_slice(&chunk);
         }
@@ -317,6 +509,23 @@ impl Target for HttpTarget {
         *out.headers_mut() = headers;
         Ok(out)
     }
+}
+
+/// The system's trusted roots (the PEM bundle rustls-native-certs finds), for an `https://`
+/// target given no CA file.
+fn system_roots() -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        return Err(format!(
+            "no CA file given and no system CA certificates found{}; pass --ca-file",
+            found
+                .errors
+                .first()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    Ok(found.certs)
 }
 
 fn classify(
@@ -356,7 +565,6 @@ mod tests {
     fn rejects_bad_urls_with_reason() {
         for (url, needle) in [
             ("ftp://127.0.0.1:1", "scheme"),
-            ("https://127.0.0.1:1", "https"),
             ("not a url", "relative URL"),
             ("http://127.0.0.1:1/?q=1", "query"),
         ] {

@@ -1,4 +1,10 @@
 //! The reference engine driven in process, through its router, with no socket.
+//!
+//! [`InProcess::secured`] makes the same engine with every security control on (admin keys, a
+//! keyring with a retired key, a read token, TLS on a loopback port), from keys generated for
+//! the run, for the `security` suite.
+
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use axum::Router;
@@ -10,6 +16,7 @@ use tower::ServiceExt;
 use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_engine::{AppState, EngineConfig};
 
+use super::security::{ExtraHeader, RawEndpoint, SecurityAccess, prepare};
 use super::{Capabilities, Capability, HttpEndpoint, ServedEngine, Target, TargetError};
 
 /// The reference engine's `app()` driven with `oneshot`: no socket, no port.
@@ -18,6 +25,20 @@ pub struct InProcess {
     state: AppState,
     router: Router,
     capabilities: Capabilities,
+    /// The artifacts it was started with, for [`InProcess::secured`].
+    models: Arc<Vec<ModelArtifact>>,
+    /// The secured twin, made on first use.
+    twin: Arc<OnceLock<Option<Arc<InProcess>>>>,
+    /// Set on a secured engine: its keys, token and TLS server.
+    secured: Option<Arc<Secured>>,
+}
+
+/// What a secured in-process engine holds beside its state.
+struct Secured {
+    access: SecurityAccess,
+    headers: Vec<ExtraHeader>,
+    /// The engine served over TLS on 127.0.0.1 (stops on drop).
+    _tls: ServedEngine,
 }
 
 /// A model the in-process engine could not load or promote at start-up.
@@ -45,6 +66,9 @@ impl InProcess {
             state,
             router,
             capabilities,
+            models: Arc::new(Vec::new()),
+            twin: Arc::new(OnceLock::new()),
+            secured: None,
         }
     }
 
@@ -54,6 +78,30 @@ impl InProcess {
         models: Vec<ModelArtifact>,
     ) -> Result<Self, InProcessError> {
         let state = AppState::new(config);
+        let mut target = Self::new(state.clone());
+        target.models = Arc::new(models.clone());
+        load_all(&state, models)?;
+        Ok(target)
+    }
+
+    /// An engine of this build with every security control on and the same models live:
+    /// admin keys for an operator, an approver and a viewer; a keyring whose primary `k-live`
+    /// opens artifacts and whose `k-old` is retired; a read token every request must carry
+    /// (this target adds it); TLS with a CA made for the run, on `127.0.0.1:0`. Every key is
+    /// generated here and handed to the `security` suite through [`Target::security`].
+    ///
+    /// # Errors
+    /// [`InProcessError`] when a model does not load or the TLS server cannot start.
+    pub fn secured_with_models(
+        config: EngineConfig,
+        models: Vec<ModelArtifact>,
+    ) -> Result<Self, InProcessError> {
+        make_secured(config, models)
+    }
+}
+
+fn load_all(state: &AppState, models: Vec<ModelArtifact>) -> Result<(), InProcessError> {
+    {
         for artifact in models {
             let name = artifact.name.clone();
             let fail = |e: &dyn std::fmt::Display| InProcessError {
@@ -63,9 +111,11 @@ impl InProcess {
             state.registry().load(artifact).map_err(|e| fail(&e))?;
             state.registry().promote(&name).map_err(|e| fail(&e))?;
         }
-        Ok(Self::new(state))
+        Ok(())
     }
+}
 
+impl InProcess {
     /// The engine state, for cases that inspect the engine directly.
     pub fn state(&self) -> &AppState {
         &self.state
@@ -82,6 +132,26 @@ impl Target for InProcess {
         &self.capabilities
     }
 
+    fn security(&self) -> Option<&SecurityAccess> {
+        self.secured.as_ref().map(|s| &s.access)
+    }
+
+    fn secured(&self) -> Option<Arc<dyn Target>> {
+        if self.secured.is_some() {
+            return Some(Arc::new(self.clone()));
+        }
+        let twin = self.twin.get_or_init(|| {
+            match make_secured(self.state.config().clone(), self.models.to_vec()) {
+                Ok(t) => Some(Arc::new(t)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to make the secured in-process engine");
+                    None
+                }
+            }
+        });
+        twin.clone().map(|t| t as Arc<dyn Target>)
+    }
+
     /// Serves this engine's state (same registry, same models) on `127.0.0.1:0` with its own
     /// runtime: all cores but one, so a load generator on the same machine keeps a core.
     async fn http_endpoint(&self) -> Result<HttpEndpoint, TargetError> {
@@ -94,7 +164,10 @@ impl Target for InProcess {
         })
     }
 
-    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {
+    async fn send(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {
+        if let Some(s) = &self.secured {
+            prepare(&mut request, &s.headers, &s.access.admin);
+        }
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let request = request.map(axum::body::Body::from);
@@ -114,4 +187,148 @@ impl Target for InProcess {
             .to_bytes();
         Ok(Response::from_parts(parts, bytes))
     }
+}
+
+/// See [`InProcess::secured_with_models`].
+fn make_secured(
+    config: EngineConfig,
+    models: Vec<ModelArtifact>,
+) -> Result<InProcess, InProcessError> {
+    use gauntlet_engine::security::keyring::Keyring;
+    use gauntlet_engine::security::sign::{Credentials, random_nonce, random_secret};
+    use gauntlet_engine::security::{AdminKeys, ReadTokens, Role, Security, SecurityConfig};
+
+    let setup = |reason: String| InProcessError {
+        model: "(secured engine)".to_owned(),
+        reason,
+    };
+    let mut keys = AdminKeys::default();
+    let mut admin = Vec::new();
+    let mut secrets: Vec<Vec<u8>> = Vec::new();
+    for (id, principal, role) in [
+        ("gx-operator", "gauntlet-operator", Role::Operator),
+        ("gx-approver", "gauntlet-approver", Role::Approver),
+        ("gx-viewer", "gauntlet-viewer", Role::Viewer),
+    ] {
+        let secret = random_secret();
+        keys.insert(id.to_owned(), secret.to_vec(), principal.to_owned(), role)
+            .map_err(|id| setup(format!("duplicate key id {id}")))?;
+        admin.push(
+            Credentials::from_secret(id, &secret)
+                .map_err(|e| setup(e.to_string()))?
+                .with_role(role),
+        );
+        secrets.push(secret.to_vec());
+    }
+    let mut old = Keyring::new();
+    old.add_random("k-old").map_err(|e| setup(e.to_string()))?;
+    let mut ring = old.clone();
+    ring.add_random("k-live")
+        .map_err(|e| setup(e.to_string()))?;
+    ring.set_primary("k-live")
+        .map_err(|e| setup(e.to_string()))?;
+    secrets.extend(key_material(&ring.to_toml_string()));
+    ring.retire("k-old").map_err(|e| setup(e.to_string()))?;
+    let token = format!("gx-read-{}{}", random_nonce(), random_nonce());
+    let mut tokens = ReadTokens::default();
+    tokens.insert_token(&token, "gauntlet");
+    secrets.push(token.clone().into_bytes());
+    let bearer = ExtraHeader::parse(&format!("authorization: Bearer {token}"))
+        .map_err(|e| setup(e.to_string()))?;
+
+    let config = EngineConfig {
+        // The slowloris attack waits for this cut-off: short, so the run stays quick.
+        header_read_timeout: std::time::Duration::from_secs(3),
+        security: SecurityConfig {
+            admin_keys: Some("generated-admin-keys.toml".into()),
+            keyring: Some("generated-keyring.toml".into()),
+            read_tokens: Some("generated-read-tokens.toml".into()),
+            ..config.security
+        },
+        ..config
+    };
+    let security = Security::from_parts(
+        &config.security,
+        Some(ring.clone()),
+        Some(keys),
+        Some(tokens),
+    );
+    let state = AppState::with_security(config, security);
+    load_all(&state, models.clone())?;
+    let (acceptor, ca) = test_ca().map_err(setup)?;
+    let tls =
+        ServedEngine::start_tls(state.clone(), 1, acceptor).map_err(|e| setup(e.to_string()))?;
+    let client = super::security::client_config(vec![ca]).map_err(setup)?;
+    let access = SecurityAccess {
+        admin,
+        keyring: Some(ring),
+        retired: Some(old),
+        raw: Some(RawEndpoint {
+            addr: tls.addr(),
+            tls: Some((client, "localhost".to_owned())),
+        }),
+        tls: true,
+        secrets,
+    };
+    let mut target = InProcess::new(state);
+    target.models = Arc::new(models);
+    target.secured = Some(Arc::new(Secured {
+        access,
+        headers: vec![bearer],
+        _tls: tls,
+    }));
+    Ok(target)
+}
+
+/// The base64 key material of a keyring document's `key = "…"` lines, decoded.
+fn key_material(toml_text: &str) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    toml_text
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("key = \"")?
+                .strip_suffix('"')
+                .map(str::to_owned)
+        })
+        .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .collect()
+}
+
+/// A CA and a `localhost`/`127.0.0.1` server certificate made now: the acceptor serving it
+/// and the CA certificate a client trusts.
+fn test_ca() -> Result<
+    (
+        gauntlet_engine::security::tls::TlsAcceptor,
+        rustls::pki_types::CertificateDer<'static>,
+    ),
+    String,
+> {
+    let fail = |e: rcgen::Error| format!("failed to make the run's TLS certificate: {e}");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "gauntlet run CA");
+    let ca_key = rcgen::KeyPair::generate().map_err(fail)?;
+    let ca = ca_params.self_signed(&ca_key).map_err(fail)?;
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(fail)?;
+    let key = rcgen::KeyPair::generate().map_err(fail)?;
+    let cert = params.signed_by(&key, &ca, &ca_key).map_err(fail)?;
+    let private = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|e| format!("failed to use the run's TLS key: {e}"))?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(gauntlet_engine::security::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], private)
+            .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((
+        gauntlet_engine::security::tls::TlsAcceptor::from(Arc::new(config)),
+        ca.der().clone(),
+    ))
 }

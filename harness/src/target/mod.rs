@@ -7,9 +7,11 @@ mod container;
 mod endpoint;
 mod http_url;
 mod in_process;
+pub mod security;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,6 +25,7 @@ pub use container::{ContainerTarget, LABEL as CONTAINER_LABEL, split_image};
 pub use endpoint::{ENGINE_THREAD_PREFIX, HttpEndpoint, ServedEngine};
 pub use http_url::{HttpOptions, HttpTarget, redact_url};
 pub use in_process::{InProcess, InProcessError};
+pub use security::{ClientSecurity, ExtraHeader, SecurityAccess, Unsigned};
 
 /// Something a case may need from a target beyond the core protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,6 +134,20 @@ pub trait Target: Send + Sync {
             target: self.describe(),
             what: "an HTTP endpoint".to_owned(),
         })
+    }
+
+    /// What the `security` suite may use against this target (credentials, keys, raw
+    /// address, the secrets to look for); `None` (the default) for a target that offers none.
+    fn security(&self) -> Option<&SecurityAccess> {
+        None
+    }
+
+    /// This target with its security controls switched on, when the harness can make one:
+    /// the in-process engine gives an engine of the same build with admin keys, a keyring, a
+    /// read token and TLS, all generated for the run. `None` (the default) when the target is
+    /// what it is (a URL).
+    fn secured(&self) -> Option<Arc<dyn Target>> {
+        None
     }
 }
 

@@ -304,3 +304,215 @@ async fn property_failures_replay_from_the_seed() {
         "the same seed must find the same minimal input"
     );
 }
+
+/// A promise of the security controls that a [`SecDefective`] proxy breaks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SecDefect {
+    /// None: a faithful proxy of the secured engine, the control.
+    None,
+    /// A gateway that strips the client's signature headers and signs every admin call with
+    /// its own key: forged, expired and replayed calls all get through.
+    StripsSignatures,
+    /// Unsigned admin calls are signed by the proxy, so an unsigned model load is accepted.
+    AcceptsUnsignedLoads,
+    /// Every 401 body names the first admin key's secret in base64.
+    LeaksKeyInErrors,
+    /// A load of an artifact file the engine refuses is answered 200 `STAGED`.
+    AcceptsTamperedArtifacts,
+}
+
+/// The in-process engine's secured twin behind a proxy that breaks one security promise.
+struct SecDefective {
+    inner: Arc<dyn Target>,
+    defect: SecDefect,
+}
+
+impl SecDefective {
+    fn new(defect: SecDefect) -> Self {
+        SecDefective {
+            inner: reference_target().unwrap().secured().unwrap(),
+            defect,
+        }
+    }
+}
+
+#[async_trait]
+impl Target for SecDefective {
+    fn describe(&self) -> String {
+        format!("{:?} proxy of {}", self.defect, self.inner.describe())
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        self.inner.capabilities()
+    }
+
+    fn security(&self) -> Option<&gauntlet_harness::SecurityAccess> {
+        self.inner.security()
+    }
+
+    async fn send(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {
+        let admin =
+            gauntlet_engine::security::admin_route(request.method().as_str(), request.uri().path())
+                .is_some();
+        let hand_signed = request.headers().contains_key("x-gauntlet-key-id");
+        match self.defect {
+            SecDefect::StripsSignatures if admin && hand_signed => {
+                let names: Vec<_> = request
+                    .headers()
+                    .keys()
+                    .filter(|n| n.as_str().starts_with("x-gauntlet-"))
+                    .cloned()
+                    .collect();
+                for n in names {
+                    request.headers_mut().remove(n);
+                }
+                // Without the marker, the inner target signs it with a valid key.
+                request
+                    .extensions_mut()
+                    .remove::<gauntlet_harness::Unsigned>();
+            }
+            SecDefect::AcceptsUnsignedLoads if admin && !hand_signed => {
+                request
+                    .extensions_mut()
+                    .remove::<gauntlet_harness::Unsigned>();
+            }
+            _ => {}
+        }
+        let is_file_load = admin
+            && request.uri().path().ends_with("/load")
+            && request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v == "application/octet-stream");
+        let model = request
+            .uri()
+            .path()
+            .split('/')
+            .nth(4)
+            .unwrap_or("")
+            .to_owned();
+        let mut response = self.inner.send(request).await?;
+        let status = response.status();
+        let edited = match self.defect {
+            SecDefect::LeaksKeyInErrors if status == StatusCode::UNAUTHORIZED => {
+                use base64::Engine as _;
+                let secret = self.inner.security().unwrap().admin[0].secret().to_vec();
+                let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+                Some(Bytes::from(format!(
+                    "{{\"error\": \"signature mismatch, expected a signature by key {b64}\"}}"
+                )))
+            }
+            SecDefect::AcceptsTamperedArtifacts if is_file_load && status.is_client_error() => {
+                *response.status_mut() = StatusCode::OK;
+                Some(Bytes::from(format!(
+                    "{{\"name\": \"{model}\", \"version\": \"2\", \"state\": \"STAGED\"}}"
+                )))
+            }
+            _ => None,
+        };
+        if let Some(edited) = edited {
+            *response.body_mut() = edited;
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+        }
+        Ok(response)
+    }
+}
+
+/// Runs the named security cases against a proxy with `defect`; each must fail, its message
+/// holding every needle.
+async fn security_caught(defect: SecDefect, cases: &[&str], needles: &[&str]) {
+    use gauntlet_harness::Suite as _;
+    let target: Arc<dyn Target> = Arc::new(SecDefective::new(defect));
+    let settings = gauntlet_harness::config::Settings::default();
+    let planned = gauntlet_security::SecuritySuite
+        .gates(&settings)
+        .unwrap()
+        .into_iter()
+        .filter(|p| cases.contains(&p.name.as_str()) || defect == SecDefect::None)
+        .collect();
+    let ctx = gauntlet_harness::SuiteCtx {
+        target,
+        settings,
+        planned,
+        progress: false,
+    };
+    let results = gauntlet_security::SecuritySuite
+        .run(ctx)
+        .await
+        .unwrap()
+        .cases;
+    for result in &results {
+        let message = result.message.clone().unwrap_or_default();
+        eprintln!("--- {} against {defect:?}:\n{message}\n", result.id);
+        if defect == SecDefect::None {
+            assert_eq!(result.outcome, Outcome::Pass, "{}: {message}", result.id);
+            continue;
+        }
+        assert_eq!(
+            result.outcome,
+            Outcome::Fail,
+            "{} against a target that {defect:?} should fail: {message}",
+            result.id
+        );
+        for needle in needles {
+            assert!(
+                message.contains(needle),
+                "{}: {needle:?} in {message}",
+                result.id
+            );
+        }
+    }
+    if defect != SecDefect::None {
+        assert_eq!(results.len(), cases.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faithful_proxy_of_the_secured_engine_passes_every_security_case() {
+    security_caught(SecDefect::None, &[], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_strips_signatures_is_caught() {
+    security_caught(
+        SecDefect::StripsSignatures,
+        &[
+            "forged_signature_is_refused",
+            "expired_signature_is_refused",
+            "future_dated_signature_is_refused",
+            "unknown_key_is_refused",
+        ],
+        &["the target ACCEPTED it: 200"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_unsigned_loads_is_caught() {
+    security_caught(
+        SecDefect::AcceptsUnsignedLoads,
+        &["unsigned_admin_load_is_refused"],
+        &["ACCEPTED an unsigned model load"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_leaked_into_an_error_is_caught() {
+    security_caught(
+        SecDefect::LeaksKeyInErrors,
+        &["no_secret_or_trace_leaks"],
+        &["secret #", "appears in the body of the answer to"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_artifact_answered_200_is_caught() {
+    security_caught(
+        SecDefect::AcceptsTamperedArtifacts,
+        &["tampered_artifact_is_refused"],
+        &["expected a 4xx refusal, got 200"],
+    )
+    .await;
+}

@@ -1,0 +1,210 @@
+//! SEC-INPUT: hostile requests are refused with a 4xx JSON error (never a 5xx, never a hang),
+//! and the target still answers afterwards.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use gauntlet_harness::{Reply, TargetExt};
+
+use crate::probe::{Ctx, Step, Verdict, answer};
+
+/// How long a slowloris client may hold a connection before the target must cut it off.
+const SLOWLORIS_DEADLINE: Duration = Duration::from_secs(30);
+/// Time between the slowloris client's header lines.
+const TRICKLE: Duration = Duration::from_millis(500);
+
+const INFER: &str = "/v2/models/ref-linear/infer";
+
+/// A 4xx with a JSON `error` passes; a 2xx or 5xx fails; then the target must still be alive.
+async fn four_xx(c: &Ctx, sent: &str, reply: &Reply, expected: Option<u16>) -> Verdict {
+    let status = reply.status.as_u16();
+    let json_error = reply
+        .json::<serde_json::Value>()
+        .ok()
+        .is_some_and(|v| v["error"].is_string());
+    if !reply.status.is_client_error() || !json_error {
+        return Verdict::fail(format!(
+            "sent {sent}; expected a 4xx JSON error, got {}",
+            answer(reply)
+        ));
+    }
+    if let Some(expected) = expected
+        && status != expected
+    {
+        return Verdict::fail(format!(
+            "sent {sent}; expected status {expected}, got {}",
+            answer(reply)
+        ));
+    }
+    match alive(c).await {
+        Ok(()) => Verdict::pass(format!("sent {sent}; got {}; still alive", answer(reply))),
+        Err(v) => v,
+    }
+}
+
+async fn alive(c: &Ctx) -> Step<()> {
+    let reply = c
+        .target
+        .get("/v2/health/live")
+        .await
+        .map_err(|e| Verdict::fail(format!("the target stopped answering afterwards: {e}")))?;
+    if reply.status.is_success() {
+        Ok(())
+    } else {
+        Err(Verdict::fail(format!(
+            "GET /v2/health/live afterwards: {}",
+            answer(&reply)
+        )))
+    }
+}
+
+/// A body one byte over the body limit the target is expected to enforce.
+pub(crate) async fn oversized_body_is_refused(c: &Ctx) -> Verdict {
+    match c.target.get("/v2/models/ref-linear").await {
+        Ok(r) if r.status.is_success() => {}
+        Ok(r) => {
+            return Verdict::skip(format!(
+                "the target does not serve ref-linear (GET /v2/models/ref-linear: {})",
+                r.status.as_u16()
+            ));
+        }
+        Err(e) => return Verdict::error(format!("GET /v2/models/ref-linear: {e}")),
+    }
+    let n = c.max_body_bytes + 1;
+    let mut body =
+        b"{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP64\", \"data\": ["
+            .to_vec();
+    while body.len() + 3 < n {
+        body.extend_from_slice(b"0, ");
+    }
+    body.truncate(n - 3);
+    body.extend_from_slice(b"0]}");
+    body.resize(n, b' ');
+    let sent = format!(
+        "POST {INFER} with a {n}-byte body (the limit is {})",
+        c.max_body_bytes
+    );
+    let headers = [("content-type", "application/json".to_owned())];
+    match c
+        .send(&sent, Method::POST, INFER, &headers, Bytes::from(body))
+        .await
+    {
+        Ok(reply) => four_xx(c, &sent, &reply, Some(413)).await,
+        Err(v) => v,
+    }
+}
+
+/// JSON nested 10,000 deep.
+pub(crate) async fn deep_json_is_refused(c: &Ctx) -> Verdict {
+    let depth = 10_000;
+    let body = format!(
+        "{{\"inputs\": {}0{}}}",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let sent = format!("POST {INFER} with JSON nested {depth} deep");
+    let headers = [("content-type", "application/json".to_owned())];
+    match c
+        .send(&sent, Method::POST, INFER, &headers, Bytes::from(body))
+        .await
+    {
+        Ok(reply) => four_xx(c, &sent, &reply, None).await,
+        Err(v) => v,
+    }
+}
+
+/// 200 headers on one request: over any sane header limit (the reference engine's is 64),
+/// under the 256 its HTTP parser takes, so the engine's own JSON answer is what is checked.
+pub(crate) async fn header_flood_is_refused(c: &Ctx) -> Verdict {
+    let n = 200;
+    let headers: Vec<(&str, String)> = (0..n).map(|i| ("x-flood", format!("v{i}"))).collect();
+    let sent = format!("GET /v2 with {n} extra headers");
+    match c
+        .send(&sent, Method::GET, "/v2", &headers, Bytes::new())
+        .await
+    {
+        // An HTTP parser's own limit may answer before the application, without a JSON body:
+        // still a refusal.
+        Ok(reply) if reply.status.as_u16() == 431 && reply.body.is_empty() => {
+            match alive(c).await {
+                Ok(()) => Verdict::pass(format!(
+                    "sent {sent}; got 431 with no body (the HTTP parser's limit); still alive"
+                )),
+                Err(v) => v,
+            }
+        }
+        Ok(reply) => four_xx(c, &sent, &reply, Some(431)).await,
+        // A server may also drop such a request's connection: that is a refusal too.
+        Err(v) if v.outcome.label() == "error" => match alive(c).await {
+            Ok(()) => Verdict::pass(format!(
+                "sent {sent}; the connection was refused ({}); still alive",
+                v.message
+            )),
+            Err(v) => v,
+        },
+        Err(v) => v,
+    }
+}
+
+/// A request head sent one header line every 500 ms, never finished: the target must cut the
+/// connection off (or answer) within 30 s.
+pub(crate) async fn slowloris_is_cut_off(c: &Ctx) -> Verdict {
+    let raw = match c.access() {
+        Ok(a) => a.raw.clone(),
+        Err(v) => return v,
+    };
+    let Some(raw) = raw else {
+        return Verdict::skip("the target's socket address is not known");
+    };
+    let mut stream = match raw.connect().await {
+        Ok(s) => s,
+        Err(e) => return Verdict::error(format!("failed to connect to {}: {e}", raw.addr)),
+    };
+    let started = Instant::now();
+    let sent = format!(
+        "GET /v2/health/live to {}{} one header line every {} ms, never ending the head",
+        raw.addr,
+        if raw.tls.is_some() { " over TLS" } else { "" },
+        TRICKLE.as_millis()
+    );
+    if stream
+        .write_all(b"GET /v2/health/live HTTP/1.1\r\nhost: gauntlet\r\n")
+        .await
+        .is_err()
+    {
+        return Verdict::error(format!("sent {sent}; the first write failed"));
+    }
+    let mut buf = [0u8; 1024];
+    let mut line = 0u32;
+    loop {
+        if started.elapsed() > SLOWLORIS_DEADLINE {
+            return Verdict::fail(format!(
+                "sent {sent}; the connection was still open after {} s",
+                SLOWLORIS_DEADLINE.as_secs()
+            ));
+        }
+        tokio::select! {
+            read = stream.read(&mut buf) => {
+                let took = started.elapsed().as_secs_f64();
+                return match read {
+                    Ok(0) | Err(_) => Verdict::pass(format!("sent {sent}; the target closed the connection after {took:.1} s")),
+                    Ok(n) => {
+                        let head = String::from_utf8_lossy(&buf[..n]);
+                        let status = head.lines().next().unwrap_or("").to_owned();
+                        Verdict::pass(format!("sent {sent}; the target answered `{status}` after {took:.1} s and stopped waiting"))
+                    }
+                };
+            }
+            () = tokio::time::sleep(TRICKLE) => {
+                line += 1;
+                if stream.write_all(format!("x-slow-{line}: y\r\n").as_bytes()).await.is_err() {
+                    let took = started.elapsed().as_secs_f64();
+                    return Verdict::pass(format!("sent {sent}; the target closed the connection after {took:.1} s"));
+                }
+            }
+        }
+    }
+}

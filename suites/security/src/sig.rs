@@ -1,0 +1,275 @@
+//! SEC-SIG and SEC-AUTHZ: signed admin calls. Every attack is a model load of a name of its
+//! own (`sec-…-{tag}`): an attack that works stages a model, which the message names.
+
+use bytes::Bytes;
+use http::Method;
+
+use gauntlet_engine::security::sign;
+use gauntlet_harness::{Capability, TargetExt};
+
+use crate::probe::{Ctx, Step, Verdict, answer, load_body, now, refused, signed};
+
+const JSON: &str = "application/json";
+/// Further than any server's allowed skew (the reference engine allows at most 1 h).
+const FAR: u64 = 2 * 3600;
+
+fn load_path(model: &str) -> String {
+    format!("/v2/repository/models/{model}/load")
+}
+
+/// What a load attack needs: the repository with artifact upload, and a signer for loads.
+fn setup<'a>(c: &'a Ctx, what: &str) -> Step<(String, String, Bytes, &'a sign::Credentials)> {
+    c.needs(&[Capability::Repository, Capability::ArtifactUpload])?;
+    let model = c.model(what);
+    let path = load_path(&model);
+    let creds = c.signer("POST", &path)?;
+    let body = load_body(&c.artifact(&model, "1", 0.0)?)?;
+    Ok((model, path, body, creds))
+}
+
+async fn run(step: impl Future<Output = Step<Verdict>>) -> Verdict {
+    step.await.unwrap_or_else(|v| v)
+}
+
+/// Control: a correctly signed call is accepted, so the refusals below are about the attack.
+pub(crate) async fn signed_admin_call_is_accepted(c: &Ctx) -> Verdict {
+    run(async {
+        let (model, path, body, creds) = setup(c, "signed")?;
+        let headers = signed(
+            creds.key_id(),
+            creds.secret(),
+            "POST",
+            &path,
+            Some(JSON),
+            &body,
+            now(),
+            &sign::random_nonce(),
+        );
+        let sent = format!("POST {path} signed by key {} now", creds.key_id());
+        let reply = c.send(&sent, Method::POST, &path, &headers, body).await?;
+        Ok(if reply.status.is_success() {
+            Verdict::pass(format!(
+                "sent {sent}; got {} (model {model} staged)",
+                answer(&reply)
+            ))
+        } else {
+            Verdict::fail(format!(
+                "sent {sent}; a correctly signed load was not accepted: {}",
+                answer(&reply)
+            ))
+        })
+    })
+    .await
+}
+
+/// A signature made with a secret the server does not hold, under a real key id.
+pub(crate) async fn forged_signature_is_refused(c: &Ctx) -> Verdict {
+    run(async {
+        let (_, path, body, creds) = setup(c, "forged")?;
+        let forged = sign::random_secret();
+        let headers = signed(
+            creds.key_id(),
+            &forged,
+            "POST",
+            &path,
+            Some(JSON),
+            &body,
+            now(),
+            &sign::random_nonce(),
+        );
+        let sent = format!(
+            "POST {path} under key id {} signed with a random secret",
+            creds.key_id()
+        );
+        let reply = c.send(&sent, Method::POST, &path, &headers, body).await?;
+        Ok(refused(&sent, &reply, 401))
+    })
+    .await
+}
+
+async fn dated(c: &Ctx, what: &str, timestamp: u64, label: &str) -> Verdict {
+    run(async {
+        let (_, path, body, creds) = setup(c, what)?;
+        let headers = signed(
+            creds.key_id(),
+            creds.secret(),
+            "POST",
+            &path,
+            Some(JSON),
+            &body,
+            timestamp,
+            &sign::random_nonce(),
+        );
+        let sent = format!(
+            "POST {path} correctly signed by key {} but dated {label}",
+            creds.key_id()
+        );
+        let reply = c.send(&sent, Method::POST, &path, &headers, body).await?;
+        Ok(refused(&sent, &reply, 401))
+    })
+    .await
+}
+
+/// A valid signature two hours old.
+pub(crate) async fn expired_signature_is_refused(c: &Ctx) -> Verdict {
+    dated(c, "expired", now() - FAR, "2 h ago").await
+}
+
+/// A valid signature dated two hours ahead.
+pub(crate) async fn future_dated_signature_is_refused(c: &Ctx) -> Verdict {
+    dated(c, "future", now() + FAR, "2 h ahead").await
+}
+
+/// The same signed call twice: the second is a replay.
+pub(crate) async fn replayed_call_is_refused(c: &Ctx) -> Verdict {
+    run(async {
+        let (_, path, body, creds) = setup(c, "replay")?;
+        let headers = signed(
+            creds.key_id(),
+            creds.secret(),
+            "POST",
+            &path,
+            Some(JSON),
+            &body,
+            now(),
+            &sign::random_nonce(),
+        );
+        let first = format!("POST {path} signed by key {}", creds.key_id());
+        let reply = c
+            .send(&first, Method::POST, &path, &headers, body.clone())
+            .await?;
+        if !reply.status.is_success() {
+            return Ok(Verdict::error(format!(
+                "sent {first}; the original call was not accepted, so a replay proves nothing: {}",
+                answer(&reply)
+            )));
+        }
+        let sent = format!("{first}, then the same bytes again (same nonce)");
+        let again = c.send(&sent, Method::POST, &path, &headers, body).await?;
+        Ok(refused(&sent, &again, 401))
+    })
+    .await
+}
+
+/// A body swapped after signing: version 1 signed, version 2 (other weights) sent.
+pub(crate) async fn swapped_body_is_refused(c: &Ctx) -> Verdict {
+    run(async {
+        let (model, path, body, creds) = setup(c, "swap")?;
+        let headers = signed(
+            creds.key_id(),
+            creds.secret(),
+            "POST",
+            &path,
+            Some(JSON),
+            &body,
+            now(),
+            &sign::random_nonce(),
+        );
+        let other = load_body(&c.artifact(&model, "2", 1.0)?)?;
+        let sent = format!(
+            "POST {path} signed by key {} over version 1, carrying version 2",
+            creds.key_id()
+        );
+        let reply = c.send(&sent, Method::POST, &path, &headers, other).await?;
+        Ok(refused(&sent, &reply, 401))
+    })
+    .await
+}
+
+/// A key id the server does not know, signed with a real secret.
+pub(crate) async fn unknown_key_is_refused(c: &Ctx) -> Verdict {
+    run(async {
+        let (_, path, body, creds) = setup(c, "unknown-key")?;
+        let key_id = format!("gx-nobody-{}", c.tag);
+        let headers = signed(
+            &key_id,
+            creds.secret(),
+            "POST",
+            &path,
+            Some(JSON),
+            &body,
+            now(),
+            &sign::random_nonce(),
+        );
+        let sent = format!("POST {path} under unknown key id {key_id}");
+        let reply = c.send(&sent, Method::POST, &path, &headers, body).await?;
+        Ok(refused(&sent, &reply, 401))
+    })
+    .await
+}
+
+/// A correctly signed load by a role that may not load.
+pub(crate) async fn wrong_role_is_refused(c: &Ctx) -> Verdict {
+    run(async {
+        c.needs(&[Capability::Repository, Capability::ArtifactUpload])?;
+        let model = c.model("role");
+        let path = load_path(&model);
+        let Some(creds) = c.access()?.admin.iter().find(|k| {
+            k.role()
+                .and_then(|r| r.may_call("POST", &path))
+                .is_some_and(|may| !may)
+        }) else {
+            return Ok(Verdict::skip(
+                "no credentials of a role that may not load models were given (an admin \
+                 credentials file with role = \"viewer\")",
+            ));
+        };
+        let body = load_body(&c.artifact(&model, "1", 0.0)?)?;
+        let headers = signed(
+            creds.key_id(),
+            creds.secret(),
+            "POST",
+            &path,
+            Some(JSON),
+            &body,
+            now(),
+            &sign::random_nonce(),
+        );
+        let role = creds.role().map_or("?", |r| r.as_str());
+        let sent = format!(
+            "POST {path} correctly signed by key {} (role {role})",
+            creds.key_id()
+        );
+        let reply = c.send(&sent, Method::POST, &path, &headers, body).await?;
+        Ok(refused(&sent, &reply, 403))
+    })
+    .await
+}
+
+/// An unsigned model load: a target that accepts it lets anyone who reaches it swap the model
+/// that trades, so it fails (whether or not credentials were given).
+pub(crate) async fn unsigned_admin_load_is_refused(c: &Ctx) -> Verdict {
+    run(async {
+        c.needs(&[Capability::Repository, Capability::ArtifactUpload])?;
+        let model = c.model("unsigned");
+        let path = load_path(&model);
+        let body = load_body(&c.artifact(&model, "1", 0.0)?)?;
+        let sent = format!("POST {path} without a signature");
+        let headers = [("content-type", JSON.to_owned())];
+        let reply = c.send(&sent, Method::POST, &path, &headers, body).await?;
+        if reply.status.is_success() {
+            return Ok(Verdict::fail(format!(
+                "sent {sent}; the target ACCEPTED an unsigned model load: {} — anyone who can \
+                 reach it can swap the model that trades (configure admin keys: \
+                 security.admin-keys for gauntlet-engine)",
+                answer(&reply)
+            )));
+        }
+        let mut verdict = refused(&sent, &reply, 401);
+        if verdict.outcome.label() == "pass" {
+            let meta = c.target.get(&format!("/v2/models/{model}")).await;
+            if let Ok(meta) = meta
+                && meta.status.is_success()
+            {
+                verdict = Verdict::fail(format!(
+                    "sent {sent}; answered {} yet the model is served: GET /v2/models/{model} \
+                     is {}",
+                    reply.status.as_u16(),
+                    answer(&meta)
+                ));
+            }
+        }
+        Ok(verdict)
+    })
+    .await
+}

@@ -1,0 +1,191 @@
+//! The security suite against the in-process engine (its secured twin) and against engines
+//! by URL: open over plain HTTP, and keyed over HTTPS with a test CA.
+#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+use std::sync::Arc;
+
+use gauntlet_engine::security::sign::Credentials;
+use gauntlet_engine::security::{AdminKeys, Role, Security, SecurityConfig};
+use gauntlet_engine::{AppState, EngineConfig};
+use gauntlet_harness::config::Settings;
+use gauntlet_harness::{
+    ClientSecurity, HttpOptions, HttpTarget, InProcess, Suite, SuiteCtx, Target,
+};
+use gauntlet_reports::{CaseResult, Outcome};
+use gauntlet_security::SecuritySuite;
+
+async fn run(target: Arc<dyn Target>) -> Vec<CaseResult> {
+    let settings = Settings::default();
+    let planned = SecuritySuite.gates(&settings).unwrap();
+    let ctx = SuiteCtx {
+        target,
+        settings,
+        planned,
+        progress: false,
+    };
+    let cases = SecuritySuite.run(ctx).await.unwrap().cases;
+    for c in &cases {
+        eprintln!(
+            "{} {}: {}",
+            c.outcome.label(),
+            c.id,
+            c.message.as_deref().unwrap_or("")
+        );
+    }
+    cases
+}
+
+fn outcome<'a>(cases: &'a [CaseResult], name: &str) -> &'a CaseResult {
+    cases
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no case {name}"))
+}
+
+/// Every attack runs for real against the in-process engine's secured twin, and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_passes_against_the_secured_in_process_engine() {
+    let models = gauntlet_fixtures::load_embedded().unwrap();
+    let target: Arc<dyn Target> =
+        Arc::new(InProcess::with_models(EngineConfig::default(), models).unwrap());
+    let cases = run(target).await;
+    assert_eq!(cases.len(), 19);
+    for c in &cases {
+        assert_eq!(c.outcome, Outcome::Pass, "{}: {:?}", c.id, c.message);
+        let message = c.message.as_deref().unwrap();
+        assert!(
+            message.starts_with("sent")
+                || message.starts_with("a good")
+                || message.starts_with("scanned"),
+            "{message}"
+        );
+    }
+    assert!(
+        outcome(&cases, "forged_signature_is_refused")
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("got 401")
+    );
+    assert!(
+        outcome(&cases, "wrong_role_is_refused")
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("got 403")
+    );
+    assert!(
+        outcome(&cases, "tls_below_1_2_is_refused")
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("alert")
+    );
+}
+
+/// The engine's default: no admin keys. The unsigned load is accepted, and that case fails;
+/// the cases that need credentials or keys are skipped with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_engine_by_url_fails_the_unsigned_load() {
+    let state = AppState::new(EngineConfig::default());
+    for m in gauntlet_fixtures::load_embedded().unwrap() {
+        let name = m.name.clone();
+        state.registry().load(m).unwrap();
+        state.registry().promote(&name).unwrap();
+    }
+    let server = gauntlet_harness::ServedEngine::start(state, 1).unwrap();
+    let target: Arc<dyn Target> = Arc::new(
+        HttpTarget::connect(&server.url(), HttpOptions::default())
+            .await
+            .unwrap(),
+    );
+    let cases = run(target).await;
+    let unsigned = outcome(&cases, "unsigned_admin_load_is_refused");
+    assert_eq!(unsigned.outcome, Outcome::Fail);
+    assert!(
+        unsigned
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("ACCEPTED an unsigned model load")
+    );
+    let forged = outcome(&cases, "forged_signature_is_refused");
+    assert!(
+        matches!(&forged.outcome, Outcome::Skip { reason } if reason.contains("--admin-credentials")),
+        "{forged:?}"
+    );
+    for name in [
+        "deep_json_is_refused",
+        "header_flood_is_refused",
+        "slowloris_is_cut_off",
+        "no_secret_or_trace_leaks",
+    ] {
+        assert_eq!(outcome(&cases, name).outcome, Outcome::Pass, "{name}");
+    }
+}
+
+/// A keyed engine by URL with the operator's and a viewer's credentials: the signature and role
+/// cases pass; the artifact cases are skipped (its keyring is not the run's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_engine_by_url_passes_the_signature_cases() {
+    let config = EngineConfig {
+        header_read_timeout: std::time::Duration::from_secs(2),
+        security: SecurityConfig {
+            admin_keys: Some("admin.toml".into()),
+            ..SecurityConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let mut keys = AdminKeys::default();
+    keys.insert("ops-1".into(), vec![1; 32], "olga".into(), Role::Operator)
+        .unwrap();
+    keys.insert("view-1".into(), vec![3; 32], "vic".into(), Role::Viewer)
+        .unwrap();
+    let security = Security::from_parts(&config.security, None, Some(keys), None);
+    let state = AppState::with_security(config, security);
+    for m in gauntlet_fixtures::load_embedded().unwrap() {
+        let name = m.name.clone();
+        state.registry().load(m).unwrap();
+        state.registry().promote(&name).unwrap();
+    }
+    let server = gauntlet_harness::ServedEngine::start(state, 1).unwrap();
+    let client = ClientSecurity {
+        admin: vec![
+            Credentials::from_secret("ops-1", &[1; 32])
+                .unwrap()
+                .with_role(Role::Operator),
+            Credentials::from_secret("view-1", &[3; 32])
+                .unwrap()
+                .with_role(Role::Viewer),
+        ],
+        ..ClientSecurity::default()
+    };
+    let target: Arc<dyn Target> = Arc::new(
+        HttpTarget::connect_with(&server.url(), HttpOptions::default(), client)
+            .await
+            .unwrap(),
+    );
+    let cases = run(target).await;
+    for name in [
+        "signed_admin_call_is_accepted",
+        "forged_signature_is_refused",
+        "expired_signature_is_refused",
+        "future_dated_signature_is_refused",
+        "replayed_call_is_refused",
+        "swapped_body_is_refused",
+        "unknown_key_is_refused",
+        "wrong_role_is_refused",
+        "unsigned_admin_load_is_refused",
+        "no_secret_or_trace_leaks",
+    ] {
+        assert_eq!(outcome(&cases, name).outcome, Outcome::Pass, "{name}");
+    }
+    assert!(matches!(
+        outcome(&cases, "tampered_artifact_is_refused").outcome,
+        Outcome::Skip { .. }
+    ));
+    assert!(matches!(
+        outcome(&cases, "tls_port_refuses_plain_http").outcome,
+        Outcome::Skip { .. }
+    ));
+}

@@ -41,6 +41,21 @@ pub(crate) fn require_principal(headers: &HeaderMap) -> Result<String, ApiError>
     })
 }
 
+/// The acting principal of an admin call: the signed one when the request was signed
+/// (`security.admin-keys`), else the header; 401 without either.
+///
+/// # Errors
+/// 401 when absent, 400 when the header is malformed.
+pub(crate) fn acting_principal(
+    signed: Option<&crate::security::auth::Principal>,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
+    match signed {
+        Some(p) => Ok(p.name.clone()),
+        None => require_principal(headers),
+    }
+}
+
 /// A client-id header, if present and valid.
 ///
 /// # Errors

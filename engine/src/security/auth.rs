@@ -96,6 +96,11 @@ impl Action {
             "/v2/repository/models/{m}/unload" => Action::Unload,
             "/v2/repository/models/{m}/promote" => Action::Promote,
             "/v2/repository/models/{m}/rollback" => Action::Rollback,
+            // Four-eyes promotion: reading a review is listing; approving is the approver's
+            // promotion right; recording a Gauntlet run is the operator's, who stages.
+            "/v2/repository/models/{m}/review" => Action::Index,
+            "/v2/repository/models/{m}/approve" => Action::Promote,
+            "/v2/repository/models/{m}/runs" => Action::Load,
             _ => return None,
         })
     }

@@ -61,6 +61,7 @@ pub fn suites() -> Vec<Box<dyn Suite>> {
         Box::new(gauntlet_suites::Property),
         Box::new(gauntlet_backtest::BacktestSuite),
         Box::new(gauntlet_load::LoadSuite),
+        Box::new(gauntlet_compliance::Compliance),
     ]
 }
 
@@ -93,6 +94,11 @@ enum Command {
     Report {
         #[command(subcommand)]
         command: gauntlet_load::cli::ReportCommand,
+    },
+    /// Work on audit logs: `verify DIR|URL` (exit 0 verified, 1 tampered, 2 usage, 3 unreachable).
+    Audit {
+        #[command(subcommand)]
+        command: cmd::audit::AuditCommand,
     },
 }
 
@@ -155,6 +161,7 @@ where
         Command::Backtest(args) => cmd::backtest::backtest(registry, *args, out),
         Command::Load(args) => cmd::load::load(registry, *args),
         Command::Report { command } => cmd::report::report(registry, command),
+        Command::Audit { command } => cmd::audit::audit(command, out),
     };
     match result {
         Ok(code) => code.code(),
@@ -179,10 +186,10 @@ mod tests {
     }
 
     #[test]
-    fn the_registry_builds_and_lists_the_four_suites_in_run_order() {
+    fn the_registry_builds_and_lists_the_suites_in_run_order() {
         assert_eq!(
             super::registry().names(),
-            ["conformance", "property", "backtest", "load"]
+            ["conformance", "property", "backtest", "load", "compliance"]
         );
     }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod backtest;
 pub mod list;
 pub mod load;

@@ -70,13 +70,13 @@ pub enum RegistryError {
     )]
     DigestMismatch {
         /// The model name.
-        name: String,
+        name: Box<str>,
         /// The staged version.
-        version: String,
+        version: Box<str>,
         /// The staged artifact's digest.
-        staged: String,
+        staged: Box<str>,
         /// The digest given.
-        given: String,
+        given: Box<str>,
     },
     /// The loader tried to approve its own version (HTTP 403, control `four_eyes`).
     #[error(
@@ -84,11 +84,11 @@ pub enum RegistryError {
     )]
     SelfApproval {
         /// The model name.
-        name: String,
+        name: Box<str>,
         /// The staged version.
-        version: String,
+        version: Box<str>,
         /// The loader, who asked to approve.
-        principal: String,
+        principal: Box<str>,
     },
     /// The staged version was loaded without a principal, so no approver can be told apart
     /// from its loader (HTTP 403, control `four_eyes`).
@@ -97,9 +97,9 @@ pub enum RegistryError {
     )]
     NoLoader {
         /// The model name.
-        name: String,
+        name: Box<str>,
         /// The staged version.
-        version: String,
+        version: Box<str>,
     },
     /// Promotion of a version nobody but its loader has approved (HTTP 403, control
     /// `four_eyes`).
@@ -108,11 +108,11 @@ pub enum RegistryError {
     )]
     NotApproved {
         /// The model name.
-        name: String,
+        name: Box<str>,
         /// The staged version.
-        version: String,
+        version: Box<str>,
         /// Who loaded it.
-        loader: String,
+        loader: Box<str>,
     },
     /// Promotion of a version without a passing Gauntlet run for its digest (HTTP 403,
     /// control `tested_before_live`).
@@ -122,13 +122,13 @@ pub enum RegistryError {
     )]
     NotTested {
         /// The model name.
-        name: String,
+        name: Box<str>,
         /// The staged version.
-        version: String,
+        version: Box<str>,
         /// Its digest.
-        digest: String,
+        digest: Box<str>,
         /// The id of the latest run, when it failed.
-        last: Option<String>,
+        last: Option<Box<str>>,
     },
 }
 
@@ -522,15 +522,15 @@ impl Registry {
         match review.loaded_by.as_deref() {
             None => {
                 return Err(RegistryError::NoLoader {
-                    name: review.name,
-                    version: review.version,
+                    name: review.name.into(),
+                    version: review.version.into(),
                 });
             }
             Some(loader) if loader == approver => {
                 return Err(RegistryError::SelfApproval {
-                    name: review.name,
-                    version: review.version,
-                    principal: approver.to_owned(),
+                    name: review.name.into(),
+                    version: review.version.into(),
+                    principal: approver.into(),
                 });
             }
             Some(_) => {}
@@ -567,25 +567,25 @@ impl Registry {
         let review = self.staged_review(name)?;
         let Some(loader) = review.loaded_by.clone() else {
             return Err(RegistryError::NoLoader {
-                name: review.name,
-                version: review.version,
+                name: review.name.into(),
+                version: review.version.into(),
             });
         };
         if review.approved_by.is_none() {
             return Err(RegistryError::NotApproved {
-                name: review.name,
-                version: review.version,
-                loader,
+                name: review.name.into(),
+                version: review.version.into(),
+                loader: loader.into(),
             });
         }
         match &review.last_run {
             Some(run) if run.passed => {}
             last => {
                 return Err(RegistryError::NotTested {
-                    name: review.name.clone(),
-                    version: review.version.clone(),
-                    digest: review.digest.clone(),
-                    last: last.as_ref().map(|r| r.run_id.clone()),
+                    name: review.name.as_str().into(),
+                    version: review.version.as_str().into(),
+                    digest: review.digest.as_str().into(),
+                    last: last.as_ref().map(|r| r.run_id.as_str().into()),
                 });
             }
         }
@@ -726,10 +726,10 @@ fn check_digest(review: &StagedReview, digest: &str) -> Result<(), RegistryError
         Ok(())
     } else {
         Err(RegistryError::DigestMismatch {
-            name: review.name.clone(),
-            version: review.version.clone(),
-            staged: review.digest.clone(),
-            given: digest.to_owned(),
+            name: review.name.as_str().into(),
+            version: review.version.as_str().into(),
+            staged: review.digest.as_str().into(),
+            given: digest.into(),
         })
     }
 }

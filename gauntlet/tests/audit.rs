@@ -1,5 +1,6 @@
 //! `gauntlet audit verify DIR|URL` through the composition root, as users run it: every kind
 //! of tampering exits 1 naming the spot, a bad flag 2, an unreachable log 3.
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,7 @@
 //! The compliance suite against the reference engine with its controls on — in process and
 //! by URL — and against proxies that each break one control, which the matching case must
 //! fail, saying what differed.
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
 use std::path::Path;
 use std::sync::Arc;

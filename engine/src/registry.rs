@@ -5,6 +5,12 @@
 //! serves the whole request with it, so it always sees one complete version, whatever swaps
 //! happen meanwhile. Writers (load, promote, rollback, unload) are serialised by one `Mutex`
 //! and replace immutable snapshots, so no reader can see a half-made change.
+//!
+//! Four-eyes promotion (CMP-4EYES, CMP-TEST; RTS 6 Art. 5–7): each staged version carries a
+//! [`StagedReview`] — who loaded it, the SHA-256 digest of its artifact, who approved it and
+//! the latest Gauntlet run recorded for that digest. [`Registry::promote_reviewed`] makes it
+//! live only when a principal other than the loader approved that digest and the latest run
+//! recorded for it passed.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use tracing::info;
 
 use crate::artifact::{ArtifactError, ModelArtifact};
@@ -56,6 +63,73 @@ pub enum RegistryError {
         /// `live` or `the previous version`.
         slot: &'static str,
     },
+    /// An approval or run names another artifact than the staged one (HTTP 409): the staged
+    /// version changed since the caller looked, or the run tested something else.
+    #[error(
+        "digest: {given} is not the digest of the staged version {version} of {name} ({staged})"
+    )]
+    DigestMismatch {
+        /// The model name.
+        name: Box<str>,
+        /// The staged version.
+        version: Box<str>,
+        /// The staged artifact's digest.
+        staged: Box<str>,
+        /// The digest given.
+        given: Box<str>,
+    },
+    /// The loader tried to approve its own version (HTTP 403, control `four_eyes`).
+    #[error(
+        "four eyes: {principal} loaded version {version} of {name} and may not approve it; another principal must"
+    )]
+    SelfApproval {
+        /// The model name.
+        name: Box<str>,
+        /// The staged version.
+        version: Box<str>,
+        /// The loader, who asked to approve.
+        principal: Box<str>,
+    },
+    /// The staged version was loaded without a principal, so no approver can be told apart
+    /// from its loader (HTTP 403, control `four_eyes`).
+    #[error(
+        "four eyes: version {version} of {name} was staged without a principal; load it again naming one"
+    )]
+    NoLoader {
+        /// The model name.
+        name: Box<str>,
+        /// The staged version.
+        version: Box<str>,
+    },
+    /// Promotion of a version nobody but its loader has approved (HTTP 403, control
+    /// `four_eyes`).
+    #[error(
+        "four eyes: version {version} of {name} has not been approved by a principal other than its loader {loader}"
+    )]
+    NotApproved {
+        /// The model name.
+        name: Box<str>,
+        /// The staged version.
+        version: Box<str>,
+        /// Who loaded it.
+        loader: Box<str>,
+    },
+    /// Promotion of a version without a passing Gauntlet run for its digest (HTTP 403,
+    /// control `tested_before_live`).
+    #[error(
+        "tested before live: no passing Gauntlet run is recorded for version {version} of {name} ({digest}){}",
+        last.as_deref().map(|r| format!("; the latest run {r} failed")).unwrap_or_default()
+    )]
+    NotTested {
+        /// The model name.
+        name: Box<str>,
+        /// The staged version.
+        version: Box<str>,
+        /// Its digest.
+        digest: Box<str>,
+        /// The id of the latest run, when it failed.
+        last: Option<Box<str>>,
+    },
 }
 
 impl RegistryError {
@@ -65,10 +139,74 @@ impl RegistryError {
             RegistryError::UnknownModel { .. } => http::StatusCode::NOT_FOUND,
             RegistryError::NothingStaged { .. }
             | RegistryError::NothingToRollBack { .. }
-            | RegistryError::VersionConflict { .. } => http::StatusCode::CONFLICT,
+            | RegistryError::VersionConflict { .. }
+            | RegistryError::DigestMismatch { .. } => http::StatusCode::CONFLICT,
             RegistryError::InvalidArtifact(_) => http::StatusCode::BAD_REQUEST,
+            RegistryError::SelfApproval { .. }
+            | RegistryError::NoLoader { .. }
+            | RegistryError::NotApproved { .. }
+            | RegistryError::NotTested { .. } => http::StatusCode::FORBIDDEN,
         }
     }
+
+    /// The control that refused, for the typed JSON error (`{"error", "control"}`):
+    /// `four_eyes`, `tested_before_live` or `artifact_digest`.
+    pub fn control(&self) -> Option<&'static str> {
+        match self {
+            RegistryError::SelfApproval { .. }
+            | RegistryError::NoLoader { .. }
+            | RegistryError::NotApproved { .. } => Some("four_eyes"),
+            RegistryError::NotTested { .. } => Some("tested_before_live"),
+            RegistryError::DigestMismatch { .. } => Some("artifact_digest"),
+            _ => None,
+        }
+    }
+}
+
+/// `sha256:` and the hex SHA-256 of the artifact's canonical JSON: what a Gauntlet run and an
+/// approval name, so both refer to exactly the bytes that will serve.
+pub fn artifact_digest(artifact: &ModelArtifact) -> String {
+    // An artifact of numbers and strings always serialises.
+    let json = serde_json::to_vec(artifact).expect("artifacts serialise");
+    let digest = Sha256::digest(&json);
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// A Gauntlet run recorded against a staged artifact digest (CMP-TEST).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GauntletRun {
+    /// The run's id (its report's `run_id`, or any label the pipeline uses), 1 to 128 bytes.
+    pub run_id: String,
+    /// The artifact digest the run tested.
+    pub digest: String,
+    /// Whether every case passed.
+    pub passed: bool,
+    /// SHA-256 of the run's `report.json`, hex, when the pipeline kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_sha256: Option<String>,
+}
+
+/// The four-eyes state of a model's staged version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StagedReview {
+    /// Model name.
+    pub name: String,
+    /// Staged version label.
+    pub version: String,
+    /// [`artifact_digest`] of the staged artifact.
+    pub digest: String,
+    /// Who loaded (staged) it; `None` when the load named no principal.
+    pub loaded_by: Option<String>,
+    /// Who approved this digest (never the loader).
+    pub approved_by: Option<String>,
+    /// The latest Gauntlet run recorded for this digest.
+    pub last_run: Option<GauntletRun>,
 }
 
 /// The versions a model retains; an immutable snapshot.
@@ -197,6 +335,8 @@ type Slots = Arc<ArcSwap<ModelVersions>>;
 pub struct Registry {
     models: ArcSwap<HashMap<String, Slots>>,
     writer: Mutex<()>,
+    /// The review of each model's staged version; changed only under `writer`.
+    reviews: Mutex<HashMap<String, StagedReview>>,
 }
 
 impl Default for Registry {
@@ -219,7 +359,13 @@ impl Registry {
         Registry {
             models: ArcSwap::from_pointee(HashMap::new()),
             writer: Mutex::new(()),
+            reviews: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn reviews(&self) -> MutexGuard<'_, HashMap<String, StagedReview>> {
+        // Each entry is replaced whole: a panic elsewhere cannot leave one half-written.
+        self.reviews.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write_lock(&self) -> MutexGuard<'_, ()> {
@@ -239,8 +385,20 @@ impl Registry {
     /// [`RegistryError::InvalidArtifact`], or [`RegistryError::VersionConflict`] when the
     /// version label is that of the live or previous version and the content differs.
     pub fn load(&self, artifact: ModelArtifact) -> Result<(String, String), RegistryError> {
+        self.load_by(artifact, None)
+    }
+
+    /// [`Registry::load`], remembering who loaded it for four-eyes promotion.
+    ///
+    /// # Errors
+    /// As [`Registry::load`].
+    pub fn load_by(
+        &self,
+        artifact: ModelArtifact,
+        loader: Option<&str>,
+    ) -> Result<(String, String), RegistryError> {
         let model = Arc::new(Model::from_artifact(artifact)?);
-        self.stage(model)
+        self.stage_by(model, loader)
     }
 
     /// Puts an already compiled model in its staged slot; returns `(name, version)`.
@@ -251,6 +409,20 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::VersionConflict`].
     pub fn stage(&self, model: Arc<Model>) -> Result<(String, String), RegistryError> {
+        self.stage_by(model, None)
+    }
+
+    /// [`Registry::stage`], remembering the loader. Staging resets the review: an approval
+    /// or run of the version it replaces does not carry over.
+    ///
+    /// # Errors
+    /// [`RegistryError::VersionConflict`].
+    pub fn stage_by(
+        &self,
+        model: Arc<Model>,
+        loader: Option<&str>,
+    ) -> Result<(String, String), RegistryError> {
+        let digest = artifact_digest(model.artifact());
         let name = model.name().to_owned();
         let version = model.version().to_owned();
         let _guard = self.write_lock();
@@ -287,7 +459,18 @@ impl Registry {
                 self.models.store(Arc::new(map));
             }
         }
-        info!(model = %name, version = %version, "model staged");
+        self.reviews().insert(
+            name.clone(),
+            StagedReview {
+                name: name.clone(),
+                version: version.clone(),
+                digest,
+                loaded_by: loader.map(str::to_owned),
+                approved_by: None,
+                last_run: None,
+            },
+        );
+        info!(model = %name, version = %version, loader = ?loader, "model staged");
         Ok((name, version))
     }
 
@@ -297,6 +480,120 @@ impl Registry {
     /// [`RegistryError::UnknownModel`], [`RegistryError::NothingStaged`].
     pub fn promote(&self, name: &str) -> Result<Promotion, RegistryError> {
         let _guard = self.write_lock();
+        self.promote_locked(name)
+    }
+
+    /// The review of a model's staged version.
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownModel`], [`RegistryError::NothingStaged`].
+    pub fn review(&self, name: &str) -> Result<StagedReview, RegistryError> {
+        let _guard = self.write_lock();
+        self.staged_review(name)
+    }
+
+    fn staged_review(&self, name: &str) -> Result<StagedReview, RegistryError> {
+        let slots = self.slots(name).ok_or_else(|| unknown(name))?;
+        let staged = slots.load().staged.clone();
+        let review = self.reviews().get(name).cloned();
+        match (staged, review) {
+            (Some(m), Some(r)) if m.version() == r.version => Ok(r),
+            _ => Err(RegistryError::NothingStaged {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Records `approver`'s approval of the staged version whose digest is `digest`.
+    ///
+    /// # Errors
+    /// [`RegistryError::DigestMismatch`] when another version is staged,
+    /// [`RegistryError::NoLoader`] when it was loaded without a principal,
+    /// [`RegistryError::SelfApproval`] when `approver` loaded it; unknown or nothing staged.
+    pub fn approve(
+        &self,
+        name: &str,
+        digest: &str,
+        approver: &str,
+    ) -> Result<StagedReview, RegistryError> {
+        let _guard = self.write_lock();
+        let mut review = self.staged_review(name)?;
+        check_digest(&review, digest)?;
+        match review.loaded_by.as_deref() {
+            None => {
+                return Err(RegistryError::NoLoader {
+                    name: review.name.into(),
+                    version: review.version.into(),
+                });
+            }
+            Some(loader) if loader == approver => {
+                return Err(RegistryError::SelfApproval {
+                    name: review.name.into(),
+                    version: review.version.into(),
+                    principal: approver.into(),
+                });
+            }
+            Some(_) => {}
+        }
+        review.approved_by = Some(approver.to_owned());
+        self.reviews().insert(name.to_owned(), review.clone());
+        info!(model = %name, version = %review.version, approver, "staged version approved");
+        Ok(review)
+    }
+
+    /// Records a Gauntlet run of the staged version; the latest run counts.
+    ///
+    /// # Errors
+    /// [`RegistryError::DigestMismatch`] when the run tested another artifact; unknown or
+    /// nothing staged.
+    pub fn record_run(&self, name: &str, run: GauntletRun) -> Result<StagedReview, RegistryError> {
+        let _guard = self.write_lock();
+        let mut review = self.staged_review(name)?;
+        check_digest(&review, &run.digest)?;
+        review.last_run = Some(run);
+        self.reviews().insert(name.to_owned(), review.clone());
+        Ok(review)
+    }
+
+    /// Makes the staged version live only when a principal other than its loader approved
+    /// it and the latest Gauntlet run recorded for its digest passed; returns the promotion
+    /// and the review it passed.
+    ///
+    /// # Errors
+    /// [`RegistryError::NoLoader`], [`RegistryError::NotApproved`],
+    /// [`RegistryError::NotTested`]; unknown or nothing staged.
+    pub fn promote_reviewed(&self, name: &str) -> Result<(Promotion, StagedReview), RegistryError> {
+        let _guard = self.write_lock();
+        let review = self.staged_review(name)?;
+        let Some(loader) = review.loaded_by.clone() else {
+            return Err(RegistryError::NoLoader {
+                name: review.name.into(),
+                version: review.version.into(),
+            });
+        };
+        if review.approved_by.is_none() {
+            return Err(RegistryError::NotApproved {
+                name: review.name.into(),
+                version: review.version.into(),
+                loader: loader.into(),
+            });
+        }
+        match &review.last_run {
+            Some(run) if run.passed => {}
+            last => {
+                return Err(RegistryError::NotTested {
+                    name: review.name.as_str().into(),
+                    version: review.version.as_str().into(),
+                    digest: review.digest.as_str().into(),
+                    last: last.as_ref().map(|r| r.run_id.as_str().into()),
+                });
+            }
+        }
+        let promotion = self.promote_locked(name)?;
+        Ok((promotion, review))
+    }
+
+    fn promote_locked(&self, name: &str) -> Result<Promotion, RegistryError> {
         let slots = self.slots(name).ok_or_else(|| unknown(name))?;
         let old = slots.load_full();
         let Some(staged) = old.staged.clone() else {
@@ -315,6 +612,7 @@ impl Registry {
             staged: None,
             previous,
         }));
+        self.reviews().remove(name);
         info!(model = %name, version = %promotion.live, previous = ?promotion.previous, "model promoted");
         Ok(promotion)
     }
@@ -360,6 +658,7 @@ impl Registry {
         let mut map = HashMap::clone(&current);
         map.remove(name);
         self.models.store(Arc::new(map));
+        self.reviews().remove(name);
         info!(model = %name, "model unloaded");
         Ok(())
     }
@@ -419,6 +718,19 @@ impl Registry {
             }
         }
         out
+    }
+}
+
+fn check_digest(review: &StagedReview, digest: &str) -> Result<(), RegistryError> {
+    if review.digest == digest {
+        Ok(())
+    } else {
+        Err(RegistryError::DigestMismatch {
+            name: review.name.as_str().into(),
+            version: review.version.as_str().into(),
+            staged: review.digest.as_str().into(),
+            given: digest.into(),
+        })
     }
 }
 
@@ -600,6 +912,82 @@ mod tests {
         );
         // The same label under another model name is a different model.
         r.load(versioned("n", 1)).unwrap();
+    }
+
+    fn run(digest: &str, passed: bool) -> GauntletRun {
+        GauntletRun {
+            run_id: format!("run-{passed}"),
+            digest: digest.to_owned(),
+            passed,
+            report_sha256: None,
+        }
+    }
+
+    #[test]
+    fn four_eyes_refuses_self_approval_and_untested_promotion() {
+        let r = Registry::new();
+        r.load_by(versioned("m", 1), Some("alice")).unwrap();
+        let review = r.review("m").unwrap();
+        assert_eq!(review.loaded_by.as_deref(), Some("alice"));
+        assert!(review.digest.starts_with("sha256:") && review.digest.len() == 71);
+        assert_eq!(review.digest, artifact_digest(&versioned("m", 1)));
+        let digest = review.digest.clone();
+        let err = r.approve("m", &digest, "alice").unwrap_err();
+        assert!(matches!(err, RegistryError::SelfApproval { .. }), "{err}");
+        assert_eq!(
+            (err.http_status(), err.control()),
+            (http::StatusCode::FORBIDDEN, Some("four_eyes"))
+        );
+        let err = r.promote_reviewed("m").unwrap_err();
+        assert!(matches!(err, RegistryError::NotApproved { .. }), "{err}");
+        let err = r.approve("m", "sha256:00", "bob").unwrap_err();
+        assert_eq!(err.control(), Some("artifact_digest"));
+        assert_eq!(
+            r.approve("m", &digest, "bob")
+                .unwrap()
+                .approved_by
+                .as_deref(),
+            Some("bob")
+        );
+        let err = r.promote_reviewed("m").unwrap_err();
+        assert_eq!(err.control(), Some("tested_before_live"), "{err}");
+        // A run of another artifact does not count; a failing latest run refuses.
+        assert!(r.record_run("m", run("sha256:11", true)).is_err());
+        r.record_run("m", run(&digest, false)).unwrap();
+        let err = r.promote_reviewed("m").unwrap_err().to_string();
+        assert!(err.contains("the latest run run-false failed"), "{err}");
+        assert!(r.live("m").is_none(), "nothing went live");
+        r.record_run("m", run(&digest, true)).unwrap();
+        let (p, review) = r.promote_reviewed("m").unwrap();
+        assert_eq!(p.live, "1");
+        assert_eq!(review.approved_by.as_deref(), Some("bob"));
+        assert!(matches!(
+            r.review("m"),
+            Err(RegistryError::NothingStaged { .. })
+        ));
+    }
+
+    #[test]
+    fn restaging_resets_the_review_and_anonymous_loads_cannot_be_approved() {
+        let r = Registry::new();
+        r.load_by(versioned("m", 1), Some("alice")).unwrap();
+        let digest = r.review("m").unwrap().digest;
+        r.approve("m", &digest, "bob").unwrap();
+        r.record_run("m", run(&digest, true)).unwrap();
+        r.load_by(versioned("m", 2), Some("alice")).unwrap();
+        let review = r.review("m").unwrap();
+        assert_eq!((review.approved_by, review.last_run), (None, None));
+        assert!(r.approve("m", &digest, "bob").is_err(), "the old digest");
+        r.load(versioned("m", 3)).unwrap();
+        let digest = r.review("m").unwrap().digest;
+        assert!(matches!(
+            r.approve("m", &digest, "bob"),
+            Err(RegistryError::NoLoader { .. })
+        ));
+        assert!(matches!(
+            r.promote_reviewed("m"),
+            Err(RegistryError::NoLoader { .. })
+        ));
     }
 
     #[test]

@@ -228,6 +228,12 @@ impl AppState {
         self.inner.audit.as_ref()
     }
 
+    /// Whether promotion needs four eyes and a passing run (`audit.four-eyes`, with the log
+    /// open: the approvals and runs are audit records).
+    pub fn four_eyes(&self) -> bool {
+        self.inner.audit.is_some() && self.config().audit.as_ref().is_some_and(|a| a.four_eyes)
+    }
+
     /// The trading controls' state (kill switch, throttles).
     pub fn trading(&self) -> &crate::trading::Trading {
         &self.inner.trading

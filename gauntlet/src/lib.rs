@@ -64,6 +64,7 @@ pub fn suites() -> Vec<Box<dyn Suite>> {
         Box::new(gauntlet_backtest::BacktestSuite),
         Box::new(gauntlet_load::LoadSuite),
         Box::new(gauntlet_security::SecuritySuite),
+        Box::new(gauntlet_compliance::Compliance),
     ]
 }
 
@@ -87,6 +88,11 @@ enum Command {
     Run(Box<cmd::run::RunArgs>),
     /// List the cases and gates with their requirement ids.
     List(cmd::list::ListArgs),
+    /// Work on audit logs: `verify DIR|URL` (exit 0 verified, 1 tampered, 2 usage, 3 unreachable).
+    Audit {
+        #[command(subcommand)]
+        command: cmd::audit::AuditCommand,
+    },
 }
 
 /// The full command line: `gauntlet`'s own subcommands, then every suite's in registry
@@ -175,6 +181,7 @@ where
     let result = match parsed {
         Parsed::Own(Command::List(args)) => cmd::list::list(registry, &args, out),
         Parsed::Own(Command::Run(args)) => cmd::run::run(registry, *args),
+        Parsed::Own(Command::Audit { command }) => cmd::audit::audit(command, out),
         Parsed::Suite(command, matches) => cmd::suite::run(registry, command, &matches, out),
     };
     match result {
@@ -203,7 +210,7 @@ mod tests {
     fn the_registry_builds_and_lists_the_suites_in_run_order() {
         assert_eq!(
             super::registry().names(),
-            ["conformance", "property", "backtest", "load", "security"]
+            ["conformance", "property", "backtest", "load", "security", "compliance"]
         );
     }
 }

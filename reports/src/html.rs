@@ -107,6 +107,9 @@ fn render(report: &RunReport) -> String {
         let _ = writeln!(page, "<h2>Suite <code>{}</code></h2>", escape(suite));
         cases_table(&mut page, &cases);
     }
+    if let Some(matrix) = &report.traceability {
+        traceability_html(&mut page, matrix);
+    }
     for section in &report.sections {
         section_html(&mut page, section);
     }
@@ -399,6 +402,28 @@ fn draw_bar(root: &Area<'_>, chart: &Chart) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// The traceability matrix: one row per clause, uncovered ones included.
+fn traceability_html(page: &mut String, matrix: &crate::Traceability) {
+    page.push_str("<h2 id=\"traceability\">Compliance traceability</h2>\n");
+    let _ = writeln!(page, "<p>{}</p>", escape(&matrix.evidence_line()));
+    page.push_str(
+        "<table>\n<tr><th>Clause</th><th>Requirements</th><th>Cases</th><th>Verdict</th></tr>\n",
+    );
+    for row in &matrix.clauses {
+        let _ = writeln!(
+            page,
+            "<tr><td>{}: {}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            escape(&row.clause),
+            escape(&row.title),
+            escape(&fmt::requirements(&row.requirements)),
+            escape(&crate::traceability::cases_cell(row)),
+            row.status.label(),
+            row.status.label(),
+        );
+    }
+    page.push_str("</table>\n");
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -70,6 +70,7 @@ mod model;
 mod section;
 pub mod terminal;
 mod timeaxis;
+mod traceability;
 
 pub use error::{Format, ReportError};
 pub use files::{HTML_FILE, JSON_FILE, JUNIT_FILE, MARKDOWN_FILE, write_all};
@@ -78,6 +79,9 @@ pub use model::{
     SCHEMA_VERSION, Summary, parse_seed, parse_seed_arg,
 };
 pub use section::{Chart, ChartKind, Marker, Section, Series, Table, XAxis, downsample};
+pub use traceability::{
+    AuditEvidence, Clause, ClauseStatus, Traceability, TraceabilitySpec, TracedCase, TracedClause,
+};
 
 /// Version of this crate, recorded in every report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -107,6 +107,10 @@ fn render(report: &RunReport, out: &mut impl Write) -> io::Result<()> {
         }
     }
 
+    if let Some(matrix) = &report.traceability {
+        traceability(matrix, out)?;
+    }
+
     for section in &report.sections {
         writeln!(out)?;
         writeln!(out, "## {}", cell(&section.title))?;
@@ -138,6 +142,28 @@ fn render(report: &RunReport, out: &mut impl Write) -> io::Result<()> {
 /// Makes free text safe and literal inside one table cell: `|` would end the
 /// cell, a newline the row, `<` would open an HTML tag that GitHub swallows and
 /// `*`, `_`, `` ` ``, `[` would format a message that should read as written.
+/// The traceability matrix: one row per clause, uncovered ones included.
+fn traceability(matrix: &crate::Traceability, out: &mut impl Write) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "## Compliance traceability")?;
+    writeln!(out)?;
+    writeln!(out, "{}", cell(&matrix.evidence_line()))?;
+    writeln!(out)?;
+    writeln!(out, "| Clause | Requirements | Cases | Verdict |")?;
+    writeln!(out, "|---|---|---|---|")?;
+    for row in &matrix.clauses {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            cell(&format!("{}: {}", row.clause, row.title)),
+            cell(&fmt::requirements(&row.requirements)),
+            cell(&crate::traceability::cases_cell(row)),
+            row.status.label(),
+        )?;
+    }
+    Ok(())
+}
+
 fn cell(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     let mut chars = text.trim().chars().peekable();

@@ -34,6 +34,10 @@ pub struct RunReport {
     /// Tables and charts the measured suites attach (load, backtest), in run order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sections: Vec<Section>,
+    /// The clause → requirement → case matrix, when a section asked for it (the compliance
+    /// suite's), joined with every case of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceability: Option<crate::traceability::Traceability>,
 }
 
 impl RunReport {
@@ -46,12 +50,22 @@ impl RunReport {
             cases,
             summary,
             sections: Vec::new(),
+            traceability: None,
         }
     }
 
-    /// Adds `sections` after those already attached.
+    /// Adds `sections` after those already attached; a section carrying a
+    /// [`crate::TraceabilitySpec`] (re)builds [`RunReport::traceability`] over every case.
     pub fn with_sections(mut self, sections: impl IntoIterator<Item = Section>) -> Self {
         self.sections.extend(sections);
+        if let Some(spec) = self
+            .sections
+            .iter()
+            .rev()
+            .find_map(|s| s.traceability.as_ref())
+        {
+            self.traceability = Some(crate::traceability::Traceability::build(spec, &self.cases));
+        }
         self
     }
 

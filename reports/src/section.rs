@@ -28,6 +28,9 @@ pub struct Section {
     /// marks a figure that is undefined on the run. Tables show them rounded for people.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub values: std::collections::BTreeMap<String, Option<f64>>,
+    /// Clauses and evidence for the run's traceability matrix (see [`crate::Traceability`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceability: Option<crate::TraceabilitySpec>,
 }
 
 impl Section {
@@ -41,6 +44,7 @@ impl Section {
             tables: Vec::new(),
             charts: Vec::new(),
             values: std::collections::BTreeMap::new(),
+            traceability: None,
         }
     }
 }

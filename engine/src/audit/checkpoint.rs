@@ -94,6 +94,16 @@ impl Checkpoint {
     }
 }
 
+impl Checkpoint {
+    /// [`Checkpoint::verify`] against the raw 32-byte public key `trusted`.
+    ///
+    /// # Errors
+    /// [`SignatureError`]; `BadKey` when `trusted` is not a valid Ed25519 key.
+    pub fn verify_with(&self, trusted: &[u8; 32]) -> Result<(), SignatureError> {
+        self.verify(&verifying_key(trusted)?)
+    }
+}
+
 /// The verifying key of 32 bytes.
 ///
 /// # Errors

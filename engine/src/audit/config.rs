@@ -41,6 +41,11 @@ pub struct AuditConfig {
     /// segments.
     #[serde(with = "humantime_serde", default = "default_retention")]
     pub retention: Duration,
+    /// Four-eyes promotion (CMP-4EYES, CMP-TEST; `false` by default): `promote` then needs an
+    /// approval by a principal other than the loader and a passing Gauntlet run recorded
+    /// for the staged artifact's digest. Advertised as the `gauntlet_four_eyes` extension.
+    #[serde(default)]
+    pub four_eyes: bool,
 }
 
 fn default_flush() -> Duration {
@@ -68,6 +73,7 @@ impl AuditConfig {
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             retention: DEFAULT_RETENTION,
+            four_eyes: false,
         }
     }
 

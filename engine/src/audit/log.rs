@@ -24,7 +24,10 @@ use super::checkpoint::Checkpoint;
 use super::config::AuditConfig;
 use super::keys::{self, KeyError};
 use super::merkle::{Hash, MerkleTree, ProofError, leaf_hash};
-use super::record::{AuditEvent, Pseudonymiser, encode_payload, now_micros, payload_header};
+use super::record::{
+    AuditEvent, Pseudonymiser, encode_payload, now_micros, payload_header, payload_link,
+};
+use super::retention::PruneReport;
 use super::segment::{
     BadFrame, CHECKPOINT_MAGIC, FRAME_HEADER, FrameFault, SEGMENT_MAGIC, create_with_magic,
     encode_frame, list_segments, quarantine_tail, scan_frames, segment_path, sync_dir,
@@ -77,6 +80,28 @@ pub enum AuditError {
     /// A proof could not be produced.
     #[error(transparent)]
     Proof(#[from] ProofError),
+    /// The record was pruned after the retention period: only its hash is kept.
+    #[error(
+        "record {index} was pruned after the retention period (records below {below} keep only their hashes)"
+    )]
+    Pruned {
+        /// The record asked for.
+        index: u64,
+        /// Records below this index are pruned.
+        below: u64,
+    },
+    /// A prune was asked for records younger than the retention period (CMP-RETAIN).
+    #[error(
+        "retention: refusing to prune records younger than audit.retention {retention}: cut-off {before} is after {earliest}"
+    )]
+    RetentionRefused {
+        /// The retention, e.g. `5years`.
+        retention: String,
+        /// The cut-off asked for, RFC 3339.
+        before: String,
+        /// The latest cut-off allowed now, RFC 3339.
+        earliest: String,
+    },
 }
 
 /// Where a record went.
@@ -167,6 +192,8 @@ struct View {
     offsets: Vec<u64>,
     /// (first index, path) of each segment.
     segments: Vec<(u64, PathBuf)>,
+    /// Records below this index were pruned: their hashes are in the tree, their content gone.
+    pruned_below: u64,
 }
 
 struct Shared {
@@ -189,6 +216,9 @@ struct Inner {
     public_key: [u8; 32],
     recovery: Recovery,
     dir: PathBuf,
+    retention: Duration,
+    /// Serialises prunes.
+    pruning: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -282,6 +312,10 @@ impl AuditLog {
             view.segments.push((0, seg_path.clone()));
         }
         let next_index = view.tree.len();
+        let last_leaf = next_index
+            .checked_sub(1)
+            .and_then(|i| view.tree.leaf(i))
+            .unwrap_or([0; 32]);
         let shared = Arc::new(Shared {
             view: RwLock::new(view),
             checkpoint: RwLock::new(checkpoints.last().cloned()),
@@ -302,6 +336,7 @@ impl AuditLog {
             cp_file,
             next_index,
             last_time,
+            last_leaf,
             buf: Vec::with_capacity(WRITE_CHUNK + MAX_PAYLOAD_HINT),
             pending: Vec::new(),
             waiters: Vec::new(),
@@ -321,6 +356,8 @@ impl AuditLog {
                 public_key,
                 recovery,
                 dir,
+                retention: config.retention,
+                pruning: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -425,6 +462,112 @@ impl AuditLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Prunes the segments whose every record is older than `before_us` (default: now less
+    /// `audit.retention`), keeping their hashes; refuses a cut-off younger than the retention.
+    /// Recorded durably as `audit_prune` by `principal`.
+    ///
+    /// # Errors
+    /// [`AuditError::RetentionRefused`]; I/O errors; [`AuditError::Stopped`].
+    pub async fn prune(
+        &self,
+        principal: &str,
+        before_us: Option<i64>,
+    ) -> Result<PruneReport, AuditError> {
+        self.prune_as_of(principal, now_micros(), before_us).await
+    }
+
+    /// [`AuditLog::prune`] as if the clock read `now_us`: the retention is enforced against
+    /// that instant. Routes pass the system clock; tests and replays of a retention decision
+    /// pass their own.
+    ///
+    /// # Errors
+    /// As [`AuditLog::prune`].
+    pub async fn prune_as_of(
+        &self,
+        principal: &str,
+        now_us: i64,
+        before_us: Option<i64>,
+    ) -> Result<PruneReport, AuditError> {
+        let retention_us = i64::try_from(self.inner.retention.as_micros()).unwrap_or(i64::MAX);
+        let earliest = now_us.saturating_sub(retention_us);
+        let before = before_us.unwrap_or(earliest);
+        let mut event = AuditEvent::new(principal, super::Action::AuditPrune, super::Outcome::Ok);
+        if before > earliest {
+            let err = AuditError::RetentionRefused {
+                retention: humantime::format_duration(self.inner.retention).to_string(),
+                before: super::rfc3339_micros(before),
+                earliest: super::rfc3339_micros(earliest),
+            };
+            event.outcome = super::Outcome::Refused;
+            event.detail = Some(err.to_string());
+            self.record_durable(event).await?;
+            return Err(err);
+        }
+        let _one_at_a_time = self.inner.pruning.lock().await;
+        // Every segment but the active one, with the index after its last record.
+        let candidates: Vec<(u64, u64, PathBuf)> = {
+            let view = self.read_view();
+            view.segments
+                .windows(2)
+                .map(|w| (w[0].0, w[1].0, w[0].1.clone()))
+                .collect()
+        };
+        let mut cut = Vec::new();
+        for (first, end, path) in candidates {
+            if end == first {
+                continue;
+            }
+            let newest = self.read_payload(end - 1)?;
+            match payload_header(&newest) {
+                Some((_, time)) if time < before => cut.push((end, path)),
+                _ => break,
+            }
+        }
+        let boundary = cut.last().map_or(0, |(end, _)| *end);
+        let already = self.read_view().pruned_below;
+        if boundary > already {
+            // The hashes must be under a signed checkpoint before the content goes.
+            if self.latest_checkpoint().is_none_or(|c| c.size < boundary) {
+                self.checkpoint_now().await?;
+            }
+            let leaves: Vec<Hash> = {
+                let view = self.read_view();
+                (0..boundary).filter_map(|i| view.tree.leaf(i)).collect()
+            };
+            let dir = self.inner.dir.clone();
+            super::retention::write_pruned(&dir, &leaves).map_err(io_err(&dir))?;
+            {
+                let mut view = self
+                    .inner
+                    .shared
+                    .view
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                view.pruned_below = boundary;
+                view.segments.retain(|(first, _)| *first >= boundary);
+            }
+            for (_, path) in &cut {
+                std::fs::remove_file(path).map_err(io_err(path))?;
+            }
+            sync_dir(&dir).map_err(io_err(&dir))?;
+        }
+        let report = PruneReport {
+            before_us: before,
+            before: super::rfc3339_micros(before),
+            pruned_segments: cut.into_iter().map(|(_, p)| p).collect(),
+            pruned_below: boundary.max(already),
+            kept_segments: self.read_view().segments.len(),
+        };
+        event.detail = Some(format!(
+            "before={} pruned_segments={} pruned_below={}",
+            report.before,
+            report.pruned_segments.len(),
+            report.pruned_below
+        ));
+        self.record_durable(event).await?;
+        Ok(report)
+    }
+
     /// The payload (Merkle leaf) of record `index`, read from its segment.
     ///
     /// # Errors
@@ -432,6 +575,12 @@ impl AuditLog {
     pub fn read_payload(&self, index: u64) -> Result<Vec<u8>, AuditError> {
         let (path, offset) = {
             let view = self.read_view();
+            if index < view.pruned_below {
+                return Err(AuditError::Pruned {
+                    index,
+                    below: view.pruned_below,
+                });
+            }
             let len = view.tree.len();
             let offset = usize::try_from(index)
                 .ok()
@@ -604,6 +753,24 @@ fn open_segments(
     let mut segments = list_segments(dir).map_err(io_err(dir))?;
     let mut view = View::default();
     let mut last_time = i64::MIN;
+    for leaf in super::retention::read_pruned(dir).map_err(AuditError::Corrupt)? {
+        view.tree.push(leaf);
+        view.offsets.push(0);
+    }
+    view.pruned_below = view.tree.len();
+    // Segments below the boundary are left over from a prune interrupted after its hashes
+    // were written: finish it.
+    let mut finished = false;
+    segments.retain(|(first, path)| {
+        let leftover = *first < view.pruned_below;
+        if leftover && std::fs::remove_file(path).is_ok() {
+            finished = true;
+        }
+        !leftover
+    });
+    if finished {
+        sync_dir(dir).map_err(io_err(dir))?;
+    }
     let count = segments.len();
     // A last segment whose magic never reached the disk holds nothing: start it again.
     if let Some((_, path)) = segments.last() {
@@ -641,7 +808,21 @@ fn open_segments(
         let mut misplaced = None;
         let bad = scan_frames(&data, SEGMENT_MAGIC.len(), |offset, payload| {
             let expected = view.tree.len();
+            let link = expected
+                .checked_sub(1)
+                .and_then(|i| view.tree.leaf(i))
+                .unwrap_or([0; 32]);
             match payload_header(payload) {
+                Some((index, _)) if index == expected && payload_link(payload) != Some(link) => {
+                    // Record `index - 1` was rewritten (or this one's link): the log was
+                    // edited, which no crash explains.
+                    misplaced = Some(VerifyError::LinkMismatch {
+                        segment: path.clone(),
+                        offset,
+                        index,
+                    });
+                    std::ops::ControlFlow::Break(())
+                }
                 Some((index, time)) if index == expected => {
                     view.tree.push(leaf_hash(payload));
                     view.offsets.push(offset);
@@ -702,6 +883,8 @@ struct Writer {
     cp_file: File,
     next_index: u64,
     last_time: i64,
+    /// Leaf hash of the last record appended: the next record's link.
+    last_leaf: Hash,
     /// Frames not yet written.
     buf: Vec<u8>,
     /// Leaf hash and frame offset of each record in `buf`.
@@ -828,7 +1011,7 @@ impl Writer {
         let time_us = now_micros().max(self.last_time);
         self.last_time = time_us;
         payload.clear();
-        encode_payload(self.next_index, time_us, event, payload);
+        encode_payload(self.next_index, time_us, &self.last_leaf, event, payload);
         let frame_len = (FRAME_HEADER + payload.len()) as u64;
         let used = self.seg_len + self.buf.len() as u64;
         if used + frame_len > self.segment_bytes
@@ -844,7 +1027,9 @@ impl Writer {
         }
         let offset = self.seg_len + self.buf.len() as u64;
         encode_frame(payload, &mut self.buf);
-        self.pending.push((leaf_hash(payload), offset));
+        let leaf = leaf_hash(payload);
+        self.pending.push((leaf, offset));
+        self.last_leaf = leaf;
         let receipt = Receipt {
             index: self.next_index,
             time_us,

@@ -34,6 +34,7 @@ mod keys;
 mod log;
 pub mod merkle;
 mod record;
+mod retention;
 mod segment;
 mod verify;
 
@@ -48,8 +49,9 @@ pub use self::log::{
 };
 pub use self::record::{
     Action, AuditEvent, AuditRecord, Outcome, PAYLOAD_HEADER, Pseudonymiser, RecordError,
-    decode_payload, now_micros, rfc3339_micros,
+    decode_payload, now_micros, payload_header, payload_link, rfc3339_micros,
 };
+pub use self::retention::{PRUNED_FILE, PruneReport};
 pub use self::segment::{FrameFault, MAX_PAYLOAD, SEGMENT_EXT};
 pub use self::verify::{
     KeySource, VerifyError, VerifyOptions, VerifyReport, read_records, verify_dir,

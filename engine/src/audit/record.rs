@@ -1,8 +1,11 @@
 //! The typed audit record and its binary payload.
 //!
-//! A payload is `index: u64 LE · time_us: i64 LE · JSON of the [`AuditEvent`]`. The index
-//! and time lead in binary so the verifier checks order and clock monotonicity without parsing
-//! JSON; the whole payload is the Merkle leaf.
+//! A payload is `index: u64 LE · time_us: i64 LE · link: [u8; 32] · JSON of the
+//! [`AuditEvent`]`. The index and time lead in binary so the verifier checks order and clock
+//! monotonicity without parsing JSON; `link` is the previous record's Merkle leaf hash (zeros
+//! for record 0), so a record rewritten with a valid CRC breaks its successor's link and is
+//! named by index and offset, not only by the checkpoint range it falls in. The whole payload
+//! is the Merkle leaf.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,8 +13,8 @@ use hmac::{Hmac, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-/// Bytes before the JSON in a payload.
-pub const PAYLOAD_HEADER: usize = 16;
+/// Bytes before the JSON in a payload: index, time and link.
+pub const PAYLOAD_HEADER: usize = 48;
 
 /// What was done. Admin actions are made durable before they are acknowledged; predictions
 /// and order intents are batched.
@@ -43,6 +46,8 @@ pub enum Action {
     ThrottleRelease,
     /// A checkpoint was asked for by an operator.
     CheckpointRequest,
+    /// Segments older than the retention period were pruned (their hashes kept).
+    AuditPrune,
 }
 
 impl Action {
@@ -126,26 +131,39 @@ pub struct AuditRecord {
 #[non_exhaustive]
 pub enum RecordError {
     /// Shorter than the binary header.
-    #[error("failed to read record: payload of {0} bytes is shorter than its 16-byte header")]
+    #[error("failed to read record: payload of {0} bytes is shorter than its 48-byte header")]
     Short(usize),
     /// The JSON part is not an event.
     #[error("failed to read record: invalid event JSON")]
     Json(#[from] serde_json::Error),
 }
 
-/// Appends the payload of `event` at `index` and `time_us` to `out`.
-pub(crate) fn encode_payload(index: u64, time_us: i64, event: &AuditEvent, out: &mut Vec<u8>) {
+/// Appends the payload of `event` at `index` and `time_us`, linked to the previous record's
+/// leaf hash `link`, to `out`.
+pub(crate) fn encode_payload(
+    index: u64,
+    time_us: i64,
+    link: &[u8; 32],
+    event: &AuditEvent,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(&index.to_le_bytes());
     out.extend_from_slice(&time_us.to_le_bytes());
+    out.extend_from_slice(link);
     // Serialising a struct of strings and enums into a Vec cannot fail.
     serde_json::to_writer(&mut *out, event).expect("audit events serialise");
 }
 
 /// The index and time of a payload, without parsing its JSON.
-pub(crate) fn payload_header(payload: &[u8]) -> Option<(u64, i64)> {
+pub fn payload_header(payload: &[u8]) -> Option<(u64, i64)> {
     let index = u64::from_le_bytes(payload.get(0..8)?.try_into().ok()?);
     let time = i64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
     Some((index, time))
+}
+
+/// The previous record's leaf hash a payload links to (its bytes 16..48).
+pub fn payload_link(payload: &[u8]) -> Option<[u8; 32]> {
+    payload.get(16..PAYLOAD_HEADER)?.try_into().ok()
 }
 
 /// Reads a payload back into a record.
@@ -154,6 +172,9 @@ pub(crate) fn payload_header(payload: &[u8]) -> Option<(u64, i64)> {
 /// [`RecordError`] when it is short or its JSON is not an event.
 pub fn decode_payload(payload: &[u8]) -> Result<AuditRecord, RecordError> {
     let (index, time_us) = payload_header(payload).ok_or(RecordError::Short(payload.len()))?;
+    if payload.len() < PAYLOAD_HEADER {
+        return Err(RecordError::Short(payload.len()));
+    }
     let event: AuditEvent = serde_json::from_slice(&payload[PAYLOAD_HEADER..])?;
     Ok(AuditRecord {
         index,
@@ -218,8 +239,9 @@ mod tests {
         event.model = Some("m".into());
         event.version = Some("2".into());
         let mut buf = Vec::new();
-        encode_payload(7, 1_764_960_698_123_456, &event, &mut buf);
+        encode_payload(7, 1_764_960_698_123_456, &[9; 32], &event, &mut buf);
         assert_eq!(payload_header(&buf), Some((7, 1_764_960_698_123_456)));
+        assert_eq!(payload_link(&buf), Some([9; 32]));
         let record = decode_payload(&buf).unwrap();
         assert_eq!(record.event, event);
         assert_eq!(record.time, "2025-12-05T18:51:38.123456Z");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::checkpoint::{Checkpoint, SignatureError, verifying_key};
 use super::merkle::{CompactRange, Hash, leaf_hash};
-use super::record::payload_header;
+use super::record::{payload_header, payload_link};
 use super::segment::{
     BadFrame, CHECKPOINT_MAGIC, FrameFault, SEGMENT_MAGIC, list_segments, scan_frames,
 };
@@ -56,6 +56,9 @@ pub struct VerifyReport {
     pub key_source: KeySource,
     /// Torn tails the engine cut off on restart and kept beside the segments.
     pub quarantined: Vec<PathBuf>,
+    /// Records pruned after the retention period: their hashes (in `pruned.leaves`) were
+    /// checked against the checkpoints, their content is gone.
+    pub pruned: u64,
 }
 
 /// The first problem found.
@@ -109,6 +112,38 @@ pub enum VerifyError {
         expected: u64,
         /// The index found.
         found: u64,
+    },
+    /// A record does not link to its predecessor's hash (seen on open, without lookahead):
+    /// one of the two was rewritten.
+    #[error("record {index} at offset {offset} of `{}` does not link to record {}'s hash: one of the two was altered", segment.display(), index.saturating_sub(1))]
+    LinkMismatch {
+        /// The segment.
+        segment: PathBuf,
+        /// Byte offset of the frame.
+        offset: u64,
+        /// The record whose link does not match.
+        index: u64,
+    },
+    /// A record was rewritten (its CRC may be valid): its successor `next` links to another
+    /// hash than the record's own.
+    #[error("record {index} at offset {offset} of `{}` was altered: record {next} links to another hash", segment.display())]
+    RecordAltered {
+        /// The segment.
+        segment: PathBuf,
+        /// Byte offset of the altered record's frame.
+        offset: u64,
+        /// The altered record.
+        index: u64,
+        /// The record whose link exposed it.
+        next: u64,
+    },
+    /// The file of pruned records' hashes is damaged.
+    #[error("`{}` (hashes of pruned records) is damaged: {reason}", path.display())]
+    PrunedFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// A segment does not start where the previous ended.
     #[error("segment `{}` starts at record {found}, expected {expected} (a segment is missing or misnamed)", segment.display())]
@@ -198,6 +233,34 @@ pub enum VerifyError {
         /// Last record it covers.
         last: u64,
     },
+}
+
+/// Where a record is.
+#[derive(Debug, Clone)]
+struct Loc {
+    segment: PathBuf,
+    offset: u64,
+    index: u64,
+}
+
+/// A record whose link does not match its predecessor's hash, waiting for the next record
+/// to tell whether it or its predecessor was altered.
+struct Suspect {
+    /// The predecessor (`None` for record 0, whose link must be zeros: then it is the one).
+    before: Option<Loc>,
+    /// The record with the broken link.
+    at: Loc,
+    /// Its leaf hash, which the next record's link must match if it is intact.
+    leaf: Hash,
+}
+
+fn altered_error(altered: Loc) -> VerifyError {
+    VerifyError::RecordAltered {
+        segment: altered.segment,
+        offset: altered.offset,
+        index: altered.index,
+        next: altered.index + 1,
+    }
 }
 
 /// Reads every checkpoint of `dir` (none if the file does not exist).
@@ -307,7 +370,26 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, V
         Ok(())
     };
     check_checkpoints(&range, &mut next_cp)?;
+    // The link of each record must be its predecessor's leaf hash. A broken link at record j
+    // means j - 1 or j was rewritten; record j + 1's link tells which (a rewritten j breaks
+    // j + 1's link too).
+    let mut prev_leaf: Hash = [0; 32];
+    let mut prev_loc: Option<Loc> = None;
+    let mut suspect: Option<Suspect> = None;
+    // Pruned records: their hashes stand in for them (a changed hash fails a checkpoint).
+    let pruned = super::retention::read_pruned(dir)?;
+    for leaf in &pruned {
+        range.push(*leaf);
+        prev_leaf = *leaf;
+        check_checkpoints(&range, &mut next_cp)?;
+    }
+    let pruned_below = range.len();
     for (first, path) in &segments {
+        if *first < pruned_below {
+            // Left over from a prune interrupted after its hashes were written; the engine
+            // deletes it on its next start. Its records are the hashes above.
+            continue;
+        }
         if *first != range.len() {
             return Err(VerifyError::SegmentGap {
                 segment: path.clone(),
@@ -344,10 +426,41 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, V
                         previous_us: previous_time,
                     })
                 }
-                Some((_, time_us)) => {
+                Some((index, time_us)) => {
                     previous_time = time_us;
-                    range.push(leaf_hash(payload));
-                    check_checkpoints(&range, &mut next_cp).err()
+                    let leaf = leaf_hash(payload);
+                    let link = payload_link(payload);
+                    let here = Loc {
+                        segment: path.clone(),
+                        offset,
+                        index,
+                    };
+                    if let Some(s) = suspect.take() {
+                        let altered = if link == Some(s.leaf) {
+                            s.before.unwrap_or(s.at)
+                        } else {
+                            s.at
+                        };
+                        Some(altered_error(altered))
+                    } else {
+                        if link != Some(prev_leaf) {
+                            suspect = Some(Suspect {
+                                before: prev_loc.clone(),
+                                at: here.clone(),
+                                leaf,
+                            });
+                        }
+                        prev_leaf = leaf;
+                        prev_loc = Some(here);
+                        range.push(leaf);
+                        check_checkpoints(&range, &mut next_cp).err().map(|e| {
+                            match suspect.take() {
+                                // A broken link explains the root: name the record.
+                                Some(s) => altered_error(s.before.unwrap_or(s.at)),
+                                None => e,
+                            }
+                        })
+                    }
                 }
             };
             match problem {
@@ -369,6 +482,10 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, V
                 fault,
             });
         }
+    }
+    if let Some(s) = suspect {
+        // The last record's link is broken and nothing follows: its predecessor changed.
+        return Err(altered_error(s.before.unwrap_or(s.at)));
     }
     if let Some((_, cp)) = checkpoints.get(next_cp) {
         return Err(VerifyError::CheckpointBeyondLog {
@@ -392,13 +509,14 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, V
     let latest = checkpoints.last().map(|(_, cp)| cp.clone());
     Ok(VerifyReport {
         records: range.len(),
-        segments: segments.len(),
+        segments: segments.iter().filter(|(f, _)| *f >= pruned_below).count(),
         checkpoints: checkpoints.len(),
         unsigned_records: range.len() - latest.as_ref().map_or(0, |c| c.size),
         latest_checkpoint: latest,
         root: range.root(),
         key_source,
         quarantined,
+        pruned: pruned_below,
     })
 }
 

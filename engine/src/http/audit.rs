@@ -22,6 +22,14 @@ use crate::state::AppState;
 
 /// Name of the extension in `GET /v2` metadata.
 pub const AUDIT_EXTENSION: &str = "gauntlet_audit";
+/// Name of the four-eyes promotion extension in `GET /v2` metadata (`audit.four-eyes`).
+pub const FOUR_EYES_EXTENSION: &str = "gauntlet_four_eyes";
+
+/// What a handler tells the audit layer to record as the detail of a successful admin call
+/// (a digest, an approver, a run), put in the response's extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditDetail(pub(crate) String);
+
 /// Largest admin response body the audit layer reads for the version it names.
 const MAX_ADMIN_RESPONSE: usize = 64 * 1024;
 
@@ -39,6 +47,7 @@ impl From<AuditError> for ApiError {
                 | ProofError::SizeOutOfRange { .. }
                 | ProofError::SizesOutOfOrder { .. }),
             ) => ApiError::bad_request(p.to_string()),
+            AuditError::Pruned { .. } => ApiError::new(StatusCode::GONE, err.to_string()),
             AuditError::Stopped => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "failed to record the audit record: the audit log has stopped",
@@ -67,6 +76,53 @@ pub(crate) async fn sign_checkpoint(
     log.record_durable(AuditEvent::new(who, Action::CheckpointRequest, Outcome::Ok))
         .await?;
     Ok(Json(log.checkpoint_now().await?))
+}
+
+/// `POST /v2/audit/prune` body (optional).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PruneRequest {
+    /// Cut-off, RFC 3339: prune segments whose newest record is older. Default: now less
+    /// `audit.retention`; a later one is refused.
+    before: Option<String>,
+}
+
+/// Prunes the segments older than the retention period (needs a principal; recorded). A
+/// younger cut-off is `{"error", "control": "retention"}`, 409.
+pub(crate) async fn prune(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let log = log(&state)?;
+    let who = require(who)?;
+    let bytes = super::body::read_body(&headers, body, 4096, "prune body").await?;
+    let request: PruneRequest = if super::body::is_blank(&bytes) {
+        PruneRequest::default()
+    } else {
+        super::body::require_json(&headers)?;
+        super::body::parse(&bytes)?
+    };
+    let before = match request.before.as_deref() {
+        None => None,
+        Some(text) => Some(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|e| {
+                    ApiError::bad_request(format!("before: must be an RFC 3339 time ({e})"))
+                })?
+                .timestamp_micros(),
+        ),
+    };
+    match log.prune(&who, before).await {
+        Ok(report) => Ok(Json(report).into_response()),
+        Err(e @ AuditError::RetentionRefused { .. }) => Ok((
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({"error": e.to_string(), "control": "retention"})),
+        )
+            .into_response()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The integer parameters of a query string; an unknown key, a repeated key or a value that
@@ -147,6 +203,8 @@ fn admin_action(route: &str) -> Option<Action> {
         "unload" => Action::ModelUnload,
         "promote" => Action::ModelPromote,
         "rollback" => Action::ModelRollback,
+        "approve" => Action::ModelApprove,
+        "runs" => Action::GauntletRun,
         _ => return None,
     })
 }
@@ -213,7 +271,9 @@ pub(crate) async fn audit_admin(
     event.version = ["version", "live_version"]
         .iter()
         .find_map(|k| json.get(k).and_then(|v| v.as_str()).map(str::to_owned));
-    if !status.is_success() {
+    if status.is_success() {
+        event.detail = parts.extensions.get::<AuditDetail>().map(|d| d.0.clone());
+    } else {
         event.detail = json
             .get("error")
             .and_then(|v| v.as_str())

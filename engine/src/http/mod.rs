@@ -39,7 +39,7 @@ use crate::state::AppState;
 pub const SERVER_NAME: &str = "gauntlet-engine";
 /// Name of the single-tensor input in model metadata.
 pub const INPUT_NAME: &str = "features";
-pub use self::audit::AUDIT_EXTENSION;
+pub use self::audit::{AUDIT_EXTENSION, FOUR_EYES_EXTENSION};
 pub(crate) use self::body::{check_declared_length, read_body};
 pub(crate) use self::error::ApiError;
 pub use self::infer::OUTPUT_NAME;
@@ -97,6 +97,15 @@ pub fn app(state: AppState) -> Router {
             "/v2/repository/models/{m}/rollback",
             post(repository::rollback),
         )
+        .route("/v2/repository/models/{m}/review", get(repository::review))
+        .route(
+            "/v2/repository/models/{m}/approve",
+            post(repository::approve),
+        )
+        .route(
+            "/v2/repository/models/{m}/runs",
+            post(repository::record_run),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             audit::audit_admin,
@@ -126,6 +135,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/audit/proof/inclusion", get(audit::inclusion))
         .route("/v2/audit/proof/consistency", get(audit::consistency))
         .route("/v2/audit/records/{index}", get(audit::record))
+        .route("/v2/audit/prune", post(audit::prune.layer(signed())))
         .route("/v2/trading/signal", post(trading::signal))
         .route(
             "/v2/trading/kill",
@@ -171,6 +181,9 @@ async fn server_metadata(State(state): State<AppState>) -> Json<ServerMetadata> 
     let mut extensions = vec!["model_repository".to_owned(), TRADING_EXTENSION.to_owned()];
     if state.audit().is_some() {
         extensions.push(AUDIT_EXTENSION.to_owned());
+    }
+    if state.four_eyes() {
+        extensions.push(FOUR_EYES_EXTENSION.to_owned());
     }
     Json(ServerMetadata {
         name: SERVER_NAME.to_owned(),

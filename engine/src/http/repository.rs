@@ -11,19 +11,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse as _, Response};
+use axum::{Extension, Json};
 use http::{HeaderMap, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::audit::AuditDetail;
 use super::body::{check_declared_length, is_blank, parse, read_body, require_json};
 use super::error::ApiError;
+use super::principal::{caller, require};
 use crate::artifact::{ModelArtifact, is_valid_name};
 use crate::oip::{
     LoadRequest, LoadResponse, PromoteResponse, RepositoryIndexRequest, UnloadResponse,
 };
-use crate::registry::{IndexEntry, ModelState, Promotion, RegistryError};
+use crate::registry::{GauntletRun, IndexEntry, ModelState, Promotion, RegistryError};
+use crate::security::auth::Principal;
 use crate::state::AppState;
 
 /// Longest time a load may spend receiving its body. The body is read while the load permit
@@ -60,9 +64,15 @@ pub(crate) async fn index(
 pub(crate) async fn load(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    signed: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<LoadResponse>, ApiError> {
+    let loader = match signed {
+        Some(Extension(p)) => Some(p.name),
+        // Unsigned: the header names the loader only on an engine without admin keys.
+        None => caller(&state, &headers, None)?,
+    };
     // The name becomes a file name below: this check is what keeps it inside model_dir.
     if !is_valid_name(&name) {
         return Err(ApiError::bad_request(format!(
@@ -126,7 +136,7 @@ pub(crate) async fn load(
         let _permit = permit;
         registry_state
             .registry()
-            .load(artifact)
+            .load_by(artifact, loader.as_deref())
             .map_err(|err| match err {
                 RegistryError::InvalidArtifact(e) => {
                     ApiError::bad_request(format!("{field}: invalid artifact: {e}"))
@@ -243,11 +253,155 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal("blocking task failed", &e))?
 }
 
-pub(crate) async fn promote(
+/// Promotes the staged version; with `audit.four-eyes` only once another principal than
+/// its loader approved it and a passing Gauntlet run is recorded for its digest (a refusal
+/// is `{"error", "control"}`, 403).
+pub(crate) async fn promote(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    if !state.four_eyes() {
+        return match state.registry().promote(&name) {
+            Ok(p) => Json(response(p)).into_response(),
+            Err(e) => refusal(e),
+        };
+    }
+    match state.registry().promote_reviewed(&name) {
+        Ok((p, review)) => {
+            let run = review.last_run.as_ref().map_or("", |r| r.run_id.as_str());
+            let detail = format!(
+                "digest={} loaded_by={} approved_by={} run={run}",
+                review.digest,
+                review.loaded_by.as_deref().unwrap_or(""),
+                review.approved_by.as_deref().unwrap_or("")
+            );
+            let body = ReviewedPromotion {
+                promotion: response(p),
+                digest: review.digest,
+                approved_by: review.approved_by,
+                run_id: review.last_run.map(|r| r.run_id),
+            };
+            (Extension(AuditDetail(detail)), Json(body)).into_response()
+        }
+        Err(e) => refusal(e),
+    }
+}
+
+/// A four-eyes promotion's answer: the promotion and what it was checked against.
+#[derive(serde::Serialize)]
+struct ReviewedPromotion {
+    #[serde(flatten)]
+    promotion: PromoteResponse,
+    digest: String,
+    approved_by: Option<String>,
+    run_id: Option<String>,
+}
+
+/// A registry error as JSON; a refusal by a promotion control names it:
+/// `{"error": …, "control": "four_eyes"}`.
+fn refusal(err: RegistryError) -> Response {
+    match err.control() {
+        Some(control) => (
+            err.http_status(),
+            Json(serde_json::json!({"error": err.to_string(), "control": control})),
+        )
+            .into_response(),
+        None => ApiError::from(err).into_response(),
+    }
+}
+
+/// `GET …/models/{m}/review`: the staged version's digest, loader, approver and latest run.
+pub(crate) async fn review(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match state.registry().review(&name) {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+/// `POST …/models/{m}/approve` body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveRequest {
+    /// The digest of the staged artifact being approved (from `review`).
+    digest: String,
+}
+
+/// Approves the staged version with the given digest; refused for its loader.
+pub(crate) async fn approve(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<PromoteResponse>, ApiError> {
-    Ok(Json(response(state.registry().promote(&name)?)))
+    signed: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let approver = match caller(&state, &headers, signed.as_ref().map(|e| &e.0)).and_then(require) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let request: ApproveRequest = match json_body(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match state.registry().approve(&name, &request.digest, &approver) {
+        Ok(review) => {
+            let detail = format!("digest={} approved_by={approver}", review.digest);
+            (Extension(AuditDetail(detail)), Json(review)).into_response()
+        }
+        Err(e) => refusal(e),
+    }
+}
+
+/// Records a Gauntlet run (`GauntletRun`) of the staged version's digest; the latest counts.
+pub(crate) async fn record_run(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let run: GauntletRun = match json_body(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if run.run_id.is_empty() || run.run_id.len() > 128 {
+        return ApiError::bad_request(format!(
+            "run_id: must be 1 to 128 bytes, got {}",
+            run.run_id.len()
+        ))
+        .into_response();
+    }
+    if let Some(sha) = &run.report_sha256
+        && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return ApiError::bad_request("report_sha256: must be 64 hex digits").into_response();
+    }
+    let detail = format!(
+        "digest={} run={} passed={}{}",
+        run.digest,
+        run.run_id,
+        run.passed,
+        run.report_sha256
+            .as_deref()
+            .map(|s| format!(" report_sha256={s}"))
+            .unwrap_or_default()
+    );
+    match state.registry().record_run(&name, run) {
+        Ok(review) => (Extension(AuditDetail(detail)), Json(review)).into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+/// A small JSON body of an admin call, within `max-body-bytes`.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(
+        headers,
+        body,
+        state.config().max_body_bytes,
+        "max-body-bytes",
+    )
+    .await?;
+    require_json(headers)?;
+    parse(&bytes)
 }
 
 pub(crate) async fn rollback(
@@ -409,6 +563,165 @@ mod tests {
         .expect("answered without waiting for the permit")
         .unwrap();
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    /// One request through the router as `who`; status and JSON body.
+    async fn call(
+        router: &axum::Router,
+        method: &str,
+        uri: &str,
+        who: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(crate::http::PRINCIPAL_HEADER, who);
+        if body.is_some() {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        let response = router
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    /// CMP-4EYES, CMP-TEST: self-approval and untested promotion are refused with the
+    /// control's name; approval, run and promotion are audit records carrying the digest.
+    #[tokio::test]
+    async fn four_eyes_promotion_over_http_is_refused_then_audited() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut audit =
+            crate::audit::AuditConfig::new(tmp.path().join("log"), tmp.path().join("keys"));
+        audit.four_eyes = true;
+        let state = AppState::open(EngineConfig {
+            audit: Some(audit),
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let router = crate::http::app(state.clone());
+        let (_, meta) = call(&router, "GET", "/v2", "x", None).await;
+        assert!(
+            meta["extensions"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(crate::http::FOUR_EYES_EXTENSION)),
+            "{meta}"
+        );
+        let body = serde_json::json!({"parameters": {"artifact": artifact("m", "1", 1, linear(0.0, vec![1.0]))}});
+        let base = "/v2/repository/models/m";
+        let (status, _) = call(
+            &router,
+            "POST",
+            &format!("{base}/load"),
+            "alice",
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, review) = call(&router, "GET", &format!("{base}/review"), "alice", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(review["loaded_by"], "alice");
+        let digest = review["digest"].as_str().unwrap().to_owned();
+        let approve = serde_json::json!({ "digest": digest });
+
+        let (status, err) = call(&router, "POST", &format!("{base}/promote"), "alice", None).await;
+        assert_eq!(
+            (status, err["control"].as_str()),
+            (StatusCode::FORBIDDEN, Some("four_eyes"))
+        );
+        let (status, err) = call(
+            &router,
+            "POST",
+            &format!("{base}/approve"),
+            "alice",
+            Some(approve.clone()),
+        )
+        .await;
+        assert_eq!(
+            (status, err["control"].as_str()),
+            (StatusCode::FORBIDDEN, Some("four_eyes"))
+        );
+        assert!(
+            err["error"].as_str().unwrap().contains("alice loaded"),
+            "{err}"
+        );
+        let (status, _) = call(
+            &router,
+            "POST",
+            &format!("{base}/approve"),
+            "bob",
+            Some(approve),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, err) = call(&router, "POST", &format!("{base}/promote"), "bob", None).await;
+        assert_eq!(
+            (status, err["control"].as_str()),
+            (StatusCode::FORBIDDEN, Some("tested_before_live"))
+        );
+        let run = serde_json::json!({"run_id": "ci-42", "digest": digest, "passed": true});
+        let (status, _) = call(&router, "POST", &format!("{base}/runs"), "ci", Some(run)).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, promoted) =
+            call(&router, "POST", &format!("{base}/promote"), "bob", None).await;
+        assert_eq!(status, StatusCode::OK, "{promoted}");
+        assert_eq!(
+            (
+                promoted["live_version"].as_str(),
+                promoted["digest"].as_str()
+            ),
+            (Some("1"), Some(digest.as_str()))
+        );
+        assert!(state.registry().live("m").is_some());
+
+        let log = state.audit().unwrap();
+        let trail: Vec<(Action, Outcome, String, Option<String>)> = (0..log.len())
+            .map(|i| {
+                let r = crate::audit::decode_payload(&log.read_payload(i).unwrap()).unwrap();
+                (
+                    r.event.action,
+                    r.event.outcome,
+                    r.event.principal,
+                    r.event.detail,
+                )
+            })
+            .collect();
+        let kinds: Vec<(Action, Outcome)> = trail.iter().map(|t| (t.0, t.1)).collect();
+        use crate::audit::{Action, Outcome};
+        assert_eq!(
+            kinds,
+            vec![
+                (Action::ModelLoad, Outcome::Ok),
+                (Action::ModelPromote, Outcome::Refused),
+                (Action::ModelApprove, Outcome::Refused),
+                (Action::ModelApprove, Outcome::Ok),
+                (Action::ModelPromote, Outcome::Refused),
+                (Action::GauntletRun, Outcome::Ok),
+                (Action::ModelPromote, Outcome::Ok),
+            ]
+        );
+        for i in [3, 5, 6] {
+            let detail = trail[i].3.as_deref().unwrap();
+            assert!(detail.contains(&format!("digest={digest}")), "{detail}");
+        }
+        assert!(
+            trail[5]
+                .3
+                .as_deref()
+                .unwrap()
+                .contains("run=ci-42 passed=true")
+        );
+        assert!(trail[6].3.as_deref().unwrap().contains("approved_by=bob"));
+        log.close().await;
     }
 
     #[tokio::test]

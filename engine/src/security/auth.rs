@@ -91,6 +91,7 @@ impl Role {
             Action::Index | Action::Checkpoint | Action::KillSwitch | Action::EnableAlgo => true,
             Action::Load | Action::Unload => self == Role::Operator,
             Action::Promote | Action::Rollback => self == Role::Approver,
+            Action::Prune => self == Role::Auditor,
         }
     }
 }
@@ -109,6 +110,8 @@ enum Action {
     KillSwitch,
     /// `POST /v2/trading/algos/{algo}/enable`.
     EnableAlgo,
+    /// `POST /v2/audit/prune`: deletes records past their retention.
+    Prune,
 }
 
 impl Action {
@@ -127,6 +130,11 @@ impl Action {
             "/v2/audit/checkpoint" => Action::Checkpoint,
             "/v2/trading/kill" | "/v2/trading/kill/release" => Action::KillSwitch,
             "/v2/trading/algos/{algo}/enable" => Action::EnableAlgo,
+            // Four-eyes promotion: approving is the approver's promotion right; recording a
+            // Gauntlet run is the operator's, who stages. Pruning the audit log is the auditor's.
+            "/v2/repository/models/{m}/approve" => Action::Promote,
+            "/v2/repository/models/{m}/runs" => Action::Load,
+            "/v2/audit/prune" => Action::Prune,
             _ => return None,
         })
     }
@@ -141,19 +149,23 @@ impl Action {
             Action::Checkpoint => "request audit checkpoints",
             Action::KillSwitch => "operate the kill switch",
             Action::EnableAlgo => "re-enable algorithms",
+            Action::Prune => "prune the audit log",
         }
     }
 }
 
 /// The admin routes, as (method, route template): what [`admin_auth`] guards when admin keys
 /// are configured. The router layers it on each; a test checks the two agree.
-pub const ADMIN_ROUTES: [(&str, &str); 9] = [
+pub const ADMIN_ROUTES: [(&str, &str); 12] = [
     ("POST", "/v2/repository/index"),
     ("POST", "/v2/repository/models/{m}/load"),
     ("POST", "/v2/repository/models/{m}/unload"),
     ("POST", "/v2/repository/models/{m}/promote"),
     ("POST", "/v2/repository/models/{m}/rollback"),
+    ("POST", "/v2/repository/models/{m}/approve"),
+    ("POST", "/v2/repository/models/{m}/runs"),
     ("POST", "/v2/audit/checkpoint"),
+    ("POST", "/v2/audit/prune"),
     ("POST", "/v2/trading/kill"),
     ("POST", "/v2/trading/kill/release"),
     ("POST", "/v2/trading/algos/{algo}/enable"),

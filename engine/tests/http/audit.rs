@@ -155,20 +155,42 @@ async fn a_removed_or_reordered_record_is_named() {
     ));
 }
 
-#[tokio::test]
-async fn a_rewritten_record_with_a_valid_crc_fails_the_signed_root() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (config, key) = written(tmp.path(), 10).await;
-    let path = segment(&config.dir);
-    let mut data = std::fs::read(&path).unwrap();
-    let (offset, len) = frames(&data)[7];
+/// Rewrites the JSON of record `n` of the first segment (same length) with a valid CRC.
+fn rewrite_record(path: &Path, n: usize, from: &str, to: &str) -> u64 {
+    let mut data = std::fs::read(path).unwrap();
+    let (offset, len) = frames(&data)[n];
+    let json = audit::PAYLOAD_HEADER;
     let payload = &mut data[offset + 8..offset + len];
-    let text = String::from_utf8(payload[16..].to_vec()).unwrap();
-    let forged = text.replace("alice", "mallo");
-    payload[16..].copy_from_slice(forged.as_bytes());
+    let text = String::from_utf8(payload[json..].to_vec()).unwrap();
+    let forged = text.replace(from, to);
+    assert_ne!(text, forged);
+    payload[json..].copy_from_slice(forged.as_bytes());
     let crc = crc32(&data[offset + 8..offset + len]);
     data[offset + 4..offset + 8].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&path, &data).unwrap();
+    std::fs::write(path, &data).unwrap();
+    offset as u64
+}
+
+#[tokio::test]
+async fn a_rewritten_record_with_a_valid_crc_is_named_by_index_and_offset() {
+    for (n, next) in [(0, 1), (7, 8), (8, 9)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (config, key) = written(tmp.path(), 10).await;
+        let offset = rewrite_record(&segment(&config.dir), n, "alice", "mallo");
+        match verify(&config.dir, key) {
+            Err(VerifyError::RecordAltered {
+                index,
+                offset: o,
+                next: nx,
+                ..
+            }) => assert_eq!((index, o, nx), (n as u64, offset, next)),
+            other => panic!("record {n}: {other:?}"),
+        }
+    }
+    // The last record has no successor to expose it: the signed root does, for its range.
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, key) = written(tmp.path(), 10).await;
+    rewrite_record(&segment(&config.dir), 9, "alice", "mallo");
     match verify(&config.dir, key) {
         Err(VerifyError::RootMismatch {
             size: 10,

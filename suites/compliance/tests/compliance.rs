@@ -1,0 +1,360 @@
+//! The compliance suite against the reference engine with its controls on — in process and
+//! by URL — and against proxies that each break one control, which the matching case must
+//! fail, saying what differed.
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Request, Response};
+use serde_json::{Value, json};
+
+use gauntlet_compliance::{Compliance, all_cases};
+use gauntlet_engine::audit::AuditConfig;
+use gauntlet_engine::{AppState, EngineConfig};
+use gauntlet_harness::config::Settings;
+use gauntlet_harness::runner::{RunOptions, run, run_one};
+use gauntlet_harness::suite::{Suite as _, SuiteCtx};
+use gauntlet_harness::{
+    Capabilities, CaseCtx, HttpOptions, HttpTarget, InProcess, References, ServedEngine, Target,
+    TargetError,
+};
+use gauntlet_reports::{ClauseStatus, Outcome, RunReport};
+
+/// An engine with the audit log (four eyes on) in `tmp`.
+fn audited_state(tmp: &Path) -> AppState {
+    let mut audit = AuditConfig::new(tmp.join("log"), tmp.join("keys"));
+    audit.four_eyes = true;
+    AppState::open(EngineConfig {
+        audit: Some(audit),
+        ..EngineConfig::default()
+    })
+    .unwrap()
+}
+
+fn options() -> RunOptions {
+    RunOptions {
+        concurrency: 4,
+        case_timeout: Duration::from_secs(60),
+        ..RunOptions::default()
+    }
+}
+
+async fn run_all(target: Arc<dyn Target>) -> Vec<gauntlet_reports::CaseResult> {
+    run(
+        &all_cases(),
+        target,
+        &References::all_served(Vec::new()),
+        &options(),
+        |_| {},
+    )
+    .await
+}
+
+fn assert_all_pass(results: &[gauntlet_reports::CaseResult]) {
+    assert_eq!(results.len(), all_cases().len());
+    for r in results {
+        assert_eq!(r.outcome, Outcome::Pass, "{}: {:?}", r.id, r.message);
+    }
+}
+
+/// The settings of a profile whose `[compliance]` table is `table`.
+fn settings(table: &str) -> Settings {
+    let text = format!("[profile.default.compliance]\n{table}\n");
+    let file: gauntlet_harness::config::ConfigFile = toml::from_str(&text).unwrap();
+    Settings::resolve(
+        Some((&file, Path::new("gauntlet.toml"))),
+        "default",
+        &gauntlet_harness::config::Profile::default(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_and_gate_passes_in_process_and_the_matrix_traces_every_clause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = audited_state(tmp.path());
+    let target: Arc<dyn Target> = Arc::new(InProcess::new(state.clone()));
+    let results = run_all(Arc::clone(&target)).await;
+    assert_all_pass(&results);
+
+    let dir = tmp.path().join("log");
+    let settings = settings(&format!("audit-dir = {:?}", dir.to_str().unwrap()));
+    let planned = Compliance.gates(&settings).unwrap();
+    let output = Compliance
+        .run(SuiteCtx {
+            target,
+            settings,
+            planned,
+            progress: false,
+        })
+        .await
+        .unwrap();
+    for gate in &output.cases {
+        assert_eq!(
+            gate.outcome,
+            Outcome::Pass,
+            "{}: {:?}",
+            gate.id,
+            gate.message
+        );
+    }
+    let tamper = output.cases[1].message.clone().unwrap();
+    assert!(
+        tamper.contains("a flipped byte: record")
+            && tamper.contains("a rewrite with a valid CRC: record")
+            && tamper.contains("a forged checkpoint: checkpoint"),
+        "{tamper}"
+    );
+    let mut cases = results;
+    cases.extend(output.cases.clone());
+    let meta: gauntlet_reports::RunMeta = serde_json::from_value(json!({
+        "tool": "gauntlet", "tool_version": "0", "crate_versions": {}, "seed": "0x1",
+        "target": "in-process", "profile": "default",
+        "started_at": "2026-12-05T00:00:00Z", "finished_at": "2026-12-05T00:00:01Z"
+    }))
+    .unwrap();
+    let report = RunReport::new(meta, cases).with_sections(output.sections);
+    let matrix = report.traceability.as_ref().expect("the matrix");
+    assert_eq!(matrix.clauses.len(), 10);
+    for row in &matrix.clauses {
+        let expected = if row.clause == "RTS 6 Art. 10" {
+            // CMP-STRESS is the load suite's: not part of this run.
+            ClauseStatus::Uncovered
+        } else {
+            ClauseStatus::Passed
+        };
+        assert_eq!(row.status, expected, "{row:?}");
+    }
+    let evidence = matrix.evidence.as_ref().expect("checkpoint evidence");
+    assert_eq!(
+        evidence.size,
+        state.audit().unwrap().latest_checkpoint().unwrap().size
+    );
+    // Every format shows it.
+    let out = tempfile::tempdir().unwrap();
+    gauntlet_reports::write_all(&report, out.path()).unwrap();
+    let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
+    assert!(
+        md.contains("## Compliance traceability") && md.contains("| uncovered |"),
+        "{md}"
+    );
+    assert!(md.contains(&evidence.root));
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("Compliance traceability") && html.contains("RTS 6 Art. 28"));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["traceability"]["clauses"][2]["status"], "uncovered");
+    assert_eq!(
+        json["traceability"]["evidence"]["root"],
+        evidence.root.as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_passes_against_the_engine_by_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = ServedEngine::start(audited_state(tmp.path()), 1).unwrap();
+    let target: Arc<dyn Target> = Arc::new(
+        HttpTarget::connect(&served.url(), HttpOptions::default())
+            .await
+            .unwrap(),
+    );
+    assert_all_pass(&run_all(target).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_extensions_the_cases_skip_with_the_reason() {
+    let target: Arc<dyn Target> = Arc::new(InProcess::new(AppState::new(EngineConfig::default())));
+    for r in run_all(target).await {
+        let needs_audit_or_four_eyes = !matches!(
+            r.name.as_str(),
+            "kill_switch_stops_every_intent" | "pretrade_controls_name_the_control"
+        );
+        if needs_audit_or_four_eyes {
+            match &r.outcome {
+                Outcome::Skip { reason } => assert!(
+                    reason.contains("does not advertise the gauntlet_"),
+                    "{}: {reason}",
+                    r.id
+                ),
+                other => panic!("{}: {other:?} {:?}", r.id, r.message),
+            }
+        } else {
+            // The trading controls work without the audit log.
+            assert_eq!(r.outcome, Outcome::Pass, "{}: {:?}", r.id, r.message);
+        }
+    }
+}
+
+/// The control a [`Defective`] target breaks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Defect {
+    /// A kill call is answered 200 and never reaches the engine: intents go through.
+    KillLetsIntentsThrough,
+    /// Signals reach the engine with their limit one tick nearer the reference (the answer
+    /// shows the limit sent): a collar one tick wider than configured.
+    CollarOffByOneTick,
+    /// Approvals reach the engine as another principal: the loader approves its own model.
+    SelfApprovalAccepted,
+    /// A kill engages the switch without the audit record.
+    AuditRecordMissing,
+}
+
+struct Defective {
+    inner: InProcess,
+    defect: Defect,
+    _tmp: tempfile::TempDir,
+}
+
+impl Defective {
+    fn new(defect: Defect) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        Defective {
+            inner: InProcess::new(audited_state(tmp.path())),
+            defect,
+            _tmp: tmp,
+        }
+    }
+}
+
+fn json_response(body: &Value) -> Response<Bytes> {
+    Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Bytes::from(body.to_string()))
+        .unwrap()
+}
+
+#[async_trait]
+impl Target for Defective {
+    fn describe(&self) -> String {
+        format!("{:?} proxy", self.defect)
+    }
+    fn capabilities(&self) -> &Capabilities {
+        self.inner.capabilities()
+    }
+    async fn send(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {
+        let path = request.uri().path().to_owned();
+        let body: Value = serde_json::from_slice(request.body()).unwrap_or(Value::Null);
+        match self.defect {
+            Defect::KillLetsIntentsThrough
+                if path.starts_with("/v2/trading/kill")
+                    && request.method() == http::Method::POST
+                    && request.headers()["x-gauntlet-principal"] == "risk-officer" =>
+            {
+                return Ok(json_response(&json!({"changed": true, "state": {}})));
+            }
+            Defect::AuditRecordMissing
+                if path == "/v2/trading/kill"
+                    && request.method() == http::Method::POST
+                    && request.headers()["x-gauntlet-principal"] == "risk-officer" =>
+            {
+                let scope: gauntlet_engine::trading::KillScope =
+                    serde_json::from_value(body["scope"].clone()).unwrap();
+                self.inner.state().trading().kill.engage(&scope);
+                return Ok(json_response(&json!({"changed": true, "state": {}})));
+            }
+            Defect::SelfApprovalAccepted if path.ends_with("/approve") => {
+                request
+                    .headers_mut()
+                    .insert("x-gauntlet-principal", "proxy-approver".parse().unwrap());
+            }
+            Defect::CollarOffByOneTick if path == "/v2/trading/signal" => {
+                let (limit, reference) = (
+                    body["limit_price"].as_f64(),
+                    body["reference_price"].as_f64(),
+                );
+                if let (Some(limit), Some(reference)) = (limit, reference)
+                    && limit > reference
+                {
+                    let mut nudged = body.clone();
+                    nudged["limit_price"] = json!(limit - 0.01);
+                    *request.body_mut() = Bytes::from(nudged.to_string());
+                    let mut response = self.inner.send(request).await?;
+                    if let Ok(mut answer) = serde_json::from_slice::<Value>(response.body())
+                        && answer["intent"].is_object()
+                    {
+                        answer["intent"]["limit_price"] = json!(limit);
+                        *response.body_mut() = Bytes::from(answer.to_string());
+                        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+                    }
+                    return Ok(response);
+                }
+            }
+            _ => {}
+        }
+        self.inner.send(request).await
+    }
+}
+
+/// The case `name` against a target with `defect` fails, its message holding `needle`.
+async fn caught(defect: Defect, name: &str, needle: &str) {
+    let target: Arc<dyn Target> = Arc::new(Defective::new(defect));
+    let case = all_cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no case {name}"));
+    let ctx = CaseCtx::for_case(
+        &case,
+        target,
+        &options(),
+        &References::all_served(Vec::new()),
+    );
+    let result = run_one(case, ctx, Duration::from_secs(60)).await;
+    let message = result.message.clone().unwrap_or_default();
+    eprintln!("--- {name} against {defect:?}:\n{message}\n");
+    assert_eq!(
+        result.outcome,
+        Outcome::Fail,
+        "{name} against {defect:?}: {message}"
+    );
+    assert!(
+        message.contains(needle),
+        "{name} against {defect:?}: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_switch_that_lets_intents_through_is_caught() {
+    caught(
+        Defect::KillLetsIntentsThrough,
+        "kill_switch_stops_every_intent",
+        "after the kill switch was engaged: expected 403 refused by control \"kill_switch\", got 200",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collar_off_by_one_tick_is_caught() {
+    caught(
+        Defect::CollarOffByOneTick,
+        "pretrade_controls_name_the_control",
+        "one tick beyond the collar",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_self_approval_is_caught() {
+    caught(
+        Defect::SelfApprovalAccepted,
+        "self_approval_is_refused",
+        "by cmp-alice, who loaded it: expected 403 refused by control \"four_eyes\", got 200",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_audit_record_is_caught() {
+    caught(
+        Defect::AuditRecordMissing,
+        "kill_switch_stops_every_intent",
+        "no audit record kill_engage by risk-officer",
+    )
+    .await;
+}

@@ -154,8 +154,8 @@ impl Action {
     }
 }
 
-/// The admin routes, as (method, route template): what [`admin_auth`] guards when admin keys
-/// are configured. The router layers it on each; a test checks the two agree.
+/// The admin routes, as (method, route template): what the admin layer guards when admin keys
+/// are configured. The router layers it on each; a unit test checks each maps to an action.
 pub const ADMIN_ROUTES: [(&str, &str); 12] = [
     ("POST", "/v2/repository/index"),
     ("POST", "/v2/repository/models/{m}/load"),

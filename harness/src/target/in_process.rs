@@ -1,8 +1,8 @@
 //! The reference engine driven in process, through its router, with no socket.
 //!
-//! [`InProcess::secured`] makes the same engine with every security control on (admin keys, a
-//! keyring with a retired key, a read token, TLS on a loopback port), from keys generated for
-//! the run, for the `security` suite.
+//! [`InProcess::secured_with_models`] (and so [`Target::secured`]) makes the same engine with
+//! every security control on (admin keys, a keyring with a retired key, a read token, TLS on a
+//! loopback port), from keys generated for the run, for the `security` suite.
 
 use std::sync::{Arc, OnceLock};
 
@@ -25,7 +25,7 @@ pub struct InProcess {
     state: AppState,
     router: Router,
     capabilities: Capabilities,
-    /// The artifacts it was started with, for [`InProcess::secured`].
+    /// The artifacts it was started with, for its secured twin.
     models: Arc<Vec<ModelArtifact>>,
     /// The secured twin, made on first use.
     twin: Arc<OnceLock<Option<Arc<InProcess>>>>,

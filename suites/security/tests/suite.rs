@@ -129,7 +129,9 @@ async fn an_open_engine_by_url_fails_the_unsigned_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_engine_by_url_passes_the_signature_cases() {
     let config = EngineConfig {
-        header_read_timeout: std::time::Duration::from_secs(2),
+        // Also the engine's keep-alive idle limit: above the client's 5 s pool idle timeout,
+        // or a pooled connection the engine closed during the slowloris wait is reused.
+        header_read_timeout: std::time::Duration::from_secs(6),
         security: SecurityConfig {
             admin_keys: Some("admin.toml".into()),
             ..SecurityConfig::default()

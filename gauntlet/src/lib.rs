@@ -210,7 +210,14 @@ mod tests {
     fn the_registry_builds_and_lists_the_suites_in_run_order() {
         assert_eq!(
             super::registry().names(),
-            ["conformance", "property", "backtest", "load", "security", "compliance"]
+            [
+                "conformance",
+                "property",
+                "backtest",
+                "load",
+                "security",
+                "compliance"
+            ]
         );
     }
 }

@@ -24,7 +24,8 @@ type TlsClient = hyper_util::client::legacy::Client<
 #[derive(Clone)]
 enum Transport {
     Plain(reqwest::Client),
-    Tls(TlsClient),
+    /// Boxed: the hyper client is ~40 times the size of reqwest's handle.
+    Tls(Box<TlsClient>),
 }
 
 impl std::fmt::Debug for Transport {
@@ -146,7 +147,7 @@ impl HttpTarget {
                 .pool_idle_timeout(Duration::from_secs(5))
                 .pool_timer(hyper_util::rt::TokioTimer::new())
                 .build(connector);
-                Transport::Tls(client)
+                Transport::Tls(Box::new(client))
             }
             None => Transport::Plain(
                 reqwest::Client::builder()

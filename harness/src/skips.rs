@@ -100,6 +100,21 @@ impl<'de> serde::Deserialize<'de> for SkipLimit {
     }
 }
 
+/// A gate of the run as a whole (suite [`RUN_SUITE`]): `gauntlet::{name}`, pass or fail,
+/// with `message` saying measured versus limit.
+pub(crate) fn run_gate(name: &str, requirement: &str, pass: bool, message: String) -> CaseResult {
+    CaseResult {
+        id: format!("{RUN_SUITE}::{name}"),
+        suite: RUN_SUITE.to_owned(),
+        name: name.to_owned(),
+        requirements: vec![requirement.to_owned()],
+        outcome: if pass { Outcome::Pass } else { Outcome::Fail },
+        duration: Duration::ZERO,
+        message: Some(message),
+        location: None,
+    }
+}
+
 /// The skip budget judged on `cases` (run-level gates excluded): a passing or failing case
 /// `gauntlet::max_skipped` whose message says skipped versus the limit.
 pub fn budget(limit: SkipLimit, cases: &[CaseResult]) -> CaseResult {
@@ -120,16 +135,7 @@ pub fn budget(limit: SkipLimit, cases: &[CaseResult]) -> CaseResult {
         "{skipped} of {total} cases skipped{share} {} max-skipped {limit}",
         if pass { "<=" } else { ">" }
     );
-    CaseResult {
-        id: format!("{RUN_SUITE}::max_skipped"),
-        suite: RUN_SUITE.to_owned(),
-        name: "max_skipped".to_owned(),
-        requirements: vec![REQUIREMENT.to_owned()],
-        outcome: if pass { Outcome::Pass } else { Outcome::Fail },
-        duration: Duration::ZERO,
-        message: Some(message),
-        location: None,
-    }
+    run_gate("max_skipped", REQUIREMENT, pass, message)
 }
 
 #[cfg(test)]

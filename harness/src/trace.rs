@@ -16,12 +16,11 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use gauntlet_reports::{CaseResult, Outcome, Section, Table};
 
 use crate::catalogue::Catalogue;
-use crate::skips::RUN_SUITE;
+use crate::skips::{RUN_SUITE, run_gate};
 
 /// The requirement the traceability gate checks.
 pub const REQUIREMENT: &str = "GATE-TRACE";
@@ -136,24 +135,18 @@ pub fn gate(catalogue: &Catalogue, cases: &[CaseResult]) -> CaseResult {
             missing.join(", ")
         )
     };
-    CaseResult {
-        id: format!("{RUN_SUITE}::requirements_traced"),
-        suite: RUN_SUITE.to_owned(),
-        name: "requirements_traced".to_owned(),
-        requirements: vec![REQUIREMENT.to_owned()],
-        outcome: if missing.is_empty() {
-            Outcome::Pass
-        } else {
-            Outcome::Fail
-        },
-        duration: Duration::ZERO,
-        message: Some(message),
-        location: None,
-    }
+    run_gate(
+        "requirements_traced",
+        REQUIREMENT,
+        missing.is_empty(),
+        message,
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn case(id: &str, reqs: &[&str], outcome: Outcome) -> CaseResult {

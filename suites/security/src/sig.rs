@@ -35,16 +35,7 @@ async fn run(step: impl Future<Output = Step<Verdict>>) -> Verdict {
 pub(crate) async fn signed_admin_call_is_accepted(c: &Ctx) -> Verdict {
     run(async {
         let (model, path, body, creds) = setup(c, "signed")?;
-        let headers = signed(
-            creds.key_id(),
-            creds.secret(),
-            "POST",
-            &path,
-            Some(JSON),
-            &body,
-            now(),
-            &sign::random_nonce(),
-        );
+        let headers = signed_now(creds.key_id(), creds.secret(), &path, &body);
         let sent = format!("POST {path} signed by key {} now", creds.key_id());
         let reply = c.send(&sent, Method::POST, &path, &headers, body).await?;
         Ok(if reply.status.is_success() {
@@ -67,16 +58,7 @@ pub(crate) async fn forged_signature_is_refused(c: &Ctx) -> Verdict {
     run(async {
         let (_, path, body, creds) = setup(c, "forged")?;
         let forged = sign::random_secret();
-        let headers = signed(
-            creds.key_id(),
-            &forged,
-            "POST",
-            &path,
-            Some(JSON),
-            &body,
-            now(),
-            &sign::random_nonce(),
-        );
+        let headers = signed_now(creds.key_id(), &forged, &path, &body);
         let sent = format!(
             "POST {path} under key id {} signed with a random secret",
             creds.key_id()
@@ -124,16 +106,7 @@ pub(crate) async fn future_dated_signature_is_refused(c: &Ctx) -> Verdict {
 pub(crate) async fn replayed_call_is_refused(c: &Ctx) -> Verdict {
     run(async {
         let (_, path, body, creds) = setup(c, "replay")?;
-        let headers = signed(
-            creds.key_id(),
-            creds.secret(),
-            "POST",
-            &path,
-            Some(JSON),
-            &body,
-            now(),
-            &sign::random_nonce(),
-        );
+        let headers = signed_now(creds.key_id(), creds.secret(), &path, &body);
         let first = format!("POST {path} signed by key {}", creds.key_id());
         let reply = c
             .send(&first, Method::POST, &path, &headers, body.clone())
@@ -155,16 +128,7 @@ pub(crate) async fn replayed_call_is_refused(c: &Ctx) -> Verdict {
 pub(crate) async fn swapped_body_is_refused(c: &Ctx) -> Verdict {
     run(async {
         let (model, path, body, creds) = setup(c, "swap")?;
-        let headers = signed(
-            creds.key_id(),
-            creds.secret(),
-            "POST",
-            &path,
-            Some(JSON),
-            &body,
-            now(),
-            &sign::random_nonce(),
-        );
+        let headers = signed_now(creds.key_id(), creds.secret(), &path, &body);
         let other = load_body(&c.artifact(&model, "2", 1.0)?)?;
         let sent = format!(
             "POST {path} signed by key {} over version 1, carrying version 2",
@@ -181,16 +145,7 @@ pub(crate) async fn unknown_key_is_refused(c: &Ctx) -> Verdict {
     run(async {
         let (_, path, body, creds) = setup(c, "unknown-key")?;
         let key_id = format!("gx-nobody-{}", c.tag);
-        let headers = signed(
-            &key_id,
-            creds.secret(),
-            "POST",
-            &path,
-            Some(JSON),
-            &body,
-            now(),
-            &sign::random_nonce(),
-        );
+        let headers = signed_now(&key_id, creds.secret(), &path, &body);
         let sent = format!("POST {path} under unknown key id {key_id}");
         let reply = c.send(&sent, Method::POST, &path, &headers, body).await?;
         Ok(refused(&sent, &reply, 401))
@@ -215,16 +170,7 @@ pub(crate) async fn wrong_role_is_refused(c: &Ctx) -> Verdict {
             ));
         };
         let body = load_body(&c.artifact(&model, "1", 0.0)?)?;
-        let headers = signed(
-            creds.key_id(),
-            creds.secret(),
-            "POST",
-            &path,
-            Some(JSON),
-            &body,
-            now(),
-            &sign::random_nonce(),
-        );
+        let headers = signed_now(creds.key_id(), creds.secret(), &path, &body);
         let role = creds.role().map_or("?", |r| r.as_str());
         let sent = format!(
             "POST {path} correctly signed by key {} (role {role})",
@@ -272,4 +218,19 @@ pub(crate) async fn unsigned_admin_load_is_refused(c: &Ctx) -> Verdict {
         Ok(verdict)
     })
     .await
+}
+
+/// The headers of a JSON `POST` to `path` signed now, with a fresh nonce: what a well-behaved
+/// client sends; the cases vary one part of it.
+fn signed_now(key_id: &str, secret: &[u8], path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    signed(
+        key_id,
+        secret,
+        "POST",
+        path,
+        Some(JSON),
+        body,
+        now(),
+        &sign::random_nonce(),
+    )
 }

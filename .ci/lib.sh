@@ -80,56 +80,9 @@ lane_passed() {
   awk -v l="$1" '$1 == l { print $2 }' .ci/lanes.passed 2>/dev/null
 }
 
-# The slow lanes: each a function, run by .ci/run when its files changed and by .ci/lane.
-lane_goose() {
-  # Off in the workspace build: goose turns on reqwest's TLS stack (aws-lc, a C build) for every
-  # crate. Built, linted and tested here on its own so the feature cannot rot.
-  cargo clippy -p gauntlet-load --features goose --all-targets --locked -- -D warnings
-  cargo test -p gauntlet-load --features goose --test goose --release --locked
-}
-
-lane_vectorbt() {
-  # The backtest's agreement with vectorbt's Portfolio.from_signals (suites/backtest/tests:
-  # the_units_model_agrees_with_vectorbt). Wheels only, pinned; numba compiles vectorbt's
-  # kernels on first use, most of this lane's time.
-  python3 -m pip install --quiet --disable-pip-version-check --only-binary=:all: \
-    vectorbt==1.2.0 pandas==3.1.1 numpy==2.4.6 numba==0.68.1 llvmlite==0.50.0
-  GAUNTLET_REQUIRE_VECTORBT=1 cargo test -p gauntlet-backtest --release --locked --test backtest \
-    the_units_model_agrees_with_vectorbt -- --nocapture
-}
-
-lane_image() {
-  # The engine's container image (#14): a static gauntlet-engine FROM scratch, built offline by
-  # ci/image/build, then started by the test through 127.0.0.1 and the mapped port; it must
-  # serve the conformance suite and stop on SIGTERM. No container may outlive the lane.
-  ci/image/build gauntlet-engine:dev
-  GAUNTLET_REQUIRE_IMAGE=1 cargo test -p gauntlet --release --locked --test image -- --nocapture
-  local left
-  left=$(docker ps --all --quiet --filter label=org.gauntlet.test=image)
-  if [ -n "$left" ]; then
-    docker rm --force $left >/dev/null
-    echo "lane image: containers were left running by the test" >&2
-    return 1
-  fi
-}
-
-lane_fuzz() {
-  # The engine's parsers of untrusted input under libFuzzer and AddressSanitizer (#12): each
-  # target 30 s from the checked-in seeds, new inputs kept in a scratch corpus. Stable rustc
-  # takes cargo-fuzz's -Z flags with RUSTC_BOOTSTRAP=1 (its ASan runtime ships with std).
-  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-  local work target
-  work=$(mktemp -d)
-  for target in infer_request artifact signature; do
-    mkdir -p "$work/$target"
-    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$work/$target" "corpus/$target" \
-      -- -max_total_time=30 -rss_limit_mb=4096 -print_final_stats=1 2>&1 | tail -n 12)
-    # `tail` would hide cargo fuzz's exit status: a crash leaves an input in artifacts/.
-    if compgen -G "fuzz/artifacts/$target/*" >/dev/null; then
-      echo "lane fuzz: $target crashed; inputs in fuzz/artifacts/$target/" >&2
-      return 1
-    fi
-  done
-  rm -rf "$work"
-}
-
+# The slow lanes: one file each in .ci/lane.d/NAME.sh defining lane_NAME, so a lane's
+# fingerprint changes with its own file and not with another lane's.
+for lane_file in "$(dirname "${BASH_SOURCE[0]}")"/lane.d/*.sh; do
+  # shellcheck source=/dev/null
+  source "$lane_file"
+done

@@ -28,6 +28,8 @@ use gauntlet_harness::{Registry, Suite};
 use gauntlet_reports::ExitCode;
 
 mod cmd;
+mod coverage;
+mod mutants;
 mod plumbing;
 
 /// `suites/README.md`, whose example suite runs as a doctest here.
@@ -88,6 +90,14 @@ enum Command {
     Run(Box<cmd::run::RunArgs>),
     /// List the cases and gates with their requirement ids.
     List(cmd::list::ListArgs),
+    /// Code coverage of the reference engine under the suites (cargo-llvm-cov): lcov,
+    /// cobertura and JSON under coverage/, and a coverage section in the reports.
+    #[command(after_help = EXIT_CODES)]
+    Coverage(Box<cmd::coverage::CoverageArgs>),
+    /// Mutation score of the reference engine under the suites (cargo-mutants), sharded
+    /// or diff-limited; missed mutants in the reports.
+    #[command(after_help = EXIT_CODES)]
+    Mutants(Box<cmd::mutants::MutantsArgs>),
     /// Work on audit logs: `verify DIR|URL` (exit 0 verified, 1 tampered, 2 usage, 3 unreachable).
     Audit {
         #[command(subcommand)]
@@ -181,6 +191,8 @@ where
     let result = match parsed {
         Parsed::Own(Command::List(args)) => cmd::list::list(registry, &args, out),
         Parsed::Own(Command::Run(args)) => cmd::run::run(registry, *args),
+        Parsed::Own(Command::Coverage(args)) => cmd::coverage::coverage(registry, *args, out),
+        Parsed::Own(Command::Mutants(args)) => cmd::mutants::mutants(registry, *args, out),
         Parsed::Own(Command::Audit { command }) => cmd::audit::audit(command, out),
         Parsed::Suite(command, matches) => cmd::suite::run(registry, command, &matches, out),
     };

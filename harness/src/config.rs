@@ -66,6 +66,10 @@ pub struct Profile {
     pub max_skipped: Option<SkipLimit>,
     /// Fail the run when a required requirement has no case that ran.
     pub require_traced: Option<bool>,
+    /// `gauntlet coverage`: the engine's least line coverage, in percent.
+    pub min_line_coverage: Option<f64>,
+    /// `gauntlet mutants`: the engine's least mutation score, in percent.
+    pub min_mutation_score: Option<f64>,
     /// `[profile.X.<suite>]` tables by suite name, each read by its suite.
     pub sections: BTreeMap<String, toml::Table>,
 }
@@ -84,6 +88,8 @@ const PROFILE_KEYS: &[&str] = &[
     "max-skipped",
     "fail-on-skip",
     "require-traced",
+    "min-line-coverage",
+    "min-mutation-score",
 ];
 
 /// A duration written the humantime way (`"30s"`, `"1m 30s"`).
@@ -148,6 +154,24 @@ impl<'de> serde::de::Visitor<'de> for ProfileVisitor {
                 "max-skipped" => p.max_skipped = Some(map.next_value()?),
                 "fail-on-skip" => fail_on_skip = Some(map.next_value::<bool>()?),
                 "require-traced" => p.require_traced = Some(map.next_value()?),
+                "min-line-coverage" => {
+                    let v: f64 = map.next_value()?;
+                    if !(0.0..=100.0).contains(&v) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "min-line-coverage = {v}: a percentage must be 0 to 100"
+                        )));
+                    }
+                    p.min_line_coverage = Some(v);
+                }
+                "min-mutation-score" => {
+                    let v: f64 = map.next_value()?;
+                    if !(0.0..=100.0).contains(&v) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "min-mutation-score = {v}: a percentage must be 0 to 100"
+                        )));
+                    }
+                    p.min_mutation_score = Some(v);
+                }
                 _ => {
                     let table = map.next_value_seed(SuiteTable(&key))?;
                     p.sections.insert(key, table);
@@ -201,6 +225,10 @@ pub struct Settings {
     pub max_skipped: Option<SkipLimit>,
     /// Whether every `required` catalogue requirement must be checked by a case that ran.
     pub require_traced: bool,
+    /// `gauntlet coverage`'s gate: the engine's least line coverage in percent; `None`: no gate.
+    pub min_line_coverage: Option<f64>,
+    /// `gauntlet mutants`' gate: the engine's least mutation score in percent; `None`: no gate.
+    pub min_mutation_score: Option<f64>,
     /// Per-suite tables by suite name, merged key by key, nested tables too, from `[profile.default.<suite>]` then `[profile.<name>.<suite>]`.
     /// Each suite validates its own table.
     pub sections: BTreeMap<String, toml::Table>,
@@ -222,6 +250,8 @@ impl Default for Settings {
             max_body_bytes: 1 << 20,
             max_skipped: None,
             require_traced: false,
+            min_line_coverage: None,
+            min_mutation_score: None,
             sections: BTreeMap::new(),
         }
     }
@@ -365,6 +395,8 @@ impl Settings {
             max_body_bytes,
             max_skipped,
             require_traced,
+            min_line_coverage,
+            min_mutation_score,
             sections,
         } = p.clone();
         self.seed = seed.unwrap_or(self.seed);
@@ -378,6 +410,8 @@ impl Settings {
         self.max_body_bytes = max_body_bytes.unwrap_or(self.max_body_bytes);
         self.max_skipped = max_skipped.or(self.max_skipped);
         self.require_traced = require_traced.unwrap_or(self.require_traced);
+        self.min_line_coverage = min_line_coverage.or(self.min_line_coverage);
+        self.min_mutation_score = min_mutation_score.or(self.min_mutation_score);
         for (suite, table) in sections {
             merge_table(self.sections.entry(suite).or_default(), table);
         }

@@ -1,0 +1,324 @@
+//! `gauntlet mutants`: the mutation score of `gauntlet-engine` under Gauntlet's suites.
+//! cargo-mutants changes the engine's code one mutant at a time and runs the suites against
+//! the in-process engine (`gauntlet/tests/mutation_suites.rs`) after each; a mutant they pass
+//! with is a fault they would not catch. Sharded (`--shard K/N`) and diff-limited
+//! (`--in-diff FILE`) like cargo-mutants; exclusions reviewed in `.cargo/mutants.toml`.
+//! The report gets a mutation section and, with `min-mutation-score`, the gate
+//! `mutants::score`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Args;
+
+use gauntlet_harness::Registry;
+use gauntlet_harness::config::Profile;
+use gauntlet_reports::{CaseResult, ExitCode, Outcome};
+
+use crate::mutants::{self, Outcomes};
+use crate::plumbing::{self, Failure, Meta, resolve_settings};
+
+const SUITE: &str = "mutants";
+const REQUIREMENT: &str = "GATE-MUT";
+
+/// `K/N`: shard K (from 0) of N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    k: u32,
+    n: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("--shard {s:?}: expected K/N, e.g. 0/8"))?;
+        let (k, n): (u32, u32) = match (k.trim().parse(), n.trim().parse()) {
+            (Ok(k), Ok(n)) => (k, n),
+            _ => {
+                return Err(format!(
+                    "--shard {s:?}: K and N are whole numbers, e.g. 0/8"
+                ));
+            }
+        };
+        if n == 0 || k >= n {
+            return Err(format!(
+                "--shard {s:?}: K counts from 0 and must be below N (N ≥ 1)"
+            ));
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+/// Flags of `gauntlet mutants`.
+#[derive(Debug, Args)]
+pub struct MutantsArgs {
+    /// Run shard K of N (K from 0): one Nth of the mutants, for parallel CI jobs.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+    /// Only mutants on lines this unified diff adds or changes (`git diff > d.diff`).
+    #[arg(long, value_name = "FILE")]
+    in_diff: Option<PathBuf>,
+    /// The least mutation score in percent (0 to 100) for the gate `mutants::score`;
+    /// default: the profile's `min-mutation-score`, else no gate.
+    #[arg(long, value_name = "PERCENT")]
+    min_mutation_score: Option<f64>,
+    /// Config profile from gauntlet.toml.
+    #[arg(long, env = "GAUNTLET_PROFILE", default_value = "default")]
+    profile: String,
+    /// Config file; default: ./gauntlet.toml when it exists.
+    #[arg(long, env = "GAUNTLET_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where to write the reports and cargo-mutants' `mutants.out/`.
+    #[arg(long, env = "GAUNTLET_REPORT_DIR", value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+    /// The Gauntlet workspace; default: the one around the current directory.
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    /// Mutate the workspace's files in place (each restored after its test) and build in its
+    /// own target directory, instead of in a scratch copy that builds from cold: much faster
+    /// on a clean checkout, but do not edit the tree while it runs.
+    #[arg(long)]
+    in_place: bool,
+    /// Mutants built and tested at once (cargo-mutants' -j); each needs its own build.
+    #[arg(long, default_value_t = 1)]
+    jobs: u32,
+    /// Only list the mutants the selection holds, without testing them.
+    #[arg(long)]
+    list: bool,
+}
+
+/// Runs `gauntlet mutants`.
+pub fn mutants(
+    registry: &Registry,
+    args: MutantsArgs,
+    out: &mut dyn Write,
+) -> Result<ExitCode, Failure> {
+    let started_at = SystemTime::now();
+    let flags = Profile {
+        report_dir: args.report_dir.clone(),
+        ..Profile::default()
+    };
+    let settings = resolve_settings(registry, args.config.as_deref(), &args.profile, &flags)?;
+    let threshold = args.min_mutation_score.or(settings.min_mutation_score);
+    if let Some(t) = threshold
+        && !(0.0..=100.0).contains(&t)
+    {
+        return Err(Failure::usage(format!(
+            "--min-mutation-score {t}: a percentage must be 0 to 100"
+        )));
+    }
+    if let Some(diff) = &args.in_diff
+        && !diff.is_file()
+    {
+        return Err(Failure::usage(format!(
+            "--in-diff {}: no such file",
+            diff.display()
+        )));
+    }
+    let root = super::coverage::workspace_root(args.workspace.as_deref())?;
+    let version = Command::new("cargo")
+        .args(["mutants", "--version"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .ok_or_else(|| {
+            Failure::setup(
+                "cargo-mutants not found: install it with `cargo install cargo-mutants --locked`",
+            )
+        })?;
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&root)
+        .args(["mutants", "--package", "gauntlet-engine", "--no-shuffle"])
+        .args(["--test-package", "gauntlet"]);
+    if let Some(shard) = args.shard {
+        cmd.args(["--shard", &shard.to_string()]);
+    }
+    if let Some(diff) = &args.in_diff {
+        let diff = diff
+            .canonicalize()
+            .map_err(|e| Failure::usage(format!("--in-diff {}: {e}", diff.display())))?;
+        cmd.arg("--in-diff").arg(diff);
+    }
+    if args.list {
+        cmd.arg("--list");
+        let status = cmd
+            .stdout(Stdio::piped())
+            .output()
+            .map_err(|e| Failure::setup(format!("cargo mutants: {e}")))?;
+        let _ = out.write_all(&status.stdout);
+        return if status.status.success() {
+            Ok(ExitCode::Success)
+        } else {
+            Err(Failure::setup(format!(
+                "cargo mutants --list failed ({})",
+                status.status
+            )))
+        };
+    }
+    if args.in_place {
+        cmd.arg("--in-place");
+    }
+    std::fs::create_dir_all(&settings.report_dir)
+        .map_err(|e| Failure::setup(format!("{}: {e}", settings.report_dir.display())))?;
+    let report_dir = settings
+        .report_dir
+        .canonicalize()
+        .map_err(|e| Failure::setup(format!("{}: {e}", settings.report_dir.display())))?;
+    cmd.arg("--output").arg(&report_dir);
+    cmd.args(["--jobs", &args.jobs.to_string()]);
+    // cargo test's own arguments, then the test binary's: the suites' test, ignored by
+    // default so the ordinary test run does not repeat the main job.
+    cmd.args(["--", "--test", "mutation_suites", "--", "--ignored"]);
+    let _ = writeln!(
+        std::io::stderr(),
+        "gauntlet: {version}: mutants of gauntlet-engine{}{} with the suites in process",
+        args.shard
+            .map(|s| format!(", shard {s}"))
+            .unwrap_or_default(),
+        args.in_diff
+            .as_ref()
+            .map(|d| format!(", lines changed in {}", d.display()))
+            .unwrap_or_default()
+    );
+    let t = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| Failure::setup(format!("cargo mutants: {e}")))?;
+    let wall = t.elapsed();
+    // cargo-mutants: 0 all caught, 2 some missed, 3 some timed out, 4 the baseline failed.
+    match status.code() {
+        Some(0..=3) => {}
+        Some(4) => {
+            return Err(Failure::setup(
+                "cargo mutants: the suites fail on the unmutated engine (baseline); fix that first",
+            ));
+        }
+        _ => {
+            return Err(Failure::setup(format!("cargo mutants failed ({status})")));
+        }
+    }
+    let outcomes = Outcomes::read(&report_dir.join("mutants.out"))
+        .map_err(|e| Failure::setup(format!("mutants.out: {e}")))?;
+    let notes = vec![format!(
+        "{version}; gauntlet-engine{}{}; the suites ({}) in process as the test command; \
+         wall time {:.0} s with {} job(s). Timeouts count as caught; unviable mutants (that do \
+         not build) are not counted. Exclusions, each with its reason: .cargo/mutants.toml.",
+        args.shard
+            .map(|s| format!(", shard {s}"))
+            .unwrap_or_default(),
+        args.in_diff
+            .as_ref()
+            .map(|d| format!(", lines changed in {}", d.display()))
+            .unwrap_or_default(),
+        std::env::var("GAUNTLET_MUTANTS_SUITES")
+            .unwrap_or_else(|_| "conformance, property, security, compliance".to_owned()),
+        wall.as_secs_f64(),
+        args.jobs
+    )];
+    let _ = writeln!(
+        std::io::stderr(),
+        "gauntlet: mutation score {} ({} caught, {} missed, {} timeout, {} unviable)",
+        outcomes
+            .score()
+            .map_or_else(|| "undefined".to_owned(), |p| format!("{p:.1} %")),
+        outcomes.caught.len(),
+        outcomes.missed.len(),
+        outcomes.timeout.len(),
+        outcomes.unviable.len()
+    );
+    let mut cases = Vec::new();
+    if let Some(t) = threshold {
+        cases.push(score_gate(&outcomes, t));
+    }
+    let section = mutants::section(&outcomes, notes);
+    let meta = Meta {
+        tool: "gauntlet mutants",
+        seed: settings.seed,
+        target: format!("gauntlet-engine mutants in {}", root.display()),
+        profile: &settings.profile,
+        started_at,
+    };
+    let report = plumbing::report(registry, meta, cases, vec![section]);
+    plumbing::publish(&report, &report_dir, true)
+}
+
+/// `mutants::score`: caught share of the viable mutants against the threshold; no viable
+/// mutant is a pass only when nothing was asked of the run (an empty diff), said so.
+fn score_gate(outcomes: &Outcomes, threshold: f64) -> CaseResult {
+    let (pass, message) = match outcomes.score() {
+        Some(p) => (
+            p >= threshold,
+            format!(
+                "mutation score {p:.2} % ({} of {} viable caught) {} min-mutation-score {threshold} %",
+                outcomes.caught.len() + outcomes.timeout.len(),
+                outcomes.viable(),
+                if p >= threshold { ">=" } else { "<" }
+            ),
+        ),
+        None => (
+            true,
+            "no viable mutant in the selection: the score is undefined, nothing to judge"
+                .to_owned(),
+        ),
+    };
+    CaseResult {
+        id: format!("{SUITE}::score"),
+        suite: SUITE.to_owned(),
+        name: "score".to_owned(),
+        requirements: vec![REQUIREMENT.to_owned()],
+        outcome: if pass { Outcome::Pass } else { Outcome::Fail },
+        duration: Duration::ZERO,
+        message: Some(message),
+        location: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mutants::Mutant;
+
+    #[test]
+    fn shards_are_checked() {
+        assert_eq!("0/8".parse::<Shard>(), Ok(Shard { k: 0, n: 8 }));
+        assert!("8/8".parse::<Shard>().unwrap_err().contains("below N"));
+        assert!("1/0".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().unwrap_err().contains("K/N"));
+    }
+
+    #[test]
+    fn the_gate_compares_the_score() {
+        let m = |n: u32| Mutant {
+            file: "engine/src/a.rs".into(),
+            line: n,
+            mutation: "m".into(),
+        };
+        let o = Outcomes {
+            caught: (0..9).map(m).collect(),
+            missed: vec![m(10)],
+            timeout: vec![],
+            unviable: vec![m(11)],
+        };
+        let g = score_gate(&o, 90.0);
+        assert_eq!(g.outcome, Outcome::Pass);
+        assert!(
+            g.message
+                .unwrap()
+                .contains("90.00 % (9 of 10 viable caught)")
+        );
+        assert_eq!(score_gate(&o, 95.0).outcome, Outcome::Fail);
+    }
+}

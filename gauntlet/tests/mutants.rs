@@ -16,8 +16,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_gauntlet");
 fn mutants_of_a_diff_are_tested_by_the_suites_and_scored() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     // A diff that adds two lines of the engine's input sanitiser: one mutant each (`delete !`
-    // rejects every valid batch; `!= with ==` reports the unclipped values as clipped), both
-    // of which the conformance suite's sanitiser cases catch.
+    // rejects every valid batch; `!= with ==` reports the unclipped values as clipped), which
+    // the conformance suite's sanitiser cases catch.
     let file = "engine/src/sanitise.rs";
     let source = std::fs::read_to_string(root.join(file)).unwrap();
     let mut diff = format!("--- a/{file}\n+++ b/{file}\n");
@@ -56,7 +56,11 @@ fn mutants_of_a_diff_are_tested_by_the_suites_and_scored() {
         .find(|s| s["id"] == "mutants")
         .expect("a mutants section");
     let v = &section["values"];
-    assert_eq!(v["caught"].as_f64(), Some(2.0), "{section}");
+    // The two lines' mutants, and the whole function's (cargo-mutants adds it when a diff
+    // touches its body): caught, or unviable where the replacement does not build.
+    let caught = v["caught"].as_f64().unwrap();
+    let unviable = v["unviable"].as_f64().unwrap();
+    assert!(caught >= 2.0 && caught + unviable == 3.0, "{section}");
     assert_eq!(v["missed"].as_f64(), Some(0.0), "{section}");
     assert_eq!(v["score"].as_f64(), Some(100.0), "{section}");
     assert!(report_dir.join("mutants.out/caught.txt").is_file());

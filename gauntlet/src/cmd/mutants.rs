@@ -178,7 +178,26 @@ pub fn mutants(
         .canonicalize()
         .map_err(|e| Failure::setup(format!("{}: {e}", settings.report_dir.display())))?;
     cmd.arg("--output").arg(&report_dir);
-    cmd.args(["--jobs", &args.jobs.to_string()]);
+    if args.in_place && args.jobs > 1 {
+        return Err(Failure::usage(
+            "--in-place mutates the one tree: it takes --jobs 1 only",
+        ));
+    }
+    if args.jobs > 1 {
+        cmd.args(["--jobs", &args.jobs.to_string()]);
+    }
+    // A previous run's outcomes must not be read as this one's.
+    let out_dir = report_dir.join("mutants.out");
+    if out_dir.exists() {
+        std::fs::remove_dir_all(&out_dir)
+            .map_err(|e| Failure::setup(format!("{}: {e}", out_dir.display())))?;
+    }
+    // The baseline is ours: cargo-mutants' own runs the mutated package's tests (the
+    // engine's), not --test-package's. The suites must pass on the unmutated engine, and their
+    // time sets the per-mutant test timeout.
+    let baseline = baseline(&root)?;
+    let timeout = (baseline.as_secs_f64() * 5.0).max(60.0).ceil();
+    cmd.args(["--baseline", "skip", "--timeout", &format!("{timeout}")]);
     // cargo test's own arguments, then the test binary's: the suites' test, ignored by
     // default so the ordinary test run does not repeat the main job.
     cmd.args(["--", "--test", "mutation_suites", "--", "--ignored"]);
@@ -198,19 +217,15 @@ pub fn mutants(
         .status()
         .map_err(|e| Failure::setup(format!("cargo mutants: {e}")))?;
     let wall = t.elapsed();
-    // cargo-mutants: 0 all caught, 2 some missed, 3 some timed out, 4 the baseline failed.
+    // cargo-mutants: 0 all caught, 2 some missed (or a usage error: clap's code), 3 some timed
+    // out. outcomes.json is written at the end of every run that tested.
     match status.code() {
-        Some(0..=3) => {}
-        Some(4) => {
-            return Err(Failure::setup(
-                "cargo mutants: the suites fail on the unmutated engine (baseline); fix that first",
-            ));
-        }
+        Some(0..=3) if out_dir.join("outcomes.json").is_file() => {}
         _ => {
             return Err(Failure::setup(format!("cargo mutants failed ({status})")));
         }
     }
-    let outcomes = Outcomes::read(&report_dir.join("mutants.out"))
+    let outcomes = Outcomes::read(&out_dir)
         .map_err(|e| Failure::setup(format!("mutants.out: {e}")))?;
     let notes = vec![format!(
         "{version}; gauntlet-engine{}{}; the suites ({}) in process as the test command; \
@@ -253,6 +268,39 @@ pub fn mutants(
     };
     let report = plumbing::report(registry, meta, cases, vec![section]);
     plumbing::publish(&report, &report_dir, true)
+}
+
+/// `cargo test -p gauntlet --test mutation_suites -- --ignored` on the unmutated tree: built,
+/// then run and timed. A failure is a setup error: no mutant can be judged by failing suites.
+fn baseline(root: &std::path::Path) -> Result<Duration, Failure> {
+    let test = |extra: &[&str]| {
+        Command::new("cargo")
+            .current_dir(root)
+            .args(["test", "-p", "gauntlet", "--test", "mutation_suites"])
+            .args(extra)
+            .status()
+            .map_err(|e| Failure::setup(format!("cargo test: {e}")))
+    };
+    let built = test(&["--no-run"])?;
+    if !built.success() {
+        return Err(Failure::setup(format!(
+            "the suites' test (gauntlet/tests/mutation_suites.rs) does not build ({built})"
+        )));
+    }
+    let t = Instant::now();
+    let ran = test(&["--", "--ignored"])?;
+    if !ran.success() {
+        return Err(Failure::setup(
+            "the suites fail on the unmutated engine (baseline): fix that first",
+        ));
+    }
+    let took = t.elapsed();
+    let _ = writeln!(
+        std::io::stderr(),
+        "gauntlet: baseline: the suites pass on the unmutated engine in {:.1} s",
+        took.as_secs_f64()
+    );
+    Ok(took)
 }
 
 /// `mutants::score`: caught share of the viable mutants against the threshold; no viable

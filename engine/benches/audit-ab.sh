@@ -4,7 +4,8 @@
 # B with `[audit]` (every prediction a record, group commit every flush-interval, four eyes on)
 # — and `gauntlet load` at $RATE (10000/s) for $DURATION (15s) against each in turn, A B A B …
 # $ROUNDS (3) times, so the host's noise falls on both alike. Prints each run's line and the
-# p99 of every run; the target (issue 13) is B's p99 within 10 % of A's.
+# p99 and the engine's CPU time per request of every run; the target (issue 13) is B's p99
+# within 10 % of A's.
 #
 #   cargo build --release -p gauntlet -p gauntlet-engine
 #   engine/benches/audit-ab.sh
@@ -54,21 +55,34 @@ start() { # name, extra flags… → sets addr
 }
 start off
 off=$addr
+off_pid=${pids[-1]}
 start on --config "$out/audited.toml"
 on=$addr
+on_pid=${pids[-1]}
+tick=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 echo "A (off) on $off; B (audit + controls) on $on; $rate req/s for $duration, $rounds rounds; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A p99s=([off]="" [on]="")
+declare -A cpus=([off]="" [on]="")
 for round in $(seq "$rounds"); do
   for side in off on; do
     url=http://${!side}
+    pid_var=${side}_pid
+    c0=$(cpu_ticks "${!pid_var}")
     # The line is wanted whatever the verdict (a busy host makes a run invalid: exit 1).
     line=$(cd "$out" && { "$gauntlet" load --target "$url" --rate "$rate" --duration "$duration" 2>&1 >/dev/null || true; } | grep 'gauntlet load: shard' | tail -1)
-    echo "round $round $side: $line"
+    c1=$(cpu_ticks "${!pid_var}")
+    # Engine CPU per request: what the audit costs, whatever share of a core the engine got.
+    requests=$(printf '%s\n' "$line" | grep -o '[0-9]* ok' | grep -o '[0-9]*' || echo 0)
+    us=$(awk -v t=$((c1 - c0)) -v hz="$tick" -v n="${requests:-0}" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+    cpus[$side]="${cpus[$side]} $us"
+    echo "round $round $side: $line; engine ${us} µs CPU/request"
     p99=$(printf '%s\n' "$line" | tr ';' '\n' | awk '$1 == "p50" { for (i = 1; i < NF; i++) if ($i == "p99") print $(i + 1) }')
     p99s[$side]="${p99s[$side]} ${p99:-?}"
   done
 done
 echo "p99 (ms) off:${p99s[off]}  on:${p99s[on]}"
+echo "engine CPU per request (µs) off:${cpus[off]}  on:${cpus[on]}"
 records=$(du -sh "$out/audit-log" | cut -f1)
 echo "B's audit log after the runs: $records; load average $(cut -d' ' -f1-3 /proc/loadavg)"

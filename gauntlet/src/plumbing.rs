@@ -91,13 +91,21 @@ pub fn resolve_settings(
         .map_err(Failure::usage_err)
 }
 
+/// Directory of the report directory where the in-process engine's audited twin keeps its
+/// log (`gauntlet audit verify gauntlet-report/audit-log`).
+pub const AUDIT_LOG_DIR: &str = "audit-log";
+
 /// The target at `url` (`http://…`, or `container:IMAGE[:TAG]` started here, its logs in
-/// `logs` when given), or the in-process reference engine when `url` is None.
+/// `container.log` of `report_dir` when given), or the in-process reference engine when `url`
+/// is None (the log of its audited twin, for the compliance suite, in `audit-log/` of
+/// `report_dir` when given).
 pub async fn connect(
     url: Option<&str>,
     options: HttpOptions,
-    logs: Option<&Path>,
+    report_dir: Option<&Path>,
 ) -> Result<Arc<dyn Target>, Failure> {
+    let logs = report_dir.map(|d| d.join("container.log"));
+    let logs = logs.as_deref();
     if let Some(image) = url.and_then(|u| u.strip_prefix("container:")) {
         let startup = std::time::Duration::from_secs(30);
         return match ContainerTarget::start(image, options, startup, logs).await {
@@ -109,14 +117,18 @@ pub async fn connect(
         };
     }
     match url {
-        None => Ok(Arc::new(gauntlet_suites::reference_target().map_err(
-            |e| {
+        None => {
+            let engine = gauntlet_suites::reference_target().map_err(|e| {
                 Failure::setup(format!(
                     "failed to start the reference engine: {}",
                     error_chain(&e)
                 ))
-            },
-        )?)),
+            })?;
+            Ok(Arc::new(match report_dir {
+                Some(dir) => engine.audit_log_in(dir.join(AUDIT_LOG_DIR)),
+                None => engine,
+            }))
+        }
         Some(url) => match HttpTarget::connect(url, options).await {
             Ok(t) => Ok(Arc::new(t)),
             Err(e @ TargetError::InvalidUrl { .. }) => {

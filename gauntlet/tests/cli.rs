@@ -241,12 +241,11 @@ fn in_process_run_writes_reports_and_passes() {
     }
     let cases = outcomes(&report);
     // Without a gauntlet.toml the backtest gates have no thresholds: they are skipped,
-    // saying so; the look-ahead and cost checks need none and must pass. The in-process
-    // engine runs without an audit log: the compliance cases that need one are skipped.
+    // saying so; the look-ahead and cost checks need none and must pass. The compliance
+    // cases and gates run against the engine's audited twin.
     assert!(
         cases.iter().all(|(id, s)| s == "pass"
-            || (s == "skip" && id.starts_with("backtest::") && id != "backtest::no_lookahead")
-            || (s == "skip" && id.starts_with("compliance::"))),
+            || (s == "skip" && id.starts_with("backtest::") && id != "backtest::no_lookahead")),
         "{cases:?}"
     );
     for suite in [
@@ -255,6 +254,7 @@ fn in_process_run_writes_reports_and_passes() {
         "backtest::",
         "load::",
         "security::",
+        "compliance::",
     ] {
         assert!(
             cases.iter().any(|(id, _)| id.starts_with(suite)),
@@ -262,6 +262,9 @@ fn in_process_run_writes_reports_and_passes() {
         );
     }
     assert!(stderr.contains("passed"), "{stderr}");
+    // The twin's audit log stays in the report directory and verifies after the run.
+    let out = gauntlet(&["audit", "verify", "out/audit-log"], dir.path());
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
 }
 
 #[test]

@@ -277,7 +277,6 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         request_timeout: settings.request_timeout,
         ..HttpOptions::default()
     };
-    let logs = settings.report_dir.join("container.log");
     let target = match (target_url.as_deref(), secure) {
         (Some(url), Some(secure)) => {
             match gauntlet_harness::HttpTarget::connect_with(url, options, secure).await {
@@ -288,7 +287,7 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
                 Err(e) => return Err(Failure::setup_err(e)),
             }
         }
-        (url, _) => plumbing::connect(url, options, Some(&logs)).await?,
+        (url, _) => plumbing::connect(url, options, Some(&settings.report_dir)).await?,
     };
     let check = served_references(target.as_ref(), reference).await;
     let mut err = std::io::stderr();

@@ -3,7 +3,11 @@
 //! [`InProcess::secured_with_models`] (and so [`Target::secured`]) makes the same engine with
 //! every security control on (admin keys, a keyring with a retired key, a read token, TLS on a
 //! loopback port), from keys generated for the run, for the `security` suite.
+//! [`Target::audited`] makes it with an audit log and four-eyes promotion, for the
+//! `compliance` suite: its log in [`InProcess::audit_log_in`] (`gauntlet run`: the report
+//! directory's `audit-log/`), its keys in a temporary directory removed with it.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -17,7 +21,7 @@ use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_engine::{AppState, EngineConfig};
 
 use super::security::{ExtraHeader, RawEndpoint, SecurityAccess, prepare};
-use super::{Capabilities, Capability, HttpEndpoint, ServedEngine, Target, TargetError};
+use super::{Audited, Capabilities, Capability, HttpEndpoint, ServedEngine, Target, TargetError};
 
 /// The reference engine's `app()` driven with `oneshot`: no socket, no port.
 #[derive(Clone)]
@@ -31,6 +35,36 @@ pub struct InProcess {
     twin: Arc<OnceLock<Option<Arc<InProcess>>>>,
     /// Set on a secured engine: its keys, token and TLS server.
     secured: Option<Arc<Secured>>,
+    /// Where the audited twin writes its log; `None`: a temporary directory.
+    audit_home: Option<PathBuf>,
+    /// The audited twin, made on first use.
+    audited: Arc<OnceLock<Option<Audited>>>,
+    /// Temporary directories this engine's audit log uses, removed with the last clone.
+    _scratch: Option<Arc<ScratchDir>>,
+}
+
+/// A directory removed (with its contents) on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn create() -> std::io::Result<ScratchDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path =
+            std::env::temp_dir().join(format!("gauntlet-audit-{}-{nanos:x}", std::process::id()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&path)?;
+        Ok(ScratchDir(path))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// What a secured in-process engine holds beside its state.
@@ -69,7 +103,19 @@ impl InProcess {
             models: Arc::new(Vec::new()),
             twin: Arc::new(OnceLock::new()),
             secured: None,
+            audit_home: None,
+            audited: Arc::new(OnceLock::new()),
+            _scratch: None,
         }
+    }
+
+    /// Has the audited twin ([`Target::audited`]) write its log to `dir`, so that it can be
+    /// verified after the run (`gauntlet audit verify DIR`). A log a former run left there is
+    /// replaced; a non-empty `dir` that holds no audit log is refused when the twin starts.
+    #[must_use]
+    pub fn audit_log_in(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.audit_home = Some(dir.into());
+        self
     }
 
     /// Starts an engine with `config`, loads every artifact and makes it live.
@@ -122,6 +168,73 @@ impl InProcess {
     }
 }
 
+/// See [`Target::audited`]: this engine when it already has four-eyes promotion and an audit
+/// log, else an engine of the same config and models with both.
+fn make_audited(engine: &InProcess) -> Result<Audited, InProcessError> {
+    use gauntlet_engine::audit::{AuditConfig, PUBLIC_KEY_FILE};
+    let setup = |reason: String| InProcessError {
+        model: "(audited engine)".to_owned(),
+        reason,
+    };
+    if let Some(log) = engine.state.audit()
+        && engine.state.four_eyes()
+    {
+        // A clone with a lock of its own: the twin must not hold the lock it is kept in.
+        let mut same = engine.clone();
+        same.audited = Arc::new(OnceLock::new());
+        return Ok(Audited {
+            target: Arc::new(same),
+            dir: log.dir().to_owned(),
+        });
+    }
+    let scratch = ScratchDir::create()
+        .map_err(|e| setup(format!("failed to create a temporary directory: {e}")))?;
+    let dir = match &engine.audit_home {
+        Some(dir) => {
+            replace_log(dir, PUBLIC_KEY_FILE).map_err(setup)?;
+            dir.clone()
+        }
+        None => scratch.0.join("log"),
+    };
+    let mut audit = AuditConfig::new(&dir, scratch.0.join("keys"));
+    audit.four_eyes = true;
+    let config = EngineConfig {
+        audit: Some(audit),
+        ..engine.state.config().clone()
+    };
+    let state = AppState::open(config).map_err(|e| setup(crate::error_chain(&e)))?;
+    load_all(&state, engine.models.to_vec())?;
+    let mut target = InProcess::new(state);
+    target.models = Arc::clone(&engine.models);
+    target._scratch = Some(Arc::new(scratch));
+    Ok(Audited {
+        target: Arc::new(target),
+        dir,
+    })
+}
+
+/// Empties `dir` for a new log: removes it when it holds a former run's log (its public key
+/// file `marker` is there); refuses any other non-empty directory.
+fn replace_log(dir: &Path, marker: &str) -> Result<(), String> {
+    match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("failed to read `{}`: {e}", dir.display())),
+        Ok(mut entries) => {
+            if entries.next().is_none() {
+                return Ok(());
+            }
+            if !dir.join(marker).is_file() {
+                return Err(format!(
+                    "`{}` is not empty and holds no audit log: not replacing it",
+                    dir.display()
+                ));
+            }
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| format!("failed to remove the former run's `{}`: {e}", dir.display()))
+        }
+    }
+}
+
 #[async_trait]
 impl Target for InProcess {
     fn describe(&self) -> String {
@@ -150,6 +263,18 @@ impl Target for InProcess {
             }
         });
         twin.clone().map(|t| t as Arc<dyn Target>)
+    }
+
+    fn audited(&self) -> Option<Audited> {
+        self.audited
+            .get_or_init(|| match make_audited(self) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to make the audited in-process engine");
+                    None
+                }
+            })
+            .clone()
     }
 
     /// Serves this engine's state (same registry, same models) on `127.0.0.1:0` with its own

@@ -149,6 +149,33 @@ pub trait Target: Send + Sync {
     fn secured(&self) -> Option<Arc<dyn Target>> {
         None
     }
+
+    /// This target with the compliance controls on, when the harness can make one: the
+    /// in-process engine gives an engine of the same build and models with an audit log and
+    /// four-eyes promotion, in a directory of the run. `None` (the default) when the target is
+    /// what it is (a URL): its controls are as its operator configured them.
+    fn audited(&self) -> Option<Audited> {
+        None
+    }
+}
+
+/// A target with an audit log on a disk the harness can read: what [`Target::audited`] gives.
+#[derive(Clone)]
+pub struct Audited {
+    /// The target, serving the `gauntlet_audit` and `gauntlet_four_eyes` extensions.
+    pub target: Arc<dyn Target>,
+    /// Its audit log's directory (segments, checkpoints, public key; never the keys), for
+    /// offline checks such as `gauntlet audit verify DIR`.
+    pub dir: std::path::PathBuf,
+}
+
+impl fmt::Debug for Audited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Audited")
+            .field("target", &self.target.describe())
+            .field("dir", &self.dir)
+            .finish()
+    }
 }
 
 /// A response with its status, parsed on demand.

@@ -1,7 +1,8 @@
 //! The compliance cases. Each skips, with the reason, when the target does not advertise the
 //! extension it needs; each touches only the models, algorithms and traders it names after
 //! its seed, so they run concurrently against one engine (kill switches are scoped to the
-//! case's algorithm, never `all`).
+//! case's algorithm, never `all`). Each checks the target's audited twin when the harness
+//! can make one (the in-process engine: [`subject`]).
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use gauntlet_harness::{CaseCtx, CaseError, CaseOutcome, Target, ensure, ensure_e
 
 use crate::support::{
     AUDIT_EXTENSION, FOUR_EYES_EXTENSION, RISK_PRINCIPAL, TRADING_EXTENSION, call, excerpt,
-    expect_status, extensions, require_extensions, scratch,
+    expect_status, extensions, require_extensions, scratch, subject,
 };
 
 /// Longest time from the kill call to the first refused intent (RTS 6 Art. 12: "immediately").
@@ -152,7 +153,8 @@ fn find<'a>(records: &'a [Value], action: &str, outcome: &str, needle: &str) -> 
 /// refuses every following intent of it within [`KILL_BOUND`]; another principal may not
 /// release it; the engagement is an audit record (when the target has the audit log).
 pub(crate) async fn kill_switch_stops_every_intent(ctx: CaseCtx) -> CaseOutcome {
-    let target = ctx.target.as_ref();
+    let subject = subject(&ctx.target).0;
+    let target = subject.as_ref();
     require_extensions(target, &[TRADING_EXTENSION]).await?;
     let audited = extensions(target)
         .await?
@@ -306,7 +308,8 @@ async fn kill_switch_body(
 /// repeated breaches throttle the algorithm until a risk principal re-enables it; a burst over
 /// the message limit is refused by `message_rate`.
 pub(crate) async fn pretrade_controls_name_the_control(ctx: CaseCtx) -> CaseOutcome {
-    let target = ctx.target.as_ref();
+    let subject = subject(&ctx.target).0;
+    let target = subject.as_ref();
     require_extensions(target, &[TRADING_EXTENSION]).await?;
     let model = scratch("cmp-pretrade", ctx.seed);
     stage(target, &signal_model(&model, 1.0), "cmp-loader").await?;
@@ -504,7 +507,8 @@ async fn staged_digest(target: &dyn Target, model: &str) -> Result<String, CaseE
 /// CMP-4EYES (SOX-style change control): the principal who loaded a model may not approve
 /// it; another may, and both attempts are audit records.
 pub(crate) async fn self_approval_is_refused(ctx: CaseCtx) -> CaseOutcome {
-    let target = ctx.target.as_ref();
+    let subject = subject(&ctx.target).0;
+    let target = subject.as_ref();
     require_extensions(target, &[FOUR_EYES_EXTENSION]).await?;
     let model = scratch("cmp-4eyes", ctx.seed);
     stage(target, &signal_model(&model, 0.5), "cmp-alice").await?;
@@ -563,7 +567,8 @@ async fn self_approval_body(target: &dyn Target, model: &str) -> CaseOutcome {
 /// Gauntlet run recorded for its exact digest; with one it is, and the promotion's audit
 /// record names the digest.
 pub(crate) async fn promotion_needs_a_passing_run(ctx: CaseCtx) -> CaseOutcome {
-    let target = ctx.target.as_ref();
+    let subject = subject(&ctx.target).0;
+    let target = subject.as_ref();
     require_extensions(target, &[FOUR_EYES_EXTENSION]).await?;
     let model = scratch("cmp-tested", ctx.seed);
     stage(target, &signal_model(&model, 0.25), "cmp-alice").await?;
@@ -697,7 +702,8 @@ async fn promotion_body(target: &dyn Target, model: &str) -> CaseOutcome {
 /// next checkpoint proves the log only grew (RFC 6962 inclusion and consistency proofs).
 pub(crate) async fn record_proves_inclusion_and_consistency(ctx: CaseCtx) -> CaseOutcome {
     use gauntlet_engine::audit::{Checkpoint, hex, merkle};
-    let target = ctx.target.as_ref();
+    let subject = subject(&ctx.target).0;
+    let target = subject.as_ref();
     require_extensions(target, &[AUDIT_EXTENSION]).await?;
     let who = scratch("cmp-auditor", ctx.seed);
     let first: Checkpoint =
@@ -804,7 +810,8 @@ pub(crate) async fn record_proves_inclusion_and_consistency(ctx: CaseCtx) -> Cas
 /// CMP-CLOCK (RTS 25): record times are UTC with microseconds, never go back, and are close
 /// to this machine's clock.
 pub(crate) async fn timestamps_are_utc_microseconds(ctx: CaseCtx) -> CaseOutcome {
-    let target = ctx.target.as_ref();
+    let subject = subject(&ctx.target).0;
+    let target = subject.as_ref();
     require_extensions(target, &[AUDIT_EXTENSION]).await?;
     let who = scratch("cmp-clock", ctx.seed);
     let before = now_micros();
@@ -879,7 +886,8 @@ pub(crate) async fn timestamps_are_utc_microseconds(ctx: CaseCtx) -> CaseOutcome
 /// CMP-GDPR (Art. 25, 32): a client id sent with a prediction and a trader id sent with a
 /// signal never appear in the log in clear; both are keyed pseudonyms.
 pub(crate) async fn client_ids_are_pseudonymised(ctx: CaseCtx) -> CaseOutcome {
-    let target = ctx.target.as_ref();
+    let subject = subject(&ctx.target).0;
+    let target = subject.as_ref();
     require_extensions(target, &[AUDIT_EXTENSION, TRADING_EXTENSION]).await?;
     let model = scratch("cmp-gdpr", ctx.seed);
     stage(target, &signal_model(&model, 1.0), "cmp-loader").await?;
@@ -954,7 +962,8 @@ async fn pseudonym_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutc
 /// CMP-AUDIT, CMP-RETAIN: no route deletes or edits a record: every such method on the audit
 /// routes is refused, the record reads the same after, and the log only grew.
 pub(crate) async fn no_route_deletes_records(ctx: CaseCtx) -> CaseOutcome {
-    let target = ctx.target.as_ref();
+    let subject = subject(&ctx.target).0;
+    let target = subject.as_ref();
     require_extensions(target, &[AUDIT_EXTENSION]).await?;
     let who = scratch("cmp-eraser", ctx.seed);
     let cp = checkpoint(target, &who).await?;
@@ -1010,7 +1019,8 @@ pub(crate) async fn no_route_deletes_records(ctx: CaseCtx) -> CaseOutcome {
 /// retention period is refused by `retention`; the default prune keeps every record younger
 /// than five years.
 pub(crate) async fn retention_refuses_young_prunes(ctx: CaseCtx) -> CaseOutcome {
-    let target = ctx.target.as_ref();
+    let subject = subject(&ctx.target).0;
+    let target = subject.as_ref();
     require_extensions(target, &[AUDIT_EXTENSION]).await?;
     let who = scratch("cmp-retention", ctx.seed);
     let cp = checkpoint(target, &who).await?;

@@ -21,6 +21,10 @@
 //! proves its inclusion under the signed checkpoint, see [`remote`]) and `tamper_located`
 //! (CMP-AUDIT: on copies of a file-backed target's directory, `[profile.X.compliance]
 //! audit-dir`, a flipped byte, a rewritten record and a forged checkpoint are each named).
+//!
+//! In process, cases and gates check the engine's audited twin ([`support::subject`]): the
+//! same build and models with an audit log and four-eyes promotion, its log in the report
+//! directory's `audit-log/` under `gauntlet run`, found by `tamper_located` without a setting.
 //! The run attaches the clauses of `clauses.toml` and the final checkpoint as evidence, which
 //! the reports join with every case of the run.
 //!
@@ -141,7 +145,8 @@ pub fn all_cases() -> Vec<Case> {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ComplianceConfig {
     /// The target's audit directory, for a file-backed target: the `tamper_located` gate
-    /// tampers with copies of it. Unset: that gate is skipped.
+    /// tampers with copies of it. Unset: the in-process engine's own log, or, by URL, that
+    /// gate is skipped.
     pub audit_dir: Option<PathBuf>,
     /// The log's public key (64 hex digits), obtained out of band; unset: the key the target
     /// names in its checkpoints.
@@ -206,7 +211,8 @@ impl Suite for Compliance {
         let started = Instant::now();
         let config = ComplianceConfig::from_settings(&ctx.settings)?;
         let key = config.key()?;
-        let target = ctx.target.as_ref();
+        let (subject, own_dir) = support::subject(&ctx.target);
+        let target = subject.as_ref();
         let audited = support::extensions(target)
             .await
             .map_err(|e| SuiteError::Setup(e.to_string()))?
@@ -280,9 +286,9 @@ impl Suite for Compliance {
                 message: reason,
             });
         }
-        let tamper = match &config.audit_dir {
+        let tamper = match config.audit_dir.as_ref().or(own_dir.as_ref()) {
             None => {
-                let reason = "no audit directory: set [profile.X.compliance] audit-dir to a file-backed target's audit.dir".to_owned();
+                let reason = "no audit directory: set [profile.X.compliance] audit-dir to a file-backed target's audit.dir (the in-process engine's is found)".to_owned();
                 GateResult {
                     name: "tamper_located".to_owned(),
                     verdict: Verdict::Skip(reason.clone()),

@@ -1,5 +1,8 @@
 //! Requests with a principal, extension discovery and the small helpers every case shares.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{Method, Request, header};
 use serde_json::Value;
@@ -16,6 +19,16 @@ pub const FOUR_EYES_EXTENSION: &str = "gauntlet_four_eyes";
 /// The principal the cases engage the kill switch and lift throttles as: the reference
 /// engine's default `trading.risk-principals`.
 pub const RISK_PRINCIPAL: &str = "risk-officer";
+
+/// What the cases and gates check: the target's audited twin when the harness can make one
+/// (the in-process engine, [`Target::audited`]), with its log's directory; else the target
+/// itself, as its operator configured it, and no directory.
+pub fn subject(target: &Arc<dyn Target>) -> (Arc<dyn Target>, Option<PathBuf>) {
+    match target.audited() {
+        Some(a) => (a.target, Some(a.dir)),
+        None => (Arc::clone(target), None),
+    }
+}
 
 /// Sends `method path` as `principal` (header `x-gauntlet-principal`), with a JSON body.
 ///

@@ -156,6 +156,65 @@ async fn every_case_and_gate_passes_in_process_and_the_matrix_traces_every_claus
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_in_process_engine_is_checked_through_its_audited_twin_whose_log_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit-log");
+    // A former run's log in the same place is replaced, not appended to (its key is gone).
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(gauntlet_engine::audit::PUBLIC_KEY_FILE), "00\n").unwrap();
+    let plain = InProcess::new(AppState::new(EngineConfig::default())).audit_log_in(&dir);
+    assert!(plain.state().audit().is_none());
+    let target: Arc<dyn Target> = Arc::new(plain);
+    assert_all_pass(&run_all(Arc::clone(&target)).await);
+    // No audit-dir setting: the tamper gate finds the twin's log.
+    let settings = settings("");
+    let planned = Compliance.gates(&settings).unwrap();
+    let output = Compliance
+        .run(SuiteCtx {
+            target: Arc::clone(&target),
+            settings,
+            planned,
+            progress: false,
+        })
+        .await
+        .unwrap();
+    for gate in &output.cases {
+        assert_eq!(
+            gate.outcome,
+            Outcome::Pass,
+            "{}: {:?}",
+            gate.id,
+            gate.message
+        );
+    }
+    // The log is a real directory, verified offline after the run with the key it holds.
+    let twin = target.audited().unwrap();
+    assert_eq!(twin.dir, dir);
+    let report = gauntlet_engine::audit::verify_dir(&dir, &Default::default()).unwrap();
+    assert!(report.records > 50 && report.checkpoints >= 2, "{report:?}");
+    // The keys are not beside it.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert!(
+            !name.to_string_lossy().ends_with(".key"),
+            "{name:?} in the log directory"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_holds_something_else_is_not_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
+    let plain = InProcess::new(AppState::new(EngineConfig::default())).audit_log_in(tmp.path());
+    assert!(plain.audited().is_none());
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_case_passes_against_the_engine_by_url() {
     let tmp = tempfile::tempdir().unwrap();
     let served = ServedEngine::start(audited_state(tmp.path()), 1).unwrap();
@@ -169,7 +228,13 @@ async fn every_case_passes_against_the_engine_by_url() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_extensions_the_cases_skip_with_the_reason() {
-    let target: Arc<dyn Target> = Arc::new(InProcess::new(AppState::new(EngineConfig::default())));
+    // By URL: the in-process engine would give its audited twin.
+    let served = ServedEngine::start(AppState::new(EngineConfig::default()), 1).unwrap();
+    let target: Arc<dyn Target> = Arc::new(
+        HttpTarget::connect(&served.url(), HttpOptions::default())
+            .await
+            .unwrap(),
+    );
     for r in run_all(target).await {
         let needs_audit_or_four_eyes = !matches!(
             r.name.as_str(),

@@ -1110,7 +1110,7 @@ async fn with_admin_keys_the_principal_comes_from_the_signature_not_a_header() {
         "/v2/audit/proof/inclusion?index=0",
         "/v2/audit/proof/consistency?first=1",
     ] {
-        let a = call(addr, "GET", path, &[claim.clone()], b"").await;
+        let a = call(addr, "GET", path, std::slice::from_ref(&claim), b"").await;
         assert_eq!(a.status, 401, "unsigned GET {path}: {}", a.text);
         let h = read(&OPS, "ops-1", path, &sign::random_nonce());
         let a = call(addr, "GET", path, &h, b"").await;

@@ -17,9 +17,6 @@
 use std::hint::black_box;
 
 use axum::body::Body;
-use std::time::Duration;
-
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use gauntlet_engine::artifact::{
     ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION, FeatureSpec, ImputePolicy, ModelParams, Node,
@@ -30,6 +27,11 @@ use gauntlet_engine::{AppState, EngineConfig, Model, ModelArtifact, app};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tower::ServiceExt as _;
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
+use cpu_time::ThreadCpuTime;
 
 const N_FEATURES: usize = 32;
 const N_TREES: usize = 100;
@@ -241,49 +243,6 @@ fn per_row(model: &Model, rows: &[f64]) -> Vec<f64> {
     rows.chunks_exact(model.n_features())
         .map(|row| model.predict(row))
         .collect()
-}
-
-/// CPU time of the calling thread (criterion runs the routine on the calling thread).
-struct ThreadCpuTime;
-
-fn thread_cpu_time() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
-}
-
-/// Formats like wall time: both are nanoseconds.
-static NANOSECONDS: WallTime = WallTime;
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = Duration;
-    type Value = Duration;
-
-    fn start(&self) -> Duration {
-        thread_cpu_time()
-    }
-
-    fn end(&self, start: Duration) -> Duration {
-        thread_cpu_time().saturating_sub(start)
-    }
-
-    fn add(&self, v1: &Duration, v2: &Duration) -> Duration {
-        *v1 + *v2
-    }
-
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-
-    fn to_f64(&self, value: &Duration) -> f64 {
-        value.as_nanos() as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        NANOSECONDS.formatter()
-    }
 }
 
 fn batch_benches(c: &mut Criterion<ThreadCpuTime>) {

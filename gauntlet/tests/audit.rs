@@ -231,3 +231,63 @@ fn a_served_log_verifies_and_a_record_changed_on_its_disk_exits_1() {
     );
     drop(server);
 }
+
+/// With admin keys the engine serves its log only to a signed viewer or auditor: `audit
+/// verify URL` without credentials is refused, with a viewer's credentials file it verifies,
+/// with an operator's it is refused.
+#[test]
+fn a_keyed_engine_serves_its_log_to_a_viewers_signed_reads() {
+    use gauntlet_engine::security::keyring::write_private;
+    use gauntlet_engine::security::{AdminKeys, Role, Security, SecurityConfig};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let config = gauntlet_engine::EngineConfig {
+        audit: Some(AuditConfig::new(
+            tmp.path().join("log"),
+            tmp.path().join("keys"),
+        )),
+        security: SecurityConfig {
+            admin_keys: Some("admin-keys.toml".into()),
+            ..SecurityConfig::default()
+        },
+        ..gauntlet_engine::EngineConfig::default()
+    };
+    let mut keys = AdminKeys::default();
+    keys.insert("view-1".into(), vec![0; 32], "vic".into(), Role::Viewer)
+        .unwrap();
+    keys.insert("ops-1".into(), vec![0; 32], "olga".into(), Role::Operator)
+        .unwrap();
+    let security = Security::from_parts(&config.security, None, Some(keys), None);
+    let state = gauntlet_engine::AppState::open_with_security(config, security).unwrap();
+    let log = state.audit().unwrap().clone();
+    let server = gauntlet_harness::ServedEngine::start(state, 1).unwrap();
+    let url = server.url();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        for _ in 0..3 {
+            let e = AuditEvent::new("bob", Action::KillEngage, Outcome::Ok);
+            log.record_durable(e).await.unwrap();
+        }
+        log.checkpoint_now().await.unwrap();
+    });
+    let key = audit::hex::encode(&log.public_key());
+    // 32 zero bytes, in base64.
+    let secret = format!("{}=", "A".repeat(43));
+    let credentials = |id: &str, role: &str| {
+        let path = tmp.path().join(format!("{id}.toml"));
+        let text = format!("key-id = \"{id}\"\nsecret = \"{secret}\"\nrole = \"{role}\"\n");
+        write_private(&path, text.as_bytes()).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (viewer, operator) = (
+        credentials("view-1", "viewer"),
+        credentials("ops-1", "operator"),
+    );
+    let (code, out) = verify(&[&url, "--public-key", &key]);
+    assert_ne!(code, 0, "{out}");
+    let (code, out) = verify(&[&url, "--public-key", &key, "--admin-credentials", &operator]);
+    assert_ne!(code, 0, "{out}");
+    let (code, out) = verify(&[&url, "--public-key", &key, "--admin-credentials", &viewer]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("verified: 3 records"), "{out}");
+    drop(server);
+}

@@ -76,6 +76,7 @@ fn security(dir: &Path, token: &str) -> ClientSecurity {
                 .unwrap()
                 .with_role(Role::Operator),
         ],
+        ..ClientSecurity::default()
     }
 }
 

@@ -124,17 +124,28 @@ pub fn app(state: AppState) -> Router {
         ));
     }
     // The audit and trading routes that act for a principal are admin routes too
-    // (`security::ADMIN_ROUTES`): signed when admin keys are configured. Only their POSTs.
+    // (`security::ADMIN_ROUTES`): signed when admin keys are configured. So are the audit
+    // log's reads (viewer or auditor): the trading routes' reads stay open.
     let signed =
         || middleware::from_fn_with_state(state.clone(), crate::security::auth::admin_auth);
     let audit_routes = Router::new()
         .route(
             "/v2/audit/checkpoint",
-            get(audit::latest_checkpoint).post(audit::sign_checkpoint.layer(signed())),
+            get(audit::latest_checkpoint.layer(signed()))
+                .post(audit::sign_checkpoint.layer(signed())),
         )
-        .route("/v2/audit/proof/inclusion", get(audit::inclusion))
-        .route("/v2/audit/proof/consistency", get(audit::consistency))
-        .route("/v2/audit/records/{index}", get(audit::record))
+        .route(
+            "/v2/audit/proof/inclusion",
+            get(audit::inclusion.layer(signed())),
+        )
+        .route(
+            "/v2/audit/proof/consistency",
+            get(audit::consistency.layer(signed())),
+        )
+        .route(
+            "/v2/audit/records/{index}",
+            get(audit::record.layer(signed())),
+        )
         .route("/v2/audit/prune", post(audit::prune.layer(signed())))
         .route("/v2/trading/signal", post(trading::signal))
         .route(

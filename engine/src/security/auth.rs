@@ -47,13 +47,13 @@ const MAX_NONCES: usize = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// Lists the repository.
+    /// Lists the repository and reads the audit log.
     Viewer,
     /// Lists, loads (stages) and unloads models.
     Operator,
     /// Lists, promotes and rolls back models.
     Approver,
-    /// Lists the repository (and reads audit data).
+    /// Lists the repository, reads the audit log and prunes it past its retention.
     Auditor,
 }
 
@@ -88,9 +88,16 @@ impl Role {
         match action {
             // The trading controls authorise by name (`trading.risk-principals`), once the
             // signature has said who is calling; a checkpoint only signs what is logged.
-            Action::Index | Action::Checkpoint | Action::KillSwitch | Action::EnableAlgo => true,
+            Action::Index
+            | Action::Review
+            | Action::Checkpoint
+            | Action::KillSwitch
+            | Action::EnableAlgo => true,
             Action::Load | Action::Unload => self == Role::Operator,
             Action::Promote | Action::Rollback => self == Role::Approver,
+            // The log holds who did what (pseudonymised): read by those who watch, not by
+            // those who act.
+            Action::ReadAudit => matches!(self, Role::Viewer | Role::Auditor),
             Action::Prune => self == Role::Auditor,
         }
     }
@@ -112,12 +119,26 @@ enum Action {
     EnableAlgo,
     /// `POST /v2/audit/prune`: deletes records past their retention.
     Prune,
+    /// `GET` of a checkpoint, a proof or a record of the audit log.
+    ReadAudit,
+    /// `GET /v2/repository/models/{m}/review`: the staged version awaiting approval.
+    Review,
 }
 
 impl Action {
-    /// The action of a POST to an admin route template; `None` for any other request. The
+    /// The action of a request to an admin route template; `None` for any other request. The
     /// router puts the admin layer on exactly these (method, route) pairs.
     fn of_route(method: &http::Method, route: &str) -> Option<Action> {
+        if method == http::Method::GET {
+            return match route {
+                "/v2/audit/checkpoint"
+                | "/v2/audit/proof/inclusion"
+                | "/v2/audit/proof/consistency"
+                | "/v2/audit/records/{index}" => Some(Action::ReadAudit),
+                "/v2/repository/models/{m}/review" => Some(Action::Review),
+                _ => None,
+            };
+        }
         if method != http::Method::POST {
             return None;
         }
@@ -150,13 +171,15 @@ impl Action {
             Action::KillSwitch => "operate the kill switch",
             Action::EnableAlgo => "re-enable algorithms",
             Action::Prune => "prune the audit log",
+            Action::ReadAudit => "read the audit log",
+            Action::Review => "review staged models",
         }
     }
 }
 
 /// The admin routes, as (method, route template): what the admin layer guards when admin keys
 /// are configured. The router layers it on each; a unit test checks each maps to an action.
-pub const ADMIN_ROUTES: [(&str, &str); 12] = [
+pub const ADMIN_ROUTES: [(&str, &str); 17] = [
     ("POST", "/v2/repository/index"),
     ("POST", "/v2/repository/models/{m}/load"),
     ("POST", "/v2/repository/models/{m}/unload"),
@@ -169,6 +192,11 @@ pub const ADMIN_ROUTES: [(&str, &str); 12] = [
     ("POST", "/v2/trading/kill"),
     ("POST", "/v2/trading/kill/release"),
     ("POST", "/v2/trading/algos/{algo}/enable"),
+    ("GET", "/v2/repository/models/{m}/review"),
+    ("GET", "/v2/audit/checkpoint"),
+    ("GET", "/v2/audit/proof/inclusion"),
+    ("GET", "/v2/audit/proof/consistency"),
+    ("GET", "/v2/audit/records/{index}"),
 ];
 
 /// The admin route (method, template) of [`ADMIN_ROUTES`] a request `method path` matches:
@@ -709,6 +737,9 @@ mod tests {
         assert!(Role::Approver.allows(Action::Promote) && Role::Approver.allows(Action::Rollback));
         assert!(!Role::Approver.allows(Action::Load));
         assert!(!Role::Viewer.allows(Action::Load) && !Role::Auditor.allows(Action::Promote));
+        assert!(Role::Viewer.allows(Action::ReadAudit) && Role::Auditor.allows(Action::ReadAudit));
+        assert!(!Role::Operator.allows(Action::ReadAudit));
+        assert!(!Role::Approver.allows(Action::ReadAudit));
     }
 
     #[test]
@@ -722,6 +753,14 @@ mod tests {
             Some("/v2/trading/kill")
         );
         assert_eq!(admin_route("GET", "/v2/trading/kill"), None);
+        assert_eq!(
+            admin_route("GET", "/v2/audit/proof/inclusion?index=1&size=2").map(|r| r.1),
+            Some("/v2/audit/proof/inclusion")
+        );
+        assert_eq!(
+            Role::Operator.may_call("GET", "/v2/audit/records/7"),
+            Some(false)
+        );
         assert_eq!(admin_route("POST", "/v2/repository/models//load"), None);
         assert_eq!(admin_route("POST", "/v2/repository/models/m/load/x"), None);
         assert_eq!(admin_route("POST", "/v2/models/m/infer"), None);

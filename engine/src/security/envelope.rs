@@ -322,18 +322,31 @@ fn wrap(
     Ok((kek_id, slot))
 }
 
-fn unwrap_dek(keyring: &Keyring, p: &Parsed<'_>) -> Result<Aes256Gcm, EnvelopeError> {
+/// The envelope's data key, unwrapped under its KEK (the key slot's tag checked).
+fn unwrap_key(keyring: &Keyring, p: &Parsed<'_>) -> Result<Vec<u8>, EnvelopeError> {
     let kek = keyring.unwrap_cipher(&p.header.kek_id)?;
-    let dek = kek
+    kek.decrypt(
+        Nonce::from_slice(p.wrap_nonce),
+        Payload {
+            msg: p.wrapped,
+            aad: &wrap_aad(&p.header.kek_id, p.content),
+        },
+    )
+    .map_err(|_| EnvelopeError::KeySlotTampered)
+}
+
+/// The body decrypted under the data key `dek` (the content tag checked).
+fn open_body(dek: &[u8], p: &Parsed<'_>) -> Result<Vec<u8>, EnvelopeError> {
+    let cipher = Aes256Gcm::new_from_slice(dek).map_err(|_| EnvelopeError::KeySlotTampered)?;
+    cipher
         .decrypt(
-            Nonce::from_slice(p.wrap_nonce),
+            Nonce::from_slice(p.data_nonce),
             Payload {
-                msg: p.wrapped,
-                aad: &wrap_aad(&p.header.kek_id, p.content),
+                msg: p.body,
+                aad: &data_aad(p.content),
             },
         )
-        .map_err(|_| EnvelopeError::KeySlotTampered)?;
-    Aes256Gcm::new_from_slice(&dek).map_err(|_| EnvelopeError::KeySlotTampered)
+        .map_err(|_| EnvelopeError::ContentTampered)
 }
 
 /// What the caller expects the envelope to hold; `None` accepts any.
@@ -367,16 +380,7 @@ pub fn decrypt(
             found: p.header.version.clone(),
         });
     }
-    let dek = unwrap_dek(keyring, &p)?;
-    let plaintext = dek
-        .decrypt(
-            Nonce::from_slice(p.data_nonce),
-            Payload {
-                msg: p.body,
-                aad: &data_aad(p.content),
-            },
-        )
-        .map_err(|_| EnvelopeError::ContentTampered)?;
+    let plaintext = open_body(&unwrap_key(keyring, &p)?, &p)?;
     let digest: [u8; DIGEST_LEN] = Sha256::digest(&plaintext).into();
     if digest != p.header.plaintext_sha256 {
         return Err(EnvelopeError::DigestMismatch);
@@ -391,28 +395,9 @@ pub fn decrypt(
 /// The errors of [`decrypt`]'s unwrap step, or [`EnvelopeError::Encrypt`].
 pub fn rewrap(keyring: &mut Keyring, bytes: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
     let p = parse(bytes)?;
-    let dek = {
-        let kek = keyring.unwrap_cipher(&p.header.kek_id)?;
-        kek.decrypt(
-            Nonce::from_slice(p.wrap_nonce),
-            Payload {
-                msg: p.wrapped,
-                aad: &wrap_aad(&p.header.kek_id, p.content),
-            },
-        )
-        .map_err(|_| EnvelopeError::KeySlotTampered)?
-    };
+    let dek = unwrap_key(keyring, &p)?;
     // Authenticate the body before vouching for it under the new key.
-    let cipher = Aes256Gcm::new_from_slice(&dek).map_err(|_| EnvelopeError::KeySlotTampered)?;
-    cipher
-        .decrypt(
-            Nonce::from_slice(p.data_nonce),
-            Payload {
-                msg: p.body,
-                aad: &data_aad(p.content),
-            },
-        )
-        .map_err(|_| EnvelopeError::ContentTampered)?;
+    open_body(&dek, &p)?;
     let (_, slot) = wrap(keyring, &dek, p.content)?;
     let mut out = Vec::with_capacity(bytes.len() + 64);
     out.extend_from_slice(&preamble());

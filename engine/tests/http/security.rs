@@ -1100,6 +1100,40 @@ async fn with_admin_keys_the_principal_comes_from_the_signature_not_a_header() {
         "viewer-checkpoint-1",
     );
     assert_eq!(call(addr, "POST", checkpoint, &h, b"").await.status, 200);
+    // Reading the log needs a viewer or an auditor too: unsigned 401, an operator 403.
+    let read = |secret: &'static [u8; 32], id: &'static str, path: &'static str, nonce: &str| {
+        sign::signature_headers(secret, id, "GET", path, None, b"", now(), nonce)
+    };
+    for path in [
+        "/v2/audit/checkpoint",
+        "/v2/audit/records/0",
+        "/v2/audit/proof/inclusion?index=0",
+        "/v2/audit/proof/consistency?first=1",
+    ] {
+        let a = call(addr, "GET", path, std::slice::from_ref(&claim), b"").await;
+        assert_eq!(a.status, 401, "unsigned GET {path}: {}", a.text);
+        let h = read(&OPS, "ops-1", path, &sign::random_nonce());
+        let a = call(addr, "GET", path, &h, b"").await;
+        assert_eq!(
+            (a.status, a.json()),
+            (
+                403,
+                json!({"error": "role operator may not read the audit log"})
+            ),
+            "GET {path} signed by an operator"
+        );
+        let h = read(&VIEWER, "view-1", path, &sign::random_nonce());
+        let a = call(addr, "GET", path, &h, b"").await;
+        assert!(
+            a.status == 200 || a.status == 400,
+            "GET {path} signed by a viewer: {} {}",
+            a.status,
+            a.text
+        );
+    }
+    let h = read(&RISK, "risk-1", checkpoint, &sign::random_nonce());
+    let a = call(addr, "GET", checkpoint, &h, b"").await;
+    assert_eq!(a.status, 200, "{}", a.text);
 
     let load = "/v2/repository/models/m/load";
     let body = load_body(&constant("m", 1));

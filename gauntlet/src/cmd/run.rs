@@ -128,6 +128,14 @@ struct SecureArgs {
         value_delimiter = ','
     )]
     admin_credentials: Vec<PathBuf>,
+    /// The target's artifact keyring file (mode 0600, as `gauntlet-engine keys` writes it):
+    /// the security suite seals tampered and wrong-key envelopes for it.
+    #[arg(long, env = "GAUNTLET_ARTIFACT_KEYRING", value_name = "FILE")]
+    artifact_keyring: Option<PathBuf>,
+    /// A copy of the target's keyring from before its primary key was retired (mode 0600):
+    /// the security suite checks that envelopes under that key are refused.
+    #[arg(long, env = "GAUNTLET_RETIRED_KEYRING", value_name = "FILE")]
+    retired_keyring: Option<PathBuf>,
 }
 
 impl SecureArgs {
@@ -142,13 +150,25 @@ impl SecureArgs {
             .map_err(Failure::usage_err)?;
         let admin = gauntlet_harness::target::security::load_credentials(&self.admin_credentials)
             .map_err(|e| Failure::usage(gauntlet_harness::error_chain(&e)))?;
-        if headers.is_empty() && admin.is_empty() && self.ca_file.is_none() {
+        let (keyring, retired) = gauntlet_harness::target::security::load_keyrings(
+            self.artifact_keyring.as_deref(),
+            self.retired_keyring.as_deref(),
+        )
+        .map_err(|e| Failure::usage(gauntlet_harness::error_chain(&e)))?;
+        if headers.is_empty()
+            && admin.is_empty()
+            && self.ca_file.is_none()
+            && keyring.is_none()
+            && retired.is_none()
+        {
             return Ok(None);
         }
         Ok(Some(gauntlet_harness::ClientSecurity {
             ca_file: self.ca_file.clone(),
             headers,
             admin,
+            keyring,
+            retired,
         }))
     }
 }
@@ -241,8 +261,8 @@ fn plan(registry: &Registry, args: RunArgs) -> Result<Plan<'_>, Failure> {
     let secure = args.secure.client()?;
     if secure.is_some() && args.target.is_none() {
         return Err(Failure::usage(
-            "--header, --ca-file and --admin-credentials are for a --target URL (the \
-             in-process engine makes its own keys)",
+            "--header, --ca-file, --admin-credentials and the keyrings are for a --target URL \
+             (the in-process engine makes its own keys)",
         ));
     }
     Ok(Plan {

@@ -189,10 +189,13 @@ impl HttpTarget {
                 )
                 .filter(|v| v.len() >= 8),
         );
+        for ring in security.keyring.iter().chain(&security.retired) {
+            secrets.extend(super::security::key_material(ring));
+        }
         let access = SecurityAccess {
             admin: security.admin.clone(),
-            keyring: None,
-            retired: None,
+            keyring: security.keyring.clone(),
+            retired: security.retired.clone(),
             raw,
             tls: https,
             secrets,

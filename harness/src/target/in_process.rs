@@ -352,7 +352,7 @@ fn make_secured(
         .map_err(|e| setup(e.to_string()))?;
     ring.set_primary("k-live")
         .map_err(|e| setup(e.to_string()))?;
-    secrets.extend(key_material(&ring.to_toml_string()));
+    secrets.extend(super::security::key_material(&ring));
     ring.retire("k-old").map_err(|e| setup(e.to_string()))?;
     let token = format!("gx-read-{}{}", random_nonce(), random_nonce());
     let mut tokens = ReadTokens::default();
@@ -403,21 +403,6 @@ fn make_secured(
         _tls: tls,
     }));
     Ok(target)
-}
-
-/// The base64 key material of a keyring document's `key = "…"` lines, decoded.
-fn key_material(toml_text: &str) -> Vec<Vec<u8>> {
-    use base64::Engine as _;
-    toml_text
-        .lines()
-        .filter_map(|l| {
-            l.trim()
-                .strip_prefix("key = \"")?
-                .strip_suffix('"')
-                .map(str::to_owned)
-        })
-        .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-        .collect()
 }
 
 /// A CA and a `localhost`/`127.0.0.1` server certificate made now: the acceptor serving it

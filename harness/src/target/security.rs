@@ -6,7 +6,8 @@
 //! never appear in a `Debug`, an error message or a report.
 //!
 //! [`SecurityAccess`] is what a target hands the `security` suite: the same credentials, the
-//! artifact keyring when the harness made the server (in-process), the raw address for
+//! artifact keyrings (made by the harness in process, given with `--artifact-keyring` and
+//! `--retired-keyring` by URL), the raw address for
 //! socket-level attacks (slowloris, TLS probes), and every secret the run used, so the suite can
 //! look for them in what the target says.
 
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request};
 
-use gauntlet_engine::security::keyring::Keyring;
+use gauntlet_engine::security::keyring::{KeyState, Keyring, KeyringError};
 use gauntlet_engine::security::sign::{self, Credentials, CredentialsError};
 
 /// Marks a request that the target must send as it is: no admin signature added. The
@@ -138,6 +139,104 @@ pub fn load_credentials(files: &[PathBuf]) -> Result<Vec<Credentials>, Credentia
         .collect()
 }
 
+/// Why an artifact keyring given for a URL target was refused. Never quotes key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyringFileError {
+    /// The file could not be read or parsed, or group or others may read it.
+    #[error("failed to read {flag} `{}`", path.display())]
+    File {
+        /// The flag that named the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: KeyringError,
+    },
+    /// A keyring without a primary key seals nothing.
+    #[error("{flag} `{}`: the keyring has no primary key", path.display())]
+    NoPrimary {
+        /// The flag that named the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// `--retired-keyring` without `--artifact-keyring`.
+    #[error(
+        "--retired-keyring needs --artifact-keyring (the target's keyring, which lists the key \
+         as retired)"
+    )]
+    RetiredAlone,
+    /// The retired keyring's primary is not a key the target's keyring lists as retired.
+    #[error(
+        "--retired-keyring: its primary key {id:?} is not retired in the --artifact-keyring \
+         (run `gauntlet-engine keys retire --id {id}` on the target's keyring first)"
+    )]
+    NotRetired {
+        /// The key id.
+        id: String,
+    },
+}
+
+/// The target's artifact keyring (`--artifact-keyring`) and a keyring whose primary key the
+/// target has since retired (`--retired-keyring`: a copy of the target's keyring from before
+/// `gauntlet-engine keys retire`). Each file must be mode 0600, as the engine requires.
+///
+/// # Errors
+/// [`KeyringFileError`] naming the flag and the file or the key id.
+pub fn load_keyrings(
+    artifact: Option<&Path>,
+    retired: Option<&Path>,
+) -> Result<(Option<Keyring>, Option<Keyring>), KeyringFileError> {
+    let load = |flag: &'static str, path: &Path| -> Result<Keyring, KeyringFileError> {
+        let ring = Keyring::load(path).map_err(|source| KeyringFileError::File {
+            flag,
+            path: path.to_owned(),
+            source,
+        })?;
+        if ring.primary().is_none() {
+            return Err(KeyringFileError::NoPrimary {
+                flag,
+                path: path.to_owned(),
+            });
+        }
+        Ok(ring)
+    };
+    let artifact = artifact
+        .map(|p| load("--artifact-keyring", p))
+        .transpose()?;
+    let retired = retired.map(|p| load("--retired-keyring", p)).transpose()?;
+    if let Some(old) = &retired {
+        let ring = artifact.as_ref().ok_or(KeyringFileError::RetiredAlone)?;
+        let id = old.primary().unwrap_or_default();
+        if !ring
+            .list()
+            .iter()
+            .any(|k| k.id == id && k.state == KeyState::Retired)
+        {
+            return Err(KeyringFileError::NotRetired { id: id.to_owned() });
+        }
+    }
+    Ok((artifact, retired))
+}
+
+/// The material of every key of `ring` that still has some: secrets the target must never
+/// show.
+pub(crate) fn key_material(ring: &Keyring) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    ring.to_toml_string()
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("key = \"")?
+                .strip_suffix('"')
+                .map(str::to_owned)
+        })
+        .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .collect()
+}
+
 /// What an [`HttpTarget`](super::HttpTarget) adds for a secured server.
 #[derive(Debug, Clone, Default)]
 pub struct ClientSecurity {
@@ -149,6 +248,11 @@ pub struct ClientSecurity {
     /// Admin signing credentials: admin calls ([`gauntlet_engine::security::ADMIN_ROUTES`]) are
     /// signed with the first whose role may make the call (or whose role is unknown).
     pub admin: Vec<Credentials>,
+    /// The target's artifact keyring ([`load_keyrings`]): the `security` suite seals its
+    /// envelopes under its primary key.
+    pub keyring: Option<Keyring>,
+    /// A keyring whose primary key the target has retired ([`load_keyrings`]).
+    pub retired: Option<Keyring>,
 }
 
 /// A raw address of the target, for attacks below HTTP (slowloris, TLS probes).
@@ -200,7 +304,7 @@ pub struct SecurityAccess {
     /// Admin signing credentials the target accepts, with their roles when known.
     pub admin: Vec<Credentials>,
     /// The KEK keyring the target decrypts artifacts with (its primary seals what it opens),
-    /// when the harness made the target.
+    /// when the harness made the target or the user gave it (`--artifact-keyring`).
     pub keyring: Option<Keyring>,
     /// A keyring whose primary key the target knows but has retired.
     pub retired: Option<Keyring>,

@@ -3,7 +3,8 @@
 //!
 //! - SEC-SIG: forged, expired, future-dated, replayed, body-swapped and unknown-key admin calls
 //!   are refused; an unsigned model load is refused (a target that accepts one **fails**).
-//! - SEC-AUTHZ: a role without the permission gets 403.
+//! - SEC-AUTHZ: a role without the permission gets 403; reading the audit log needs a signed
+//!   call by a role that may read it.
 //! - SEC-ENC, SEC-KEYROT: tampered artifact bytes, header or AAD, a wrong key and a retired
 //!   key are refused, and the live model is unchanged afterwards.
 //! - SEC-INPUT: oversized, deeply nested, header-flood and slowloris requests are refused or
@@ -93,6 +94,7 @@ fn attacks() -> Vec<Attack> {
         attack!(sig::swapped_body_is_refused, ["SEC-SIG"]),
         attack!(sig::unknown_key_is_refused, ["SEC-SIG"]),
         attack!(sig::wrong_role_is_refused, ["SEC-AUTHZ"]),
+        attack!(sig::audit_read_needs_a_role, ["SEC-AUTHZ"]),
         attack!(
             sig::unsigned_admin_load_is_refused,
             ["SEC-SIG", "SEC-AUTHZ"]

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::Method;
 
 use gauntlet_engine::security::sign;
-use gauntlet_harness::{Capability, TargetExt};
+use gauntlet_harness::{Capability, Reply, TargetExt};
 
 use crate::probe::{Ctx, Step, Verdict, answer, load_body, now, refused, signed};
 
@@ -218,6 +218,99 @@ pub(crate) async fn unsigned_admin_load_is_refused(c: &Ctx) -> Verdict {
         Ok(verdict)
     })
     .await
+}
+
+/// Name of the audit log's extension in `GET /v2` (the reference engine's `gauntlet_audit`).
+const AUDIT_EXTENSION: &str = "gauntlet_audit";
+
+/// The audit log holds who did what: reading it needs a signed call by a role that may read it
+/// (the reference engine: viewer or auditor). Unsigned: 401; a role that may not: 403; a role
+/// that may: neither.
+pub(crate) async fn audit_read_needs_a_role(c: &Ctx) -> Verdict {
+    run(async {
+        let path = "/v2/audit/checkpoint";
+        let sent = format!("GET {path} without a signature");
+        let reply = c.send(&sent, Method::GET, path, &[], Bytes::new()).await?;
+        if reply.status.as_u16() == 404 {
+            let meta = c
+                .target
+                .get("/v2")
+                .await
+                .map_err(|e| Verdict::error(format!("GET /v2: {e}")))?;
+            let listed = meta.json::<serde_json::Value>().ok().is_some_and(|m| {
+                m["extensions"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|e| e == AUDIT_EXTENSION))
+            });
+            if !listed {
+                return Ok(Verdict::skip(format!(
+                    "the target serves no audit log (GET {path} is 404 and GET /v2 does not \
+                     list {AUDIT_EXTENSION})"
+                )));
+            }
+        }
+        if reply.status.is_success() {
+            return Ok(Verdict::fail(format!(
+                "sent {sent}; the target ANSWERED it: {} — anyone who can reach it can read \
+                 the audit log (configure admin keys: security.admin-keys for gauntlet-engine)",
+                answer(&reply)
+            )));
+        }
+        let first = refused(&sent, &reply, 401);
+        if first.outcome.label() != "pass" {
+            return Ok(first);
+        }
+        let mut lines = vec![first.message];
+        let admin = &c.access()?.admin;
+        let may = |k: &&sign::Credentials, yes: bool| {
+            k.role().and_then(|r| r.may_call("GET", path)) == Some(yes)
+        };
+        if let Some(creds) = admin.iter().find(|k| may(k, false)) {
+            let (sent, reply) = signed_read(c, creds, path).await?;
+            let verdict = refused(&sent, &reply, 403);
+            if verdict.outcome.label() != "pass" {
+                return Ok(Verdict::fail(format!(
+                    "{}; {}",
+                    lines.join("; "),
+                    verdict.message
+                )));
+            }
+            lines.push(format!("{sent}: {}", answer(&reply)));
+        }
+        if let Some(creds) = admin.iter().find(|k| may(k, true)) {
+            let (sent, reply) = signed_read(c, creds, path).await?;
+            if matches!(reply.status.as_u16(), 401 | 403) {
+                return Ok(Verdict::fail(format!(
+                    "{}; sent {sent}: a role that may read the audit log was refused: {}",
+                    lines.join("; "),
+                    answer(&reply)
+                )));
+            }
+            lines.push(format!("{sent}: {}", answer(&reply)));
+        }
+        Ok(Verdict::pass(lines.join("; ")))
+    })
+    .await
+}
+
+/// `GET path` signed now by `creds`: what was sent, and the answer.
+async fn signed_read(c: &Ctx, creds: &sign::Credentials, path: &str) -> Step<(String, Reply)> {
+    let role = creds.role().map_or("?", |r| r.as_str());
+    let sent = format!("GET {path} signed by key {} (role {role})", creds.key_id());
+    let headers = signed(
+        creds.key_id(),
+        creds.secret(),
+        "GET",
+        path,
+        None,
+        b"",
+        now(),
+        &sign::random_nonce(),
+    );
+    let reply = c
+        .send(&sent, Method::GET, path, &headers, Bytes::new())
+        .await?;
+    Ok((sent, reply))
 }
 
 /// The headers of a JSON `POST` to `path` signed now, with a fresh nonce: what a well-behaved

@@ -4,6 +4,10 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::Request;
+
+use gauntlet_engine::security::keyring::Keyring;
 use gauntlet_engine::security::sign::Credentials;
 use gauntlet_engine::security::{AdminKeys, Role, Security, SecurityConfig};
 use gauntlet_engine::{AppState, EngineConfig};
@@ -15,8 +19,19 @@ use gauntlet_reports::{CaseResult, Outcome};
 use gauntlet_security::SecuritySuite;
 
 async fn run(target: Arc<dyn Target>) -> Vec<CaseResult> {
+    run_selected(target, None).await
+}
+
+/// The cases `names` (all when `None`) against `target`.
+async fn run_selected(target: Arc<dyn Target>, names: Option<&[&str]>) -> Vec<CaseResult> {
     let settings = Settings::default();
-    let planned = SecuritySuite.gates(&settings).unwrap();
+    let planned: Vec<_> = SecuritySuite
+        .gates(&settings)
+        .unwrap()
+        .into_iter()
+        .filter(|p| names.is_none_or(|n| n.contains(&p.name.as_str())))
+        .collect();
+    assert_eq!(planned.len(), names.map_or(planned.len(), <[&str]>::len));
     let ctx = SuiteCtx {
         target,
         settings,
@@ -49,7 +64,7 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
     let target: Arc<dyn Target> =
         Arc::new(InProcess::with_models(EngineConfig::default(), models).unwrap());
     let cases = run(target).await;
-    assert_eq!(cases.len(), 19);
+    assert_eq!(cases.len(), 20);
     for c in &cases {
         assert_eq!(c.outcome, Outcome::Pass, "{}: {:?}", c.id, c.message);
         let message = c.message.as_deref().unwrap();
@@ -124,26 +139,51 @@ async fn an_open_engine_by_url_fails_the_unsigned_load() {
     }
 }
 
-/// A keyed engine by URL with the operator's and a viewer's credentials: the signature and role
-/// cases pass; the artifact cases are skipped (its keyring is not the run's).
+/// A keyed engine by URL with the operator's and a viewer's credentials and its keyrings (as
+/// `--artifact-keyring` and `--retired-keyring` give them): the signature, role and artifact
+/// cases pass; the TLS cases are skipped (plain HTTP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_keyed_engine_by_url_passes_the_signature_cases() {
+async fn a_keyed_engine_by_url_passes_the_signature_and_artifact_cases() {
     let config = EngineConfig {
         // Also the engine's keep-alive idle limit: above the client's 5 s pool idle timeout,
         // or a pooled connection the engine closed during the slowloris wait is reused.
         header_read_timeout: std::time::Duration::from_secs(6),
         security: SecurityConfig {
             admin_keys: Some("admin.toml".into()),
+            keyring: Some("keyring.toml".into()),
             ..SecurityConfig::default()
         },
         ..EngineConfig::default()
     };
+    // Rotated as an operator does: k1, then k2 made primary and k1 retired; `old` is the copy
+    // of the keyring from before the retirement.
+    let mut ring = Keyring::new();
+    ring.add_random("k1").unwrap();
+    let old = ring.clone();
+    ring.add_random("k2").unwrap();
+    ring.set_primary("k2").unwrap();
+    ring.retire("k1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ring_file, old_file) = (dir.path().join("ring.toml"), dir.path().join("old.toml"));
+    ring.save(&ring_file).unwrap();
+    old.save(&old_file).unwrap();
+    let (keyring, retired) =
+        gauntlet_harness::target::security::load_keyrings(Some(&ring_file), Some(&old_file))
+            .unwrap();
+    assert!(
+        gauntlet_harness::target::security::load_keyrings(Some(&ring_file), Some(&ring_file))
+            .unwrap_err()
+            .to_string()
+            .contains("\"k2\" is not retired")
+    );
     let mut keys = AdminKeys::default();
     keys.insert("ops-1".into(), vec![1; 32], "olga".into(), Role::Operator)
         .unwrap();
     keys.insert("view-1".into(), vec![3; 32], "vic".into(), Role::Viewer)
         .unwrap();
-    let security = Security::from_parts(&config.security, None, Some(keys), None);
+    keys.insert("appr-1".into(), vec![2; 32], "anna".into(), Role::Approver)
+        .unwrap();
+    let security = Security::from_parts(&config.security, Some(ring), Some(keys), None);
     let state = AppState::with_security(config, security);
     for m in gauntlet_fixtures::load_embedded().unwrap() {
         let name = m.name.clone();
@@ -159,7 +199,12 @@ async fn a_keyed_engine_by_url_passes_the_signature_cases() {
             Credentials::from_secret("view-1", &[3; 32])
                 .unwrap()
                 .with_role(Role::Viewer),
+            Credentials::from_secret("appr-1", &[2; 32])
+                .unwrap()
+                .with_role(Role::Approver),
         ],
+        keyring,
+        retired,
         ..ClientSecurity::default()
     };
     let target: Arc<dyn Target> = Arc::new(
@@ -178,16 +223,66 @@ async fn a_keyed_engine_by_url_passes_the_signature_cases() {
         "unknown_key_is_refused",
         "wrong_role_is_refused",
         "unsigned_admin_load_is_refused",
+        "audit_read_needs_a_role",
+        "tampered_artifact_is_refused",
+        "wrong_key_artifact_is_refused",
+        "retired_key_artifact_is_refused",
         "no_secret_or_trace_leaks",
     ] {
         assert_eq!(outcome(&cases, name).outcome, Outcome::Pass, "{name}");
     }
-    assert!(matches!(
-        outcome(&cases, "tampered_artifact_is_refused").outcome,
-        Outcome::Skip { .. }
-    ));
+    assert!(
+        outcome(&cases, "retired_key_artifact_is_refused")
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("under the retired key k1: 400")
+    );
     assert!(matches!(
         outcome(&cases, "tls_port_refuses_plain_http").outcome,
         Outcome::Skip { .. }
     ));
+}
+
+fn assert_outcome(cases: &[CaseResult], name: &str, expected: &Outcome, needle: &str) {
+    let case = outcome(cases, name);
+    let message = case.message.as_deref().unwrap_or("");
+    assert_eq!(&case.outcome, expected, "{name}: {message}");
+    assert!(message.contains(needle), "{name}: {message}");
+}
+
+/// The audit log's reads without their control (the engine with no admin keys and an audit
+/// log) fail the audit-read case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_with_open_audit_reads_fails_the_audit_read_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        audit: Some(gauntlet_engine::audit::AuditConfig::new(
+            tmp.path().join("log"),
+            tmp.path().join("keys"),
+        )),
+        ..EngineConfig::default()
+    };
+    let state = AppState::open(config).unwrap();
+    let server = gauntlet_harness::ServedEngine::start(state, 1).unwrap();
+    let target: Arc<dyn Target> = Arc::new(
+        HttpTarget::connect(&server.url(), HttpOptions::default())
+            .await
+            .unwrap(),
+    );
+    // A checkpoint to read (without admin keys the header names the caller).
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v2/audit/checkpoint")
+        .header("x-gauntlet-principal", "tester")
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(target.send(request).await.unwrap().status(), 200);
+    let cases = run_selected(target, Some(&["audit_read_needs_a_role"])).await;
+    assert_outcome(
+        &cases,
+        "audit_read_needs_a_role",
+        &Outcome::Fail,
+        "can read the audit log",
+    );
 }

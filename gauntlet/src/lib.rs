@@ -65,6 +65,7 @@ pub fn suites() -> Vec<Box<dyn Suite>> {
         Box::new(gauntlet_load::LoadSuite),
         Box::new(gauntlet_security::SecuritySuite),
         Box::new(gauntlet_compliance::Compliance),
+        Box::new(gauntlet_resilience::ResilienceSuite),
     ]
 }
 
@@ -216,7 +217,8 @@ mod tests {
                 "backtest",
                 "load",
                 "security",
-                "compliance"
+                "compliance",
+                "resilience"
             ]
         );
     }

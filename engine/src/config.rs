@@ -114,6 +114,10 @@ pub struct EngineConfig {
     /// `[trading]`: signal derivation and pre-trade limits. See
     /// [`crate::trading::TradingConfig`].
     pub trading: crate::trading::TradingConfig,
+    /// `[[remote-model]]`: models served by other OIP servers, each behind a circuit
+    /// breaker with a fallback chain. See [`crate::backend`].
+    #[serde(rename = "remote-model", skip_serializing_if = "Vec::is_empty")]
+    pub remote_models: Vec<crate::backend::RemoteModelConfig>,
 }
 
 impl Default for EngineConfig {
@@ -133,6 +137,7 @@ impl Default for EngineConfig {
             security: SecurityConfig::default(),
             audit: None,
             trading: crate::trading::TradingConfig::default(),
+            remote_models: Vec::new(),
         }
     }
 }
@@ -235,6 +240,18 @@ impl EngineConfig {
                 .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
         }
         check_inject_latency(self.inject_latency).or_else(|m| invalid("inject-latency", &m))?;
+        for (i, remote) in self.remote_models.iter().enumerate() {
+            remote.validate().or_else(|m| invalid("remote-model", &m))?;
+            if self.remote_models[..i]
+                .iter()
+                .any(|r| r.name == remote.name)
+            {
+                return invalid(
+                    "remote-model",
+                    &format!("[{}] name is used by another remote model", remote.name),
+                );
+            }
+        }
         self.security
             .validate()
             .or_else(|(field, message)| invalid(field, &message))
@@ -399,6 +416,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("admin-key"), "{msg}");
+    }
+
+    #[test]
+    fn remote_models_are_parsed_and_checked() {
+        let c = EngineConfig::from_toml_str(
+            "[[remote-model]]\nname = \"m\"\nbackend = \"http://127.0.0.1:9\"\n\
+             timeout = \"250ms\"\n[remote-model.breaker]\nsliding-window-type = \"time-based\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.remote_models[0].timeout, Duration::from_millis(250));
+        let round = toml::to_string(&c).unwrap();
+        assert_eq!(EngineConfig::from_toml_str(&round).unwrap(), c);
+        let msg = EngineConfig::from_toml_str(
+            "[[remote-model]]\nname = \"m\"\nbackend = \"http://h:1\"\n\
+             [[remote-model]]\nname = \"m\"\nbackend = \"http://h:2\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            msg,
+            "invalid config: remote-model [m] name is used by another remote model"
+        );
+        let msg = EngineConfig::from_toml_str(
+            "[[remote-model]]\nname = \"m\"\nbackend = \"http://h:1\"\n\
+             [remote-model.breaker]\nfailure-rate-threshold = 101.0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            msg,
+            "invalid config: remote-model [m] breaker.failure-rate-threshold must be over 0 and at most 100, got 101"
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@
 
 pub mod artifact;
 pub mod audit;
+pub mod backend;
 pub mod config;
 pub mod http;
 mod json;

@@ -29,6 +29,12 @@ pub(crate) struct Metrics {
     duration: HistogramVec,
     live_version: IntGaugeVec,
     sanitiser: IntCounterVec,
+    /// Remote model calls by outcome (success, failure, ignored, not_permitted).
+    breaker_calls: IntCounterVec,
+    /// Answers a fallback gave, by remote model and fallback.
+    degraded: IntCounterVec,
+    /// 1 for each remote model's current breaker state; rebuilt at scrape time.
+    breaker_state: IntGaugeVec,
     /// Serialises scrapes: each rebuilds the live-version gauge before gathering.
     scrape: Mutex<()>,
     /// Held shared while a request's series are recorded and exclusively while a model's are
@@ -69,6 +75,30 @@ impl Metrics {
             ),
             &["model", "feature", "action"],
         )?;
+        let breaker_calls = IntCounterVec::new(
+            Opts::new(
+                "gauntlet_breaker_calls_total",
+                "Remote model calls by breaker outcome: success, failure, ignored (a client error passed on), not_permitted.",
+            ),
+            &["model", "outcome"],
+        )?;
+        let degraded = IntCounterVec::new(
+            Opts::new(
+                "gauntlet_degraded_responses_total",
+                "Remote model answers given by a fallback, by fallback (last-good, rule, neutral).",
+            ),
+            &["model", "fallback"],
+        )?;
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "gauntlet_breaker_state",
+                "1 for each remote model's current circuit breaker state.",
+            ),
+            &["model", "state"],
+        )?;
+        registry.register(Box::new(breaker_calls.clone()))?;
+        registry.register(Box::new(degraded.clone()))?;
+        registry.register(Box::new(breaker_state.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(live_version.clone()))?;
@@ -79,6 +109,9 @@ impl Metrics {
             duration,
             live_version,
             sanitiser,
+            breaker_calls,
+            degraded,
+            breaker_state,
             scrape: Mutex::new(()),
             series: RwLock::new(()),
         })
@@ -110,6 +143,37 @@ impl Metrics {
                 .with_label_values(&[UNKNOWN_MODEL_LABEL, status.as_str()])
                 .inc(),
         }
+    }
+
+    /// Counts one infer request of a remote model (`[[remote-model]]`: names from the
+    /// config, so the label set stays bounded) and records its duration.
+    pub(crate) fn observe_remote_request(
+        &self,
+        model: &str,
+        status: http::StatusCode,
+        elapsed: Duration,
+    ) {
+        let _guard = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        self.requests
+            .with_label_values(&[model, status.as_str()])
+            .inc();
+        self.duration
+            .with_label_values(&[model])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a remote model call's breaker outcome.
+    pub(crate) fn breaker_call(&self, model: &str, outcome: &'static str) {
+        self.breaker_calls
+            .with_label_values(&[model, outcome])
+            .inc();
+    }
+
+    /// Counts an answer given by `fallback`.
+    pub(crate) fn degraded(&self, model: &str, fallback: crate::backend::Fallback) {
+        self.degraded
+            .with_label_values(&[model, fallback.as_str()])
+            .inc();
     }
 
     /// Counts sanitiser changes by feature and action: every change, however many the
@@ -156,8 +220,20 @@ impl Metrics {
 
     /// Renders the text exposition format, with the live-version gauge read from `registry`
     /// at scrape time so it is right whoever changed the registry.
-    pub(crate) fn render(&self, registry: &Registry) -> Result<Vec<u8>, prometheus::Error> {
+    pub(crate) fn render(
+        &self,
+        registry: &Registry,
+        backends: &crate::backend::Backends,
+    ) -> Result<Vec<u8>, prometheus::Error> {
         let _guard = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        for remote in backends.iter() {
+            let current = remote.breaker().state();
+            for state in crate::backend::State::ALL {
+                self.breaker_state
+                    .with_label_values(&[remote.config().name.as_str(), state.as_str()])
+                    .set(i64::from(state == current));
+            }
+        }
         self.live_version.reset();
         for entry in registry.index() {
             if entry.state == crate::registry::ModelState::Ready {
@@ -219,7 +295,8 @@ mod tests {
                 value: 3.0,
             }],
         );
-        let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
+        let text =
+            String::from_utf8(m.render(&r, &crate::backend::Backends::default()).unwrap()).unwrap();
         assert!(
             text.contains("gauntlet_requests_total{model=\"m\",status=\"200\"} 1"),
             "{text}"
@@ -239,7 +316,8 @@ mod tests {
             "{text}"
         );
         r.unload("m").unwrap();
-        let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
+        let text =
+            String::from_utf8(m.render(&r, &crate::backend::Backends::default()).unwrap()).unwrap();
         assert!(!text.contains("gauntlet_model_live_version{"), "{text}");
     }
 
@@ -272,7 +350,8 @@ mod tests {
             );
             m.record_changes(&r, model, &[change("a"), change("b"), change("a")]);
         }
-        let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
+        let text =
+            String::from_utf8(m.render(&r, &crate::backend::Backends::default()).unwrap()).unwrap();
         assert!(
             text.contains(
                 "gauntlet_sanitiser_changes_total{action=\"imputed\",feature=\"a\",model=\"m\"} 2"
@@ -280,7 +359,8 @@ mod tests {
             "{text}"
         );
         m.forget_model("m");
-        let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
+        let text =
+            String::from_utf8(m.render(&r, &crate::backend::Backends::default()).unwrap()).unwrap();
         assert!(!text.contains("model=\"m\""), "{text}");
         for family in [
             "gauntlet_requests_total",
@@ -322,7 +402,8 @@ mod tests {
                 value: 0.0,
             }],
         );
-        let text = String::from_utf8(m.render(&r).unwrap()).unwrap();
+        let text =
+            String::from_utf8(m.render(&r, &crate::backend::Backends::default()).unwrap()).unwrap();
         assert!(!text.contains("model=\"deep\""), "{text}");
         assert!(
             text.contains("gauntlet_requests_total{model=\"\",status=\"200\"} 1"),

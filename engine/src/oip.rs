@@ -136,6 +136,10 @@ pub struct ResponseParameters {
     /// the list was cut. Metrics count every change.
     #[serde(default)]
     pub sanitiser_changes_total: usize,
+    /// Set when a remote model's backend could not answer and a fallback did: which one
+    /// (`last-good`, `rule`, `neutral`). Absent on a normal answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<crate::backend::Fallback>,
 }
 
 /// One value changed by the sanitiser.

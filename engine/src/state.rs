@@ -127,6 +127,8 @@ struct Inner {
     audit: Option<crate::audit::AuditLog>,
     /// Kill switch, message rates and throttles.
     trading: crate::trading::Trading,
+    /// `[[remote-model]]` backends, their breakers and clients.
+    backends: crate::backend::Backends,
 }
 
 impl std::fmt::Debug for AppState {
@@ -191,6 +193,12 @@ impl AppState {
         // Metric names and labels are compile-time constants: a failure here is a bug that
         // every test would catch, not something a user can cause.
         let metrics = Metrics::new().expect("metric definitions are valid");
+        // A validated config's backend URLs all parse; an unvalidated one serves no remote
+        // model rather than a half-built one.
+        let backends = crate::backend::Backends::new(&config.remote_models).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "remote models not served: invalid backend");
+            crate::backend::Backends::default()
+        });
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -204,6 +212,7 @@ impl AppState {
                 security,
                 audit,
                 trading: crate::trading::Trading::default(),
+                backends,
             }),
         }
     }
@@ -237,6 +246,11 @@ impl AppState {
     /// The trading controls' state (kill switch, throttles).
     pub fn trading(&self) -> &crate::trading::Trading {
         &self.inner.trading
+    }
+
+    /// The remote models (`[[remote-model]]`) and their breakers.
+    pub fn backends(&self) -> &crate::backend::Backends {
+        &self.inner.backends
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {

@@ -67,6 +67,7 @@ pub fn suites() -> Vec<Box<dyn Suite>> {
         Box::new(gauntlet_load::LoadSuite),
         Box::new(gauntlet_security::SecuritySuite),
         Box::new(gauntlet_compliance::Compliance),
+        Box::new(gauntlet_resilience::ResilienceSuite),
     ]
 }
 
@@ -228,7 +229,8 @@ mod tests {
                 "backtest",
                 "load",
                 "security",
-                "compliance"
+                "compliance",
+                "resilience"
             ]
         );
     }

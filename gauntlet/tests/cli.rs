@@ -232,6 +232,7 @@ fn in_process_run_writes_reports_and_passes() {
         "gauntlet-load",
         "gauntlet-backtest",
         "gauntlet-security",
+        "gauntlet-resilience",
     ] {
         assert!(
             report["meta"]["crate_versions"][krate].is_string(),
@@ -255,6 +256,7 @@ fn in_process_run_writes_reports_and_passes() {
         "load::",
         "security::",
         "compliance::",
+        "resilience::",
     ] {
         assert!(
             cases.iter().any(|(id, _)| id.starts_with(suite)),

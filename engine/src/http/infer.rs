@@ -59,6 +59,12 @@ async fn infer_named(
     body: Body,
 ) -> Response {
     let start = Instant::now();
+    if version.is_none()
+        && let Some(remote) = state.backends().get(name)
+    {
+        let remote = Arc::clone(remote);
+        return super::remote::infer(state, &remote, start, headers, body).await;
+    }
     let versions = state.registry().versions(name);
     let model = match (&versions, version) {
         (None, _) => Err(ApiError::unknown_model(name)),
@@ -136,6 +142,18 @@ async fn serve(
     crate::security::limits::check_json_depth(&bytes, config.security.max_json_depth)?;
     let request: InferRequest = parse(&bytes)?;
     drop(bytes);
+    serve_request(state, model, headers, request, None).await
+}
+
+/// Serves one parsed request with `model`; `degraded` names the fallback it stands for.
+pub(crate) async fn serve_request(
+    state: &AppState,
+    model: Arc<Model>,
+    headers: &HeaderMap,
+    request: InferRequest,
+    degraded: Option<crate::backend::Fallback>,
+) -> Result<Response, ApiError> {
+    let config = state.config();
     check_outputs(request.outputs.as_deref())?;
     let InferRequest { id, inputs, .. } = request;
     let max_rows = config.max_batch_rows;
@@ -177,6 +195,7 @@ async fn serve(
             parameters: ResponseParameters {
                 sanitiser_changes: changes,
                 sanitiser_changes_total,
+                degraded,
             },
             outputs: vec![ResponseOutput {
                 name: OUTPUT_NAME.to_owned(),
@@ -192,7 +211,7 @@ async fn serve(
 
 /// Waits out the configured `inject-latency` (fault injection), if any: once per infer
 /// response, whatever its status.
-async fn inject_latency(state: &AppState) {
+pub(crate) async fn inject_latency(state: &AppState) {
     let delay = state.config().inject_latency;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -201,7 +220,7 @@ async fn inject_latency(state: &AppState) {
 
 /// `value` as a JSON response, written into a buffer of `capacity` bytes: axum's `Json`
 /// starts at 128 and grows (copying) on every infer answer.
-fn json_response(value: &InferResponse, capacity: usize) -> Result<Response, ApiError> {
+pub(crate) fn json_response(value: &InferResponse, capacity: usize) -> Result<Response, ApiError> {
     let mut body = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut body, value)
         .map_err(|e| ApiError::internal("failed to serialise the infer response", &e))?;
@@ -216,7 +235,7 @@ fn json_response(value: &InferResponse, capacity: usize) -> Result<Response, Api
 }
 
 /// Refuses a requested output the engine does not have.
-fn check_outputs(outputs: Option<&[RequestOutput]>) -> Result<(), ApiError> {
+pub(crate) fn check_outputs(outputs: Option<&[RequestOutput]>) -> Result<(), ApiError> {
     match outputs
         .unwrap_or_default()
         .iter()

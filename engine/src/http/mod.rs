@@ -12,6 +12,7 @@ mod drain;
 mod error;
 mod infer;
 mod principal;
+mod remote;
 mod repository;
 mod trading;
 
@@ -316,7 +317,7 @@ async fn version_ready(
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = state
         .metrics()
-        .render(state.registry())
+        .render(state.registry(), state.backends())
         .map_err(|e| ApiError::internal("failed to render metrics", &e))?;
     Ok((
         [(

@@ -12,6 +12,7 @@ mod heavy;
 mod infer_edges;
 mod inject;
 mod openapi;
+mod remote;
 mod security;
 mod shutdown;
 mod tls;

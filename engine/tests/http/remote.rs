@@ -1,0 +1,276 @@
+//! `[[remote-model]]`: a frontend engine (driven with `oneshot`) serving a model from a real
+//! backend engine on a loopback port, through its circuit breaker and fallback chain.
+
+use gauntlet_engine::backend::{BreakerConfig, Fallback, RemoteModelConfig};
+use tokio::sync::oneshot;
+
+use super::*;
+
+/// A backend engine serving `lin` (`0.5 + 2a − b`) on loopback until stopped.
+struct Backend {
+    addr: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Backend {
+    async fn start(addr: &str, latency: Duration) -> Backend {
+        let config = EngineConfig {
+            inject_latency: latency,
+            shutdown_grace: Duration::from_millis(200),
+            ..EngineConfig::default()
+        };
+        let state = state_with(config, &[linear("lin", "1", ImputePolicy::Median)]);
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(gauntlet_engine::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        Backend {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn stop(mut self) -> std::net::SocketAddr {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .expect("backend stops")
+            .unwrap()
+            .unwrap();
+        self.addr
+    }
+}
+
+fn breaker() -> BreakerConfig {
+    BreakerConfig {
+        sliding_window_size: 4,
+        minimum_number_of_calls: 4,
+        wait_duration_in_open_state: Duration::from_millis(300),
+        permitted_number_of_calls_in_half_open_state: 2,
+        ..BreakerConfig::default()
+    }
+}
+
+fn frontend(
+    backend: std::net::SocketAddr,
+    breaker: BreakerConfig,
+    local: &[ModelArtifact],
+) -> Router {
+    let config = EngineConfig {
+        remote_models: vec![RemoteModelConfig {
+            name: "lin".into(),
+            backend: format!("http://{backend}"),
+            remote_name: None,
+            timeout: Duration::from_millis(300),
+            rule_model: Some("rule".into()),
+            neutral: 0.25,
+            breaker,
+        }],
+        ..EngineConfig::default()
+    };
+    config.validate().unwrap();
+    app(state_with(config, local))
+}
+
+async fn infer(app: &Router) -> Reply {
+    post(
+        app,
+        "/v2/models/lin/infer",
+        rows(json!([1.0, 2.0, 0.0, 0.0]), json!([2, 2])),
+    )
+    .await
+}
+
+/// The prediction and the `degraded` flag of a 200.
+fn answer(reply: &Reply) -> (Vec<f64>, Option<Fallback>) {
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let r: InferResponse = serde_json::from_slice(&reply.body).unwrap();
+    (r.outputs[0].data.clone(), r.parameters.degraded)
+}
+
+async fn metrics(app: &Router) -> String {
+    String::from_utf8(get(app, "/metrics").await.body).unwrap()
+}
+
+/// An address nothing listens on: connections are refused at once.
+async fn dead_address() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_model_is_served_by_its_backend() {
+    let backend = Backend::start("127.0.0.1:0", Duration::ZERO).await;
+    let app = frontend(backend.addr, breaker(), &[]);
+    let reply = infer(&app).await;
+    assert_eq!(answer(&reply), (vec![0.5, 0.5], None));
+    assert_eq!(
+        reply.json()["id"],
+        "req-1",
+        "the backend's answer, id echoed"
+    );
+    // A client error is the backend's answer too, and no failure of the backend.
+    let reply = post(
+        &app,
+        "/v2/models/lin/infer",
+        rows(json!([1.0, 2.0, 3.0]), json!([1, 3])),
+    )
+    .await;
+    reply.error(StatusCode::BAD_REQUEST, &["inputs[0].shape[1]: expected 2"]);
+    let text = metrics(&app).await;
+    for line in [
+        "gauntlet_breaker_calls_total{model=\"lin\",outcome=\"success\"} 1",
+        "gauntlet_breaker_calls_total{model=\"lin\",outcome=\"ignored\"} 1",
+        "gauntlet_breaker_state{model=\"lin\",state=\"closed\"} 1",
+        "gauntlet_requests_total{model=\"lin\",status=\"200\"} 1",
+        "gauntlet_requests_total{model=\"lin\",status=\"400\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("gauntlet_degraded_responses_total{"),
+        "{text}"
+    );
+    // Malformed JSON is refused before the backend is asked.
+    let reply = post_raw(&app, "/v2/models/lin/infer", "{").await;
+    reply.error(StatusCode::BAD_REQUEST, &["invalid JSON body"]);
+    backend.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_backend_opens_the_breaker_and_the_fallback_chain_answers() {
+    let dead = dead_address().await;
+    // Last good local model first: `lin` v7 predicts 7.
+    let app = frontend(dead, breaker(), &[constant("lin", 7), constant("rule", 3)]);
+    for call in 1..=4 {
+        let (data, degraded) = answer(&infer(&app).await);
+        assert_eq!(
+            (data, degraded),
+            (vec![7.0, 7.0], Some(Fallback::LastGood)),
+            "call {call}"
+        );
+    }
+    let text = metrics(&app).await;
+    assert!(
+        text.contains("gauntlet_breaker_state{model=\"lin\",state=\"open\"} 1"),
+        "4 failures of a 4-call window open it:\n{text}"
+    );
+    // Open: the backend is not asked, the fallback answers.
+    answer(&infer(&app).await);
+    let text = metrics(&app).await;
+    for line in [
+        "gauntlet_breaker_calls_total{model=\"lin\",outcome=\"failure\"} 4",
+        "gauntlet_breaker_calls_total{model=\"lin\",outcome=\"not_permitted\"} 1",
+        "gauntlet_degraded_responses_total{fallback=\"last-good\",model=\"lin\"} 5",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+
+    // No local `lin`: the rule model, then the neutral prediction.
+    let app = frontend(dead, breaker(), &[constant("rule", 3)]);
+    assert_eq!(
+        answer(&infer(&app).await),
+        (vec![3.0, 3.0], Some(Fallback::Rule))
+    );
+    let app = frontend(dead, breaker(), &[]);
+    let reply = infer(&app).await;
+    assert_eq!(answer(&reply), (vec![0.25, 0.25], Some(Fallback::Neutral)));
+    assert_eq!(reply.json()["parameters"]["degraded"], "neutral");
+    assert_eq!(reply.json()["id"], "req-1");
+    // Neutral still refuses a batch whose data does not fill its shape.
+    let reply = post(
+        &app,
+        "/v2/models/lin/infer",
+        rows(json!([1.0, 2.0, 3.0]), json!([2, 2])),
+    )
+    .await;
+    reply.error(StatusCode::BAD_REQUEST, &["does not hold the 3 values"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackholed_backend_times_out_and_a_restarted_one_closes_the_breaker() {
+    // A listener that accepts and never answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = hole.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = hole.accept().await {
+            conns.push(c);
+        }
+    });
+    let app = frontend(addr, breaker(), &[constant("lin", 7)]);
+    let started = Instant::now();
+    for _ in 0..4 {
+        assert_eq!(answer(&infer(&app).await).1, Some(Fallback::LastGood));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(4 * 300),
+        "each call waited its timeout"
+    );
+    assert!(metrics(&app).await.contains("state=\"open\"} 1"));
+    let open_at = Instant::now();
+    held.abort();
+    let _ = held.await;
+    // The backend comes back on the same port.
+    let backend = Backend::start(&addr.to_string(), Duration::ZERO).await;
+    // Still open within the wait duration.
+    assert_eq!(answer(&infer(&app).await).1, Some(Fallback::LastGood));
+    tokio::time::sleep(Duration::from_millis(300).saturating_sub(open_at.elapsed())).await;
+    // Half-open: two trial calls, both served by the backend, close it.
+    assert_eq!(answer(&infer(&app).await), (vec![0.5, 0.5], None));
+    assert!(metrics(&app).await.contains("state=\"half-open\"} 1"));
+    assert_eq!(answer(&infer(&app).await), (vec![0.5, 0.5], None));
+    assert!(metrics(&app).await.contains("state=\"closed\"} 1"));
+    backend.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_backend_opens_the_breaker_on_its_slow_call_rate() {
+    let backend = Backend::start("127.0.0.1:0", Duration::from_millis(60)).await;
+    let app = frontend(
+        backend.addr,
+        BreakerConfig {
+            slow_call_duration_threshold: Duration::from_millis(40),
+            slow_call_rate_threshold: 50.0,
+            ..breaker()
+        },
+        &[constant("lin", 7)],
+    );
+    // Slow but successful: answered by the backend until the window is full.
+    for _ in 0..4 {
+        assert_eq!(answer(&infer(&app).await), (vec![0.5, 0.5], None));
+    }
+    let text = metrics(&app).await;
+    assert!(
+        text.contains("gauntlet_breaker_state{model=\"lin\",state=\"open\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("outcome=\"success\"} 4"), "{text}");
+    assert_eq!(answer(&infer(&app).await).1, Some(Fallback::LastGood));
+    backend.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_open_breaker_never_asks_the_backend() {
+    let backend = Backend::start("127.0.0.1:0", Duration::ZERO).await;
+    let app = frontend(
+        backend.addr,
+        BreakerConfig {
+            state: gauntlet_engine::backend::InitialState::ForcedOpen,
+            ..breaker()
+        },
+        &[],
+    );
+    assert_eq!(answer(&infer(&app).await).1, Some(Fallback::Neutral));
+    assert!(metrics(&app).await.contains("state=\"forced-open\"} 1"));
+    backend.stop().await;
+}

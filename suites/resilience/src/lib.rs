@@ -1,0 +1,248 @@
+//! The `resilience` suite: a frontend engine serving a model from a backend engine through
+//! a fault proxy, with faults injected while traffic flows.
+//!
+//! Each case builds its own pair on loopback: a backend `gauntlet-engine` on `127.0.0.1:0`,
+//! a [`gauntlet_faultproxy::FaultProxy`] in front of it, and the frontend under test, an
+//! engine of the target's build whose `[[remote-model]]` points at the proxy with the
+//! breaker settings of `[profile.X.resilience.breaker]` (and a local copy of the model as
+//! its last good fallback). Cases:
+//!
+//! - `blackhole_opens_breaker` (ENG-CB, ENG-FB, SLA-AVAIL): the backend is cut off
+//!   (blackhole); the breaker opens within `max-calls-to-open` calls, every answer is a 200,
+//!   the answers after it opened are flagged `degraded`. Reports the time from fault to open.
+//! - `stopped_backend_falls_back` (ENG-CB, ENG-FB, SLA-AVAIL): the backend process stops;
+//!   the same, with connections refused instead of hanging.
+//! - `recovery_closes_breaker` (ENG-CB): after a blackhole opened it, the fault is lifted;
+//!   the breaker goes half-open then closed within `wait-duration-in-open-state` plus
+//!   `max-time-to-close`. Reports the time from recovery to closed.
+//! - `latency_opens_breaker` (ENG-CB, ENG-FB): a latency toxic between the slow-call
+//!   threshold and the timeout; the calls succeed, slowly, and the slow-call rate opens it.
+//! - `failed_load_keeps_live_model` (ENG-FB, SLA-AVAIL): loading an invalid artifact over
+//!   the frontend's live model is refused and the live model keeps answering.
+//!
+//! A frontend that never opens its breaker fails the first four cases. The pairs are in
+//! process, so a URL or container target is skipped with the reason (container pairs are a
+//! later step).
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use gauntlet_harness::config::Settings;
+//! use gauntlet_harness::{InProcess, Suite, SuiteCtx, Target};
+//! use gauntlet_resilience::ResilienceSuite;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! let target: Arc<dyn Target> = Arc::new(InProcess::new(gauntlet_engine::AppState::new(Default::default())));
+//! let settings = Settings::default();
+//! let planned = ResilienceSuite.gates(&settings)?;
+//! let planned: Vec<_> = planned.into_iter().filter(|p| p.name == "stopped_backend_falls_back").collect();
+//! let ctx = SuiteCtx { target, settings, planned, progress: false };
+//! let output = runtime.block_on(ResilienceSuite.run(ctx))?;
+//! assert_eq!(output.cases[0].outcome.label(), "pass", "{:?}", output.cases[0].message);
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod cases;
+mod pair;
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use gauntlet_engine::backend::BreakerConfig;
+use gauntlet_harness::config::Settings;
+use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
+use gauntlet_reports::Outcome;
+use serde::Deserialize;
+
+/// Version of this crate, recorded in every report.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Longest one case may take.
+const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `[profile.X.resilience]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ResilienceConfig {
+    /// The fixture model the pair serves (`ref-linear`).
+    pub model: String,
+    /// The frontend's deadline for one backend call, 10 ms to 10 s (`300ms`).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most calls after a fault before the breaker must be open, 1 to 1,000 (10).
+    pub max_calls_to_open: u32,
+    /// Longest time, after the open wait, for the breaker to close once the fault is
+    /// lifted, 10 ms to 60 s (`5s`).
+    #[serde(with = "humantime_serde")]
+    pub max_time_to_close: Duration,
+    /// The frontend's breaker (resilience4j's settings, kebab-case).
+    pub breaker: BreakerConfig,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        ResilienceConfig {
+            model: "ref-linear".to_owned(),
+            timeout: Duration::from_millis(300),
+            max_calls_to_open: 10,
+            max_time_to_close: Duration::from_secs(5),
+            breaker: BreakerConfig {
+                sliding_window_size: 10,
+                minimum_number_of_calls: 5,
+                failure_rate_threshold: 50.0,
+                slow_call_rate_threshold: 50.0,
+                slow_call_duration_threshold: Duration::from_millis(100),
+                wait_duration_in_open_state: Duration::from_millis(500),
+                permitted_number_of_calls_in_half_open_state: 3,
+                ..BreakerConfig::default()
+            },
+        }
+    }
+}
+
+fn config(settings: &Settings) -> Result<ResilienceConfig, SuiteError> {
+    let c: ResilienceConfig = toml::Value::Table(settings.section("resilience"))
+        .try_into()
+        .map_err(|e: toml::de::Error| SuiteError::Config(e.message().to_owned()))?;
+    let err = |e: String| SuiteError::Config(e);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    gauntlet_harness::gate::in_range("timeout", ms(c.timeout), 10.0, 10_000.0, "10ms to 10s")
+        .map_err(|e| err(e.to_string()))?;
+    gauntlet_harness::gate::in_range(
+        "max-calls-to-open",
+        c.max_calls_to_open,
+        1,
+        1_000,
+        "1 to 1000",
+    )
+    .map_err(|e| err(e.to_string()))?;
+    gauntlet_harness::gate::in_range(
+        "max-time-to-close",
+        ms(c.max_time_to_close),
+        10.0,
+        60_000.0,
+        "10ms to 60s",
+    )
+    .map_err(|e| err(e.to_string()))?;
+    c.breaker
+        .validate()
+        .map_err(|(key, m)| err(format!("breaker.{key} {m}")))?;
+    if c.breaker.slow_call_duration_threshold >= c.timeout {
+        return Err(err(format!(
+            "breaker.slow-call-duration-threshold ({}) must be under timeout ({}): the latency case needs slow calls that still succeed",
+            humantime::format_duration(c.breaker.slow_call_duration_threshold),
+            humantime::format_duration(c.timeout)
+        )));
+    }
+    Ok(c)
+}
+
+/// The `resilience` suite.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResilienceSuite;
+
+#[async_trait]
+impl Suite for ResilienceSuite {
+    fn name(&self) -> &'static str {
+        "resilience"
+    }
+
+    fn about(&self) -> &'static str {
+        "frontend → fault proxy → backend: breaker opens and closes, fallbacks answer, no 5xx"
+    }
+
+    fn crate_version(&self) -> (&'static str, &'static str) {
+        ("gauntlet-resilience", VERSION)
+    }
+
+    fn gates(&self, settings: &Settings) -> Result<Vec<PlannedCase>, SuiteError> {
+        config(settings)?;
+        Ok(cases::CASES
+            .iter()
+            .map(|c| PlannedCase::new(c.name, c.requirements))
+            .collect())
+    }
+
+    /// Runs the selected cases one after another, each on a pair of its own.
+    async fn run(&self, ctx: SuiteCtx) -> Result<SuiteOutput, SuiteError> {
+        let config = config(&ctx.settings)?;
+        let skip = pair::unsupported(ctx.target.as_ref());
+        let mut results = Vec::new();
+        for case in cases::CASES {
+            let Some(planned) = ctx.planned.iter().find(|p| p.name == case.name) else {
+                continue;
+            };
+            let started = Instant::now();
+            let (outcome, message) = match &skip {
+                Some(reason) => (
+                    Outcome::Skip {
+                        reason: reason.clone(),
+                    },
+                    reason.clone(),
+                ),
+                None => match tokio::time::timeout(CASE_TIMEOUT, (case.run)(&config)).await {
+                    Ok(Ok(verdict)) => (verdict.outcome, verdict.message),
+                    Ok(Err(setup)) => (Outcome::Error, format!("setup failed: {setup}")),
+                    Err(_) => (
+                        Outcome::Error,
+                        format!("no verdict within {} s", CASE_TIMEOUT.as_secs()),
+                    ),
+                },
+            };
+            results.push(planned.result(self.name(), outcome, Some(message), started.elapsed()));
+        }
+        Ok(SuiteOutput {
+            cases: results,
+            sections: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gauntlet_harness::Catalogue;
+
+    #[test]
+    fn cases_are_distinct_and_their_requirements_known() {
+        let catalogue = Catalogue::builtin().unwrap();
+        let mut names: Vec<&str> = cases::CASES.iter().map(|c| c.name).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n);
+        for c in cases::CASES {
+            for r in c.requirements {
+                assert!(catalogue.get(r).is_some(), "{}: {r}", c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let settings = |toml: &str| -> Settings {
+            let mut s = Settings::default();
+            s.sections
+                .insert("resilience".to_owned(), toml::from_str(toml).unwrap());
+            s
+        };
+        for (toml, needle) in [
+            ("max-calls-to-open = 0", "max-calls-to-open"),
+            ("timeout = \"1ms\"", "timeout"),
+            (
+                "[breaker]\nsliding-window-size = 0",
+                "breaker.sliding-window-size",
+            ),
+            ("[breaker]\nwindow = 3", "unknown field `window`"),
+            ("timeout = \"50ms\"", "must be under timeout"),
+            ("modle = \"x\"", "unknown field `modle`"),
+        ] {
+            let err = config(&settings(toml)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{toml}: {err}");
+        }
+        assert!(config(&Settings::default()).is_ok());
+    }
+}

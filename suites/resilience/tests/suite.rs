@@ -1,0 +1,124 @@
+//! The resilience suite against the in-process engine (every case passes), against an engine
+//! whose breaker never opens (the breaker cases fail), and against a URL target (skipped).
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed unwrap in a test is the test's failure"
+)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use gauntlet_harness::config::Settings;
+use gauntlet_harness::{Capabilities, InProcess, Suite, SuiteCtx, Target, TargetError};
+use gauntlet_resilience::ResilienceSuite;
+
+fn settings(toml: &str) -> Settings {
+    let mut s = Settings::default();
+    s.sections
+        .insert("resilience".to_owned(), toml::from_str(toml).unwrap());
+    s
+}
+
+fn run(target: Arc<dyn Target>, settings: Settings) -> Vec<(String, String, String)> {
+    let planned = ResilienceSuite.gates(&settings).unwrap();
+    let ctx = SuiteCtx {
+        target,
+        settings,
+        planned,
+        progress: false,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let output = runtime.block_on(ResilienceSuite.run(ctx)).unwrap();
+    output
+        .cases
+        .into_iter()
+        .map(|c| {
+            (
+                c.id.clone(),
+                c.outcome.label().to_owned(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn in_process() -> Arc<dyn Target> {
+    Arc::new(InProcess::new(gauntlet_engine::AppState::new(
+        Default::default(),
+    )))
+}
+
+#[test]
+fn every_case_passes_against_the_reference_engine() {
+    let results = run(in_process(), Settings::default());
+    assert_eq!(results.len(), 5);
+    for (id, outcome, message) in &results {
+        assert_eq!(outcome, "pass", "{id}: {message}");
+    }
+    let message = |id: &str| &results.iter().find(|r| r.0.ends_with(id)).unwrap().2;
+    assert!(message("blackhole_opens_breaker").contains("from fault to open"));
+    assert!(message("recovery_closes_breaker").contains("from recovery to closed"));
+    assert!(message("recovery_closes_breaker").contains("half-open → closed"));
+}
+
+/// Regression guard for the suite itself: an engine that never opens its breaker (forced
+/// closed) must fail every breaker case, while a failed load still passes.
+#[test]
+fn a_breaker_that_never_opens_fails_the_breaker_cases() {
+    let results = run(
+        in_process(),
+        settings(
+            "timeout = \"120ms\"\nmax-calls-to-open = 6\n[breaker]\nstate = \"forced-closed\"\n\
+             slow-call-duration-threshold = \"40ms\"\nminimum-number-of-calls = 3\n",
+        ),
+    );
+    for (id, outcome, message) in &results {
+        let expected = if id.ends_with("failed_load_keeps_live_model") {
+            "pass"
+        } else {
+            "fail"
+        };
+        assert_eq!(outcome, expected, "{id}: {message}");
+    }
+    let blackhole = &results[0].2;
+    assert!(
+        blackhole.contains("breaker still forced-closed after 6 calls"),
+        "{blackhole}"
+    );
+}
+
+/// A target the suite cannot pair with a backend.
+struct Url;
+
+#[async_trait]
+impl Target for Url {
+    fn describe(&self) -> String {
+        "http://127.0.0.1:9 (gauntlet-engine)".to_owned()
+    }
+    fn capabilities(&self) -> &Capabilities {
+        static NONE: std::sync::OnceLock<Capabilities> = std::sync::OnceLock::new();
+        NONE.get_or_init(Capabilities::new)
+    }
+    async fn send(
+        &self,
+        _request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TargetError> {
+        Err(TargetError::Unsupported {
+            target: self.describe(),
+            what: "anything".to_owned(),
+        })
+    }
+}
+
+#[test]
+fn a_url_target_is_skipped_with_the_reason() {
+    let results = run(Arc::new(Url), Settings::default());
+    for (id, outcome, message) in &results {
+        assert_eq!(outcome, "skip", "{id}");
+        assert!(
+            message.contains("in-process frontend/backend pairs"),
+            "{message}"
+        );
+    }
+}

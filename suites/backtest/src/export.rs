@@ -173,7 +173,7 @@ const CHUNK_ROWS: usize = 1 << 16;
 /// `returns.csv`: per return period (bars `1..n`), the bar's timestamp, the target position
 /// held over it, equity after it (start 1), its return and the drawdown after it.
 ///
-/// The rows are formatted in rounds of one [`CHUNK_ROWS`] chunk per core, written in order
+/// The rows are formatted in rounds of one chunk of 65,536 rows per core, written in order
 /// before the next round (memory stays a few chunks whatever the length); each chunk starts
 /// from the equity and peak compounded, in order, over the rows before it, so every figure
 /// has the bits a single pass gives.

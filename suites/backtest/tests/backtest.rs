@@ -605,7 +605,7 @@ async fn the_reported_run_is_a_fresh_run_of_its_predictions() {
     use gauntlet_backtest::signals::MaCross;
     use gauntlet_backtest::sweep::{ExecParams, run};
     let bars = random_walk(6, 6_000);
-    let fresh = |predictions: &[f64], params: &ExecParams| {
+    let fresh = |bars: &Bars, predictions: &[f64], params: &ExecParams| {
         let free = ExecParams {
             costs: Costs::default(),
             ..*params
@@ -617,7 +617,7 @@ async fn the_reported_run_is_a_fresh_run_of_its_predictions() {
         )
     };
     let check = |o: &Outcome, predictions: &[f64], what: &str| {
-        let (want, gross) = fresh(predictions, &o.exec);
+        let (want, gross) = fresh(&bars, predictions, &o.exec);
         assert_eq!(bits(&o.execution.returns), bits(&want.returns), "{what}");
         assert_eq!(bits(&o.execution.held), bits(&want.held), "{what}");
         assert_eq!(o.execution.trades, want.trades, "{what}");
@@ -663,7 +663,7 @@ async fn the_reported_run_is_a_fresh_run_of_its_predictions() {
         .iter()
         .map(|&x| if x.abs() > d { x } else { 0.0 })
         .collect();
-    let (want, _) = fresh(&deadbanded, &o.exec);
+    let (want, _) = fresh(&fixture, &deadbanded, &o.exec);
     assert_eq!(
         bits(&o.execution.returns),
         bits(&want.returns),

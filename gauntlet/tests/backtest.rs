@@ -6,9 +6,6 @@
 )]
 
 use std::path::Path;
-use std::time::Duration;
-
-use gauntlet_engine::{AppState, EngineConfig};
 
 fn cli(args: &[&str]) -> u8 {
     let mut all = vec!["gauntlet", "backtest"];
@@ -20,24 +17,6 @@ fn metrics_table(dir: &Path) -> serde_json::Value {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
     report["sections"][0]["tables"][0]["rows"].clone()
-}
-
-/// The engine with the reference models, served on a loopback port until `stop` fires.
-async fn serve_engine() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let state = AppState::new(EngineConfig::default());
-    for artifact in gauntlet_fixtures::load_embedded().unwrap() {
-        let name = artifact.name.clone();
-        state.registry().load(artifact).unwrap();
-        state.registry().promote(&name).unwrap();
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gauntlet_engine::serve(listener, state, async move {
-        // Stops when told, or after two minutes whatever happens.
-        let _ = tokio::time::timeout(Duration::from_secs(120), stopped).await;
-    }));
-    (url, stop)
 }
 
 /// The sample with data row `row` (1-based) given field `field` = `value`.
@@ -96,7 +75,9 @@ fn cli_same_numbers_in_process_and_by_url_and_nothing_written_on_bad_input() {
     );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (url, stop) = runtime.block_on(serve_engine());
+    let (url, stop) = runtime
+        .block_on(gauntlet_testkit::serve_reference_engine())
+        .expect("engine on loopback");
     let remote = dir.path().join("remote");
     let code = cli(&[
         "--config",

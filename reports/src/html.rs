@@ -152,9 +152,8 @@ fn section_html(page: &mut String, section: &Section) {
     for note in &section.notes {
         let _ = writeln!(page, "<p class=\"note\">{}</p>", escape(note));
     }
-    for table in &section.tables {
-        table_html(page, table);
-    }
+    // Charts before tables: a reader takes in the curves first (the backtest's equity curve,
+    // the load's latency over time), then looks up the figures.
     for chart in &section.charts {
         page.push_str("<figure>\n");
         match chart_svg(chart) {
@@ -169,6 +168,9 @@ fn section_html(page: &mut String, section: &Section) {
             }
         }
         page.push_str("\n</figure>\n");
+    }
+    for table in &section.tables {
+        table_html(page, table);
     }
     page.push_str("</section>\n");
 }
@@ -489,6 +491,26 @@ mod tests {
             "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;"
         );
         assert_eq!(anchor("load.sustained 10k/s"), "load-sustained-10k-s");
+    }
+
+    /// The tear sheet's order: the charts (the equity curve first) above the tables.
+    #[test]
+    fn a_sections_charts_come_before_its_tables() {
+        let mut section = Section::new("backtest.cli", "Backtest", "backtest");
+        section.tables.push(Table {
+            title: "Metrics".into(),
+            columns: vec!["metric".into(), "value".into()],
+            rows: vec![vec!["total return".into(), "12.00 %".into()]],
+        });
+        section.charts.push(
+            Chart::line("Equity", "t", "equity")
+                .with_series(Series::new("strategy", vec![[0.0, 1.0], [1.0, 1.1]])),
+        );
+        let mut page = String::new();
+        section_html(&mut page, &section);
+        let figure = page.find("<figure>").expect("the chart is drawn");
+        let table = page.find("<caption>Metrics</caption>").expect("the table");
+        assert!(figure < table, "{page}");
     }
 
     #[test]

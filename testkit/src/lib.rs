@@ -219,6 +219,34 @@ pub fn serve_router(
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "server did not start within 10 s"))?
 }
 
+/// The reference engine in process — the reference models loaded and promoted live —
+/// served on `127.0.0.1:0` from the current tokio runtime: its base URL and a sender that
+/// stops it. It also stops by itself after two minutes, whatever happens to the test.
+///
+/// # Errors
+/// A reference model does not load or promote, or the listener cannot be bound.
+pub async fn serve_reference_engine() -> io::Result<(String, tokio::sync::oneshot::Sender<()>)> {
+    use gauntlet_engine::{AppState, EngineConfig};
+    let state = AppState::new(EngineConfig::default());
+    let models = gauntlet_fixtures::load_embedded()
+        .map_err(|e| io::Error::other(format!("loading the reference models: {e}")))?;
+    for artifact in models {
+        let name = artifact.name.clone();
+        state
+            .registry()
+            .load(artifact)
+            .and_then(|_| state.registry().promote(&name))
+            .map_err(|e| io::Error::other(format!("making {name} live: {e}")))?;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gauntlet_engine::serve(listener, state, async move {
+        let _ = tokio::time::timeout(Duration::from_secs(120), stopped).await;
+    }));
+    Ok((url, stop))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +266,39 @@ mod tests {
         stream.read_to_string(&mut reply).expect("read");
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         assert!(reply.ends_with("ok"), "{reply}");
+    }
+
+    #[test]
+    fn the_reference_engine_serves_its_models_until_stopped() {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let (url, stop) = runtime
+            .block_on(serve_reference_engine())
+            .expect("engine up");
+        let addr: SocketAddr = url.trim_start_matches("http://").parse().expect("address");
+        assert!(addr.ip().is_loopback());
+        let get = |path: &str| {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(addr)?;
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            )?;
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply)?;
+            io::Result::Ok(reply)
+        };
+        for model in ["ref-linear", "ref-ensemble"] {
+            let reply = get(&format!("/v2/models/{model}/ready")).expect("ready call");
+            assert!(reply.starts_with("HTTP/1.1 200"), "{model}: {reply}");
+        }
+        stop.send(()).expect("engine still running");
+        // Stopped: the port no longer answers (within a few tries while it shuts down).
+        let refused = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            get("/v2/health/live").is_err()
+        });
+        assert!(refused, "the engine still answers after stop");
+        drop(runtime);
     }
 
     #[test]

@@ -347,7 +347,11 @@ impl<'a> Stepper<'a> {
 
     /// Bar `t` (below both price columns' lengths, taken in order from 0) with the target
     /// decided at its close; the bar's period for `t ≥ 1`.
-    #[inline]
+    ///
+    /// Always inlined: called once a bar by the sweep, a call returned its `Bar` (with an
+    /// optional trade, ~120 bytes) through memory and kept the account off the registers —
+    /// a third of the 100-trial sweep's time (`perf`, suites/backtest/README.md, Figures).
+    #[inline(always)]
     pub(crate) fn step(&mut self, t: usize, x: f64) -> Option<Bar> {
         let mut closed = None;
         let held;
@@ -383,13 +387,20 @@ impl<'a> Stepper<'a> {
         })
     }
 
-    /// Trades to target `x` at price `p` on bar `t`; returns the trade it closed.
-    #[inline]
+    /// Trades to target `x` at price `p` on bar `t`; returns the trade it closed. The usual
+    /// bar, with nothing to trade, is decided inline; the trade itself is out of line.
+    #[inline(always)]
     fn rebalance(&mut self, t: usize, x: f64, p: f64) -> Option<Trade> {
         let x = if x.is_finite() { x } else { 0.0 };
         if x == self.target && (self.model == PositionModel::Units || x == 0.0) {
             return None;
         }
+        self.trade_to(t, x, p)
+    }
+
+    /// [`Stepper::rebalance`] when the account trades: to finite target `x`.
+    #[inline(never)]
+    fn trade_to(&mut self, t: usize, x: f64, p: f64) -> Option<Trade> {
         self.target = x;
         let mut closed = None;
         let side = |v: f64| (v > 0.0) as i8 - (v < 0.0) as i8;

@@ -147,6 +147,24 @@ impl MaCross {
         self.spread_iter(close).collect()
     }
 
+    /// `spread(close)[from..]`, computed from the last fresh start of the sums at or before
+    /// `from` rather than from bar 0: the same bits (a fresh start forgets every earlier
+    /// bar), in time proportional to what is returned. The look-ahead detector asks for the
+    /// last few hundred bars of each cut.
+    pub fn spread_from(&self, close: &[f64], from: usize) -> Vec<f64> {
+        let mut iter = self.spread_iter(close);
+        let from = from.min(close.len());
+        if from > iter.restart && iter.first < close.len() {
+            // Fresh starts fall at `first + k · (block + 1)`.
+            let period = iter.block + 1;
+            let start = iter.restart + (from - iter.restart) / period * period;
+            iter.t = start;
+            iter.restart = start;
+        }
+        let skip = from - iter.t;
+        iter.skip(skip).collect()
+    }
+
     /// [`MaCross::spread`] one bar at a time, nothing stored: for `sweep::run_metrics`.
     pub fn spread_iter<'a>(&self, close: &'a [f64]) -> Spread<'a> {
         let (fast, slow) = (self.fast, self.slow);
@@ -253,9 +271,7 @@ impl Signals for MaCross {
     }
 
     async fn predict(&self, bars: &Bars, from: usize) -> Result<Vec<f64>, SignalError> {
-        let mut spread = self.spread(&bars.close);
-        spread.drain(..from.min(spread.len()));
-        Ok(spread)
+        Ok(self.spread_from(&bars.close, from))
     }
 }
 
@@ -614,6 +630,41 @@ mod tests {
             crate::exec::size_one(s[3_100], crate::exec::Sizing::default(), false),
             0.0
         );
+    }
+
+    /// `spread_from` starts at the last fresh start of the sums and gives `spread`'s bits
+    /// from `from` on: before the first full window, on and next to fresh starts, for slow
+    /// windows whose block is 4,096 bars and longer, and past the end.
+    #[test]
+    fn ma_cross_spread_from_is_the_tail_of_the_spread() {
+        let bars = gauntlet_fixtures::generate_ohlcv_every(11, 30_000, 60).unwrap();
+        let close = &bars.close;
+        for m in [
+            MaCross { fast: 3, slow: 7 },
+            MaCross { fast: 10, slow: 50 },
+            MaCross {
+                fast: 100,
+                slow: 1_000,
+            },
+        ] {
+            let all = m.spread(close);
+            let period = RESUM_BARS.max(8 * m.slow) + 1;
+            let mut froms = vec![0, 1, m.slow - 2, m.slow - 1, m.slow, 29_000, 30_000, 40_000];
+            for k in 1..=3 {
+                let at = m.slow - 1 + k * period;
+                froms.extend([at - 1, at, at + 1]);
+            }
+            for from in froms {
+                let tail = m.spread_from(close, from);
+                let want = &all[from.min(all.len())..];
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&tail), bits(want), "{m} from {from}");
+            }
+        }
+        // Fewer bars than the slow window: all NaN, from anywhere.
+        let short = MaCross { fast: 2, slow: 50 }.spread_from(&close[..20], 5);
+        assert_eq!(short.len(), 15);
+        assert!(short.iter().all(|x| x.is_nan()));
     }
 
     #[test]

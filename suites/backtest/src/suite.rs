@@ -297,6 +297,8 @@ async fn run_strategy(
         lookahead,
         &predictions,
         sweep,
+        // The reported run is this trial's (the same spread, the same execution).
+        grid.iter().position(|m| *m == chosen),
         |i| {
             run(
                 &bars.open,
@@ -343,10 +345,11 @@ async fn run_model(
         plan.folds + 1,
     );
     timings.push(("sweep", clock.elapsed()));
-    let picked = match (plan.pick_best, sweep.best()) {
-        (true, Some(i)) => Some(deadbanded(grid[i])),
+    let best = match (plan.pick_best, sweep.best()) {
+        (true, Some(i)) => Some(i),
         _ => None,
     };
+    let picked = best.map(|i| deadbanded(grid[i]));
     let reported = picked.as_deref().unwrap_or(&predictions);
     let lookahead = detect(plan, signal, bars, &predictions, seed, &mut timings).await?;
     finish(
@@ -358,6 +361,9 @@ async fn run_model(
         lookahead,
         reported,
         sweep,
+        // A picked trial's re-run is the reported run; the raw predictions are not a
+        // trial's (deadband 0 maps −0 to 0).
+        best,
         // The deadband inside the sizing: no 8 MB column of deadbanded predictions per
         // re-run (the walk-forward's peak memory).
         |i| {
@@ -405,6 +411,7 @@ fn finish(
     lookahead: LookaheadReport,
     predictions: &[f64],
     sweep: Sweep,
+    reported_trial: Option<usize>,
     rerun: impl FnMut(usize) -> Execution,
     mut timings: Vec<(&'static str, Duration)>,
 ) -> Result<Outcome, SignalError> {
@@ -412,12 +419,14 @@ fn finish(
     let ppy = annualisation.periods_per_year;
     let params = plan.exec;
     // Walk-forward first: its re-runs and the reported run's execution are never alive
-    // together, which keeps the peak memory down.
-    let walk_forward = sweep::walk_forward(&sweep, plan.folds, plan.walk, ppy, rerun);
+    // together, which keeps the peak memory down; its last re-run is the reported run when
+    // it is that trial's.
+    let (walk_forward, kept) =
+        sweep::walk_forward_keeping(&sweep, plan.folds, plan.walk, ppy, rerun, reported_trial);
     timings.push(("walk-forward", clock.elapsed()));
     clock = Instant::now();
 
-    let execution = run(&bars.open, &bars.close, predictions, &params);
+    let execution = kept.unwrap_or_else(|| run(&bars.open, &bars.close, predictions, &params));
     let metrics = compute(&execution, ppy, plan.risk_free);
     let costs = cost_check(bars, &params, predictions, &execution);
     timings.push(("execution and metrics", clock.elapsed()));
@@ -508,12 +517,11 @@ fn cost_check(bars: &Bars, params: &ExecParams, predictions: &[f64], net: &Execu
         costs: Costs::default(),
         ..*params
     };
-    let gross = run(&bars.open, &bars.close, predictions, &free);
     let total = |r: &[f64]| r.iter().fold(1.0, |e, x| e * (1.0 + x)) - 1.0;
     let by_trade = |f: fn(&crate::exec::Trade) -> f64| net.trades.iter().map(f).sum::<f64>();
     CostCheck {
         net_total_return: total(&net.returns),
-        gross_total_return: total(&gross.returns),
+        gross_total_return: sweep::total_return(&bars.open, &bars.close, predictions, &free),
         fees: net.fees,
         slippage: net.slippage,
         max_deviation: (by_trade(|t| t.fees) - net.fees).abs()

@@ -224,7 +224,7 @@ where
         by_block.push(bar.ret);
         by_segment.push(bar.ret);
     });
-    (sums.moments(), by_block.stats, by_segment.stats)
+    (sums.moments(), by_block.finish(), by_segment.finish())
 }
 
 /// The periods [`run`] executes: one fewer than the bars with both prices and a prediction.
@@ -271,28 +271,34 @@ where
 }
 
 /// [`BlockStats::split`] of `len` values pushed one at a time, summed in the same order (so
-/// the same bits).
+/// the same bits). The part being filled is summed in plain fields, not in its slot of
+/// `stats`: through the vector every bar's sums went through memory (a store and a load on
+/// the sweep's critical path).
 struct Parts {
     stats: Vec<BlockStats>,
-    /// The part being filled, the index where the next one starts, values pushed.
+    /// The part being filled, its sums so far, the index where the next one starts, values
+    /// pushed.
     part: usize,
+    current: BlockStats,
     end: usize,
     index: usize,
     len: usize,
 }
 
+/// Where `Sum for f64` starts.
+const EMPTY: BlockStats = BlockStats {
+    n: 0,
+    sum: -0.0,
+    sum_sq: -0.0,
+};
+
 impl Parts {
     fn new(len: usize, parts: usize) -> Self {
         let parts = parts.max(1);
-        // Where `Sum for f64` starts.
-        let empty = BlockStats {
-            n: 0,
-            sum: -0.0,
-            sum_sq: -0.0,
-        };
         Parts {
-            stats: vec![empty; parts],
+            stats: vec![EMPTY; parts],
             part: 0,
+            current: EMPTY,
             end: len / parts,
             index: 0,
             len,
@@ -303,14 +309,21 @@ impl Parts {
     fn push(&mut self, r: f64) {
         let parts = self.stats.len();
         while self.index >= self.end && self.part + 1 < parts {
+            self.stats[self.part] = std::mem::replace(&mut self.current, EMPTY);
             self.part += 1;
             self.end = (self.part + 1) * self.len / parts;
         }
-        let stats = &mut self.stats[self.part];
+        let stats = &mut self.current;
         stats.n += 1;
         stats.sum += r;
         stats.sum_sq += r * r;
         self.index += 1;
+    }
+
+    /// Every part's statistics.
+    fn finish(mut self) -> Vec<BlockStats> {
+        self.stats[self.part] = self.current;
+        self.stats
     }
 }
 
@@ -383,11 +396,27 @@ pub fn walk_forward(
     folds: usize,
     mode: WalkMode,
     periods_per_year: f64,
-    mut rerun: impl FnMut(usize) -> Execution,
+    rerun: impl FnMut(usize) -> Execution,
 ) -> Option<WalkForward> {
-    let first = sweep.trials.first()?;
+    walk_forward_keeping(sweep, folds, mode, periods_per_year, rerun, None).0
+}
+
+/// [`walk_forward`], also handing back trial `keep`'s execution when it is the last one the
+/// folds ran: the reported run's, when it is one of the trials, is then not run again (with
+/// `--no-sweep` it always is).
+pub fn walk_forward_keeping(
+    sweep: &Sweep,
+    folds: usize,
+    mode: WalkMode,
+    periods_per_year: f64,
+    mut rerun: impl FnMut(usize) -> Execution,
+    keep: Option<usize>,
+) -> (Option<WalkForward>, Option<Execution>) {
+    let Some(first) = sweep.trials.first() else {
+        return (None, None);
+    };
     if folds == 0 || first.segments.len() != folds + 1 {
-        return None;
+        return (None, None);
     }
     let n: usize = first.segments.iter().map(|s| s.n).sum();
     let bounds = segment_bounds(n, folds + 1);
@@ -453,12 +482,25 @@ pub fn walk_forward(
             metrics: compute(&part, periods_per_year, 0.0),
         });
     }
-    drop(cache);
-    Some(WalkForward {
+    let kept = cache
+        .filter(|(i, _)| Some(*i) == keep)
+        .map(|(_, execution)| execution);
+    let walk = WalkForward {
         mode,
         folds: folds_out,
         oos: compute(&oos, periods_per_year, 0.0),
-    })
+    };
+    (Some(walk), kept)
+}
+
+/// The total return of [`run`]'s returns, compounded in order (the same bits), with nothing
+/// stored.
+pub fn total_return(open: &[f64], close: &[f64], predictions: &[f64], params: &ExecParams) -> f64 {
+    let mut equity = 1.0_f64;
+    stream(open, close, predictions.iter().copied(), params, |bar| {
+        equity *= 1.0 + bar.ret;
+    });
+    equity - 1.0
 }
 
 /// The part of an execution over return periods `range`: the trades whose entry falls in it

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Parser;
@@ -22,7 +21,7 @@ use gauntlet_backtest::data::{
 };
 use gauntlet_backtest::signals::{EngineModel, SignalError, Signals, TargetModel};
 use gauntlet_backtest::suite::{Outcome, Verdict, evaluate, run_plan};
-use gauntlet_engine::{AppState, EngineConfig, Model};
+use gauntlet_engine::{EngineConfig, Model};
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
 use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx};
 use gauntlet_harness::{HttpOptions, HttpTarget, InProcess, Target};
@@ -402,24 +401,6 @@ fn bad_rows_are_named_by_row_line_and_column() {
     assert!(matches!(e, DataError::Io { .. }), "{e}");
 }
 
-/// The engine with the reference models, served on a loopback port until `stop` fires.
-async fn serve_engine() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let state = AppState::new(EngineConfig::default());
-    for artifact in gauntlet_fixtures::load_embedded().unwrap() {
-        let name = artifact.name.clone();
-        state.registry().load(artifact).unwrap();
-        state.registry().promote(&name).unwrap();
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gauntlet_engine::serve(listener, state, async move {
-        // Stops when told, or after two minutes whatever happens.
-        let _ = tokio::time::timeout(Duration::from_secs(120), stopped).await;
-    }));
-    (url, stop)
-}
-
 fn fixture_bars(n: usize) -> Bars {
     gauntlet_fixtures::generate_ohlcv(3, n).unwrap()
 }
@@ -445,7 +426,9 @@ async fn same_numbers_in_process_through_the_router_and_by_url() {
     let routed = TargetModel::connect(in_process, "ref-ensemble", 1_000, 3)
         .await
         .unwrap();
-    let (url, stop) = serve_engine().await;
+    let (url, stop) = gauntlet_testkit::serve_reference_engine()
+        .await
+        .expect("engine on loopback");
     let http: Arc<dyn Target> = Arc::new(
         HttpTarget::connect(&url, HttpOptions::default())
             .await
@@ -610,6 +593,83 @@ async fn the_dsr_gate_fails_a_strategy_that_only_looks_good_after_many_trials() 
         "{:?}",
         good.deflated
     );
+}
+
+/// The reported run is the same whether the walk-forward's last re-run is handed back
+/// (`--no-sweep`, a picked trial) or it is run afresh (the configured crossover not chosen
+/// last): every return, position and trade of a fresh `run` of its predictions, and the
+/// cost check's gross return that of a fresh run without costs.
+#[tokio::test]
+async fn the_reported_run_is_a_fresh_run_of_its_predictions() {
+    use gauntlet_backtest::exec::Costs;
+    use gauntlet_backtest::signals::MaCross;
+    use gauntlet_backtest::sweep::{ExecParams, run};
+    let bars = random_walk(6, 6_000);
+    let fresh = |bars: &Bars, predictions: &[f64], params: &ExecParams| {
+        let free = ExecParams {
+            costs: Costs::default(),
+            ..*params
+        };
+        let gross = run(&bars.open, &bars.close, predictions, &free);
+        (
+            run(&bars.open, &bars.close, predictions, params),
+            gross.returns.iter().fold(1.0, |e, r| e * (1.0 + r)) - 1.0,
+        )
+    };
+    let check = |o: &Outcome, predictions: &[f64], what: &str| {
+        let (want, gross) = fresh(&bars, predictions, &o.exec);
+        assert_eq!(bits(&o.execution.returns), bits(&want.returns), "{what}");
+        assert_eq!(bits(&o.execution.held), bits(&want.held), "{what}");
+        assert_eq!(o.execution.trades, want.trades, "{what}");
+        assert_eq!(
+            o.execution.traded.to_bits(),
+            want.traded.to_bits(),
+            "{what}"
+        );
+        assert_eq!(
+            o.costs.gross_total_return.to_bits(),
+            gross.to_bits(),
+            "{what}"
+        );
+    };
+    for (sweep, pick_best) in [(false, false), (true, false), (true, true)] {
+        let p = plan(|c| {
+            c.strategy = Some("ma-cross:10,50".into());
+            c.sweep = sweep;
+            c.pick_best = pick_best;
+            c.fees_bps = 5.0;
+        });
+        let o = run_plan(&p, &bars, DAY_NS, None, 3).await.unwrap();
+        let m = MaCross::parse(o.signal.as_str()).unwrap();
+        check(
+            &o,
+            &m.spread(&bars.close),
+            &format!("sweep {sweep}, pick {pick_best}"),
+        );
+    }
+    let model = EngineModel::new(Arc::new(
+        Model::from_artifact(gauntlet_fixtures::reference_ensemble()).unwrap(),
+    ))
+    .unwrap();
+    let fixture = fixture_bars(3_000);
+    let predictions = model.predict(&fixture, 0).await.unwrap();
+    let grid = gauntlet_backtest::suite::deadband_grid(&predictions);
+    let p = plan(|c| c.pick_best = true);
+    let o = run_plan(&p, &fixture, DAY_NS, Some(&model), 3)
+        .await
+        .unwrap();
+    let d = grid[o.sweep.best().unwrap()];
+    let deadbanded: Vec<f64> = predictions
+        .iter()
+        .map(|&x| if x.abs() > d { x } else { 0.0 })
+        .collect();
+    let (want, _) = fresh(&fixture, &deadbanded, &o.exec);
+    assert_eq!(
+        bits(&o.execution.returns),
+        bits(&want.returns),
+        "picked model"
+    );
+    assert_eq!(o.execution.trades, want.trades, "picked model");
 }
 
 #[tokio::test]
@@ -1272,6 +1332,32 @@ fn exports_round_trip_to_the_report() {
     ]);
     assert_eq!(code, 0);
     exports_match_the_report(&out);
+}
+
+/// `--no-exports` writes the reports and no trades.csv or returns.csv.
+#[test]
+fn no_exports_writes_the_reports_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gauntlet.toml");
+    std::fs::write(&config, "[profile.default]\n").unwrap();
+    let out = dir.path().join("out");
+    let sample = sample();
+    let code = run_cli([
+        "gauntlet-backtest",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        sample.to_str().unwrap(),
+        "--strategy",
+        "ma-cross:5,20",
+        "--no-sweep",
+        "--no-exports",
+        "--report-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.join("report.json").exists() && out.join("report.html").exists());
+    assert!(!out.join("trades.csv").exists() && !out.join("returns.csv").exists());
 }
 
 /// Regression: `gauntlet run` wrote no exports where `gauntlet backtest` did. Its backtest

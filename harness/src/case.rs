@@ -70,6 +70,53 @@ pub struct CaseCtx {
     /// Set when the case has passed its deadline: work the runner cannot abort
     /// (blocking threads, spawned tasks) checks it and stops.
     pub cancelled: Arc<AtomicBool>,
+    /// The models protocol cases run on (`gauntlet run --model`); empty: the reference
+    /// models when served, otherwise every ready model the target lists.
+    pub models: Arc<Vec<String>>,
+    /// Whether cases of the reference engine's own policies run (see [`Policy`]).
+    pub policy: Policy,
+}
+
+/// Whether the cases that check the reference engine's own policies (body limit, exact status
+/// codes, feature names, sanitiser report, metric names), which the Open Inference Protocol
+/// does not require, run against a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Policy {
+    /// When the target lists [`POLICY_EXTENSION`] among the `extensions` of `GET /v2`.
+    #[default]
+    Auto,
+    /// Always: the target claims the reference engine's behaviour (`--policy reference`).
+    Reference,
+    /// Never: the protocol only (`--policy spec`).
+    Spec,
+}
+
+/// The server-metadata extension by which a target claims the reference engine's policies.
+pub const POLICY_EXTENSION: &str = gauntlet_engine::http::GAUNTLET_EXTENSION;
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Policy::Auto),
+            "reference" => Ok(Policy::Reference),
+            "spec" => Ok(Policy::Spec),
+            other => Err(format!(
+                "unknown policy {other:?}: expected auto, reference or spec"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Policy::Auto => "auto",
+            Policy::Reference => "reference",
+            Policy::Spec => "spec",
+        })
+    }
 }
 
 /// The reference artifacts of a run: all of them, and those the target serves.
@@ -110,6 +157,8 @@ impl CaseCtx {
             reference_models: Arc::clone(&references.served),
             templates: Arc::clone(&references.all),
             cancelled: Arc::new(AtomicBool::new(false)),
+            models: Arc::new(options.models.clone()),
+            policy: options.policy,
         }
     }
 
@@ -167,6 +216,10 @@ pub struct RunOptions {
     /// The `gauntlet run` arguments that select this run's target and its treatment
     /// (`--target URL`, `--skip-missing-models`, `--max-body-bytes N`), for replay hints.
     pub replay_args: String,
+    /// The models protocol cases run on (`--model`); empty: see [`CaseCtx::models`].
+    pub models: Vec<String>,
+    /// Whether the reference engine's policy cases run.
+    pub policy: Policy,
 }
 
 impl Default for RunOptions {
@@ -180,6 +233,8 @@ impl Default for RunOptions {
             property_cases: s.property_cases,
             max_body_bytes: s.max_body_bytes,
             replay_args: String::new(),
+            models: Vec::new(),
+            policy: Policy::Auto,
         }
     }
 }

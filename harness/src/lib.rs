@@ -50,7 +50,9 @@ pub mod suite;
 pub mod target;
 pub mod trace;
 
-pub use case::{Case, CaseBody, CaseCtx, CaseError, CaseOutcome, References};
+pub use case::{
+    Case, CaseBody, CaseCtx, CaseError, CaseOutcome, POLICY_EXTENSION, Policy, References,
+};
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
 pub use command::{CommandOutput, CommandReport, Host, SuiteCommand};
 pub use registry::{Registry, RegistryError};

@@ -190,7 +190,11 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
 }
 
 async fn server_metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
-    let mut extensions = vec!["model_repository".to_owned(), TRADING_EXTENSION.to_owned()];
+    let mut extensions = vec![
+        "model_repository".to_owned(),
+        TRADING_EXTENSION.to_owned(),
+        GAUNTLET_EXTENSION.to_owned(),
+    ];
     if state.audit().is_some() {
         extensions.push(AUDIT_EXTENSION.to_owned());
     }
@@ -203,6 +207,12 @@ async fn server_metadata(State(state): State<AppState>) -> Json<ServerMetadata> 
         extensions,
     })
 }
+
+/// The server-metadata extension that says this server keeps the reference engine's policies
+/// beyond the protocol (1 MiB body limit and 413, exact 400/404, feature names in metadata, the
+/// `prediction` output, the sanitiser report, `gauntlet_*` metrics): Gauntlet checks them only
+/// on a server that lists it.
+pub const GAUNTLET_EXTENSION: &str = "gauntlet";
 
 /// The OpenAPI 3 document of every route, checked in as `engine/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../openapi.json");

@@ -176,7 +176,7 @@ async fn health_and_server_metadata() {
     assert_eq!(meta.status, StatusCode::OK);
     assert_eq!(
         meta.json(),
-        json!({"name": "gauntlet-engine", "version": env!("CARGO_PKG_VERSION"), "extensions": ["model_repository", "gauntlet_trading"]})
+        json!({"name": "gauntlet-engine", "version": env!("CARGO_PKG_VERSION"), "extensions": ["model_repository", "gauntlet_trading", "gauntlet"]})
     );
 }
 

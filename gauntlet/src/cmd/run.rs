@@ -97,6 +97,30 @@ pub struct RunArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     skip_missing_models: bool,
+    /// A model the protocol cases run on, read from its metadata (repeatable); default: the
+    /// reference models when served, otherwise every ready model of the repository index.
+    /// Implies --skip-missing-models for the cases that compare with the reference models.
+    #[arg(
+        long = "model",
+        value_name = "NAME",
+        env = "GAUNTLET_MODEL",
+        value_delimiter = ','
+    )]
+    models: Vec<String>,
+    /// Whether the reference engine's own policies (body limit and 413, exact 400/404, feature
+    /// names, the `prediction` output, the sanitiser report, gauntlet_* metrics) are checked:
+    /// `auto` when GET /v2 lists the "gauntlet" extension, `reference` always, `spec` never.
+    #[arg(
+        long,
+        env = "GAUNTLET_POLICY",
+        default_value = "auto",
+        value_name = "auto|reference|spec"
+    )]
+    policy: gauntlet_harness::Policy,
+    /// Where the target serves Prometheus metrics when not at `{target}/metrics` (another port
+    /// or path, e.g. MLServer's `http://127.0.0.1:8082/metrics`); same scheme as --target.
+    #[arg(long, env = "GAUNTLET_METRICS_URL", value_name = "URL")]
+    metrics_url: Option<String>,
     #[command(flatten)]
     secure: SecureArgs,
 }
@@ -241,6 +265,9 @@ struct Plan<'r> {
     target_url: Option<String>,
     skip_missing_models: bool,
     secure: Option<gauntlet_harness::ClientSecurity>,
+    models: Vec<String>,
+    policy: gauntlet_harness::Policy,
+    metrics_url: Option<String>,
 }
 
 fn plan(registry: &Registry, args: RunArgs) -> Result<Plan<'_>, Failure> {
@@ -265,12 +292,41 @@ fn plan(registry: &Registry, args: RunArgs) -> Result<Plan<'_>, Failure> {
              (the in-process engine makes its own keys)",
         ));
     }
+    let models: Vec<String> = args
+        .models
+        .iter()
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if let Some(bad) = models
+        .iter()
+        .find(|m| m.contains(['/', '?', '#']) || m.chars().any(char::is_control))
+    {
+        return Err(Failure::usage(format!(
+            "--model {bad:?}: a model name may not contain '/', '?', '#' or control characters"
+        )));
+    }
+    let metrics_url = args.metrics_url.filter(|m| !m.trim().is_empty());
+    if metrics_url.is_some()
+        && !args
+            .target
+            .as_deref()
+            .is_some_and(|t| t.starts_with("http://") || t.starts_with("https://"))
+    {
+        return Err(Failure::usage(
+            "--metrics-url is for an http:// or https:// --target (the in-process engine and \
+             containers serve /metrics themselves)",
+        ));
+    }
     Ok(Plan {
         settings,
         planned,
+        metrics_url,
         target_url: args.target,
         skip_missing_models: args.skip_missing_models,
         secure,
+        models,
+        policy: args.policy,
     })
 }
 
@@ -287,7 +343,12 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         target_url,
         skip_missing_models,
         secure,
+        models,
+        policy,
+        metrics_url,
     } = plan;
+    // A run on the user's own models does not need the reference models to start.
+    let skip_missing_models = skip_missing_models || !models.is_empty();
     let started_at = SystemTime::now();
     // Fail before the run, not after it, when the reports cannot be written.
     plumbing::check_report_dir(&settings.report_dir)?;
@@ -298,14 +359,24 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         ..HttpOptions::default()
     };
     let target = match (target_url.as_deref(), secure) {
-        (Some(url), Some(secure)) => {
-            match gauntlet_harness::HttpTarget::connect_with(url, options, secure).await {
-                Ok(t) => Arc::new(t) as Arc<dyn gauntlet_harness::Target>,
-                Err(e @ gauntlet_harness::TargetError::InvalidUrl { .. }) => {
-                    return Err(Failure::usage(format!("--target: {e}")));
-                }
-                Err(e) => return Err(Failure::setup_err(e)),
-            }
+        (Some(url), secure) if secure.is_some() || metrics_url.is_some() => {
+            let secure = secure.unwrap_or_default();
+            let connected =
+                match gauntlet_harness::HttpTarget::connect_with(url, options, secure).await {
+                    Ok(t) => t,
+                    Err(e @ gauntlet_harness::TargetError::InvalidUrl { .. }) => {
+                        return Err(Failure::usage(format!("--target: {e}")));
+                    }
+                    Err(e) => return Err(Failure::setup_err(e)),
+                };
+            let connected = match metrics_url.as_deref() {
+                None => connected,
+                Some(m) => connected
+                    .with_metrics_url(m)
+                    .await
+                    .map_err(|e| Failure::usage(e.to_string()))?,
+            };
+            Arc::new(connected) as Arc<dyn gauntlet_harness::Target>
         }
         (url, _) => plumbing::connect(url, options, Some(&settings.report_dir)).await?,
     };
@@ -341,7 +412,16 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         seed: settings.seed,
         property_cases: settings.property_cases,
         max_body_bytes: settings.max_body_bytes,
-        replay_args: replay_args(target_url.as_deref(), skip_missing_models, &settings),
+        replay_args: replay_args(
+            target_url.as_deref(),
+            skip_missing_models,
+            &settings,
+            &models,
+            policy,
+            metrics_url.as_deref(),
+        ),
+        models,
+        policy,
     };
     let color = plumbing::color();
     let _ = writeln!(
@@ -430,10 +510,29 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
 
 /// The arguments a replay needs besides the seed: which target, and how it is judged.
 /// The target URL is shown without credentials (they are the user's to add back).
-fn replay_args(target: Option<&str>, skip_missing_models: bool, settings: &Settings) -> String {
+fn replay_args(
+    target: Option<&str>,
+    skip_missing_models: bool,
+    settings: &Settings,
+    models: &[String],
+    policy: gauntlet_harness::Policy,
+    metrics_url: Option<&str>,
+) -> String {
     let mut args = Vec::new();
     if let Some(url) = target {
         args.push(format!("--target {}", gauntlet_harness::redact_url(url)));
+    }
+    for model in models {
+        args.push(format!("--model {model}"));
+    }
+    if let Some(url) = metrics_url {
+        args.push(format!(
+            "--metrics-url {}",
+            gauntlet_harness::redact_url(url)
+        ));
+    }
+    if policy != gauntlet_harness::Policy::Auto {
+        args.push(format!("--policy {policy}"));
     }
     if skip_missing_models {
         args.push("--skip-missing-models".to_owned());

@@ -74,6 +74,9 @@ pub struct HttpTarget {
     server: String,
     security: ClientSecurity,
     access: SecurityAccess,
+    /// Where `GET /metrics` goes when the server exposes Prometheus elsewhere (another port
+    /// or path, as MLServer's 8082); `None`: `{base}/metrics`.
+    metrics_url: Option<String>,
 }
 
 impl HttpTarget {
@@ -209,6 +212,7 @@ impl HttpTarget {
             server: String::from("unknown server"),
             security,
             access,
+            metrics_url: None,
         };
         let unreachable = |reason: String| TargetError::Unreachable {
             url: base.clone(),
@@ -262,6 +266,48 @@ impl HttpTarget {
     /// The base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// Sends `GET /metrics` to `url` instead of `{base}/metrics`, for servers that expose
+    /// Prometheus on another port or path (MLServer: `http://host:8082/metrics`), and probes it:
+    /// the target has [`Capability::Metrics`] when it answers 200.
+    ///
+    /// # Errors
+    /// [`TargetError::InvalidUrl`] when `url` is not an absolute URL of the target's scheme
+    /// (`http://` or `https://`, which the client is built for) with a host and no credentials,
+    /// query or fragment.
+    pub async fn with_metrics_url(mut self, url: &str) -> Result<Self, TargetError> {
+        let invalid = |reason: &str| TargetError::InvalidUrl {
+            url: redact_url(url),
+            reason: format!("--metrics-url: {reason}"),
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+        let scheme = self.base.split("://").next().unwrap_or("http");
+        if parsed.scheme() != scheme {
+            return Err(invalid(&format!(
+                "scheme {:?} differs from the target's {scheme:?}",
+                parsed.scheme()
+            )));
+        }
+        if parsed.host_str().is_none() {
+            return Err(invalid("the URL has no host"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid(
+                "credentials in the URL are not taken (use --header)",
+            ));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(invalid("the URL takes no query or fragment"));
+        }
+        self.metrics_url = Some(parsed.as_str().to_owned());
+        self.capabilities.remove(&Capability::Metrics);
+        if let Ok(reply) = self.get("/metrics").await
+            && reply.status == StatusCode::OK
+        {
+            self.capabilities.insert(Capability::Metrics);
+        }
+        Ok(self)
     }
 }
 
@@ -425,7 +471,10 @@ impl Target for HttpTarget {
             .path_and_query()
             .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
         let method = parts.method.clone();
-        let url = format!("{}{}", self.base, path);
+        let url = match &self.metrics_url {
+            Some(metrics) if path == "/metrics" => metrics.clone(),
+            _ => format!("{}{}", self.base, path),
+        };
         let limit = self.options.max_response_bytes;
         let too_large = |method: http::Method, path: String| TargetError::Transport {
             method,
@@ -487,13 +536,25 @@ impl Target for HttpTarget {
             }
             Transport::Plain(client) => client,
         };
-        let response = client
-            .request(parts.method, url)
-            .headers(parts.headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| classify(e, &method, &path, self.options))?;
+        let send = |headers: http::HeaderMap| {
+            client
+                .request(parts.method.clone(), url.as_str())
+                .headers(headers)
+                .body(body.clone())
+                .send()
+        };
+        let response = match send(parts.headers.clone()).await {
+            // A kept-alive connection the server dropped (some servers close theirs right after
+            // their own 500) fails the next request sent on it before any byte of a reply: the
+            // fault of an earlier exchange, not this request's. It goes once more, on a fresh
+            // connection (the pool has discarded the dead one); a second failure is reported.
+            Err(e) if is_dropped_connection(&e) => {
+                tracing::debug!(%method, %path, error = %crate::error_chain(&e), "retrying once on a fresh connection");
+                send(parts.headers).await
+            }
+            other => other,
+        }
+        .map_err(|e| classify(e, &method, &path, self.options))?;
         let status = response.status();
         let headers = response.headers().clone();
         let mut body = bytes::BytesMut::new();
@@ -513,6 +574,36 @@ impl Target for HttpTarget {
         *out.headers_mut() = headers;
         Ok(out)
     }
+}
+
+/// Whether a request failed because its pooled connection was already closed by the server:
+/// reset, aborted, or closed before any byte of a response. Not a connect failure or a timeout,
+/// which a fresh connection would not cure.
+fn is_dropped_connection(e: &reqwest::Error) -> bool {
+    if e.is_connect() || e.is_timeout() || !e.is_request() {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            return true;
+        }
+        // hyper's "connection closed before message completed" (no io error beneath it).
+        if c.to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The system's trusted roots (the PEM bundle rustls-native-certs finds), for an `https://`
@@ -607,6 +698,86 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("s3cret") && err.contains("***"), "{err}");
+    }
+
+    /// A loopback HTTP/1.1 server answering 200 with `body` to `GET {path}` and 404 to anything
+    /// else, one request per connection.
+    async fn serve_only(path: &'static str, body: &'static str) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let hit = head.starts_with(&format!("GET {path} "));
+                    let (status, body) = if hit {
+                        ("200 OK", body)
+                    } else {
+                        ("404 Not Found", "")
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn metrics_url_sends_metrics_elsewhere() {
+        let server = serve_only("/v2/health/live", "").await;
+        let prometheus = serve_only("/prom/metrics", "up 1\n").await;
+        let target = HttpTarget::connect(&format!("http://{server}"), HttpOptions::default())
+            .await
+            .unwrap();
+        assert!(!target.capabilities().contains(&Capability::Metrics));
+        let moved = target
+            .clone()
+            .with_metrics_url(&format!("http://{prometheus}/prom/metrics"))
+            .await
+            .unwrap();
+        assert!(moved.capabilities().contains(&Capability::Metrics));
+        let reply = moved.get("/metrics").await.unwrap();
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (StatusCode::OK, "up 1\n")
+        );
+        // Everything else still goes to the server.
+        assert_eq!(
+            moved.get("/v2/health/live").await.unwrap().status,
+            StatusCode::OK
+        );
+        let nowhere = target
+            .clone()
+            .with_metrics_url(&format!("http://{prometheus}/elsewhere"))
+            .await
+            .unwrap();
+        assert!(!nowhere.capabilities().contains(&Capability::Metrics));
+        for (url, needle) in [
+            (format!("https://{prometheus}/metrics"), "scheme"),
+            (
+                format!("http://u:secret-pw@{prometheus}/metrics"),
+                "credentials",
+            ),
+            ("metrics".to_owned(), "--metrics-url"),
+        ] {
+            let err = target
+                .clone()
+                .with_metrics_url(&url)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(needle) && !err.contains("secret-pw"),
+                "{url}: {err}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use serde_json::Value;
 
+use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_harness::runner::{RunOptions, run_one};
 use gauntlet_harness::{Capabilities, Case, CaseCtx, InProcess, References, Target, TargetError};
 use gauntlet_reports::{CaseResult, Outcome};
@@ -33,6 +34,11 @@ enum Defect {
     TextErrors,
     /// Every 7th infer response of a `prop-swap-*` model reports the other version.
     MislabelsVersions,
+    /// `GET /v2` does not list the `gauntlet` extension: a server that keeps the protocol, not
+    /// the reference engine's policies.
+    HidesPolicyExtension,
+    /// Bad requests get the status and body of a popular Python server: 422 `{"detail": …}`.
+    DetailErrors,
 }
 
 struct Defective {
@@ -43,8 +49,12 @@ struct Defective {
 
 impl Defective {
     fn new(defect: Defect) -> Self {
+        Self::of(reference_target().unwrap(), defect)
+    }
+
+    fn of(inner: InProcess, defect: Defect) -> Self {
         Defective {
-            inner: reference_target().unwrap(),
+            inner,
             defect,
             infers: AtomicUsize::new(0),
         }
@@ -111,6 +121,21 @@ impl Target for Defective {
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
                 Some(Bytes::from(message))
+            }
+            Defect::HidesPolicyExtension if path == "/v2" && status == StatusCode::OK => {
+                Some(rewrite_json(&body, |v| {
+                    v["extensions"]
+                        .as_array_mut()
+                        .unwrap()
+                        .retain(|e| e != gauntlet_harness::POLICY_EXTENSION);
+                }))
+            }
+            Defect::DetailErrors if is_infer && status.is_client_error() => {
+                *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                Some(rewrite_json(&body, |v| {
+                    let message = v["error"].take();
+                    *v = serde_json::json!({ "detail": message });
+                }))
             }
             Defect::MislabelsVersions
                 if path.starts_with("/v2/models/prop-swap-")
@@ -203,7 +228,11 @@ async fn a_dropped_request_id_is_caught() {
     caught(
         Defect::DropsId,
         &["conformance::infer_echoes_request_id"],
-        &["`id`", "expected Some(\"gauntlet-", "got None"],
+        &[
+            "`id` expected \"gauntlet-",
+            "got nothing",
+            "must be returned in the response",
+        ],
     )
     .await;
 }
@@ -214,6 +243,16 @@ async fn a_500_on_malformed_json_is_caught() {
         Defect::ServerErrorOnMalformedJson,
         &["conformance::malformed_json_is_400"],
         &["expected status 400 Bad Request, got 500"],
+    )
+    .await;
+    caught(
+        Defect::ServerErrorOnMalformedJson,
+        &["conformance::malformed_json_is_4xx"],
+        &[
+            "expected a 4xx status",
+            "got 500",
+            "must be indicated by an HTTP error status",
+        ],
     )
     .await;
     caught(
@@ -271,11 +310,134 @@ async fn text_error_bodies_are_caught() {
         Defect::TextErrors,
         &[
             "conformance::shape_data_mismatch_is_400",
+            "conformance::shape_data_mismatch_is_4xx",
             "property::infer_survives_malformed_json",
         ],
         &["the body is not JSON"],
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_bodies_fail_the_spec_and_a_422_does_not() {
+    // 422 is a 4xx, which the spec allows; `{"detail": …}` is not its `{"error": $string}`.
+    caught(
+        Defect::DetailErrors,
+        &[
+            "conformance::malformed_json_is_4xx",
+            "conformance::unknown_datatype_is_4xx",
+        ],
+        &[
+            "422 Unprocessable Entity reply: the body has no `error` field",
+            "must contain",
+        ],
+    )
+    .await;
+}
+
+/// Runs every conformance case against `target`, whose served reference models are `served`.
+async fn run_conformance(target: Arc<dyn Target>, served: Vec<ModelArtifact>) -> Vec<CaseResult> {
+    let references = References {
+        all: Arc::new(gauntlet_fixtures::load_embedded().unwrap()),
+        served: Arc::new(served),
+    };
+    let options = RunOptions {
+        seed: crate::DEFAULT_SEED,
+        property_cases: 8,
+        ..RunOptions::default()
+    };
+    let cases: Vec<Case> = all_cases()
+        .into_iter()
+        .filter(|c| c.suite == "conformance")
+        .collect();
+    gauntlet_harness::runner::run(&cases, target, &references, &options, |_| {}).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_another_model_gets_the_protocol_cases_and_no_policy() {
+    // A 5-feature model the reference fixtures know nothing of, on a server that keeps the
+    // protocol but does not claim the reference engine's policies: the issue-17 situation.
+    let mut own = gauntlet_fixtures::load_embedded().unwrap().remove(0);
+    own.name = "user-model".into();
+    own.features.truncate(5);
+    if let gauntlet_engine::artifact::ModelParams::Linear { weights, .. } = &mut own.model {
+        weights.truncate(5);
+    }
+    let inner =
+        InProcess::with_models(gauntlet_engine::EngineConfig::default(), vec![own]).unwrap();
+    let target: Arc<dyn Target> = Arc::new(Defective::of(inner, Defect::HidesPolicyExtension));
+    let results = run_conformance(target, vec![]).await;
+    let mut oip_passed = 0;
+    for r in &results {
+        let message = r.message.clone().unwrap_or_default();
+        match &r.outcome {
+            Outcome::Pass => {
+                if r.requirements.iter().any(|q| q == "ENG-OIP") {
+                    oip_passed += 1;
+                }
+            }
+            Outcome::Skip { reason } => {
+                if r.requirements.iter().any(|q| q == "ENG-POLICY") {
+                    assert!(
+                        reason.contains("\"gauntlet\" extension"),
+                        "{}: {reason}",
+                        r.id
+                    );
+                }
+            }
+            other => panic!("{}: {other:?}: {message}", r.id),
+        }
+        assert!(
+            !(r.requirements.iter().any(|q| q == "ENG-POLICY") && r.outcome == Outcome::Pass),
+            "{} is a policy case and must not run on a server that does not claim the policy",
+            r.id
+        );
+    }
+    assert!(
+        oip_passed >= 15,
+        "only {oip_passed} protocol cases ran on the server's own model: {results:#?}"
+    );
+    let skipped = |id: &str| {
+        results
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| matches!(r.outcome, Outcome::Skip { .. }))
+    };
+    assert_eq!(
+        skipped("conformance::infer_batch_equals_single_rows"),
+        Some(true)
+    );
+    assert_eq!(skipped("conformance::body_over_limit_is_413"), Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_reference_runs_the_policy_cases_without_the_extension() {
+    let target: Arc<dyn Target> = Arc::new(Defective::new(Defect::HidesPolicyExtension));
+    let case = case("conformance::body_over_limit_is_413");
+    let models = gauntlet_fixtures::load_embedded().unwrap();
+    for (policy, expected) in [
+        (gauntlet_harness::Policy::Auto, "skip"),
+        (gauntlet_harness::Policy::Reference, "pass"),
+        (gauntlet_harness::Policy::Spec, "skip"),
+    ] {
+        let options = RunOptions {
+            policy,
+            ..RunOptions::default()
+        };
+        let ctx = CaseCtx::for_case(
+            &case,
+            Arc::clone(&target),
+            &options,
+            &References::all_served(models.clone()),
+        );
+        let result = run_one(case, ctx, Duration::from_secs(60)).await;
+        assert_eq!(
+            result.outcome.label(),
+            expected,
+            "{policy}: {:?}",
+            result.message
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

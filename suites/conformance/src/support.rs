@@ -173,7 +173,8 @@ pub(crate) fn expect_infer_ok(reply: &Reply, request: &str) -> Result<InferRespo
     })
 }
 
-/// The `prediction` output of a response, checked to be FP64 of shape `[rows]` with finite values.
+/// The `prediction` output of a response (or its only output, from a server that names it
+/// otherwise), checked to be FP64 of shape `[rows]` with finite values.
 pub(crate) fn predictions(
     response: &InferResponse,
     rows: usize,
@@ -185,7 +186,16 @@ pub(crate) fn predictions(
 /// [`predictions`] with a plain message, for property cases.
 pub(crate) fn prediction_values(response: &InferResponse, rows: usize) -> Result<Vec<f64>, String> {
     let names: Vec<&str> = response.outputs.iter().map(|o| o.name.as_str()).collect();
-    let Some(output) = response.outputs.iter().find(|o| o.name == "prediction") else {
+    let only = match response.outputs.as_slice() {
+        [one] => Some(one),
+        _ => None,
+    };
+    let Some(output) = response
+        .outputs
+        .iter()
+        .find(|o| o.name == "prediction")
+        .or(only)
+    else {
         return Err(format!(
             "expected an output named \"prediction\", got outputs {names:?}"
         ));

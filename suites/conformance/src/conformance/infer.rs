@@ -1,14 +1,16 @@
-//! Successful inference: every input layout, batches against single rows, the request id and
-//! the versioned path.
+//! Successful inference: requests generated from each model's metadata (`ENG-OIP`), and on the
+//! reference models every input layout and batches against single rows (`ENG-PRED`).
+
+use serde_json::{Value, json};
 
 use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_engine::oip::InferResponse;
-use gauntlet_fixtures::REF_LINEAR;
 use gauntlet_harness::{
     Case, CaseCtx, CaseError, CaseOutcome, TargetExt, case, ensure, ensure_eq, infer_path,
 };
 
 use super::both_references;
+use super::subject::{check_infer_response, policy_applies, subjects};
 use crate::support::{
     Layout, ensure_predictions, expect_infer_ok, infer_request, library_expect, library_model,
     predictions, present, typical_rows,
@@ -16,10 +18,15 @@ use crate::support::{
 
 pub(super) fn cases() -> Vec<Case> {
     vec![
+        case!("conformance", infer_generated_request, ["ENG-OIP"], []),
+        case!("conformance", infer_accepts_batches, ["ENG-OIP"], []),
+        case!("conformance", infer_requested_output, ["ENG-OIP"], []),
+        case!("conformance", infer_echoes_request_id, ["ENG-OIP"], []),
+        case!("conformance", infer_by_version, ["ENG-OIP"], []),
         case!(
             "conformance",
             infer_layouts_agree,
-            ["ENG-OIP", "ENG-PRED"],
+            ["ENG-POLICY", "ENG-PRED"],
             []
         ),
         case!(
@@ -28,8 +35,6 @@ pub(super) fn cases() -> Vec<Case> {
             ["ENG-PRED"],
             []
         ),
-        case!("conformance", infer_echoes_request_id, ["ENG-OIP"], []),
-        case!("conformance", infer_by_version, ["ENG-OIP"], []),
     ]
 }
 
@@ -44,6 +49,7 @@ async fn served(
     version: Option<&str>,
     data: &[f64],
     layout: Layout,
+    policy: bool,
 ) -> Result<(InferResponse, Vec<f64>), CaseError> {
     let rows = data.len() / artifact.features.len().max(1);
     let request = infer_request(artifact, &present(data), layout);
@@ -54,6 +60,10 @@ async fn served(
     let reply = ctx.target.infer(&artifact.name, version, &request).await?;
     let response = expect_infer_ok(&reply, &line)?;
     ensure_eq!(response.model_name, artifact.name, "{line}: `model_name`");
+    if !policy {
+        let values = predictions(&response, rows, &line)?;
+        return Ok((response, values));
+    }
     ensure_eq!(
         response.model_version,
         artifact.version,
@@ -68,14 +78,17 @@ async fn served(
     Ok((response, values))
 }
 
+/// Policy: the reference engine takes a batch as one `[rows, n]` tensor or one tensor per
+/// feature, and predicts as the model library does.
 async fn infer_layouts_agree(ctx: CaseCtx) -> CaseOutcome {
+    policy_applies(&ctx, "per-feature input layouts").await?;
     for artifact in both_references(&ctx)? {
         let model = library_model(artifact)?;
         let rows = typical_rows(artifact, ctx.seed, ROWS);
         let expected = library_expect(&model, &present(&rows))
             .map_err(|e| CaseError::Error(format!("the library rejects typical rows: {e}")))?;
         for layout in Layout::BATCH {
-            let (_, got) = served(&ctx, artifact, None, &rows, layout).await?;
+            let (_, got) = served(&ctx, artifact, None, &rows, layout, true).await?;
             ensure_predictions(
                 &got,
                 &expected.predictions,
@@ -89,14 +102,17 @@ async fn infer_layouts_agree(ctx: CaseCtx) -> CaseOutcome {
     Ok(())
 }
 
+/// A batch predicts what each of its rows predicts alone, on the reference models.
 async fn infer_batch_equals_single_rows(ctx: CaseCtx) -> CaseOutcome {
-    for artifact in both_references(&ctx)? {
+    let references = both_references(&ctx)?;
+    let policy = policy_applies(&ctx, "").await.is_ok();
+    for artifact in references {
         let n = artifact.features.len();
         let rows = typical_rows(artifact, ctx.seed, ROWS);
-        let (_, batch) = served(&ctx, artifact, None, &rows, Layout::Matrix).await?;
+        let (_, batch) = served(&ctx, artifact, None, &rows, Layout::Matrix, policy).await?;
         let mut singles = Vec::with_capacity(ROWS);
         for row in rows.chunks_exact(n) {
-            let (_, one) = served(&ctx, artifact, None, row, Layout::Vector).await?;
+            let (_, one) = served(&ctx, artifact, None, row, Layout::Vector, policy).await?;
             singles.extend(one);
         }
         ensure_predictions(
@@ -111,40 +127,129 @@ async fn infer_batch_equals_single_rows(ctx: CaseCtx) -> CaseOutcome {
     Ok(())
 }
 
-async fn infer_echoes_request_id(ctx: CaseCtx) -> CaseOutcome {
-    let artifact = ctx.reference(REF_LINEAR)?;
-    let rows = typical_rows(artifact, ctx.seed, 1);
-    // Unicode, quotes and a slash: the id must come back byte for byte.
-    let id = format!("gauntlet-{:016x}-ΔΣ-\"q\"/é", ctx.seed);
-    let mut request = infer_request(artifact, &present(&rows), Layout::Matrix);
-    request.id = Some(id.clone());
-    let line = format!("POST {} with id {id:?}", infer_path(&artifact.name, None));
-    let reply = ctx.target.infer(&artifact.name, None, &request).await?;
-    let response = expect_infer_ok(&reply, &line)?;
-    ensure_eq!(response.id.as_deref(), Some(id.as_str()), "{line}: `id`");
+/// Posts `body` to `subject`'s infer path (`version`: the versioned one) and checks the reply
+/// against the spec's `$inference_response`.
+async fn post_checked(
+    ctx: &CaseCtx,
+    subject: &super::subject::Subject,
+    version: Option<&str>,
+    body: &Value,
+    what: &str,
+) -> Result<Value, CaseError> {
+    let path = infer_path(&subject.name, version);
+    let line = format!("POST {path} with {what}");
+    let reply = ctx.target.post_json(&path, body).await?;
+    let id = body.get("id").and_then(Value::as_str);
+    check_infer_response(&reply, subject, id, &line)
+}
+
+/// Spec: "A successful inference request is indicated by a 200 HTTP status code", the body
+/// `$inference_response = {"model_name" : $string, "model_version" : $string #optional, "id" :
+/// $string, "parameters" : $parameters #optional, "outputs" : [ $response_output, ... ]}`, for
+/// a one-row request built from each model's metadata.
+async fn infer_generated_request(ctx: CaseCtx) -> CaseOutcome {
+    for subject in subjects(&ctx).await? {
+        let body = subject.request(ctx.seed, 1)?;
+        post_checked(&ctx, &subject, None, &body, "one generated row").await?;
+    }
     Ok(())
 }
 
+/// Spec: "If the input is batched, the shape and data must represent the full shape and
+/// contents of the entire batch": a model whose inputs have a variable first dimension takes
+/// 1, 3 and 16 rows.
+async fn infer_accepts_batches(ctx: CaseCtx) -> CaseOutcome {
+    let subjects = subjects(&ctx).await?;
+    let batched: Vec<_> = subjects.iter().filter(|s| s.batched()).collect();
+    if batched.is_empty() {
+        return Err(CaseError::Skip(
+            "no model of the run has inputs with a variable first dimension (-1)".into(),
+        ));
+    }
+    for subject in batched {
+        for rows in [1, 3, 16] {
+            let body = subject.request(ctx.seed ^ rows as u64, rows)?;
+            post_checked(
+                &ctx,
+                subject,
+                None,
+                &body,
+                &format!("{rows} generated rows"),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Spec: `"outputs" : [ $request_output, ... ] #optional` names "The output tensors requested
+/// for this inference"; "For the above request the inference server must return the “output0”
+/// output tensor". Asks for each model's first declared output.
+async fn infer_requested_output(ctx: CaseCtx) -> CaseOutcome {
+    let subjects = subjects(&ctx).await?;
+    let mut ran = false;
+    for subject in &subjects {
+        let Some(first) = subject.outputs.first() else {
+            continue;
+        };
+        ran = true;
+        let mut body = subject.request(ctx.seed, 2)?;
+        body["outputs"] = json!([{ "name": first.name }]);
+        let what = format!("outputs [{{\"name\": {:?}}}]", first.name);
+        let response = post_checked(&ctx, subject, None, &body, &what).await?;
+        let names: Vec<&str> = response["outputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["name"].as_str())
+            .collect();
+        ensure!(
+            names.contains(&first.name.as_str()),
+            "POST {} with {what}: the response should hold the requested output {:?}, got \
+             outputs {names:?}; the spec: \"the inference server must return the “output0” \
+             output tensor\"",
+            infer_path(&subject.name, None),
+            first.name
+        );
+    }
+    if !ran {
+        return Err(CaseError::Skip(
+            "the metadata of no model of the run declares an output to ask for".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Spec: `"id" : $string #optional`, "if specified this identifier must be returned in the
+/// response". The id holds non-ASCII characters, quotes and a slash, returned byte for byte.
+async fn infer_echoes_request_id(ctx: CaseCtx) -> CaseOutcome {
+    let id = format!("gauntlet-{:016x}-ΔΣ-\"q\"/é", ctx.seed);
+    for subject in subjects(&ctx).await? {
+        let mut body = subject.request(ctx.seed, 1)?;
+        body["id"] = json!(id);
+        post_checked(&ctx, &subject, None, &body, &format!("id {id:?}")).await?;
+    }
+    Ok(())
+}
+
+/// Spec: `POST v2/models/<model_name>[/versions/<model_version>]/infer`; "versions: The model
+/// versions that may be explicitly requested via the appropriate endpoint". Each listed
+/// version of each model answers; a model listing none is not asked.
 async fn infer_by_version(ctx: CaseCtx) -> CaseOutcome {
-    for artifact in both_references(&ctx)? {
-        let rows = typical_rows(artifact, ctx.seed, ROWS);
-        let (_, live) = served(&ctx, artifact, None, &rows, Layout::Matrix).await?;
-        let (_, pinned) = served(
-            &ctx,
-            artifact,
-            Some(&artifact.version),
-            &rows,
-            Layout::Matrix,
-        )
-        .await?;
-        ensure_predictions(
-            &pinned,
-            &live,
-            &format!(
-                "{:?}: the versioned path (version {:?}) against the unversioned one",
-                artifact.name, artifact.version
-            ),
-        )?;
+    let subjects = subjects(&ctx).await?;
+    let mut ran = false;
+    for subject in &subjects {
+        for version in subject.versions.iter().flatten() {
+            ran = true;
+            let body = subject.request(ctx.seed, 1)?;
+            post_checked(&ctx, subject, Some(version), &body, "one generated row").await?;
+        }
+    }
+    if !ran {
+        return Err(CaseError::Skip(
+            "no model of the run lists `versions` in its metadata (the spec makes them optional)"
+                .into(),
+        ));
     }
     Ok(())
 }

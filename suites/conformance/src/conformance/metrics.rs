@@ -18,13 +18,13 @@ pub(super) fn cases() -> Vec<Case> {
         case!(
             "conformance",
             metrics_expose_request_latency_version_and_sanitiser,
-            ["ENG-OBS"],
+            ["ENG-POLICY", "ENG-OBS"],
             [Capability::Metrics]
         ),
         case!(
             "conformance",
             metrics_count_each_request_exactly,
-            ["ENG-OBS"],
+            ["ENG-POLICY", "ENG-OBS"],
             [
                 Capability::Metrics,
                 Capability::Repository,
@@ -142,6 +142,7 @@ async fn scrape(ctx: &CaseCtx) -> Result<Vec<Sample>, CaseError> {
 }
 
 async fn metrics_expose_request_latency_version_and_sanitiser(ctx: CaseCtx) -> CaseOutcome {
+    crate::conformance::subject::policy_applies(&ctx, "the gauntlet_* metric families").await?;
     let artifact = ctx.reference(REF_LINEAR)?;
     let model = artifact.name.as_str();
     let ok = [("model", model), ("status", "200")];
@@ -216,6 +217,7 @@ async fn metrics_expose_request_latency_version_and_sanitiser(ctx: CaseCtx) -> C
 /// On a model of its own, no other case moves the series, so every count must move by exactly
 /// what this case sent, and unloading the model must take its series away.
 async fn metrics_count_each_request_exactly(ctx: CaseCtx) -> CaseOutcome {
+    crate::conformance::subject::policy_applies(&ctx, "the gauntlet_* metric families").await?;
     let template = ctx.template(REF_LINEAR)?;
     let name = scratch_name("conf-metrics", ctx.seed);
     let target = ctx.target.as_ref();

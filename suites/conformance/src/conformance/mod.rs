@@ -8,6 +8,7 @@ mod metrics;
 mod protocol;
 mod repository;
 mod sanitiser;
+pub(crate) mod subject;
 mod validation;
 
 use gauntlet_engine::artifact::ModelArtifact;
@@ -27,7 +28,17 @@ pub(crate) fn cases() -> Vec<Case> {
     .concat()
 }
 
-/// Both reference models, `ref-linear` first; a skip when the run lacks one.
+/// Both reference models, `ref-linear` first; a skip when the run lacks one, saying that the
+/// case compares with them.
 fn both_references(ctx: &CaseCtx) -> Result<[&ModelArtifact; 2], CaseError> {
-    Ok([ctx.reference(REF_LINEAR)?, ctx.reference(REF_ENSEMBLE)?])
+    let compared = |e: CaseError| match e {
+        CaseError::Skip(why) => CaseError::Skip(format!(
+            "compares served predictions or metadata with the reference models: {why}"
+        )),
+        other => other,
+    };
+    Ok([
+        ctx.reference(REF_LINEAR).map_err(compared)?,
+        ctx.reference(REF_ENSEMBLE).map_err(compared)?,
+    ])
 }

@@ -13,8 +13,18 @@ use crate::support::{
 
 pub(super) fn cases() -> Vec<Case> {
     vec![
-        case!("conformance", missing_value_is_imputed, ["ENG-SAN"], []),
-        case!("conformance", outlier_is_clipped, ["ENG-SAN"], []),
+        case!(
+            "conformance",
+            missing_value_is_imputed,
+            ["ENG-POLICY", "ENG-SAN"],
+            []
+        ),
+        case!(
+            "conformance",
+            outlier_is_clipped,
+            ["ENG-POLICY", "ENG-SAN"],
+            []
+        ),
     ]
 }
 
@@ -83,6 +93,7 @@ async fn check_sanitised(
 }
 
 async fn missing_value_is_imputed(ctx: CaseCtx) -> CaseOutcome {
+    crate::conformance::subject::policy_applies(&ctx, "the sanitiser report").await?;
     let artifact = ctx.reference(REF_LINEAR)?;
     let n = artifact.features.len();
     let feature = ctx.seed as usize % n;
@@ -113,6 +124,7 @@ async fn missing_value_is_imputed(ctx: CaseCtx) -> CaseOutcome {
 }
 
 async fn outlier_is_clipped(ctx: CaseCtx) -> CaseOutcome {
+    crate::conformance::subject::policy_applies(&ctx, "the sanitiser report").await?;
     let artifact = ctx.reference(REF_LINEAR)?;
     let n = artifact.features.len();
     let start = ctx.seed as usize % n;

@@ -1,4 +1,7 @@
-//! Requests the engine must refuse, each with a 4xx and a JSON error naming what is wrong.
+//! Requests a server must refuse. The `ENG-OIP` cases send each of the run's models a request
+//! its metadata rules out and take what the spec allows: any 4xx with an `{"error": $string}`
+//! body. The `ENG-POLICY` cases hold the reference engine to its own promises: exactly 400 (413
+//! above the body limit) and an error naming the field and the limit.
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -8,6 +11,7 @@ use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_fixtures::REF_LINEAR;
 use gauntlet_harness::{Case, CaseCtx, CaseError, CaseOutcome, TargetExt, case, infer_path};
 
+use super::subject::{Subject, expect_spec_error, policy_applies, subjects};
 use crate::support::{
     Layout, MATRIX_INPUT, ensure_names, expect_error, expect_infer_ok, infer_request, predictions,
     present, typical_rows,
@@ -15,23 +19,202 @@ use crate::support::{
 
 pub(super) fn cases() -> Vec<Case> {
     vec![
+        case!("conformance", shape_data_mismatch_is_4xx, ["ENG-OIP"], []),
+        case!(
+            "conformance",
+            malformed_json_is_4xx,
+            ["ENG-OIP", "ENG-ROBUST"],
+            []
+        ),
+        case!("conformance", wrong_width_is_4xx, ["ENG-OIP"], []),
+        case!("conformance", missing_inputs_is_4xx, ["ENG-OIP"], []),
+        case!("conformance", unknown_datatype_is_4xx, ["ENG-OIP"], []),
         case!(
             "conformance",
             shape_data_mismatch_is_400,
-            ["ENG-VAL", "ENG-OIP"],
+            ["ENG-POLICY", "ENG-VAL"],
             []
         ),
-        case!("conformance", wrong_feature_count_is_400, ["ENG-VAL"], []),
-        case!("conformance", wrong_feature_names_is_400, ["ENG-VAL"], []),
+        case!(
+            "conformance",
+            wrong_feature_count_is_400,
+            ["ENG-POLICY", "ENG-VAL"],
+            []
+        ),
+        case!(
+            "conformance",
+            wrong_feature_names_is_400,
+            ["ENG-POLICY", "ENG-VAL"],
+            []
+        ),
         case!(
             "conformance",
             malformed_json_is_400,
-            ["ENG-VAL", "ENG-ROBUST"],
+            ["ENG-POLICY", "ENG-VAL"],
             []
         ),
-        case!("conformance", body_over_limit_is_413, ["ENG-VAL"], []),
-        case!("conformance", unsupported_datatype_is_400, ["ENG-VAL"], []),
+        case!(
+            "conformance",
+            body_over_limit_is_413,
+            ["ENG-POLICY", "ENG-VAL"],
+            []
+        ),
+        case!(
+            "conformance",
+            unsupported_datatype_is_400,
+            ["ENG-POLICY", "ENG-VAL"],
+            []
+        ),
     ]
+}
+
+/// Posts `body` to `subject`'s infer path and expects what the spec makes of a failed request.
+async fn expect_refused(ctx: &CaseCtx, subject: &Subject, body: &Value, what: &str) -> CaseOutcome {
+    let path = infer_path(&subject.name, None);
+    let reply = ctx.target.post_json(&path, body).await?;
+    expect_spec_error(&reply, &format!("POST {path} with {what}"))?;
+    Ok(())
+}
+
+/// Spec: "If the input is batched, the shape and data must represent the full shape and
+/// contents of the entire batch"; a request whose data is not what its shape says is a failed
+/// request: "an HTTP error status (typically 400)" and `{"error": $string}`. Each model's first
+/// input claims one element more than it carries, then one fewer.
+async fn shape_data_mismatch_is_4xx(ctx: CaseCtx) -> CaseOutcome {
+    for subject in subjects(&ctx).await? {
+        let good = subject.request(ctx.seed, 2)?;
+        let elements = good["inputs"][0]["data"].as_array().map_or(0, Vec::len);
+        for (what, keep) in [
+            ("one element fewer", elements.saturating_sub(1)),
+            ("one element more", elements + 1),
+        ] {
+            let mut body = good.clone();
+            if let Some(data) = body["inputs"][0]["data"].as_array_mut() {
+                let first = data.first().cloned().unwrap_or(json!(0));
+                data.resize(keep, first);
+            }
+            let shape = &good["inputs"][0]["shape"];
+            expect_refused(
+                &ctx,
+                &subject,
+                &body,
+                &format!("input 0 of shape {shape} and {what} in `data`"),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The first half of `text`, cut on a character boundary.
+fn truncated(text: &str) -> String {
+    let cut = (0..=text.len() / 2)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    text[..cut].to_owned()
+}
+
+/// Spec: "The inference request object … is required in the HTTP body of the POST request";
+/// a body that is not one is a failed request: a 4xx and `{"error": $string}` (a 5xx says the
+/// server failed, not the request; a body of another shape is not the spec's).
+async fn malformed_json_is_4xx(ctx: CaseCtx) -> CaseOutcome {
+    for subject in subjects(&ctx).await? {
+        let good = serde_json::to_string(&subject.request(ctx.seed, 1)?)
+            .map_err(|e| CaseError::Error(format!("failed to serialise a request: {e}")))?;
+        let bodies: [(&str, String); 5] = [
+            ("a truncated document", truncated(&good)),
+            ("text that is not JSON", "inputs=1,2,3".into()),
+            ("an empty body", String::new()),
+            ("a JSON array", "[]".into()),
+            ("`inputs` as a string", r#"{"inputs": "x"}"#.into()),
+        ];
+        for (what, body) in bodies {
+            let path = infer_path(&subject.name, None);
+            let reply = post_raw(&ctx, &subject.name, body.into_bytes()).await?;
+            expect_spec_error(&reply, &format!("POST {path} with {what}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Spec: `"inputs" : [ $metadata_tensor, ... ]` are "The inputs required by the model", each
+/// with its "shape"; a row one value wider than a fixed last dimension is a failed request: a
+/// 4xx and `{"error": $string}`.
+async fn wrong_width_is_4xx(ctx: CaseCtx) -> CaseOutcome {
+    let mut ran = false;
+    for subject in subjects(&ctx).await? {
+        let Some(width) = subject
+            .inputs
+            .first()
+            .and_then(|t| (t.shape.len() >= 2).then(|| t.shape[t.shape.len() - 1]))
+            .filter(|w| *w > 0)
+        else {
+            continue;
+        };
+        ran = true;
+        let mut wide = subject.clone();
+        if let Some(last) = wide.inputs[0].shape.last_mut() {
+            *last = width + 1;
+        }
+        let body = wide.request(ctx.seed, 1)?;
+        let what = format!(
+            "input {:?} {} values wide where the metadata says {width}",
+            subject.inputs[0].name,
+            width + 1
+        );
+        expect_refused(&ctx, &subject, &body, &what).await?;
+    }
+    if !ran {
+        return Err(CaseError::Skip(
+            "no model of the run declares a fixed last dimension on its first input".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Spec: `"inputs" : [ $request_input, ... ]` carries "The input tensors"; a request with none
+/// of the inputs the model requires is a failed request: a 4xx and `{"error": $string}`.
+async fn missing_inputs_is_4xx(ctx: CaseCtx) -> CaseOutcome {
+    for subject in subjects(&ctx).await? {
+        if subject.inputs.is_empty() {
+            continue;
+        }
+        expect_refused(
+            &ctx,
+            &subject,
+            &json!({"inputs": []}),
+            "an empty `inputs` array",
+        )
+        .await?;
+        expect_refused(
+            &ctx,
+            &subject,
+            &json!({"id": "no-inputs"}),
+            "no `inputs` field",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Spec: `"datatype" : The data-type of the input tensor elements as defined in Tensor Data
+/// Types`; a datatype outside that table is a failed request: a 4xx and `{"error": $string}`.
+async fn unknown_datatype_is_4xx(ctx: CaseCtx) -> CaseOutcome {
+    for subject in subjects(&ctx).await? {
+        for datatype in ["NOT_A_TYPE", "fp64"] {
+            let mut body = subject.request(ctx.seed, 1)?;
+            body["inputs"][0]["datatype"] = json!(datatype);
+            expect_refused(
+                &ctx,
+                &subject,
+                &body,
+                &format!("datatype {datatype:?} on input 0"),
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// A valid one-row request to `artifact`'s model as JSON, for cases to break.
@@ -85,7 +268,9 @@ fn names_number(message: &str, number: &str) -> bool {
     })
 }
 
+/// Policy: exactly 400 naming the tensor's shape.
 async fn shape_data_mismatch_is_400(ctx: CaseCtx) -> CaseOutcome {
+    policy_applies(&ctx, "exactly 400 naming the tensor's shape").await?;
     let artifact = ctx.reference(REF_LINEAR)?;
     let n = artifact.features.len();
     // Claims two rows but carries one.
@@ -113,7 +298,9 @@ async fn shape_data_mismatch_is_400(ctx: CaseCtx) -> CaseOutcome {
     Ok(())
 }
 
+/// Policy: exactly 400 stating the feature count.
 async fn wrong_feature_count_is_400(ctx: CaseCtx) -> CaseOutcome {
+    policy_applies(&ctx, "exactly 400 stating the feature count").await?;
     let artifact = ctx.reference(REF_LINEAR)?;
     let n = artifact.features.len();
     if n < 2 {
@@ -159,7 +346,9 @@ async fn wrong_feature_count_is_400(ctx: CaseCtx) -> CaseOutcome {
     Ok(())
 }
 
+/// Policy: per-feature inputs checked by name.
 async fn wrong_feature_names_is_400(ctx: CaseCtx) -> CaseOutcome {
+    policy_applies(&ctx, "per-feature inputs checked by name").await?;
     let artifact = ctx.reference(REF_LINEAR)?;
     let bad = format!("not_a_feature_{:x}", ctx.seed & 0xffff);
     let renamed = &artifact.features[ctx.seed as usize % artifact.features.len()].name;
@@ -198,7 +387,9 @@ async fn wrong_feature_names_is_400(ctx: CaseCtx) -> CaseOutcome {
     Ok(())
 }
 
+/// Policy: exactly 400 naming the bad field.
 async fn malformed_json_is_400(ctx: CaseCtx) -> CaseOutcome {
+    policy_applies(&ctx, "exactly 400 naming the bad field").await?;
     let artifact = ctx.reference(REF_LINEAR)?;
     let n = artifact.features.len();
     let bodies: [(&str, String, &[&str]); 7] = [
@@ -246,7 +437,9 @@ async fn malformed_json_is_400(ctx: CaseCtx) -> CaseOutcome {
     Ok(())
 }
 
+/// Policy: the request-body limit and 413.
 async fn body_over_limit_is_413(ctx: CaseCtx) -> CaseOutcome {
+    policy_applies(&ctx, "the request-body limit and 413").await?;
     let artifact = ctx.reference(REF_LINEAR)?;
     let body = serde_json::to_vec(&valid_body(artifact, ctx.seed, Layout::Matrix)?)
         .map_err(|e| CaseError::Error(format!("failed to serialise a request: {e}")))?;
@@ -283,7 +476,9 @@ async fn body_over_limit_is_413(ctx: CaseCtx) -> CaseOutcome {
     ensure_names(&message, &names, &line)
 }
 
+/// Policy: FP64 inputs only, exactly 400.
 async fn unsupported_datatype_is_400(ctx: CaseCtx) -> CaseOutcome {
+    policy_applies(&ctx, "FP64 inputs only, exactly 400").await?;
     let artifact = ctx.reference(REF_LINEAR)?;
     for datatype in ["BYTES", "FP16", "fp64", "BOOL"] {
         let mut body = valid_body(artifact, ctx.seed, Layout::Matrix)?;

@@ -1,7 +1,8 @@
 //! `gauntlet mutants` for real, on a small diff: cargo-mutants mutates the engine's lines the
 //! diff names, runs the suites in process after each, and the report counts the outcomes.
-//! Minutes long (a build per mutant), so ignored in the ordinary test run; the `mutants` CI
-//! lane installs cargo-mutants and runs it with `--ignored`.
+//! Minutes long (a dev build of the workspace, then a build per mutant), so ignored in the
+//! ordinary test run and not yet a CI lane: `cargo install cargo-mutants --locked`, then
+//! `cargo test -p gauntlet --release --test mutants -- --ignored`.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 use std::path::Path;
@@ -12,7 +13,7 @@ use gauntlet_testkit::{code, text};
 const BIN: &str = env!("CARGO_BIN_EXE_gauntlet");
 
 #[test]
-#[ignore = "minutes: a build and a suites run per mutant (the `mutants` CI lane runs it)"]
+#[ignore = "minutes: a build and a suites run per mutant"]
 fn mutants_of_a_diff_are_tested_by_the_suites_and_scored() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     // A diff that adds two lines of the engine's input sanitiser: one mutant each (`delete !`

@@ -180,7 +180,11 @@ fn report_html_renders_every_chart_without_console_errors() {
     );
     let png = std::fs::read(&shot)
         .unwrap_or_else(|e| panic!("no screenshot ({e}): {}", text(&out.stderr)));
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
     if let Ok(keep) = std::env::var("GAUNTLET_KEEP_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }
@@ -199,5 +203,8 @@ fn the_probe_sees_a_console_error() {
     let dom = headless(&browser, &tmp.path().join("p"), &["--dump-dom"], &url);
     let dom = text(&dom.stdout);
     assert!(dom.contains("boom"), "{dom}");
-    assert!(dom.contains("[[0,0]]"), "the zero-size svg is measured as such: {dom}");
+    assert!(
+        dom.contains("[[0,0]]"),
+        "the zero-size svg is measured as such: {dom}"
+    );
 }

@@ -36,7 +36,13 @@ fn mutants_of_a_diff_are_tested_by_the_suites_and_scored() {
     std::fs::write(&diff_path, diff).unwrap();
     let report_dir = tmp.path().join("report");
     let out = Command::new(BIN)
-        .args(["mutants", "--in-place", "--min-mutation-score", "100", "--workspace"])
+        .args([
+            "mutants",
+            "--in-place",
+            "--min-mutation-score",
+            "100",
+            "--workspace",
+        ])
         .arg(root)
         .arg("--in-diff")
         .arg(&diff_path)

@@ -225,8 +225,8 @@ pub fn mutants(
             return Err(Failure::setup(format!("cargo mutants failed ({status})")));
         }
     }
-    let outcomes = Outcomes::read(&out_dir)
-        .map_err(|e| Failure::setup(format!("mutants.out: {e}")))?;
+    let outcomes =
+        Outcomes::read(&out_dir).map_err(|e| Failure::setup(format!("mutants.out: {e}")))?;
     let notes = vec![format!(
         "{version}; gauntlet-engine{}{}; the suites ({}) in process as the test command; \
          wall time {:.0} s with {} job(s). Timeouts count as caught; unviable mutants (that do \

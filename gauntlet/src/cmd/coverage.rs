@@ -89,14 +89,10 @@ pub fn coverage(
         ..Profile::default()
     };
     let settings = resolve_settings(registry, args.config.as_deref(), &args.profile, &flags)?;
-    let threshold = args.min_line_coverage.or(settings.min_line_coverage);
-    if let Some(t) = threshold
-        && !(0.0..=100.0).contains(&t)
-    {
-        return Err(Failure::usage(format!(
-            "--min-line-coverage {t}: a percentage must be 0 to 100"
-        )));
-    }
+    let threshold = percent(
+        "--min-line-coverage",
+        args.min_line_coverage.or(settings.min_line_coverage),
+    )?;
     plumbing::check_report_dir(&settings.report_dir)?;
     let root = workspace_root(args.workspace.as_deref())?;
     let tool = LlvmCov::find(&root)?;
@@ -264,33 +260,46 @@ fn line_gate(lines: coverage::Count, threshold: f64) -> CaseResult {
             format!("{ENGINE} line coverage undefined: no line of it was in the profile"),
         ),
     };
-    CaseResult {
-        id: format!("{SUITE}::engine_lines"),
-        suite: SUITE.to_owned(),
-        name: "engine_lines".to_owned(),
-        requirements: vec![REQUIREMENT.to_owned()],
-        outcome: if pass { Outcome::Pass } else { Outcome::Fail },
-        duration: Duration::ZERO,
-        message: Some(message),
-        location: None,
-    }
+    gate_case(SUITE, "engine_lines", REQUIREMENT, pass, message)
 }
 
 /// The suites' own verdict as a case: coverage of a failing run is still reported, but the
 /// run does not pass.
 fn suites_case(name: &str, code: u8, dir: &Path) -> CaseResult {
-    let pass = code == 0;
+    let message = format!(
+        "the suites' run exited {code}; its reports are in {}",
+        dir.display()
+    );
+    gate_case(SUITE, name, REQUIREMENT, code == 0, message)
+}
+
+/// A threshold in percent given by `flag` (or its profile key), checked to be 0 to 100.
+pub(crate) fn percent(flag: &str, value: Option<f64>) -> Result<Option<f64>, Failure> {
+    match value {
+        Some(t) if !(0.0..=100.0).contains(&t) => Err(Failure::usage(format!(
+            "{flag} {t}: a percentage must be 0 to 100"
+        ))),
+        v => Ok(v),
+    }
+}
+
+/// A gate of `gauntlet coverage` or `gauntlet mutants` as a case: `suite::name`, pass or
+/// fail, `message` saying measured against threshold.
+pub(crate) fn gate_case(
+    suite: &str,
+    name: &str,
+    requirement: &str,
+    pass: bool,
+    message: String,
+) -> CaseResult {
     CaseResult {
-        id: format!("{SUITE}::{name}"),
-        suite: SUITE.to_owned(),
+        id: format!("{suite}::{name}"),
+        suite: suite.to_owned(),
         name: name.to_owned(),
-        requirements: vec![REQUIREMENT.to_owned()],
+        requirements: vec![requirement.to_owned()],
         outcome: if pass { Outcome::Pass } else { Outcome::Fail },
         duration: Duration::ZERO,
-        message: Some(format!(
-            "the suites' run exited {code}; its reports are in {}",
-            dir.display()
-        )),
+        message: Some(message),
         location: None,
     }
 }

@@ -15,7 +15,7 @@ use clap::Args;
 
 use gauntlet_harness::Registry;
 use gauntlet_harness::config::Profile;
-use gauntlet_reports::{CaseResult, ExitCode, Outcome};
+use gauntlet_reports::{CaseResult, ExitCode};
 
 use crate::mutants::{self, Outcomes};
 use crate::plumbing::{self, Failure, Meta, resolve_settings};
@@ -110,14 +110,10 @@ pub fn mutants(
         ..Profile::default()
     };
     let settings = resolve_settings(registry, args.config.as_deref(), &args.profile, &flags)?;
-    let threshold = args.min_mutation_score.or(settings.min_mutation_score);
-    if let Some(t) = threshold
-        && !(0.0..=100.0).contains(&t)
-    {
-        return Err(Failure::usage(format!(
-            "--min-mutation-score {t}: a percentage must be 0 to 100"
-        )));
-    }
+    let threshold = super::coverage::percent(
+        "--min-mutation-score",
+        args.min_mutation_score.or(settings.min_mutation_score),
+    )?;
     if let Some(diff) = &args.in_diff
         && !diff.is_file()
     {
@@ -322,22 +318,14 @@ fn score_gate(outcomes: &Outcomes, threshold: f64) -> CaseResult {
                 .to_owned(),
         ),
     };
-    CaseResult {
-        id: format!("{SUITE}::score"),
-        suite: SUITE.to_owned(),
-        name: "score".to_owned(),
-        requirements: vec![REQUIREMENT.to_owned()],
-        outcome: if pass { Outcome::Pass } else { Outcome::Fail },
-        duration: Duration::ZERO,
-        message: Some(message),
-        location: None,
-    }
+    super::coverage::gate_case(SUITE, "score", REQUIREMENT, pass, message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mutants::Mutant;
+    use gauntlet_reports::Outcome;
 
     #[test]
     fn shards_are_checked() {

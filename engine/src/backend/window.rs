@@ -1,5 +1,10 @@
 //! The breaker's sliding windows: the last N calls (count-based) or the last N seconds
 //! (time-based, one bucket a second), as resilience4j aggregates them.
+//!
+//! Both keep running totals, so a call costs O(1): the count window subtracts the outcome
+//! it overwrites; the time window, like resilience4j's `SlidingTimeWindowMetrics`,
+//! subtracts the buckets of the seconds it moves past (at most N, once each). Summing the
+//! N buckets on every call cost 126–130 ns a call over 60 s (benches/breaker.rs).
 
 use std::time::Duration;
 
@@ -36,6 +41,12 @@ impl Totals {
         self.failed += other.failed;
         self.slow += other.slow;
     }
+
+    fn remove(&mut self, other: Totals) {
+        self.calls -= other.calls;
+        self.failed -= other.failed;
+        self.slow -= other.slow;
+    }
 }
 
 /// A sliding window of call outcomes.
@@ -48,7 +59,14 @@ pub(crate) enum Window {
         totals: Totals,
     },
     /// The calls of the last `buckets.len()` whole seconds of the breaker's clock.
-    Time { buckets: Box<[(u64, Totals)]> },
+    Time {
+        /// Bucket `s % len` holds second `s` (epoch `u64::MAX`: never written).
+        buckets: Box<[(u64, Totals)]>,
+        /// The latest second recorded (`None` before the first call).
+        head: Option<u64>,
+        /// The sum of the buckets of seconds `head - len + 1 ..= head`.
+        totals: Totals,
+    },
 }
 
 impl Window {
@@ -67,6 +85,8 @@ impl Window {
             // Epoch second `u64::MAX` marks a bucket never written.
             buckets: vec![(u64::MAX, Totals::default()); seconds.max(1) as usize]
                 .into_boxed_slice(),
+            head: None,
+            totals: Totals::default(),
         }
     }
 
@@ -86,15 +106,37 @@ impl Window {
                 *next = (*next + 1) % ring.len();
                 *totals
             }
-            Window::Time { buckets } => {
-                let second = now.as_secs();
+            Window::Time {
+                buckets,
+                head,
+                totals,
+            } => {
                 let len = buckets.len() as u64;
-                let bucket = &mut buckets[(second % len) as usize];
-                if bucket.0 != second {
-                    *bucket = (second, Totals::default());
+                // A monotonic clock never goes back; if a clock did, its call counts in
+                // the latest second rather than overwriting a newer bucket.
+                let second = head.map_or(now.as_secs(), |h| now.as_secs().max(h));
+                if let Some(h) = *head {
+                    // Move past seconds h+1 ..= second: each one's bucket leaves the
+                    // window (at most `len` of them, however long the pause).
+                    let first = (h + 1).max(second.saturating_sub(len - 1));
+                    for s in first..=second {
+                        let bucket = &mut buckets[(s % len) as usize];
+                        if bucket.0 != u64::MAX {
+                            totals.remove(bucket.1);
+                        }
+                        *bucket = (s, Totals::default());
+                    }
+                    if second > h && second - h >= len {
+                        // Every earlier bucket is out of the window.
+                        debug_assert_eq!(*totals, Totals::default());
+                    }
+                } else {
+                    buckets[(second % len) as usize] = (second, Totals::default());
                 }
-                bucket.1.add(outcome);
-                self.totals(now)
+                *head = Some(second);
+                buckets[(second % len) as usize].1.add(outcome);
+                totals.add(outcome);
+                *totals
             }
         }
     }
@@ -103,7 +145,8 @@ impl Window {
     pub(crate) fn totals(&self, now: Duration) -> Totals {
         match self {
             Window::Count { totals, .. } => *totals,
-            Window::Time { buckets } => {
+            // Off the call path (snapshots): sums the buckets still in the window at `now`.
+            Window::Time { buckets, .. } => {
                 let second = now.as_secs();
                 let len = buckets.len() as u64;
                 let mut sum = Totals::default();
@@ -182,5 +225,39 @@ mod tests {
             }
         );
         assert_eq!(w.totals(Duration::from_secs(10)), Totals::default());
+    }
+
+    /// The running totals equal a plain sum over the calls of the last `len` seconds, for
+    /// calls spread over pauses shorter and longer than the window (seeded).
+    #[test]
+    fn time_window_running_totals_equal_a_recount() {
+        use rand::{Rng, SeedableRng};
+        for len in [1u32, 2, 3, 10, 60] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(len));
+            let mut w = Window::time(len);
+            let mut calls: Vec<(u64, Outcome)> = Vec::new();
+            let mut now_ms = 0u64;
+            for _ in 0..5_000 {
+                now_ms += match rng.random_range(0..10) {
+                    0 => rng.random_range(0..(u64::from(len) + 3) * 1_000),
+                    _ => rng.random_range(0..300),
+                };
+                let outcome = Outcome {
+                    failed: rng.random_bool(0.3),
+                    slow: rng.random_bool(0.2),
+                };
+                calls.push((now_ms / 1_000, outcome));
+                let got = w.record(outcome, Duration::from_millis(now_ms));
+                let second = now_ms / 1_000;
+                let mut want = Totals::default();
+                for (s, o) in &calls {
+                    if second - s < u64::from(len) {
+                        want.add(*o);
+                    }
+                }
+                assert_eq!(got, want, "len {len}, at {now_ms} ms");
+                assert_eq!(w.totals(Duration::from_millis(now_ms)), want);
+            }
+        }
     }
 }

@@ -62,6 +62,40 @@ fn verify(dir: &Path, key: [u8; 32]) -> Result<audit::VerifyReport, VerifyError>
     )
 }
 
+/// Predictions queue without waking the writer (it sleeps to its flush deadline), but an admin
+/// record is acknowledged at once, not at that deadline, and the queued prediction is written
+/// within the flush interval without any admin record to carry it.
+#[tokio::test]
+async fn an_admin_record_does_not_wait_for_the_prediction_flush_deadline() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = config(tmp.path());
+    config.flush_interval = Duration::from_secs(1);
+    let log = AuditLog::open(&config).unwrap();
+    for round in 0..3 {
+        log.record(AuditEvent::new("alice", Action::Prediction, Outcome::Ok))
+            .unwrap();
+        // Let the writer take the prediction and go back to sleep until its deadline.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        log.record_durable(AuditEvent::new("admin", Action::ModelLoad, Outcome::Ok))
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(500),
+            "round {round}: the admin record took {took:?}: it waited for the 1 s flush deadline"
+        );
+    }
+    // A prediction alone is written by its deadline.
+    let before = log.len();
+    log.record(AuditEvent::new("alice", Action::Prediction, Outcome::Ok))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(log.len(), before + 1, "the lone prediction was not written");
+    log.close().await;
+}
+
 #[tokio::test]
 async fn an_untouched_log_verifies_with_the_pinned_key() {
     let tmp = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@
 //! directory, unreadable file, URL unreachable or serving no audit log).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -44,20 +44,10 @@ pub struct VerifyArgs {
     /// URL only: deadline to connect.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
-    /// URL only: admin credentials file (mode 0600) of a viewer or an auditor, to sign the
-    /// reads with when the engine has admin keys; default: GAUNTLET_ADMIN_KEY_ID,
-    /// GAUNTLET_ADMIN_SECRET and GAUNTLET_ADMIN_ROLE when set.
-    #[arg(
-        long = "admin-credentials",
-        value_name = "FILE",
-        env = "GAUNTLET_ADMIN_CREDENTIALS",
-        value_delimiter = ','
-    )]
-    admin_credentials: Vec<PathBuf>,
-    /// URL only: PEM file of the CA certificates an https:// engine's certificate chains to;
-    /// default: the system's roots.
-    #[arg(long, env = "GAUNTLET_CA_FILE", value_name = "FILE")]
-    ca_file: Option<PathBuf>,
+    // URL only: the CA and, when the engine has admin keys, the credentials of a viewer or an
+    // auditor to sign the reads with.
+    #[command(flatten)]
+    connect: super::connect::ConnectArgs,
 }
 
 /// Runs `gauntlet audit …`; the verdict goes to `out`, a failure to stderr.
@@ -156,10 +146,9 @@ fn verify_url(args: &VerifyArgs, key: Option<[u8; 32]>) -> Result<String, Failur
         connect_timeout: args.connect_timeout,
         ..HttpOptions::default()
     };
-    let admin = gauntlet_harness::target::security::load_credentials(&args.admin_credentials)
-        .map_err(|e| Failure::usage(gauntlet_harness::error_chain(&e)))?;
+    let admin = args.connect.admin()?;
     let security = ClientSecurity {
-        ca_file: args.ca_file.clone(),
+        ca_file: args.connect.ca_file.clone(),
         admin,
         ..ClientSecurity::default()
     };

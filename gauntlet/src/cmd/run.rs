@@ -138,20 +138,8 @@ struct SecureArgs {
         value_delimiter = '\n'
     )]
     headers: Vec<String>,
-    /// PEM file of the CA certificates an https:// target's certificate chains to; default:
-    /// the system's roots.
-    #[arg(long, env = "GAUNTLET_CA_FILE", value_name = "FILE")]
-    ca_file: Option<PathBuf>,
-    /// Admin credentials file (mode 0600: `key-id`, `secret` in base64, optional `role`) to sign
-    /// admin calls with (repeatable, one per role); default: GAUNTLET_ADMIN_KEY_ID,
-    /// GAUNTLET_ADMIN_SECRET and GAUNTLET_ADMIN_ROLE when set.
-    #[arg(
-        long = "admin-credentials",
-        value_name = "FILE",
-        env = "GAUNTLET_ADMIN_CREDENTIALS",
-        value_delimiter = ','
-    )]
-    admin_credentials: Vec<PathBuf>,
+    #[command(flatten)]
+    connect: super::connect::ConnectArgs,
     /// The target's artifact keyring file (mode 0600, as `gauntlet-engine keys` writes it):
     /// the security suite seals tampered and wrong-key envelopes for it.
     #[arg(long, env = "GAUNTLET_ARTIFACT_KEYRING", value_name = "FILE")]
@@ -172,8 +160,7 @@ impl SecureArgs {
             .map(|h| gauntlet_harness::ExtraHeader::parse(h))
             .collect::<Result<Vec<_>, _>>()
             .map_err(Failure::usage_err)?;
-        let admin = gauntlet_harness::target::security::load_credentials(&self.admin_credentials)
-            .map_err(|e| Failure::usage(gauntlet_harness::error_chain(&e)))?;
+        let admin = self.connect.admin()?;
         let (keyring, retired) = gauntlet_harness::target::security::load_keyrings(
             self.artifact_keyring.as_deref(),
             self.retired_keyring.as_deref(),
@@ -181,14 +168,14 @@ impl SecureArgs {
         .map_err(|e| Failure::usage(gauntlet_harness::error_chain(&e)))?;
         if headers.is_empty()
             && admin.is_empty()
-            && self.ca_file.is_none()
+            && self.connect.ca_file.is_none()
             && keyring.is_none()
             && retired.is_none()
         {
             return Ok(None);
         }
         Ok(Some(gauntlet_harness::ClientSecurity {
-            ca_file: self.ca_file.clone(),
+            ca_file: self.connect.ca_file.clone(),
             headers,
             admin,
             keyring,

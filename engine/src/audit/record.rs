@@ -34,6 +34,8 @@ pub enum Action {
     ModelApprove,
     /// A passing Gauntlet run was recorded for an artifact digest.
     GauntletRun,
+    /// A remote model's traffic was sent to another backend (blue/green switch).
+    ModelBackend,
     /// An inference request was answered.
     Prediction,
     /// A signal was turned into an order intent, or refused.

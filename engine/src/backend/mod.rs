@@ -9,6 +9,12 @@
 //! `parameters.degraded` and `/metrics` counts it. A client error the backend answers (400,
 //! 413, 415, 422) is passed on and is not a backend failure.
 //!
+//! A remote model's backend can be switched at run time ([`RemoteModel::switch_backend`],
+//! `POST /v2/repository/models/{m}/backend`): the new client replaces the old one atomically,
+//! calls already under way finish on the backend they started on, and the breaker is kept
+//! (its window goes on counting across the switch) — a blue/green switch without a failed
+//! request.
+//!
 //! ```
 //! use std::time::Duration;
 //! use gauntlet_engine::backend::{BreakerConfig, CircuitBreaker, MockClock, State};
@@ -43,6 +49,7 @@ mod window;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 pub use self::breaker::{
@@ -75,11 +82,19 @@ impl Fallback {
     }
 }
 
+/// Where a remote model's calls go: the backend's base URL and its client.
+#[derive(Debug)]
+struct Route {
+    backend: String,
+    client: Arc<RemoteClient>,
+}
+
 /// One remote model: its settings, its client and its breaker.
 #[derive(Debug)]
 pub struct RemoteModel {
     config: RemoteModelConfig,
-    client: RemoteClient,
+    /// Swapped whole by [`RemoteModel::switch_backend`]; read without a lock.
+    route: ArcSwap<Route>,
     breaker: CircuitBreaker,
 }
 
@@ -90,29 +105,61 @@ impl RemoteModel {
     /// The backend URL does not parse (an entry that passed
     /// [`RemoteModelConfig::validate`] always does).
     pub fn new(config: RemoteModelConfig) -> Result<RemoteModel, String> {
-        let authority = self::config::parse_backend(&config.backend)?;
-        let client = RemoteClient::new(&authority, config.remote_name(), config.timeout);
+        let route = Route::new(&config, &config.backend)?;
         let breaker = CircuitBreaker::new(config.breaker.clone(), MonotonicClock::default());
         Ok(RemoteModel {
             config,
-            client,
+            route: ArcSwap::from_pointee(route),
             breaker,
         })
     }
 
-    /// The entry's settings.
+    /// The entry's settings, as configured (`backend` is the backend at start: see
+    /// [`RemoteModel::backend`] for the current one).
     pub fn config(&self) -> &RemoteModelConfig {
         &self.config
     }
 
-    /// The backend's client.
-    pub fn client(&self) -> &RemoteClient {
-        &self.client
+    /// The current backend's client. A call holds it to its end, so a switch meanwhile does
+    /// not cut it off.
+    pub fn client(&self) -> Arc<RemoteClient> {
+        Arc::clone(&self.route.load().client)
+    }
+
+    /// The current backend's base URL.
+    pub fn backend(&self) -> String {
+        self.route.load().backend.clone()
+    }
+
+    /// Sends every call from now on to `backend` (`http://host:port`), atomically; calls
+    /// under way finish where they started. The breaker is kept as it is. Returns the
+    /// previous backend.
+    ///
+    /// # Errors
+    /// `backend` is not `http://host:port` (the message says what is wrong); nothing changes.
+    pub fn switch_backend(&self, backend: &str) -> Result<String, String> {
+        let route = Route::new(&self.config, backend)?;
+        let previous = self.route.swap(Arc::new(route));
+        Ok(previous.backend.clone())
     }
 
     /// The breaker around the backend.
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
+    }
+}
+
+impl Route {
+    fn new(config: &RemoteModelConfig, backend: &str) -> Result<Route, String> {
+        let authority = self::config::parse_backend(backend)?;
+        Ok(Route {
+            backend: backend.to_owned(),
+            client: Arc::new(RemoteClient::new(
+                &authority,
+                config.remote_name(),
+                config.timeout,
+            )),
+        })
     }
 }
 

@@ -205,6 +205,7 @@ fn admin_action(route: &str) -> Option<Action> {
         "rollback" => Action::ModelRollback,
         "approve" => Action::ModelApprove,
         "runs" => Action::GauntletRun,
+        "backend" => Action::ModelBackend,
         _ => return None,
     })
 }

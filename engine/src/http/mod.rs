@@ -107,6 +107,10 @@ pub fn app(state: AppState) -> Router {
             "/v2/repository/models/{m}/runs",
             post(repository::record_run),
         )
+        .route(
+            "/v2/repository/models/{m}/backend",
+            post(repository::switch_backend),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             audit::audit_admin,

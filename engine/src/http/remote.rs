@@ -67,7 +67,8 @@ async fn answer(
     let metrics = state.metrics();
     if breaker.try_acquire_permission() {
         let started = Instant::now();
-        match remote.client().infer(bytes).await {
+        let client = remote.client();
+        match client.infer(bytes).await {
             Ok(Reply::Served(body)) => {
                 breaker.on_success(started.elapsed());
                 metrics.breaker_call(name, "success");

@@ -387,6 +387,57 @@ pub(crate) async fn record_run(
     }
 }
 
+/// `POST …/models/{m}/backend` body: the remote model's new backend.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendSwitch {
+    /// `http://host:port`.
+    backend: String,
+}
+
+/// `POST …/models/{m}/backend` answer.
+#[derive(serde::Serialize)]
+struct BackendSwitched {
+    name: String,
+    backend: String,
+    previous: String,
+}
+
+/// Sends the remote model `m`'s calls to another backend, atomically (blue/green): calls
+/// under way finish on the old one, the breaker is kept. 404 when `m` is no
+/// `[[remote-model]]`, 400 for a backend that is not `http://host:port`.
+pub(crate) async fn switch_backend(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request: BackendSwitch = match json_body(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let Some(remote) = state.backends().get(&name) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no remote model {name:?}: only a [[remote-model]] has a backend to switch"),
+        )
+        .into_response();
+    };
+    match remote.switch_backend(&request.backend) {
+        Ok(previous) => {
+            tracing::info!(model = %name, backend = %request.backend, previous = %previous, "remote model switched backend");
+            let detail = format!("backend={} previous={previous}", request.backend);
+            let body = BackendSwitched {
+                name,
+                backend: request.backend,
+                previous,
+            };
+            (Extension(AuditDetail(detail)), Json(body)).into_response()
+        }
+        Err(e) => ApiError::bad_request(format!("backend: {e}")).into_response(),
+    }
+}
+
 /// A small JSON body of an admin call, within `max-body-bytes`.
 async fn json_body<T: serde::de::DeserializeOwned>(
     state: &AppState,

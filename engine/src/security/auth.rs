@@ -155,6 +155,9 @@ impl Action {
             // Gauntlet run is the operator's, who stages. Pruning the audit log is the auditor's.
             "/v2/repository/models/{m}/approve" => Action::Promote,
             "/v2/repository/models/{m}/runs" => Action::Load,
+            // Sending a remote model's traffic to another backend (blue/green) is a
+            // promotion: the approver's.
+            "/v2/repository/models/{m}/backend" => Action::Promote,
             "/v2/audit/prune" => Action::Prune,
             _ => return None,
         })
@@ -179,7 +182,7 @@ impl Action {
 
 /// The admin routes, as (method, route template): what the admin layer guards when admin keys
 /// are configured. The router layers it on each; a unit test checks each maps to an action.
-pub const ADMIN_ROUTES: [(&str, &str); 17] = [
+pub const ADMIN_ROUTES: [(&str, &str); 18] = [
     ("POST", "/v2/repository/index"),
     ("POST", "/v2/repository/models/{m}/load"),
     ("POST", "/v2/repository/models/{m}/unload"),
@@ -187,6 +190,7 @@ pub const ADMIN_ROUTES: [(&str, &str); 17] = [
     ("POST", "/v2/repository/models/{m}/rollback"),
     ("POST", "/v2/repository/models/{m}/approve"),
     ("POST", "/v2/repository/models/{m}/runs"),
+    ("POST", "/v2/repository/models/{m}/backend"),
     ("POST", "/v2/audit/checkpoint"),
     ("POST", "/v2/audit/prune"),
     ("POST", "/v2/trading/kill"),
@@ -774,6 +778,14 @@ mod tests {
         );
         assert_eq!(
             Role::Viewer.may_call("POST", "/v2/repository/models/m/load"),
+            Some(false)
+        );
+        assert_eq!(
+            Role::Approver.may_call("POST", "/v2/repository/models/m/backend"),
+            Some(true)
+        );
+        assert_eq!(
+            Role::Operator.may_call("POST", "/v2/repository/models/m/backend"),
             Some(false)
         );
         assert_eq!(Role::Viewer.may_call("GET", "/v2/models/m"), None);

@@ -15,12 +15,17 @@ struct Backend {
 
 impl Backend {
     async fn start(addr: &str, latency: Duration) -> Backend {
+        Backend::start_version(addr, latency, "1").await
+    }
+
+    /// A backend whose `lin` is `version`: its answers say which backend gave them.
+    async fn start_version(addr: &str, latency: Duration, version: &str) -> Backend {
         let config = EngineConfig {
             inject_latency: latency,
             shutdown_grace: Duration::from_millis(200),
             ..EngineConfig::default()
         };
-        let state = state_with(config, &[linear("lin", "1", ImputePolicy::Median)]);
+        let state = state_with(config, &[linear("lin", version, ImputePolicy::Median)]);
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -273,4 +278,109 @@ async fn forced_open_breaker_never_asks_the_backend() {
     assert_eq!(answer(&infer(&app).await).1, Some(Fallback::Neutral));
     assert!(metrics(&app).await.contains("state=\"forced-open\"} 1"));
     backend.stop().await;
+}
+
+/// The version of `lin` a 200 that is not degraded names: which backend answered.
+fn served_by(reply: &Reply) -> String {
+    let (_, degraded) = answer(reply);
+    assert_eq!(degraded, None, "a degraded answer, not the backend's");
+    reply.json()["model_version"].as_str().unwrap().to_owned()
+}
+
+/// Blue/green: `POST /v2/repository/models/lin/backend` sends the next calls to green while a
+/// call already on its way to blue finishes there, with no failure and nothing degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_switch_is_atomic_and_lets_calls_under_way_finish() {
+    let blue = Backend::start_version("127.0.0.1:0", Duration::from_millis(150), "blue").await;
+    let green = Backend::start_version("127.0.0.1:0", Duration::ZERO, "green").await;
+    let app = frontend(blue.addr, breaker(), &[]);
+    assert_eq!(served_by(&infer(&app).await), "blue");
+
+    let in_flight = tokio::spawn({
+        let app = app.clone();
+        async move { infer(&app).await }
+    });
+    // Well inside blue's 150 ms: the call is under way when the switch lands.
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let switched = post(
+        &app,
+        "/v2/repository/models/lin/backend",
+        json!({"backend": format!("http://{}", green.addr)}),
+    )
+    .await;
+    assert_eq!(switched.status, StatusCode::OK, "{:?}", switched.json());
+    assert_eq!(switched.json()["previous"], format!("http://{}", blue.addr));
+    assert_eq!(switched.json()["backend"], format!("http://{}", green.addr));
+    assert_eq!(served_by(&in_flight.await.unwrap()), "blue");
+    assert_eq!(served_by(&infer(&app).await), "green");
+
+    // Blue decommissioned: nothing goes there any more.
+    blue.stop().await;
+    for _ in 0..6 {
+        assert_eq!(served_by(&infer(&app).await), "green");
+    }
+    let m = metrics(&app).await;
+    assert!(
+        m.contains("gauntlet_breaker_state{model=\"lin\",state=\"closed\"} 1"),
+        "{m}"
+    );
+    assert!(!m.contains("outcome=\"failure\""), "no call failed: {m}");
+    green.stop().await;
+}
+
+/// A switch that cannot be made changes nothing and says why: an unknown or local model
+/// (404), a backend that is not `http://host:port` or an unknown field (400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_backend_switch_is_refused_and_changes_nothing() {
+    let blue = Backend::start_version("127.0.0.1:0", Duration::ZERO, "blue").await;
+    let app = frontend(
+        blue.addr,
+        breaker(),
+        &[linear("local", "1", ImputePolicy::Median)],
+    );
+    for (path, body, status, needle) in [
+        (
+            "/v2/repository/models/nope/backend",
+            json!({"backend": "http://127.0.0.1:9"}),
+            StatusCode::NOT_FOUND,
+            "no remote model \"nope\"",
+        ),
+        (
+            "/v2/repository/models/local/backend",
+            json!({"backend": "http://127.0.0.1:9"}),
+            StatusCode::NOT_FOUND,
+            "no remote model \"local\"",
+        ),
+        (
+            "/v2/repository/models/lin/backend",
+            json!({"backend": "https://127.0.0.1:9"}),
+            StatusCode::BAD_REQUEST,
+            "backend: \"https://127.0.0.1:9\" must start with http://",
+        ),
+        (
+            "/v2/repository/models/lin/backend",
+            json!({"backend": "http://127.0.0.1"}),
+            StatusCode::BAD_REQUEST,
+            "has no port",
+        ),
+        (
+            "/v2/repository/models/lin/backend",
+            json!({"backend": "http://127.0.0.1:9", "drain": true}),
+            StatusCode::BAD_REQUEST,
+            "unknown field `drain`",
+        ),
+        (
+            "/v2/repository/models/lin/backend",
+            json!({}),
+            StatusCode::BAD_REQUEST,
+            "missing field `backend`",
+        ),
+    ] {
+        let reply = post(&app, path, body).await;
+        assert_eq!(reply.status, status, "{path}: {:?}", reply.json());
+        let error = reply.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(needle), "{path}: {error}");
+    }
+    assert_eq!(served_by(&infer(&app).await), "blue");
+    blue.stop().await;
 }

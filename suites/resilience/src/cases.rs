@@ -8,8 +8,8 @@ use gauntlet_faultproxy::Toxics;
 use gauntlet_harness::TargetExt as _;
 use gauntlet_reports::Outcome;
 
-use crate::ResilienceConfig;
 use crate::pair::{Pair, Progress};
+use crate::{ResilienceConfig, Setup};
 
 /// A case's verdict and what it measured.
 pub(crate) struct Verdict {
@@ -17,14 +17,14 @@ pub(crate) struct Verdict {
     pub(crate) message: String,
 }
 
-fn pass(message: String) -> Result<Verdict, String> {
+pub(crate) fn pass(message: String) -> Result<Verdict, String> {
     Ok(Verdict {
         outcome: Outcome::Pass,
         message,
     })
 }
 
-fn fail(message: String) -> Result<Verdict, String> {
+pub(crate) fn fail(message: String) -> Result<Verdict, String> {
     Ok(Verdict {
         outcome: Outcome::Fail,
         message,
@@ -33,11 +33,13 @@ fn fail(message: String) -> Result<Verdict, String> {
 
 type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<Verdict, String>> + Send + 'a>>;
 
-/// One case: its name, requirement ids and body (`Err`: it could not run).
+/// One case: its name, requirement ids, whether its backend is a container (skipped where
+/// Docker or the image is absent) and body (`Err`: it could not run).
 pub(crate) struct CaseDef {
     pub(crate) name: &'static str,
     pub(crate) requirements: &'static [&'static str],
-    pub(crate) run: for<'a> fn(&'a ResilienceConfig) -> CaseFuture<'a>,
+    pub(crate) container: bool,
+    pub(crate) run: for<'a> fn(&'a Setup) -> CaseFuture<'a>,
 }
 
 /// Every case, in run order.
@@ -45,34 +47,75 @@ pub(crate) const CASES: &[CaseDef] = &[
     CaseDef {
         name: "blackhole_opens_breaker",
         requirements: &["ENG-CB", "ENG-FB", "SLA-AVAIL"],
-        run: |c| Box::pin(blackhole_opens_breaker(c)),
+        container: false,
+        run: |s| Box::pin(blackhole_opens_breaker(s)),
     },
     CaseDef {
         name: "stopped_backend_falls_back",
         requirements: &["ENG-CB", "ENG-FB", "SLA-AVAIL"],
-        run: |c| Box::pin(stopped_backend_falls_back(c)),
+        container: false,
+        run: |s| Box::pin(stopped_backend_falls_back(s)),
     },
     CaseDef {
         name: "recovery_closes_breaker",
         requirements: &["ENG-CB"],
-        run: |c| Box::pin(recovery_closes_breaker(c)),
+        container: false,
+        run: |s| Box::pin(recovery_closes_breaker(s)),
     },
     CaseDef {
         name: "latency_opens_breaker",
         requirements: &["ENG-CB", "ENG-FB"],
-        run: |c| Box::pin(latency_opens_breaker(c)),
+        container: false,
+        run: |s| Box::pin(latency_opens_breaker(s)),
     },
     CaseDef {
         name: "failed_load_keeps_live_model",
         requirements: &["ENG-FB", "SLA-AVAIL"],
-        run: |c| Box::pin(failed_load_keeps_live_model(c)),
+        container: false,
+        run: |s| Box::pin(failed_load_keeps_live_model(s)),
+    },
+    CaseDef {
+        name: "container_pause_opens_breaker",
+        requirements: &["ENG-CB", "ENG-FB", "SLA-AVAIL"],
+        container: true,
+        run: |s| Box::pin(container_pause_opens_breaker(s)),
+    },
+    CaseDef {
+        name: "container_unpause_closes_breaker",
+        requirements: &["ENG-CB"],
+        container: true,
+        run: |s| Box::pin(container_unpause_closes_breaker(s)),
+    },
+    CaseDef {
+        name: "container_kill_falls_back_and_recovers",
+        requirements: &["ENG-CB", "ENG-FB", "SLA-AVAIL"],
+        container: true,
+        run: |s| Box::pin(container_kill_falls_back_and_recovers(s)),
+    },
+    CaseDef {
+        name: "container_latency_opens_breaker",
+        requirements: &["ENG-CB", "ENG-FB"],
+        container: true,
+        run: |s| Box::pin(container_latency_opens_breaker(s)),
+    },
+    CaseDef {
+        name: "container_blue_green_switch",
+        requirements: &["ENG-BG", "SLA-AVAIL"],
+        container: true,
+        run: |s| Box::pin(crate::blue_green::run(s)),
+    },
+    CaseDef {
+        name: "container_failed_load_keeps_live_model",
+        requirements: &["ENG-FB", "SLA-AVAIL"],
+        container: true,
+        run: |s| Box::pin(container_failed_load_keeps_live_model(s)),
     },
 ];
 
 /// Answers after the breaker opened that must all be 200 and flagged degraded.
 const AFTER_OPEN: u32 = 3;
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
 
@@ -81,9 +124,17 @@ fn budget(config: &ResilienceConfig, calls: u32) -> Duration {
     (config.timeout + Duration::from_millis(200)) * calls
 }
 
-/// A pair whose backend answered one call before any fault.
-async fn healthy_pair(config: &ResilienceConfig) -> Result<Pair, String> {
-    let pair = Pair::start(config).await?;
+/// A pair, its backend in process, that answered one call before any fault.
+async fn healthy_pair(setup: &Setup) -> Result<Pair, String> {
+    healthy(Pair::start(setup).await?).await
+}
+
+/// A pair, its backend a container, that answered one call before any fault.
+async fn healthy_container_pair(setup: &Setup) -> Result<Pair, String> {
+    healthy(Pair::start_container(setup).await?).await
+}
+
+async fn healthy(pair: Pair) -> Result<Pair, String> {
     let first = pair.infer().await?;
     if first.status != 200 || first.degraded.is_some() {
         return Err(format!(
@@ -150,39 +201,132 @@ fn answers(p: &Progress) -> String {
     )
 }
 
-async fn blackhole_opens_breaker(config: &ResilienceConfig) -> Result<Verdict, String> {
-    let pair = healthy_pair(config).await?;
+async fn blackhole_opens_breaker(setup: &Setup) -> Result<Verdict, String> {
+    let pair = healthy_pair(setup).await?;
     pair.toxics(Toxics {
         blackhole: true,
         ..Toxics::default()
     })?;
-    opens_and_falls_back(&pair, config, "backend blackholed").await
+    opens_and_falls_back(&pair, &setup.config, "backend blackholed").await
 }
 
-async fn stopped_backend_falls_back(config: &ResilienceConfig) -> Result<Verdict, String> {
-    let mut pair = healthy_pair(config).await?;
-    pair.stop_backend();
-    opens_and_falls_back(&pair, config, "backend stopped").await
+async fn stopped_backend_falls_back(setup: &Setup) -> Result<Verdict, String> {
+    let mut pair = healthy_pair(setup).await?;
+    pair.stop_backend().await?;
+    opens_and_falls_back(&pair, &setup.config, "backend stopped").await
 }
 
-async fn recovery_closes_breaker(config: &ResilienceConfig) -> Result<Verdict, String> {
-    let pair = healthy_pair(config).await?;
+async fn container_pause_opens_breaker(setup: &Setup) -> Result<Verdict, String> {
+    let pair = healthy_container_pair(setup).await?;
+    pair.container()?.pause().await?;
+    opens_and_falls_back(&pair, &setup.config, "backend container paused").await
+}
+
+async fn recovery_closes_breaker(setup: &Setup) -> Result<Verdict, String> {
+    let pair = healthy_pair(setup).await?;
     pair.toxics(Toxics {
         blackhole: true,
         ..Toxics::default()
     })?;
+    let opened = opens(&pair, &setup.config, "backend blackholed").await?;
+    if let Err(verdict) = opened {
+        return Ok(verdict);
+    }
+    pair.toxics(Toxics::default())?;
+    closes(&pair, &setup.config, "fault lifted", Instant::now()).await
+}
+
+async fn container_unpause_closes_breaker(setup: &Setup) -> Result<Verdict, String> {
+    let pair = healthy_container_pair(setup).await?;
+    let container = pair.container()?;
+    container.pause().await?;
+    let to_open = match opens(&pair, &setup.config, "backend container paused").await? {
+        Ok(took) => took,
+        Err(verdict) => return Ok(verdict),
+    };
+    let unpaused = Instant::now();
+    container.unpause().await?;
+    let mut verdict = closes(&pair, &setup.config, "container unpaused", unpaused).await?;
+    verdict.message = format!(
+        "paused: breaker open {} after the pause; {}",
+        ms(to_open),
+        verdict.message
+    );
+    Ok(verdict)
+}
+
+async fn container_kill_falls_back_and_recovers(setup: &Setup) -> Result<Verdict, String> {
+    let pair = healthy_container_pair(setup).await?;
+    let container = pair.container()?;
+    container.kill().await?;
+    // From `docker kill` returning: the engine is dead and its port closed by then.
+    let killed = Instant::now();
+    let first = pair.infer().await?;
+    let to_fallback = killed.elapsed();
+    if first.status != 200 || first.degraded.is_none() {
+        return fail(format!(
+            "backend container killed: the first answer after it was status {} degraded {:?}, not a fallback",
+            first.status, first.degraded
+        ));
+    }
+    let fell_back = opens_and_falls_back(&pair, &setup.config, "backend container killed").await?;
+    if fell_back.outcome != Outcome::Pass {
+        return Ok(fell_back);
+    }
+    let restarting = Instant::now();
+    container.start_again(&pair.model.name).await?;
+    let restarted = restarting.elapsed();
+    let mut verdict = closes(
+        &pair,
+        &setup.config,
+        "container started again",
+        Instant::now(),
+    )
+    .await?;
+    verdict.message = format!(
+        "killed (SIGKILL): first answer a fallback {} after docker kill returned; {}; docker start to ready {}; {}",
+        ms(to_fallback),
+        fell_back.message,
+        ms(restarted),
+        verdict.message
+    );
+    Ok(verdict)
+}
+
+/// Calls until the breaker opens after `fault`: `Ok(Ok(time))` from the first call to open,
+/// `Ok(Err(verdict))` the failing verdict when it did not open in time.
+async fn opens(
+    pair: &Pair,
+    config: &ResilienceConfig,
+    fault: &str,
+) -> Result<Result<Duration, Verdict>, String> {
     let max = config.max_calls_to_open;
     let opening = pair
         .call_until("open", max, budget(config, max), Duration::ZERO)
         .await?;
-    if opening.reached.is_none() {
-        return fail(format!(
-            "backend blackholed: breaker never opened in {} calls, so it cannot close again",
-            opening.calls
-        ));
+    if !opening.non_2xx.is_empty() {
+        return Ok(Err(fail(format!(
+            "{fault}: clients got non-2xx answers {:?} while the breaker opened",
+            opening.non_2xx
+        ))?));
     }
-    pair.toxics(Toxics::default())?;
-    let recovered = Instant::now();
+    match opening.reached {
+        Some(took) => Ok(Ok(took)),
+        None => Ok(Err(fail(format!(
+            "{fault}: breaker never opened in {} calls, so it cannot close again",
+            opening.calls
+        ))?)),
+    }
+}
+
+/// Calls every 10 ms, from `recovered`, until the breaker is closed again, all answers 2xx,
+/// and the next answer the backend's own.
+async fn closes(
+    pair: &Pair,
+    config: &ResilienceConfig,
+    what: &str,
+    recovered: Instant,
+) -> Result<Verdict, String> {
     let limit = config.breaker.wait_duration_in_open_state + config.max_time_to_close;
     // Traffic keeps flowing, a call every 10 ms, while the breaker waits out its open state.
     let closing = pair
@@ -191,7 +335,7 @@ async fn recovery_closes_breaker(config: &ResilienceConfig) -> Result<Verdict, S
     let Some(_) = closing.reached else {
         let state = pair.breaker_state().await?;
         return fail(format!(
-            "fault lifted: breaker still {state} {} later (wait-duration-in-open-state {} + max-time-to-close {}); {}",
+            "{what}: breaker still {state} {} later (wait-duration-in-open-state {} + max-time-to-close {}); {}",
             ms(recovered.elapsed()),
             humantime::format_duration(config.breaker.wait_duration_in_open_state),
             humantime::format_duration(config.max_time_to_close),
@@ -201,7 +345,7 @@ async fn recovery_closes_breaker(config: &ResilienceConfig) -> Result<Verdict, S
     let to_closed = recovered.elapsed();
     if !closing.non_2xx.is_empty() {
         return fail(format!(
-            "fault lifted: breaker closed {} later, but clients got non-2xx answers {:?}",
+            "{what}: breaker closed {} later, but clients got non-2xx answers {:?}",
             ms(to_closed),
             closing.non_2xx
         ));
@@ -214,7 +358,7 @@ async fn recovery_closes_breaker(config: &ResilienceConfig) -> Result<Verdict, S
         ));
     }
     pass(format!(
-        "fault lifted: {} from recovery to closed (open wait {}), through {}; {}",
+        "{what}: {} from recovery to closed (open wait {}), through {}; {}",
         ms(to_closed),
         humantime::format_duration(config.breaker.wait_duration_in_open_state),
         closing.states.join(" → "),
@@ -222,8 +366,16 @@ async fn recovery_closes_breaker(config: &ResilienceConfig) -> Result<Verdict, S
     ))
 }
 
-async fn latency_opens_breaker(config: &ResilienceConfig) -> Result<Verdict, String> {
-    let pair = healthy_pair(config).await?;
+async fn latency_opens_breaker(setup: &Setup) -> Result<Verdict, String> {
+    slow_calls_open(&healthy_pair(setup).await?, &setup.config).await
+}
+
+async fn container_latency_opens_breaker(setup: &Setup) -> Result<Verdict, String> {
+    slow_calls_open(&healthy_container_pair(setup).await?, &setup.config).await
+}
+
+/// A latency toxic on the proxy in front of the backend opens the breaker on slow calls.
+async fn slow_calls_open(pair: &Pair, config: &ResilienceConfig) -> Result<Verdict, String> {
     // Between the slow-call threshold and the timeout: slow calls that still succeed.
     let latency = (config.breaker.slow_call_duration_threshold + config.timeout) / 2;
     pair.toxics(Toxics {
@@ -272,8 +424,17 @@ async fn latency_opens_breaker(config: &ResilienceConfig) -> Result<Verdict, Str
     ))
 }
 
-async fn failed_load_keeps_live_model(config: &ResilienceConfig) -> Result<Verdict, String> {
-    let mut pair = healthy_pair(config).await?;
+async fn failed_load_keeps_live_model(setup: &Setup) -> Result<Verdict, String> {
+    keeps_live_model(healthy_pair(setup).await?).await
+}
+
+async fn container_failed_load_keeps_live_model(setup: &Setup) -> Result<Verdict, String> {
+    keeps_live_model(healthy_container_pair(setup).await?).await
+}
+
+/// A load of an invalid artifact over the frontend's live model is refused, and the live
+/// model answers (as last-good) once the backend is gone.
+async fn keeps_live_model(mut pair: Pair) -> Result<Verdict, String> {
     let name = pair.model.name.clone();
     let live = pair.model.version.clone();
     // A newer version whose artifact does not validate: no features for its weights.
@@ -314,7 +475,7 @@ async fn failed_load_keeps_live_model(config: &ResilienceConfig) -> Result<Verdi
         ));
     }
     // With the backend gone, the answer can only come from the kept live model.
-    pair.stop_backend();
+    pair.stop_backend().await?;
     let answer = pair.infer().await?;
     if answer.status != 200 || answer.degraded.as_deref() != Some("last-good") {
         return fail(format!(

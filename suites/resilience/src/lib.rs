@@ -20,9 +20,39 @@
 //! - `failed_load_keeps_live_model` (ENG-FB, SLA-AVAIL): loading an invalid artifact over
 //!   the frontend's live model is refused and the live model keeps answering.
 //!
-//! A frontend that never opens its breaker fails the first four cases. The pairs are in
-//! process, so a URL or container target is skipped with the reason (container pairs are a
-//! later step).
+//! A frontend that never opens its breaker fails the first four cases. The frontends are
+//! built here, so a URL or container target is skipped with the reason.
+//!
+//! **Container cases** (planned with `containers = true`, as in `gauntlet run --profile
+//! containers`; run when Docker answers and `image` is built by `ci/image/build`, skipped
+//! with the reason otherwise, an error with `GAUNTLET_REQUIRE_IMAGE` set): the backend is a
+//! `gauntlet-engine:dev` container, labelled `org.gauntlet.test=resilience`, published on a
+//! 127.0.0.1 port and removed when the case ends (after a panic too); the frontend is this
+//! build's engine in process, its `[[remote-model]]` pointing at the fault proxy in front of
+//! that port.
+//!
+//! - `container_pause_opens_breaker` (ENG-CB, ENG-FB, SLA-AVAIL): `docker pause`; the
+//!   breaker opens within `max-calls-to-open` calls, fallback answers, zero non-2xx.
+//!   Reports pause → open.
+//! - `container_unpause_closes_breaker` (ENG-CB): after the pause opened it, `docker
+//!   unpause`; half-open, then closed, with zero non-2xx. Reports unpause → closed.
+//! - `container_kill_falls_back_and_recovers` (ENG-CB, ENG-FB, SLA-AVAIL): `docker kill
+//!   --signal KILL`; the next answer is a fallback and the breaker opens; `docker start` on
+//!   the same port, and the breaker closes again. Reports kill → fallback and start → closed.
+//! - `container_latency_opens_breaker` (ENG-CB, ENG-FB): the latency toxic, in front of the
+//!   container.
+//! - `container_blue_green_switch` (ENG-BG, SLA-AVAIL): two containers, blue and green; the
+//!   frontend, served on a loopback port, takes `blue-green-rate` req/s (10,000) from the
+//!   `gauntlet-load` open-model driver for `blue-green-duration`; at a third of it
+//!   `POST /v2/repository/models/{m}/backend` switches the remote model to green, at two
+//!   thirds blue is paused. Zero failed requests and zero degraded answers, nothing sent to
+//!   blue after the switch, and at least 95 % of the planned rate achieved.
+//! - `container_failed_load_keeps_live_model` (ENG-FB, SLA-AVAIL): the refused load, with
+//!   the container backend killed at the end.
+//!
+//! [`ResilienceSuite::run_with_frontend`] puts a wrapper around each frontend: the suite's
+//! tests use it to show that a frontend answering 5xx where the engine falls back, or one
+//! ignoring a backend switch, fails the matching cases.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,15 +75,20 @@
 //! ```
 #![deny(missing_docs)]
 
+mod blue_green;
 mod cases;
+pub mod container;
 mod pair;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use gauntlet_engine::AppState;
 use gauntlet_engine::backend::BreakerConfig;
 use gauntlet_harness::config::Settings;
 use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
+use gauntlet_harness::{InProcess, Target};
 use gauntlet_reports::Outcome;
 use serde::Deserialize;
 
@@ -61,7 +96,29 @@ use serde::Deserialize;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Longest one case may take.
-const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+const CASE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Wraps the frontend engine each case builds (in process) before the case talks to it: the
+/// suite's own tests use it to stand in a defective frontend (one that answers 5xx where the
+/// engine falls back, or ignores a backend switch) and show the matching cases fail.
+pub type WrapFrontend = Arc<dyn Fn(Arc<dyn Target>) -> Arc<dyn Target> + Send + Sync>;
+
+/// What every case gets: the settings and how to present the frontend.
+pub(crate) struct Setup {
+    pub(crate) config: ResilienceConfig,
+    wrap: Option<WrapFrontend>,
+}
+
+impl Setup {
+    /// The frontend engine over `state`, as the cases talk to it.
+    pub(crate) fn frontend(&self, state: AppState) -> Arc<dyn Target> {
+        let engine: Arc<dyn Target> = Arc::new(InProcess::new(state));
+        match &self.wrap {
+            Some(wrap) => wrap(engine),
+            None => engine,
+        }
+    }
+}
 
 /// `[profile.X.resilience]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +137,18 @@ pub struct ResilienceConfig {
     pub max_time_to_close: Duration,
     /// The frontend's breaker (resilience4j's settings, kebab-case).
     pub breaker: BreakerConfig,
+    /// Plan the container cases too (`false`): they need Docker and `image`, take a minute,
+    /// and run 10,000 req/s, so a run asks for them (`gauntlet run --profile containers`).
+    pub containers: bool,
+    /// The backend image of the container cases, built here by `ci/image/build`
+    /// (`gauntlet-engine:dev`).
+    pub image: String,
+    /// Planned rate of the blue/green case's load, 1 to 100,000 req/s (10,000).
+    pub blue_green_rate: u32,
+    /// Length of the blue/green case's load, 1 s to 60 s (`4s`); the switch lands at a
+    /// third of it.
+    #[serde(with = "humantime_serde")]
+    pub blue_green_duration: Duration,
 }
 
 impl Default for ResilienceConfig {
@@ -99,6 +168,10 @@ impl Default for ResilienceConfig {
                 permitted_number_of_calls_in_half_open_state: 3,
                 ..BreakerConfig::default()
             },
+            containers: false,
+            image: "gauntlet-engine:dev".to_owned(),
+            blue_green_rate: 10_000,
+            blue_green_duration: Duration::from_secs(4),
         }
     }
 }
@@ -127,6 +200,28 @@ fn config(settings: &Settings) -> Result<ResilienceConfig, SuiteError> {
         "10ms to 60s",
     )
     .map_err(|e| err(e.to_string()))?;
+    gauntlet_harness::gate::in_range(
+        "blue-green-rate",
+        c.blue_green_rate,
+        1,
+        100_000,
+        "1 to 100000 req/s",
+    )
+    .map_err(|e| err(e.to_string()))?;
+    gauntlet_harness::gate::in_range(
+        "blue-green-duration",
+        ms(c.blue_green_duration),
+        1_000.0,
+        60_000.0,
+        "1s to 60s",
+    )
+    .map_err(|e| err(e.to_string()))?;
+    if c.image.is_empty() || c.image.len() > 255 || c.image.contains(char::is_whitespace) {
+        return Err(err(format!(
+            "image = {:?} must be an image reference: 1 to 255 characters, no space",
+            c.image
+        )));
+    }
     c.breaker
         .validate()
         .map_err(|(key, m)| err(format!("breaker.{key} {m}")))?;
@@ -159,31 +254,77 @@ impl Suite for ResilienceSuite {
     }
 
     fn gates(&self, settings: &Settings) -> Result<Vec<PlannedCase>, SuiteError> {
-        config(settings)?;
+        let config = config(settings)?;
         Ok(cases::CASES
             .iter()
+            .filter(|c| config.containers || !c.container)
             .map(|c| PlannedCase::new(c.name, c.requirements))
             .collect())
     }
 
     /// Runs the selected cases one after another, each on a pair of its own.
     async fn run(&self, ctx: SuiteCtx) -> Result<SuiteOutput, SuiteError> {
-        let config = config(&ctx.settings)?;
+        self.run_cases(ctx, None).await
+    }
+}
+
+impl ResilienceSuite {
+    /// [`Suite::run`], with every frontend wrapped by `wrap` before the cases talk to it.
+    ///
+    /// # Errors
+    /// [`SuiteError::Config`] for invalid `[resilience]` settings.
+    pub async fn run_with_frontend(
+        &self,
+        ctx: SuiteCtx,
+        wrap: WrapFrontend,
+    ) -> Result<SuiteOutput, SuiteError> {
+        self.run_cases(ctx, Some(wrap)).await
+    }
+
+    async fn run_cases(
+        &self,
+        ctx: SuiteCtx,
+        wrap: Option<WrapFrontend>,
+    ) -> Result<SuiteOutput, SuiteError> {
+        let setup = Setup {
+            config: config(&ctx.settings)?,
+            wrap,
+        };
         let skip = pair::unsupported(ctx.target.as_ref());
+        // Asked once, when the first container case is planned.
+        let mut docker: Option<Option<String>> = None;
         let mut results = Vec::new();
         for case in cases::CASES {
             let Some(planned) = ctx.planned.iter().find(|p| p.name == case.name) else {
                 continue;
             };
             let started = Instant::now();
-            let (outcome, message) = match &skip {
-                Some(reason) => (
-                    Outcome::Skip {
-                        reason: reason.clone(),
-                    },
-                    reason.clone(),
+            // (why it cannot run, whether that is an error rather than a skip)
+            let mut cannot: Option<(String, bool)> = skip.clone().map(|why| (why, false));
+            if cannot.is_none() && case.container {
+                if docker.is_none() {
+                    let image = setup.config.image.clone();
+                    docker = Some(
+                        tokio::task::spawn_blocking(move || container::unavailable(&image))
+                            .await
+                            .unwrap_or_else(|e| Some(format!("docker check failed: {e}"))),
+                    );
+                }
+                let required = std::env::var_os(container::REQUIRE_VAR).is_some();
+                cannot = docker.clone().flatten().map(|why| (why, required));
+            }
+            let (outcome, message) = match cannot {
+                Some((why, true)) => (
+                    Outcome::Error,
+                    format!("{} is set but {why}", container::REQUIRE_VAR),
                 ),
-                None => match tokio::time::timeout(CASE_TIMEOUT, (case.run)(&config)).await {
+                Some((why, false)) => (
+                    Outcome::Skip {
+                        reason: why.clone(),
+                    },
+                    why,
+                ),
+                None => match tokio::time::timeout(CASE_TIMEOUT, (case.run)(&setup)).await {
                     Ok(Ok(verdict)) => (verdict.outcome, verdict.message),
                     Ok(Err(setup)) => (Outcome::Error, format!("setup failed: {setup}")),
                     Err(_) => (
@@ -239,6 +380,10 @@ mod tests {
             ("[breaker]\nwindow = 3", "unknown field `window`"),
             ("timeout = \"50ms\"", "must be under timeout"),
             ("modle = \"x\"", "unknown field `modle`"),
+            ("blue-green-rate = 0", "blue-green-rate"),
+            ("blue-green-duration = \"2m\"", "blue-green-duration"),
+            ("image = \"\"", "image"),
+            ("image = \"a b\"", "no space"),
         ] {
             let err = config(&settings(toml)).unwrap_err().to_string();
             assert!(err.contains(needle), "{toml}: {err}");

@@ -1,34 +1,46 @@
-//! One case's systems: backend engine → fault proxy → frontend engine, all on loopback, all
-//! stopped when the [`Pair`] drops.
+//! One case's systems: backend engine (in process or in a container) → fault proxy →
+//! frontend engine, all on loopback, all stopped (and the container removed) when the
+//! [`Pair`] drops.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gauntlet_engine::backend::RemoteModelConfig;
+use gauntlet_engine::backend::{BreakerConfig, RemoteModelConfig};
 use gauntlet_engine::oip::{Datatype, InferRequest, InferResponse, RequestInput};
 use gauntlet_engine::{AppState, EngineConfig, ModelArtifact};
 use gauntlet_faultproxy::{FaultProxy, Toxics};
-use gauntlet_harness::{InProcess, ServedEngine, Target, TargetExt as _};
+use gauntlet_harness::{ServedEngine, Target, TargetExt as _};
 
-use crate::ResilienceConfig;
+use crate::Setup;
+use crate::container::EngineContainer;
 
-/// Why the suite cannot run against `target`, if it cannot: its pairs are built from the
-/// reference engine in process.
+/// Why the suite cannot run against `target`, if it cannot: its frontends are the reference
+/// engine of this build, in process, and their backends in-process engines or containers.
 pub(crate) fn unsupported(target: &dyn Target) -> Option<String> {
     let described = target.describe();
     (!described.starts_with("in-process")).then(|| {
         format!(
-            "the resilience suite builds in-process frontend/backend pairs around a fault proxy; {described} cannot be given a remote backend from here (container pairs are a later step)"
+            "the resilience suite builds in-process frontend/backend pairs around a fault proxy (backends in process or in containers); {described} cannot be given a remote backend from here"
         )
     })
+}
+
+/// Where the backend engine runs.
+enum Backend {
+    /// In this process; `None` once stopped.
+    Engine(Option<ServedEngine>),
+    /// In a container of the reference image.
+    Container(EngineContainer),
 }
 
 /// The backend engine, the proxy in front of it, the frontend that calls it through the
 /// proxy.
 pub(crate) struct Pair {
     pub(crate) model: ModelArtifact,
-    backend: Option<ServedEngine>,
+    backend: Backend,
     pub(crate) proxy: FaultProxy,
-    pub(crate) frontend: InProcess,
+    /// The frontend as the cases see it (the engine in process, or what a test wrapped it in).
+    pub(crate) frontend: Arc<dyn Target>,
     request: InferRequest,
 }
 
@@ -41,61 +53,71 @@ pub(crate) struct Answer {
 }
 
 impl Pair {
-    /// Starts the three; the frontend holds a copy of the model as its last good fallback.
-    pub(crate) async fn start(config: &ResilienceConfig) -> Result<Pair, String> {
-        let model = gauntlet_fixtures::load_embedded()
-            .map_err(|e| format!("failed to load the fixture models: {e}"))?
-            .into_iter()
-            .find(|a| a.name == config.model)
-            .ok_or_else(|| format!("model = {:?} is not a fixture model", config.model))?;
+    /// Starts the three, the backend in process; the frontend holds a copy of the model as
+    /// its last good fallback.
+    pub(crate) async fn start(setup: &Setup) -> Result<Pair, String> {
+        let model = fixture(&setup.config.model)?;
         let backend_state = AppState::new(EngineConfig::default());
         load(&backend_state, &model)?;
         let backend = ServedEngine::start(backend_state, 1).map_err(|e| e.to_string())?;
+        let addr = backend.addr();
+        Pair::around(setup, model, Backend::Engine(Some(backend)), addr).await
+    }
+
+    /// Starts the three, the backend a container of `setup.config.image` reached through
+    /// 127.0.0.1 and its published port.
+    pub(crate) async fn start_container(setup: &Setup) -> Result<Pair, String> {
+        let model = fixture(&setup.config.model)?;
+        let container = EngineContainer::start(&setup.config.image, "backend", &model.name).await?;
+        let addr = container.addr();
+        Pair::around(setup, model, Backend::Container(container), addr).await
+    }
+
+    async fn around(
+        setup: &Setup,
+        model: ModelArtifact,
+        backend: Backend,
+        backend_addr: std::net::SocketAddr,
+    ) -> Result<Pair, String> {
         let proxy = FaultProxy::bind(
             std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            backend.addr(),
+            backend_addr,
         )
         .await
         .map_err(|e| format!("failed to start the fault proxy: {e}"))?;
-        let frontend_config = EngineConfig {
-            remote_models: vec![RemoteModelConfig {
-                name: model.name.clone(),
-                backend: format!("http://{}", proxy.addr()),
-                remote_name: None,
-                timeout: config.timeout,
-                rule_model: None,
-                neutral: 0.0,
-                breaker: config.breaker.clone(),
-            }],
-            ..EngineConfig::default()
-        };
-        frontend_config
-            .validate()
-            .map_err(|e| format!("frontend config: {e}"))?;
-        let frontend_state = AppState::new(frontend_config);
-        load(&frontend_state, &model)?;
-        let request = InferRequest {
-            id: Some("resilience".to_owned()),
-            inputs: vec![RequestInput {
-                name: "x".to_owned(),
-                shape: vec![1, model.features.len() as u64],
-                datatype: Datatype::Fp64,
-                data: model.features.iter().map(|f| Some(f.median)).collect(),
-            }],
-            ..InferRequest::default()
-        };
+        let state = frontend_state(
+            &model,
+            &format!("http://{}", proxy.addr()),
+            setup.config.timeout,
+            setup.config.breaker.clone(),
+        )?;
         Ok(Pair {
+            request: request(&model),
             model,
-            backend: Some(backend),
+            backend,
             proxy,
-            frontend: InProcess::new(frontend_state),
-            request,
+            frontend: setup.frontend(state),
         })
     }
 
-    /// Stops the backend engine (its port then refuses connections).
-    pub(crate) fn stop_backend(&mut self) {
-        self.backend = None;
+    /// The backend's container (`Err` for an in-process backend).
+    pub(crate) fn container(&self) -> Result<&EngineContainer, String> {
+        match &self.backend {
+            Backend::Container(c) => Ok(c),
+            Backend::Engine(_) => Err("the backend of this pair is not a container".to_owned()),
+        }
+    }
+
+    /// Stops the backend engine (its port then refuses connections): an in-process one
+    /// shuts down, a container is killed (`docker kill --signal KILL`).
+    pub(crate) async fn stop_backend(&mut self) -> Result<(), String> {
+        match &mut self.backend {
+            Backend::Engine(engine) => {
+                *engine = None;
+                Ok(())
+            }
+            Backend::Container(c) => c.kill().await,
+        }
     }
 
     /// Sets the proxy's toxics.
@@ -192,6 +214,57 @@ impl Pair {
             }
         }
         Ok(progress)
+    }
+}
+
+/// The fixture model `name`.
+pub(crate) fn fixture(name: &str) -> Result<ModelArtifact, String> {
+    gauntlet_fixtures::load_embedded()
+        .map_err(|e| format!("failed to load the fixture models: {e}"))?
+        .into_iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| format!("model = {name:?} is not a fixture model"))
+}
+
+/// A frontend engine whose `[[remote-model]]` `model` calls `backend` with `timeout` and
+/// `breaker`, holding a copy of the model as its last good fallback.
+pub(crate) fn frontend_state(
+    model: &ModelArtifact,
+    backend: &str,
+    timeout: Duration,
+    breaker: BreakerConfig,
+) -> Result<AppState, String> {
+    let frontend_config = EngineConfig {
+        remote_models: vec![RemoteModelConfig {
+            name: model.name.clone(),
+            backend: backend.to_owned(),
+            remote_name: None,
+            timeout,
+            rule_model: None,
+            neutral: 0.0,
+            breaker,
+        }],
+        ..EngineConfig::default()
+    };
+    frontend_config
+        .validate()
+        .map_err(|e| format!("frontend config: {e}"))?;
+    let state = AppState::new(frontend_config);
+    load(&state, model)?;
+    Ok(state)
+}
+
+/// One row of the model's feature medians.
+fn request(model: &ModelArtifact) -> InferRequest {
+    InferRequest {
+        id: Some("resilience".to_owned()),
+        inputs: vec![RequestInput {
+            name: "x".to_owned(),
+            shape: vec![1, model.features.len() as u64],
+            datatype: Datatype::Fp64,
+            data: model.features.iter().map(|f| Some(f.median)).collect(),
+        }],
+        ..InferRequest::default()
     }
 }
 

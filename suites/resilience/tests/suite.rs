@@ -1,5 +1,7 @@
 //! The resilience suite against the in-process engine (every case passes), against an engine
 //! whose breaker never opens (the breaker cases fail), and against a URL target (skipped).
+//! The container cases (backends in `gauntlet-engine:dev` containers) are in
+//! `tests/containers.rs`.
 #![expect(
     clippy::unwrap_used,
     reason = "a failed unwrap in a test is the test's failure"
@@ -13,6 +15,11 @@ use gauntlet_harness::config::Settings;
 use gauntlet_harness::{Capabilities, InProcess, Suite, SuiteCtx, Target, TargetError};
 use gauntlet_resilience::ResilienceSuite;
 
+/// The in-process cases (the container cases are named `container_…`).
+fn in_process_only(name: &str) -> bool {
+    !name.starts_with("container_")
+}
+
 fn settings(toml: &str) -> Settings {
     let mut s = Settings::default();
     s.sections
@@ -21,7 +28,16 @@ fn settings(toml: &str) -> Settings {
 }
 
 fn run(target: Arc<dyn Target>, settings: Settings) -> Vec<(String, String, String)> {
-    let planned = ResilienceSuite.gates(&settings).unwrap();
+    run_only(target, settings, |_| true)
+}
+
+fn run_only(
+    target: Arc<dyn Target>,
+    settings: Settings,
+    keep: fn(&str) -> bool,
+) -> Vec<(String, String, String)> {
+    let mut planned = ResilienceSuite.gates(&settings).unwrap();
+    planned.retain(|p| keep(&p.name));
     let ctx = SuiteCtx {
         target,
         settings,
@@ -51,7 +67,7 @@ fn in_process() -> Arc<dyn Target> {
 
 #[test]
 fn every_case_passes_against_the_reference_engine() {
-    let results = run(in_process(), Settings::default());
+    let results = run_only(in_process(), Settings::default(), in_process_only);
     assert_eq!(results.len(), 5);
     for (id, outcome, message) in &results {
         assert_eq!(outcome, "pass", "{id}: {message}");
@@ -66,12 +82,13 @@ fn every_case_passes_against_the_reference_engine() {
 /// closed) must fail every breaker case, while a failed load still passes.
 #[test]
 fn a_breaker_that_never_opens_fails_the_breaker_cases() {
-    let results = run(
+    let results = run_only(
         in_process(),
         settings(
             "timeout = \"120ms\"\nmax-calls-to-open = 6\n[breaker]\nstate = \"forced-closed\"\n\
              slow-call-duration-threshold = \"40ms\"\nminimum-number-of-calls = 3\n",
         ),
+        in_process_only,
     );
     for (id, outcome, message) in &results {
         let expected = if id.ends_with("failed_load_keeps_live_model") {
@@ -114,11 +131,61 @@ impl Target for Url {
 #[test]
 fn a_url_target_is_skipped_with_the_reason() {
     let results = run(Arc::new(Url), Settings::default());
+    assert_eq!(
+        results.len(),
+        5,
+        "the container cases are not planned by default"
+    );
     for (id, outcome, message) in &results {
         assert_eq!(outcome, "skip", "{id}");
         assert!(
             message.contains("in-process frontend/backend pairs"),
             "{message}"
+        );
+    }
+}
+
+/// The container cases are planned when asked for (and skipped with the reason where Docker
+/// or the image is absent: `tests/containers.rs`).
+#[test]
+fn the_container_cases_are_planned_with_containers_true() {
+    let planned = ResilienceSuite
+        .gates(&settings("containers = true"))
+        .unwrap();
+    assert_eq!(planned.len(), 11);
+    assert_eq!(
+        planned
+            .iter()
+            .filter(|p| p.name.starts_with("container_"))
+            .count(),
+        6
+    );
+    let results = run(Arc::new(Url), settings("containers = true"));
+    assert_eq!(results.len(), 11);
+    assert!(results.iter().all(|r| r.1 == "skip"), "{results:?}");
+}
+
+/// Asked for but impossible here (an image tag nobody built): each container case is skipped
+/// with the reason and the way to build it; the in-process cases still run.
+#[test]
+fn container_cases_without_their_image_are_skipped_with_the_reason() {
+    if std::env::var_os("GAUNTLET_REQUIRE_IMAGE").is_some() {
+        // There a missing image is an error by design (tests/containers.rs covers it).
+        return;
+    }
+    let results = run_only(
+        in_process(),
+        settings("containers = true\nimage = \"gauntlet-engine:no-such-tag\""),
+        |name| name.starts_with("container_"),
+    );
+    assert_eq!(results.len(), 6);
+    for (id, outcome, message) in &results {
+        assert_eq!(outcome, "skip", "{id}: {message}");
+        assert!(
+            message.contains("no Docker daemon")
+                || (message.contains("gauntlet-engine:no-such-tag is not built")
+                    && message.contains("ci/image/build")),
+            "{id}: {message}"
         );
     }
 }

@@ -1,0 +1,135 @@
+//! `gauntlet-load`: the load worker on its own, for container images and Kubernetes Jobs.
+//!
+//! `gauntlet-load load …` takes exactly the arguments of `gauntlet load` (the same
+//! [`LoadCommand`]) and writes the same shard file with `--out`; `gauntlet report merge` then
+//! merges the shards. It is not the `gauntlet` binary because that one links polars (the
+//! backtest suite): this crate does not, so a static build of the worker is small and quick
+//! and goes into a `FROM scratch` image (`ci/image/build --load` → `gauntlet-load:dev`).
+//!
+//! The worker drives an `http://` or `https://` URL only: starting containers or an
+//! in-process engine is `gauntlet`'s, and judging gates into a report directory is the
+//! merge's. Exit codes are `gauntlet`'s: 0 a valid shard written, 1 a failed gate or an
+//! invalid measurement, 2 a usage or config error, 3 a setup error (target unreachable).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use gauntlet_harness::command::{Host, SuiteCommand};
+use gauntlet_harness::config::{ConfigFile, Profile, Settings};
+use gauntlet_harness::target::TargetError;
+use gauntlet_harness::{HttpOptions, HttpTarget, SuiteError, Target, error_chain};
+use gauntlet_load::cli::LoadCommand;
+
+/// The worker's side of [`Host`]: config discovery as `gauntlet`'s, URL targets only, no
+/// report directory.
+struct WorkerHost;
+
+#[async_trait]
+impl Host for WorkerHost {
+    fn settings(
+        &self,
+        config: Option<&Path>,
+        profile: &str,
+        flags: &Profile,
+    ) -> Result<Settings, SuiteError> {
+        let path = config.map(Path::to_path_buf).or_else(|| {
+            let default = PathBuf::from("gauntlet.toml");
+            default.exists().then_some(default)
+        });
+        let file = match &path {
+            Some(p) => Some(ConfigFile::read(p).map_err(|e| SuiteError::Config(error_chain(&e)))?),
+            None => None,
+        };
+        // Other suites' tables in the file are not checked here (this binary knows only the
+        // load suite); the load table itself is checked key by key when the run is planned.
+        Settings::resolve(file.as_ref().zip(path.as_deref()), profile, flags)
+            .map_err(|e| SuiteError::Config(error_chain(&e)))
+    }
+
+    fn check_report_dir(&self, dir: &Path) -> Result<(), SuiteError> {
+        Err(SuiteError::Config(format!(
+            "--report-dir {}: gauntlet-load writes shard files (--out) only; judge them with \
+             `gauntlet report merge --report-dir DIR`, or run `gauntlet load`",
+            dir.display()
+        )))
+    }
+
+    async fn connect(&self, url: Option<&str>) -> Result<Arc<dyn Target>, SuiteError> {
+        let url = match url {
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => u,
+            other => {
+                return Err(SuiteError::Config(format!(
+                    "--target {}: gauntlet-load drives an http:// or https:// URL; in-process and \
+                     container: targets are `gauntlet load`'s",
+                    other.unwrap_or("in-process")
+                )));
+            }
+        };
+        match HttpTarget::connect(url, HttpOptions::default()).await {
+            Ok(t) => Ok(Arc::new(t)),
+            Err(e @ TargetError::InvalidUrl { .. }) => {
+                Err(SuiteError::Config(format!("--target: {}", error_chain(&e))))
+            }
+            Err(e) => Err(SuiteError::Setup(error_chain(&e))),
+        }
+    }
+
+    fn progress(&self) -> bool {
+        std::io::stderr().is_terminal()
+    }
+}
+
+fn main() -> ExitCode {
+    let load = LoadCommand;
+    let matches = clap::Command::new("gauntlet-load")
+        .version(gauntlet_load::VERSION)
+        .about(
+            "The load worker of `gauntlet load` on its own: one open-model run or one shard of \
+             it against an http(s) URL, written as a shard file for `gauntlet report merge`",
+        )
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(load.command())
+        .get_matches();
+    let Some((_, args)) = matches.subcommand() else {
+        // subcommand_required: clap has already exited with its usage message.
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(load.worker_threads().unwrap_or(1))
+        .thread_name("gx-cli")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(load.run(args, &WorkerHost)) {
+        Ok(output) => {
+            print!("{}", output.stdout);
+            if let Some(summary) = &output.summary {
+                eprintln!("{summary}");
+            }
+            // No report: check_report_dir refuses --report-dir before anything runs.
+            if output.failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(SuiteError::Setup(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

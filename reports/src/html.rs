@@ -74,6 +74,9 @@ fn look(i: usize) -> Look {
     }
 }
 
+/// Characters past which a table cell is long text, given a readable minimum width.
+const LONG_CELL: usize = 60;
+
 /// Line opacity: where lines cross, the one below shows through.
 const LINE_OPACITY: f64 = 0.85;
 /// Markers per series, spread along it.
@@ -232,8 +235,12 @@ fn table_html(page: &mut String, table: &Table) {
     for row in &table.rows {
         page.push_str("<tr>");
         for cell in row {
+            // Numbers stay on one line; long text keeps a readable width and wraps, and the
+            // box scrolls sideways when the row is wider than the page.
             let class = if looks_numeric(cell) {
                 " class=\"num\""
+            } else if cell.chars().count() > LONG_CELL {
+                " class=\"long\""
             } else {
                 ""
             };
@@ -414,14 +421,20 @@ where
         .y_label_area_size(80)
         .build_cartesian_2d(x, y)
         .map_err(|e| e.to_string())?;
-    ctx.configure_mesh()
-        .x_desc(&chart.x_label)
+    // Numbers read as people write them (1000, 0.5), not as plotters' `1000.0`; a time axis
+    // keeps its dates.
+    let number = |v: &f64| crate::logaxis::label(*v);
+    let mut mesh = ctx.configure_mesh();
+    mesh.x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
         .label_style(("sans-serif", TICK_FONT))
         .axis_desc_style(("sans-serif", AXIS_FONT))
         .light_line_style(RGBColor(235, 235, 235))
-        .draw()
-        .map_err(|e| e.to_string())?;
+        .y_label_formatter(&number);
+    if chart.x_axis == XAxis::Number {
+        mesh.x_label_formatter(&number);
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
     let (x_range, y_range) = (ctx.x_range(), ctx.y_range());
     let grey = RGBColor(110, 110, 110);
     for marker in chart.markers.iter().filter(|m| x_range.contains(&m.x)) {
@@ -611,8 +624,8 @@ tr.invalid td.status{color:#a05a00;font-weight:700}tr.pass td.status{color:#0875
 tr.skip td.status{color:#777}\
 figure{margin:0.8rem 0}svg{max-width:100%;height:auto}p.note{color:#444;font-size:0.9rem}\
 nav{margin:1rem 0}\
-div.scroll{max-width:100%;overflow-x:auto}table.data td{max-width:24rem;overflow-wrap:anywhere}\
-table.data th{white-space:nowrap}";
+div.scroll{max-width:100%;overflow-x:auto}table.data td{max-width:28rem;overflow-wrap:break-word}\
+table.data th,table.data td.num{white-space:nowrap}table.data td.long{min-width:20rem}";
 
 #[cfg(test)]
 mod tests {
@@ -778,6 +791,15 @@ mod tests {
         assert!(page.starts_with("<div class=\"scroll\"><table"), "{page}");
         assert!(page.trim_end().ends_with("</table></div>"));
         assert!(STYLE.contains("div.scroll{max-width:100%;overflow-x:auto}"));
+        let long = Table {
+            title: "Runs".into(),
+            columns: vec!["run".into(), "p99".into(), "validity".into()],
+            rows: vec![vec!["sustained".into(), "2.11 ms".into(), "valid, ".repeat(12)]],
+        };
+        let mut page = String::new();
+        table_html(&mut page, &long);
+        assert!(page.contains("<td class=\"num\">2.11 ms</td>"), "{page}");
+        assert!(page.contains("<td class=\"long\">valid, "), "{page}");
     }
 
     #[test]

@@ -794,7 +794,11 @@ mod tests {
         let long = Table {
             title: "Runs".into(),
             columns: vec!["run".into(), "p99".into(), "validity".into()],
-            rows: vec![vec!["sustained".into(), "2.11 ms".into(), "valid, ".repeat(12)]],
+            rows: vec![vec![
+                "sustained".into(),
+                "2.11 ms".into(),
+                "valid, ".repeat(12),
+            ]],
         };
         let mut page = String::new();
         table_html(&mut page, &long);

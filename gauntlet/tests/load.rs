@@ -417,7 +417,11 @@ fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
 /// Every infer answered 500: the defect a load run without `--report-dir` must not pass.
 async fn broken_infer(req: Request, next: Next) -> Response {
     if req.uri().path().ends_with("/infer") {
-        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "model backend exploded",
+        )
+            .into_response();
     }
     next.run(req).await
 }
@@ -458,4 +462,158 @@ fn load_without_a_report_dir_exits_1_when_every_request_fails() {
         stderr.contains("load::sustained_error_rate (error rate 100"),
         "{stderr}"
     );
+    // The status code and what the server said, not only a count.
+    assert!(
+        stderr.contains("5xx 200 (500 ×200): first \"model backend exploded\""),
+        "{stderr}"
+    );
+    // With reports too: exit 1, and the failure detail in report.json and summary.md.
+    let reports = dir.path().join("reports");
+    let mut with_reports = args.to_vec();
+    with_reports.extend(["--report-dir", reports.to_str().unwrap()]);
+    let out = gauntlet(&with_reports, dir.path());
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let json = std::fs::read_to_string(reports.join("report.json")).unwrap();
+    assert!(json.contains("Failure detail"), "{json}");
+    assert!(json.contains("[500] model backend exploded"), "{json}");
+    let summary = std::fs::read_to_string(reports.join("summary.md")).unwrap();
+    assert!(summary.contains("500 ×200"), "{summary}");
+}
+
+/// A third-party-like OIP server of one model, `market-model`: input `market` of 5 FP32
+/// features, output `predict` FP32 `[-1, 1]`, pretty-printed JSON. `defect`: its responses say
+/// FP64, against its own metadata.
+fn serve_market_model(defect: bool) -> SocketAddr {
+    use axum::Json;
+    use axum::routing::{get, post};
+    gauntlet_testkit::serve_router(move || {
+        let metadata = serde_json::json!({
+            "name": "market-model",
+            "platform": "toy",
+            "inputs": [{"name": "market", "datatype": "FP32", "shape": [-1, 5]}],
+            "outputs": [{"name": "predict", "datatype": "FP32", "shape": [-1, 1]}]
+        });
+        let infer = move |Json(request): Json<serde_json::Value>| async move {
+            let input = &request["inputs"][0];
+            let rows = input["shape"][0].as_u64().unwrap_or(0);
+            let leaves = |v: &serde_json::Value| -> Vec<f64> {
+                fn walk(v: &serde_json::Value, out: &mut Vec<f64>) {
+                    match v {
+                        serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                        x => out.extend(x.as_f64()),
+                    }
+                }
+                let mut out = Vec::new();
+                walk(v, &mut out);
+                out
+            };
+            let data = leaves(&input["data"]);
+            if input["name"] != "market" || input["shape"][1] != 5 || data.len() as u64 != rows * 5
+            {
+                return (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "{\"error\": \"expected input market [rows, 5]\"}",
+                )
+                    .into_response();
+            }
+            let predict: Vec<f64> = data.chunks(5).map(|r| r.iter().sum()).collect();
+            let body = serde_json::json!({
+                "model_name": "market-model",
+                "id": request["id"],
+                "outputs": [{
+                    "name": "predict",
+                    "datatype": if defect { "FP64" } else { "FP32" },
+                    "shape": [rows, 1],
+                    "data": predict
+                }]
+            });
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                serde_json::to_string_pretty(&body).unwrap(),
+            )
+                .into_response()
+        };
+        axum::Router::new()
+            .route("/v2/health/live", get(|| async { "" }))
+            .route("/v2/health/ready", get(|| async { "" }))
+            .route(
+                "/v2",
+                get(|| async {
+                    Json(serde_json::json!({"name": "toy", "version": "1", "extensions": []}))
+                }),
+            )
+            .route(
+                "/v2/models/market-model",
+                get(move || async move { Json(metadata) }),
+            )
+            .route("/v2/models/market-model/infer", post(infer))
+    })
+    .expect("server up")
+}
+
+/// The load suite with the user's payload (#17 item 6): a template of 4 rows of the model's
+/// own 5 features, each row led by the row counter, sent to `--model`; the responses are
+/// parsed (the server pretty-prints them) and held to the model's metadata, and a server
+/// that answers against its own metadata fails.
+#[test]
+fn load_sends_the_users_payload_and_checks_responses_against_the_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ceilings wide enough for a shared test machine: this checks bodies, not latency.
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.default.load]\nlate-after = \"50ms\"\nmax-late-fraction = 0.2\n\
+         p50 = \"500ms\"\np95 = \"1s\"\np99 = \"1s\"\np999 = \"2s\"\nmin-achieved-rate = 0.5\n",
+    )
+    .unwrap();
+    let template = dir.path().join("market.json");
+    std::fs::write(
+        &template,
+        r#"{"id": "load-{{variant}}",
+ "inputs": [{"name": "market", "datatype": "FP32", "shape": [4, 5],
+             "data": [{{repeat:4}}[{{row}}, {{repeat:4}}{{rand:-1:1}}{{end}}]{{end}}]}]}"#,
+    )
+    .unwrap();
+    let run = |defect: bool, reports: &str| {
+        let url = format!("http://{}", serve_market_model(defect));
+        let reports = dir.path().join(reports);
+        let args = [
+            "load",
+            "--target",
+            &url,
+            "--model",
+            "market-model",
+            "--payload",
+            template.to_str().unwrap(),
+            "--rate",
+            "200",
+            "--duration",
+            "1500ms",
+            "--warm-up",
+            "500ms",
+            "--report-dir",
+            reports.to_str().unwrap(),
+        ];
+        let out = gauntlet(&args, dir.path());
+        let json = std::fs::read_to_string(reports.join("report.json")).unwrap_or_default();
+        (code(&out), text(&out.stderr), json)
+    };
+    let (status, stderr, json) = run(false, "good");
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stderr.contains(" 0 failed"), "{stderr}");
+    assert!(
+        json.contains("16 bodies from payload") && json.contains("predict FP32 [-1, 1]"),
+        "{json}"
+    );
+    let (status, stderr, json) = run(true, "defect");
+    assert_eq!(status, 1, "{stderr}");
+    assert!(
+        stderr.contains("body mismatch") && stderr.contains("but the model's metadata says"),
+        "{stderr}"
+    );
+    assert!(json.contains("Failure detail"), "{json}");
+    // A template that does not parse is a usage error naming the byte.
+    std::fs::write(&template, r#"{"inputs": [{{repeat:2}}1]}"#).unwrap();
+    let (status, stderr, _) = run(false, "bad");
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("without its `{{end}}`"), "{stderr}");
 }

@@ -92,7 +92,8 @@ pub async fn run_one(case: Case, ctx: CaseCtx, timeout: Duration) -> CaseResult 
         Some(cap) => Err(CaseError::Skip(format!("target lacks {cap}"))),
         None => {
             let cancelled = Arc::clone(&ctx.cancelled);
-            let mut task = tokio::spawn((case.body)(ctx));
+            // Labelled, so a request retried on a fresh connection names its case.
+            let mut task = tokio::spawn(crate::target::with_case(case.id(), (case.body)(ctx)));
             match tokio::time::timeout(timeout, &mut task).await {
                 Ok(Ok(v)) => v,
                 Ok(Err(join)) => Err(CaseError::Error(panic_message(join))),

@@ -11,12 +11,18 @@ use std::io::Write;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
+use crate::logaxis::LogAxis;
 use crate::section::{Chart, ChartKind, Section, Table, XAxis};
 use crate::timeaxis::TimeAxis;
 use crate::{CaseResult, Format, Outcome, ReportError, RunReport, fmt};
 
-/// Width and height of a chart, in SVG pixels.
+/// Width and height of a chart's plot (caption, axes and data), in SVG pixels; its legend
+/// is a band below, as tall as its rows need.
 const CHART_SIZE: (u32, u32) = (860, 360);
+/// Height of one row of the legend band, in SVG pixels.
+const LEGEND_ROW: u32 = 24;
+/// Where legend entries start: under the plot's left edge (margin plus y label area).
+const LEGEND_LEFT: i32 = 92;
 
 /// Font sizes: caption, axis descriptions, tick labels and legend. plotters' SVG backend
 /// writes about 0.81 of the size given (16 → 12.9 px); at the page's width a chart is drawn
@@ -35,6 +41,46 @@ const PALETTE: [RGBColor; 7] = [
     RGBColor(86, 180, 233),
     RGBColor(0, 0, 0),
 ];
+
+/// How one series is drawn: besides its colour, a dash pattern, a marker and a width, so that
+/// series that coincide (achieved rate on the scheduled one, p99 on max) stay told apart in
+/// greyscale and where one lies on another.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    color: RGBColor,
+    /// `(dash, gap)` in pixels; `None` for a solid line.
+    dash: Option<(u32, u32)>,
+    marker: Mark,
+    width: u32,
+}
+
+/// A point marker shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mark {
+    Dot,
+    Triangle,
+    Cross,
+    Ring,
+}
+
+/// The look of series `i`: the first solid and widest, so later ones drawn on top of it
+/// leave its edges showing.
+fn look(i: usize) -> Look {
+    Look {
+        color: PALETTE[i % PALETTE.len()],
+        dash: [None, Some((10, 5)), Some((3, 4)), Some((16, 4))][i % 4],
+        marker: [Mark::Dot, Mark::Triangle, Mark::Cross, Mark::Ring][i % 4],
+        width: if i == 0 { 4 } else { 2 },
+    }
+}
+
+/// Characters past which a table cell is long text, given a readable minimum width.
+const LONG_CELL: usize = 60;
+
+/// Line opacity: where lines cross, the one below shows through.
+const LINE_OPACITY: f64 = 0.85;
+/// Markers per series, spread along it.
+const MARKS_PER_SERIES: usize = 12;
 
 /// Writes `report` as a self-contained HTML page.
 ///
@@ -176,9 +222,10 @@ fn section_html(page: &mut String, section: &Section) {
 }
 
 fn table_html(page: &mut String, table: &Table) {
+    // In a box of its own that scrolls sideways when the table is wider than the page.
     let _ = write!(
         page,
-        "<table class=\"data\">\n<caption>{}</caption>\n<tr>",
+        "<div class=\"scroll\"><table class=\"data\">\n<caption>{}</caption>\n<tr>",
         escape(&table.title)
     );
     for column in &table.columns {
@@ -188,8 +235,12 @@ fn table_html(page: &mut String, table: &Table) {
     for row in &table.rows {
         page.push_str("<tr>");
         for cell in row {
+            // Numbers stay on one line; long text keeps a readable width and wraps, and the
+            // box scrolls sideways when the row is wider than the page.
             let class = if looks_numeric(cell) {
                 " class=\"num\""
+            } else if cell.chars().count() > LONG_CELL {
+                " class=\"long\""
             } else {
                 ""
             };
@@ -197,22 +248,105 @@ fn table_html(page: &mut String, table: &Table) {
         }
         page.push_str("</tr>\n");
     }
-    page.push_str("</table>\n");
+    page.push_str("</table></div>\n");
 }
 
 /// The chart as an `<svg>` element, or why it cannot be drawn.
 pub fn chart_svg(chart: &Chart) -> Result<String, String> {
+    let rows = legend_rows(chart);
+    let legend_height = if rows.is_empty() {
+        0
+    } else {
+        rows.len() as u32 * LEGEND_ROW + 8
+    };
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
+        let size = (CHART_SIZE.0, CHART_SIZE.1 + legend_height);
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
+        // The legend in a band of its own under the plot: it never covers a line.
+        let (plot, legend) = root.split_vertically(CHART_SIZE.1);
         match chart.kind {
-            ChartKind::Line => draw_line(&root, chart)?,
-            ChartKind::Bar => draw_bar(&root, chart)?,
+            ChartKind::Line => draw_line(&plot, chart)?,
+            ChartKind::Bar => draw_bar(&plot, chart)?,
         }
+        draw_legend(&legend, chart, &rows)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// The legend's entries laid out in rows across the chart's width: `(series index, x)`.
+/// None for a single unnamed series.
+fn legend_rows(chart: &Chart) -> Vec<Vec<(usize, i32)>> {
+    if chart.series.len() < 2 && chart.series.iter().all(|s| s.name.is_empty()) {
+        return Vec::new();
+    }
+    let right = CHART_SIZE.0 as i32 - 12;
+    let mut rows: Vec<Vec<(usize, i32)>> = vec![Vec::new()];
+    let mut x = LEGEND_LEFT;
+    for (i, series) in chart.series.iter().enumerate() {
+        // A swatch of 30 px, a gap, the name at ~7.5 px a character, and room before the next.
+        let chars = i32::try_from(series.name.chars().count()).unwrap_or(i32::MAX / 16);
+        let width = 44 + (chars * 15 + 1) / 2 + 18;
+        if x + width > right && x > LEGEND_LEFT {
+            rows.push(Vec::new());
+            x = LEGEND_LEFT;
+        }
+        if let Some(row) = rows.last_mut() {
+            row.push((i, x));
+        }
+        x += width;
+    }
+    rows
+}
+
+/// Draws the legend band: each series' line sample (dash and marker) or bar swatch, and name.
+fn draw_legend(area: &Area<'_>, chart: &Chart, rows: &[Vec<(usize, i32)>]) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+    for (r, row) in rows.iter().enumerate() {
+        let y = 14 + r as i32 * LEGEND_ROW as i32;
+        for &(i, x) in row {
+            let look = look(i);
+            let style = look.color.mix(LINE_OPACITY).stroke_width(look.width);
+            if chart.kind == ChartKind::Bar {
+                area.draw(&Rectangle::new(
+                    [(x + 6, y - 7), (x + 24, y + 7)],
+                    look.color.filled(),
+                ))
+                .map_err(err)?;
+            } else {
+                match look.dash {
+                    None => area
+                        .draw(&PathElement::new(vec![(x, y), (x + 30, y)], style))
+                        .map_err(err)?,
+                    Some((dash, gap)) => area
+                        .draw(&plotters::element::DashedPathElement::new(
+                            vec![(x, y), (x + 30, y)],
+                            dash,
+                            gap,
+                            style,
+                        ))
+                        .map_err(err)?,
+                }
+                let at = (x + 15, y);
+                match look.marker {
+                    Mark::Dot => area.draw(&Circle::new(at, 4, look.color.filled())),
+                    Mark::Ring => area.draw(&Circle::new(at, 4, look.color.stroke_width(2))),
+                    Mark::Triangle => area.draw(&TriangleMarker::new(at, 5, look.color.filled())),
+                    Mark::Cross => area.draw(&Cross::new(at, 4, look.color.stroke_width(2))),
+                }
+                .map_err(err)?;
+            }
+            area.draw(&Text::new(
+                chart.series[i].name.clone(),
+                (x + 38, y - 7),
+                ("sans-serif", TICK_FONT).into_font(),
+            ))
+            .map_err(err)?;
+        }
+    }
+    Ok(())
 }
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
@@ -257,18 +391,19 @@ fn draw_line(root: &Area<'_>, chart: &Chart) -> Result<(), String> {
             .ok_or("no finite points to draw")?;
         let axis = TimeAxis::new(x0, if x1 > x0 { x1 } else { x0 + 1.0 });
         return if chart.log_y {
-            lines(root, chart, axis, (y0..y1).log_scale())
+            lines(root, chart, axis, LogAxis::new(y0, y1))
         } else {
             lines(root, chart, axis, y0..y1)
         };
     }
     let (x0, x1) =
         axis_range(points().map(|p| p[0]), chart.log_x).ok_or("no finite points to draw")?;
+    // Log axes are labelled at 1-2-5 steps (plotters' own labels only powers of ten).
     match (chart.log_x, chart.log_y) {
         (false, false) => lines(root, chart, x0..x1, y0..y1),
-        (true, false) => lines(root, chart, (x0..x1).log_scale(), y0..y1),
-        (false, true) => lines(root, chart, x0..x1, (y0..y1).log_scale()),
-        (true, true) => lines(root, chart, (x0..x1).log_scale(), (y0..y1).log_scale()),
+        (true, false) => lines(root, chart, LogAxis::new(x0, x1), y0..y1),
+        (false, true) => lines(root, chart, x0..x1, LogAxis::new(y0, y1)),
+        (true, true) => lines(root, chart, LogAxis::new(x0, x1), LogAxis::new(y0, y1)),
     }
 }
 
@@ -286,14 +421,20 @@ where
         .y_label_area_size(80)
         .build_cartesian_2d(x, y)
         .map_err(|e| e.to_string())?;
-    ctx.configure_mesh()
-        .x_desc(&chart.x_label)
+    // Numbers read as people write them (1000, 0.5), not as plotters' `1000.0`; a time axis
+    // keeps its dates.
+    let number = |v: &f64| crate::logaxis::label(*v);
+    let mut mesh = ctx.configure_mesh();
+    mesh.x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
         .label_style(("sans-serif", TICK_FONT))
         .axis_desc_style(("sans-serif", AXIS_FONT))
         .light_line_style(RGBColor(235, 235, 235))
-        .draw()
-        .map_err(|e| e.to_string())?;
+        .y_label_formatter(&number);
+    if chart.x_axis == XAxis::Number {
+        mesh.x_label_formatter(&number);
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
     let (x_range, y_range) = (ctx.x_range(), ctx.y_range());
     let grey = RGBColor(110, 110, 110);
     for marker in chart.markers.iter().filter(|m| x_range.contains(&m.x)) {
@@ -302,7 +443,7 @@ where
             grey.stroke_width(1),
         )))
         .map_err(|e| e.to_string())?;
-        // The label at the line's foot, clear of the legend in the upper left.
+        // The label at the line's foot, clear of the data's usual peaks.
         let label = EmptyElement::at((marker.x, y_range.start))
             + Text::new(
                 marker.label.clone(),
@@ -318,24 +459,40 @@ where
             && (!chart.log_x || p[0] > 0.0)
             && (!chart.log_y || p[1] > 0.0)
     };
+    let n = chart.series.len().max(1);
     for (i, series) in chart.series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+        let look = look(i);
+        let style = look.color.mix(LINE_OPACITY).stroke_width(look.width);
         let points = series.points.iter().filter(keep).map(|p| (p[0], p[1]));
-        ctx.draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(&series.name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
-    }
-    if chart.series.len() > 1 || chart.series.iter().any(|s| !s.name.is_empty()) {
-        ctx.configure_series_labels()
-            .label_font(("sans-serif", TICK_FONT))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        match look.dash {
+            None => ctx.draw_series(LineSeries::new(points.clone(), style)),
+            Some((dash, gap)) => {
+                ctx.draw_series(DashedLineSeries::new(points.clone(), dash, gap, style))
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        // Markers spread along the series, each series starting at its own offset so that
+        // the markers of coinciding series do not land on one another.
+        let count = points.clone().count();
+        let every = count.div_ceil(MARKS_PER_SERIES).max(1);
+        let offset = i * every / n;
+        let marks = points
+            .enumerate()
+            .filter(move |(j, _)| j % every == offset % every);
+        let marks = marks.map(|(_, p)| p);
+        match look.marker {
+            Mark::Dot => ctx.draw_series(marks.map(|p| Circle::new(p, 4, look.color.filled()))),
+            Mark::Ring => {
+                ctx.draw_series(marks.map(|p| Circle::new(p, 4, look.color.stroke_width(2))))
+            }
+            Mark::Triangle => {
+                ctx.draw_series(marks.map(|p| TriangleMarker::new(p, 5, look.color.filled())))
+            }
+            Mark::Cross => {
+                ctx.draw_series(marks.map(|p| Cross::new(p, 4, look.color.stroke_width(2))))
+            }
+        }
+        .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -381,7 +538,7 @@ fn draw_bar(root: &Area<'_>, chart: &Chart) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let width = 0.8 / chart.series.len().max(1) as f64;
     for (i, series) in chart.series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+        let color = look(i).color;
         let bars = series
             .points
             .iter()
@@ -390,18 +547,7 @@ fn draw_bar(root: &Area<'_>, chart: &Chart) -> Result<(), String> {
                 let left = p[0] - 0.4 + i as f64 * width;
                 Rectangle::new([(left, 0.0), (left + width, p[1])], color.filled())
             });
-        ctx.draw_series(bars)
-            .map_err(|e| e.to_string())?
-            .label(&series.name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-    }
-    if chart.series.len() > 1 {
-        ctx.configure_series_labels()
-            .label_font(("sans-serif", TICK_FONT))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        ctx.draw_series(bars).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -477,7 +623,9 @@ tr.fail td.status,tr.error td.status{color:#b3001b;font-weight:700}\
 tr.invalid td.status{color:#a05a00;font-weight:700}tr.pass td.status{color:#08751f}\
 tr.skip td.status{color:#777}\
 figure{margin:0.8rem 0}svg{max-width:100%;height:auto}p.note{color:#444;font-size:0.9rem}\
-nav{margin:1rem 0}";
+nav{margin:1rem 0}\
+div.scroll{max-width:100%;overflow-x:auto}table.data td{max-width:28rem;overflow-wrap:break-word}\
+table.data th,table.data td.num{white-space:nowrap}table.data td.long{min-width:20rem}";
 
 #[cfg(test)]
 mod tests {
@@ -554,6 +702,108 @@ mod tests {
         );
         assert!(svg.contains("fold 2"), "the marker's label");
         assert!(svg.contains("date (UTC)"));
+    }
+
+    /// Every `<text>` of an SVG as `(y, content)`.
+    fn texts(svg: &str) -> Vec<(f64, String)> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let (attrs, rest) = t.split_once('>')?;
+                let (text, _) = rest.split_once("</text>")?;
+                let y = attrs
+                    .split(" y=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((y, text.trim().to_owned()))
+            })
+            .collect()
+    }
+
+    /// Regression: a log axis was labelled at powers of ten only, so 0.3–40 ms had labels at
+    /// 1 and 10 and nothing else, and a chart inside one decade had no y label at all.
+    #[test]
+    fn log_axes_are_labelled_at_1_2_5_steps() {
+        let mut chart = Chart::line("latency", "time (s)", "latency (ms)").with_series(
+            Series::new("p99", vec![[0.0, 0.3], [1.0, 4.0], [2.0, 40.0]]),
+        );
+        chart.log_y = true;
+        let labels: Vec<String> = texts(&chart_svg(&chart).unwrap())
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        for want in ["0.2", "0.5", "1", "2", "5", "10", "20", "50"] {
+            assert!(labels.iter().any(|l| l == want), "{want} in {labels:?}");
+        }
+        let mut narrow = Chart::line("latency", "time (s)", "latency (ms)")
+            .with_series(Series::new("p50", vec![[0.0, 3.1], [1.0, 4.4]]));
+        narrow.log_y = true;
+        let labels: Vec<String> = texts(&chart_svg(&narrow).unwrap())
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        for want in ["2", "3", "4", "5"] {
+            assert!(labels.iter().any(|l| l == want), "{want} in {labels:?}");
+        }
+    }
+
+    /// Regression: the legend sat in the plot's upper left, over the lines.
+    #[test]
+    fn the_legend_is_drawn_below_the_plot_not_over_it() {
+        let chart = Chart::line("throughput", "time (s)", "requests per second")
+            .with_series(Series::new("scheduled", vec![[0.0, 100.0], [5.0, 100.0]]))
+            .with_series(Series::new("ok", vec![[0.0, 100.0], [5.0, 100.0]]))
+            .with_series(Series::new("errors", vec![[0.0, 0.0], [5.0, 0.0]]));
+        let svg = chart_svg(&chart).unwrap();
+        for name in ["scheduled", "ok", "errors"] {
+            let (y, _) = texts(&svg)
+                .into_iter()
+                .find(|(_, t)| t == name)
+                .unwrap_or_else(|| panic!("legend entry {name}"));
+            assert!(y > f64::from(CHART_SIZE.1), "{name} at y {y}");
+        }
+        // Coinciding series are drawn differently: a solid line and a dashed one (many
+        // short segments), and markers of their own.
+        assert!(svg.matches("<polyline").count() > 4, "dashes are segments");
+        assert!(svg.contains("<circle"), "the first series' markers");
+        // A single unnamed series needs no legend: the SVG is the plot's height.
+        let single = Chart::line("x", "t", "y").with_series(Series::new("", vec![[0.0, 1.0]]));
+        let svg = chart_svg(&single).unwrap();
+        assert!(
+            svg.contains(&format!("height=\"{}\"", CHART_SIZE.1)),
+            "{}",
+            &svg[..120]
+        );
+    }
+
+    #[test]
+    fn wide_tables_scroll_inside_their_own_box() {
+        let table = Table {
+            title: "Runs".into(),
+            columns: (0..20).map(|i| format!("column {i}")).collect(),
+            rows: vec![(0..20).map(|i| format!("cell {i}")).collect()],
+        };
+        let mut page = String::new();
+        table_html(&mut page, &table);
+        assert!(page.starts_with("<div class=\"scroll\"><table"), "{page}");
+        assert!(page.trim_end().ends_with("</table></div>"));
+        assert!(STYLE.contains("div.scroll{max-width:100%;overflow-x:auto}"));
+        let long = Table {
+            title: "Runs".into(),
+            columns: vec!["run".into(), "p99".into(), "validity".into()],
+            rows: vec![vec![
+                "sustained".into(),
+                "2.11 ms".into(),
+                "valid, ".repeat(12),
+            ]],
+        };
+        let mut page = String::new();
+        table_html(&mut page, &long);
+        assert!(page.contains("<td class=\"num\">2.11 ms</td>"), "{page}");
+        assert!(page.contains("<td class=\"long\">valid, "), "{page}");
     }
 
     #[test]

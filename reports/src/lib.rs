@@ -65,6 +65,7 @@ mod fmt;
 pub mod html;
 pub mod json;
 pub mod junit;
+mod logaxis;
 pub mod markdown;
 mod model;
 mod section;

@@ -100,6 +100,8 @@ pub struct RunArgs {
     /// A model the protocol cases run on, read from its metadata (repeatable); default: the
     /// reference models when served, otherwise every ready model of the repository index.
     /// Implies --skip-missing-models for the cases that compare with the reference models.
+    /// One --model is also the model the load suite loads (its `payload` setting gives the
+    /// request body).
     #[arg(
         long = "model",
         value_name = "NAME",
@@ -270,7 +272,7 @@ fn plan(registry: &Registry, args: RunArgs) -> Result<Plan<'_>, Failure> {
         max_skipped: args.max_skipped,
         ..Profile::default()
     };
-    let settings = resolve_settings(registry, args.config.as_deref(), &args.profile, &flags)?;
+    let mut settings = resolve_settings(registry, args.config.as_deref(), &args.profile, &flags)?;
     let planned = args.select.plan(registry, &settings)?;
     let secure = args.secure.client()?;
     if secure.is_some() && args.target.is_none() {
@@ -292,6 +294,15 @@ fn plan(registry: &Registry, args: RunArgs) -> Result<Plan<'_>, Failure> {
         return Err(Failure::usage(format!(
             "--model {bad:?}: a model name may not contain '/', '?', '#' or control characters"
         )));
+    }
+    // One --model is the load suite's model too (over its `model` setting): the run loads
+    // the model it checks, with the profile's `payload` for its inputs.
+    if let [model] = models.as_slice() {
+        settings
+            .sections
+            .entry("load".to_owned())
+            .or_default()
+            .insert("model".to_owned(), model.clone().into());
     }
     let metrics_url = args.metrics_url.filter(|m| !m.trim().is_empty());
     if metrics_url.is_some()
@@ -449,10 +460,15 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
             progress: std::io::stderr().is_terminal(),
         };
         let name = s.suite.name();
-        let output = s.suite.run(ctx).await.map_err(|e| match e {
-            gauntlet_harness::SuiteError::Setup(m) => Failure::setup(format!("{name} suite: {m}")),
-            other => Failure::usage(format!("[profile.{}.{name}] {other}", settings.profile)),
-        })?;
+        let label = format!("{name} suite");
+        let output = gauntlet_harness::target::with_case(label, s.suite.run(ctx))
+            .await
+            .map_err(|e| match e {
+                gauntlet_harness::SuiteError::Setup(m) => {
+                    Failure::setup(format!("{name} suite: {m}"))
+                }
+                other => Failure::usage(format!("[profile.{}.{name}] {other}", settings.profile)),
+            })?;
         output.cases.iter().for_each(print);
         cases.extend(output.cases);
         sections.extend(output.sections);
@@ -471,6 +487,13 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         cases.push(traced);
     }
     sections.push(gauntlet_harness::trace::section(&catalogue, &cases));
+    // A request that failed on a connection the server had dropped went again on a fresh one:
+    // the report says so, with the exchange before it on that connection (the likely cause).
+    let retries = target.connection_retries();
+    for retry in &retries.listed {
+        let _ = writeln!(err, "gauntlet: note: {}", retry.describe());
+    }
+    sections.extend(gauntlet_harness::target::retries::section(&retries));
     let meta = Meta {
         tool: "gauntlet",
         seed: settings.seed,

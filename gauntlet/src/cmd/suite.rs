@@ -82,7 +82,14 @@ pub fn run(
                 started_at: r.started_at,
             };
             let report = plumbing::report(registry, meta, r.cases, r.sections);
-            plumbing::publish(&report, &r.dir, r.print_cases)
+            let code = plumbing::publish(&report, &r.dir, r.print_cases)?;
+            // With reports as without: a run the command calls failed (every request failed,
+            // say) never exits 0, whatever its gates as configured said.
+            Ok(if output.failed && code == ExitCode::Success {
+                ExitCode::Failed
+            } else {
+                code
+            })
         }
     }
 }

@@ -187,6 +187,10 @@ impl Target for ContainerTarget {
     async fn http_endpoint(&self) -> Result<HttpEndpoint, TargetError> {
         self.http.http_endpoint().await
     }
+
+    fn connection_retries(&self) -> super::Retries {
+        self.http.connection_retries()
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 
+use super::retries::{self, ConnectionLog, ConnectionRetry, Exchange};
 use super::security::{ClientSecurity, RawEndpoint, SecurityAccess, client_config, prepare};
 use super::{Capabilities, Capability, HttpEndpoint, Target, TargetError, TargetExt};
 
@@ -77,6 +78,9 @@ pub struct HttpTarget {
     /// Where `GET /metrics` goes when the server exposes Prometheus elsewhere (another port
     /// or path, as MLServer's 8082); `None`: `{base}/metrics`.
     metrics_url: Option<String>,
+    /// The last exchange of each pooled connection and the retries so far (shared by clones,
+    /// which share the pool).
+    log: std::sync::Arc<ConnectionLog>,
 }
 
 impl HttpTarget {
@@ -213,6 +217,7 @@ impl HttpTarget {
             security,
             access,
             metrics_url: None,
+            log: std::sync::Arc::default(),
         };
         let unreachable = |reason: String| TargetError::Unreachable {
             url: base.clone(),
@@ -429,6 +434,10 @@ impl Target for HttpTarget {
         Some(&self.access)
     }
 
+    fn connection_retries(&self) -> retries::Retries {
+        self.log.retries()
+    }
+
     /// The base URL itself, with the `Authorization` header its credentials or `--header`
     /// call for. An `https://` target has none: the load driver speaks no TLS.
     async fn http_endpoint(&self) -> Result<HttpEndpoint, TargetError> {
@@ -483,26 +492,34 @@ impl Target for HttpTarget {
         };
         let client = match &self.transport {
             Transport::Tls(client) => {
-                let mut builder = Request::builder().method(parts.method).uri(&url);
-                if let Some(headers) = builder.headers_mut() {
-                    *headers = parts.headers;
-                }
-                let request = builder.body(http_body_util::Full::new(body)).map_err(|e| {
-                    TargetError::BadRequest {
-                        path: path.clone(),
-                        reason: e.to_string(),
+                let build = || {
+                    let mut builder = Request::builder().method(parts.method.clone()).uri(&url);
+                    if let Some(headers) = builder.headers_mut() {
+                        headers.clone_from(&parts.headers);
                     }
-                })?;
+                    builder
+                        .body(http_body_util::Full::new(body.clone()))
+                        .map_err(|e| TargetError::BadRequest {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })
+                };
+                // The same request again, for a retry on a fresh connection.
+                let (request, retry) = (build()?, build()?);
                 let exchange = async {
-                    let response =
-                        client
-                            .request(request)
-                            .await
-                            .map_err(|e| TargetError::Transport {
-                                method: method.clone(),
-                                path: path.clone(),
-                                reason: crate::error_chain(&e),
-                            })?;
+                    let response = match client.request(request).await {
+                        Err(e) if is_dropped(&e) => {
+                            self.retry_once(&method, &path, e, || client.request(retry))
+                                .await
+                        }
+                        other => other,
+                    }
+                    .map_err(|e| TargetError::Transport {
+                        method: method.clone(),
+                        path: path.clone(),
+                        reason: crate::error_chain(&e),
+                    })?;
+                    self.note_exchange(&method, &path, response.status(), response.extensions());
                     let (head, body) = response.into_parts();
                     let bytes = http_body_util::Limited::new(body, limit)
                         .collect()
@@ -548,14 +565,15 @@ impl Target for HttpTarget {
             // their own 500) fails the next request sent on it before any byte of a reply: the
             // fault of an earlier exchange, not this request's. It goes once more, on a fresh
             // connection (the pool has discarded the dead one); a second failure is reported.
-            Err(e) if is_dropped_connection(&e) => {
-                tracing::debug!(%method, %path, error = %crate::error_chain(&e), "retrying once on a fresh connection");
-                send(parts.headers).await
+            Err(e) if is_dropped(&e) => {
+                self.retry_once(&method, &path, e, || send(parts.headers))
+                    .await
             }
             other => other,
         }
         .map_err(|e| classify(e, &method, &path, self.options))?;
         let status = response.status();
+        self.note_exchange(&method, &path, status, response.extensions());
         let headers = response.headers().clone();
         let mut body = bytes::BytesMut::new();
         let mut response = response;
@@ -576,11 +594,92 @@ impl Target for HttpTarget {
     }
 }
 
+impl HttpTarget {
+    /// Notes which case's request the connection of `extensions` carried last, so a reset
+    /// that follows on it can be traced to it.
+    fn note_exchange(
+        &self,
+        method: &http::Method,
+        path: &str,
+        status: StatusCode,
+        extensions: &http::Extensions,
+    ) {
+        if let Some(local) = retries::local_addr_of_extensions(extensions) {
+            self.log.record(
+                local,
+                Exchange {
+                    case: retries::current_case().map(|c| c.to_string()),
+                    request: format!("{method} {path}"),
+                    status: status.as_u16(),
+                },
+            );
+        }
+    }
+
+    /// After `first` failed on a dropped connection: when that connection carried an earlier
+    /// exchange (or is unknown), sends `again` on a fresh one and notes the retry with that
+    /// exchange; a fresh connection dropped at once is the request's own failure, not retried.
+    async fn retry_once<T, E, F>(
+        &self,
+        method: &http::Method,
+        path: &str,
+        first: E,
+        again: impl FnOnce() -> F,
+    ) -> Result<T, E>
+    where
+        E: std::error::Error + 'static,
+        F: std::future::Future<Output = Result<T, E>>,
+        T: HasStatus,
+    {
+        let local = retries::local_addr_of_error(&first);
+        let after = local.and_then(|a| self.log.take(a));
+        if local.is_some() && after.is_none() {
+            return Err(first);
+        }
+        let result = again().await;
+        self.log.retried(ConnectionRetry {
+            case: retries::current_case().map(|c| c.to_string()),
+            request: format!("{method} {path}"),
+            error: crate::error_chain(&first),
+            after,
+            outcome: match &result {
+                Ok(r) => format!("answered {}", r.status_code()),
+                Err(e) => format!("failed again: {}", crate::error_chain(e)),
+            },
+        });
+        result
+    }
+}
+
+/// A response's status, whichever client gave it.
+trait HasStatus {
+    fn status_code(&self) -> StatusCode;
+}
+
+impl HasStatus for reqwest::Response {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+}
+
+impl<B> HasStatus for Response<B> {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+}
+
 /// Whether a request failed because its pooled connection was already closed by the server:
 /// reset, aborted, or closed before any byte of a response. Not a connect failure or a timeout,
 /// which a fresh connection would not cure.
-fn is_dropped_connection(e: &reqwest::Error) -> bool {
-    if e.is_connect() || e.is_timeout() || !e.is_request() {
+fn is_dropped(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(r) = e.downcast_ref::<reqwest::Error>()
+        && (r.is_connect() || r.is_timeout() || !r.is_request())
+    {
+        return false;
+    }
+    if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>()
+        && h.is_connect()
+    {
         return false;
     }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
@@ -859,6 +958,114 @@ mod tests {
             head.contains("authorization: basic dxnazxi6cebzczp3"),
             "{head}"
         );
+    }
+
+    /// A keep-alive HTTP/1.1 server on loopback that, like MLServer, drops a connection after
+    /// its own 500: `GET /boom` answers 500 and marks the connection, and the next request on
+    /// it is read and the connection closed with no reply. `GET /dead` is closed unanswered
+    /// on any connection (a real failure). Everything else answers 200.
+    async fn serve_resetting_after_500() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut poisoned = false;
+                    let mut buf = vec![0u8; 8192];
+                    loop {
+                        let Ok(n) = sock.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        if poisoned || head.starts_with("GET /dead ") {
+                            return; // closed with no reply
+                        }
+                        let reply = if head.starts_with("GET /boom ") {
+                            poisoned = true;
+                            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops"
+                        } else {
+                            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        if sock.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Regression (#17 item 4): a server that dropped its kept-alive connection after its own
+    /// 500 had the reset charged to the next, innocent case on that connection. The request is
+    /// retried once on a fresh connection and the retry names the case before it.
+    #[tokio::test]
+    async fn a_reset_after_a_500_is_retried_and_traced_to_the_case_before_it() {
+        let addr = serve_resetting_after_500().await;
+        let target = HttpTarget::connect(&format!("http://{addr}"), HttpOptions::default())
+            .await
+            .unwrap();
+        let boom = retries::with_case("conformance::guilty", target.get("/boom"))
+            .await
+            .unwrap();
+        assert_eq!(boom.status, StatusCode::INTERNAL_SERVER_ERROR);
+        // Give the connection time to go back to the pool, as the next case would.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let next = retries::with_case("conformance::innocent", target.get("/v2/health/live"))
+            .await
+            .expect("the innocent case's request is retried and answered");
+        assert_eq!(next.status, StatusCode::OK);
+        let retries = target.connection_retries();
+        assert_eq!(retries.listed.len(), 1, "{retries:?}");
+        let retry = &retries.listed[0];
+        assert_eq!(retry.case.as_deref(), Some("conformance::innocent"));
+        assert_eq!(retry.request, "GET /v2/health/live");
+        assert_eq!(retry.outcome, "answered 200 OK");
+        assert_eq!(
+            retry.after,
+            Some(Exchange {
+                case: Some("conformance::guilty".to_owned()),
+                request: "GET /boom".to_owned(),
+                status: 500,
+            })
+        );
+        assert!(
+            retry
+                .describe()
+                .contains("GET /boom by conformance::guilty answered 500")
+        );
+        let section = retries::section(&retries).expect("a section for the report");
+        assert!(section.tables[0].rows[0][4].contains("conformance::guilty"));
+        // No retry, no section.
+        assert!(retries::section(&retries::Retries::default()).is_none());
+    }
+
+    /// A real failure still fails: a request the server drops on a fresh connection is not
+    /// retried, and one dropped again after a retry is reported as the case's failure.
+    #[tokio::test]
+    async fn a_request_the_server_always_drops_still_fails() {
+        let addr = serve_resetting_after_500().await;
+        let target = HttpTarget::connect(&format!("http://{addr}"), HttpOptions::default())
+            .await
+            .unwrap();
+        // On the pooled connection of the connect probe: retried once, and dropped again.
+        let err = retries::with_case("conformance::dead", target.get("/dead"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TargetError::Transport { .. }), "{err}");
+        let listed = target.connection_retries().listed;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert!(listed[0].outcome.starts_with("failed again"), "{listed:?}");
+        // The retry's fresh connection was dropped at once: that one is not retried again.
+        let err = retries::with_case("conformance::dead2", target.get("/dead"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TargetError::Transport { .. }), "{err}");
+        assert_eq!(target.connection_retries().listed.len(), 1);
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ mod container;
 mod endpoint;
 mod http_url;
 mod in_process;
+pub mod retries;
 pub mod security;
 
 use std::collections::BTreeSet;
@@ -25,6 +26,7 @@ pub use container::{ContainerTarget, LABEL as CONTAINER_LABEL, split_image};
 pub use endpoint::{ENGINE_THREAD_PREFIX, HttpEndpoint, ServedEngine};
 pub use http_url::{HttpOptions, HttpTarget, redact_url};
 pub use in_process::{InProcess, InProcessError};
+pub use retries::{ConnectionRetry, Exchange, Retries, with_case};
 pub use security::{ClientSecurity, ExtraHeader, SecurityAccess, Unsigned};
 
 /// Something a case may need from a target beyond the core protocol.
@@ -156,6 +158,13 @@ pub trait Target: Send + Sync {
     /// what it is (a URL): its controls are as its operator configured them.
     fn audited(&self) -> Option<Audited> {
         None
+    }
+
+    /// The requests so far that failed on a reused connection the server had dropped and
+    /// were retried on a fresh one, each with the exchange before it on that connection (the
+    /// likely cause). Empty (the default) for a target that pools no connections.
+    fn connection_retries(&self) -> Retries {
+        Retries::default()
     }
 }
 

@@ -99,6 +99,7 @@ fn config(url: &str, endpoint: Endpoint, rate: f64, duration: Duration) -> Drive
             method: endpoint.method(),
             path: endpoint.path().to_owned(),
             body: endpoint.body(),
+            variants: Vec::new(),
             authorization: None,
         },
         schedule: Schedule::constant(rate, duration),

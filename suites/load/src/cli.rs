@@ -23,7 +23,7 @@ use crate::scenario::{LabelledRun, ScenarioCtx, ScenarioRun};
 use crate::schedule::{Schedule, Shard};
 use crate::settings::LoadSettings;
 use crate::shard::{self, ShardFile};
-use crate::workload::{self, NamesModel};
+use crate::workload;
 
 /// `gauntlet load`: one open-model run (optionally one shard of a run) of the sustained
 /// scenario.
@@ -75,6 +75,18 @@ pub struct LoadArgs {
     /// Run seed (decimal or 0x-hex): the request rows derive from it.
     #[arg(long, env = "GAUNTLET_SEED", value_parser = gauntlet_reports::parse_seed_arg)]
     pub seed: Option<u64>,
+    /// The model every request goes to (default: the `model` setting, `ref-linear`).
+    #[arg(long, env = "GAUNTLET_LOAD_MODEL", value_name = "NAME")]
+    pub model: Option<String>,
+    /// The request body: a JSON infer request, or a template with `{{rand:LO:HI}}`,
+    /// `{{randint:LO:HI}}`, `{{row}}`, `{{variant}}` and `{{repeat:N}}…{{end}}` placeholders
+    /// filled from the seed (see the README). Default: seeded rows of the reference models'
+    /// eight features.
+    #[arg(long, env = "GAUNTLET_LOAD_PAYLOAD", value_name = "FILE")]
+    pub payload: Option<PathBuf>,
+    /// Bodies rendered from a payload template, sent in turn (1 to 1024; default 16).
+    #[arg(long, env = "GAUNTLET_LOAD_PAYLOAD_VARIANTS", value_name = "N")]
+    pub payload_variants: Option<usize>,
 }
 
 /// `gauntlet report …`.
@@ -166,6 +178,15 @@ fn load_settings(args: &LoadArgs, settings: &Settings) -> Result<LoadSettings, S
     if let Some(v) = args.pacing {
         s.pacing = v;
     }
+    if let Some(v) = &args.model {
+        s.model.clone_from(v);
+    }
+    if let Some(v) = &args.payload {
+        s.payload = Some(v.clone());
+    }
+    if let Some(v) = args.payload_variants {
+        s.payload_variants = v;
+    }
     // One constant-rate run: the profile's other scenarios do not run here, so their
     // settings must not stop it (a 2 s warm-up is fine beside a 2 s stress-duration).
     s.swap = false;
@@ -207,14 +228,17 @@ async fn load(
         .http_endpoint()
         .await
         .map_err(|e| SuiteError::Setup(error_chain(&e)))?;
-    let ctx = ScenarioCtx::new(Arc::clone(&target), &endpoint, s.clone(), seed, progress);
-    let body = workload::infer_body(s.rows, seed).map_err(|e| setup(&e))?;
+    let payload =
+        crate::payload::for_settings(&s, seed).map_err(|e| SuiteError::Config(e.to_string()))?;
+    let mut ctx = ScenarioCtx::new(Arc::clone(&target), &endpoint, s.clone(), seed, progress);
+    ctx.use_payload(payload).await.map_err(|e| setup(&e))?;
+    let (bodies, check) = ctx.workload().map_err(|e| setup(&e))?;
     let mut config = ctx.driver_config(
         "load",
         workload::infer_path(&s.model),
-        body,
+        bodies,
         Schedule::constant(f64::from(s.rate), s.duration),
-        Arc::new(NamesModel::new(&s.model)),
+        check,
     );
     config.shard = shard;
     config.start_at = args.start_at;
@@ -237,7 +261,10 @@ async fn load(
     let judged = (args.report_dir.is_some() || shard == Shard::WHOLE).then(|| {
         let scenario =
             crate::scenario::sustained_judged(run, &s, &format!("gauntlet load (shard {shard})"));
-        let section = report::scenario_section(&scenario, "gauntlet load");
+        let mut section = report::scenario_section(&scenario, "gauntlet load");
+        if let Some(w) = &ctx.workload {
+            section.notes.push(w.note.clone());
+        }
         let planned = gates::sla_cases(scenario.id);
         let cases = gate_results(crate::SUITE, &planned, &scenario.gates, started.elapsed());
         (cases, section)
@@ -267,15 +294,24 @@ fn summary(run: &LabelledRun) -> String {
             ms(l.max())
         )
     };
+    // The failures' status codes and first body, so a user sees what the server said.
+    let breakdown = if s.counters.failures.is_empty() {
+        gates::error_breakdown(&s.counters)
+    } else {
+        let mut text = s.counters.failures.summary();
+        if s.counters.dropped > 0 {
+            text.push_str(&format!("; dropped {}", s.counters.dropped));
+        }
+        text
+    };
     format!(
         "gauntlet load: {}: scheduled {:.0} req/s, achieved {:.0} req/s; {latency}; \
-         {} ok, {} failed ({}), {} late; generator busiest thread {:.0} %{}",
+         {} ok, {} failed ({breakdown}), {} late; generator busiest thread {:.0} %{}",
         run.label,
         s.target_rate,
         s.achieved_rate(),
         s.counters.ok,
         s.counters.failed(),
-        gates::error_breakdown(&s.counters),
         s.counters.late,
         run.validity.generator_busiest * 100.0,
         run.validity
@@ -376,6 +412,7 @@ fn merge(args: &MergeArgs) -> Result<MergeOutcome, SuiteError> {
     section.charts.push(report::throughput_chart(
         "Throughput over time (all shards)",
         &merged.seconds,
+        merged.target_rate,
     ));
     section.charts.push(report::percentile_chart(
         "Latency percentiles (merged histogram)",

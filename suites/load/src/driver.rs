@@ -28,7 +28,9 @@ use http::{HeaderValue, Method, StatusCode, Uri};
 use crate::histogram::{Latencies, SecondStats};
 use crate::http1::{self, Conn, Prepared};
 use crate::pacer::Pacer;
-use crate::recorder::{Completion, Counters, ErrorClass, Recorder};
+use crate::recorder::{
+    Completion, Counters, ErrorClass, Failure, MAX_BODY_BYTES, Recorder, excerpt,
+};
 use crate::sampler::{CpuSample, Sampler};
 use crate::schedule::{Schedule, Shard};
 
@@ -77,6 +79,9 @@ pub struct RequestSpec {
     pub path: String,
     /// Body (sent as `application/json` when not empty).
     pub body: Bytes,
+    /// Further bodies: request `k` of the schedule sends `[body, variants…][k mod (1 + len)]`
+    /// (a payload template's renderings). Empty: every request sends `body`.
+    pub variants: Vec<Bytes>,
     /// An `Authorization` header, when the target needs one.
     pub authorization: Option<HeaderValue>,
 }
@@ -230,6 +235,8 @@ pub enum DriverError {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     intended: Instant,
+    /// Its index in the whole schedule: which body it sends.
+    index: u64,
 }
 
 /// Where to connect and what to put in the request head.
@@ -309,14 +316,20 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
     check_config(&config)?;
     let dest = destination(&config.request.base_url)?;
     let spec = &config.request;
-    let prepared = http1::prepare(
-        &spec.method,
-        &spec.path,
-        &dest.host,
-        spec.authorization.as_ref(),
-        &spec.body,
-    )
-    .map_err(DriverError::Request)?;
+    // Each body serialised once, with its head: sending is a write of ready bytes.
+    let prepared = std::iter::once(&spec.body)
+        .chain(&spec.variants)
+        .map(|body| {
+            http1::prepare(
+                &spec.method,
+                &spec.path,
+                &dest.host,
+                spec.authorization.as_ref(),
+                body,
+            )
+        })
+        .collect::<Result<Vec<Prepared>, String>>()
+        .map_err(DriverError::Request)?;
     let worker_index = AtomicUsize::new(0);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads)
@@ -363,7 +376,7 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
             rx: rx.clone(),
             recorder: Arc::clone(&recorder),
             authority: dest.authority.clone(),
-            request: Arc::clone(&prepared),
+            requests: Arc::clone(&prepared),
             check: Arc::clone(&config.check),
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
@@ -490,12 +503,12 @@ async fn pace(
 ) -> Result<(), String> {
     let mut offsets = schedule
         .offsets(shard)
-        .map(|(_, offset)| start + offset)
+        .map(|(index, offset)| (index, start + offset))
         .peekable();
     // The previous wake-up's target time (not when it happened: a wake-up that comes late
     // must not push the next one back, or every release would slip by the wake-up latency).
     let mut last: Option<Instant> = None;
-    while let Some(&first) = offsets.peek() {
+    while let Some(&(_, first)) = offsets.peek() {
         let target = last.map_or(first, |l| first.max(l + resolution));
         pacer
             .sleep_until(target)
@@ -504,9 +517,9 @@ async fn pace(
         last = Some(target);
         let now = Instant::now();
         let mut r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(intended) = offsets.next_if(|at| *at <= now) {
+        while let Some((index, intended)) = offsets.next_if(|(_, at)| *at <= now) {
             r.dispatched(intended, now.saturating_duration_since(intended));
-            match tx.try_send(Slot { intended }) {
+            match tx.try_send(Slot { intended, index }) {
                 Ok(()) => {}
                 Err(async_channel::TrySendError::Full(_)) => r.dropped(intended, now),
                 Err(async_channel::TrySendError::Closed(_)) => return Ok(()),
@@ -521,7 +534,8 @@ struct Worker {
     rx: async_channel::Receiver<Slot>,
     recorder: Arc<Mutex<Recorder>>,
     authority: String,
-    request: Arc<Prepared>,
+    /// The request of each body, in schedule order (never empty).
+    requests: Arc<Vec<Prepared>>,
     check: Arc<dyn ResponseCheck>,
     connect_timeout: Duration,
     request_timeout: Duration,
@@ -537,7 +551,9 @@ impl Worker {
                 self.lock().dropped(slot.intended, now);
                 continue;
             }
-            let (sent, how) = self.exchange(&mut conn).await;
+            let n = self.requests.len() as u64;
+            let request = &self.requests[(slot.index % n.max(1)) as usize];
+            let (sent, how) = self.exchange(&mut conn, request).await;
             let done = Instant::now();
             let mut r = self.lock();
             if let Some(sent) = sent {
@@ -566,7 +582,11 @@ impl Worker {
 
     /// Sends the request on the pooled connection (connecting first when there is none or
     /// the server has closed it); returns when it was sent, if it was, and how it ended.
-    async fn exchange(&self, conn: &mut Option<Conn>) -> (Option<Instant>, Completion) {
+    async fn exchange(
+        &self,
+        conn: &mut Option<Conn>,
+        request: &Prepared,
+    ) -> (Option<Instant>, Completion) {
         if conn.as_mut().is_some_and(|c| !c.is_reusable()) {
             *conn = None;
         }
@@ -574,57 +594,68 @@ impl Worker {
             Some(c) => c,
             None => match self.connect().await {
                 Ok(c) => conn.insert(c),
-                Err(e) => return (None, Completion::Failed(ErrorClass::Connect, e)),
+                Err(e) => {
+                    return (
+                        None,
+                        Completion::Failed(Failure::new(ErrorClass::Connect, e)),
+                    );
+                }
             },
         };
         let sent = Instant::now();
         let how = match tokio::time::timeout(
             self.request_timeout,
-            c.exchange(&self.request, MAX_RESPONSE_BYTES),
+            c.exchange(request, MAX_RESPONSE_BYTES),
         )
         .await
         {
-            Err(_) => Completion::Failed(
+            Err(_) => Completion::Failed(Failure::new(
                 ErrorClass::Timeout,
                 format!(
                     "no complete response within {} ms",
                     self.request_timeout.as_millis()
                 ),
-            ),
-            Ok(Err(message)) => Completion::Failed(ErrorClass::Transport, message),
+            )),
+            Ok(Err(message)) => Completion::Failed(Failure::new(ErrorClass::Transport, message)),
             Ok(Ok(response)) => match StatusCode::from_u16(response.status) {
                 Ok(status) => classify(status, response.body, self.check.as_ref()),
-                Err(_) => Completion::Failed(
+                Err(_) => Completion::Failed(Failure::new(
                     ErrorClass::Transport,
                     format!("invalid status code {}", response.status),
-                ),
+                )),
             },
         };
         // A connection that failed or timed out mid-exchange cannot be reused.
-        if matches!(
-            how,
-            Completion::Failed(ErrorClass::Timeout | ErrorClass::Transport, _)
-        ) {
+        if let Completion::Failed(f) = &how
+            && matches!(f.class, ErrorClass::Timeout | ErrorClass::Transport)
+        {
             *conn = None;
         }
         (Some(sent), how)
     }
 }
 
-/// The completion a response calls for.
+/// The completion a response calls for. A failure keeps its status code and the body's
+/// first [`MAX_BODY_BYTES`] (built only for failures: a success costs the check alone).
 fn classify(status: StatusCode, body: &[u8], check: &dyn ResponseCheck) -> Completion {
-    let excerpt = || String::from_utf8_lossy(&body[..body.len().min(160)]).into_owned();
+    let failed = |class, detail| {
+        Completion::Failed(Failure {
+            class,
+            status: Some(status.as_u16()),
+            detail,
+        })
+    };
     if status.is_client_error() {
-        return Completion::Failed(ErrorClass::Status4xx, format!("{status}: {}", excerpt()));
+        return failed(ErrorClass::Status4xx, excerpt(body, MAX_BODY_BYTES));
     }
     if !status.is_success() {
-        return Completion::Failed(ErrorClass::Status5xx, format!("{status}: {}", excerpt()));
+        return failed(ErrorClass::Status5xx, excerpt(body, MAX_BODY_BYTES));
     }
     match check.check(body) {
         Ok(tag) => Completion::Ok(tag),
-        Err(reason) => Completion::Failed(
+        Err(reason) => failed(
             ErrorClass::BodyMismatch,
-            format!("body mismatch: {reason}: {}", excerpt()),
+            format!("body mismatch: {reason}: {}", excerpt(body, MAX_BODY_BYTES)),
         ),
     }
 }
@@ -665,15 +696,24 @@ mod tests {
         );
         assert!(matches!(
             classify(StatusCode::OK, b"{}", &check),
-            Completion::Failed(ErrorClass::BodyMismatch, m) if m.contains("no \"outputs\"")
+            Completion::Failed(Failure { class: ErrorClass::BodyMismatch, status: Some(200), detail })
+                if detail.contains("no \"outputs\"")
         ));
-        assert!(matches!(
-            classify(StatusCode::NOT_FOUND, b"", &check),
-            Completion::Failed(ErrorClass::Status4xx, _)
-        ));
+        assert_eq!(
+            classify(StatusCode::NOT_FOUND, b"{\"error\":\"no model\"}", &check),
+            Completion::Failed(Failure {
+                class: ErrorClass::Status4xx,
+                status: Some(404),
+                detail: "{\"error\":\"no model\"}".to_owned(),
+            })
+        );
         assert!(matches!(
             classify(StatusCode::SERVICE_UNAVAILABLE, b"", &check),
-            Completion::Failed(ErrorClass::Status5xx, _)
+            Completion::Failed(Failure {
+                class: ErrorClass::Status5xx,
+                status: Some(503),
+                ..
+            })
         ));
     }
 }

@@ -27,6 +27,7 @@ pub mod goose_run;
 pub mod histogram;
 mod http1;
 mod pacer;
+pub mod payload;
 pub mod progress;
 pub mod recorder;
 pub mod report;

@@ -19,6 +19,12 @@ const MAX_TAGS: usize = 16;
 pub const OTHER_TAG: &str = "(other)";
 /// Failure samples kept for messages.
 const MAX_SAMPLES: usize = 5;
+/// Distinct response bodies (or transport messages) kept per failure class.
+pub const MAX_BODIES_PER_CLASS: usize = 3;
+/// Bytes kept of each of those bodies.
+pub const MAX_BODY_BYTES: usize = 512;
+/// Distinct status codes counted per class; more are counted under status 0.
+const MAX_STATUSES: usize = 16;
 
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +60,201 @@ pub struct ErrorCounts {
     pub body_mismatch: u64,
     /// Transport failures mid-request.
     pub transport: u64,
+}
+
+impl ErrorClass {
+    /// The class's name in tables and messages (`5xx`, `body mismatch`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Connect => "connect",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Status4xx => "4xx",
+            ErrorClass::Status5xx => "5xx",
+            ErrorClass::BodyMismatch => "body mismatch",
+            ErrorClass::Transport => "transport",
+        }
+    }
+}
+
+/// One failed request, as the recorder gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Its class.
+    pub class: ErrorClass,
+    /// The response's status code, when there was a response.
+    pub status: Option<u16>,
+    /// The response body's first [`MAX_BODY_BYTES`] (lossy UTF-8), with the check's reason
+    /// first for a body mismatch; the transport's message when there was no response.
+    pub detail: String,
+}
+
+impl Failure {
+    /// A failure with no response.
+    pub fn new(class: ErrorClass, detail: impl Into<String>) -> Self {
+        Failure {
+            class,
+            status: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// One line: `503: {"error":"overloaded"}` or the transport's message.
+    pub fn message(&self) -> String {
+        match self.status {
+            Some(status) if self.class != ErrorClass::BodyMismatch => {
+                format!("{status}: {}", self.detail)
+            }
+            _ => self.detail.clone(),
+        }
+    }
+}
+
+/// At most `max` bytes of `body` as text, cut at a character boundary.
+pub fn excerpt(body: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(max)]);
+    let mut text = text.into_owned();
+    if body.len() > max {
+        // A multi-byte character cut in two reads as U+FFFD; drop it and say the rest is cut.
+        while text.ends_with('\u{fffd}') {
+            text.pop();
+        }
+        text.push('…');
+    }
+    text
+}
+
+/// The failures of one class: how many, by status code, and the first distinct bodies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClassFailures {
+    /// The class (`5xx`, `transport`, …).
+    pub class: String,
+    /// Failures of the class.
+    pub count: u64,
+    /// By status code (classes with a response); status 0 counts codes past the first 16.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub statuses: BTreeMap<u16, u64>,
+    /// The first [`MAX_BODIES_PER_CLASS`] distinct bodies (or messages), each with its status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<FailureSample>,
+}
+
+/// One distinct failure body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureSample {
+    /// The status it came with, when there was a response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The body's first [`MAX_BODY_BYTES`], or the transport's message.
+    pub body: String,
+}
+
+/// Failure detail by class, bounded: at most six classes, sixteen status codes and three
+/// bodies of 512 bytes each.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Failures(pub Vec<ClassFailures>);
+
+impl Failures {
+    fn class_mut(&mut self, class: &str) -> &mut ClassFailures {
+        let i = match self.0.iter().position(|c| c.class == class) {
+            Some(i) => i,
+            None => {
+                self.0.push(ClassFailures {
+                    class: class.to_owned(),
+                    ..ClassFailures::default()
+                });
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i]
+    }
+
+    fn add_one(&mut self, class: &str, status: Option<u16>, count: u64, body: Option<&str>) {
+        let c = self.class_mut(class);
+        c.count += count;
+        if let Some(status) = status {
+            let key = if c.statuses.len() < MAX_STATUSES || c.statuses.contains_key(&status) {
+                status
+            } else {
+                0
+            };
+            *c.statuses.entry(key).or_default() += count;
+        }
+        if let Some(body) = body
+            && c.samples.len() < MAX_BODIES_PER_CLASS
+            && !c
+                .samples
+                .iter()
+                .any(|s| s.status == status && s.body == body)
+        {
+            c.samples.push(FailureSample {
+                status,
+                body: body.to_owned(),
+            });
+        }
+    }
+
+    /// Counts one failure.
+    pub fn record(&mut self, failure: &Failure) {
+        self.add_one(
+            failure.class.name(),
+            failure.status,
+            1,
+            Some(&failure.detail),
+        );
+    }
+
+    /// Adds another run's (or shard's) detail, keeping the bounds.
+    pub fn add(&mut self, other: &Failures) {
+        for c in &other.0 {
+            let mine = self.class_mut(&c.class);
+            mine.count += c.count;
+            for (status, n) in &c.statuses {
+                let key =
+                    if mine.statuses.len() < MAX_STATUSES || mine.statuses.contains_key(status) {
+                        *status
+                    } else {
+                        0
+                    };
+                *mine.statuses.entry(key).or_default() += n;
+            }
+            for sample in &c.samples {
+                if mine.samples.len() < MAX_BODIES_PER_CLASS && !mine.samples.contains(sample) {
+                    mine.samples.push(sample.clone());
+                }
+            }
+        }
+    }
+
+    /// Whether nothing failed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// One line per class: `5xx 120 (500 ×100, 503 ×20): first "boom"`.
+    pub fn summary(&self) -> String {
+        self.0
+            .iter()
+            .map(|c| {
+                let statuses: Vec<String> = c
+                    .statuses
+                    .iter()
+                    .map(|(s, n)| format!("{s} ×{n}"))
+                    .collect();
+                let first = c
+                    .samples
+                    .first()
+                    .map(|s| format!(": first {:?}", excerpt(s.body.as_bytes(), 160)))
+                    .unwrap_or_default();
+                if statuses.is_empty() {
+                    format!("{} {}{first}", c.class, c.count)
+                } else {
+                    format!("{} {} ({}){first}", c.class, c.count, statuses.join(", "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 impl ErrorCounts {
@@ -123,6 +324,9 @@ pub struct Counters {
     /// Responses by tag (the model version a response named), when the check tags them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, u64>,
+    /// The failures by class with their status codes and first distinct bodies.
+    #[serde(default, skip_serializing_if = "Failures::is_empty")]
+    pub failures: Failures,
 }
 
 impl Counters {
@@ -138,6 +342,7 @@ impl Counters {
         for (k, v) in &o.tags {
             *self.tags.entry(k.clone()).or_default() += v;
         }
+        self.failures.add(&o.failures);
     }
 
     /// Requests that did not succeed: errors plus drops.
@@ -151,8 +356,8 @@ impl Counters {
 pub enum Completion {
     /// A response that passed the check, with its tag if the check gives one.
     Ok(Option<String>),
-    /// A failure, with a sample message.
-    Failed(ErrorClass, String),
+    /// A failure, with its status and body or message.
+    Failed(Failure),
 }
 
 /// The shared recorder of a run.
@@ -295,11 +500,13 @@ impl Recorder {
                     *c.tags.entry(key).or_default() += 1;
                 }
             }
-            Completion::Failed(class, message) => {
+            Completion::Failed(failure) => {
                 self.second_stats.errors += 1;
-                self.window(intended).errors.bump(class);
+                let c = self.window(intended);
+                c.errors.bump(failure.class);
+                c.failures.record(&failure);
                 if self.samples.len() < MAX_SAMPLES {
-                    self.samples.push(message);
+                    self.samples.push(failure.message());
                 }
             }
         }
@@ -328,7 +535,11 @@ mod tests {
         r.completed(
             t1,
             t1 + ms(2600),
-            Completion::Failed(ErrorClass::Status5xx, "503".into()),
+            Completion::Failed(Failure {
+                class: ErrorClass::Status5xx,
+                status: Some(503),
+                detail: "busy".into(),
+            }),
         );
         r.dropped(t1, t1 + ms(2700));
         r.finish(t1 + ms(2700));
@@ -349,7 +560,62 @@ mod tests {
         assert_eq!(r.seconds[1].ok, 1);
         assert_eq!(r.seconds[4].errors, 1);
         assert_eq!(r.seconds[4].dropped, 1);
-        assert_eq!(r.samples, vec!["503".to_owned()]);
+        assert_eq!(r.samples, vec!["503: busy".to_owned()]);
+        assert_eq!(
+            r.counters.failures.summary(),
+            "5xx 1 (503 ×1): first \"busy\""
+        );
+    }
+
+    /// Failures keep their status codes and the first three distinct bodies of each class,
+    /// each cut to 512 bytes, however many fail.
+    #[test]
+    fn failure_detail_is_bounded_and_keeps_distinct_bodies() {
+        let t0 = Instant::now();
+        let mut r = Recorder::new(t0, Duration::ZERO, Duration::from_millis(1));
+        let long = "x".repeat(2_000);
+        for i in 0..1_000u32 {
+            let (status, body) = match i % 4 {
+                0 => (500, "{\"error\":\"boom\"}".to_owned()),
+                1 => (503, "overloaded".to_owned()),
+                2 => (500, long.clone()),
+                _ => (500 + (i % 40) as u16, format!("body {i}")),
+            };
+            let detail = excerpt(body.as_bytes(), MAX_BODY_BYTES);
+            r.completed(
+                t0,
+                t0,
+                Completion::Failed(Failure {
+                    class: ErrorClass::Status5xx,
+                    status: Some(status),
+                    detail,
+                }),
+            );
+        }
+        r.completed(
+            t0,
+            t0,
+            Completion::Failed(Failure::new(ErrorClass::Transport, "connection reset")),
+        );
+        let f = &r.counters.failures.0;
+        assert_eq!(f.len(), 2);
+        let five = &f[0];
+        assert_eq!((five.class.as_str(), five.count), ("5xx", 1_000));
+        // 500 twice in four, 503 once in four and in a tenth of the rest (503, 507, …, 539).
+        assert_eq!(five.statuses[&500], 500, "{:?}", five.statuses);
+        assert_eq!(five.statuses[&503], 250 + 25);
+        assert_eq!(five.statuses.len(), 11);
+        assert_eq!(five.statuses.values().sum::<u64>(), 1_000);
+        let bodies: Vec<&str> = five.samples.iter().map(|s| s.body.as_str()).collect();
+        assert_eq!(bodies.len(), MAX_BODIES_PER_CLASS);
+        assert_eq!(bodies[..2], ["{\"error\":\"boom\"}", "overloaded"]);
+        assert_eq!(bodies[2].len(), MAX_BODY_BYTES + '…'.len_utf8());
+        assert_eq!(f[1].samples[0].body, "connection reset");
+        // Shards merge within the same bounds.
+        let mut merged = r.counters.failures.clone();
+        merged.add(&r.counters.failures);
+        assert_eq!(merged.0[0].count, 2_000);
+        assert_eq!(merged.0[0].samples.len(), MAX_BODIES_PER_CLASS);
     }
 
     #[test]

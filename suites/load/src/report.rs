@@ -135,6 +135,66 @@ pub fn errors_table(runs: &[LabelledRun]) -> Table {
     }
 }
 
+/// The failures of each run by class: their status codes and the first distinct bodies
+/// (at most 3 of 512 bytes each per class); `None` when nothing failed.
+pub fn failures_table(runs: &[LabelledRun]) -> Option<Table> {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .flat_map(|r| {
+            r.stats.counters.failures.0.iter().map(|c| {
+                let statuses: Vec<String> = c
+                    .statuses
+                    .iter()
+                    .map(|(s, n)| {
+                        if *s == 0 {
+                            format!("other ×{n}")
+                        } else {
+                            format!("{s} ×{n}")
+                        }
+                    })
+                    .collect();
+                let bodies: Vec<String> = c
+                    .samples
+                    .iter()
+                    .map(|b| match b.status {
+                        Some(s) => format!("[{s}] {}", b.body),
+                        None => b.body.clone(),
+                    })
+                    .collect();
+                vec![
+                    r.label.clone(),
+                    c.class.clone(),
+                    c.count.to_string(),
+                    if statuses.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        statuses.join(", ")
+                    },
+                    bodies.join(" | "),
+                ]
+            })
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Table {
+        title: format!(
+            "Failure detail (measured window): status codes and the first {} distinct bodies \
+             of each class, {} bytes each",
+            crate::recorder::MAX_BODIES_PER_CLASS,
+            crate::recorder::MAX_BODY_BYTES
+        ),
+        columns: [
+            "run",
+            "class",
+            "count",
+            "status codes",
+            "first distinct bodies",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows,
+    })
+}
+
 /// Latency percentiles over time, with the generator host's largest hiccup of each second
 /// (see [`crate::sampler`]): a latency spike that meets a hiccup spike is the machine's.
 pub fn latency_chart(title: &str, seconds: &[SecondStats], cpu: &[CpuSample]) -> Chart {
@@ -168,8 +228,9 @@ pub fn latency_chart(title: &str, seconds: &[SecondStats], cpu: &[CpuSample]) ->
     chart
 }
 
-/// Throughput over time.
-pub fn throughput_chart(title: &str, seconds: &[SecondStats]) -> Chart {
+/// Throughput over time, with the scheduled rate (`scheduled` req/s, constant) drawn first
+/// as the line the others are read against.
+pub fn throughput_chart(title: &str, seconds: &[SecondStats], scheduled: f64) -> Chart {
     let series = |name: &str, f: fn(&SecondStats) -> u64| {
         let points: Vec<[f64; 2]> = seconds
             .iter()
@@ -177,7 +238,16 @@ pub fn throughput_chart(title: &str, seconds: &[SecondStats]) -> Chart {
             .collect();
         Series::downsampled(name, &points, MAX_POINTS)
     };
+    let span = seconds.iter().map(|s| s.second).max().unwrap_or(0);
+    let scheduled_points: Vec<[f64; 2]> = (0..=span)
+        .map(|second| [f64::from(second), scheduled])
+        .collect();
     Chart::line(title, "time (s)", "requests per second")
+        .with_series(Series::downsampled(
+            format!("scheduled ({scheduled:.0} req/s)"),
+            &scheduled_points,
+            MAX_POINTS,
+        ))
         .with_series(series("ok", |s| s.ok))
         .with_series(series("errors", |s| s.errors))
         .with_series(series("dropped", |s| s.dropped))
@@ -284,6 +354,9 @@ pub fn scenario_section(run: &ScenarioRun, settings_note: &str) -> Section {
     }
     section.tables.push(runs_table(&run.runs));
     section.tables.push(errors_table(&run.runs));
+    if let Some(detail) = failures_table(&run.runs) {
+        section.tables.push(detail);
+    }
     if let Some(first) = run.runs.first() {
         let label = &first.label;
         // Whole seconds of the schedule: the partial last second would read as a collapse.
@@ -303,6 +376,7 @@ pub fn scenario_section(run: &ScenarioRun, settings_note: &str) -> Section {
         section.charts.push(throughput_chart(
             &format!("Throughput over time ({label})"),
             &seconds,
+            first.stats.target_rate,
         ));
         section.charts.push(cpu_chart(
             &format!("CPU over time ({label})"),
@@ -334,4 +408,33 @@ pub fn scenario_section(run: &ScenarioRun, settings_note: &str) -> Section {
         ));
     }
     section
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(second: u32, ok: u64) -> SecondStats {
+        SecondStats {
+            second,
+            ok,
+            ..SecondStats::default()
+        }
+    }
+
+    /// Regression: the throughput chart had no scheduled rate, so a run that fell short of
+    /// its schedule looked flat and fine.
+    #[test]
+    fn the_throughput_chart_draws_the_scheduled_rate_first() {
+        let seconds = [second(0, 480), second(1, 500), second(2, 250)];
+        let chart = throughput_chart("t", &seconds, 500.0);
+        let first = &chart.series[0];
+        assert_eq!(first.name, "scheduled (500 req/s)");
+        assert_eq!(first.points, vec![[0.0, 500.0], [1.0, 500.0], [2.0, 500.0]]);
+        assert_eq!(chart.series[1].name, "ok");
+        assert_eq!(chart.series[1].points[2], [2.0, 250.0]);
+        // And it is drawn: its legend entry is in the SVG.
+        let svg = gauntlet_reports::html::chart_svg(&chart).unwrap();
+        assert!(svg.contains("scheduled (500 req/s)"));
+    }
 }

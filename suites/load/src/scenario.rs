@@ -14,6 +14,7 @@ use gauntlet_harness::{Capability, Target, TargetExt};
 
 use crate::driver::{self, DriverConfig, RequestSpec, ResponseCheck, RunStats};
 use crate::gates::{self, GateResult, Measurement, Verdict};
+use crate::payload::Payload;
 use crate::schedule::{Schedule, Shard};
 use crate::settings::LoadSettings;
 use crate::validity::{self, Tolerance, Validity};
@@ -48,6 +49,20 @@ pub struct ScenarioCtx {
     pub seed: u64,
     /// Progress callback factory: given a scenario label, a callback, or `None` for quiet.
     pub progress: Option<crate::progress::ProgressFactory>,
+    /// What the infer runs send and how they check it, once [`ScenarioCtx::use_payload`]
+    /// has set it; until then the fixture rows, checked without the model's metadata.
+    pub workload: Option<Arc<Workload>>,
+}
+
+/// What the infer runs of a suite send, and the check of their responses.
+#[derive(Debug)]
+pub struct Workload {
+    /// The bodies, sent in turn (never empty).
+    pub bodies: Vec<Bytes>,
+    /// The response check, with the outputs the model's metadata promises.
+    pub check: Arc<NamesModel>,
+    /// For the report: where the bodies come from and what the check holds them to.
+    pub note: String,
 }
 
 /// One driver run of a scenario, with its validity.
@@ -113,6 +128,112 @@ impl ScenarioCtx {
             settings,
             seed,
             progress: progress.then(crate::progress::terminal),
+            workload: None,
+        }
+    }
+
+    /// Sets what the infer runs send — `payload`, or the fixture rows when `None` — and reads
+    /// the model's metadata from the target now, so every response is checked against the
+    /// outputs, datatypes and shapes it promises (or, when the metadata cannot be read, with
+    /// the basic checks, which the note says).
+    ///
+    /// # Errors
+    ///
+    /// [`ScenarioError::Setup`] when the fixture rows cannot be generated.
+    pub async fn use_payload(&mut self, payload: Option<Payload>) -> Result<(), ScenarioError> {
+        let model = self.settings.model.clone();
+        let (bodies, requested, source) = match payload {
+            Some(p) => {
+                let source = format!(
+                    "{} bod{} from payload {}",
+                    p.bodies.len(),
+                    if p.bodies.len() == 1 { "y" } else { "ies" },
+                    self.settings
+                        .payload
+                        .as_ref()
+                        .map_or_else(|| "(given)".to_owned(), |f| f.display().to_string())
+                );
+                (p.bodies, p.outputs, source)
+            }
+            None => (
+                vec![self.fixture_body()?],
+                None,
+                format!(
+                    "the built-in body: {} seeded row(s) of the fixtures' 8 features as input `features`",
+                    self.settings.rows
+                ),
+            ),
+        };
+        let path = format!("/v2/models/{model}");
+        let (metadata, read) = match self.target.get(&path).await {
+            Ok(reply) if reply.status.is_success() => match reply.json::<serde_json::Value>() {
+                Ok(meta) => (meta, None),
+                Err(e) => (
+                    serde_json::Value::Null,
+                    Some(format!("its metadata is not JSON ({e})")),
+                ),
+            },
+            Ok(reply) => (
+                serde_json::Value::Null,
+                Some(format!("GET {path} answered {}", reply.status)),
+            ),
+            Err(e) => (
+                serde_json::Value::Null,
+                Some(format!(
+                    "GET {path} failed: {}",
+                    gauntlet_harness::error_chain(&e)
+                )),
+            ),
+        };
+        let expected = workload::expected_outputs(&metadata, requested.as_deref());
+        let outputs: Vec<String> = expected
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {} {}",
+                    o.name,
+                    o.datatype.as_deref().unwrap_or("(any datatype)"),
+                    o.shape
+                        .as_ref()
+                        .map_or_else(|| "(any shape)".to_owned(), |s| format!("{s:?}"))
+                )
+            })
+            .collect();
+        let held = match &read {
+            None if outputs.is_empty() => {
+                "the model's metadata lists no outputs: any output counts".to_owned()
+            }
+            None => format!(
+                "outputs as the model's metadata says: {}",
+                outputs.join(", ")
+            ),
+            Some(why) => format!("{why}: checked without the model's metadata"),
+        };
+        let note = format!(
+            "Requests to model {model}: {source}. Each 2xx response is parsed as JSON and must \
+             name the model when it names one, carry outputs whose data match their shape and \
+             datatype, and {held}; anything else counts as a body mismatch."
+        );
+        self.workload = Some(Arc::new(Workload {
+            bodies,
+            check: Arc::new(NamesModel::new(&model).expecting(expected)),
+            note,
+        }));
+        Ok(())
+    }
+
+    /// The bodies and the check of an infer run: the workload's, else the fixture rows with
+    /// the basic check.
+    pub fn workload(&self) -> Result<(Vec<Bytes>, Arc<dyn ResponseCheck>), ScenarioError> {
+        match &self.workload {
+            Some(w) => Ok((
+                w.bodies.clone(),
+                Arc::clone(&w.check) as Arc<dyn ResponseCheck>,
+            )),
+            None => Ok((
+                vec![self.fixture_body()?],
+                Arc::new(NamesModel::new(&self.settings.model)),
+            )),
         }
     }
 
@@ -124,27 +245,33 @@ impl ScenarioCtx {
         }
     }
 
-    fn body(&self) -> Result<Bytes, ScenarioError> {
+    /// The built-in body: seeded rows of the fixtures' features (what the reference models
+    /// take; swap under load always sends it).
+    fn fixture_body(&self) -> Result<Bytes, ScenarioError> {
         workload::infer_body(self.settings.rows, self.seed)
             .map_err(|e| ScenarioError::Setup(e.to_string()))
     }
 
-    /// A driver config for `schedule` against `path` with `check`.
+    /// A driver config for `schedule` against `path` with `check`, request `k` sending
+    /// `bodies[k mod len]` (an empty `bodies` sends an empty body).
     pub fn driver_config(
         &self,
         label: &str,
         path: String,
-        body: Bytes,
+        bodies: Vec<Bytes>,
         schedule: Schedule,
         check: Arc<dyn ResponseCheck>,
     ) -> DriverConfig {
         let s = &self.settings;
+        let mut bodies = bodies.into_iter();
+        let body = bodies.next().unwrap_or_default();
         DriverConfig {
             request: RequestSpec {
                 base_url: self.url.clone(),
                 method: Method::POST,
                 path,
                 body,
+                variants: bodies.collect(),
                 authorization: self.authorization.clone(),
             },
             schedule,
@@ -190,12 +317,13 @@ impl ScenarioCtx {
         rate: u32,
         duration: Duration,
     ) -> Result<LabelledRun, ScenarioError> {
+        let (bodies, check) = self.workload()?;
         let config = self.driver_config(
             label,
             workload::infer_path(&self.settings.model),
-            self.body()?,
+            bodies,
             Schedule::constant(f64::from(rate), duration),
-            Arc::new(NamesModel::new(&self.settings.model)),
+            check,
         );
         self.drive(label, config).await
     }
@@ -337,7 +465,7 @@ pub async fn swap(ctx: &ScenarioCtx) -> Result<ScenarioRun, ScenarioError> {
     repository(target, SWAP_MODEL, "promote", &serde_json::json!({}))
         .await
         .map_err(setup)?;
-    let body = ctx.body()?;
+    let body = ctx.fixture_body()?;
     let mut expected = BTreeMap::new();
     for version in ["1", "2"] {
         expected.insert(
@@ -353,7 +481,7 @@ pub async fn swap(ctx: &ScenarioCtx) -> Result<ScenarioRun, ScenarioError> {
     let config = ctx.driver_config(
         "swap",
         workload::infer_path(SWAP_MODEL),
-        body,
+        vec![body],
         Schedule::constant(f64::from(s.swap_rate), s.swap_duration),
         Arc::new(ExactVersion { expected }),
     );

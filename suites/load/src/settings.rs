@@ -29,8 +29,15 @@ pub struct LoadSettings {
     pub threads: usize,
     /// The model every infer request goes to.
     pub model: String,
-    /// Rows per infer request.
+    /// Rows per infer request (of the built-in body; a `payload` has its own).
     pub rows: usize,
+    /// A file holding the infer request body, JSON or a template (see
+    /// [`crate::payload`]), sent instead of the built-in body of the fixtures' eight
+    /// features; a relative path is taken from the working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<std::path::PathBuf>,
+    /// Bodies rendered from a payload template, sent in turn (1 to 1024).
+    pub payload_variants: usize,
     /// p50 latency ceiling.
     #[serde(with = "humantime_serde")]
     pub p50: Duration,
@@ -126,6 +133,8 @@ impl Default for LoadSettings {
             threads: 1,
             model: "ref-linear".to_owned(),
             rows: 1,
+            payload: None,
+            payload_variants: crate::payload::DEFAULT_VARIANTS,
             p50: Duration::from_millis(5),
             p95: Duration::from_millis(10),
             p99: Duration::from_millis(25),
@@ -326,6 +335,13 @@ impl LoadSettings {
         }
         if !(1..=10_000).contains(&self.connections) {
             return Err(out_of_range("connections", self.connections, "1 to 10000"));
+        }
+        if !(1..=crate::payload::MAX_VARIANTS).contains(&self.payload_variants) {
+            return Err(out_of_range(
+                "payload-variants",
+                self.payload_variants,
+                format!("1 to {}", crate::payload::MAX_VARIANTS),
+            ));
         }
         if !(1..=64).contains(&self.threads) {
             return Err(out_of_range("threads", self.threads, "1 to 64"));

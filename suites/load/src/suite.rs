@@ -204,7 +204,7 @@ impl Suite for LoadSuite {
                 error_chain(&e)
             ))
         })?;
-        let scenario_ctx = ScenarioCtx::new(
+        let mut scenario_ctx = ScenarioCtx::new(
             Arc::clone(&ctx.target),
             &endpoint,
             settings.clone(),
@@ -213,6 +213,16 @@ impl Suite for LoadSuite {
         );
         let note = settings_note(&settings);
         let missing_model = missing_model(ctx.target.as_ref(), &settings.model).await;
+        if missing_model.is_none() {
+            // The user's payload, if any, and the check of the model's metadata: a payload
+            // that cannot be used is a settings error, before any load is sent.
+            let payload = crate::payload::for_settings(&settings, ctx.settings.seed)
+                .map_err(|e| SuiteError::Config(e.to_string()))?;
+            scenario_ctx
+                .use_payload(payload)
+                .await
+                .map_err(|e| SuiteError::Setup(e.to_string()))?;
+        }
         let mut output = SuiteOutput::default();
         for scenario in Scenario::ALL.into_iter().filter(|s| s.enabled(&settings)) {
             let names: Vec<String> = scenario.gates().into_iter().map(|p| p.name).collect();
@@ -256,7 +266,16 @@ impl Suite for LoadSuite {
                             ));
                         }
                     }
-                    output.sections.push(report::scenario_section(&run, &note));
+                    let mut section = report::scenario_section(&run, &note);
+                    // Swap under load sends the fixture rows to its own model.
+                    if let Some(w) = scenario_ctx
+                        .workload
+                        .as_ref()
+                        .filter(|_| scenario != Scenario::Swap)
+                    {
+                        section.notes.insert(1, w.note.clone());
+                    }
+                    output.sections.push(section);
                 }
                 Err(e) => {
                     for name in names.iter().filter(|n| ctx.is_selected(n)) {

@@ -45,14 +45,75 @@ pub fn infer_path(model: &str) -> String {
     gauntlet_harness::infer_path(model, None)
 }
 
+/// An output tensor as the model's metadata (`GET /v2/models/{m}`) describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedOutput {
+    /// Its name.
+    pub name: String,
+    /// Its datatype (`FP32`, `BYTES`, …), when the metadata gives one.
+    pub datatype: Option<String>,
+    /// Its shape, `-1` for a variable dimension, when the metadata gives one.
+    pub shape: Option<Vec<i64>>,
+}
+
+/// The outputs a response must carry: those `requested` (`"outputs"` of the request), else
+/// every output of the model's `metadata`, with their datatypes and shapes as it gives them.
+pub fn expected_outputs(
+    metadata: &serde_json::Value,
+    requested: Option<&[String]>,
+) -> Vec<ExpectedOutput> {
+    let described: Vec<ExpectedOutput> = metadata
+        .get("outputs")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| {
+                    Some(ExpectedOutput {
+                        name: o.get("name")?.as_str()?.to_owned(),
+                        datatype: o
+                            .get("datatype")
+                            .and_then(serde_json::Value::as_str)
+                            .map(str::to_owned),
+                        shape: o
+                            .get("shape")
+                            .and_then(serde_json::Value::as_array)
+                            .and_then(|dims| dims.iter().map(serde_json::Value::as_i64).collect()),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match requested {
+        None => described,
+        Some(names) => names
+            .iter()
+            .map(|name| {
+                described
+                    .iter()
+                    .find(|o| &o.name == name)
+                    .cloned()
+                    .unwrap_or_else(|| ExpectedOutput {
+                        name: name.clone(),
+                        datatype: None,
+                        shape: None,
+                    })
+            })
+            .collect(),
+    }
+}
+
 /// The check of every infer response under load: the body parses as JSON, names `model`
-/// when it names a model at all (`model_name` is the server's to send), and has at least one
-/// output whose `data` holds as many elements as its `shape` says; tags the response with
-/// the `model_version` it names. Parsed, not scanned: a server's own spacing or field order
-/// is not a mismatch. Borrowed strings and uncounted elements keep it cheap at high rates.
+/// when it names a model at all (`model_name` is the server's to send), has at least one
+/// output, every output's data holds as many elements as its `shape` says and of the kind its
+/// `datatype` says (numbers, booleans, strings), and every output the model's metadata
+/// promises ([`NamesModel::expecting`]) is there with the metadata's datatype and shape
+/// (`-1` matching any size). Tags the response with the `model_version` it names. Parsed,
+/// not scanned: a server's own spacing or field order is not a mismatch. Borrowed strings
+/// and elements counted, not kept, keep it cheap at high rates.
 #[derive(Debug, Clone)]
 pub struct NamesModel {
     model: String,
+    expected: Vec<ExpectedOutput>,
 }
 
 impl NamesModel {
@@ -60,7 +121,19 @@ impl NamesModel {
     pub fn new(model: &str) -> Self {
         NamesModel {
             model: model.to_owned(),
+            expected: Vec::new(),
         }
+    }
+
+    /// The same check, also requiring `outputs` as the model's metadata describes them.
+    pub fn expecting(mut self, outputs: Vec<ExpectedOutput>) -> Self {
+        self.expected = outputs;
+        self
+    }
+
+    /// The outputs required besides the basic checks.
+    pub fn expected(&self) -> &[ExpectedOutput] {
+        &self.expected
     }
 }
 
@@ -74,14 +147,128 @@ struct Light<'a> {
     outputs: Option<Vec<LightOutput<'a>>>,
 }
 
-/// One output tensor: its shape, and its elements counted without being kept
-/// (`IgnoredAny` is zero-sized, so the vector never allocates).
+/// One output tensor: its name, datatype and shape, and its elements counted by kind without
+/// being kept.
 #[derive(serde::Deserialize)]
 struct LightOutput<'a> {
     #[serde(borrow)]
     name: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    datatype: Option<std::borrow::Cow<'a, str>>,
     shape: Vec<u64>,
-    data: Vec<serde::de::IgnoredAny>,
+    data: Leaves,
+}
+
+/// The leaves of a tensor's `data` (flat or nested arrays), counted by JSON kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Leaves {
+    count: u64,
+    numbers: u64,
+    bools: u64,
+    strings: u64,
+}
+
+impl<'de> serde::Deserialize<'de> for Leaves {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut leaves = Leaves::default();
+        d.deserialize_seq(CountLeaves(&mut leaves, 0))?;
+        Ok(leaves)
+    }
+}
+
+/// Deepest nesting of `data` arrays read (tensors of higher rank are rare; a hostile body
+/// must not recurse without bound).
+const MAX_DATA_DEPTH: u8 = 16;
+
+/// Visits one JSON value of `data` at nesting `.1`, adding its leaves to `.0`.
+struct CountLeaves<'a>(&'a mut Leaves, u8);
+
+impl<'de> serde::de::DeserializeSeed<'de> for CountLeaves<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for CountLeaves<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("tensor data: an array of numbers, booleans or strings, possibly nested")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let CountLeaves(leaves, depth) = self;
+        if depth >= MAX_DATA_DEPTH {
+            return Err(serde::de::Error::custom(format!(
+                "data nested deeper than {MAX_DATA_DEPTH} arrays"
+            )));
+        }
+        while seq
+            .next_element_seed(CountLeaves(&mut *leaves, depth + 1))?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.0.count += 1;
+        self.0.bools += 1;
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.0.count += 1;
+        self.0.numbers += 1;
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.visit_i64(0)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.visit_i64(0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.0.count += 1;
+        self.0.strings += 1;
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        // null: a leaf of no datatype's kind.
+        self.0.count += 1;
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // BYTES may be sent as {"b64": …}: one leaf, of no numeric kind.
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        self.0.count += 1;
+        Ok(())
+    }
+}
+
+/// Whether `leaves` are all of the kind `datatype` calls for (any kind for a datatype this
+/// check does not know).
+fn kind_matches(datatype: &str, leaves: &Leaves) -> bool {
+    match datatype {
+        "BOOL" => leaves.bools == leaves.count,
+        "BYTES" => leaves.numbers == 0 && leaves.bools == 0,
+        d if d.starts_with("FP")
+            || d.starts_with("INT")
+            || d.starts_with("UINT")
+            || d == "BF16" =>
+        {
+            leaves.numbers == leaves.count
+        }
+        _ => true,
+    }
 }
 
 impl ResponseCheck for NamesModel {
@@ -106,12 +293,49 @@ impl ResponseCheck for NamesModel {
                 .iter()
                 .try_fold(1u64, |n, d| n.checked_mul(*d))
                 .unwrap_or(u64::MAX);
-            if want != o.data.len() as u64 {
+            if want != o.data.count {
                 return Err(format!(
                     "output {:?} has shape {:?} ({want} elements) but {} data elements",
-                    o.name,
-                    o.shape,
-                    o.data.len()
+                    o.name, o.shape, o.data.count
+                ));
+            }
+            if let Some(datatype) = &o.datatype
+                && !kind_matches(datatype, &o.data)
+            {
+                return Err(format!(
+                    "output {:?} is {datatype} but its data holds {} numbers, {} booleans and {} \
+                     strings of {} elements",
+                    o.name, o.data.numbers, o.data.bools, o.data.strings, o.data.count
+                ));
+            }
+        }
+        for e in &self.expected {
+            let Some(o) = outputs.iter().find(|o| o.name == e.name.as_str()) else {
+                let names: Vec<&str> = outputs.iter().map(|o| o.name.as_ref()).collect();
+                return Err(format!(
+                    "output {:?} of the model's metadata is not in the response (outputs: {names:?})",
+                    e.name
+                ));
+            };
+            if let Some(want) = &e.datatype
+                && o.datatype.as_deref() != Some(want.as_str())
+            {
+                return Err(format!(
+                    "output {:?} has datatype {:?} but the model's metadata says {want:?}",
+                    e.name,
+                    o.datatype.as_deref().unwrap_or("(none)")
+                ));
+            }
+            if let Some(want) = &e.shape
+                && (want.len() != o.shape.len()
+                    || want
+                        .iter()
+                        .zip(&o.shape)
+                        .any(|(w, g)| *w >= 0 && u64::try_from(*w).ok() != Some(*g)))
+            {
+                return Err(format!(
+                    "output {:?} has shape {:?} but the model's metadata says {want:?} (-1: any size)",
+                    e.name, o.shape
                 ));
             }
         }
@@ -205,6 +429,76 @@ mod tests {
                 .check(b"internal error")
                 .unwrap_err()
                 .contains("not an infer response")
+        );
+    }
+
+    /// The response is held to the model's metadata: every promised output, with its
+    /// datatype and shape (`-1` any size), and data of the datatype's kind.
+    #[test]
+    fn names_model_holds_outputs_to_the_metadata() {
+        let metadata = serde_json::json!({
+            "name": "market-model",
+            "outputs": [
+                {"name": "predict", "datatype": "FP32", "shape": [-1, 1]},
+                {"name": "label", "datatype": "BYTES", "shape": [-1]}
+            ]
+        });
+        let all = expected_outputs(&metadata, None);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].shape, Some(vec![-1, 1]));
+        let check = NamesModel::new("market-model").expecting(all);
+        let good = br#"{"model_name":"market-model","outputs":[
+            {"name":"predict","datatype":"FP32","shape":[2,1],"data":[[0.5],[1.5]]},
+            {"name":"label","datatype":"BYTES","shape":[2],"data":["up","down"]}]}"#;
+        assert_eq!(check.check(good), Ok(None));
+        let cases: [(&[u8], &str); 5] = [
+            (
+                br#"{"outputs":[{"name":"predict","datatype":"FP32","shape":[1,1],"data":[1]}]}"#,
+                "output \"label\" of the model's metadata is not in the response",
+            ),
+            (
+                br#"{"outputs":[{"name":"predict","datatype":"FP64","shape":[1,1],"data":[1]},
+                    {"name":"label","datatype":"BYTES","shape":[1],"data":["a"]}]}"#,
+                "datatype \"FP64\" but the model's metadata says \"FP32\"",
+            ),
+            (
+                br#"{"outputs":[{"name":"predict","datatype":"FP32","shape":[1],"data":[1]},
+                    {"name":"label","datatype":"BYTES","shape":[1],"data":["a"]}]}"#,
+                "shape [1] but the model's metadata says [-1, 1]",
+            ),
+            (
+                br#"{"outputs":[{"name":"predict","datatype":"FP32","shape":[1,1],"data":["x"]},
+                    {"name":"label","datatype":"BYTES","shape":[1],"data":["a"]}]}"#,
+                "is FP32 but its data holds 0 numbers",
+            ),
+            (
+                br#"{"outputs":[{"name":"predict","datatype":"FP32","shape":[2,1],"data":[[1],[2],[3]]},
+                    {"name":"label","datatype":"BYTES","shape":[1],"data":["a"]}]}"#,
+                "(2 elements) but 3 data elements",
+            ),
+        ];
+        for (body, needle) in cases {
+            let err = check.check(body).unwrap_err();
+            assert!(err.contains(needle), "{needle:?} in {err:?}");
+        }
+        // The outputs the request names, not all the metadata's.
+        let one = expected_outputs(&metadata, Some(&["label".to_owned()]));
+        assert_eq!(one.len(), 1);
+        let check = NamesModel::new("market-model").expecting(one);
+        let only_label =
+            br#"{"outputs":[{"name":"label","datatype":"BYTES","shape":[1],"data":["a"]}]}"#;
+        assert_eq!(check.check(only_label), Ok(None));
+        // Nesting is bounded.
+        let deep = format!(
+            r#"{{"outputs":[{{"name":"y","shape":[1],"data":{}1{}}}]}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        assert!(
+            check
+                .check(deep.as_bytes())
+                .unwrap_err()
+                .contains("nested deeper")
         );
     }
 

@@ -488,3 +488,74 @@ fn a_coarse_pacing_releases_requests_together_and_their_wait_counts_in_the_laten
         "{err}"
     );
 }
+
+/// The load suite sends the user's payload (`payload` setting) and keeps each failure's
+/// status and body: a template of two seeded rows for `ref-linear` passes; one whose input
+/// the engine rejects fails the error-rate gate, and the report keeps the engine's 400 body.
+#[test]
+fn the_suite_sends_the_configured_payload_and_keeps_failure_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"inputs": [{"name": "features", "datatype": "FP64", "shape": [2, 8],
+            "data": [{{repeat:16}}{{rand:-0.5:0.5}}{{end}}]}]}"#,
+    )
+    .unwrap();
+    let phase = |payload: &std::path::Path| {
+        let load = format!(
+            "rate = 200\nduration = \"1s\"\nwarm-up = \"300ms\"\nlate-after = \"50ms\"\n\
+             max-late-fraction = 0.2\np50 = \"200ms\"\np95 = \"500ms\"\np99 = \"1s\"\n\
+             p999 = \"2s\"\nswap = false\nstress = false\nsoak = false\npayload = {:?}\n\
+             payload-variants = 4",
+            payload.display().to_string()
+        );
+        run_phase(&load, Arc::new(engine()))
+    };
+    let out = phase(&good);
+    let error_rate = out
+        .cases
+        .iter()
+        .find(|c| c.name == "sustained_error_rate")
+        .unwrap();
+    assert_eq!(
+        error_rate.outcome,
+        Outcome::Pass,
+        "{:?}",
+        error_rate.message
+    );
+    let notes = out.sections[0].notes.join("\n");
+    assert!(
+        notes.contains("4 bodies from payload") && notes.contains("prediction FP64 [-1]"),
+        "{notes}"
+    );
+    // Seven values for a shape of eight: a 400 for every request.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 8],
+            "data": [{{repeat:7}}{{rand}}{{end}}]}]}"#,
+    )
+    .unwrap();
+    let out = phase(&bad);
+    let error_rate = out
+        .cases
+        .iter()
+        .find(|c| c.name == "sustained_error_rate")
+        .unwrap();
+    assert_eq!(
+        error_rate.outcome,
+        Outcome::Fail,
+        "{:?}",
+        error_rate.message
+    );
+    let detail = out.sections[0]
+        .tables
+        .iter()
+        .find(|t| t.title.starts_with("Failure detail"))
+        .expect("a failure detail table");
+    let row = &detail.rows[0];
+    assert_eq!(row[1], "4xx");
+    assert!(row[3].starts_with("400 ×"), "{row:?}");
+    assert!(row[4].starts_with("[400] {\"error\""), "{row:?}");
+}

@@ -39,6 +39,7 @@ pub fn config(
             method: Method::POST,
             path: path.to_owned(),
             body: workload::infer_body(1, 7).unwrap(),
+            variants: Vec::new(),
             authorization: None,
         },
         schedule: Schedule::constant(rate, Duration::from_secs_f64(secs)),

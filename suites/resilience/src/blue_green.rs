@@ -74,6 +74,7 @@ pub(crate) async fn run(setup: &Setup) -> Result<Verdict, String> {
             method: http::Method::POST,
             path: gauntlet_load::workload::infer_path(&model.name),
             body,
+            variants: Vec::new(),
             authorization: None,
         },
         schedule: Schedule::constant(rate, duration),

@@ -1,19 +1,25 @@
 //! The running audit log: recovery on open, a writer thread with group commit, and the
 //! in-memory tree that answers proofs.
 //!
-//! Every append goes through one channel to one writer thread, which assigns the index and
-//! the time (so both are monotonic), frames the record and writes it. An admin record's
-//! sender waits until the batch holding it is written and `fdatasync`ed; predictions and
-//! order intents are not waited for and are written within `flush-interval`. Whatever is
-//! queued when a sync starts rides along with it (group commit).
+//! Every append goes through one channel to one writer, which assigns the index and the time
+//! (so both are monotonic), frames the record and writes it. An admin record's sender waits
+//! until the batch holding it is written and `fdatasync`ed; predictions and order intents are
+//! not waited for and are written within `flush-interval`. Whatever is queued when a sync
+//! starts rides along with it (group commit).
+//!
+//! The writer's state is run by two threads, one at a time under a lock: an idle-priority
+//! thread (`SCHED_IDLE`) that writes the predictions at their flush deadline and signs the
+//! periodic checkpoints, so that its batches never take a core from the predict path, and a
+//! normal-priority thread woken by every message somebody waits on, so that an admin
+//! acknowledgement does not wait for the idle thread's share of a saturated CPU.
 
 use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, RwLock};
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -210,9 +216,10 @@ pub struct AuditLog {
 }
 
 struct Inner {
-    tx: mpsc::Sender<Msg>,
-    /// The writer thread, unparked for messages that someone waits on (see `Writer::run`).
-    writer: std::thread::Thread,
+    /// `None` only while dropping (so the writer sees the channel disconnected).
+    tx: Option<mpsc::Sender<Msg>>,
+    /// The writer's two threads (see `run_idle` and `run_urgent`).
+    wake: Arc<Wake>,
     shared: Arc<Shared>,
     pseudonymiser: Pseudonymiser,
     public_key: [u8; 32],
@@ -221,6 +228,15 @@ struct Inner {
     retention: Duration,
     /// Serialises prunes.
     pruning: tokio::sync::Mutex<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The channel disconnects; the urgent thread writes what is queued, signs a last
+        // checkpoint and stops, then stops the idle thread.
+        self.tx = None;
+        self.wake.urgent();
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -346,16 +362,32 @@ impl AuditLog {
             last_cp_size: signed_size,
             next_cp: Instant::now() + config.checkpoint_interval,
         };
-        let writer = std::thread::Builder::new()
-            .name("audit-writer".to_owned())
-            .spawn(move || writer.run(&rx))
-            .map_err(io_err(&dir))?
-            .thread()
-            .clone();
+        let core = Arc::new(Mutex::new(Core {
+            writer,
+            rx,
+            stash: None,
+            payload: Vec::with_capacity(512),
+            cp_waiters: Vec::new(),
+            close: None,
+            finished: false,
+        }));
+        let wake = Arc::new(Wake::default());
+        let spawn = |name: &str, run: fn(&Mutex<Core>, &Wake)| {
+            let (core, wake) = (Arc::clone(&core), Arc::clone(&wake));
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || run(&core, &wake))
+                .map(|h| h.thread().clone())
+                .map_err(io_err(&dir))
+        };
+        let idle = spawn("audit-writer", run_idle)?;
+        let urgent = spawn("audit-urgent", run_urgent)?;
+        let _ = wake.idle.set(idle);
+        let _ = wake.urgent.set(urgent);
         Ok(AuditLog {
             inner: Arc::new(Inner {
-                tx,
-                writer,
+                tx: Some(tx),
+                wake,
                 shared,
                 pseudonymiser,
                 public_key,
@@ -456,14 +488,35 @@ impl AuditLog {
         if self.is_stopped() {
             return Err(AuditError::Stopped);
         }
-        // A queued prediction wakes nobody (the writer collects them at its flush deadline);
-        // an admin record, a checkpoint or a close is waited on, so it unparks the writer.
+        // A queued prediction wakes nobody (the idle thread collects them at its flush
+        // deadline) unless the idle thread sleeps with nothing pending; an admin record, a
+        // checkpoint or a close is waited on, so it unparks the urgent thread.
         let waited_on = !matches!(msg, Msg::Append { ack: None, .. });
-        self.inner.tx.send(msg).map_err(|_| AuditError::Stopped)?;
+        let wake = &self.inner.wake;
+        self.inner
+            .tx
+            .as_ref()
+            .ok_or(AuditError::Stopped)?
+            .send(msg)
+            .map_err(|_| AuditError::Stopped)?;
         if waited_on {
-            self.inner.writer.unpark();
+            wake.urgent();
+        } else {
+            // Pairs with the idle thread's arm-then-look (`run_idle`).
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if wake.armed.load(Ordering::SeqCst) && wake.armed.swap(false, Ordering::SeqCst) {
+                wake.idle();
+            }
         }
         Ok(())
+    }
+
+    /// For the engine's tests: holds the idle-priority thread (`held`), as a saturated CPU
+    /// would starve it, or lets it go. Inert unless Rust code in the same process calls it.
+    #[doc(hidden)]
+    pub fn hold_idle_writer(&self, held: bool) {
+        self.inner.wake.held.store(held, Ordering::Release);
+        self.inner.wake.idle();
     }
 
     fn read_view(&self) -> std::sync::RwLockReadGuard<'_, View> {
@@ -907,101 +960,247 @@ struct Writer {
     next_cp: Instant,
 }
 
-impl Writer {
-    fn run(mut self, rx: &mpsc::Receiver<Msg>) {
-        let mut payload = Vec::with_capacity(512);
-        let mut cp_waiters = Vec::new();
-        let mut close = None;
-        loop {
-            let now = Instant::now();
-            let mut deadline = self.next_cp;
-            if let Some(t) = self.first_pending {
-                deadline = deadline.min(t + self.flush_interval);
-            }
-            let wait = deadline.saturating_duration_since(now);
-            let first = if self.first_pending.is_some() && self.waiters.is_empty() {
-                // Records are pending and nobody waits on them: sleep to the flush deadline
-                // parked, not in `recv`, so that each prediction's send does not wake this
-                // thread (a futex wake and a context switch per prediction: 10,000 a second
-                // at the load target). Waited-on messages unpark it (`AuditLog::send`); an
-                // unpark that comes first makes this park return at once.
-                std::thread::park_timeout(wait);
-                match rx.try_recv() {
-                    Ok(m) => Some(m),
-                    Err(TryRecvError::Empty) => None,
+/// What the writer's two threads share under one lock: the writer's state and the channel.
+struct Core {
+    writer: Writer,
+    rx: mpsc::Receiver<Msg>,
+    /// A message taken while looking whether the channel is empty (see `has_message`).
+    stash: Option<Msg>,
+    payload: Vec<u8>,
+    cp_waiters: Vec<oneshot::Sender<Result<Checkpoint, AuditError>>>,
+    /// `Some` once a close was asked for (`Some(None)`: the last handle was dropped).
+    close: Option<Option<oneshot::Sender<()>>>,
+    finished: bool,
+}
+
+/// What a [`Core::pump`] left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pumped {
+    /// It took its limit: the channel may hold more.
+    More,
+    /// The channel is empty.
+    Empty,
+    /// The writer has stopped (closed, dropped, or a write failed).
+    Finished,
+}
+
+impl Core {
+    /// Takes up to `limit` messages, appends their records, and writes, syncs and signs what
+    /// is due: a batch somebody waits on at once, predictions at their flush deadline.
+    fn pump(&mut self, limit: usize) -> Pumped {
+        if self.finished {
+            return Pumped::Finished;
+        }
+        let mut taken = 0;
+        while taken < limit && self.close.is_none() {
+            let msg = match self.stash.take() {
+                Some(m) => m,
+                None => match self.rx.try_recv() {
+                    Ok(m) => m,
+                    Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
-                        close = Some(None);
-                        None
+                        self.close = Some(None);
+                        break;
                     }
-                }
-            } else {
-                match rx.recv_timeout(wait) {
-                    Ok(m) => Some(m),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        close = Some(None);
-                        None
-                    }
-                }
+                },
             };
-            let mut next = first;
-            let mut taken = 0;
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Append { event, ack } => self.append(&event, ack, &mut payload),
-                    Msg::Checkpoint(ack) => cp_waiters.push(ack),
-                    Msg::Close(ack) => close = Some(Some(ack)),
-                }
-                taken += 1;
-                if taken < MAX_BATCH && close.is_none() {
-                    next = rx.try_recv().ok();
-                }
+            match msg {
+                Msg::Append { event, ack } => self.writer.append(&event, ack, &mut self.payload),
+                Msg::Checkpoint(ack) => self.cp_waiters.push(ack),
+                Msg::Close(ack) => self.close = Some(Some(ack)),
             }
-            let now = Instant::now();
-            let flush_due = self
-                .first_pending
-                .is_some_and(|t| now >= t + self.flush_interval);
-            let mut result = Ok(());
-            if !self.waiters.is_empty()
-                || flush_due
-                || !cp_waiters.is_empty()
-                || close.is_some()
-                || (now >= self.next_cp && self.next_index > self.last_cp_size)
-            {
-                result = self.flush();
+            taken += 1;
+        }
+        let w = &mut self.writer;
+        let now = Instant::now();
+        let flush_due = w.first_pending.is_some_and(|t| now >= t + w.flush_interval);
+        let mut result = Ok(());
+        if !w.waiters.is_empty()
+            || flush_due
+            || !self.cp_waiters.is_empty()
+            || self.close.is_some()
+            || (now >= w.next_cp && w.next_index > w.last_cp_size)
+        {
+            result = w.flush();
+        }
+        let cp_due = now >= w.next_cp;
+        if result.is_ok()
+            && (!self.cp_waiters.is_empty()
+                || (self.close.is_some() && w.next_index > w.last_cp_size)
+                || (cp_due && w.next_index > w.last_cp_size))
+        {
+            let signed = w.checkpoint();
+            for ack in self.cp_waiters.drain(..) {
+                let _ = ack.send(signed.as_ref().cloned().map_err(|_| AuditError::Stopped));
             }
-            let cp_due = now >= self.next_cp;
-            if result.is_ok()
-                && (!cp_waiters.is_empty()
-                    || (close.is_some() && self.next_index > self.last_cp_size)
-                    || (cp_due && self.next_index > self.last_cp_size))
-            {
-                let signed = self.checkpoint();
-                for ack in cp_waiters.drain(..) {
-                    let _ = ack.send(signed.as_ref().cloned().map_err(|_| AuditError::Stopped));
-                }
-                if let Err(e) = signed {
-                    result = Err(e);
-                }
+            if let Err(e) = signed {
+                result = Err(e);
             }
-            if cp_due {
-                self.next_cp = now + self.checkpoint_interval;
+        }
+        if cp_due {
+            w.next_cp = now + w.checkpoint_interval;
+        }
+        if let Err(err) = result {
+            tracing::error!(error = %super::error_chain(&err), "audit log write failed; refusing further records");
+            let cp_waiters = std::mem::take(&mut self.cp_waiters);
+            self.writer.stop(&self.rx, cp_waiters);
+            self.finished = true;
+            return Pumped::Finished;
+        }
+        if let Some(ack) = self.close.take() {
+            self.writer.shared.stopped.store(true, Ordering::Release);
+            if let Some(ack) = ack {
+                let _ = ack.send(());
             }
-            if let Err(err) = result {
-                tracing::error!(error = %super::error_chain(&err), "audit log write failed; refusing further records");
-                self.stop(rx, cp_waiters);
-                return;
-            }
-            if let Some(ack) = close {
-                self.shared.stopped.store(true, Ordering::Release);
-                if let Some(ack) = ack {
-                    let _ = ack.send(());
-                }
-                return;
-            }
+            self.finished = true;
+            return Pumped::Finished;
+        }
+        if taken == limit {
+            Pumped::More
+        } else {
+            Pumped::Empty
         }
     }
 
+    /// When the writer must next run by itself: the flush deadline of the oldest pending
+    /// record, or the next checkpoint; and whether records are pending.
+    fn deadline(&self) -> (Instant, bool) {
+        let w = &self.writer;
+        match w.first_pending {
+            Some(t) => (w.next_cp.min(t + w.flush_interval), true),
+            None => (w.next_cp, false),
+        }
+    }
+
+    /// Whether a message is queued (taking it into `stash`).
+    fn has_message(&mut self) -> bool {
+        if self.stash.is_none() {
+            match self.rx.try_recv() {
+                Ok(m) => self.stash = Some(m),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+        true
+    }
+}
+
+/// Locks the core; a thread that panicked holding it left nothing half-done that matters more
+/// than refusing further records, which `finished` already does.
+fn lock(core: &Mutex<Core>) -> std::sync::MutexGuard<'_, Core> {
+    core.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Messages the idle-priority thread handles per hold of the lock: a chunk of ~0.2 ms of
+/// CPU, so the urgent thread never waits long behind a starved holder.
+const IDLE_CHUNK: usize = 64;
+
+/// The writer's background thread: predictions and order intents, written and synced at
+/// their flush deadline, and the periodic checkpoints. It runs at the idle scheduling
+/// priority (`SCHED_IDLE`), so its batches never delay the predict path's threads; when the
+/// CPU is saturated it falls behind, and whatever somebody waits on is carried by the urgent
+/// thread instead (see [`run_urgent`]).
+fn run_idle(core: &Mutex<Core>, wake: &Wake) {
+    if let Err(e) = thread_priority::set_thread_priority_and_policy(
+        thread_priority::thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        thread_priority::ThreadSchedulePolicy::Normal(
+            thread_priority::NormalThreadSchedulePolicy::Idle,
+        ),
+    ) {
+        tracing::warn!(error = %e, "the audit writer could not lower its priority; its batches share the CPU with predictions");
+    }
+    loop {
+        if wake.held.load(Ordering::Acquire) {
+            std::thread::park_timeout(Duration::from_millis(5));
+            if lock(core).finished {
+                return;
+            }
+            continue;
+        }
+        loop {
+            match lock(core).pump(IDLE_CHUNK) {
+                Pumped::More => {}
+                Pumped::Empty => break,
+                Pumped::Finished => {
+                    wake.urgent();
+                    return;
+                }
+            }
+        }
+        let (deadline, pending) = lock(core).deadline();
+        if !pending {
+            // Nothing to flush: sleep to the checkpoint, but let the next record wake this
+            // thread, so that its flush clock starts when it is queued. Arm, then look again:
+            // a record queued before the arming is seen here, one after it unparks (both
+            // sides fence, see `AuditLog::send`).
+            wake.armed.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if lock(core).has_message() {
+                wake.armed.store(false, Ordering::SeqCst);
+                continue;
+            }
+        }
+        // Records pending and nobody waiting: park, not `recv`, so that each prediction's
+        // send does not wake this thread (a futex wake and a context switch per prediction:
+        // 10,000 a second at the load target).
+        std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+        wake.armed.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The writer's urgent thread, at normal priority: unparked by every message somebody waits
+/// on (an admin record, a checkpoint, a close), it writes and syncs everything queued up to
+/// it and answers. Admin acknowledgements therefore never wait for the idle thread's share
+/// of a saturated CPU.
+fn run_urgent(core: &Mutex<Core>, wake: &Wake) {
+    loop {
+        std::thread::park();
+        loop {
+            match lock(core).pump(MAX_BATCH) {
+                Pumped::More => {}
+                Pumped::Empty => break,
+                Pumped::Finished => {
+                    wake.idle();
+                    return;
+                }
+            }
+        }
+        // This flush may have emptied what the idle thread sleeps for: it re-arms, so the
+        // next record's flush clock starts when that record is queued.
+        wake.idle();
+    }
+}
+
+/// How senders wake the writer's threads (set once both are spawned).
+#[derive(Default)]
+struct Wake {
+    /// The idle-priority thread, woken by the first record after a quiet spell.
+    idle: OnceLock<std::thread::Thread>,
+    /// The urgent thread, woken by messages somebody waits on.
+    urgent: OnceLock<std::thread::Thread>,
+    /// Set while the idle thread sleeps with nothing pending.
+    armed: AtomicBool,
+    /// Set by [`AuditLog::hold_idle_writer`]: the idle thread does nothing.
+    held: AtomicBool,
+}
+
+impl Wake {
+    fn idle(&self) {
+        if let Some(t) = self.idle.get() {
+            t.unpark();
+        }
+    }
+
+    fn urgent(&self) {
+        if let Some(t) = self.urgent.get() {
+            t.unpark();
+        }
+    }
+}
+
+impl Writer {
     /// After a failed write: answer everything with an error from now on.
     fn stop(
         &mut self,

@@ -96,6 +96,86 @@ async fn an_admin_record_does_not_wait_for_the_prediction_flush_deadline() {
     log.close().await;
 }
 
+/// Scheduling policy (`/proc/self/task/TID/stat`, field 41) of every thread of this process
+/// named `name`.
+fn thread_policies(name: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised name start at field 3.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        out.push(rest.split(' ').nth(41 - 3).unwrap().parse().unwrap());
+    }
+    out
+}
+
+/// The thread that writes predictions at their flush deadline runs at `SCHED_IDLE`, so its
+/// batches never take a core from the predict path; and nothing anybody waits on depends on
+/// it: with it held (as a saturated CPU would starve it), an admin record is acknowledged with
+/// the predictions queued before it, and a checkpoint is signed, by the urgent thread.
+#[tokio::test]
+async fn the_batch_writer_runs_idle_and_acknowledgements_do_not_depend_on_it() {
+    use std::time::Duration;
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(&config(tmp.path())).unwrap();
+    // The idle thread lowers its own priority as it starts.
+    let mut idle = thread_policies("audit-writer");
+    for _ in 0..100 {
+        if !idle.is_empty() && idle.iter().all(|&p| p == SCHED_IDLE) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        idle = thread_policies("audit-writer");
+    }
+    assert!(
+        !idle.is_empty() && idle.iter().all(|&p| p == SCHED_IDLE),
+        "audit-writer policies {idle:?}, want {SCHED_IDLE} (SCHED_IDLE)"
+    );
+    let urgent = thread_policies("audit-urgent");
+    assert!(
+        !urgent.is_empty() && urgent.iter().all(|&p| p == SCHED_OTHER),
+        "audit-urgent policies {urgent:?}, want {SCHED_OTHER} (SCHED_OTHER)"
+    );
+
+    log.hold_idle_writer(true);
+    for i in 0..100 {
+        let mut e = AuditEvent::new("alice", Action::Prediction, Outcome::Ok);
+        e.request_id = Some(format!("req-{i}"));
+        log.record(e).unwrap();
+    }
+    // Five flush intervals: a writer that is not held would have written them.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(log.len(), 0, "the held idle thread wrote records");
+    let receipt = tokio::time::timeout(
+        Duration::from_secs(5),
+        log.record_durable(AuditEvent::new("admin", Action::ModelLoad, Outcome::Ok)),
+    )
+    .await
+    .expect("the admin acknowledgement waited for the idle thread")
+    .unwrap();
+    assert_eq!(receipt.index, 100, "the queued predictions come first");
+    assert_eq!(log.len(), 101);
+    let cp = tokio::time::timeout(Duration::from_secs(5), log.checkpoint_now())
+        .await
+        .expect("the checkpoint waited for the idle thread")
+        .unwrap();
+    assert_eq!(cp.size, 101);
+    log.hold_idle_writer(false);
+    log.close().await;
+    let key = log.public_key();
+    verify(&tmp.path().join("log"), key).unwrap();
+}
+
 #[tokio::test]
 async fn an_untouched_log_verifies_with_the_pinned_key() {
     let tmp = tempfile::tempdir().unwrap();

@@ -162,9 +162,10 @@ fn labelled(label: &str) -> Vec<String> {
     text(&out.stdout).lines().map(str::to_owned).collect()
 }
 
-/// `--target container:IMAGE`: Gauntlet starts the image itself, runs the suites through
-/// 127.0.0.1 and the mapped port, keeps the container's log in the report directory and
-/// removes the container afterwards; a container left by a killed run is reaped first.
+/// `--target container:IMAGE`: Gauntlet starts the image itself, runs the conformance,
+/// property and load suites through 127.0.0.1 and the mapped port, every case and none
+/// skipped, keeps the container's log in the report directory and removes the container
+/// afterwards; a container left by a killed run is reaped first.
 #[test]
 fn a_container_target_is_started_tested_logged_and_removed() {
     let Some(image) = image() else { return };
@@ -180,7 +181,7 @@ fn a_container_target_is_started_tested_logged_and_removed() {
         .args([
             "run",
             "--suite",
-            "conformance,property",
+            "conformance,property,load",
             "--target",
             &target,
             "--report-dir",
@@ -199,6 +200,11 @@ fn a_container_target_is_started_tested_logged_and_removed() {
         stderr.contains(&format!("against container {image}")),
         "{stderr}"
     );
+    assert!(stderr.contains("PASSED"), "{stderr}");
+    assert!(
+        stderr.contains(", 0 skipped"),
+        "a case was skipped: {stderr}"
+    );
     let log = std::fs::read_to_string(dir.path().join("r/container.log")).unwrap();
     assert!(log.contains("listening on"), "{log}");
     let report = std::fs::read_to_string(dir.path().join("r/report.json")).unwrap();
@@ -206,6 +212,9 @@ fn a_container_target_is_started_tested_logged_and_removed() {
         report.contains("127.0.0.1:"),
         "the target is reached through loopback"
     );
+    for suite in ["conformance::", "property::", "load::"] {
+        assert!(report.contains(suite), "no {suite} case in the report");
+    }
     assert!(
         labelled(&format!("org.gauntlet.target={pid}")).is_empty(),
         "the run's container was not removed"
@@ -214,6 +223,71 @@ fn a_container_target_is_started_tested_logged_and_removed() {
         labelled(dead).is_empty(),
         "the leftover {} was not reaped",
         leftover.0
+    );
+}
+
+/// `container:IMAGE?network=host`: the container shares the host's network, the engine is
+/// told to listen on a free loopback port and is reached at the address it prints (no port
+/// published, so Docker's proxy is not in the path); the suites pass and the container is
+/// removed. An unknown option is a usage error naming it.
+#[test]
+fn a_container_target_on_the_host_network_listens_on_loopback_without_a_published_port() {
+    let Some(image) = image() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("container:{image}?network=host");
+    let child = Command::new(BIN)
+        .args([
+            "run",
+            "--suite",
+            "conformance",
+            "--target",
+            &target,
+            "--report-dir",
+            "r",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert!(stderr.contains("on the host network"), "{stderr}");
+    let log = std::fs::read_to_string(dir.path().join("r/container.log")).unwrap();
+    let addr = log
+        .lines()
+        .find_map(|l| {
+            l.split_once("listening on ")
+                .map(|(_, a)| a.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no listening line: {log}"));
+    assert!(
+        addr.starts_with("127.0.0.1:") && addr != "127.0.0.1:8080",
+        "the engine listens on {addr}, not on a free loopback port"
+    );
+    let report = std::fs::read_to_string(dir.path().join("r/report.json")).unwrap();
+    assert!(
+        report.contains(&addr),
+        "the run did not reach the engine at {addr}"
+    );
+    assert!(
+        labelled(&format!("org.gauntlet.target={pid}")).is_empty(),
+        "the run's container was not removed"
+    );
+
+    let bad = Command::new(BIN)
+        .args(["run", "--suite", "conformance", "--target"])
+        .arg(format!("container:{image}?network=none"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&bad), 2, "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("network=\"none\""),
+        "{}",
+        text(&bad.stderr)
     );
 }
 

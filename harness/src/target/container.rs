@@ -4,6 +4,12 @@
 //! route. The container is labelled with this process's id and removed when the target is
 //! dropped (success or failure) and on Ctrl-C (testcontainers' watchdog); a run killed
 //! outright leaves a labelled container that the next container target removes.
+//!
+//! `container:IMAGE[:TAG]?network=host` runs the container in the host's network namespace
+//! instead: the engine is told to listen on `127.0.0.1:0` (`GAUNTLET_ENGINE_LISTEN`) and is
+//! reached at the address it prints. No port is published, so Docker's userland proxy
+//! (`docker-proxy`, which copies every byte of a published port's loopback connections) is
+//! not in the path: what a latency figure of the container then measures is the engine.
 
 use std::io::Write;
 use std::path::Path;
@@ -30,10 +36,56 @@ const PORT: u16 = 8080;
 const BUILD_HINT: &str = "build it here with ci/image/build (which tags gauntlet-engine:dev): \
                           images are built locally, not pulled";
 
+/// How a container target's engine is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// Docker's default bridge, the engine's port published on 127.0.0.1 (the default).
+    Published,
+    /// The host's network namespace; the engine listens on a free loopback port.
+    Host,
+}
+
+/// `IMAGE[:TAG][?network=host|bridge]` as the image and the [`Network`]; an unknown option
+/// or value is an error naming it.
+pub fn parse_spec(spec: &str) -> Result<(&str, Network), String> {
+    let Some((image, options)) = spec.split_once('?') else {
+        return Ok((spec, Network::Published));
+    };
+    let mut network = Network::Published;
+    for option in options.split('&') {
+        match option.split_once('=') {
+            Some(("network", "host")) => network = Network::Host,
+            Some(("network", "bridge")) => network = Network::Published,
+            Some(("network", other)) => {
+                return Err(format!(
+                    "network={other:?} is not supported: use network=host or network=bridge"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "unknown option {option:?}: the only option is network=host|bridge"
+                ));
+            }
+        }
+    }
+    Ok((image, network))
+}
+
+/// The address in the engine's `listening on ADDR` line, if `line` is one.
+fn listening_on(line: &str) -> Option<std::net::SocketAddr> {
+    line.split_once("listening on ")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// A system under test started from a container image.
 pub struct ContainerTarget {
     http: HttpTarget,
     image: String,
+    network: Network,
     /// Removed from Docker when dropped.
     container: ContainerAsync<GenericImage>,
 }
@@ -64,6 +116,10 @@ impl ContainerTarget {
         logs: Option<&Path>,
     ) -> Result<Self, TargetError> {
         let url = format!("container:{image}");
+        let (image, network) = parse_spec(image).map_err(|reason| TargetError::InvalidUrl {
+            url: url.clone(),
+            reason,
+        })?;
         if image.trim().is_empty() {
             return Err(TargetError::InvalidUrl {
                 url,
@@ -76,26 +132,49 @@ impl ContainerTarget {
         };
         reap_leftovers().await;
         let (name, tag) = split_image(image);
-        let mut request = GenericImage::new(name, tag)
-            .with_exposed_port(PORT.tcp())
+        let mut request = GenericImage::new(name, tag);
+        if network == Network::Published {
+            request = request.with_exposed_port(PORT.tcp());
+        }
+        let mut request = request
             .with_wait_for(WaitFor::message_on_stdout("listening on"))
             .with_label(LABEL, std::process::id().to_string())
             .with_startup_timeout(startup);
-        if let Some(path) = logs {
-            let file = std::fs::File::create(path).map_err(|e| {
-                unreachable(format!(
-                    "failed to create the container log {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let file = Arc::new(Mutex::new(file));
-            request = request.with_log_consumer(move |frame: &LogFrame| {
-                if let Ok(mut f) = file.lock() {
-                    // A log line lost to a full disk must not stop the run.
-                    let _ = f.write_all(frame.bytes());
-                }
-            });
+        if network == Network::Host {
+            request = request
+                .with_network("host")
+                .with_env_var("GAUNTLET_ENGINE_LISTEN", "127.0.0.1:0");
         }
+        let file = match logs {
+            Some(path) => Some(Arc::new(Mutex::new(std::fs::File::create(path).map_err(
+                |e| {
+                    unreachable(format!(
+                        "failed to create the container log {}: {e}",
+                        path.display()
+                    ))
+                },
+            )?))),
+            None => None,
+        };
+        // The address the engine prints, for the host network (where no port is mapped).
+        let announced = Arc::new(Mutex::new(None));
+        let heard = Arc::clone(&announced);
+        request = request.with_log_consumer(move |frame: &LogFrame| {
+            if let LogFrame::StdOut(bytes) = frame
+                && let Ok(mut heard) = heard.lock()
+                && heard.is_none()
+            {
+                *heard = String::from_utf8_lossy(bytes)
+                    .lines()
+                    .find_map(listening_on);
+            }
+            if let Some(file) = &file
+                && let Ok(mut f) = file.lock()
+            {
+                // A log line lost to a full disk must not stop the run.
+                let _ = f.write_all(frame.bytes());
+            }
+        });
         let container = request.start().await.map_err(|e| {
             let text = e.to_string();
             unreachable(
@@ -111,14 +190,47 @@ impl ContainerTarget {
                 },
             )
         })?;
-        let port = container
-            .get_host_port_ipv4(PORT.tcp())
-            .await
-            .map_err(|e| unreachable(format!("no host port mapped to {PORT}: {e}")))?;
-        let http = HttpTarget::connect(&format!("http://127.0.0.1:{port}"), options).await?;
+        let base = match network {
+            Network::Published => {
+                let port = container
+                    .get_host_port_ipv4(PORT.tcp())
+                    .await
+                    .map_err(|e| unreachable(format!("no host port mapped to {PORT}: {e}")))?;
+                format!("http://127.0.0.1:{port}")
+            }
+            Network::Host => {
+                // The wait saw the line on its own stream; the consumer's copy may lag.
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                let addr = loop {
+                    let addr = *announced
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match addr {
+                        Some(addr) => break addr,
+                        None if std::time::Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        None => {
+                            return Err(unreachable(
+                                "the engine said it listens but its address was not read from its log"
+                                    .to_owned(),
+                            ));
+                        }
+                    }
+                };
+                if !addr.ip().is_loopback() {
+                    return Err(unreachable(format!(
+                        "on the host network the engine listens on {addr}, not on loopback: it must honour GAUNTLET_ENGINE_LISTEN"
+                    )));
+                }
+                format!("http://{addr}")
+            }
+        };
+        let http = HttpTarget::connect(&base, options).await?;
         Ok(ContainerTarget {
             http,
             image: image.to_owned(),
+            network,
             container,
         })
     }
@@ -169,8 +281,12 @@ async fn reap_leftovers() {
 impl Target for ContainerTarget {
     fn describe(&self) -> String {
         format!(
-            "container {} ({}) at {}",
+            "container {}{} ({}) at {}",
             self.image,
+            match self.network {
+                Network::Published => "",
+                Network::Host => " on the host network",
+            },
             &self.container.id()[..12.min(self.container.id().len())],
             self.http.describe()
         )
@@ -196,6 +312,35 @@ impl Target for ContainerTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_network_option_is_parsed_and_anything_else_is_refused() {
+        assert_eq!(
+            parse_spec("gauntlet-engine:dev"),
+            Ok(("gauntlet-engine:dev", Network::Published))
+        );
+        assert_eq!(
+            parse_spec("gauntlet-engine:dev?network=host"),
+            Ok(("gauntlet-engine:dev", Network::Host))
+        );
+        assert_eq!(
+            parse_spec("host:5000/engine:1.2?network=bridge"),
+            Ok(("host:5000/engine:1.2", Network::Published))
+        );
+        let err = parse_spec("e:dev?network=none").unwrap_err();
+        assert!(err.contains("network=\"none\""), "{err}");
+        let err = parse_spec("e:dev?cpus=2").unwrap_err();
+        assert!(err.contains("unknown option \"cpus=2\""), "{err}");
+    }
+
+    #[test]
+    fn the_listening_line_gives_the_address() {
+        assert_eq!(
+            listening_on("listening on 127.0.0.1:41234"),
+            Some("127.0.0.1:41234".parse().unwrap())
+        );
+        assert_eq!(listening_on("model staged"), None);
+    }
 
     #[test]
     fn image_specs_split_at_the_tag_not_at_a_registry_port() {

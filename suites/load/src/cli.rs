@@ -29,7 +29,8 @@ use crate::workload;
 /// scenario.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Base URL of the server, `container:IMAGE[:TAG]` to start that image with Docker, or
+    /// Base URL of the server, `container:IMAGE[:TAG]` to start that image with Docker
+    /// (`container:IMAGE?network=host` on the host's network, without Docker's port proxy), or
     /// `in-process` for the embedded reference engine served on a loopback port.
     #[arg(long, env = "GAUNTLET_TARGET", default_value = "in-process")]
     pub target: String,

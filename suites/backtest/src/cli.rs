@@ -20,17 +20,21 @@ use gauntlet_reports::{CaseResult, Section};
 use crate::config::{BacktestConfig, CalendarKind, Plan, SignalPlan};
 use crate::data::{Bars, DataError, TimeUnit};
 use crate::exec::{Fill, PositionModel};
+use crate::export::ReturnsFormat;
 use crate::report::{gate_cases, section, write_terminal};
 use crate::signals::{EngineModel, Signals, TargetModel};
-use crate::suite::{DataInfo, Outcome, evaluate, load_bars, run_plan};
+use crate::suite::{DataInfo, Outcome, evaluate, load_bars_and_run, run_plan_with};
 use crate::sweep::WalkMode;
 
 /// Flags of `gauntlet backtest`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Writes junit.xml, report.json (every figure at full precision in the \
-section's values), summary.md, report.html, trades.csv and returns.csv (unless --no-exports) \
-into --report-dir.\n\n\
+section's values), summary.md, report.html, trades.csv and returns.parquet (returns.csv with \
+--returns-format csv; neither with --no-exports) into --report-dir.\n\n\
+--no-sweep runs one backtest alone: the look-ahead detector, the walk-forward and the cost \
+check (each re-runs the backtest) are reported as skipped with the reason, and PBO (it needs \
+the sweep) too; --checks runs the three anyway.\n\n\
 Exit codes: 0 every gate passed, 1 a gate failed, 2 bad flag or bad \
 data (flag, or row and column, named), 3 setup error (target unreachable, model not served, \
 report directory not writable)."
@@ -96,14 +100,22 @@ pub struct BacktestArgs {
     /// this plus the sweep's other trials [default: 1].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub trials: Option<u64>,
-    /// Run the one configured backtest alone: no parameter sweep (no PBO; the walk-forward
-    /// tests the configured run on each fold).
+    /// Run the one configured backtest alone: no parameter sweep and no re-runs. The checks
+    /// that re-run the backtest (look-ahead detector, walk-forward, the cost check's run
+    /// without costs) are reported as skipped, and PBO, which needs the sweep, too.
     #[arg(long)]
     pub no_sweep: bool,
-    /// Write no trades.csv and returns.csv (86 MB at 1M bars; formatting it is a quarter of
-    /// a one-backtest run). The reports are written as always.
+    /// With --no-sweep: run the look-ahead detector, the walk-forward (the configured run on
+    /// each fold) and the cost check anyway.
+    #[arg(long, requires = "no_sweep")]
+    pub checks: bool,
+    /// Write no trades.csv and no returns file. The reports are written as always.
     #[arg(long)]
     pub no_exports: bool,
+    /// Format of the per-period returns: parquet (returns.parquet, zstd; default) or csv
+    /// (returns.csv, 86 MB of text at 1M bars, several times slower to write).
+    #[arg(long, value_name = "FORMAT")]
+    pub returns_format: Option<ReturnsFormat>,
     /// Longest interval between bars accepted, in median intervals of trading time (weekends
     /// and overnight hours left out when the bars have none) [default: 10].
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
@@ -160,6 +172,10 @@ pub struct BacktestArgs {
     pub report_dir: PathBuf,
 }
 
+/// Why `--no-sweep` skips the checks that re-run the backtest, and how to run them.
+pub const NO_SWEEP_SKIPS: &str =
+    "--no-sweep runs one backtest alone; add --checks to run it too, or drop --no-sweep";
+
 fn usage(message: impl std::fmt::Display) -> SuiteError {
     SuiteError::Config(message.to_string())
 }
@@ -211,6 +227,9 @@ fn config(args: &BacktestArgs, settings: &Settings) -> Result<BacktestConfig, Su
     c.pick_best |= args.pick_best;
     if args.no_sweep {
         c.sweep = false;
+    }
+    if let Some(f) = args.returns_format {
+        c.returns_format = f;
     }
     if let Some(g) = args.max_gap {
         c.max_gap = g;
@@ -272,6 +291,8 @@ pub struct Prepared {
     plan: Plan,
     bars: Bars,
     info: DataInfo,
+    /// The reported run, when it was executed while the bars loaded.
+    early: Option<crate::exec::Execution>,
     model: Option<Box<dyn Signals>>,
     seed: u64,
     /// What gives the predictions: a built-in strategy, the in-process engine, or the
@@ -291,18 +312,22 @@ pub struct BacktestOutcome {
     /// The run and its bars' timestamps, for [`BacktestOutcome::write_exports`].
     run: Outcome,
     ts_ns: Vec<i64>,
+    returns_format: ReturnsFormat,
 }
 
 impl BacktestOutcome {
-    /// Writes `trades.csv` and `returns.csv`, at full precision, into `dir`.
+    /// Writes `trades.csv` and the returns (`returns.parquet` or `returns.csv`, as the plan
+    /// says), at full precision, into `dir`.
     ///
     /// # Errors
     ///
     /// [`SuiteError::Setup`] naming the directory when a file cannot be written.
     pub fn write_exports(&self, dir: &Path) -> Result<(), SuiteError> {
-        crate::export::write_all(dir, &self.run, &self.ts_ns).map_err(|e| {
+        let format = self.returns_format;
+        crate::export::write_all(dir, &self.run, &self.ts_ns, format).map_err(|e| {
             setup(format!(
-                "failed to write trades.csv and returns.csv into {}: {e}",
+                "failed to write trades.csv and {} into {}: {e}",
+                format.file_name(),
                 dir.display()
             ))
         })
@@ -322,8 +347,13 @@ pub async fn prepare(args: &BacktestArgs, settings: &Settings) -> Result<Prepare
         crate::config::ConfigError::OutOfRange(_) => usage(format!("--{e}")),
         other => usage(other),
     })?;
-    let (bars, info) =
-        load_bars(&plan).map_err(|e: DataError| usage(format!("--data: {}", error_chain(&e))))?;
+    let mut plan = plan;
+    if args.no_sweep && !args.checks {
+        plan.skip_checks = Some(NO_SWEEP_SKIPS.to_owned());
+    }
+    // A crossover alone runs on the close prices while the rest of the file loads.
+    let (bars, info, early) = load_bars_and_run(&plan)
+        .map_err(|e: DataError| usage(format!("--data: {}", error_chain(&e))))?;
     let (model, target): (Option<Box<dyn Signals>>, String) = match (&plan.signal, &args.target) {
         (SignalPlan::Strategy(m), _) => (None, format!("built-in strategy {m}")),
         (SignalPlan::Model(name), Some(url)) => {
@@ -353,6 +383,7 @@ pub async fn prepare(args: &BacktestArgs, settings: &Settings) -> Result<Prepare
         plan,
         bars,
         info,
+        early,
         model,
         seed: settings.seed,
         target,
@@ -367,12 +398,13 @@ impl Prepared {
     /// [`SuiteError::Setup`] when predictions cannot be had.
     pub async fn run(self) -> Result<BacktestOutcome, SuiteError> {
         let started = Instant::now();
-        let outcome = run_plan(
+        let outcome = run_plan_with(
             &self.plan,
             &self.bars,
             self.info.gaps.median_interval_ns,
             self.model.as_deref(),
             self.seed,
+            self.early,
         )
         .await
         .map_err(setup)?;
@@ -386,6 +418,7 @@ impl Prepared {
             section: section(&self.info, &outcome, "cli"),
             run: outcome,
             ts_ns: self.bars.ts_ns,
+            returns_format: self.plan.returns_format,
         })
     }
 }

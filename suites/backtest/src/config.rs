@@ -25,6 +25,7 @@ use gauntlet_harness::gate::{RangeError, ensure_range};
 
 use crate::data::{ColumnNames, LoadOptions, TimeUnit};
 use crate::exec::{Costs, Fill, PositionModel, Sizing};
+use crate::export::ReturnsFormat;
 use crate::metrics::Calendar;
 use crate::overfit::MAX_PBO_BLOCKS;
 use crate::signals::{DEFAULT_BATCH_ROWS, DEFAULT_CONCURRENCY, MaCross};
@@ -152,6 +153,13 @@ pub struct BacktestConfig {
     /// Run the parameter sweep (PBO, walk-forward choice among trials); `false` runs the
     /// configured backtest alone.
     pub sweep: bool,
+    /// Run the checks that re-run the backtest: the look-ahead detector, the walk-forward
+    /// and the cost check's run without costs (`false` reports their gates as skipped, with
+    /// the reason).
+    pub checks: bool,
+    /// Format of the per-period returns export: `parquet` (`returns.parquet`) or `csv`
+    /// (`returns.csv`).
+    pub returns_format: ReturnsFormat,
     /// Truncation points of the look-ahead detector.
     pub lookahead_cuts: usize,
     /// Rows per infer call.
@@ -191,6 +199,8 @@ impl Default for BacktestConfig {
             max_gap: 10.0,
             allow_gaps: false,
             sweep: true,
+            checks: true,
+            returns_format: ReturnsFormat::Parquet,
             lookahead_cuts: 6,
             batch_rows: DEFAULT_BATCH_ROWS,
             concurrency: DEFAULT_CONCURRENCY,
@@ -267,6 +277,11 @@ pub struct Plan {
     pub pick_best: bool,
     /// Run the sweep.
     pub sweep: bool,
+    /// Why the checks that re-run the backtest (look-ahead detector, walk-forward, the cost
+    /// check's run without costs) are skipped, when they are; the text says how to run them.
+    pub skip_checks: Option<String>,
+    /// Format of the per-period returns export.
+    pub returns_format: ReturnsFormat,
     /// Longest gap accepted, in median intervals; `None` when gaps are allowed.
     pub max_gap: Option<f64>,
     /// Look-ahead cut points.
@@ -278,6 +293,10 @@ pub struct Plan {
     /// Gates.
     pub gates: Gates,
 }
+
+/// Why the checks are skipped when the config's `checks` is `false`.
+pub const CONFIG_SKIP_CHECKS: &str =
+    "checks = false in the backtest config; set checks = true to run it";
 
 /// Most generated daily bars: from 2024 they must end before 2262, the end of Unix nanoseconds.
 pub const MAX_FIXTURE_BARS: usize = 80_000;
@@ -448,6 +467,8 @@ impl Plan {
             trials: c.trials,
             pick_best: c.pick_best,
             sweep: c.sweep,
+            skip_checks: (!c.checks).then(|| CONFIG_SKIP_CHECKS.to_owned()),
+            returns_format: c.returns_format,
             max_gap: (!c.allow_gaps).then_some(c.max_gap),
             lookahead_cuts: c.lookahead_cuts,
             batch_rows: c.batch_rows,

@@ -236,6 +236,33 @@ pub fn execute_with(
     model: PositionModel,
     position: impl Fn(f64) -> f64,
 ) -> Execution {
+    execute_iter(
+        open,
+        close,
+        target.iter().copied(),
+        fill,
+        costs,
+        model,
+        position,
+    )
+}
+
+/// [`execute_with`] of targets streamed rather than stored (e.g. a crossover's spread as it
+/// is computed): the same execution, bit for bit, without the targets' column.
+pub fn execute_iter<T>(
+    open: &[f64],
+    close: &[f64],
+    target: T,
+    fill: Fill,
+    costs: Costs,
+    model: PositionModel,
+    position: impl Fn(f64) -> f64,
+) -> Execution
+where
+    T: IntoIterator<Item = f64>,
+    T::IntoIter: ExactSizeIterator,
+{
+    let target = target.into_iter();
     let n = close.len().min(open.len()).min(target.len());
     let periods = n.saturating_sub(1);
     let mut out = Execution {
@@ -245,7 +272,7 @@ pub fn execute_with(
         ..Execution::default()
     };
     let mut stepper = Stepper::new(open, close, fill, costs, model, periods);
-    for (t, &x) in target[..n].iter().enumerate() {
+    for (t, x) in target.take(n).enumerate() {
         if let Some(bar) = stepper.step(t, position(x)) {
             out.returns.push(bar.ret);
             out.held.push(bar.held);

@@ -1,20 +1,65 @@
-//! Full-precision exports of the reported run: `trades.csv` (one row a trade) and
-//! `returns.csv` (one row a return period). Floats are written in their shortest form that
-//! reads back to the same bits (ryu's: `1e-25`, `0.5`, `1.0`), so a figure recomputed from
-//! the files equals the report's.
+//! Full-precision exports of the reported run: `trades.csv` (one row a trade) and the
+//! per-period returns (one row a return period), as `returns.parquet` (the default: zstd,
+//! the floats' own bits) or `returns.csv` ([`ReturnsFormat`]). CSV floats are written in
+//! their shortest form that reads back to the same bits (ryu's: `1e-25`, `0.5`, `1.0`), so a
+//! figure recomputed from either file equals the report's.
 //!
 //! `returns.csv` is 86 MB at 1M bars: its rows are formatted by ryu, with timestamps
-//! written by hand (the date cached per UTC day), a chunk a core at a time. std's float
-//! `Display` and chrono's RFC 3339 per row were a third of `gauntlet backtest --no-sweep`'s
-//! time; ryu still is a quarter of it (suites/backtest/README.md, Figures), hence
-//! `--no-exports`.
+//! written by hand (the date cached per UTC day), a chunk a core at a time; even so the
+//! formatting was a quarter to half of `gauntlet backtest --no-sweep`'s time, where the
+//! Parquet file (the columns' bytes, compressed) costs a fraction of that
+//! (suites/backtest/README.md, Figures).
 
 use std::io::{self, Write};
 use std::path::Path;
 
+use serde::Deserialize;
+
 use crate::suite::Outcome;
 
 const NS_PER_DAY: i64 = 86_400_000_000_000;
+
+/// The format of the per-period returns export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReturnsFormat {
+    /// `returns.parquet`: zstd Parquet, timestamps as UTC nanosecond datetimes, floats as
+    /// their bits.
+    #[default]
+    Parquet,
+    /// `returns.csv`: RFC 3339 timestamps, floats in their shortest round-trip text.
+    Csv,
+}
+
+impl ReturnsFormat {
+    /// The file it is written to.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ReturnsFormat::Parquet => "returns.parquet",
+            ReturnsFormat::Csv => "returns.csv",
+        }
+    }
+}
+
+impl std::str::FromStr for ReturnsFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "parquet" => Ok(ReturnsFormat::Parquet),
+            "csv" => Ok(ReturnsFormat::Csv),
+            other => Err(format!("unknown returns format {other:?} (parquet or csv)")),
+        }
+    }
+}
+
+impl std::fmt::Display for ReturnsFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReturnsFormat::Parquet => "parquet",
+            ReturnsFormat::Csv => "csv",
+        })
+    }
+}
 
 /// RFC 3339 text of Unix-nanosecond timestamps, byte for byte what chrono's
 /// `to_rfc3339_opts(SecondsFormat::AutoSi, true)` writes (UTC, `Z`, no fraction or 3, 6 or
@@ -234,12 +279,77 @@ fn write_rows(out: &mut impl Write, rows: Rows<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `trades.csv` and `returns.csv` into `dir`.
+/// The columns of the returns export, computed in one pass: equity after each period
+/// (start 1) and drawdown after it (`1 − equity / running peak`, the peak from 1), the
+/// same arithmetic in the same order as `returns.csv`'s rows.
+fn equity_and_drawdown(returns: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (mut equity, mut peak) = (1.0_f64, 1.0_f64);
+    let mut curve = Vec::with_capacity(returns.len());
+    let mut drawdown = Vec::with_capacity(returns.len());
+    for &r in returns {
+        equity *= 1.0 + r;
+        peak = peak.max(equity);
+        curve.push(equity);
+        drawdown.push(1.0 - equity / peak);
+    }
+    (curve, drawdown)
+}
+
+/// `returns.parquet`: the columns of `returns.csv` (timestamp as a UTC nanosecond datetime,
+/// position, equity, return, drawdown), zstd-compressed, 262,144 rows a row group.
+///
+/// # Errors
+///
+/// The writer's error, as an I/O error.
+pub fn write_returns_parquet(out: impl Write, outcome: &Outcome) -> io::Result<()> {
+    use polars::prelude::{
+        Column, DataFrame, DataType, Float64Chunked, Int64Chunked, IntoSeries, ParquetCompression,
+        ParquetWriter, TimeUnit, TimeZone,
+    };
+    let returns = &outcome.execution.returns;
+    let n = returns.len();
+    let (equity, drawdown) = equity_and_drawdown(returns);
+    let mut held = outcome.execution.held.clone();
+    held.resize(n, 0.0);
+    let mut ts = outcome.period_ts_ns.clone();
+    ts.truncate(n);
+    let f64s = |name: &str, v: Vec<f64>| {
+        Column::from(Float64Chunked::from_vec(name.into(), v).into_series())
+    };
+    let to_io = |e: polars::prelude::PolarsError| io::Error::other(e.to_string());
+    let ts = Int64Chunked::from_vec("timestamp".into(), ts)
+        .into_series()
+        .cast(&DataType::Datetime(
+            TimeUnit::Nanoseconds,
+            Some(TimeZone::UTC),
+        ))
+        .map_err(to_io)?;
+    let columns = vec![
+        Column::from(ts),
+        f64s("position", held),
+        f64s("equity", equity),
+        f64s("return", returns.clone()),
+        f64s("drawdown", drawdown),
+    ];
+    let mut frame = DataFrame::new(n, columns).map_err(to_io)?;
+    ParquetWriter::new(out)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(&mut frame)
+        .map_err(to_io)?;
+    Ok(())
+}
+
+/// Writes `trades.csv` and the returns in `format` into `dir`.
 ///
 /// # Errors
 ///
 /// The I/O error, with the file.
-pub fn write_all(dir: &Path, outcome: &Outcome, ts_ns: &[i64]) -> io::Result<()> {
+pub fn write_all(
+    dir: &Path,
+    outcome: &Outcome,
+    ts_ns: &[i64],
+    format: ReturnsFormat,
+) -> io::Result<()> {
     let named = |file: &str, e: io::Error| {
         io::Error::new(
             e.kind(),
@@ -252,12 +362,17 @@ pub fn write_all(dir: &Path, outcome: &Outcome, ts_ns: &[i64]) -> io::Result<()>
     write_trades(&mut trades, outcome, ts_ns)
         .and_then(|()| trades.flush())
         .map_err(|e| named("trades.csv", e))?;
-    // Whole chunks go straight to the file: no buffer in between.
-    let mut returns =
-        std::fs::File::create(dir.join("returns.csv")).map_err(|e| named("returns.csv", e))?;
-    write_returns(&mut returns, outcome)
-        .and_then(|()| returns.flush())
-        .map_err(|e| named("returns.csv", e))
+    let file = format.file_name();
+    let mut returns = std::fs::File::create(dir.join(file)).map_err(|e| named(file, e))?;
+    match format {
+        ReturnsFormat::Parquet => {
+            let mut buffered = io::BufWriter::new(returns);
+            write_returns_parquet(&mut buffered, outcome).and_then(|()| buffered.flush())
+        }
+        // Whole chunks go straight to the file: no buffer in between.
+        ReturnsFormat::Csv => write_returns(&mut returns, outcome).and_then(|()| returns.flush()),
+    }
+    .map_err(|e| named(file, e))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! - [`sweep`]: parameter sweeps in bounded memory and walk-forward folds (BT-WF);
 //! - [`overfit`]: PSR, DSR, MinTRL and PBO by CSCV (BT-DSR);
 //! - [`lookahead`]: the truncation test for future data (BT-NOLOOK);
-//! - [`export`]: `trades.csv` and `returns.csv` at full precision;
+//! - [`export`]: `trades.csv` and the returns (`returns.parquet` or `.csv`) at full precision;
 //! - [`report`] and [`tearsheet`]: the metrics, tables and charts of `report.html`;
 //! - [`suite`] runs all of it for a [`config::Plan`]; [`BacktestSuite`] is the suite as
 //!   `gauntlet run` registers it, [`cli`] is `gauntlet backtest`.

@@ -4,7 +4,8 @@
 //! through the run's target (or the configured strategy) on the configured bars — by
 //! default generated fixture bars, seed 1 — and reports each gate as a case
 //! `backtest::<gate>` with measured versus threshold, plus one report section, and writes
-//! `trades.csv` and `returns.csv` into the run's report directory.
+//! `trades.csv` and the returns (`returns.parquet`, or `returns.csv` with
+//! `returns-format = "csv"`) into the run's report directory.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -133,9 +134,11 @@ impl Suite for BacktestSuite {
             .collect();
         // The same full-precision exports as `gauntlet backtest`, beside the run's reports.
         let dir = &ctx.settings.report_dir;
-        crate::export::write_all(dir, &outcome, &bars.ts_ns).map_err(|e| {
+        let format = plan.returns_format;
+        crate::export::write_all(dir, &outcome, &bars.ts_ns, format).map_err(|e| {
             SuiteError::Setup(format!(
-                "failed to write trades.csv and returns.csv into {}: {e}",
+                "failed to write trades.csv and {} into {}: {e}",
+                format.file_name(),
                 dir.display()
             ))
         })?;

@@ -107,6 +107,12 @@ pub fn metrics_rows(outcome: &Outcome) -> Vec<[String; 2]> {
         ]),
         Err(why) => rows.push(["PBO (CSCV)".into(), format!("n/a: {why}")]),
     }
+    if let Some(why) = &outcome.skipped_checks {
+        rows.push([
+            "look-ahead, walk-forward and cost checks".into(),
+            format!("skipped: {why}"),
+        ]);
+    }
     if let Some(w) = &outcome.walk_forward {
         rows.push([
             format!(
@@ -382,10 +388,7 @@ pub fn values(outcome: &Outcome) -> std::collections::BTreeMap<String, Option<f6
         ("costs.slippage_bps", Some(outcome.exec.costs.slippage_bps)),
         ("costs.fees_paid", Some(outcome.costs.fees)),
         ("costs.slippage_paid", Some(outcome.costs.slippage)),
-        (
-            "costs.gross_total_return",
-            Some(outcome.costs.gross_total_return),
-        ),
+        ("costs.gross_total_return", outcome.costs.gross_total_return),
     ];
     if let Some(w) = &outcome.walk_forward {
         let wf_ok = outcome.walk_forward_undefined.is_none();

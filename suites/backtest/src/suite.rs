@@ -10,12 +10,12 @@ use gauntlet_harness::gate::{self, Bound};
 
 use crate::config::{DataPlan, Gates, Plan, SignalPlan};
 use crate::data::{self, Bars, DataError, Gaps, LoadedBars, TimestampSource};
-use crate::exec::{Costs, Execution, execute_with, size_one};
+use crate::exec::{Costs, Execution, Fill, execute_with, size_one};
 use crate::lookahead::{self, LookaheadReport};
 use crate::metrics::{Annualisation, Metrics, compute};
 use crate::overfit::{self, Deflated, Pbo};
 use crate::signals::{MaCross, SignalError, Signals};
-use crate::sweep::{self, ExecParams, Sweep, WalkForward, run};
+use crate::sweep::{self, ExecParams, Sweep, WalkForward, run, run_iter};
 
 /// Where the bars came from, for the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,15 +34,54 @@ pub struct DataInfo {
 ///
 /// [`DataError`] naming the row and column.
 pub fn load_bars(plan: &Plan) -> Result<(Bars, DataInfo), DataError> {
+    load_bars_then(plan, |_| ()).map(|(bars, info, _)| (bars, info))
+}
+
+/// [`load_bars`], and the reported run executed on the close prices while the other
+/// columns load (`data::load_then`) when that run reads nothing else: a crossover without
+/// the sweep or the checks, filled at the next close (which reads no open price). The
+/// execution is then the one [`run_plan_with`] would run, bit for bit; `None` for any other
+/// plan, or generated bars.
+///
+/// # Errors
+///
+/// As [`load_bars`].
+pub fn load_bars_and_run(plan: &Plan) -> Result<(Bars, DataInfo, Option<Execution>), DataError> {
+    let close_only = match plan.signal {
+        SignalPlan::Strategy(m)
+            if !plan.sweep && plan.skip_checks.is_some() && plan.exec.fill == Fill::NextClose =>
+        {
+            Some(m)
+        }
+        _ => None,
+    };
+    let Some(m) = close_only else {
+        return load_bars(plan).map(|(bars, info)| (bars, info, None));
+    };
+    let params = plan.exec;
+    load_bars_then(plan, |close| {
+        run_iter(close, close, m.spread_iter(close), &params)
+    })
+}
+
+/// [`load_bars`], with `consume` run on a file's close prices as `data::load_then` runs it
+/// (`None` for generated bars).
+fn load_bars_then<R>(
+    plan: &Plan,
+    consume: impl FnOnce(&[f64]) -> R,
+) -> Result<(Bars, DataInfo, Option<R>), DataError> {
     match &plan.data {
         DataPlan::File { path, options } => {
-            let LoadedBars {
-                bars,
-                path,
-                format,
-                timestamps,
-                gaps,
-            } = data::load(path, options)?;
+            let (
+                LoadedBars {
+                    bars,
+                    path,
+                    format,
+                    timestamps,
+                    gaps,
+                },
+                consumed,
+            ) = data::load_then(path, options, consume)?;
             check_gaps(&bars, &gaps, plan.max_gap)?;
             let description = format!("{} ({format}, {} bars)", path.display(), bars.len());
             Ok((
@@ -52,6 +91,7 @@ pub fn load_bars(plan: &Plan) -> Result<(Bars, DataInfo), DataError> {
                     timestamps: Some(timestamps),
                     gaps,
                 },
+                Some(consumed),
             ))
         }
         DataPlan::Fixture { seed, bars } => {
@@ -70,6 +110,7 @@ pub fn load_bars(plan: &Plan) -> Result<(Bars, DataInfo), DataError> {
                     timestamps: None,
                     gaps,
                 },
+                None,
             ))
         }
     }
@@ -157,8 +198,9 @@ pub fn deadband_grid(predictions: &[f64]) -> Vec<f64> {
 pub struct CostCheck {
     /// Total return net of costs.
     pub net_total_return: f64,
-    /// Total return of the same targets run without costs.
-    pub gross_total_return: f64,
+    /// Total return of the same targets run without costs; `None` when the checks were
+    /// skipped (that run did not happen).
+    pub gross_total_return: Option<f64>,
     /// Fees paid, in equity units (the account starts at 1).
     pub fees: f64,
     /// Slippage paid, in equity units.
@@ -217,8 +259,13 @@ pub struct Outcome {
     /// Why the walk-forward's out-of-sample Sharpe is undefined, when it is (a fold with no
     /// trade, constant returns).
     pub walk_forward_undefined: Option<String>,
-    /// The look-ahead detector's verdict.
-    pub lookahead: LookaheadReport,
+    /// The look-ahead detector's verdict; `None` when the checks were skipped.
+    pub lookahead: Option<LookaheadReport>,
+    /// Why the checks that re-run the backtest (the look-ahead detector, the walk-forward,
+    /// the cost check's run without costs) did not run, when they did not.
+    pub skipped_checks: Option<String>,
+    /// Whether the parameter sweep ran (`false`: the configured run alone, no PBO).
+    pub swept: bool,
     /// Wall time of each stage.
     pub timings: Vec<(&'static str, Duration)>,
 }
@@ -236,6 +283,23 @@ pub async fn run_plan(
     model: Option<&dyn Signals>,
     seed: u64,
 ) -> Result<Outcome, SignalError> {
+    run_plan_with(plan, bars, median_interval_ns, model, seed, None).await
+}
+
+/// [`run_plan`], with the reported run already executed by [`load_bars_and_run`] (`early`),
+/// which it then does not run again.
+///
+/// # Errors
+///
+/// [`SignalError`] when predictions cannot be had.
+pub async fn run_plan_with(
+    plan: &Plan,
+    bars: &Bars,
+    median_interval_ns: i64,
+    model: Option<&dyn Signals>,
+    seed: u64,
+    early: Option<Execution>,
+) -> Result<Outcome, SignalError> {
     let annualisation = match plan.periods_per_year {
         Some(p) => Annualisation::given(p),
         None => match plan.calendar {
@@ -244,7 +308,9 @@ pub async fn run_plan(
         },
     };
     match (&plan.signal, model) {
-        (SignalPlan::Strategy(m), _) => run_strategy(plan, bars, annualisation, *m, seed).await,
+        (SignalPlan::Strategy(m), _) => {
+            run_strategy(plan, bars, annualisation, *m, seed, early).await
+        }
         (SignalPlan::Model(_), Some(signal)) => {
             run_model(plan, bars, annualisation, signal, seed).await
         }
@@ -261,14 +327,60 @@ async fn run_strategy(
     annualisation: Annualisation,
     configured: MaCross,
     seed: u64,
+    early: Option<Execution>,
 ) -> Result<Outcome, SignalError> {
     let clock = Instant::now();
     let params = plan.exec;
-    let grid = if plan.sweep {
-        ma_grid()
-    } else {
-        vec![configured]
-    };
+    let ppy = annualisation.periods_per_year;
+    let segments = plan.folds + 1;
+    let rerun = |m: MaCross| run(&bars.open, &bars.close, &m.spread(&bars.close), &params);
+    if !plan.sweep {
+        // One backtest: the sweep's one trial is summed from the reported run's returns
+        // (the same bits as streaming it), so the backtest runs once.
+        let (execution, predictions) = if plan.skip_checks.is_some() {
+            // Nothing else reads the predictions: executed as they are computed (or while
+            // the bars loaded).
+            let execution = early.unwrap_or_else(|| {
+                let spread = configured.spread_iter(&bars.close);
+                run_iter(&bars.open, &bars.close, spread, &params)
+            });
+            (execution, None)
+        } else {
+            let predictions = configured.predict(bars, 0).await?;
+            let execution = run(&bars.open, &bars.close, &predictions, &params);
+            (execution, Some(predictions))
+        };
+        let trial = sweep::trial_of(
+            configured.to_string(),
+            &execution.returns,
+            ppy,
+            plan.pbo_blocks,
+            segments,
+        );
+        let sweep = Sweep {
+            trials: vec![trial],
+        };
+        let mut timings = vec![("signals and execution", clock.elapsed())];
+        let lookahead = match &predictions {
+            Some(p) => Some(detect(plan, &configured, bars, p, seed, &mut timings).await?),
+            None => None,
+        };
+        let mut stored = Some(execution);
+        return finish(
+            plan,
+            bars,
+            (configured.slow, "the slow moving average"),
+            annualisation,
+            configured.describe(),
+            lookahead,
+            predictions.as_deref(),
+            sweep,
+            Some(0),
+            |_| stored.take().unwrap_or_else(|| rerun(configured)),
+            timings,
+        );
+    }
+    let grid = ma_grid();
     let trials = grid
         .iter()
         .map(|m| (m.to_string(), m.spread_iter(&bars.close)));
@@ -277,9 +389,9 @@ async fn run_strategy(
         &bars.close,
         trials,
         &params,
-        annualisation.periods_per_year,
+        ppy,
         plan.pbo_blocks,
-        plan.folds + 1,
+        segments,
     );
     let chosen = match (plan.pick_best, sweep.best()) {
         (true, Some(i)) => grid[i],
@@ -287,7 +399,10 @@ async fn run_strategy(
     };
     let predictions = chosen.predict(bars, 0).await?;
     let mut timings = vec![("signals and sweep", clock.elapsed())];
-    let lookahead = detect(plan, &chosen, bars, &predictions, seed, &mut timings).await?;
+    let lookahead = match plan.skip_checks {
+        None => Some(detect(plan, &chosen, bars, &predictions, seed, &mut timings).await?),
+        Some(_) => None,
+    };
     finish(
         plan,
         bars,
@@ -295,18 +410,11 @@ async fn run_strategy(
         annualisation,
         chosen.describe(),
         lookahead,
-        &predictions,
+        Some(&predictions),
         sweep,
         // The reported run is this trial's (the same spread, the same execution).
         grid.iter().position(|m| *m == chosen),
-        |i| {
-            run(
-                &bars.open,
-                &bars.close,
-                &grid[i].spread(&bars.close),
-                &params,
-            )
-        },
+        |i| rerun(grid[i]),
         timings,
     )
 }
@@ -351,7 +459,10 @@ async fn run_model(
     };
     let picked = best.map(|i| deadbanded(grid[i]));
     let reported = picked.as_deref().unwrap_or(&predictions);
-    let lookahead = detect(plan, signal, bars, &predictions, seed, &mut timings).await?;
+    let lookahead = match plan.skip_checks {
+        None => Some(detect(plan, signal, bars, &predictions, seed, &mut timings).await?),
+        Some(_) => None,
+    };
     finish(
         plan,
         bars,
@@ -359,7 +470,7 @@ async fn run_model(
         annualisation,
         signal.describe(),
         lookahead,
-        reported,
+        Some(reported),
         sweep,
         // A picked trial's re-run is the reported run; the raw predictions are not a
         // trial's (deadband 0 maps −0 to 0).
@@ -408,27 +519,48 @@ fn finish(
     warmup: (usize, &str),
     annualisation: Annualisation,
     signal: String,
-    lookahead: LookaheadReport,
-    predictions: &[f64],
+    lookahead: Option<LookaheadReport>,
+    predictions: Option<&[f64]>,
     sweep: Sweep,
     reported_trial: Option<usize>,
-    rerun: impl FnMut(usize) -> Execution,
+    mut rerun: impl FnMut(usize) -> Execution,
     mut timings: Vec<(&'static str, Duration)>,
 ) -> Result<Outcome, SignalError> {
     let mut clock = Instant::now();
     let ppy = annualisation.periods_per_year;
     let params = plan.exec;
+    let checks = plan.skip_checks.is_none();
     // Walk-forward first: its re-runs and the reported run's execution are never alive
     // together, which keeps the peak memory down; its last re-run is the reported run when
     // it is that trial's.
-    let (walk_forward, kept) =
-        sweep::walk_forward_keeping(&sweep, plan.folds, plan.walk, ppy, rerun, reported_trial);
-    timings.push(("walk-forward", clock.elapsed()));
-    clock = Instant::now();
+    let (walk_forward, kept) = if checks {
+        let (w, kept) = sweep::walk_forward_keeping(
+            &sweep,
+            plan.folds,
+            plan.walk,
+            ppy,
+            &mut rerun,
+            reported_trial,
+        );
+        timings.push(("walk-forward", clock.elapsed()));
+        clock = Instant::now();
+        (w, kept)
+    } else {
+        (None, None)
+    };
 
-    let execution = kept.unwrap_or_else(|| run(&bars.open, &bars.close, predictions, &params));
+    let execution = match (kept, predictions) {
+        (Some(e), _) => e,
+        (None, Some(p)) => run(&bars.open, &bars.close, p, &params),
+        // Only a strategy without a sweep hands no predictions: its run is its one trial's.
+        (None, None) => rerun(reported_trial.unwrap_or(0)),
+    };
     let metrics = compute(&execution, ppy, plan.risk_free);
-    let costs = cost_check(bars, &params, predictions, &execution);
+    let gross = match (checks, predictions) {
+        (true, Some(p)) => Some(p),
+        _ => None,
+    };
+    let costs = cost_check(bars, &params, gross, &execution);
     timings.push(("execution and metrics", clock.elapsed()));
     clock = Instant::now();
 
@@ -478,7 +610,11 @@ fn finish(
             variance,
         )
     });
-    let pbo = overfit::pbo(&sweep.blocks()).map_err(|e| e.to_string());
+    let pbo = if plan.sweep {
+        overfit::pbo(&sweep.blocks()).map_err(|e| e.to_string())
+    } else {
+        Err(NO_SWEEP_PBO.to_owned())
+    };
     timings.push(("overfitting statistics", clock.elapsed()));
 
     Ok(Outcome {
@@ -506,13 +642,24 @@ fn finish(
         undefined,
         walk_forward_undefined,
         lookahead,
+        skipped_checks: plan.skip_checks.clone(),
+        swept: plan.sweep,
         timings,
     })
 }
 
-/// Runs the same targets without costs, and checks that every fill's costs were booked to
-/// its trade.
-fn cost_check(bars: &Bars, params: &ExecParams, predictions: &[f64], net: &Execution) -> CostCheck {
+/// Why PBO is not computed without the sweep, and how to have it.
+pub const NO_SWEEP_PBO: &str = "no parameter sweep ran (--no-sweep, or sweep = false in the \
+     config): PBO needs the sweep's trials; drop --no-sweep to compute it";
+
+/// Runs the same targets without costs (unless `predictions` is `None`: the checks are
+/// skipped), and checks that every fill's costs were booked to its trade.
+fn cost_check(
+    bars: &Bars,
+    params: &ExecParams,
+    predictions: Option<&[f64]>,
+    net: &Execution,
+) -> CostCheck {
     let free = ExecParams {
         costs: Costs::default(),
         ..*params
@@ -521,7 +668,8 @@ fn cost_check(bars: &Bars, params: &ExecParams, predictions: &[f64], net: &Execu
     let by_trade = |f: fn(&crate::exec::Trade) -> f64| net.trades.iter().map(f).sum::<f64>();
     CostCheck {
         net_total_return: total(&net.returns),
-        gross_total_return: sweep::total_return(&bars.open, &bars.close, predictions, &free),
+        gross_total_return: predictions
+            .map(|p| sweep::total_return(&bars.open, &bars.close, p, &free)),
         fees: net.fees,
         slippage: net.slippage,
         max_deviation: (by_trade(|t| t.fees) - net.fees).abs()
@@ -572,55 +720,80 @@ fn threshold(
 /// The gate verdicts of an outcome.
 pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
     let m = &outcome.metrics;
-    let look = &outcome.lookahead;
-    let no_lookahead = GateResult {
-        name: "no_lookahead".to_owned(),
-        verdict: if look.mismatch.is_none() && !look.cuts.is_empty() {
-            Verdict::Pass
-        } else if look.cuts.is_empty() {
-            Verdict::Skip("too few bars to cut".into())
-        } else {
-            Verdict::Fail
+    // A check that did not run is skipped with the reason (which says how to run it), never
+    // passed.
+    let skipped = |what: &str| {
+        outcome
+            .skipped_checks
+            .as_ref()
+            .map(|why| Verdict::Skip(format!("{what} did not run: {why}")))
+    };
+    let no_lookahead = match &outcome.lookahead {
+        Some(look) => GateResult {
+            name: "no_lookahead".to_owned(),
+            verdict: if look.mismatch.is_none() && !look.cuts.is_empty() {
+                Verdict::Pass
+            } else if look.cuts.is_empty() {
+                Verdict::Skip("too few bars to cut".into())
+            } else {
+                Verdict::Fail
+            },
+            message: match &look.mismatch {
+                None => format!(
+                    "{} predictions before {} cut points identical to the full run's",
+                    look.compared,
+                    look.cuts.len()
+                ),
+                Some(x) => format!(
+                    "prediction of bar {} changed from {} to {} when the data was cut at bar \
+                     {}: the signal reads data after the bar's close",
+                    x.bar, x.full, x.truncated, x.cut
+                ),
+            },
         },
-        message: match &look.mismatch {
-            None => format!(
-                "{} predictions before {} cut points identical to the full run's",
-                look.compared,
-                look.cuts.len()
-            ),
-            Some(x) => format!(
-                "prediction of bar {} changed from {} to {} when the data was cut at bar {}: \
-                 the signal reads data after the bar's close",
-                x.bar, x.full, x.truncated, x.cut
-            ),
+        None => GateResult {
+            name: "no_lookahead".to_owned(),
+            verdict: skipped("the look-ahead detector (re-runs of the signal on cut data)")
+                .unwrap_or_else(|| Verdict::Skip("the look-ahead detector did not run".into())),
+            message: String::new(),
         },
     };
     let c = &outcome.costs;
     let asked = c.costs_bps.0 + c.costs_bps.1 > 0.0;
-    let charged = c.max_deviation <= 1e-12 * c.fees.max(1.0)
-        && (c.traded == 0.0
-            || !asked
-            || (c.net_total_return < c.gross_total_return && c.fees + c.slippage > 0.0));
-    let costs_applied = GateResult {
-        name: "costs_applied".to_owned(),
-        verdict: if charged {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
+    let costs_applied = match c.gross_total_return {
+        Some(gross) => {
+            let charged = c.max_deviation <= 1e-12 * c.fees.max(1.0)
+                && (c.traded == 0.0
+                    || !asked
+                    || (c.net_total_return < gross && c.fees + c.slippage > 0.0));
+            GateResult {
+                name: "costs_applied".to_owned(),
+                verdict: if charged {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail
+                },
+                message: format!(
+                    "{} bps fees and {} bps slippage on traded notional, {:.1} × equity \
+                     traded: paid {:.4} fees and {:.4} slippage (equity units); total return \
+                     {:.4} net vs {:.4} gross (costs booked to trades within {:.1e})",
+                    c.costs_bps.0,
+                    c.costs_bps.1,
+                    c.traded,
+                    c.fees,
+                    c.slippage,
+                    c.net_total_return,
+                    gross,
+                    c.max_deviation
+                ),
+            }
+        }
+        None => GateResult {
+            name: "costs_applied".to_owned(),
+            verdict: skipped("the cost check (the run again without costs)")
+                .unwrap_or_else(|| Verdict::Skip("the cost check did not run".into())),
+            message: String::new(),
         },
-        message: format!(
-            "{} bps fees and {} bps slippage on traded notional, {:.1} × equity traded: paid \
-             {:.4} fees and {:.4} slippage (equity units); total return {:.4} net vs {:.4} \
-             gross (costs booked to trades within {:.1e})",
-            c.costs_bps.0,
-            c.costs_bps.1,
-            c.traded,
-            c.fees,
-            c.slippage,
-            c.net_total_return,
-            c.gross_total_return,
-            c.max_deviation
-        ),
     };
     let defined = |x: f64| outcome.undefined.is_none().then_some(x);
     let wf = outcome
@@ -629,6 +802,12 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
         .filter(|_| outcome.walk_forward_undefined.is_none())
         .map(|w| w.oos.sharpe);
     let pbo_max = match (&outcome.pbo, gates.pbo_max) {
+        // No sweep was asked for: nothing to compute PBO over, and the reason says how.
+        (Err(why), _) if !outcome.swept => GateResult {
+            name: "pbo_max".to_owned(),
+            verdict: Verdict::Skip(why.clone()),
+            message: String::new(),
+        },
         // Uncomputable, with a threshold set: a failure that says why, never a made-up PBO.
         (Err(why), Some(_)) => GateResult {
             name: "pbo_max".to_owned(),
@@ -641,6 +820,20 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
             pbo.as_ref().ok().map(|p| p.pbo),
             limit,
             Bound::AtMost,
+        ),
+    };
+    let walk_forward = match (&outcome.walk_forward, skipped("the walk-forward")) {
+        (None, Some(skip)) => GateResult {
+            name: "walk_forward".to_owned(),
+            verdict: skip,
+            message: String::new(),
+        },
+        _ => threshold(
+            ("walk_forward", "walk-forward-sharpe-min"),
+            "out-of-sample walk-forward Sharpe",
+            wf,
+            gates.walk_forward_sharpe_min,
+            Bound::AtLeast,
         ),
     };
     let mut results = vec![
@@ -674,13 +867,7 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
             gates.turnover_max,
             Bound::AtMost,
         ),
-        threshold(
-            ("walk_forward", "walk-forward-sharpe-min"),
-            "out-of-sample walk-forward Sharpe",
-            wf,
-            gates.walk_forward_sharpe_min,
-            Bound::AtLeast,
-        ),
+        walk_forward,
         threshold(
             ("dsr_min", "dsr-min"),
             &format!("deflated Sharpe ratio (N = {})", outcome.deflated.trials),
@@ -690,6 +877,12 @@ pub fn evaluate(outcome: &Outcome, gates: &Gates) -> Vec<GateResult> {
         ),
         pbo_max,
     ];
+    // A check skipped for a reason prints that reason.
+    for r in &mut results {
+        if let (Verdict::Skip(why), true) = (&r.verdict, r.message.is_empty()) {
+            r.message = why.clone();
+        }
+    }
     // Undefined metrics name their reason.
     for r in &mut results {
         if r.verdict != Verdict::Fail || !r.message.contains("is undefined on this run") {

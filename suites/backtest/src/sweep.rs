@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::{
-    Bar, Costs, Execution, Fill, PositionModel, Sizing, Stepper, Totals, Trade, execute_with,
-    size_one,
+    Bar, Costs, Execution, Fill, PositionModel, Sizing, Stepper, Totals, Trade, execute_iter,
+    execute_with, size_one,
 };
 use crate::metrics::{Metrics, Moments, Pass, PowerSums, TradeStats, compute};
 use crate::overfit::BlockStats;
@@ -57,6 +57,54 @@ pub fn run(open: &[f64], close: &[f64], predictions: &[f64], params: &ExecParams
         params.model,
         |p| size_one(p, sizing, long_only),
     )
+}
+
+/// [`run`] of predictions streamed (e.g. [`crate::signals::MaCross::spread_iter`]): the same
+/// execution bit for bit, without storing the predictions.
+pub fn run_iter<P>(open: &[f64], close: &[f64], predictions: P, params: &ExecParams) -> Execution
+where
+    P: IntoIterator<Item = f64>,
+    P::IntoIter: ExactSizeIterator,
+{
+    let (sizing, long_only) = (params.sizing, params.long_only);
+    execute_iter(
+        open,
+        close,
+        predictions,
+        params.fill,
+        params.costs,
+        params.model,
+        |p| size_one(p, sizing, long_only),
+    )
+}
+
+/// The summary [`sweep`] keeps of a trial, from the trial's stored returns rather than a
+/// stream: the same values pushed in the same order, so the same bits as the streamed
+/// trial's when `returns` are its run's. A sweep of one (`--no-sweep`) takes its trial from
+/// the reported run this way instead of running the backtest twice.
+pub fn trial_of(
+    label: String,
+    returns: &[f64],
+    periods_per_year: f64,
+    blocks: usize,
+    segments: usize,
+) -> Trial {
+    let mut sums = PowerSums::default();
+    let mut by_block = Parts::new(returns.len(), blocks);
+    let mut by_segment = Parts::new(returns.len(), segments);
+    for &r in returns {
+        sums.push(r);
+        by_block.push(r);
+        by_segment.push(r);
+    }
+    let moments = sums.moments();
+    Trial {
+        label,
+        moments,
+        sharpe: moments.sharpe * periods_per_year.sqrt(),
+        blocks: by_block.finish(),
+        segments: by_segment.finish(),
+    }
 }
 
 /// [`compute`] of [`run`], in one pass that stores neither the returns nor the positions (no

@@ -51,50 +51,142 @@ fn equity_ts(outcome: &Outcome, i: usize) -> i64 {
     }
 }
 
-/// Buy-and-hold's return over each period.
-fn benchmark_returns(outcome: &Outcome) -> Vec<f64> {
-    let mut previous = 1.0;
-    outcome
-        .benchmark
-        .iter()
-        .map(|&b| {
-            let r = b / previous - 1.0;
-            previous = b;
-            r
-        })
-        .collect()
+/// Buy-and-hold's return over period `i`: its equity over the previous one's (1 before the
+/// first), less 1.
+fn benchmark_return(benchmark: &[f64], i: usize) -> f64 {
+    let previous = match i {
+        0 => 1.0,
+        _ => benchmark[i - 1],
+    };
+    benchmark[i] / previous - 1.0
+}
+
+/// Buy-and-hold's return over each period, computed as read (no column stored).
+fn benchmark_returns(outcome: &Outcome) -> impl Iterator<Item = f64> + '_ {
+    (0..outcome.benchmark.len()).map(|i| benchmark_return(&outcome.benchmark, i))
+}
+
+/// [`Series::downsampled`] of points pushed one at a time, when their
+/// number is known up front: the same min/max buckets and the same points chosen (the
+/// first lowest and the first highest of each bucket, in order), without the full-length
+/// list it would take. Charts of a 1M-bar run built those lists (16 MB a series) only to
+/// keep 2,000 points of each.
+struct Downsampler {
+    out: Vec<[f64; 2]>,
+    /// Points expected, and buckets (0: every point is kept).
+    len: usize,
+    buckets: usize,
+    /// The bucket being filled, where it ends, points pushed, and its lowest and highest
+    /// point so far (with their indices in the bucket, for the order they are written in).
+    bucket: usize,
+    start: usize,
+    end: usize,
+    pushed: usize,
+    lo: Option<(usize, [f64; 2])>,
+    hi: Option<(usize, [f64; 2])>,
+}
+
+impl Downsampler {
+    fn new(len: usize, max_points: usize) -> Self {
+        let max_points = max_points.max(2);
+        let buckets = if len <= max_points { 0 } else { max_points / 2 };
+        Downsampler {
+            out: Vec::with_capacity(len.min(max_points)),
+            len,
+            buckets,
+            bucket: 0,
+            start: 0,
+            end: if buckets == 0 { 0 } else { len / buckets },
+            pushed: 0,
+            lo: None,
+            hi: None,
+        }
+    }
+
+    fn flush(&mut self) {
+        if let (Some((i, lo)), Some((j, hi))) = (self.lo.take(), self.hi.take()) {
+            let (first, second) = if i <= j { (lo, hi) } else { (hi, lo) };
+            self.out.push(first);
+            if i != j {
+                self.out.push(second);
+            }
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, p: [f64; 2]) {
+        if self.buckets == 0 {
+            self.out.push(p);
+            return;
+        }
+        if self.pushed == self.end && self.bucket + 1 < self.buckets {
+            self.flush();
+            self.bucket += 1;
+            self.start = self.end;
+            self.end = (self.bucket + 1) * self.len / self.buckets;
+        }
+        let k = self.pushed - self.start;
+        self.pushed += 1;
+        match (&mut self.lo, &mut self.hi) {
+            (Some(lo), Some(hi)) => {
+                if p[1] < lo.1[1] {
+                    *lo = (k, p);
+                }
+                if p[1] > hi.1[1] {
+                    *hi = (k, p);
+                }
+            }
+            _ => {
+                self.lo = Some((k, p));
+                self.hi = Some((k, p));
+            }
+        }
+    }
+
+    fn series(mut self, name: &str) -> Series {
+        debug_assert!(
+            self.buckets == 0 || self.pushed == self.len,
+            "pushed {} of {}",
+            self.pushed,
+            self.len
+        );
+        self.flush();
+        Series::new(name, self.out)
+    }
 }
 
 /// Equity (start 1) and buy-and-hold against calendar dates, log scale, with a line at the
 /// start of each walk-forward test fold.
 pub fn equity_chart(outcome: &Outcome) -> Chart {
     let start = [secs(outcome.start_ts_ns), 1.0];
-    let mut equity = Vec::with_capacity(outcome.execution.returns.len() + 1);
+    let ts = &outcome.period_ts_ns;
+    let periods = outcome.execution.returns.len().min(ts.len());
+    let mut equity = Downsampler::new(periods + 1, MAX_CHART_POINTS);
+    let mut benchmark =
+        Downsampler::new(outcome.benchmark.len().min(ts.len()) + 1, MAX_CHART_POINTS);
+    // The range of both curves, for the axis: the positive finite values.
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0_f64);
+    let mut range = |y: f64| {
+        if y.is_finite() && y > 0.0 {
+            (lo, hi) = (lo.min(y), hi.max(y));
+        }
+    };
     equity.push(start);
+    range(1.0);
     let mut e = 1.0;
-    for (r, &t) in outcome.execution.returns.iter().zip(&outcome.period_ts_ns) {
+    for (r, &t) in outcome.execution.returns.iter().zip(ts) {
         e *= 1.0 + r;
         equity.push([secs(t), e]);
+        range(e);
     }
-    let mut benchmark = Vec::with_capacity(outcome.benchmark.len() + 1);
     benchmark.push(start);
-    benchmark.extend(
-        outcome
-            .benchmark
-            .iter()
-            .zip(&outcome.period_ts_ns)
-            .map(|(b, &t)| [secs(t), *b]),
-    );
+    range(1.0);
+    for (&b, &t) in outcome.benchmark.iter().zip(ts) {
+        benchmark.push([secs(t), b]);
+        range(b);
+    }
     // Compounding over years spans orders of magnitude: a log axis keeps early years
     // visible. Within one order plotters' log axis has a single tick: linear reads better.
-    let (lo, hi) = equity
-        .iter()
-        .chain(&benchmark)
-        .map(|p| p[1])
-        .filter(|y| y.is_finite() && *y > 0.0)
-        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), y| {
-            (lo.min(y), hi.max(y))
-        });
     let log = hi / lo > 10.0;
     let mut chart = Chart::timeline(
         "Equity (net of costs) against buy-and-hold",
@@ -104,12 +196,8 @@ pub fn equity_chart(outcome: &Outcome) -> Chart {
             "equity (start = 1)"
         },
     )
-    .with_series(Series::downsampled("strategy", &equity, MAX_CHART_POINTS))
-    .with_series(Series::downsampled(
-        "buy and hold (no costs)",
-        &benchmark,
-        MAX_CHART_POINTS,
-    ));
+    .with_series(equity.series("strategy"))
+    .with_series(benchmark.series("buy and hold (no costs)"));
     chart.log_y = log;
     if let Some(w) = &outcome.walk_forward {
         for f in &w.folds {
@@ -123,7 +211,12 @@ pub fn equity_chart(outcome: &Outcome) -> Chart {
 
 /// The drawdown below the running peak, in percent, against calendar dates.
 pub fn drawdown_chart(outcome: &Outcome) -> Chart {
-    let mut points = Vec::with_capacity(outcome.execution.returns.len() + 1);
+    let periods = outcome
+        .execution
+        .returns
+        .len()
+        .min(outcome.period_ts_ns.len());
+    let mut points = Downsampler::new(periods + 1, MAX_CHART_POINTS);
     points.push([secs(outcome.start_ts_ns), 0.0]);
     let (mut e, mut peak) = (1.0_f64, 1.0_f64);
     for (r, &t) in outcome.execution.returns.iter().zip(&outcome.period_ts_ns) {
@@ -132,11 +225,7 @@ pub fn drawdown_chart(outcome: &Outcome) -> Chart {
         points.push([secs(t), -(1.0 - e / peak) * 100.0]);
     }
     // One series, no legend: an unnamed series draws none.
-    Chart::timeline("Drawdown", "drawdown (%)").with_series(Series::downsampled(
-        "",
-        &points,
-        MAX_CHART_POINTS,
-    ))
+    Chart::timeline("Drawdown", "drawdown (%)").with_series(points.series(""))
 }
 
 /// Bars in the rolling Sharpe window: half a year of periods, as quantstats' 126 days.
@@ -153,23 +242,42 @@ pub fn rolling_sharpe(
     rf_p: f64,
     periods_per_year: f64,
 ) -> Vec<f64> {
-    if window < 2 || returns.len() < window {
-        return Vec::new();
+    let mut out = Vec::with_capacity((returns.len() + 1).saturating_sub(window));
+    rolling_sharpe_each(
+        returns.len(),
+        |i| returns[i],
+        window,
+        (rf_p, periods_per_year),
+        |_, s| out.push(s),
+    );
+    out
+}
+
+/// [`rolling_sharpe`] of the `len` returns `ret(0..len)`, each window's value handed to
+/// `each` with its period index (nothing stored): the same arithmetic in the same order.
+fn rolling_sharpe_each(
+    len: usize,
+    ret: impl Fn(usize) -> f64,
+    window: usize,
+    (rf_p, periods_per_year): (f64, f64),
+    mut each: impl FnMut(usize, f64),
+) {
+    if window < 2 || len < window {
+        return;
     }
     // Sums of returns centred on their overall mean: running sums of raw squares would
     // lose the variance of small returns to rounding.
-    let mean = returns.iter().sum::<f64>() / returns.len() as f64;
-    let overall = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / returns.len() as f64;
+    let mean = (0..len).map(&ret).sum::<f64>() / len as f64;
+    let overall = (0..len).map(|i| (ret(i) - mean).powi(2)).sum::<f64>() / len as f64;
     let (mut s1, mut s2) = (0.0_f64, 0.0_f64);
     let n = window as f64;
     let ann = periods_per_year.sqrt();
-    let mut out = Vec::with_capacity(returns.len() + 1 - window);
-    for (i, r) in returns.iter().enumerate() {
-        let c = r - mean;
+    for i in 0..len {
+        let c = ret(i) - mean;
         s1 += c;
         s2 += c * c;
         if i >= window {
-            let old = returns[i - window] - mean;
+            let old = ret(i - window) - mean;
             s1 -= old;
             s2 -= old * old;
         }
@@ -177,14 +285,16 @@ pub fn rolling_sharpe(
             let var = (s2 - s1 * s1 / n) / (n - 1.0);
             // A window of constant returns (flat, out of the market) has no Sharpe ratio;
             // what the running sums leave there is rounding noise.
-            out.push(if var > overall * 1e-9 && var > 0.0 {
-                (s1 / n + mean - rf_p) / var.sqrt() * ann
-            } else {
-                f64::NAN
-            });
+            each(
+                i,
+                if var > overall * 1e-9 && var > 0.0 {
+                    (s1 / n + mean - rf_p) / var.sqrt() * ann
+                } else {
+                    f64::NAN
+                },
+            );
         }
     }
-    out
 }
 
 /// The rolling Sharpe chart, or why there is none (fewer periods than the window).
@@ -193,42 +303,59 @@ pub fn rolling_sharpe_chart(outcome: &Outcome) -> Result<Chart, String> {
     let window = rolling_window(ppy);
     let rf_p = (1.0 + outcome.metrics.risk_free).powf(1.0 / ppy) - 1.0;
     let returns = &outcome.execution.returns;
-    let rolling = rolling_sharpe(returns, window, rf_p, ppy);
-    if rolling.is_empty() {
+    let ts = &outcome.period_ts_ns;
+    if window < 2 || returns.len() < window {
         return Err(format!(
             "no rolling Sharpe: {} periods, fewer than its window of {window} (half a year)",
             returns.len()
         ));
     }
-    let points: Vec<[f64; 2]> = rolling
-        .iter()
-        .zip(&outcome.period_ts_ns[window - 1..])
-        .map(|(s, &t)| [secs(t), *s])
-        .collect();
-    let bench = rolling_sharpe(&benchmark_returns(outcome), window, rf_p, ppy);
-    let bench_points: Vec<[f64; 2]> = bench
-        .iter()
-        .zip(&outcome.period_ts_ns[window - 1..])
-        .map(|(s, &t)| [secs(t), *s])
-        .collect();
+    let args = (window, (rf_p, ppy), ts.as_slice());
+    let strategy = rolling_series(returns.len(), |i| returns[i], args, "strategy");
+    let bench = &outcome.benchmark;
+    let bench = rolling_series(
+        bench.len(),
+        |i| benchmark_return(bench, i),
+        args,
+        "buy and hold",
+    );
     Ok(Chart::timeline(
         format!("Rolling Sharpe ({window} periods, half a year; annualised)"),
         "Sharpe ratio",
     )
-    .with_series(Series::downsampled("strategy", &points, MAX_CHART_POINTS))
-    .with_series(Series::downsampled(
-        "buy and hold",
-        &bench_points,
-        MAX_CHART_POINTS,
-    )))
+    .with_series(strategy)
+    .with_series(bench))
+}
+
+/// A rolling Sharpe series against `ts`, downsampled as it is computed: its points are
+/// never all stored.
+fn rolling_series(
+    len: usize,
+    ret: impl Fn(usize) -> f64,
+    (window, rates, ts): (usize, (f64, f64), &[i64]),
+    name: &str,
+) -> Series {
+    let shown = len.min(ts.len());
+    let mut down = Downsampler::new((shown + 1).saturating_sub(window), MAX_CHART_POINTS);
+    rolling_sharpe_each(len, ret, window, rates, |i, s| {
+        if let Some(&t) = ts.get(i) {
+            down.push([secs(t), s]);
+        }
+    });
+    down.series(name)
 }
 
 /// Returns compounded per UTC calendar day, in day order (days without a period left out).
 pub fn daily_returns(returns: &[f64], ts_ns: &[i64]) -> Vec<f64> {
+    daily_returns_of(returns.iter().copied(), ts_ns)
+}
+
+/// [`daily_returns`] of returns as they are computed.
+fn daily_returns_of(returns: impl IntoIterator<Item = f64>, ts_ns: &[i64]) -> Vec<f64> {
     let mut out = Vec::new();
     let mut day = None;
     let mut growth = 1.0;
-    for (r, &t) in returns.iter().zip(ts_ns) {
+    for (r, &t) in returns.into_iter().zip(ts_ns) {
         let d = t.div_euclid(NS_PER_DAY);
         if day.is_some_and(|x| x != d) {
             out.push(growth - 1.0);
@@ -247,7 +374,7 @@ pub fn daily_returns(returns: &[f64], ts_ns: &[i64]) -> Vec<f64> {
 /// is none.
 pub fn histogram_chart(outcome: &Outcome) -> Result<Chart, String> {
     let strategy = daily_returns(&outcome.execution.returns, &outcome.period_ts_ns);
-    let benchmark = daily_returns(&benchmark_returns(outcome), &outcome.period_ts_ns);
+    let benchmark = daily_returns_of(benchmark_returns(outcome), &outcome.period_ts_ns);
     if strategy.len() < 10 {
         return Err(format!(
             "no return histogram: {} days of data, fewer than 10",
@@ -315,9 +442,17 @@ fn month_of(ns: i64) -> (i32, u32) {
 
 /// Returns compounded per calendar month (UTC): `(year, month, return)` in time order.
 pub fn monthly_returns(returns: &[f64], ts_ns: &[i64]) -> Vec<(i32, u32, f64)> {
+    monthly_returns_of(returns.iter().copied(), ts_ns)
+}
+
+/// [`monthly_returns`] of returns as they are computed.
+fn monthly_returns_of(
+    returns: impl IntoIterator<Item = f64>,
+    ts_ns: &[i64],
+) -> Vec<(i32, u32, f64)> {
     let mut out: Vec<(i32, u32, f64)> = Vec::new();
     let mut last_day = i64::MIN;
-    for (r, &t) in returns.iter().zip(ts_ns) {
+    for (r, &t) in returns.into_iter().zip(ts_ns) {
         // The month can only change with the day: one date conversion a day, not a bar.
         let day = t.div_euclid(NS_PER_DAY);
         if day != last_day {
@@ -340,7 +475,7 @@ pub fn monthly_returns(returns: &[f64], ts_ns: &[i64]) -> Vec<(i32, u32, f64)> {
 /// Months as rows of years: each month's return, the year's, and buy-and-hold's year.
 pub fn monthly_table(outcome: &Outcome) -> Table {
     let months = monthly_returns(&outcome.execution.returns, &outcome.period_ts_ns);
-    let bench = monthly_returns(&benchmark_returns(outcome), &outcome.period_ts_ns);
+    let bench = monthly_returns_of(benchmark_returns(outcome), &outcome.period_ts_ns);
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut year_of_rows: Vec<i32> = Vec::new();
     let mut growth: Vec<(f64, f64)> = Vec::new();
@@ -549,6 +684,51 @@ pub fn trades_table(outcome: &Outcome, intraday: bool) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The streamed downsampler keeps the points `downsample` keeps from the whole list, in
+    /// order, bit for bit: short series whole, long ones by min/max bucket, with ties (the
+    /// first lowest and highest win), NaN (never chosen past a bucket's first point) and
+    /// lengths that do not divide evenly.
+    #[test]
+    fn streamed_downsampling_is_the_reports_downsampling() {
+        let mut x: u64 = 11;
+        for len in [
+            0, 1, 2, 7, 1_999, 2_000, 2_001, 2_003, 4_001, 10_007, 123_457,
+        ] {
+            for max_points in [2, 3, 10, 2_000] {
+                let points: Vec<[f64; 2]> = (0..len)
+                    .map(|i| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let y = match x % 7 {
+                            0 => f64::NAN,
+                            1 => 0.5,
+                            _ => (x >> 11) as f64 / (1u64 << 53) as f64,
+                        };
+                        [i as f64, y]
+                    })
+                    .collect();
+                let want = gauntlet_reports::Series::downsampled("s", &points, max_points);
+                let mut down = Downsampler::new(len, max_points);
+                for &p in &points {
+                    down.push(p);
+                }
+                let got = down.series("s");
+                let bits = |s: &Series| -> Vec<[u64; 2]> {
+                    s.points
+                        .iter()
+                        .map(|p| [p[0].to_bits(), p[1].to_bits()])
+                        .collect()
+                };
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{len} points, at most {max_points}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn drawdowns_run_from_peak_to_recovery_deepest_first() {

@@ -19,8 +19,11 @@ use gauntlet_backtest::config::{BacktestConfig, Gates, Plan};
 use gauntlet_backtest::data::{
     self, Bars, ColumnNames, DataError, LoadOptions, TimeUnit, TimestampSource,
 };
+use gauntlet_backtest::exec::Fill;
 use gauntlet_backtest::signals::{EngineModel, SignalError, Signals, TargetModel};
-use gauntlet_backtest::suite::{Outcome, Verdict, evaluate, run_plan};
+use gauntlet_backtest::suite::{
+    Outcome, Verdict, evaluate, load_bars_and_run, run_plan, run_plan_with,
+};
 use gauntlet_engine::{EngineConfig, Model};
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
 use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx};
@@ -503,7 +506,7 @@ async fn the_look_ahead_detector_catches_a_one_bar_peek() {
     assert!(peek.metrics.sharpe > 5.0, "{}", peek.metrics.sharpe);
     // ...and is caught.
     assert_eq!(gate(&peek, &p.gates, "no_lookahead"), Verdict::Fail);
-    let m = peek.lookahead.mismatch.unwrap();
+    let m = peek.lookahead.as_ref().unwrap().mismatch.unwrap();
     assert_eq!(
         m.bar + 1,
         m.cut,
@@ -519,7 +522,7 @@ async fn the_look_ahead_detector_catches_a_one_bar_peek() {
     let ma = plan(|c| c.strategy = Some("ma-cross:10,50".into()));
     let ma = run_plan(&ma, &bars, DAY_NS, None, 9).await.unwrap();
     assert_eq!(gate(&ma, &p.gates, "no_lookahead"), Verdict::Pass);
-    assert!(ma.lookahead.compared > 1_000);
+    assert!(ma.lookahead.as_ref().unwrap().compared > 1_000);
 }
 
 /// A driftless random walk: no strategy has an edge on it.
@@ -627,7 +630,7 @@ async fn the_reported_run_is_a_fresh_run_of_its_predictions() {
             "{what}"
         );
         assert_eq!(
-            o.costs.gross_total_return.to_bits(),
+            o.costs.gross_total_return.unwrap().to_bits(),
             gross.to_bits(),
             "{what}"
         );
@@ -646,6 +649,91 @@ async fn the_reported_run_is_a_fresh_run_of_its_predictions() {
             &m.spread(&bars.close),
             &format!("sweep {sweep}, pick {pick_best}"),
         );
+    }
+    // One backtest alone, checks skipped: executed straight from the streamed spread, the
+    // same run; no run without costs happened, so no gross figure; the one trial summed
+    // from the stored returns is the streamed trial's, bit for bit.
+    for sweep in [false, true] {
+        let p = plan(|c| {
+            c.strategy = Some("ma-cross:10,50".into());
+            c.sweep = sweep;
+            c.checks = false;
+            c.fees_bps = 5.0;
+        });
+        let o = run_plan(&p, &bars, DAY_NS, None, 3).await.unwrap();
+        let (want, _) = fresh(
+            &bars,
+            &MaCross::parse("ma-cross:10,50")
+                .unwrap()
+                .spread(&bars.close),
+            &o.exec,
+        );
+        assert_eq!(
+            bits(&o.execution.returns),
+            bits(&want.returns),
+            "sweep {sweep}"
+        );
+        assert_eq!(bits(&o.execution.held), bits(&want.held), "sweep {sweep}");
+        assert_eq!(o.execution.trades, want.trades, "sweep {sweep}");
+        assert_eq!(o.costs.gross_total_return, None);
+        assert!(o.lookahead.is_none() && o.walk_forward.is_none());
+        let streamed = gauntlet_backtest::sweep::sweep(
+            &bars.open,
+            &bars.close,
+            std::iter::once((
+                o.signal.clone(),
+                MaCross::parse(&o.signal).unwrap().spread_iter(&bars.close),
+            )),
+            &o.exec,
+            o.annualisation.periods_per_year,
+            p.pbo_blocks,
+            p.folds + 1,
+        );
+        let i = if sweep {
+            o.sweep
+                .trials
+                .iter()
+                .position(|t| t.label == o.signal)
+                .unwrap()
+        } else {
+            0
+        };
+        let (a, b) = (&o.sweep.trials[i], &streamed.trials[0]);
+        assert_eq!(a.moments.sharpe.to_bits(), b.moments.sharpe.to_bits());
+        assert_eq!(a.sharpe.to_bits(), b.sharpe.to_bits());
+        assert_eq!(a, b, "sweep {sweep}");
+    }
+    // The run executed on a file's close prices while the rest loads is the run executed
+    // afterwards, bit for bit; only a next-close fill (which reads no open) runs early.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("walk.parquet");
+    data::write_parquet(&bars, &file).unwrap();
+    for fill in [Fill::NextClose, Fill::NextOpen] {
+        let p = plan(|c| {
+            c.file = Some(file.clone());
+            c.strategy = Some("ma-cross:10,50".into());
+            c.sweep = false;
+            c.checks = false;
+            c.fees_bps = 5.0;
+            c.fill = fill;
+        });
+        let (loaded, info, early) = load_bars_and_run(&p).unwrap();
+        assert_eq!(early.is_some(), fill == Fill::NextClose, "{fill}");
+        let median = info.gaps.median_interval_ns;
+        let with = run_plan_with(&p, &loaded, median, None, 3, early)
+            .await
+            .unwrap();
+        let without = run_plan(&p, &loaded, median, None, 3).await.unwrap();
+        let (a, b) = (&with.execution, &without.execution);
+        assert_eq!(bits(&a.returns), bits(&b.returns), "{fill}");
+        assert_eq!(bits(&a.held), bits(&b.held), "{fill}");
+        assert_eq!(bits(&a.traded_by_bar), bits(&b.traded_by_bar), "{fill}");
+        assert_eq!(a.trades, b.trades, "{fill}");
+        assert_eq!(
+            [a.fees.to_bits(), a.slippage.to_bits(), a.traded.to_bits()],
+            [b.fees.to_bits(), b.slippage.to_bits(), b.traded.to_bits()]
+        );
+        assert!(a.trades.len() > 10, "{}", a.trades.len());
     }
     let model = EngineModel::new(Arc::new(
         Model::from_artifact(gauntlet_fixtures::reference_ensemble()).unwrap(),
@@ -718,7 +806,7 @@ async fn each_threshold_gate_fails_on_a_strategy_without_an_edge() {
     tampered.costs.max_deviation = 1e-4;
     assert_eq!(gate(&tampered, &gates, "costs_applied"), Verdict::Fail);
     let mut free = o.clone();
-    free.costs.net_total_return = free.costs.gross_total_return;
+    free.costs.net_total_return = free.costs.gross_total_return.unwrap();
     assert_eq!(gate(&free, &gates, "costs_applied"), Verdict::Fail);
 }
 
@@ -820,7 +908,7 @@ async fn the_phase_meets_the_repository_gates_honestly_through_the_target() {
             "{wanted}: {tables:?}"
         );
     }
-    assert!(dir.path().join("trades.csv").exists() && dir.path().join("returns.csv").exists());
+    assert!(dir.path().join("trades.csv").exists() && dir.path().join("returns.parquet").exists());
     assert!(section.notes.iter().any(|n| n.contains("periods per year")));
 }
 
@@ -1260,6 +1348,8 @@ fn degenerate_runs_exit_1_naming_the_undefined_metric() {
             "--strategy",
             "ma-cross:10,5000",
             "--no-sweep",
+            // The walk-forward is a check (skipped with --no-sweep alone).
+            "--checks",
             "--sharpe-min",
             "0",
             "--walk-forward-sharpe-min",
@@ -1306,8 +1396,9 @@ fn degenerate_runs_exit_1_naming_the_undefined_metric() {
     );
 }
 
-/// trades.csv and returns.csv read back: the total return recomputed from returns.csv
-/// equals report.json's to 1e-12, the trades and their fees add up to its figures.
+/// trades.csv and the returns read back, returns.parquet (the default) and returns.csv
+/// alike: the total return recomputed from the returns equals report.json's to 1e-12, the
+/// trades and their fees add up to its figures.
 #[test]
 fn exports_round_trip_to_the_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -1331,10 +1422,125 @@ fn exports_round_trip_to_the_report() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0);
+    assert!(out.join("returns.parquet").exists(), "Parquet by default");
     exports_match_the_report(&out);
+    // The same run with the returns as CSV: the same figures from the text.
+    let csv = dir.path().join("csv");
+    let code = run_cli([
+        "gauntlet-backtest",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        sample.to_str().unwrap(),
+        "--strategy",
+        "ma-cross:5,20",
+        "--fees-bps",
+        "10",
+        "--slippage-bps",
+        "5",
+        "--returns-format",
+        "csv",
+        "--report-dir",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    exports_match_the_report(&csv);
+    assert_eq!(exported_returns(&out), exported_returns(&csv));
 }
 
-/// `--no-exports` writes the reports and no trades.csv or returns.csv.
+/// `--no-sweep` runs one backtest alone: the look-ahead detector, the cost check and the
+/// walk-forward (which re-run it) and PBO (which needs the sweep) are skipped, each with the
+/// reason and how to run it, never passed, and report.json has no figure of theirs;
+/// `--checks` runs the three again (PBO stays skipped), and the run's own figures are the
+/// same either way.
+#[test]
+fn no_sweep_skips_the_re_runs_naming_how_to_run_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gauntlet.toml");
+    std::fs::write(&config, "[profile.default]\n").unwrap();
+    let sample = sample();
+    let run = |extra: &[&str], out: &Path| {
+        let mut all = vec![
+            "gauntlet-backtest",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            sample.to_str().unwrap(),
+            "--strategy",
+            "ma-cross:5,20",
+            "--no-sweep",
+            "--pbo-max",
+            "0.5",
+            "--walk-forward-sharpe-min",
+            "-100",
+            "--report-dir",
+            out.to_str().unwrap(),
+        ];
+        all.extend_from_slice(extra);
+        run_cli(all)
+    };
+    let case = |out: &Path, name: &str| {
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        report["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let alone = dir.path().join("alone");
+    assert_eq!(run(&[], &alone), 0);
+    for name in ["no_lookahead", "costs_applied", "walk_forward", "pbo_max"] {
+        let c = case(&alone, name);
+        assert_eq!(c["outcome"]["status"], "skip", "{name}: {c}");
+        let why = c["outcome"]["reason"].as_str().unwrap();
+        assert!(why.contains("--no-sweep"), "{name}: {why}");
+        let how = if name == "pbo_max" {
+            "drop --no-sweep"
+        } else {
+            "add --checks"
+        };
+        assert!(why.contains(how), "{name}: {why}");
+    }
+    let v = report_values(&alone);
+    assert!(v["costs.gross_total_return"].is_null(), "{v}");
+    assert!(v.get("walk_forward.oos_sharpe").is_none(), "{v}");
+    assert!(v["pbo"].is_null(), "{v}");
+
+    let checked = dir.path().join("checked");
+    assert_eq!(run(&["--checks"], &checked), 0);
+    for name in ["no_lookahead", "costs_applied", "walk_forward"] {
+        let c = case(&checked, name);
+        assert_eq!(c["outcome"]["status"], "pass", "{name}: {c}");
+    }
+    assert_eq!(case(&checked, "pbo_max")["outcome"]["status"], "skip");
+    let w = report_values(&checked);
+    assert!(
+        w["costs.gross_total_return"].as_f64().unwrap()
+            > w["metrics.total_return"].as_f64().unwrap()
+    );
+    assert!(w["walk_forward.oos_sharpe"].is_f64(), "{w}");
+    // The run's own figures do not depend on the checks.
+    for (key, x) in v.as_object().unwrap() {
+        if !x.is_null() {
+            assert_eq!(x, &w[key], "{key}");
+        }
+    }
+    // --checks means nothing without --no-sweep (every check runs then): refused.
+    assert_eq!(
+        run_cli([
+            "gauntlet-backtest",
+            "--checks",
+            "--report-dir",
+            dir.path().join("x").to_str().unwrap()
+        ]),
+        2
+    );
+}
+
+/// `--no-exports` writes the reports and no trades.csv or returns file.
 #[test]
 fn no_exports_writes_the_reports_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -1357,7 +1563,9 @@ fn no_exports_writes_the_reports_only() {
     ]);
     assert_eq!(code, 0);
     assert!(out.join("report.json").exists() && out.join("report.html").exists());
-    assert!(!out.join("trades.csv").exists() && !out.join("returns.csv").exists());
+    for f in ["trades.csv", "returns.csv", "returns.parquet"] {
+        assert!(!out.join(f).exists(), "{f}");
+    }
 }
 
 /// Regression: `gauntlet run` wrote no exports where `gauntlet backtest` did. Its backtest
@@ -1385,28 +1593,86 @@ fn gauntlet_run_writes_the_exports_too() {
     exports_match_the_report(&out);
 }
 
-/// trades.csv and returns.csv in `out` against its report.json: the total return
-/// recomputed from returns.csv to 1e-12, every equity bit for bit, the trade count, fees
+/// The per-period returns export in `out`, read back: `(timestamp text or ns, equity,
+/// return)` of each row, from returns.parquet or returns.csv, whichever was written (never
+/// both).
+fn exported_returns(out: &Path) -> Vec<(String, f64, f64)> {
+    let (parquet, csv) = (out.join("returns.parquet"), out.join("returns.csv"));
+    assert!(parquet.exists() != csv.exists(), "exactly one returns file");
+    if csv.exists() {
+        let text = std::fs::read_to_string(csv).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("timestamp,position,equity,return,drawdown")
+        );
+        return lines
+            .map(|line| {
+                let f: Vec<&str> = line.split(',').collect();
+                (
+                    f[0].to_owned(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                )
+            })
+            .collect();
+    }
+    use polars::prelude::{DataType, ParquetReader, SerReader, TimeUnit as PlTimeUnit};
+    let frame = ParquetReader::new(std::fs::File::open(parquet).unwrap())
+        .finish()
+        .unwrap();
+    let names: Vec<&str> = frame
+        .get_column_names()
+        .iter()
+        .map(|n| n.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["timestamp", "position", "equity", "return", "drawdown"]
+    );
+    let ts = frame.column("timestamp").unwrap();
+    // Written as UTC; polars without its `timezones` feature reads it back naive.
+    assert!(
+        matches!(ts.dtype(), DataType::Datetime(PlTimeUnit::Nanoseconds, _)),
+        "{}",
+        ts.dtype()
+    );
+    let ts = ts.cast(&DataType::Int64).unwrap();
+    let ts = ts.i64().unwrap();
+    let floats = |name: &str| -> Vec<f64> {
+        frame
+            .column(name)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    };
+    let (equity, returns) = (floats("equity"), floats("return"));
+    ts.into_no_null_iter()
+        .zip(equity)
+        .zip(returns)
+        .map(|((t, e), r)| {
+            let text = chrono::DateTime::from_timestamp_nanos(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            (text, e, r)
+        })
+        .collect()
+}
+
+/// trades.csv and the returns export in `out` against its report.json: the total return
+/// recomputed from the returns to 1e-12, every equity bit for bit, the trade count, fees
 /// and hit rate.
 fn exports_match_the_report(out: &Path) {
     let v = report_values(out);
-    let returns = std::fs::read_to_string(out.join("returns.csv")).unwrap();
-    let mut lines = returns.lines();
-    assert_eq!(
-        lines.next(),
-        Some("timestamp,position,equity,return,drawdown")
-    );
     let mut equity = 1.0_f64;
-    let mut rows = 0;
-    for line in lines {
-        let f: Vec<&str> = line.split(',').collect();
-        let r: f64 = f[3].parse().unwrap();
+    let rows = exported_returns(out);
+    for (ts, written, r) in &rows {
         equity *= 1.0 + r;
-        let written: f64 = f[2].parse().unwrap();
-        assert_eq!(written, equity, "{line}");
-        rows += 1;
+        assert_eq!(written.to_bits(), equity.to_bits(), "{ts}");
     }
-    assert_eq!(rows as f64, v["metrics.periods"].as_f64().unwrap());
+    assert_eq!(rows.len() as f64, v["metrics.periods"].as_f64().unwrap());
+    assert!(rows[0].0.starts_with("2024-"), "{:?}", rows[0]);
     let total = v["metrics.total_return"].as_f64().unwrap();
     assert!(
         ((equity - 1.0) - total).abs() <= 1e-12,

@@ -291,6 +291,50 @@ fn a_container_target_on_the_host_network_listens_on_loopback_without_a_publishe
     );
 }
 
+/// `gauntlet backtest --target container:IMAGE`: the model's predictions come from the
+/// container, and the trades equal the in-process engine's byte for byte.
+#[test]
+fn a_backtest_against_the_container_trades_as_the_in_process_engine_does() {
+    let Some(image) = image() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/data/ohlcv-sample.csv"
+    );
+    let backtest = |target: Option<&str>, report: &str| {
+        let mut args = vec![
+            "backtest",
+            "--data",
+            data,
+            "--model",
+            "ref-ensemble",
+            "--no-sweep",
+            "--report-dir",
+            report,
+        ];
+        if let Some(t) = target {
+            args.extend(["--target", t]);
+        }
+        let out = Command::new(BIN)
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        std::fs::read(dir.path().join(report).join("trades.csv")).unwrap()
+    };
+    let container = backtest(Some(&format!("container:{image}")), "container");
+    let in_process = backtest(None, "in-process");
+    assert!(
+        String::from_utf8_lossy(&container).lines().count() > 10,
+        "too few trades to compare"
+    );
+    assert!(
+        container == in_process,
+        "the container's trades differ from the in-process engine's"
+    );
+}
+
 /// A missing image is a setup error (exit 3) that says how to build it; nothing is pulled.
 #[test]
 fn a_missing_image_is_a_setup_error_naming_the_build_script() {

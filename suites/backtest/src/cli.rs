@@ -13,8 +13,8 @@ use clap::{Args, FromArgMatches};
 use gauntlet_engine::{Model, ModelArtifact};
 use gauntlet_harness::command::{CommandOutput, CommandReport, Host, SuiteCommand};
 use gauntlet_harness::config::{Profile, Settings};
+use gauntlet_harness::error_chain;
 use gauntlet_harness::suite::SuiteError;
-use gauntlet_harness::{HttpOptions, HttpTarget, TargetError, error_chain};
 use gauntlet_reports::{CaseResult, Section};
 
 use crate::config::{BacktestConfig, CalendarKind, Plan, SignalPlan};
@@ -47,7 +47,8 @@ pub struct BacktestArgs {
     /// ref-ensemble); with --target, the name of the model the target serves.
     #[arg(long, value_name = "ARTIFACT|NAME", env = "GAUNTLET_BACKTEST_MODEL")]
     pub model: Option<String>,
-    /// Base URL of an Open Inference Protocol server to get predictions from.
+    /// Base URL of an Open Inference Protocol server to get predictions from, or
+    /// `container:IMAGE[:TAG]` to start that image with Docker for the run.
     #[arg(long, value_name = "URL", env = "GAUNTLET_TARGET", requires = "model")]
     pub target: Option<String>,
     /// Built-in strategy instead of a model: ma-cross:FAST,SLOW.
@@ -341,7 +342,11 @@ impl BacktestOutcome {
 ///
 /// [`SuiteError::Config`] naming the flag, key, or row and column;
 /// [`SuiteError::Setup`] when the target cannot be reached.
-pub async fn prepare(args: &BacktestArgs, settings: &Settings) -> Result<Prepared, SuiteError> {
+pub async fn prepare(
+    args: &BacktestArgs,
+    settings: &Settings,
+    host: &dyn Host,
+) -> Result<Prepared, SuiteError> {
     let config = config(args, settings)?;
     let plan = Plan::from_config(&config).map_err(|e| match e {
         crate::config::ConfigError::OutOfRange(_) => usage(format!("--{e}")),
@@ -357,17 +362,12 @@ pub async fn prepare(args: &BacktestArgs, settings: &Settings) -> Result<Prepare
     let (model, target): (Option<Box<dyn Signals>>, String) = match (&plan.signal, &args.target) {
         (SignalPlan::Strategy(m), _) => (None, format!("built-in strategy {m}")),
         (SignalPlan::Model(name), Some(url)) => {
-            let target = HttpTarget::connect(url, HttpOptions::default())
+            // The host connects: an http(s):// URL, or a `container:` image it starts.
+            let target = host.connect(Some(url)).await?;
+            let description = target.describe();
+            let signals = TargetModel::connect(target, name, plan.batch_rows, plan.concurrency)
                 .await
-                .map_err(|e| match e {
-                    TargetError::InvalidUrl { .. } => usage(format!("--target: {e}")),
-                    other => setup(other),
-                })?;
-            let description = gauntlet_harness::Target::describe(&target);
-            let signals =
-                TargetModel::connect(Arc::new(target), name, plan.batch_rows, plan.concurrency)
-                    .await
-                    .map_err(setup)?;
+                .map_err(setup)?;
             (Some(Box::new(signals)), description)
         }
         (SignalPlan::Model(name), None) => {
@@ -449,7 +449,7 @@ impl SuiteCommand for BacktestCommand {
             ..Profile::default()
         };
         let settings = host.settings(args.config.as_deref(), &args.profile, &flags)?;
-        let prepared = prepare(&args, &settings).await?;
+        let prepared = prepare(&args, &settings, host).await?;
         host.check_report_dir(&args.report_dir)?;
         let target = prepared.target.clone();
         let outcome = prepared.run().await?;

@@ -96,7 +96,7 @@ impl Downsampler {
             buckets,
             bucket: 0,
             start: 0,
-            end: if buckets == 0 { 0 } else { len / buckets },
+            end: len.checked_div(buckets).unwrap_or(0),
             pushed: 0,
             lo: None,
             hi: None,

@@ -89,11 +89,13 @@ pub(super) fn cases() -> Vec<Case> {
 /// Rows per request in these cases.
 const ROWS: usize = 3;
 
-/// A client of the target's gRPC service; the endpoint (and an in-process server) lives as
-/// long as the returned guard.
-async fn client(ctx: &CaseCtx) -> Result<(GrpcClient, gauntlet_harness::GrpcEndpoint), CaseError> {
+/// A client of the target's gRPC service, after the endpoint that keeps an in-process server
+/// up: bound as `let (_guard, c)`, the client drops (closing its connection) before the server
+/// stops, which would otherwise wait out its shutdown grace for that connection.
+async fn client(ctx: &CaseCtx) -> Result<(gauntlet_harness::GrpcEndpoint, GrpcClient), CaseError> {
     let endpoint = ctx.target.grpc_endpoint().await?;
-    Ok((endpoint.client().await?, endpoint))
+    let client = endpoint.client().await?;
+    Ok((endpoint, client))
 }
 
 /// A transport failure of a call is an error (no verdict); a status is the target's answer.
@@ -119,7 +121,7 @@ fn subject(ctx: &CaseCtx) -> Result<String, CaseError> {
 /// The spec: "The ServerLive API indicates if the inference server is able to receive and
 /// respond to metadata and inference requests."
 async fn grpc_server_live(ctx: CaseCtx) -> CaseOutcome {
-    let (mut c, _guard) = client(&ctx).await?;
+    let (_guard, mut c) = client(&ctx).await?;
     let reply = c
         .server_live(ServerLiveRequest {})
         .await
@@ -133,7 +135,7 @@ async fn grpc_server_live(ctx: CaseCtx) -> CaseOutcome {
 
 /// The spec: "The ServerReady API indicates if the server is ready for inferencing."
 async fn grpc_server_ready(ctx: CaseCtx) -> CaseOutcome {
-    let (mut c, _guard) = client(&ctx).await?;
+    let (_guard, mut c) = client(&ctx).await?;
     let reply = c
         .server_ready(ServerReadyRequest {})
         .await
@@ -148,7 +150,7 @@ async fn grpc_server_ready(ctx: CaseCtx) -> CaseOutcome {
 /// The spec: the ServerMetadata response carries the server's `name`, `version` and
 /// `extensions`.
 async fn grpc_server_metadata(ctx: CaseCtx) -> CaseOutcome {
-    let (mut c, _guard) = client(&ctx).await?;
+    let (_guard, mut c) = client(&ctx).await?;
     let meta = c
         .server_metadata(ServerMetadataRequest {})
         .await
@@ -169,7 +171,7 @@ async fn grpc_server_metadata(ctx: CaseCtx) -> CaseOutcome {
 /// model the server does not have is not ready: `ready: false` or `NOT_FOUND` both say so.
 async fn grpc_model_ready(ctx: CaseCtx) -> CaseOutcome {
     let name = subject(&ctx)?;
-    let (mut c, _guard) = client(&ctx).await?;
+    let (_guard, mut c) = client(&ctx).await?;
     let ready = c
         .model_ready(ModelReadyRequest {
             name: name.clone(),
@@ -210,7 +212,7 @@ async fn grpc_model_ready(ctx: CaseCtx) -> CaseOutcome {
 /// server does not have.
 async fn grpc_model_metadata(ctx: CaseCtx) -> CaseOutcome {
     let name = subject(&ctx)?;
-    let (mut c, _guard) = client(&ctx).await?;
+    let (_guard, mut c) = client(&ctx).await?;
     let meta = c
         .model_metadata(ModelMetadataRequest {
             name: name.clone(),
@@ -371,7 +373,7 @@ async fn infer_rows(
 /// The reference models' predictions over gRPC equal the model library's, and over HTTP the
 /// same target's (when it speaks HTTP too).
 async fn grpc_infer_matches_reference(ctx: CaseCtx) -> CaseOutcome {
-    let (mut c, _guard) = client(&ctx).await?;
+    let (_guard, mut c) = client(&ctx).await?;
     for artifact in both_references(&ctx)? {
         let n = artifact.features.len();
         let data = typical_rows(artifact, ctx.seed, ROWS);
@@ -413,7 +415,7 @@ async fn grpc_infer_matches_reference(ctx: CaseCtx) -> CaseOutcome {
 /// The spec: tensor data may be sent "in 'raw' bytes form" (`raw_input_contents`, flattened,
 /// row-major, little-endian); the answer — typed or raw — carries the same predictions.
 async fn grpc_infer_raw_contents(ctx: CaseCtx) -> CaseOutcome {
-    let (mut c, _guard) = client(&ctx).await?;
+    let (_guard, mut c) = client(&ctx).await?;
     let [artifact, _] = both_references(&ctx)?;
     let n = artifact.features.len();
     let data = typical_rows(artifact, ctx.seed, ROWS);
@@ -446,7 +448,7 @@ async fn grpc_infer_raw_contents(ctx: CaseCtx) -> CaseOutcome {
 /// does not match the data, a feature width the model does not have, an input name the model
 /// does not know.
 async fn grpc_infer_invalid_tensor(ctx: CaseCtx) -> CaseOutcome {
-    let (mut c, _guard) = client(&ctx).await?;
+    let (_guard, mut c) = client(&ctx).await?;
     let [artifact, _] = both_references(&ctx)?;
     let n = artifact.features.len();
     let data = typical_rows(artifact, ctx.seed, 1);
@@ -492,7 +494,7 @@ async fn grpc_infer_invalid_tensor(ctx: CaseCtx) -> CaseOutcome {
 
 /// Inference with a model the server does not have is `NOT_FOUND`.
 async fn grpc_infer_unknown_model(ctx: CaseCtx) -> CaseOutcome {
-    let (mut c, _guard) = client(&ctx).await?;
+    let (_guard, mut c) = client(&ctx).await?;
     let unknown = scratch_name("no-such-model", ctx.seed);
     match c.model_infer(fp64_request(&unknown, 2, &[0.0, 0.0])).await {
         Ok(r) => Err(CaseError::Fail(format!(

@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"
+//! grpc-listen = "127.0.0.1:8081"  # the OIP over gRPC too; off by default
 //! model-dir = "models"
 //! max-body-bytes = 1048576
 //! max-batch-rows = 10000
@@ -61,6 +62,11 @@ pub const MAX_WORKER_THREADS: usize = 1024;
 pub struct EngineConfig {
     /// Address to bind (`127.0.0.1:8080`; port 0 picks a free port).
     pub listen: SocketAddr,
+    /// Address of the second port, serving the Open Inference Protocol over gRPC (KServe V2
+    /// `inference.GRPCInferenceService`, HTTP/2 cleartext; port 0 picks a free port); off when
+    /// absent. Not with `security.tls-cert`: the gRPC port has no TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_listen: Option<SocketAddr>,
     /// Directory of `*.json` artifacts loaded and promoted at start, and read by the
     /// repository load route when no artifact is posted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,6 +130,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             listen: DEFAULT_LISTEN,
+            grpc_listen: None,
             model_dir: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
@@ -252,6 +259,12 @@ impl EngineConfig {
                 );
             }
         }
+        if self.grpc_listen.is_some() && self.security.tls_cert.is_some() {
+            return invalid(
+                "grpc-listen",
+                "serves plain HTTP/2 (no TLS), so it cannot be combined with security.tls-cert",
+            );
+        }
         self.security
             .validate()
             .or_else(|(field, message)| invalid(field, &message))
@@ -297,14 +310,28 @@ mod tests {
     }
 
     #[test]
+    fn grpc_listen_refuses_tls() {
+        let msg = EngineConfig::from_toml_str(
+            "grpc-listen = \"127.0.0.1:0\"\n[security]\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            msg,
+            "invalid config: grpc-listen serves plain HTTP/2 (no TLS), so it cannot be combined with security.tls-cert"
+        );
+    }
+
+    #[test]
     fn parses_every_key() {
         let c = EngineConfig::from_toml_str(
             "listen = \"127.0.0.1:0\"\nmodel-dir = \"/m\"\nmax-body-bytes = 10\n\
              max-batch-rows = 5\nmax-artifact-bytes = 7\nrequest-timeout = \"250ms\"\n\
              shutdown-delay = \"3s\"\nshutdown-grace = \"1s\"\nheader-read-timeout = \"300ms\"\n\
-             worker-threads = 3\ninject-latency = \"5ms\"\n",
+             worker-threads = 3\ninject-latency = \"5ms\"\ngrpc-listen = \"127.0.0.1:9\"\n",
         )
         .unwrap();
+        assert_eq!(c.grpc_listen.map(|a| a.port()), Some(9));
         assert_eq!(c.worker_threads, Some(3));
         assert_eq!(c.inject_latency, Duration::from_millis(5));
         assert_eq!(c.listen.port(), 0);

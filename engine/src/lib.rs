@@ -28,13 +28,15 @@
 //! ```
 //!
 //! The HTTP API is [`app`], a plain `axum::Router` over an [`AppState`]; [`serve`] runs it on
-//! a socket with graceful shutdown. The `gauntlet-engine` binary wraps both.
+//! a socket with graceful shutdown. [`serve_grpc`] serves the same state over the protocol's
+//! gRPC form ([`grpc`]) on a second socket. The `gauntlet-engine` binary wraps them.
 #![deny(missing_docs)]
 
 pub mod artifact;
 pub mod audit;
 pub mod backend;
 pub mod config;
+pub mod grpc;
 pub mod http;
 mod json;
 mod metrics;
@@ -51,6 +53,7 @@ pub mod trading;
 
 pub use crate::artifact::{ArtifactError, ModelArtifact};
 pub use crate::config::{ConfigError, EngineConfig};
+pub use crate::grpc::serve_grpc;
 pub use crate::http::app;
 pub use crate::model::Model;
 pub use crate::registry::{

@@ -1,7 +1,8 @@
 //! `gauntlet-engine`: serve models over the Open Inference Protocol.
 //!
 //! Prints `listening on ADDR` (the bound address, so `--listen 127.0.0.1:0` is usable) on
-//! stdout once it accepts connections; logs go to stderr. See `--help` for exit codes.
+//! stdout once it accepts connections, then `grpc listening on ADDR` when `--grpc-listen` is
+//! given; logs go to stderr. See `--help` for exit codes.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use gauntlet_engine::security::Security;
-use gauntlet_engine::{AppState, EngineConfig, ShutdownSignals, serve, serve_tls};
+use gauntlet_engine::{AppState, EngineConfig, ShutdownSignals, serve, serve_grpc, serve_tls};
 use tracing_subscriber::EnvFilter;
 
 mod commands;
@@ -42,7 +43,7 @@ A second SIGTERM or SIGINT during the delay or the grace stops the engine at onc
 
 Exit codes:
   0  shut down cleanly after SIGTERM or SIGINT (a subcommand: succeeded)
-  1  runtime failure (cannot bind the listen address, listener error)
+  1  runtime failure (cannot bind the listen or gRPC address, listener error)
   2  invalid flags or config file, a security file (keyring, admin keys, read tokens, TLS
      certificate or key) that fails to load or is readable by group/others, or a model file
      that fails to load (a subcommand: failed)
@@ -60,6 +61,10 @@ struct Cli {
     /// Address to listen on [default: 127.0.0.1:8080; port 0 picks a free port].
     #[arg(long, env = "GAUNTLET_ENGINE_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Also serve the Open Inference Protocol over gRPC (KServe V2 GRPCInferenceService,
+    /// plain HTTP/2) on this address; port 0 picks a free port [default: off].
+    #[arg(long, env = "GAUNTLET_ENGINE_GRPC_LISTEN", value_name = "ADDR")]
+    grpc_listen: Option<SocketAddr>,
     /// Directory of `*.json` artifacts to load and promote at start.
     #[arg(long, env = "GAUNTLET_ENGINE_MODEL_DIR", value_name = "DIR")]
     model_dir: Option<PathBuf>,
@@ -180,6 +185,9 @@ fn build_config(cli: &Cli) -> anyhow::Result<EngineConfig> {
     };
     if let Some(listen) = cli.listen {
         config.listen = listen;
+    }
+    if let Some(listen) = cli.grpc_listen {
+        config.grpc_listen = Some(listen);
     }
     if let Some(dir) = &cli.model_dir {
         config.model_dir = Some(dir.clone());
@@ -366,29 +374,53 @@ async fn serve_until_stopped(state: &AppState, config: &EngineConfig) -> ExitCod
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
+    let grpc = match config.grpc_listen {
+        Some(grpc_addr) => match bind(grpc_addr).await {
+            Ok(bound) => Some(bound),
+            Err(code) => return code,
+        },
+        None => None,
+    };
     // Handlers first: a SIGTERM sent as soon as the address is announced must not kill us.
     let mut signals = ShutdownSignals::new();
     let mut stdout = std::io::stdout().lock();
-    // The harness parses this line for the port; it must reach the pipe now.
-    if writeln!(stdout, "listening on {addr}")
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
+    // The harness parses these lines for the ports; they must reach the pipe now.
+    let announced = writeln!(stdout, "listening on {addr}").and_then(|()| match &grpc {
+        Some((_, grpc_addr)) => writeln!(stdout, "grpc listening on {grpc_addr}"),
+        None => Ok(()),
+    });
+    if announced.and_then(|()| stdout.flush()).is_err() {
         tracing::warn!("stdout is closed; not announcing the address");
     }
     drop(stdout);
     tracing::info!(%addr, models = state.registry().len(), "serving");
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let stop = async {
-        let _ = stop_rx.await;
+    // Both servers stop accepting when the sender sends (or is dropped).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
+        let _ = rx.changed().await;
     };
     tracing::info!(tls = tls.is_some(), "accepting connections");
-    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+    let stop = stopped(stop_rx.clone());
+    let http: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
         Some(acceptor) => Box::pin(serve_tls(listener, state.clone(), acceptor, stop)),
         None => Box::pin(serve(listener, state.clone(), stop)),
     };
-    let mut server = server;
+    let mut server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match grpc
+    {
+        Some((grpc_listener, grpc_addr)) => {
+            tracing::info!(addr = %grpc_addr, "serving the OIP over gRPC");
+            let grpc = serve_grpc(grpc_listener, state.clone(), stopped(stop_rx));
+            Box::pin(async move {
+                tokio::try_join!(http, async {
+                    grpc.await
+                        .map_err(|e| std::io::Error::other(format!("gRPC server: {e}")))
+                })
+                .map(|((), ())| ())
+            })
+        }
+        None => http,
+    };
     let result = tokio::select! {
         result = &mut server => result,
         name = signals.next() => {
@@ -407,6 +439,7 @@ async fn serve_until_stopped(state: &AppState, config: &EngineConfig) -> ExitCod
                 None => {
                     tracing::info!(grace = ?config.shutdown_grace, "draining");
                     let _ = stop_tx.send(());
+                    drop(stop_tx);
                     let drained = tokio::select! {
                         drained = tokio::time::timeout(config.shutdown_grace, &mut server) => drained,
                         name = signals.next() => return cut_short(name),
@@ -435,6 +468,19 @@ async fn serve_until_stopped(state: &AppState, config: &EngineConfig) -> ExitCod
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+/// Binds the gRPC listener: the listener and its bound address, or the exit code.
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), ExitCode> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
+        eprintln!("gauntlet-engine: error: failed to bind the gRPC address {addr}: {err}");
+        ExitCode::from(EXIT_RUNTIME)
+    })?;
+    let bound = listener.local_addr().map_err(|err| {
+        eprintln!("gauntlet-engine: error: failed to read the bound gRPC address: {err}");
+        ExitCode::from(EXIT_RUNTIME)
+    })?;
+    Ok((listener, bound))
 }
 
 /// A second signal during the shutdown delay or grace: stop now, abandoning what is in flight.

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
 use gauntlet_harness::{
-    ContainerTarget, HttpOptions, HttpTarget, Registry, RegistryError, SuiteError, Target,
-    TargetError, error_chain,
+    ContainerTarget, GrpcTarget, HttpOptions, HttpTarget, Registry, RegistryError, SuiteError,
+    Target, TargetError, error_chain,
 };
 use gauntlet_reports::{ExitCode, RunMeta, RunReport};
 
@@ -95,7 +95,7 @@ pub fn resolve_settings(
 /// log (`gauntlet audit verify gauntlet-report/audit-log`).
 pub const AUDIT_LOG_DIR: &str = "audit-log";
 
-/// The target at `url` (`http://…`, or `container:IMAGE[:TAG]` started here, its logs in
+/// The target at `url` (`http://…`, `grpc://host:port`, or `container:IMAGE[:TAG]` started here, its logs in
 /// `container.log` of `report_dir` when given), or the in-process reference engine when `url`
 /// is None (the log of its audited twin, for the compliance suite, in `audit-log/` of
 /// `report_dir` when given).
@@ -109,6 +109,15 @@ pub async fn connect(
     if let Some(image) = url.and_then(|u| u.strip_prefix("container:")) {
         let startup = std::time::Duration::from_secs(30);
         return match ContainerTarget::start(image, options, startup, logs).await {
+            Ok(t) => Ok(Arc::new(t)),
+            Err(e @ TargetError::InvalidUrl { .. }) => {
+                Err(Failure::usage(format!("--target: {e}")))
+            }
+            Err(e) => Err(Failure::setup_err(e)),
+        };
+    }
+    if let Some(url) = url.filter(|u| u.starts_with("grpc://")) {
+        return match GrpcTarget::connect(url, options).await {
             Ok(t) => Ok(Arc::new(t)),
             Err(e @ TargetError::InvalidUrl { .. }) => {
                 Err(Failure::usage(format!("--target: {e}")))

@@ -276,8 +276,12 @@ impl Case {
         format!("{}::{}", self.suite, self.name)
     }
 
-    /// The first capability the target lacks, if any.
+    /// The first capability the target lacks, if any: [`Capability::Http`] first for a case
+    /// that does not need [`Capability::Grpc`] (so speaks HTTP) against a gRPC-only target.
     pub fn missing_capability(&self, target: &dyn Target) -> Option<Capability> {
+        if !target.speaks_http() && !self.needs.contains(&Capability::Grpc) {
+            return Some(Capability::Http);
+        }
         self.needs
             .iter()
             .copied()

@@ -65,6 +65,17 @@ async fn infer_named(
         let remote = Arc::clone(remote);
         return super::remote::infer(state, &remote, start, headers, body).await;
     }
+    let (known, model) = select_model(state, name, version);
+    finish(state, name, known, start, model, headers, body).await
+}
+
+/// The local model an infer call names: its live version, or `version`. The flag says
+/// whether the registry knows the name (for the request metrics).
+pub(crate) fn select_model(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> (bool, Result<Arc<Model>, ApiError>) {
     let versions = state.registry().versions(name);
     let model = match (&versions, version) {
         (None, _) => Err(ApiError::unknown_model(name)),
@@ -78,7 +89,7 @@ async fn infer_named(
             .cloned()
             .ok_or_else(|| unknown_version(name, version, v)),
     };
-    finish(state, name, versions.is_some(), start, model, headers, body).await
+    (versions.is_some(), model)
 }
 
 pub(crate) fn unknown_version(name: &str, version: &str, versions: &ModelVersions) -> ApiError {
@@ -153,6 +164,26 @@ pub(crate) async fn serve_request(
     request: InferRequest,
     degraded: Option<crate::backend::Fallback>,
 ) -> Result<Response, ApiError> {
+    let predicted = predict(state, model, headers, request, degraded).await?;
+    // About 200 bytes of names and framing, up to 25 per prediction and 130 per listed change.
+    let capacity = 256
+        + predicted.outputs[0].data.len() * 25
+        + predicted.parameters.sanitiser_changes.len() * 130;
+    // `Ok` from here on: this answer has had its delay.
+    Ok(json_response(&predicted, capacity).unwrap_or_else(IntoResponse::into_response))
+}
+
+/// The transport-free core of an infer call (HTTP and gRPC): checks the requested outputs and
+/// the limits, decodes, sanitises and predicts with `model`, waits out `inject-latency`,
+/// counts the sanitiser changes and audits the prediction. The answer has one output,
+/// [`OUTPUT_NAME`].
+pub(crate) async fn predict(
+    state: &AppState,
+    model: Arc<Model>,
+    headers: &HeaderMap,
+    request: InferRequest,
+    degraded: Option<crate::backend::Fallback>,
+) -> Result<InferResponse, ApiError> {
     let config = state.config();
     check_outputs(request.outputs.as_deref())?;
     let InferRequest { id, inputs, .. } = request;
@@ -184,29 +215,22 @@ pub(crate) async fn serve_request(
     changes.truncate(MAX_REPORTED_CHANGES);
     let rows = predictions.len() as u64;
     super::audit::record_prediction(state, headers, &model, id.as_deref(), rows)?;
-    // About 200 bytes of names and framing, up to 25 per prediction and 130 per listed change.
-    let capacity = 256 + predictions.len() * 25 + changes.len() * 130;
-    // `Ok` from here on: this answer has had its delay.
-    Ok(json_response(
-        &InferResponse {
-            model_name: model.name().to_owned(),
-            model_version: model.version().to_owned(),
-            id,
-            parameters: ResponseParameters {
-                sanitiser_changes: changes,
-                sanitiser_changes_total,
-                degraded,
-            },
-            outputs: vec![ResponseOutput {
-                name: OUTPUT_NAME.to_owned(),
-                shape: vec![rows],
-                datatype: Datatype::Fp64,
-                data: predictions,
-            }],
+    Ok(InferResponse {
+        model_name: model.name().to_owned(),
+        model_version: model.version().to_owned(),
+        id,
+        parameters: ResponseParameters {
+            sanitiser_changes: changes,
+            sanitiser_changes_total,
+            degraded,
         },
-        capacity,
-    )
-    .unwrap_or_else(IntoResponse::into_response))
+        outputs: vec![ResponseOutput {
+            name: OUTPUT_NAME.to_owned(),
+            shape: vec![rows],
+            datatype: Datatype::Fp64,
+            data: predictions,
+        }],
+    })
 }
 
 /// Waits out the configured `inject-latency` (fault injection), if any: once per infer

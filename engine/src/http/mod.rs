@@ -44,6 +44,7 @@ pub use self::audit::{AUDIT_EXTENSION, FOUR_EYES_EXTENSION};
 pub(crate) use self::body::{check_declared_length, read_body};
 pub(crate) use self::error::ApiError;
 pub use self::infer::OUTPUT_NAME;
+pub(crate) use self::infer::{inject_latency, predict, select_model, unknown_version};
 pub use self::principal::{CLIENT_HEADER, PRINCIPAL_HEADER};
 pub(crate) use self::repository::LOAD_BODY_DEADLINE;
 pub use self::trading::TRADING_EXTENSION;
@@ -194,6 +195,11 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
 }
 
 async fn server_metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
+    Json(server_info(&state))
+}
+
+/// The server's name, version and extensions (`GET /v2`, gRPC `ServerMetadata`).
+pub(crate) fn server_info(state: &AppState) -> ServerMetadata {
     let mut extensions = vec![
         "model_repository".to_owned(),
         TRADING_EXTENSION.to_owned(),
@@ -205,11 +211,11 @@ async fn server_metadata(State(state): State<AppState>) -> Json<ServerMetadata> 
     if state.four_eyes() {
         extensions.push(FOUR_EYES_EXTENSION.to_owned());
     }
-    Json(ServerMetadata {
+    ServerMetadata {
         name: SERVER_NAME.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         extensions,
-    })
+    }
 }
 
 /// The server-metadata extension that says this server keeps the reference engine's policies
@@ -249,7 +255,10 @@ fn probe(ready: bool) -> Response {
     }
 }
 
-fn lookup(state: &AppState, name: &str) -> Result<std::sync::Arc<ModelVersions>, ApiError> {
+pub(crate) fn lookup(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<ModelVersions>, ApiError> {
     state
         .registry()
         .versions(name)
@@ -278,7 +287,7 @@ async fn version_metadata(
     Ok(Json(metadata(&versions, model)))
 }
 
-fn metadata(versions: &ModelVersions, model: &Model) -> ModelMetadata {
+pub(crate) fn metadata(versions: &ModelVersions, model: &Model) -> ModelMetadata {
     let n = i64::try_from(model.n_features()).unwrap_or(i64::MAX);
     ModelMetadata {
         name: model.name().to_owned(),

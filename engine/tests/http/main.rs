@@ -8,6 +8,7 @@
 mod audit;
 mod connection;
 mod crash;
+mod grpc;
 mod heavy;
 mod infer_edges;
 mod inject;

@@ -47,10 +47,11 @@ pub struct SelectArgs {
 pub struct RunArgs {
     #[command(flatten)]
     select: SelectArgs,
-    /// Base URL of an Open Inference Protocol server, or `container:IMAGE[:TAG]` to start
-    /// that image with Docker for the run (`container:gauntlet-engine:dev`, built by
-    /// ci/image/build; its logs go to container.log in the report directory;
-    /// `…?network=host` skips Docker's port proxy); default: the in-process reference engine.
+    /// Base URL of an Open Inference Protocol server, `grpc://host:port` for its gRPC service
+    /// (cases over HTTP are then skipped), or `container:IMAGE[:TAG]` to start that image with
+    /// Docker for the run (`container:gauntlet-engine:dev`, built by ci/image/build; its logs
+    /// go to container.log in the report directory; `…?network=host` skips Docker's port
+    /// proxy); default: the in-process reference engine.
     #[arg(long, env = "GAUNTLET_TARGET", value_name = "URL")]
     target: Option<String>,
     /// Config profile from gauntlet.toml.

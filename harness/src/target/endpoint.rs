@@ -45,7 +45,13 @@ impl ServedEngine {
     /// Serves `state` on `127.0.0.1:0` with `worker_threads` tokio workers named
     /// [`ENGINE_THREAD_PREFIX`]`-N`; returns once the port is bound.
     pub fn start(state: AppState, worker_threads: usize) -> Result<Self, TargetError> {
-        ServedEngine::start_with(state, worker_threads, None)
+        ServedEngine::start_with(state, worker_threads, Protocol::Http)
+    }
+
+    /// [`ServedEngine::start`] for the engine's gRPC service
+    /// ([`gauntlet_engine::serve_grpc`]); reach it at `grpc://` [`ServedEngine::addr`].
+    pub fn start_grpc(state: AppState, worker_threads: usize) -> Result<Self, TargetError> {
+        ServedEngine::start_with(state, worker_threads, Protocol::Grpc)
     }
 
     /// [`ServedEngine::start`] over TLS with `acceptor` (the URL is still `http://…`; reach it
@@ -55,13 +61,13 @@ impl ServedEngine {
         worker_threads: usize,
         acceptor: gauntlet_engine::security::tls::TlsAcceptor,
     ) -> Result<Self, TargetError> {
-        ServedEngine::start_with(state, worker_threads, Some(acceptor))
+        ServedEngine::start_with(state, worker_threads, Protocol::Tls(acceptor))
     }
 
     fn start_with(
         state: AppState,
         worker_threads: usize,
-        tls: Option<gauntlet_engine::security::tls::TlsAcceptor>,
+        protocol: Protocol,
     ) -> Result<Self, TargetError> {
         let setup = |reason: String| TargetError::Unreachable {
             url: "in-process engine on 127.0.0.1:0".to_owned(),
@@ -103,11 +109,16 @@ impl ServedEngine {
                     };
                     let served: std::pin::Pin<
                         Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>,
-                    > = match tls {
-                        Some(acceptor) => {
+                    > = match protocol {
+                        Protocol::Tls(acceptor) => {
                             Box::pin(gauntlet_engine::serve_tls(listener, state, acceptor, stop))
                         }
-                        None => Box::pin(gauntlet_engine::serve(listener, state, stop)),
+                        Protocol::Http => Box::pin(gauntlet_engine::serve(listener, state, stop)),
+                        Protocol::Grpc => Box::pin(async move {
+                            gauntlet_engine::serve_grpc(listener, state, stop)
+                                .await
+                                .map_err(std::io::Error::other)
+                        }),
                     };
                     tokio::pin!(served);
                     tokio::select! {
@@ -141,6 +152,13 @@ impl ServedEngine {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// What a [`ServedEngine`] serves.
+enum Protocol {
+    Http,
+    Tls(gauntlet_engine::security::tls::TlsAcceptor),
+    Grpc,
 }
 
 impl Drop for ServedEngine {

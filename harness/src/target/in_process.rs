@@ -21,7 +21,10 @@ use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_engine::{AppState, EngineConfig};
 
 use super::security::{ExtraHeader, RawEndpoint, SecurityAccess, prepare};
-use super::{Audited, Capabilities, Capability, HttpEndpoint, ServedEngine, Target, TargetError};
+use super::{
+    Audited, Capabilities, Capability, GrpcEndpoint, HttpEndpoint, ServedEngine, Target,
+    TargetError,
+};
 
 /// The reference engine's `app()` driven with `oneshot`: no socket, no port.
 #[derive(Clone)]
@@ -93,6 +96,7 @@ impl InProcess {
             Capability::Repository,
             Capability::ArtifactUpload,
             Capability::Metrics,
+            Capability::Grpc,
         ]
         .into_iter()
         .collect();
@@ -286,6 +290,20 @@ impl Target for InProcess {
             url: server.url(),
             authorization: None,
             server: Some(server),
+        })
+    }
+
+    /// Serves this engine's state over gRPC on `127.0.0.1:0` with its own runtime (cores as
+    /// [`Target::http_endpoint`]), until the last clone of the endpoint drops.
+    async fn grpc_endpoint(&self) -> Result<GrpcEndpoint, TargetError> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let server = ServedEngine::start_grpc(self.state.clone(), cores.saturating_sub(1).max(1))?;
+        let defaults = super::HttpOptions::default();
+        Ok(GrpcEndpoint {
+            authority: server.addr().to_string(),
+            timeout: defaults.request_timeout,
+            connect_timeout: defaults.connect_timeout,
+            server: Some(Arc::new(server)),
         })
     }
 

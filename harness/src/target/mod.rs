@@ -5,6 +5,7 @@
 
 mod container;
 mod endpoint;
+mod grpc;
 mod http_url;
 mod in_process;
 pub mod retries;
@@ -24,6 +25,7 @@ use gauntlet_engine::oip::{ErrorBody, InferRequest, InferResponse};
 
 pub use container::{ContainerTarget, LABEL as CONTAINER_LABEL, split_image};
 pub use endpoint::{ENGINE_THREAD_PREFIX, HttpEndpoint, ServedEngine};
+pub use grpc::{GrpcClient, GrpcEndpoint, GrpcTarget, grpc_authority};
 pub use http_url::{HttpOptions, HttpTarget, redact_url};
 pub use in_process::{InProcess, InProcessError};
 pub use retries::{ConnectionRetry, Exchange, Retries, with_case};
@@ -41,6 +43,13 @@ pub enum Capability {
     ArtifactUpload,
     /// A Prometheus `GET /metrics` endpoint.
     Metrics,
+    /// The Open Inference Protocol over gRPC (`inference.GRPCInferenceService`), reached with
+    /// [`Target::grpc_endpoint`].
+    Grpc,
+    /// The Open Inference Protocol over HTTP. Every case needs it unless it needs
+    /// [`Capability::Grpc`], without listing it: a target lacks it when
+    /// [`Target::speaks_http`] is false (a `grpc://` target).
+    Http,
 }
 
 impl fmt::Display for Capability {
@@ -49,6 +58,8 @@ impl fmt::Display for Capability {
             Capability::Repository => "repository extension (load/promote/rollback)",
             Capability::ArtifactUpload => "artifact upload in load requests",
             Capability::Metrics => "Prometheus /metrics endpoint",
+            Capability::Grpc => "the OIP over gRPC (GRPCInferenceService)",
+            Capability::Http => "the OIP over HTTP (it is a gRPC-only target)",
         })
     }
 }
@@ -135,6 +146,22 @@ pub trait Target: Send + Sync {
         Err(TargetError::Unsupported {
             target: self.describe(),
             what: "an HTTP endpoint".to_owned(),
+        })
+    }
+
+    /// Whether [`Target::send`] reaches an HTTP API: true but for a `grpc://` target. Cases
+    /// that do not need [`Capability::Grpc`] need HTTP, and are skipped when it is false.
+    fn speaks_http(&self) -> bool {
+        true
+    }
+
+    /// Where the target serves the OIP over gRPC, for cases and drivers that speak it; the
+    /// in-process engine starts its gRPC server on a loopback port on first use. Targets
+    /// without [`Capability::Grpc`] keep this default, [`TargetError::Unsupported`].
+    async fn grpc_endpoint(&self) -> Result<GrpcEndpoint, TargetError> {
+        Err(TargetError::Unsupported {
+            target: self.describe(),
+            what: Capability::Grpc.to_string(),
         })
     }
 

@@ -77,6 +77,11 @@ impl Target for Defective {
         self.inner.capabilities()
     }
 
+    /// The defects are the HTTP API's: gRPC reaches the engine unchanged.
+    async fn grpc_endpoint(&self) -> Result<gauntlet_harness::GrpcEndpoint, TargetError> {
+        self.inner.grpc_endpoint().await
+    }
+
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {
         let path = request.uri().path().to_owned();
         let is_infer = path.ends_with("/infer");
@@ -506,6 +511,11 @@ impl Target for SecDefective {
 
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()
+    }
+
+    /// The defects are the HTTP API's: gRPC reaches the engine unchanged.
+    async fn grpc_endpoint(&self) -> Result<gauntlet_harness::GrpcEndpoint, TargetError> {
+        self.inner.grpc_endpoint().await
     }
 
     fn security(&self) -> Option<&gauntlet_harness::SecurityAccess> {

@@ -29,9 +29,10 @@ use crate::workload;
 /// scenario.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Base URL of the server, `container:IMAGE[:TAG]` to start that image with Docker
-    /// (`container:IMAGE?network=host` on the host's network, without Docker's port proxy), or
-    /// `in-process` for the embedded reference engine served on a loopback port.
+    /// Base URL of the server, `grpc://host:port` for `ModelInfer` calls to its gRPC service,
+    /// `container:IMAGE[:TAG]` to start that image with Docker (`container:IMAGE?network=host`
+    /// on the host's network, without Docker's port proxy), or `in-process` for the embedded
+    /// reference engine served on a loopback port.
     #[arg(long, env = "GAUNTLET_TARGET", default_value = "in-process")]
     pub target: String,
     /// Config profile from gauntlet.toml (its `[profile.X.load]` table).
@@ -225,8 +226,7 @@ async fn load(
     let setup = |e: &dyn std::fmt::Display| SuiteError::Setup(e.to_string());
     let seed = args.seed.unwrap_or(settings.seed);
     let shard = args.shard.unwrap_or(Shard::WHOLE);
-    let endpoint = target
-        .http_endpoint()
+    let (endpoint, grpc_endpoint) = crate::scenario::endpoint(target.as_ref())
         .await
         .map_err(|e| SuiteError::Setup(error_chain(&e)))?;
     let payload =
@@ -249,7 +249,7 @@ async fn load(
         .drive(&format!("shard {shard}"), config)
         .await
         .map_err(|e| setup(&e))?;
-    drop(endpoint);
+    drop((endpoint, grpc_endpoint));
     let described = redact_url(&target.describe());
     if let Some(out) = &args.out {
         ShardFile::from_run(&run.stats, &run.validity, &s, &described, seed)

@@ -10,6 +10,8 @@
 //! - the connection tasks, one per pooled HTTP/1.1 connection (`src/http1.rs`: the request
 //!   serialised once, the response head parsed with `httparse`), take the next request, drop
 //!   it (counted) if it waited past the queue deadline, else send it and record the outcome;
+//!   against a `grpc://host:port` base URL they make `ModelInfer` calls instead, several
+//!   tasks to an HTTP/2 connection (`src/grpc.rs`);
 //! - the sampler (`gx-load-cpu`, see [`crate::sampler`]) reads CPU and load each second.
 //!
 //! With one runtime thread (the default) a release is a wake-up of a task on the same
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, Uri};
 
+use crate::grpc;
 use crate::histogram::{Latencies, SecondStats};
 use crate::http1::{self, Conn, Prepared};
 use crate::pacer::Pacer;
@@ -71,13 +74,17 @@ impl ResponseCheck for AnyBody {
 /// The request every scheduled slot sends.
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
-    /// Base URL, `http://host:port` (no path).
+    /// Base URL, `http://host:port`, or `grpc://host:port` for the OIP's gRPC `ModelInfer`
+    /// (no path).
     pub base_url: String,
     /// Method.
     pub method: Method,
-    /// Path and query, `/v2/models/ref-linear/infer`.
+    /// Path and query, `/v2/models/ref-linear/infer`; over gRPC, the model (and version) it
+    /// names.
     pub path: String,
-    /// Body (sent as `application/json` when not empty).
+    /// Body (sent as `application/json` when not empty); over gRPC, the JSON infer request
+    /// sent as a `ModelInferRequest`, and the response is checked by the gRPC path's own check
+    /// (`check` applies to HTTP responses).
     pub body: Bytes,
     /// Further bodies: request `k` of the schedule sends `[body, variants…][k mod (1 + len)]`
     /// (a payload template's renderings). Empty: every request sends `body`.
@@ -244,6 +251,8 @@ struct Slot {
 struct Destination {
     authority: String,
     host: HeaderValue,
+    /// `grpc://`: `ModelInfer` calls over HTTP/2.
+    grpc: bool,
 }
 
 fn destination(base_url: &str) -> Result<Destination, DriverError> {
@@ -252,10 +261,19 @@ fn destination(base_url: &str) -> Result<Destination, DriverError> {
         reason: reason.to_owned(),
     };
     let uri: Uri = base_url.parse().map_err(|_| bad("not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(bad("the load driver speaks plain http:// only"));
-    }
+    let grpc = match uri.scheme_str() {
+        Some("http") => false,
+        Some("grpc") => true,
+        _ => {
+            return Err(bad(
+                "the load driver speaks plain http:// (or grpc://host:port) only",
+            ));
+        }
+    };
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    if grpc && authority.port_u16().is_none() {
+        return Err(bad("a grpc:// URL needs a port"));
+    }
     let port = authority.port_u16().unwrap_or(80);
     let host = authority.host();
     let host_header =
@@ -263,6 +281,7 @@ fn destination(base_url: &str) -> Result<Destination, DriverError> {
     Ok(Destination {
         authority: format!("{host}:{port}"),
         host: host_header,
+        grpc,
     })
 }
 
@@ -317,19 +336,42 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
     let dest = destination(&config.request.base_url)?;
     let spec = &config.request;
     // Each body serialised once, with its head: sending is a write of ready bytes.
-    let prepared = std::iter::once(&spec.body)
-        .chain(&spec.variants)
-        .map(|body| {
-            http1::prepare(
-                &spec.method,
-                &spec.path,
-                &dest.host,
-                spec.authorization.as_ref(),
-                body,
-            )
-        })
-        .collect::<Result<Vec<Prepared>, String>>()
+    let bodies = std::iter::once(&spec.body).chain(&spec.variants);
+    let proto = if dest.grpc {
+        let mut model = String::new();
+        let calls = bodies
+            .map(|body| {
+                grpc::prepare(&spec.path, body).map(|(call, m)| {
+                    model = m;
+                    call
+                })
+            })
+            .collect::<Result<Vec<grpc::Call>, String>>()
+            .map_err(DriverError::Request)?;
+        let shared = grpc::Shared::new(
+            &dest.authority,
+            spec.authorization.as_ref(),
+            calls,
+            model,
+            config.connections,
+        )
         .map_err(DriverError::Request)?;
+        Proto::Grpc(Arc::new(shared))
+    } else {
+        let prepared = bodies
+            .map(|body| {
+                http1::prepare(
+                    &spec.method,
+                    &spec.path,
+                    &dest.host,
+                    spec.authorization.as_ref(),
+                    body,
+                )
+            })
+            .collect::<Result<Vec<Prepared>, String>>()
+            .map_err(DriverError::Request)?;
+        Proto::Http1(Arc::new(prepared))
+    };
     let worker_index = AtomicUsize::new(0);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads)
@@ -369,14 +411,14 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
         .map_err(|e| DriverError::Start(format!("sampler thread: {e}")))?;
 
     // Connection tasks.
-    let prepared = Arc::new(prepared);
     let mut tasks = Vec::with_capacity(config.connections);
-    for _ in 0..config.connections {
+    for index in 0..config.connections {
         let worker = Worker {
             rx: rx.clone(),
             recorder: Arc::clone(&recorder),
             authority: dest.authority.clone(),
-            requests: Arc::clone(&prepared),
+            proto: proto.clone(),
+            index,
             check: Arc::clone(&config.check),
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
@@ -529,13 +571,23 @@ async fn pace(
     Ok(())
 }
 
+/// What the connection tasks send.
+#[derive(Clone)]
+enum Proto {
+    /// The HTTP/1.1 request of each body, in schedule order (never empty).
+    Http1(Arc<Vec<Prepared>>),
+    /// The gRPC calls and their shared HTTP/2 connections.
+    Grpc(Arc<grpc::Shared>),
+}
+
 /// One pooled connection and the loop that feeds it.
 struct Worker {
     rx: async_channel::Receiver<Slot>,
     recorder: Arc<Mutex<Recorder>>,
     authority: String,
-    /// The request of each body, in schedule order (never empty).
-    requests: Arc<Vec<Prepared>>,
+    proto: Proto,
+    /// Its index among the connection tasks.
+    index: usize,
     check: Arc<dyn ResponseCheck>,
     connect_timeout: Duration,
     request_timeout: Duration,
@@ -544,6 +596,13 @@ struct Worker {
 
 impl Worker {
     async fn run(self) {
+        let requests = match &self.proto {
+            Proto::Http1(requests) => Arc::clone(requests),
+            Proto::Grpc(shared) => {
+                let worker = grpc::GrpcWorker::new(self.index, Arc::clone(shared));
+                return self.run_grpc(worker).await;
+            }
+        };
         let mut conn: Option<Conn> = None;
         while let Ok(slot) = self.rx.recv().await {
             let now = Instant::now();
@@ -551,9 +610,36 @@ impl Worker {
                 self.lock().dropped(slot.intended, now);
                 continue;
             }
-            let n = self.requests.len() as u64;
-            let request = &self.requests[(slot.index % n.max(1)) as usize];
+            let n = requests.len() as u64;
+            let request = &requests[(slot.index % n.max(1)) as usize];
             let (sent, how) = self.exchange(&mut conn, request).await;
+            let done = Instant::now();
+            let mut r = self.lock();
+            if let Some(sent) = sent {
+                r.sent(slot.intended, sent);
+            }
+            r.completed(slot.intended, done, how);
+        }
+    }
+
+    /// [`Worker::run`] over gRPC.
+    async fn run_grpc(self, mut worker: grpc::GrpcWorker) {
+        while let Ok(slot) = self.rx.recv().await {
+            let now = Instant::now();
+            if now.saturating_duration_since(slot.intended) > self.queue_timeout {
+                self.lock().dropped(slot.intended, now);
+                continue;
+            }
+            let shared = Arc::clone(&worker.shared);
+            let call = shared.call(slot.index);
+            let (sent, how) = worker
+                .exchange(
+                    call,
+                    self.connect_timeout,
+                    self.request_timeout,
+                    MAX_RESPONSE_BYTES,
+                )
+                .await;
             let done = Instant::now();
             let mut r = self.lock();
             if let Some(sent) = sent {
@@ -674,6 +760,10 @@ mod tests {
         );
         let err = destination("https://127.0.0.1:1").unwrap_err();
         assert!(err.to_string().contains("plain http"), "{err}");
+        let g = destination("grpc://127.0.0.1:8081").unwrap();
+        assert!(g.grpc);
+        assert_eq!(g.authority, "127.0.0.1:8081");
+        assert!(destination("grpc://127.0.0.1").is_err());
     }
 
     struct Needs(&'static str);

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod driver;
 pub mod gates;
 pub mod goose_run;
+mod grpc;
 pub mod histogram;
 mod http1;
 mod pacer;

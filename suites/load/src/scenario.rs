@@ -106,6 +106,33 @@ pub struct ScenarioRun {
     pub notes: Vec<String>,
 }
 
+/// The endpoint the driver runs against: the target's HTTP endpoint, or for a gRPC-only
+/// target (`grpc://host:port`) its gRPC one as a `grpc://` URL (kept served by the second
+/// value). Keep both alive while the driver runs.
+///
+/// # Errors
+/// The target's, when it offers neither.
+pub async fn endpoint(
+    target: &dyn Target,
+) -> Result<
+    (
+        gauntlet_harness::HttpEndpoint,
+        Option<gauntlet_harness::GrpcEndpoint>,
+    ),
+    gauntlet_harness::TargetError,
+> {
+    if target.speaks_http() {
+        return Ok((target.http_endpoint().await?, None));
+    }
+    let grpc = target.grpc_endpoint().await?;
+    let endpoint = gauntlet_harness::HttpEndpoint {
+        url: grpc.url(),
+        authorization: None,
+        server: None,
+    };
+    Ok((endpoint, Some(grpc)))
+}
+
 impl ScenarioCtx {
     /// The context of scenarios driving `endpoint` of `target` (keep the endpoint alive
     /// while they run: an in-process target's server stops when it drops). `progress`:

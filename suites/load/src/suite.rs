@@ -198,12 +198,14 @@ impl Suite for LoadSuite {
     async fn run(&self, ctx: SuiteCtx) -> Result<SuiteOutput, SuiteError> {
         let settings = load_settings(&ctx.settings)?;
         let planned = planned(&settings);
-        let endpoint = ctx.target.http_endpoint().await.map_err(|e| {
-            SuiteError::Setup(format!(
-                "failed to get an HTTP endpoint of the target: {}",
-                error_chain(&e)
-            ))
-        })?;
+        let (endpoint, grpc_endpoint) = crate::scenario::endpoint(ctx.target.as_ref())
+            .await
+            .map_err(|e| {
+                SuiteError::Setup(format!(
+                    "failed to get an endpoint of the target: {}",
+                    error_chain(&e)
+                ))
+            })?;
         let mut scenario_ctx = ScenarioCtx::new(
             Arc::clone(&ctx.target),
             &endpoint,
@@ -291,7 +293,7 @@ impl Suite for LoadSuite {
                 }
             }
         }
-        drop(endpoint);
+        drop((endpoint, grpc_endpoint));
         Ok(output)
     }
 }

@@ -3,6 +3,7 @@
 //! Each case sends a few fixed requests (derived from the case seed where inputs vary) and
 //! checks every field the protocol and the engine's contract define, saying what differed.
 
+mod grpc;
 mod infer;
 mod metrics;
 mod protocol;
@@ -24,6 +25,7 @@ pub(crate) fn cases() -> Vec<Case> {
         sanitiser::cases(),
         repository::cases(),
         metrics::cases(),
+        grpc::cases(),
     ]
     .concat()
 }

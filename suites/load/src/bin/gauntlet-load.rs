@@ -6,7 +6,7 @@
 //! backtest suite): this crate does not, so a static build of the worker is small and quick
 //! and goes into a `FROM scratch` image (`ci/image/build --load` → `gauntlet-load:dev`).
 //!
-//! The worker drives an `http://` or `https://` URL only: starting containers or an
+//! The worker drives an `http://`, `https://` or `grpc://host:port` URL only: starting containers or an
 //! in-process engine is `gauntlet`'s, and judging gates into a report directory is the
 //! merge's. Exit codes are `gauntlet`'s: 0 a valid shard written, 1 a failed gate or an
 //! invalid measurement, 2 a usage or config error, 3 a setup error (target unreachable).
@@ -58,11 +58,20 @@ impl Host for WorkerHost {
     }
 
     async fn connect(&self, url: Option<&str>) -> Result<Arc<dyn Target>, SuiteError> {
+        if let Some(u) = url.filter(|u| u.starts_with("grpc://")) {
+            return match gauntlet_harness::GrpcTarget::connect(u, HttpOptions::default()).await {
+                Ok(t) => Ok(Arc::new(t)),
+                Err(e @ TargetError::InvalidUrl { .. }) => {
+                    Err(SuiteError::Config(format!("--target: {}", error_chain(&e))))
+                }
+                Err(e) => Err(SuiteError::Setup(error_chain(&e))),
+            };
+        }
         let url = match url {
             Some(u) if u.starts_with("http://") || u.starts_with("https://") => u,
             other => {
                 return Err(SuiteError::Config(format!(
-                    "--target {}: gauntlet-load drives an http:// or https:// URL; in-process and \
+                    "--target {}: gauntlet-load drives an http://, https:// or grpc:// URL; in-process and \
                      container: targets are `gauntlet load`'s",
                     other.unwrap_or("in-process")
                 )));

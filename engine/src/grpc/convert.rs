@@ -154,7 +154,7 @@ fn from_raw(i: usize, datatype: Datatype, bytes: &[u8]) -> Result<Vec<Option<f64
         Datatype::Fp32 => 4,
         Datatype::Fp64 | Datatype::Int64 => 8,
     };
-    if bytes.len() % width != 0 {
+    if !bytes.len().is_multiple_of(width) {
         return Err(ApiError::bad_request(format!(
             "raw_input_contents[{i}]: {} bytes are not a whole number of {} elements of {width} bytes",
             bytes.len(),

@@ -89,6 +89,8 @@ fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
         LABEL,
         "--publish",
         "127.0.0.1::8080",
+        "--publish",
+        "127.0.0.1::8081",
         &image,
     ]);
     assert!(run.status.success(), "docker run: {}", text(&run.stderr));
@@ -133,10 +135,54 @@ fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
     )
     .unwrap();
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    // By http:// the gRPC cases are skipped, and nothing else; they run on the image's
+    // gRPC port (8081), none skipped.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r/report.json")).unwrap())
+            .unwrap();
+    let skipped: Vec<&str> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"]["status"] == "skip")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
     assert!(
-        text(&out.stderr).contains("0 skipped"),
+        skipped
+            .iter()
+            .all(|id| id.starts_with("conformance::grpc_")),
+        "{skipped:?}"
+    );
+    let grpc_port = text(&docker(&["port", &container.0, "8081/tcp"]).stdout);
+    let grpc_port = grpc_port
+        .lines()
+        .find_map(|l| l.strip_prefix("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no 127.0.0.1 mapping in {grpc_port:?}"))
+        .trim()
+        .to_owned();
+    let grpc = gauntlet_testkit::run_cli(
+        BIN,
+        &[
+            "run",
+            "--suite",
+            "conformance",
+            "--filter",
+            "grpc_",
+            "--max-skipped",
+            "0",
+            "--target",
+            &format!("grpc://127.0.0.1:{grpc_port}"),
+            "--report-dir",
+            "g",
+        ],
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(code(&grpc), 0, "{}", text(&grpc.stderr));
+    assert!(
+        text(&grpc.stderr).contains(", 0 skipped"),
         "{}",
-        text(&out.stderr)
+        text(&grpc.stderr)
     );
 
     // SIGTERM to PID 1: the engine drains and exits 0, well before docker's 10 s SIGKILL.

@@ -71,14 +71,31 @@ pub fn parse_spec(spec: &str) -> Result<(&str, Network), String> {
     Ok((image, network))
 }
 
-/// The address in the engine's `listening on ADDR` line, if `line` is one.
-fn listening_on(line: &str) -> Option<std::net::SocketAddr> {
-    line.split_once("listening on ")?
-        .1
+/// The address of the engine's `listening on ADDR` line (`grpc: false`) or of its
+/// `grpc listening on ADDR` line (`grpc: true`), if `line` is that one.
+fn listening_on(line: &str, grpc: bool) -> Option<std::net::SocketAddr> {
+    let prefix = if grpc {
+        "grpc listening on "
+    } else {
+        "listening on "
+    };
+    line.trim_start()
+        .strip_prefix(prefix)?
         .split_whitespace()
         .next()?
         .parse()
         .ok()
+}
+
+/// The port the engine image serves the OIP over gRPC on inside the container
+/// (`GAUNTLET_ENGINE_GRPC_LISTEN` of ci/image/Dockerfile).
+const GRPC_PORT: u16 = 8081;
+
+/// What the container's log announced: the HTTP and the gRPC listening addresses.
+#[derive(Debug, Default, Clone, Copy)]
+struct Announced {
+    http: Option<std::net::SocketAddr>,
+    grpc: Option<std::net::SocketAddr>,
 }
 
 /// A system under test started from a container image.
@@ -86,6 +103,11 @@ pub struct ContainerTarget {
     http: HttpTarget,
     image: String,
     network: Network,
+    /// The HTTP target's, and gRPC when the engine announced it.
+    capabilities: Capabilities,
+    /// Where the engine serves gRPC from here (`host:port` on 127.0.0.1), when it does.
+    grpc: Option<String>,
+    options: HttpOptions,
     /// Removed from Docker when dropped.
     container: ContainerAsync<GenericImage>,
 }
@@ -134,7 +156,9 @@ impl ContainerTarget {
         let (name, tag) = split_image(image);
         let mut request = GenericImage::new(name, tag);
         if network == Network::Published {
-            request = request.with_exposed_port(PORT.tcp());
+            request = request
+                .with_exposed_port(PORT.tcp())
+                .with_exposed_port(GRPC_PORT.tcp());
         }
         let mut request = request
             .with_wait_for(WaitFor::message_on_stdout("listening on"))
@@ -143,7 +167,8 @@ impl ContainerTarget {
         if network == Network::Host {
             request = request
                 .with_network("host")
-                .with_env_var("GAUNTLET_ENGINE_LISTEN", "127.0.0.1:0");
+                .with_env_var("GAUNTLET_ENGINE_LISTEN", "127.0.0.1:0")
+                .with_env_var("GAUNTLET_ENGINE_GRPC_LISTEN", "127.0.0.1:0");
         }
         let file = match logs {
             Some(path) => Some(Arc::new(Mutex::new(std::fs::File::create(path).map_err(
@@ -156,17 +181,18 @@ impl ContainerTarget {
             )?))),
             None => None,
         };
-        // The address the engine prints, for the host network (where no port is mapped).
-        let announced = Arc::new(Mutex::new(None));
+        // The addresses the engine prints: on the host network no port is mapped, and only
+        // an engine that announces gRPC is offered to the gRPC cases.
+        let announced = Arc::new(Mutex::new(Announced::default()));
         let heard = Arc::clone(&announced);
         request = request.with_log_consumer(move |frame: &LogFrame| {
             if let LogFrame::StdOut(bytes) = frame
                 && let Ok(mut heard) = heard.lock()
-                && heard.is_none()
             {
-                *heard = String::from_utf8_lossy(bytes)
-                    .lines()
-                    .find_map(listening_on);
+                for line in String::from_utf8_lossy(bytes).lines() {
+                    heard.http = heard.http.or_else(|| listening_on(line, false));
+                    heard.grpc = heard.grpc.or_else(|| listening_on(line, true));
+                }
             }
             if let Some(file) = &file
                 && let Ok(mut f) = file.lock()
@@ -190,47 +216,74 @@ impl ContainerTarget {
                 },
             )
         })?;
-        let base = match network {
+        // The wait saw `listening on` on its own stream; the consumer's copy may lag. The
+        // engine writes its gRPC line in the same flush, so a short grace finds it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut grace = None;
+        let heard = loop {
+            let heard = *announced
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = std::time::Instant::now();
+            if heard.http.is_some() {
+                let until = *grace.get_or_insert(now + Duration::from_millis(200));
+                if heard.grpc.is_some() || now >= until {
+                    break heard;
+                }
+            } else if now >= deadline {
+                break heard;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let (base, grpc) = match network {
             Network::Published => {
                 let port = container
                     .get_host_port_ipv4(PORT.tcp())
                     .await
                     .map_err(|e| unreachable(format!("no host port mapped to {PORT}: {e}")))?;
-                format!("http://127.0.0.1:{port}")
+                let grpc = match heard.grpc {
+                    Some(_) => {
+                        let port = container
+                            .get_host_port_ipv4(GRPC_PORT.tcp())
+                            .await
+                            .map_err(|e| {
+                                unreachable(format!("no host port mapped to {GRPC_PORT}: {e}"))
+                            })?;
+                        Some(format!("127.0.0.1:{port}"))
+                    }
+                    None => None,
+                };
+                (format!("http://127.0.0.1:{port}"), grpc)
             }
             Network::Host => {
-                // The wait saw the line on its own stream; the consumer's copy may lag.
-                let deadline = std::time::Instant::now() + Duration::from_secs(5);
-                let addr = loop {
-                    let addr = *announced
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    match addr {
-                        Some(addr) => break addr,
-                        None if std::time::Instant::now() < deadline => {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                        None => {
-                            return Err(unreachable(
-                                "the engine said it listens but its address was not read from its log"
-                                    .to_owned(),
-                            ));
-                        }
-                    }
+                let Some(addr) = heard.http else {
+                    return Err(unreachable(
+                        "the engine said it listens but its address was not read from its log"
+                            .to_owned(),
+                    ));
                 };
-                if !addr.ip().is_loopback() {
-                    return Err(unreachable(format!(
-                        "on the host network the engine listens on {addr}, not on loopback: it must honour GAUNTLET_ENGINE_LISTEN"
-                    )));
+                for a in [Some(addr), heard.grpc].into_iter().flatten() {
+                    if !a.ip().is_loopback() {
+                        return Err(unreachable(format!(
+                            "on the host network the engine listens on {a}, not on loopback: it must honour GAUNTLET_ENGINE_LISTEN and GAUNTLET_ENGINE_GRPC_LISTEN"
+                        )));
+                    }
                 }
-                format!("http://{addr}")
+                (format!("http://{addr}"), heard.grpc.map(|a| a.to_string()))
             }
         };
-        let http = HttpTarget::connect(&base, options).await?;
+        let http = HttpTarget::connect(&base, options.clone()).await?;
+        let mut capabilities = http.capabilities().clone();
+        if grpc.is_some() {
+            capabilities.insert(super::Capability::Grpc);
+        }
         Ok(ContainerTarget {
             http,
             image: image.to_owned(),
             network,
+            capabilities,
+            grpc,
+            options,
             container,
         })
     }
@@ -293,7 +346,22 @@ impl Target for ContainerTarget {
     }
 
     fn capabilities(&self) -> &Capabilities {
-        self.http.capabilities()
+        &self.capabilities
+    }
+
+    async fn grpc_endpoint(&self) -> Result<super::GrpcEndpoint, TargetError> {
+        match &self.grpc {
+            Some(authority) => Ok(super::GrpcEndpoint {
+                authority: authority.clone(),
+                timeout: self.options.request_timeout,
+                connect_timeout: self.options.connect_timeout,
+                server: None,
+            }),
+            None => Err(TargetError::Unsupported {
+                target: self.describe(),
+                what: super::Capability::Grpc.to_string(),
+            }),
+        }
     }
 
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TargetError> {
@@ -336,10 +404,18 @@ mod tests {
     #[test]
     fn the_listening_line_gives_the_address() {
         assert_eq!(
-            listening_on("listening on 127.0.0.1:41234"),
+            listening_on("listening on 127.0.0.1:41234", false),
             Some("127.0.0.1:41234".parse().unwrap())
         );
-        assert_eq!(listening_on("model staged"), None);
+        assert_eq!(
+            listening_on("grpc listening on 127.0.0.1:41235", false),
+            None
+        );
+        assert_eq!(
+            listening_on("grpc listening on 127.0.0.1:41235", true),
+            Some("127.0.0.1:41235".parse().unwrap())
+        );
+        assert_eq!(listening_on("model staged", true), None);
     }
 
     #[test]

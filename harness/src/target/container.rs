@@ -272,7 +272,7 @@ impl ContainerTarget {
                 (format!("http://{addr}"), heard.grpc.map(|a| a.to_string()))
             }
         };
-        let http = HttpTarget::connect(&base, options.clone()).await?;
+        let http = HttpTarget::connect(&base, options).await?;
         let mut capabilities = http.capabilities().clone();
         if grpc.is_some() {
             capabilities.insert(super::Capability::Grpc);

@@ -370,6 +370,8 @@ fn a_backtest_against_the_container_trades_as_the_in_process_engine_does() {
         std::fs::read(dir.path().join(report).join("trades.csv")).unwrap()
     };
     let container = backtest(Some(&format!("container:{image}")), "container");
+    let log = std::fs::read_to_string(dir.path().join("container/container.log")).unwrap();
+    assert!(log.contains("listening on"), "the container's log: {log}");
     let in_process = backtest(None, "in-process");
     assert!(
         String::from_utf8_lossy(&container).lines().count() > 10,

@@ -3,8 +3,8 @@
 //! returns is printed and published here, once for all of them.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -19,6 +19,9 @@ use crate::plumbing::{self, Failure, Meta};
 /// check as `gauntlet run`.
 struct RootHost<'a> {
     registry: &'a Registry,
+    /// The report directory the command checked, where a `container:` target's log goes
+    /// (`container.log`, as in `gauntlet run`).
+    report_dir: Mutex<Option<PathBuf>>,
 }
 
 /// A failure as the suite error kind that maps back to its exit code.
@@ -41,11 +44,27 @@ impl Host for RootHost<'_> {
     }
 
     fn check_report_dir(&self, dir: &Path) -> Result<(), SuiteError> {
-        plumbing::check_report_dir(dir).map_err(to_suite_error)
+        plumbing::check_report_dir(dir).map_err(to_suite_error)?;
+        *self
+            .report_dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir.to_owned());
+        Ok(())
     }
 
     async fn connect(&self, url: Option<&str>) -> Result<Arc<dyn Target>, SuiteError> {
-        plumbing::connect(url, HttpOptions::default(), None)
+        // Only a container's log goes into the report directory: given one, the in-process
+        // engine would be the audited twin, which `gauntlet run` alone asks for.
+        let dir = url
+            .is_some_and(|u| u.starts_with("container:"))
+            .then(|| {
+                self.report_dir
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .flatten();
+        plumbing::connect(url, HttpOptions::default(), dir.as_deref())
             .await
             .map_err(to_suite_error)
     }
@@ -63,7 +82,10 @@ pub fn run(
     matches: &clap::ArgMatches,
     out: &mut dyn Write,
 ) -> Result<ExitCode, Failure> {
-    let host = RootHost { registry };
+    let host = RootHost {
+        registry,
+        report_dir: Mutex::new(None),
+    };
     let output: CommandOutput =
         plumbing::runtime(command.worker_threads())?.block_on(command.run(matches, &host))?;
     let _ = out.write_all(output.stdout.as_bytes());

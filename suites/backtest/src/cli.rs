@@ -362,7 +362,11 @@ pub async fn prepare(
     let (model, target): (Option<Box<dyn Signals>>, String) = match (&plan.signal, &args.target) {
         (SignalPlan::Strategy(m), _) => (None, format!("built-in strategy {m}")),
         (SignalPlan::Model(name), Some(url)) => {
-            // The host connects: an http(s):// URL, or a `container:` image it starts.
+            // The host connects: an http(s):// URL, or a `container:` image it starts, whose
+            // log goes into the report directory (checked here, once the data is good).
+            if url.starts_with("container:") {
+                host.check_report_dir(&args.report_dir)?;
+            }
             let target = host.connect(Some(url)).await?;
             let description = target.describe();
             let signals = TargetModel::connect(target, name, plan.batch_rows, plan.concurrency)

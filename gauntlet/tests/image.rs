@@ -54,6 +54,39 @@ fn image() -> Option<String> {
     None
 }
 
+/// The host port Docker published `inner` (`8080/tcp`) of `container` on, on 127.0.0.1.
+fn mapped_port(container: &str, inner: &str) -> String {
+    let ports = text(&docker(&["port", container, inner]).stdout);
+    ports
+        .lines()
+        .find_map(|l| l.strip_prefix("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no 127.0.0.1 mapping in {ports:?}"))
+        .trim()
+        .to_owned()
+}
+
+/// `gauntlet run --suite SUITES --target TARGET --report-dir r` in `dir`: the process's pid
+/// (the label of its container) and its output.
+fn run_against(target: &str, suites: &str, dir: &std::path::Path) -> (u32, Output) {
+    let child = Command::new(BIN)
+        .args([
+            "run",
+            "--suite",
+            suites,
+            "--target",
+            target,
+            "--report-dir",
+            "r",
+        ])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    (pid, child.wait_with_output().unwrap())
+}
+
 fn get(port: &str, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).ok()?;
@@ -95,13 +128,7 @@ fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
     ]);
     assert!(run.status.success(), "docker run: {}", text(&run.stderr));
     let container = Container(name);
-    let port = text(&docker(&["port", &container.0, "8080/tcp"]).stdout);
-    let port = port
-        .lines()
-        .find_map(|l| l.strip_prefix("127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no 127.0.0.1 mapping in {port:?}"))
-        .trim()
-        .to_owned();
+    let port = mapped_port(&container.0, "8080/tcp");
     let ready = loop {
         if get(&port, "/v2/health/ready") == Some(200) {
             break started.elapsed();
@@ -153,13 +180,7 @@ fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
             .all(|id| id.starts_with("conformance::grpc_")),
         "{skipped:?}"
     );
-    let grpc_port = text(&docker(&["port", &container.0, "8081/tcp"]).stdout);
-    let grpc_port = grpc_port
-        .lines()
-        .find_map(|l| l.strip_prefix("127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no 127.0.0.1 mapping in {grpc_port:?}"))
-        .trim()
-        .to_owned();
+    let grpc_port = mapped_port(&container.0, "8081/tcp");
     let grpc = gauntlet_testkit::run_cli(
         BIN,
         &[
@@ -223,23 +244,7 @@ fn a_container_target_is_started_tested_logged_and_removed() {
 
     let dir = tempfile::tempdir().unwrap();
     let target = format!("container:{image}");
-    let child = Command::new(BIN)
-        .args([
-            "run",
-            "--suite",
-            "conformance,property,load",
-            "--target",
-            &target,
-            "--report-dir",
-            "r",
-        ])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
+    let (pid, out) = run_against(&target, "conformance,property,load", dir.path());
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), 0, "{stderr}");
     assert!(
@@ -281,23 +286,7 @@ fn a_container_target_on_the_host_network_listens_on_loopback_without_a_publishe
     let Some(image) = image() else { return };
     let dir = tempfile::tempdir().unwrap();
     let target = format!("container:{image}?network=host");
-    let child = Command::new(BIN)
-        .args([
-            "run",
-            "--suite",
-            "conformance",
-            "--target",
-            &target,
-            "--report-dir",
-            "r",
-        ])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
+    let (pid, out) = run_against(&target, "conformance", dir.path());
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), 0, "{stderr}");
     assert!(stderr.contains("on the host network"), "{stderr}");

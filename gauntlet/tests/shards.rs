@@ -1,8 +1,9 @@
 //! Load beyond one machine, rehearsed on one: N `gauntlet-load load --shard i/N` workers, each
 //! in its own container (`gauntlet-load:dev`, `ci/image/build --load`), drive the engine
 //! container (`gauntlet-engine:dev`) over a Docker network of the test's own, as the Indexed
-//! Job of `ci/k8s/load-shards.yaml` drives the engine Service; `gauntlet report merge` merges
-//! their shard files from a bind-mounted directory. Skipped with a reason when Docker or an
+//! Job of `ci/k8s/load-shards.yaml` drives the engine Service; then the merge Job of
+//! `ci/k8s/load-merge.yaml` runs as written there (its image, user and arguments) over the
+//! bind-mounted results directory. Skipped with a reason when Docker or an
 //! image is absent; the `shards` CI lane builds both images and sets
 //! `GAUNTLET_REQUIRE_SHARDS=1`, so there a missing one fails instead. Every container and the
 //! network carry the label `org.gauntlet.test=shards` and are removed however the test ends.
@@ -123,6 +124,27 @@ fn unique(prefix: &str) -> String {
             .unwrap()
             .subsec_nanos()
     )
+}
+
+/// The merge Job's container of `ci/k8s/load-merge.yaml`: its image, its user and its
+/// arguments, as Kubernetes would run them.
+fn merge_job() -> (String, String, Vec<String>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/k8s/load-merge.yaml");
+    let job: serde_json::Value =
+        yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let pod = &job["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let user = format!(
+        "{}:{}",
+        pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    );
+    let args = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    (container["image"].as_str().unwrap().to_owned(), user, args)
 }
 
 fn merge(dir: &Path, files: &[&str], report: &str) -> Output {
@@ -254,13 +276,60 @@ fn sharded_workers_in_containers_merge_into_exactly_their_union_at_the_planned_r
         assert_eq!(exit, "0", "{} exited {exit}: {logs}", worker.name);
     }
 
+    // The merge Job, as ci/k8s/load-merge.yaml has it, over the same volume. Its image is the
+    // workers' (the manifest names gauntlet-load:dev; the test's own tag stands in for it).
+    let (job_image, user, args) = merge_job();
+    assert_eq!(
+        job_image, "gauntlet-load:dev",
+        "the merge runs the workers' image"
+    );
+    let merger = Removed {
+        kind: "container",
+        name: unique("gauntlet-shards-merge"),
+    };
+    let mut run = vec![
+        "run",
+        "--detach",
+        "--name",
+        &merger.name,
+        "--label",
+        LABEL,
+        "--user",
+        &user,
+        "--network",
+        "none",
+        "--volume",
+        &mount,
+        &load_image,
+    ];
+    run.extend(args.iter().map(String::as_str));
+    let started = docker(&run);
+    assert!(
+        started.status.success(),
+        "docker run: {}",
+        text(&started.stderr)
+    );
+    let (exit, logs) = wait_exit(&merger.name, Duration::from_secs(60));
+    eprintln!("{}: {}", merger.name, logs.trim());
+    assert_eq!(exit, "0", "the merge Job exited {exit}: {logs}");
+    let merged = ShardFile::read(&results.join("report/merged.json")).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("report/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["meta"]["tool"], "gauntlet-load");
+    assert!(
+        report["meta"]["git_commit"].is_string(),
+        "the image records its commit: {}",
+        report["meta"]
+    );
+    for name in ["junit.xml", "summary.md", "report.html"] {
+        assert!(results.join("report").join(name).is_file(), "{name}");
+    }
+
     let files: Vec<String> = (0..SHARDS)
         .map(|i| format!("results/shard-{i}.json"))
         .collect();
     let names: Vec<&str> = files.iter().map(String::as_str).collect();
-    let out = merge(dir.path(), &names, "merged");
-    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    let merged = ShardFile::read(&dir.path().join("merged/merged.json")).unwrap();
 
     // The union of the shards, added here histogram by histogram and counter by counter...
     let shards: Vec<ShardFile> = files
@@ -345,6 +414,7 @@ fn sharded_workers_in_containers_merge_into_exactly_their_union_at_the_planned_r
         text(&out.stderr)
     );
 
+    drop(merger);
     drop(workers);
     drop(engine);
     drop(network);

@@ -102,8 +102,10 @@ pub enum ReportCommand {
 /// `gauntlet report merge`.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// Shard files written by `gauntlet load --out`.
-    #[arg(required = true, value_name = "SHARD.json")]
+    /// Shard files written by `gauntlet load --out`, or directories: a directory stands for
+    /// every `*.json` file directly in it (what a Kubernetes Job, which has no shell to expand
+    /// a glob, passes: `report merge /results`).
+    #[arg(required = true, value_name = "SHARD.json|DIR")]
     pub files: Vec<PathBuf>,
     /// Where the reports (and merged.json) go.
     #[arg(
@@ -322,6 +324,39 @@ fn summary(run: &LabelledRun) -> String {
     )
 }
 
+/// The shard files `args` name: a file as given, a directory as every `*.json` file directly
+/// in it, in name order. A directory with none is an error naming it, so that a Job whose
+/// workers wrote elsewhere fails instead of judging nothing.
+fn shard_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut paths = Vec::new();
+    for arg in args {
+        if !arg.is_dir() {
+            paths.push(arg.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(arg)
+            .map_err(|e| format!("shard directory {}: {e}", arg.display()))?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("shard directory {}: {e}", arg.display()))?
+                .path();
+            if path.is_file() && path.extension().is_some_and(|x| x == "json") {
+                found.push(path);
+            }
+        }
+        if found.is_empty() {
+            return Err(format!(
+                "shard directory {}: no *.json shard file in it",
+                arg.display()
+            ));
+        }
+        found.sort();
+        paths.extend(found);
+    }
+    Ok(paths)
+}
+
 /// `gauntlet report merge`: reads the shard files, merges them exactly, writes
 /// `merged.json` into `args.report_dir` (which the caller has created) and judges the SLA
 /// gates on the merged run.
@@ -335,9 +370,9 @@ fn merge(args: &MergeArgs) -> Result<MergeOutcome, SuiteError> {
     let setup = |e: &dyn std::fmt::Display| SuiteError::Setup(e.to_string());
     let started = std::time::Instant::now();
     let mut files = Vec::with_capacity(args.files.len());
-    for path in &args.files {
-        let file = ShardFile::read(path).map_err(|e| usage(&e))?;
-        files.push((path.clone(), file));
+    for path in shard_paths(&args.files).map_err(|e| usage(&e))? {
+        let file = ShardFile::read(&path).map_err(|e| usage(&e))?;
+        files.push((path, file));
     }
     let merged = shard::merge(&files).map_err(|e| usage(&e))?;
     merged
@@ -553,6 +588,35 @@ impl SuiteCommand for ReportCommandGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_stands_for_its_json_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("results");
+        std::fs::create_dir_all(results.join("report")).unwrap();
+        for name in ["shard-1.json", "shard-0.json", "gauntlet.toml", "raw-0.txt"] {
+            std::fs::write(results.join(name), "{}").unwrap();
+        }
+        // The report directory inside it (where the merge writes merged.json) is not a shard.
+        std::fs::write(results.join("report").join("merged.json"), "{}").unwrap();
+        let single = dir.path().join("extra.json");
+        let paths = shard_paths(&[results.clone(), single.clone()]).unwrap();
+        assert_eq!(
+            paths,
+            [
+                results.join("shard-0.json"),
+                results.join("shard-1.json"),
+                single
+            ]
+        );
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let err = shard_paths(std::slice::from_ref(&empty)).unwrap_err();
+        assert!(
+            err.contains(&empty.display().to_string()) && err.contains("no *.json"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn start_times_parse_as_rfc3339_or_unix_seconds() {

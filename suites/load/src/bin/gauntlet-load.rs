@@ -8,24 +8,36 @@
 //!
 //! The worker drives an `http://`, `https://` or `grpc://host:port` URL only: starting containers or an
 //! in-process engine is `gauntlet`'s, and judging gates into a report directory is the
-//! merge's. Exit codes are `gauntlet`'s: 0 a valid shard written, 1 a failed gate or an
-//! invalid measurement, 2 a usage or config error, 3 a setup error (target unreachable).
+//! merge's. `gauntlet-load report merge SHARD.json|DIR… --report-dir DIR` is that merge, the
+//! same as `gauntlet report merge`, so that the merge Job of `ci/k8s/load-merge.yaml` runs
+//! the same image as the workers. Exit codes are `gauntlet`'s: 0 a valid shard written (or
+//! every merged gate passed), 1 a failed gate or an invalid measurement, 2 a usage or config
+//! error, 3 a setup error (target unreachable, report directory not writable).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use gauntlet_harness::command::{Host, SuiteCommand};
+use gauntlet_harness::command::{CommandReport, Host, SuiteCommand};
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
 use gauntlet_harness::target::TargetError;
 use gauntlet_harness::{HttpOptions, HttpTarget, SuiteError, Target, error_chain};
-use gauntlet_load::cli::LoadCommand;
+use gauntlet_load::cli::{LoadCommand, ReportCommandGroup};
+use gauntlet_reports::{ExitCode as ReportExit, RunMeta, RunReport};
 
-/// The worker's side of [`Host`]: config discovery as `gauntlet`'s, URL targets only, no
-/// report directory.
-struct WorkerHost;
+/// The git commit the binary was built from, when the build said (`ci/image/build --load`
+/// sets it); a plain `cargo build` leaves it unknown rather than re-running a build script on
+/// every commit.
+const GIT_COMMIT: Option<&str> = option_env!("GAUNTLET_GIT_COMMIT");
+
+/// The worker's side of [`Host`]: config discovery as `gauntlet`'s, URL targets only; a
+/// report directory for `report merge` only.
+struct WorkerHost {
+    /// Whether the command writes reports (`report merge`); `load` writes a shard file.
+    reports: bool,
+}
 
 #[async_trait]
 impl Host for WorkerHost {
@@ -50,11 +62,23 @@ impl Host for WorkerHost {
     }
 
     fn check_report_dir(&self, dir: &Path) -> Result<(), SuiteError> {
-        Err(SuiteError::Config(format!(
-            "--report-dir {}: gauntlet-load writes shard files (--out) only; judge them with \
-             `gauntlet report merge --report-dir DIR`, or run `gauntlet load`",
-            dir.display()
-        )))
+        if !self.reports {
+            return Err(SuiteError::Config(format!(
+                "--report-dir {}: `gauntlet-load load` writes shard files (--out) only; judge \
+                 them with `gauntlet-load report merge --report-dir DIR`, or run `gauntlet load`",
+                dir.display()
+            )));
+        }
+        let fail = |what: &str, e: std::io::Error| {
+            SuiteError::Setup(format!(
+                "failed to {what} report directory {}: {e}",
+                dir.display()
+            ))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
+        let probe = dir.join(format!(".gauntlet-write-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(|e| fail("write into", e))?;
+        std::fs::remove_file(&probe).map_err(|e| fail("clean up a probe file in", e))
     }
 
     async fn connect(&self, url: Option<&str>) -> Result<Arc<dyn Target>, SuiteError> {
@@ -91,6 +115,45 @@ impl Host for WorkerHost {
     }
 }
 
+/// Writes `report`'s files and prints its verdict, as `gauntlet` does; the exit code is the
+/// report's.
+fn publish(report: CommandReport) -> ExitCode {
+    let meta = RunMeta {
+        tool: "gauntlet-load".to_owned(),
+        tool_version: gauntlet_load::VERSION.to_owned(),
+        git_commit: GIT_COMMIT.filter(|c| !c.is_empty()).map(str::to_owned),
+        crate_versions: [
+            ("gauntlet-load", gauntlet_load::VERSION),
+            ("gauntlet-harness", gauntlet_harness::VERSION),
+            ("gauntlet-reports", gauntlet_reports::VERSION),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        seed: report.seed,
+        target: report.target,
+        profile: report.profile,
+        started_at: report.started_at,
+        finished_at: std::time::SystemTime::now(),
+    };
+    let run = RunReport::new(meta, report.cases).with_sections(report.sections);
+    let mut err = std::io::stderr().lock();
+    // A closed stderr must not stop the reports.
+    if report.print_cases {
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let _ = gauntlet_reports::terminal::write(&run, &mut err, color);
+    }
+    if let Err(e) = gauntlet_reports::write_all(&run, &report.dir) {
+        let _ = writeln!(err, "error: {}", error_chain(&e));
+        return ExitCode::from(3);
+    }
+    let _ = writeln!(err, "gauntlet-load: reports in {}", report.dir.display());
+    match run.exit_code() {
+        ReportExit::Success => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}
+
 fn main() -> ExitCode {
     let load = LoadCommand;
     let matches = clap::Command::new("gauntlet-load")
@@ -102,13 +165,18 @@ fn main() -> ExitCode {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(load.command())
+        .subcommand(ReportCommandGroup.command())
         .get_matches();
-    let Some((_, args)) = matches.subcommand() else {
+    let Some((name, args)) = matches.subcommand() else {
         // subcommand_required: clap has already exited with its usage message.
         return ExitCode::from(2);
     };
+    let (command, host): (&dyn SuiteCommand, WorkerHost) = match name {
+        "report" => (&ReportCommandGroup, WorkerHost { reports: true }),
+        _ => (&load, WorkerHost { reports: false }),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(load.worker_threads().unwrap_or(1))
+        .worker_threads(command.worker_threads().unwrap_or(1))
         .thread_name("gx-cli")
         .enable_all()
         .build()
@@ -119,13 +187,16 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    match runtime.block_on(load.run(args, &WorkerHost)) {
+    match runtime.block_on(command.run(args, &host)) {
         Ok(output) => {
             print!("{}", output.stdout);
             if let Some(summary) = &output.summary {
                 eprintln!("{summary}");
             }
-            // No report: check_report_dir refuses --report-dir before anything runs.
+            // Only `report merge` has a report: `load`'s check_report_dir refuses --report-dir.
+            if let Some(report) = output.report {
+                return publish(report);
+            }
             if output.failed {
                 ExitCode::from(1)
             } else {

@@ -167,7 +167,18 @@ impl Drop for ServedEngine {
             let _ = stop.send(());
         }
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // Dropped inside a case, on a worker of the harness's runtime: the join must not
+            // hold that worker, which may be the one to drive the client's side of the last
+            // connection closed; the server would then wait out its whole grace for it.
+            let on_multi_thread_runtime = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if on_multi_thread_runtime {
+                tokio::task::block_in_place(|| {
+                    let _ = thread.join();
+                });
+            } else {
+                let _ = thread.join();
+            }
         }
     }
 }

@@ -20,12 +20,18 @@ pub struct ReferenceCheck {
     pub missing: Vec<(String, String)>,
 }
 
-/// Asks `target` for each artifact's metadata (`GET /v2/models/{name}`) and keeps
-/// the ones it serves with the artifact's version and feature layout.
+/// Asks `target` for each artifact's metadata (`GET /v2/models/{name}`, or gRPC
+/// `ModelMetadata` on a target that speaks only gRPC) and keeps the ones it serves with the
+/// artifact's version and feature layout.
 pub async fn served_references(target: &dyn Target, models: Vec<ModelArtifact>) -> ReferenceCheck {
     let mut check = ReferenceCheck::default();
     for artifact in &models {
-        match serves(target, artifact).await {
+        let served = if target.speaks_http() {
+            serves(target, artifact).await
+        } else {
+            serves_grpc(target, artifact).await
+        };
+        match served {
             Ok(()) => check.served.push(artifact.clone()),
             Err(reason) => check.missing.push((artifact.name.clone(), reason)),
         }
@@ -78,6 +84,48 @@ async fn serves(target: &dyn Target, artifact: &ModelArtifact) -> Result<(), Str
         return Err(format!(
             "GET {path} declares {width} input features, the reference has {}",
             expected.len()
+        ));
+    }
+    Ok(())
+}
+
+/// [`serves`] over gRPC: `NOT_FOUND` from `ModelMetadata` is absent, and so are other
+/// versions or another input width; an unreachable target or another status keeps the
+/// artifact, so the cases report the fault.
+async fn serves_grpc(target: &dyn Target, artifact: &ModelArtifact) -> Result<(), String> {
+    let Ok(endpoint) = target.grpc_endpoint().await else {
+        return Ok(());
+    };
+    let Ok(mut client) = endpoint.client().await else {
+        return Ok(());
+    };
+    let what = format!("ModelMetadata {:?}", artifact.name);
+    let meta = match client
+        .model_metadata(gauntlet_oip_grpc::inference::ModelMetadataRequest {
+            name: artifact.name.clone(),
+            version: String::new(),
+        })
+        .await
+    {
+        Ok(reply) => reply.into_inner(),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            return Err(format!("{what} answered NOT_FOUND"));
+        }
+        Err(_) => return Ok(()),
+    };
+    if !meta.versions.is_empty() && !meta.versions.contains(&artifact.version) {
+        return Err(format!(
+            "{what} lists versions {:?}, not the reference version {:?}",
+            meta.versions, artifact.version
+        ));
+    }
+    if let [input] = meta.inputs.as_slice()
+        && let Some(&width) = input.shape.last()
+        && usize::try_from(width).ok() != Some(artifact.features.len())
+    {
+        return Err(format!(
+            "{what} declares {width} input features, the reference has {}",
+            artifact.features.len()
         ));
     }
     Ok(())
@@ -148,5 +196,33 @@ mod tests {
         assert!(reasons[0].contains("404"), "{reasons:?}");
         assert!(reasons[1].contains("\"2\""), "{reasons:?}");
         assert!(reasons[2].contains("features"), "{reasons:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_grpc_only_target_is_asked_over_grpc() {
+        let served = linear("m", "1", &["a", "b"]);
+        let engine = InProcess::with_models(EngineConfig::default(), vec![served.clone()]).unwrap();
+        let server = crate::ServedEngine::start_grpc(engine.state().clone(), 1).unwrap();
+        let target = crate::GrpcTarget::connect(
+            &format!("grpc://{}", server.addr()),
+            crate::HttpOptions::default(),
+        )
+        .await
+        .unwrap();
+        let check = served_references(
+            &target,
+            vec![
+                served.clone(),
+                linear("absent", "1", &["a"]),
+                linear("m", "2", &["a", "b"]),
+                linear("m", "1", &["a", "b", "c"]),
+            ],
+        )
+        .await;
+        assert_eq!(check.served, vec![served]);
+        let reasons: Vec<&str> = check.missing.iter().map(|(_, r)| r.as_str()).collect();
+        assert!(reasons[0].contains("NOT_FOUND"), "{reasons:?}");
+        assert!(reasons[1].contains("\"2\""), "{reasons:?}");
+        assert!(reasons[2].contains("2 input features"), "{reasons:?}");
     }
 }

@@ -688,3 +688,263 @@ async fn a_tampered_artifact_answered_200_is_caught() {
     )
     .await;
 }
+
+/// The promise a [`GrpcProxy`] breaks, between the cases and the reference engine's gRPC port.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum GrpcDefect {
+    /// None: a faithful proxy, the control.
+    None,
+    /// Every failed call's status becomes `UNKNOWN`, message kept: still an error as the spec
+    /// asks, but not the reference engine's codes.
+    UnknownCodes,
+    /// A ModelInfer the engine refuses is answered OK with one made-up FP64 output.
+    AcceptsMalformed,
+    /// Infer responses carry raw outputs and keep the typed `contents` too.
+    ContentsAndRaw,
+}
+
+/// A gRPC proxy of the reference engine that breaks one promise ([`GrpcDefect`]).
+struct GrpcProxy {
+    engine: gauntlet_harness::GrpcClient,
+    defect: GrpcDefect,
+}
+
+impl GrpcProxy {
+    fn status(&self, s: tonic::Status) -> tonic::Status {
+        match self.defect {
+            GrpcDefect::UnknownCodes => tonic::Status::unknown(s.message().to_owned()),
+            _ => s,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl gauntlet_oip_grpc::inference::grpc_inference_service_server::GrpcInferenceService
+    for GrpcProxy
+{
+    async fn server_live(
+        &self,
+        r: tonic::Request<gauntlet_oip_grpc::inference::ServerLiveRequest>,
+    ) -> Result<tonic::Response<gauntlet_oip_grpc::inference::ServerLiveResponse>, tonic::Status>
+    {
+        let inner = r.into_inner();
+        self.engine
+            .clone()
+            .server_live(inner)
+            .await
+            .map_err(|s| self.status(s))
+    }
+
+    async fn server_ready(
+        &self,
+        r: tonic::Request<gauntlet_oip_grpc::inference::ServerReadyRequest>,
+    ) -> Result<tonic::Response<gauntlet_oip_grpc::inference::ServerReadyResponse>, tonic::Status>
+    {
+        let inner = r.into_inner();
+        self.engine
+            .clone()
+            .server_ready(inner)
+            .await
+            .map_err(|s| self.status(s))
+    }
+
+    async fn model_ready(
+        &self,
+        r: tonic::Request<gauntlet_oip_grpc::inference::ModelReadyRequest>,
+    ) -> Result<tonic::Response<gauntlet_oip_grpc::inference::ModelReadyResponse>, tonic::Status>
+    {
+        let inner = r.into_inner();
+        self.engine
+            .clone()
+            .model_ready(inner)
+            .await
+            .map_err(|s| self.status(s))
+    }
+
+    async fn server_metadata(
+        &self,
+        r: tonic::Request<gauntlet_oip_grpc::inference::ServerMetadataRequest>,
+    ) -> Result<tonic::Response<gauntlet_oip_grpc::inference::ServerMetadataResponse>, tonic::Status>
+    {
+        let inner = r.into_inner();
+        self.engine
+            .clone()
+            .server_metadata(inner)
+            .await
+            .map_err(|s| self.status(s))
+    }
+
+    async fn model_metadata(
+        &self,
+        r: tonic::Request<gauntlet_oip_grpc::inference::ModelMetadataRequest>,
+    ) -> Result<tonic::Response<gauntlet_oip_grpc::inference::ModelMetadataResponse>, tonic::Status>
+    {
+        let inner = r.into_inner();
+        self.engine
+            .clone()
+            .model_metadata(inner)
+            .await
+            .map_err(|s| self.status(s))
+    }
+
+    async fn model_infer(
+        &self,
+        r: tonic::Request<gauntlet_oip_grpc::inference::ModelInferRequest>,
+    ) -> Result<tonic::Response<gauntlet_oip_grpc::inference::ModelInferResponse>, tonic::Status>
+    {
+        use gauntlet_oip_grpc::inference::model_infer_response::InferOutputTensor;
+        use gauntlet_oip_grpc::inference::{InferTensorContents, ModelInferResponse};
+        let request = r.into_inner();
+        let (model, id) = (request.model_name.clone(), request.id.clone());
+        match (self.engine.clone().model_infer(request).await, self.defect) {
+            (Err(_), GrpcDefect::AcceptsMalformed) => {
+                Ok(tonic::Response::new(ModelInferResponse {
+                    model_name: model,
+                    id,
+                    outputs: vec![InferOutputTensor {
+                        name: "prediction".to_owned(),
+                        datatype: "FP64".to_owned(),
+                        shape: vec![1, 1],
+                        parameters: Default::default(),
+                        contents: Some(InferTensorContents {
+                            fp64_contents: vec![0.0],
+                            ..Default::default()
+                        }),
+                    }],
+                    ..Default::default()
+                }))
+            }
+            (Ok(reply), GrpcDefect::ContentsAndRaw) => {
+                let mut reply = reply.into_inner();
+                reply.raw_output_contents = reply
+                    .outputs
+                    .iter()
+                    .map(|o| {
+                        let values = o.contents.as_ref().map(|c| c.fp64_contents.clone());
+                        values
+                            .unwrap_or_default()
+                            .iter()
+                            .flat_map(|x| x.to_le_bytes())
+                            .collect::<Vec<u8>>()
+                            .into()
+                    })
+                    .collect();
+                Ok(tonic::Response::new(reply))
+            }
+            (result, _) => result.map_err(|s| self.status(s)),
+        }
+    }
+}
+
+/// The gRPC cases against a [`GrpcProxy`] with `defect` in front of the reference engine's gRPC
+/// port: each id of `failing` fails with a message holding every needle, every other gRPC
+/// case passes.
+async fn grpc_caught(defect: GrpcDefect, failing: &[&str], needles: &[&str]) {
+    let engine = reference_target().unwrap();
+    let served = gauntlet_harness::ServedEngine::start_grpc(engine.state().clone(), 1).unwrap();
+    let backend = gauntlet_harness::GrpcTarget::connect(
+        &format!("grpc://{}", served.addr()),
+        gauntlet_harness::HttpOptions::default(),
+    )
+    .await
+    .unwrap();
+    let client = backend
+        .grpc_endpoint()
+        .await
+        .unwrap()
+        .client()
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = GrpcProxy {
+        engine: client,
+        defect,
+    };
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                gauntlet_oip_grpc::inference::grpc_inference_service_server::GrpcInferenceServiceServer::new(proxy),
+            )
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let target: Arc<dyn Target> = Arc::new(
+        gauntlet_harness::GrpcTarget::connect(
+            &format!("grpc://{addr}"),
+            gauntlet_harness::HttpOptions::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    let ids: Vec<String> = all_cases()
+        .iter()
+        .map(Case::id)
+        .filter(|id| id.starts_with("conformance::grpc_"))
+        .collect();
+    assert_eq!(ids.len(), 10, "{ids:?}");
+    for id in &ids {
+        let result = run_against(Arc::clone(&target), id, 16).await;
+        let message = result.message.clone().unwrap_or_default();
+        if failing.contains(&id.as_str()) {
+            eprintln!("--- {id} against {defect:?}:\n{message}\n");
+            assert_eq!(
+                result.outcome,
+                Outcome::Fail,
+                "{id} against {defect:?}: {message}"
+            );
+            for needle in needles {
+                assert!(message.contains(needle), "{id}: {needle:?} in {message}");
+            }
+        } else {
+            assert_eq!(
+                result.outcome,
+                Outcome::Pass,
+                "{id} against {defect:?}: {message}"
+            );
+        }
+    }
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faithful_grpc_proxy_passes_every_grpc_case() {
+    grpc_caught(GrpcDefect::None, &[], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_grpc_error_codes_fail_the_policy_case_only() {
+    // The spec accepts any non-OK status: only the reference engine's codes are missed.
+    grpc_caught(
+        GrpcDefect::UnknownCodes,
+        &["conformance::grpc_status_codes"],
+        &["Unknown"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_server_accepting_malformed_tensors_is_caught() {
+    grpc_caught(
+        GrpcDefect::AcceptsMalformed,
+        &[
+            "conformance::grpc_infer_invalid_tensor",
+            "conformance::grpc_infer_unknown_model",
+            "conformance::grpc_status_codes",
+        ],
+        &["answered OK"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_outputs_in_contents_and_raw_at_once_are_caught() {
+    grpc_caught(
+        GrpcDefect::ContentsAndRaw,
+        &[
+            "conformance::grpc_infer_raw_contents",
+            "conformance::grpc_infer_matches_reference",
+        ],
+        &["raw"],
+    )
+    .await;
+}

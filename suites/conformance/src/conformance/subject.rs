@@ -371,8 +371,9 @@ fn check_output(output: &Value, subject: &Subject) -> Result<(), String> {
 }
 
 /// Whether the reference engine's own policy cases run against this target: with
-/// `--policy reference`, or when `GET /v2` lists the [`POLICY_EXTENSION`]; otherwise a skip
-/// saying so. `what` names the policy, for the reason.
+/// `--policy reference`, or when `GET /v2` (gRPC `ServerMetadata` on a target that speaks only
+/// gRPC) lists the [`POLICY_EXTENSION`]; otherwise a skip saying so. `what` names the policy,
+/// for the reason.
 pub(crate) async fn policy_applies(ctx: &CaseCtx, what: &str) -> Result<(), CaseError> {
     let skip = |why: String| {
         CaseError::Skip(format!(
@@ -385,18 +386,35 @@ pub(crate) async fn policy_applies(ctx: &CaseCtx, what: &str) -> Result<(), Case
         Policy::Spec => return Err(skip("the run has --policy spec".into())),
         _ => {}
     }
-    let reply = ctx.target.get("/v2").await?;
-    let listed = reply.status == StatusCode::OK
-        && reply.json::<Value>().is_ok_and(|meta| {
-            meta["extensions"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|x| x.as_str() == Some(POLICY_EXTENSION)))
-        });
+    let (listed, asked) = if ctx.target.speaks_http() {
+        let reply = ctx.target.get("/v2").await?;
+        let listed = reply.status == StatusCode::OK
+            && reply.json::<Value>().is_ok_and(|meta| {
+                meta["extensions"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|x| x.as_str() == Some(POLICY_EXTENSION)))
+            });
+        (listed, "GET /v2")
+    } else {
+        let endpoint = ctx.target.grpc_endpoint().await?;
+        let listed = endpoint
+            .client()
+            .await?
+            .server_metadata(gauntlet_oip_grpc::inference::ServerMetadataRequest {})
+            .await
+            .is_ok_and(|m| {
+                m.into_inner()
+                    .extensions
+                    .iter()
+                    .any(|x| x == POLICY_EXTENSION)
+            });
+        (listed, "gRPC ServerMetadata")
+    };
     if listed {
         Ok(())
     } else {
         Err(skip(format!(
-            "runs when GET /v2 lists the {POLICY_EXTENSION:?} extension, or with --policy reference"
+            "runs when {asked} lists the {POLICY_EXTENSION:?} extension, or with --policy reference"
         )))
     }
 }

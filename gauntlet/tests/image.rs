@@ -8,28 +8,13 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use gauntlet_testkit::docker::{Removed, docker, http_status as get, labelled, mapped_port};
 use gauntlet_testkit::{code, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gauntlet");
 
 /// Labels every container a test starts, so a crashed run's leftovers can be found.
 const LABEL: &str = "org.gauntlet.test=image";
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker")
-}
-
-/// Removes the container when the test ends, however it ends.
-struct Container(String);
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = docker(&["rm", "--force", &self.0]);
-    }
-}
 
 /// The image to test, or why there is none (and the test is skipped).
 fn image() -> Option<String> {
@@ -54,17 +39,6 @@ fn image() -> Option<String> {
     None
 }
 
-/// The host port Docker published `inner` (`8080/tcp`) of `container` on, on 127.0.0.1.
-fn mapped_port(container: &str, inner: &str) -> String {
-    let ports = text(&docker(&["port", container, inner]).stdout);
-    ports
-        .lines()
-        .find_map(|l| l.strip_prefix("127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no 127.0.0.1 mapping in {ports:?}"))
-        .trim()
-        .to_owned()
-}
-
 /// `gauntlet run --suite SUITES --target TARGET --report-dir r` in `dir`: the process's pid
 /// (the label of its container) and its output.
 fn run_against(target: &str, suites: &str, dir: &std::path::Path) -> (u32, Output) {
@@ -85,20 +59,6 @@ fn run_against(target: &str, suites: &str, dir: &std::path::Path) -> (u32, Outpu
         .unwrap();
     let pid = child.id();
     (pid, child.wait_with_output().unwrap())
-}
-
-fn get(port: &str, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 #[test]
@@ -127,8 +87,8 @@ fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
         &image,
     ]);
     assert!(run.status.success(), "docker run: {}", text(&run.stderr));
-    let container = Container(name);
-    let port = mapped_port(&container.0, "8080/tcp");
+    let container = Removed::container(name);
+    let port = mapped_port(&container.name, "8080/tcp");
     let ready = loop {
         if get(&port, "/v2/health/ready") == Some(200) {
             break started.elapsed();
@@ -136,13 +96,13 @@ fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
         assert!(
             started.elapsed() < Duration::from_secs(15),
             "not ready after 15 s; logs: {}",
-            text(&docker(&["logs", &container.0]).stderr)
+            text(&docker(&["logs", &container.name]).stderr)
         );
         std::thread::sleep(Duration::from_millis(20));
     };
     eprintln!("figure: docker run to ready {} ms", ready.as_millis());
 
-    let user = docker(&["inspect", "--format", "{{.Config.User}}", &container.0]);
+    let user = docker(&["inspect", "--format", "{{.Config.User}}", &container.name]);
     assert_eq!(text(&user.stdout).trim(), "65534:65534");
 
     let dir = tempfile::tempdir().unwrap();
@@ -180,7 +140,7 @@ fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
             .all(|id| id.starts_with("conformance::grpc_")),
         "{skipped:?}"
     );
-    let grpc_port = mapped_port(&container.0, "8081/tcp");
+    let grpc_port = mapped_port(&container.name, "8081/tcp");
     let grpc = gauntlet_testkit::run_cli(
         BIN,
         &[
@@ -208,25 +168,13 @@ fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
 
     // SIGTERM to PID 1: the engine drains and exits 0, well before docker's 10 s SIGKILL.
     let stopping = Instant::now();
-    let stop = docker(&["stop", "--time", "10", &container.0]);
+    let stop = docker(&["stop", "--time", "10", &container.name]);
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     let took = stopping.elapsed();
-    let exit = docker(&["inspect", "--format", "{{.State.ExitCode}}", &container.0]);
+    let exit = docker(&["inspect", "--format", "{{.State.ExitCode}}", &container.name]);
     assert_eq!(text(&exit.stdout).trim(), "0", "exit code after SIGTERM");
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
     eprintln!("figure: SIGTERM to exit {} ms", took.as_millis());
-}
-
-/// Containers carrying `label`, running or not.
-fn labelled(label: &str) -> Vec<String> {
-    let out = docker(&[
-        "ps",
-        "--all",
-        "--quiet",
-        "--filter",
-        &format!("label={label}"),
-    ]);
-    text(&out.stdout).lines().map(str::to_owned).collect()
 }
 
 /// `--target container:IMAGE`: Gauntlet starts the image itself, runs the conformance,
@@ -240,7 +188,7 @@ fn a_container_target_is_started_tested_logged_and_removed() {
     let dead = "org.gauntlet.target=4194304";
     let leftover = docker(&["run", "--detach", "--label", dead, "--label", LABEL, &image]);
     assert!(leftover.status.success(), "{}", text(&leftover.stderr));
-    let leftover = Container(text(&leftover.stdout).trim().to_owned());
+    let leftover = Removed::container(text(&leftover.stdout).trim().to_owned());
 
     let dir = tempfile::tempdir().unwrap();
     let target = format!("container:{image}");
@@ -273,7 +221,7 @@ fn a_container_target_is_started_tested_logged_and_removed() {
     assert!(
         labelled(dead).is_empty(),
         "the leftover {} was not reaped",
-        leftover.0
+        leftover.name
     );
 }
 

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use gauntlet_load::histogram::Latencies;
 use gauntlet_load::shard::ShardFile;
+use gauntlet_testkit::docker::{
+    Removed, docker, http_status as get, mapped_port, unique, wait_exit,
+};
 use gauntlet_testkit::{code, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gauntlet");
@@ -25,28 +28,6 @@ const LABEL: &str = "org.gauntlet.test=shards";
 /// Workers, and the whole run's rate (each worker sends a third of it).
 const SHARDS: u32 = 3;
 const RATE: u32 = 1500;
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker")
-}
-
-/// A container or network removed when the test ends, however it ends.
-struct Removed {
-    kind: &'static str,
-    name: String,
-}
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = match self.kind {
-            "network" => docker(&["network", "rm", &self.name]),
-            _ => docker(&["rm", "--force", &self.name]),
-        };
-    }
-}
 
 /// The two images, or why they are not there (and the test is skipped).
 fn images() -> Option<(String, String)> {
@@ -76,54 +57,6 @@ fn images() -> Option<(String, String)> {
     );
     eprintln!("skipped: {why}");
     None
-}
-
-/// Status code of `GET path` on 127.0.0.1:`port`, if anything answered.
-fn get(port: &str, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
-/// Waits (at most `limit`) for the container `name` to exit; its exit code and logs.
-fn wait_exit(name: &str, limit: Duration) -> (String, String) {
-    let started = Instant::now();
-    loop {
-        let running = docker(&["inspect", "--format", "{{.State.Running}}", name]);
-        if text(&running.stdout).trim() == "false" {
-            break;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{name} still running after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let exit = docker(&["inspect", "--format", "{{.State.ExitCode}}", name]);
-    let logs = docker(&["logs", name]);
-    (
-        text(&exit.stdout).trim().to_owned(),
-        format!("{}{}", text(&logs.stdout), text(&logs.stderr)),
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
 }
 
 /// The merge Job's container of `ci/k8s/load-merge.yaml`: its image, its user and its
@@ -159,19 +92,13 @@ fn sharded_workers_in_containers_merge_into_exactly_their_union_at_the_planned_r
     let Some((engine_image, load_image)) = images() else {
         return;
     };
-    let network = Removed {
-        kind: "network",
-        name: unique("gauntlet-shards-net"),
-    };
+    let network = Removed::network(unique("gauntlet-shards-net"));
     let made = docker(&["network", "create", "--label", LABEL, &network.name]);
     assert!(made.status.success(), "{}", text(&made.stderr));
 
     // The engine, as the Service of ci/k8s/engine.yaml would front it: reached by name on the
     // network by the workers, and through 127.0.0.1 and its mapped port by this test.
-    let engine = Removed {
-        kind: "container",
-        name: unique("gauntlet-shards-engine"),
-    };
+    let engine = Removed::container(unique("gauntlet-shards-engine"));
     let run = docker(&[
         "run",
         "--detach",
@@ -186,13 +113,7 @@ fn sharded_workers_in_containers_merge_into_exactly_their_union_at_the_planned_r
         &engine_image,
     ]);
     assert!(run.status.success(), "docker run: {}", text(&run.stderr));
-    let port = text(&docker(&["port", &engine.name, "8080/tcp"]).stdout);
-    let port = port
-        .lines()
-        .find_map(|l| l.strip_prefix("127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no 127.0.0.1 mapping in {port:?}"))
-        .trim()
-        .to_owned();
+    let port = mapped_port(&engine.name, "8080/tcp");
     let started = Instant::now();
     while get(&port, "/v2/health/ready") != Some(200) {
         assert!(
@@ -230,10 +151,7 @@ fn sharded_workers_in_containers_merge_into_exactly_their_union_at_the_planned_r
     let target = format!("http://{}:8080", engine.name);
     let workers: Vec<Removed> = (0..SHARDS)
         .map(|i| {
-            let worker = Removed {
-                kind: "container",
-                name: unique(&format!("gauntlet-shards-worker-{i}")),
-            };
+            let worker = Removed::container(unique(&format!("gauntlet-shards-worker-{i}")));
             let run = docker(&[
                 "run",
                 "--detach",
@@ -283,10 +201,7 @@ fn sharded_workers_in_containers_merge_into_exactly_their_union_at_the_planned_r
         job_image, "gauntlet-load:dev",
         "the merge runs the workers' image"
     );
-    let merger = Removed {
-        kind: "container",
-        name: unique("gauntlet-shards-merge"),
-    };
+    let merger = Removed::container(unique("gauntlet-shards-merge"));
     let mut run = vec![
         "run",
         "--detach",
@@ -460,10 +375,7 @@ fn the_engine_container_is_ready_soon_after_docker_start() {
             .unwrap()
             .port()
             .to_string();
-        let engine = Removed {
-            kind: "container",
-            name: unique("gauntlet-shards-start"),
-        };
+        let engine = Removed::container(unique("gauntlet-shards-start"));
         let publish = format!("127.0.0.1:{port}:8080");
         let create = docker(&[
             "create",

@@ -5,6 +5,8 @@
 //! drops, so a failing test leaves no process behind. Errors are `io::Error`s that say what
 //! was being started; tests `expect` them.
 
+pub mod docker;
+
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};

@@ -113,7 +113,7 @@ pub struct BacktestArgs {
     /// Write no trades.csv and no returns file. The reports are written as always.
     #[arg(long)]
     pub no_exports: bool,
-    /// Format of the per-period returns: parquet (returns.parquet, zstd; default) or csv
+    /// Format of the per-period returns: parquet (returns.parquet, LZ4; default) or csv
     /// (returns.csv, 86 MB of text at 1M bars, several times slower to write).
     #[arg(long, value_name = "FORMAT")]
     pub returns_format: Option<ReturnsFormat>,

@@ -1,7 +1,7 @@
 //! `gauntlet backtest`: flags become a validated [`Plan`] and every input is checked
-//! ([`prepare`]), then the backtest runs ([`Prepared::run`]). The `gauntlet` binary owns the
-//! rest (config discovery, the report directory — checked between the two, so nothing is
-//! written when an input is bad —, exit codes, printing).
+//! ([`prepare`]), then the backtest runs and its exports are written ([`Prepared::run`]).
+//! The `gauntlet` binary owns the rest (config discovery, the report directory — checked
+//! between the two, so nothing is written when an input is bad —, exit codes, printing).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,7 +113,7 @@ pub struct BacktestArgs {
     /// Write no trades.csv and no returns file. The reports are written as always.
     #[arg(long)]
     pub no_exports: bool,
-    /// Format of the per-period returns: parquet (returns.parquet, zstd; default) or csv
+    /// Format of the per-period returns: parquet (returns.parquet, LZ4; default) or csv
     /// (returns.csv, 86 MB of text at 1M bars, several times slower to write).
     #[arg(long, value_name = "FORMAT")]
     pub returns_format: Option<ReturnsFormat>,
@@ -310,29 +310,23 @@ pub struct BacktestOutcome {
     pub cases: Vec<CaseResult>,
     /// The report section.
     pub section: Section,
-    /// The run and its bars' timestamps, for [`BacktestOutcome::write_exports`].
-    run: Outcome,
-    ts_ns: Vec<i64>,
-    returns_format: ReturnsFormat,
 }
 
-impl BacktestOutcome {
-    /// Writes `trades.csv` and the returns (`returns.parquet` or `returns.csv`, as the plan
-    /// says), at full precision, into `dir`.
-    ///
-    /// # Errors
-    ///
-    /// [`SuiteError::Setup`] naming the directory when a file cannot be written.
-    pub fn write_exports(&self, dir: &Path) -> Result<(), SuiteError> {
-        let format = self.returns_format;
-        crate::export::write_all(dir, &self.run, &self.ts_ns, format).map_err(|e| {
-            setup(format!(
-                "failed to write trades.csv and {} into {}: {e}",
-                format.file_name(),
-                dir.display()
-            ))
-        })
-    }
+/// Writes `trades.csv` and the returns (`returns.parquet` or `returns.csv`, as `format`
+/// says), at full precision, into `dir`.
+fn write_exports(
+    dir: &Path,
+    run: &Outcome,
+    ts_ns: &[i64],
+    format: ReturnsFormat,
+) -> Result<(), SuiteError> {
+    crate::export::write_all(dir, run, ts_ns, format).map_err(|e| {
+        setup(format!(
+            "failed to write trades.csv and {} into {}: {e}",
+            format.file_name(),
+            dir.display()
+        ))
+    })
 }
 
 /// `gauntlet backtest`, first half: the flags over `settings` become a plan, the bars are
@@ -395,12 +389,19 @@ pub async fn prepare(
 }
 
 impl Prepared {
-    /// `gauntlet backtest`, second half: the backtest, its gates and its report section.
+    /// `gauntlet backtest`, second half: the backtest, its gates and its report section;
+    /// with `exports`, `trades.csv` and the returns file written into that directory.
+    ///
+    /// The exports are written on a thread of their own while the tear sheet and the
+    /// tables are built: at 1M bars each is about a fifth of `gauntlet backtest
+    /// --no-sweep`'s CPU time (suites/backtest/README.md, Figures), and the machine has
+    /// cores to spare for them.
     ///
     /// # Errors
     ///
-    /// [`SuiteError::Setup`] when predictions cannot be had.
-    pub async fn run(self) -> Result<BacktestOutcome, SuiteError> {
+    /// [`SuiteError::Setup`] when predictions cannot be had, or an export cannot be
+    /// written (the directory named).
+    pub async fn run(self, exports: Option<&Path>) -> Result<BacktestOutcome, SuiteError> {
         let started = Instant::now();
         let outcome = run_plan_with(
             &self.plan,
@@ -413,16 +414,28 @@ impl Prepared {
         .await
         .map_err(setup)?;
         let gates = evaluate(&outcome, &self.plan.gates);
-        let mut table = Vec::new();
-        write_terminal(&mut table, &self.info, &outcome, &gates)
-            .map_err(|e| setup(format!("failed to format the metrics table: {e}")))?;
+        let (format, ts_ns) = (self.plan.returns_format, self.bars.ts_ns.as_slice());
+        let (reported, written) = std::thread::scope(|scope| {
+            let writer = exports.map(|dir| {
+                let outcome = &outcome;
+                scope.spawn(move || write_exports(dir, outcome, ts_ns, format))
+            });
+            let mut table = Vec::new();
+            let reported = write_terminal(&mut table, &self.info, &outcome, &gates)
+                .map_err(|e| setup(format!("failed to format the metrics table: {e}")))
+                .map(|()| (table, section(&self.info, &outcome, "cli")));
+            let written = writer.map_or(Ok(()), |w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            (reported, written)
+        });
+        let (table, section) = reported?;
+        written?;
         Ok(BacktestOutcome {
             table: String::from_utf8_lossy(&table).into_owned(),
             cases: gate_cases(&gates, started.elapsed()),
-            section: section(&self.info, &outcome, "cli"),
-            run: outcome,
-            ts_ns: self.bars.ts_ns,
-            returns_format: self.plan.returns_format,
+            section,
         })
     }
 }
@@ -456,10 +469,8 @@ impl SuiteCommand for BacktestCommand {
         let prepared = prepare(&args, &settings, host).await?;
         host.check_report_dir(&args.report_dir)?;
         let target = prepared.target.clone();
-        let outcome = prepared.run().await?;
-        if !args.no_exports {
-            outcome.write_exports(&args.report_dir)?;
-        }
+        let exports = (!args.no_exports).then_some(args.report_dir.as_path());
+        let outcome = prepared.run(exports).await?;
         Ok(CommandOutput {
             stdout: outcome.table,
             summary: None,

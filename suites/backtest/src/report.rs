@@ -266,6 +266,26 @@ pub const MAX_CHART_POINTS: usize = 2_000;
 
 /// The report section of a run: notes, tables and charts.
 pub fn section(info: &DataInfo, outcome: &Outcome, id: &str) -> Section {
+    // The rolling Sharpe chart (two rolling passes over every period) is built on a core of
+    // its own while the tables and the other charts are: at 1M bars it was a sixth of
+    // `gauntlet backtest --no-sweep`'s main thread (suites/backtest/README.md, Figures).
+    std::thread::scope(|scope| {
+        let rolling = scope.spawn(|| tearsheet::rolling_sharpe_chart(outcome));
+        section_with(info, outcome, id, || {
+            rolling
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    })
+}
+
+/// [`section`], the rolling Sharpe chart (or why there is none) from `rolling`.
+fn section_with(
+    info: &DataInfo,
+    outcome: &Outcome,
+    id: &str,
+    rolling: impl FnOnce() -> Result<Chart, String>,
+) -> Section {
     let mut s = Section::new(
         format!("{SUITE}.{id}"),
         format!("Backtest: {}", outcome.signal),
@@ -307,7 +327,7 @@ pub fn section(info: &DataInfo, outcome: &Outcome, id: &str) -> Section {
 
     s.charts.push(tearsheet::equity_chart(outcome));
     s.charts.push(tearsheet::drawdown_chart(outcome));
-    match tearsheet::rolling_sharpe_chart(outcome) {
+    match rolling() {
         Ok(chart) => s.charts.push(chart),
         Err(why) => s.notes.push(why),
     }

@@ -282,10 +282,15 @@ impl ScenarioCtx {
             ),
             Some(why) => format!("{why}: checked without the model's metadata"),
         };
+        let answer = if grpc {
+            "Each answer with grpc-status 0 is decoded as a ModelInferResponse"
+        } else {
+            "Each 2xx response is parsed as JSON"
+        };
         let note = format!(
-            "Requests to model {model}: {source}. Each 2xx response is parsed as JSON and must \
-             name the model when it names one, carry outputs whose data match their shape and \
-             datatype, and {held}; anything else counts as a body mismatch."
+            "Requests to model {model}: {source}. {answer} and must name the model when it names \
+             one, carry outputs whose data match their shape and datatype, and {held}; anything \
+             else counts as a body mismatch."
         );
         self.workload = Some(Arc::new(Workload {
             bodies,

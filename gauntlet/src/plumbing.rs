@@ -9,8 +9,8 @@ use std::time::SystemTime;
 
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
 use gauntlet_harness::{
-    ContainerTarget, GrpcTarget, HttpOptions, HttpTarget, Registry, RegistryError, SuiteError,
-    Target, TargetError, error_chain,
+    ClientSecurity, ContainerTarget, GrpcTarget, HttpOptions, HttpTarget, Registry, RegistryError,
+    SuiteError, Target, TargetError, error_chain,
 };
 use gauntlet_reports::{ExitCode, RunMeta, RunReport};
 
@@ -98,32 +98,41 @@ pub const AUDIT_LOG_DIR: &str = "audit-log";
 /// The target at `url` (`http://…`, `grpc://host:port`, or `container:IMAGE[:TAG]` started here, its logs in
 /// `container.log` of `report_dir` when given), or the in-process reference engine when `url`
 /// is None (the log of its audited twin, for the compliance suite, in `audit-log/` of
-/// `report_dir` when given).
+/// `report_dir` when given). `security` (`--header`, `--ca-file`, admin credentials) is for
+/// a URL target only: over gRPC its headers go as metadata.
 pub async fn connect(
     url: Option<&str>,
     options: HttpOptions,
+    security: Option<ClientSecurity>,
     report_dir: Option<&Path>,
 ) -> Result<Arc<dyn Target>, Failure> {
+    fn reached<T: Target + 'static>(
+        result: Result<T, TargetError>,
+    ) -> Result<Arc<dyn Target>, Failure> {
+        match result {
+            Ok(t) => Ok(Arc::new(t)),
+            Err(e @ TargetError::InvalidUrl { .. }) => {
+                Err(Failure::usage(format!("--target: {e}")))
+            }
+            Err(e) => Err(Failure::setup_err(e)),
+        }
+    }
+    let is_url = url.is_some_and(|u| !u.starts_with("container:"));
+    if security.is_some() && !is_url {
+        return Err(Failure::usage(
+            "--header, --ca-file, --admin-credentials and the keyrings are for an http(s):// or \
+             grpc:// --target (the in-process engine and containers make their own keys)",
+        ));
+    }
     let logs = report_dir.map(|d| d.join("container.log"));
     let logs = logs.as_deref();
     if let Some(image) = url.and_then(|u| u.strip_prefix("container:")) {
         let startup = std::time::Duration::from_secs(30);
-        return match ContainerTarget::start(image, options, startup, logs).await {
-            Ok(t) => Ok(Arc::new(t)),
-            Err(e @ TargetError::InvalidUrl { .. }) => {
-                Err(Failure::usage(format!("--target: {e}")))
-            }
-            Err(e) => Err(Failure::setup_err(e)),
-        };
+        return reached(ContainerTarget::start(image, options, startup, logs).await);
     }
     if let Some(url) = url.filter(|u| u.starts_with("grpc://")) {
-        return match GrpcTarget::connect(url, options).await {
-            Ok(t) => Ok(Arc::new(t)),
-            Err(e @ TargetError::InvalidUrl { .. }) => {
-                Err(Failure::usage(format!("--target: {e}")))
-            }
-            Err(e) => Err(Failure::setup_err(e)),
-        };
+        let security = security.unwrap_or_default();
+        return reached(GrpcTarget::connect_with(url, options, security).await);
     }
     match url {
         None => {
@@ -138,12 +147,9 @@ pub async fn connect(
                 None => engine,
             }))
         }
-        Some(url) => match HttpTarget::connect(url, options).await {
-            Ok(t) => Ok(Arc::new(t)),
-            Err(e @ TargetError::InvalidUrl { .. }) => {
-                Err(Failure::usage(format!("--target: {e}")))
-            }
-            Err(e) => Err(Failure::setup_err(e)),
+        Some(url) => match security {
+            Some(security) => reached(HttpTarget::connect_with(url, options, security).await),
+            None => reached(HttpTarget::connect(url, options).await),
         },
     }
 }

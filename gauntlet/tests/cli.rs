@@ -820,3 +820,144 @@ fn requirement_traceability_lists_every_id_and_gates_the_required_ones() {
     let summary = std::fs::read_to_string(dir.path().join("r/summary.md")).unwrap();
     assert!(summary.contains("Requirement traceability"), "{summary}");
 }
+
+/// Serves the reference models over gRPC on 127.0.0.1:0 until the test process exits, with
+/// read tokens: every call but the health RPCs needs `authorization: Bearer {token}`.
+fn serve_grpc_with_token(token: &str) -> SocketAddr {
+    use gauntlet_engine::security::{ReadTokens, Security, SecurityConfig};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let token = token.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let config = gauntlet_engine::EngineConfig {
+                security: SecurityConfig {
+                    read_tokens: Some("tokens.toml".into()),
+                    ..SecurityConfig::default()
+                },
+                ..gauntlet_engine::EngineConfig::default()
+            };
+            let mut tokens = ReadTokens::default();
+            tokens.insert_token(&token, "ci");
+            let security = Security::from_parts(&config.security, None, None, Some(tokens));
+            let state = gauntlet_engine::AppState::with_security(config, security);
+            for model in gauntlet_fixtures::load_embedded().expect("reference models") {
+                let name = model.name.clone();
+                state.registry().load(model).expect("load");
+                state.registry().promote(&name).expect("promote");
+            }
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            gauntlet_engine::serve_grpc(listener, state, std::future::pending())
+                .await
+                .expect("serve");
+        });
+    });
+    rx.recv().expect("gRPC server up")
+}
+
+/// Every file under `dir`, read as text (lossy).
+fn all_text_under(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.push_str(&all_text_under(&path));
+        } else {
+            out.push_str(&String::from_utf8_lossy(
+                &std::fs::read(&path).expect("read"),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn grpc_target_sends_the_header_as_metadata_and_never_shows_it() {
+    let token = "gx-grpc-token-5f0c9e2b7a4d4e61";
+    let addr = serve_grpc_with_token(token);
+    let url = format!("grpc://{addr}");
+    let header = format!("authorization: Bearer {token}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shown = std::cell::RefCell::new(String::new());
+    let seen = |out: Output| {
+        shown.borrow_mut().push_str(&text(&out.stdout));
+        shown.borrow_mut().push_str(&text(&out.stderr));
+        out
+    };
+    let run = |extra: &[&str], report: &str| {
+        let mut args = vec![
+            "run",
+            "--target",
+            &url,
+            "--suite",
+            "conformance",
+            "--filter",
+            "grpc_",
+            "--report-dir",
+            report,
+        ];
+        args.extend_from_slice(extra);
+        seen(gauntlet(&args, dir.path()))
+    };
+
+    // Without the token the calls are refused: the cases fail, naming the status.
+    let out = run(&[], "without");
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let report = read_report(&dir.path().join("without"));
+    let failed: Vec<_> = outcomes(&report)
+        .into_iter()
+        .filter(|(_, o)| o == "fail" || o == "error")
+        .collect();
+    assert!(!failed.is_empty(), "{report}");
+    assert!(report.to_string().contains("Unauthenticated"), "{report}");
+
+    // With it every case passes, none skipped.
+    let out = run(&["--header", &header, "--max-skipped", "0"], "with");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let report = read_report(&dir.path().join("with"));
+    let cases = outcomes(&report);
+    assert!(!cases.is_empty());
+    assert!(cases.iter().all(|(_, o)| o == "pass"), "{cases:?}");
+
+    // The load driver's calls and its metadata read carry it too.
+    let load = |extra: &[&str], out_file: &str| {
+        let mut args = vec![
+            "load",
+            "--target",
+            &url,
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+            "--warm-up",
+            "0s",
+            "--out",
+            out_file,
+        ];
+        args.extend_from_slice(extra);
+        let out = seen(gauntlet(&args, dir.path()));
+        let shard: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(out_file)).expect("shard file"))
+                .expect("shard json");
+        (out, shard)
+    };
+    let (out, shard) = load(&["--header", &header], "with.json");
+    let counters = &shard["counters"];
+    assert_eq!(counters["ok"], 50, "{}\n{shard}", text(&out.stderr));
+    let (out, shard) = load(&[], "without.json");
+    let counters = &shard["counters"];
+    assert_eq!(counters["ok"], 0, "{}\n{shard}", text(&out.stderr));
+    assert_eq!(counters["errors"]["4xx"], 50, "{shard}");
+    assert!(shard.to_string().contains("UNAUTHENTICATED"), "{shard}");
+
+    // The token is in no output and no file.
+    assert!(!shown.borrow().contains(token));
+    assert!(!all_text_under(dir.path()).contains(token));
+}

@@ -270,7 +270,7 @@ impl SuiteCommand for ToyCheck {
     async fn run(&self, args: &ArgMatches, host: &dyn Host) -> Result<CommandOutput, SuiteError> {
         let dir = PathBuf::from(args.get_one::<String>("report-dir").unwrap());
         host.check_report_dir(&dir)?;
-        let target = host.connect(None).await?;
+        let target = host.connect(None, &[]).await?;
         let status = target.get("/v2/health/live").await.unwrap().status.as_u16();
         let ceiling = if args.get_flag("fail") { 100.0 } else { 200.0 };
         let gate = threshold(

@@ -25,7 +25,7 @@
 //!     }
 //!     async fn run(&self, args: &clap::ArgMatches, host: &dyn Host) -> Result<CommandOutput, SuiteError> {
 //!         let url = args.get_one::<String>("target").map(String::as_str);
-//!         let target = host.connect(url).await?;
+//!         let target = host.connect(url, &[]).await?;
 //!         Ok(CommandOutput::stdout(format!("{} answers\n", target.describe())))
 //!     }
 //! }
@@ -42,7 +42,7 @@ use gauntlet_reports::{CaseResult, Section};
 
 use crate::config::{Profile, Settings};
 use crate::suite::SuiteError;
-use crate::target::Target;
+use crate::target::{ExtraHeader, Target};
 
 /// Names `gauntlet` itself takes; a suite's command may not use them.
 pub const BUILT_IN_COMMANDS: &[&str] = &["run", "list", "help"];
@@ -95,12 +95,19 @@ pub trait Host: Send + Sync {
     /// [`SuiteError::Setup`] naming the directory.
     fn check_report_dir(&self, dir: &Path) -> Result<(), SuiteError>;
 
-    /// The target at `url`, or the in-process reference engine when `url` is `None`.
+    /// The target at `url`, or the in-process reference engine when `url` is `None`; a URL
+    /// target (`http(s)://`, `grpc://`) adds `headers` to every request (as metadata over
+    /// gRPC), never showing their values.
     ///
     /// # Errors
     ///
-    /// [`SuiteError::Config`] for a malformed URL, [`SuiteError::Setup`] when unreachable.
-    async fn connect(&self, url: Option<&str>) -> Result<Arc<dyn Target>, SuiteError>;
+    /// [`SuiteError::Config`] for a malformed URL, or headers given for a target that is not
+    /// a URL; [`SuiteError::Setup`] when unreachable.
+    async fn connect(
+        &self,
+        url: Option<&str>,
+        headers: &[ExtraHeader],
+    ) -> Result<Arc<dyn Target>, SuiteError>;
 
     /// Whether a live progress line may be drawn (stderr is a terminal).
     fn progress(&self) -> bool;

@@ -58,10 +58,10 @@ pub use command::{CommandOutput, CommandReport, Host, SuiteCommand};
 pub use registry::{Registry, RegistryError};
 pub use suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
 pub use target::{
-    Audited, Capabilities, Capability, ClientSecurity, ContainerTarget, ENGINE_THREAD_PREFIX,
-    ExtraHeader, GrpcClient, GrpcEndpoint, GrpcTarget, HttpEndpoint, HttpOptions, HttpTarget,
-    InProcess, InProcessError, Reply, SecurityAccess, ServedEngine, Target, TargetError, TargetExt,
-    Unsigned, infer_path, redact_url,
+    Audited, CallHeaders, Capabilities, Capability, ClientSecurity, ContainerTarget,
+    ENGINE_THREAD_PREFIX, ExtraHeader, GrpcClient, GrpcEndpoint, GrpcTarget, HttpEndpoint,
+    HttpOptions, HttpTarget, InProcess, InProcessError, Reply, SecurityAccess, ServedEngine,
+    Target, TargetError, TargetExt, Unsigned, infer_path, redact_url,
 };
 
 /// An error and its causes on one line. Library errors keep their cause out of

@@ -1,12 +1,13 @@
 //! Remote model backends: a model served by another OIP server, behind a [`CircuitBreaker`],
 //! with a fallback chain when the backend cannot answer.
 //!
-//! A `[[remote-model]]` entry makes the engine answer `POST /v2/models/{name}/infer` by
-//! forwarding the (validated) request to the backend. When the breaker refuses the call or the
+//! A `[[remote-model]]` entry makes the engine answer `POST /v2/models/{name}/infer` (and
+//! gRPC `ModelInfer` of the name) by forwarding the (validated) request to the backend over
+//! HTTP. When the breaker refuses the call or the
 //! call fails (timeout, connection error, 5xx, unknown model there), the answer comes from the
 //! first of: the live local model of the same name (`last-good`), the `rule-model`
 //! (`rule`), a neutral prediction for every row (`neutral`); the response says which in
-//! `parameters.degraded` and `/metrics` counts it. A client error the backend answers (400,
+//! `parameters.degraded` (over gRPC, the parameter `degraded`) and `/metrics` counts it. A client error the backend answers (400,
 //! 413, 415, 422) is passed on and is not a backend failure.
 //!
 //! A remote model's backend can be switched at run time ([`RemoteModel::switch_backend`],

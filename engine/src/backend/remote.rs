@@ -1,5 +1,6 @@
-//! The HTTP client of one remote OIP backend: `POST {backend}/v2/models/{m}/infer` with a
-//! deadline, over a small pool of kept-alive HTTP/1.1 connections.
+//! The HTTP client of one remote OIP backend: `POST {backend}/v2/models/{m}/infer` (and
+//! `GET {backend}/v2/models/{m}` for its metadata) with a deadline, over a small pool of
+//! kept-alive HTTP/1.1 connections.
 
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ pub enum Reply {
 pub struct RemoteClient {
     client: Client<HttpConnector, Full<Bytes>>,
     infer_uri: Uri,
+    metadata_uri: Uri,
     timeout: Duration,
 }
 
@@ -60,18 +62,62 @@ impl RemoteClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .build(connector);
-        let infer_uri = Uri::builder()
-            .scheme("http")
-            .authority(authority.clone())
-            .path_and_query(format!("/v2/models/{remote_name}/infer"))
-            .build()
-            // Authority and name were validated with the config.
-            .unwrap_or_default();
+        let uri = |path: String| {
+            Uri::builder()
+                .scheme("http")
+                .authority(authority.clone())
+                .path_and_query(path)
+                .build()
+                // Authority and name were validated with the config.
+                .unwrap_or_default()
+        };
         RemoteClient {
             client,
-            infer_uri,
+            infer_uri: uri(format!("/v2/models/{remote_name}/infer")),
+            metadata_uri: uri(format!("/v2/models/{remote_name}")),
             timeout,
         }
+    }
+
+    /// Reads the model's metadata (`GET {backend}/v2/models/{remote_name}`) within the
+    /// timeout.
+    ///
+    /// # Errors
+    /// [`CallError`]: no answer in time, a status other than 200 ([`CallError::Status`]), or a
+    /// body that is not model metadata ([`CallError::BadBody`]).
+    pub async fn metadata(&self) -> Result<crate::oip::ModelMetadata, CallError> {
+        let call = async {
+            let request = http::Request::get(self.metadata_uri.clone())
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| CallError::Connection(e.to_string()))?;
+            let (status, body) = self.exchange(request).await?;
+            if status != StatusCode::OK {
+                return Err(CallError::Status(status));
+            }
+            serde_json::from_slice(&body).map_err(|e| CallError::BadBody(e.to_string()))
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| CallError::Timeout(self.timeout))?
+    }
+
+    /// Sends `request` and reads the whole answer (at most [`MAX_REPLY_BYTES`]).
+    async fn exchange(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes), CallError> {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| CallError::Connection(chain(&e)))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_REPLY_BYTES)
+            .collect()
+            .await
+            .map_err(|e| CallError::Connection(e.to_string()))?
+            .to_bytes();
+        Ok((status, body))
     }
 
     /// Posts an infer request body and reads the answer, all within the timeout.
@@ -89,17 +135,7 @@ impl RemoteClient {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| CallError::Connection(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| CallError::Connection(chain(&e)))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_REPLY_BYTES)
-            .collect()
-            .await
-            .map_err(|e| CallError::Connection(e.to_string()))?
-            .to_bytes();
+        let (status, body) = self.exchange(request).await?;
         match status {
             StatusCode::OK => {
                 serde_json::from_slice::<crate::oip::InferResponse>(&body)

@@ -60,6 +60,25 @@ pub(crate) fn infer_request(message: ModelInferRequest) -> Result<(InferRequest,
     ))
 }
 
+/// Refuses what JSON cannot carry to a remote model's backend: an infinite element (a NaN
+/// goes as `null`, the missing value it stands for).
+pub(crate) fn forwardable(request: &InferRequest) -> Result<(), ApiError> {
+    for (i, input) in request.inputs.iter().enumerate() {
+        if let Some((j, x)) = input
+            .data
+            .iter()
+            .enumerate()
+            .find_map(|(j, x)| x.filter(|x| x.is_infinite()).map(|x| (j, x)))
+        {
+            return Err(ApiError::bad_request(format!(
+                "inputs[{i}] element {j}: {x} cannot be sent to the remote backend serving this \
+                 model, which is reached over JSON (no infinities)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn input(i: usize, tensor: InferInputTensor, raw: Option<Bytes>) -> Result<RequestInput, ApiError> {
     let datatype = match tensor.datatype.as_str() {
         datatype::FP64 => Datatype::Fp64,
@@ -419,6 +438,33 @@ mod tests {
             e.starts_with("raw_input_contents[0][0]: -9223372036854775808 exceeds"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn infinities_are_not_forwarded_to_a_backend() {
+        let contents = InferTensorContents {
+            fp64_contents: vec![1.0, f64::NAN, f64::NEG_INFINITY],
+            ..Default::default()
+        };
+        let (r, _) = infer_request(request(vec![tensor("FP64", &[3], contents)], vec![])).unwrap();
+        let e = forwardable(&r).unwrap_err().message;
+        assert!(
+            e.starts_with("inputs[0] element 2: -inf cannot be sent"),
+            "{e}"
+        );
+        let (r, _) = infer_request(request(
+            vec![tensor("FP64", &[1], fp64(&[f64::NAN]))],
+            vec![],
+        ))
+        .unwrap();
+        assert_eq!(forwardable(&r), Ok(()));
+    }
+
+    fn fp64(values: &[f64]) -> InferTensorContents {
+        InferTensorContents {
+            fp64_contents: values.to_vec(),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! `RESOURCE_EXHAUSTED` for a batch over a limit, `UNAUTHENTICATED` without a valid bearer
 //! token when read tokens are configured (`authorization: Bearer …` metadata; the health RPCs
 //! are exempt, as the HTTP probes are). Messages are limited to `max-body-bytes`, and calls
-//! to `request-timeout`. Models served by a remote backend (`[[remote-model]]`) are reached
-//! over HTTP only: their gRPC infer is `UNIMPLEMENTED`.
+//! to `request-timeout`. A model served by a remote backend (`[[remote-model]]`) takes the
+//! HTTP API's remote path (`http::remote`): the backend (over HTTP) through its breaker, else
+//! the fallback chain, the fallback named in the parameter `degraded` as in the HTTP
+//! answer's `parameters.degraded`.
 
 mod convert;
 
@@ -30,7 +32,9 @@ use tokio::net::TcpListener;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
+use crate::backend::RemoteModel;
 use crate::http::ApiError;
+use crate::http::remote::Answer as RemoteAnswer;
 use crate::state::AppState;
 
 /// Serves `inference.GRPCInferenceService` (HTTP/2 cleartext) on `listener` until `shutdown`
@@ -101,6 +105,8 @@ impl InferenceService {
         crate::http::lookup(&self.state, name).map_err(status)
     }
 
+    /// A local model's infer call; the flag says whether the registry knows the name (for
+    /// the request metrics).
     async fn infer(
         &self,
         metadata: MetadataMap,
@@ -108,17 +114,6 @@ impl InferenceService {
     ) -> (bool, Result<ModelInferResponse, ApiError>) {
         let name = message.model_name.as_str();
         let version = (!message.model_version.is_empty()).then_some(message.model_version.as_str());
-        if version.is_none() && self.state.backends().get(name).is_some() {
-            return (
-                false,
-                Err(ApiError::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    format!(
-                        "model {name:?} is served by a remote backend, which the engine reaches over HTTP only; infer it over HTTP"
-                    ),
-                )),
-            );
-        }
         let (known, model) = crate::http::select_model(&self.state, name, version);
         let model = match model {
             Ok(model) => model,
@@ -133,6 +128,53 @@ impl InferenceService {
         }
         .await;
         (known, result)
+    }
+
+    /// A remote model's infer call, through the same breaker and fallbacks as over HTTP.
+    async fn infer_remote(
+        &self,
+        remote: &RemoteModel,
+        metadata: MetadataMap,
+        message: ModelInferRequest,
+    ) -> Result<ModelInferResponse, RemoteError> {
+        let (request, raw) = convert::infer_request(message)?;
+        crate::http::remote::check_request(&self.state, &request)?;
+        convert::forwardable(&request)?;
+        let bytes = serde_json::to_vec(&request)
+            .map_err(|e| ApiError::internal("failed to serialise the backend request", &e))?;
+        let headers = metadata.into_headers();
+        match crate::http::remote::answer(&self.state, remote, &headers, bytes.into(), request)
+            .await?
+        {
+            RemoteAnswer::Backend(body) => {
+                // The client checked that this parses before calling it served.
+                let response: crate::oip::InferResponse = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::internal("failed to read the backend's answer", &e))?;
+                Ok(convert::infer_response(response, raw))
+            }
+            RemoteAnswer::Refused(status, body) => Err(RemoteError::Backend(ApiError::new(
+                status,
+                serde_json::from_slice::<crate::oip::ErrorBody>(&body).map_or_else(
+                    |_| format!("the backend refused the request with {status}"),
+                    |b| b.error,
+                ),
+            ))),
+            RemoteAnswer::Degraded(response) => Ok(convert::infer_response(response, raw)),
+        }
+    }
+}
+
+/// Why a remote model's gRPC infer call failed.
+enum RemoteError {
+    /// The engine's own error (a bad request, the neutral fallback's refusal).
+    Local(ApiError),
+    /// The backend refused the request (a 4xx about it).
+    Backend(ApiError),
+}
+
+impl From<ApiError> for RemoteError {
+    fn from(err: ApiError) -> RemoteError {
+        RemoteError::Local(err)
     }
 }
 
@@ -160,17 +202,20 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelReadyResponse>, Status> {
         self.authorize(request.metadata())?;
         let ModelReadyRequest { name, version } = request.into_inner();
+        if version.is_empty() {
+            let ready = crate::http::model_is_ready(&self.state, &name).map_err(status)?;
+            return Ok(Response::new(ModelReadyResponse { ready }));
+        }
         let versions = self.versions(&name)?;
-        let live = versions.live.as_ref();
-        let ready = if version.is_empty() {
-            live.is_some()
-        } else if versions.get(&version).is_none() {
+        if versions.get(&version).is_none() {
             return Err(status(crate::http::unknown_version(
                 &name, &version, &versions,
             )));
-        } else {
-            live.is_some_and(|m| m.version() == version)
-        };
+        }
+        let ready = versions
+            .live
+            .as_ref()
+            .is_some_and(|m| m.version() == version);
         Ok(Response::new(ModelReadyResponse { ready }))
     }
 
@@ -193,7 +238,23 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         self.authorize(request.metadata())?;
         let ModelMetadataRequest { name, version } = request.into_inner();
-        let versions = self.versions(&name)?;
+        let versions = match self.versions(&name) {
+            Ok(versions) => versions,
+            Err(err) => match self
+                .state
+                .backends()
+                .get(&name)
+                .filter(|_| version.is_empty())
+            {
+                Some(remote) => {
+                    let m = crate::http::remote::metadata(remote)
+                        .await
+                        .map_err(status)?;
+                    return Ok(Response::new(metadata_response(m)));
+                }
+                None => return Err(err),
+            },
+        };
         let model =
             if version.is_empty() {
                 versions.primary()
@@ -204,22 +265,7 @@ impl GrpcInferenceService for InferenceService {
             };
         let model = model.ok_or_else(|| status(ApiError::unknown_model(&name)))?;
         let m = crate::http::metadata(&versions, model);
-        let tensors = |list: Vec<crate::oip::TensorMetadata>| {
-            list.into_iter()
-                .map(|t| TensorMetadata {
-                    name: t.name,
-                    datatype: t.datatype,
-                    shape: t.shape,
-                })
-                .collect()
-        };
-        Ok(Response::new(ModelMetadataResponse {
-            name: m.name,
-            versions: m.versions,
-            platform: m.platform,
-            inputs: tensors(m.inputs),
-            outputs: tensors(m.outputs),
-        }))
+        Ok(Response::new(metadata_response(m)))
     }
 
     async fn model_infer(
@@ -230,22 +276,69 @@ impl GrpcInferenceService for InferenceService {
         let (metadata, _, message) = request.into_parts();
         self.authorize(&metadata)?;
         let name = message.model_name.clone();
-        let (known, result) = self.infer(metadata, message).await;
+        let remote = message
+            .model_version
+            .is_empty()
+            .then(|| self.state.backends().get(&name).cloned())
+            .flatten();
+        let (known, result) = match &remote {
+            Some(remote) => {
+                let result = self.infer_remote(remote, metadata, message).await;
+                // A refusal of the backend is its answer, passed on without the injected
+                // delay, as over HTTP.
+                let result = result.map_err(|e| match e {
+                    RemoteError::Local(err) => (err, true),
+                    RemoteError::Backend(err) => (err, false),
+                });
+                (true, result)
+            }
+            None => {
+                let (known, result) = self.infer(metadata, message).await;
+                (known, result.map_err(|err| (err, true)))
+            }
+        };
         let code = match &result {
             Ok(_) => StatusCode::OK,
-            Err(err) => {
-                // As over HTTP: every infer answer has the injected delay once.
-                crate::http::inject_latency(&self.state).await;
+            Err((err, delay)) => {
+                // As over HTTP: every answer of the engine's own has the injected delay once.
+                if *delay {
+                    crate::http::inject_latency(&self.state).await;
+                }
                 err.status
             }
         };
-        self.state.metrics().observe_request(
-            self.state.registry(),
-            known.then_some(name.as_str()),
-            code,
-            start.elapsed(),
-        );
-        result.map(Response::new).map_err(status)
+        match remote {
+            Some(_) => self
+                .state
+                .metrics()
+                .observe_remote_request(&name, code, start.elapsed()),
+            None => self.state.metrics().observe_request(
+                self.state.registry(),
+                known.then_some(name.as_str()),
+                code,
+                start.elapsed(),
+            ),
+        }
+        result.map(Response::new).map_err(|(err, _)| status(err))
+    }
+}
+
+fn metadata_response(m: crate::oip::ModelMetadata) -> ModelMetadataResponse {
+    let tensors = |list: Vec<crate::oip::TensorMetadata>| {
+        list.into_iter()
+            .map(|t| TensorMetadata {
+                name: t.name,
+                datatype: t.datatype,
+                shape: t.shape,
+            })
+            .collect()
+    };
+    ModelMetadataResponse {
+        name: m.name,
+        versions: m.versions,
+        platform: m.platform,
+        inputs: tensors(m.inputs),
+        outputs: tensors(m.outputs),
     }
 }
 

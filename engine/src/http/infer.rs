@@ -153,18 +153,7 @@ async fn serve(
     crate::security::limits::check_json_depth(&bytes, config.security.max_json_depth)?;
     let request: InferRequest = parse(&bytes)?;
     drop(bytes);
-    serve_request(state, model, headers, request, None).await
-}
-
-/// Serves one parsed request with `model`; `degraded` names the fallback it stands for.
-pub(crate) async fn serve_request(
-    state: &AppState,
-    model: Arc<Model>,
-    headers: &HeaderMap,
-    request: InferRequest,
-    degraded: Option<crate::backend::Fallback>,
-) -> Result<Response, ApiError> {
-    let predicted = predict(state, model, headers, request, degraded).await?;
+    let predicted = predict(state, model, headers, request, None).await?;
     // About 200 bytes of names and framing, up to 25 per prediction and 130 per listed change.
     let capacity = 256
         + predicted.outputs[0].data.len() * 25

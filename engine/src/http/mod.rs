@@ -12,7 +12,7 @@ mod drain;
 mod error;
 mod infer;
 mod principal;
-mod remote;
+pub(crate) mod remote;
 mod repository;
 mod trading;
 
@@ -269,7 +269,13 @@ async fn model_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let versions = lookup(&state, &name)?;
+    let versions = match lookup(&state, &name) {
+        Ok(versions) => versions,
+        Err(err) => match state.backends().get(&name) {
+            Some(remote) => return remote::metadata(remote).await.map(Json),
+            None => return Err(err),
+        },
+    };
     let model = versions
         .primary()
         .ok_or_else(|| ApiError::unknown_model(&name))?;
@@ -318,8 +324,16 @@ async fn model_ready(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let versions = lookup(&state, &name)?;
-    Ok(probe(versions.live.is_some()))
+    Ok(probe(model_is_ready(&state, &name)?))
+}
+
+/// Whether `name` answers unversioned infer calls: a remote model always does (from its
+/// backend, else from a fallback, flagged), a local one when it has a live version.
+pub(crate) fn model_is_ready(state: &AppState, name: &str) -> Result<bool, ApiError> {
+    if state.backends().get(name).is_some() {
+        return Ok(true);
+    }
+    Ok(lookup(state, name)?.live.is_some())
 }
 
 async fn version_ready(

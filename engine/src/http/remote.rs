@@ -10,9 +10,11 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::body::{parse, read_body, require_json};
 use super::error::ApiError;
-use super::infer::{OUTPUT_NAME, check_outputs, inject_latency, json_response, serve_request};
+use super::infer::{OUTPUT_NAME, check_outputs, inject_latency, json_response, predict};
 use crate::backend::{Fallback, RemoteModel, Reply};
-use crate::oip::{Datatype, InferRequest, InferResponse, ResponseOutput, ResponseParameters};
+use crate::oip::{
+    Datatype, InferRequest, InferResponse, ModelMetadata, ResponseOutput, ResponseParameters,
+};
 use crate::state::AppState;
 
 /// Serves `POST /v2/models/{name}/infer` for a remote model.
@@ -23,8 +25,21 @@ pub(crate) async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let response = match read(state, &headers, body).await {
+    let answered = match read(state, &headers, body).await {
         Ok((bytes, request)) => answer(state, remote, &headers, bytes, request).await,
+        Err(err) => Err(err),
+    };
+    let response = match answered {
+        Ok(Answer::Backend(body)) => passed_on(StatusCode::OK, body),
+        Ok(Answer::Refused(status, body)) => passed_on(status, body),
+        Ok(Answer::Degraded(response)) => {
+            // About 200 bytes of names and framing, up to 25 per prediction and 130 per
+            // listed change.
+            let capacity = 256
+                + response.outputs.iter().map(|o| o.data.len()).sum::<usize>() * 25
+                + response.parameters.sanitiser_changes.len() * 130;
+            json_response(&response, capacity).unwrap_or_else(IntoResponse::into_response)
+        }
         Err(err) => {
             inject_latency(state).await;
             err.into_response()
@@ -49,19 +64,43 @@ async fn read(
     let bytes = read_body(headers, body, config.max_body_bytes, "max-body-bytes").await?;
     crate::security::limits::check_json_depth(&bytes, config.security.max_json_depth)?;
     let request: InferRequest = parse(&bytes)?;
-    check_outputs(request.outputs.as_deref())?;
-    let values: usize = request.inputs.iter().map(|input| input.data.len()).sum();
-    crate::security::limits::check_tensor_elements(values, config.security.max_tensor_elements)?;
+    check_request(state, &request)?;
     Ok((bytes, request))
 }
 
-async fn answer(
+/// The checks of a parsed request that every transport makes before the backend sees it:
+/// the requested outputs and the tensor element limit.
+pub(crate) fn check_request(state: &AppState, request: &InferRequest) -> Result<(), ApiError> {
+    check_outputs(request.outputs.as_deref())?;
+    let values: usize = request.inputs.iter().map(|input| input.data.len()).sum();
+    crate::security::limits::check_tensor_elements(
+        values,
+        state.config().security.max_tensor_elements,
+    )
+}
+
+/// What a remote model's infer call came to, before any transport renders it.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The backend's 200: a valid OIP infer response (JSON), as it sent it.
+    Backend(Bytes),
+    /// A client error the backend answered about this request (400, 413, 415, 422): its
+    /// status and JSON body, passed on as they are.
+    Refused(StatusCode, Bytes),
+    /// A fallback's answer, flagged `parameters.degraded`; it has had its injected delay.
+    Degraded(InferResponse),
+}
+
+/// The transport-free core of a remote model's infer call (HTTP and gRPC): `bytes` (the
+/// JSON of `request`) to the backend through its breaker, else the fallback chain. An error
+/// has not had its injected delay yet: the caller waits it out, once.
+pub(crate) async fn answer(
     state: &AppState,
     remote: &RemoteModel,
     headers: &HeaderMap,
     bytes: Bytes,
     request: InferRequest,
-) -> Response {
+) -> Result<Answer, ApiError> {
     let name = remote.config().name.as_str();
     let breaker = remote.breaker();
     let metrics = state.metrics();
@@ -72,13 +111,13 @@ async fn answer(
             Ok(Reply::Served(body)) => {
                 breaker.on_success(started.elapsed());
                 metrics.breaker_call(name, "success");
-                return passed_on(StatusCode::OK, body);
+                return Ok(Answer::Backend(body));
             }
             Ok(Reply::Refused(status, body)) => {
                 // The request's fault, not the backend's: give the permit back.
                 breaker.release_permission();
                 metrics.breaker_call(name, "ignored");
-                return passed_on(status, body);
+                return Ok(Answer::Refused(status, body));
             }
             Err(err) => {
                 let state_after = breaker.on_error(started.elapsed());
@@ -89,9 +128,30 @@ async fn answer(
     } else {
         metrics.breaker_call(name, "not_permitted");
     }
-    let (fallback, response) = fallback(state, remote, headers, request).await;
+    let (fallback, response) = fallback(state, remote, headers, request).await?;
     metrics.degraded(name, fallback);
-    response
+    Ok(Answer::Degraded(response))
+}
+
+/// The metadata of a remote model the registry does not know: the backend's, under the name
+/// clients here use. Not a call the breaker counts: it judges infer calls only.
+pub(crate) async fn metadata(remote: &RemoteModel) -> Result<ModelMetadata, ApiError> {
+    let name = remote.config().name.as_str();
+    match remote.client().metadata().await {
+        Ok(mut metadata) => {
+            name.clone_into(&mut metadata.name);
+            Ok(metadata)
+        }
+        Err(err) => {
+            tracing::warn!(model = %name, error = %err, "backend metadata call failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "model {name:?} is served by a remote backend, which did not give its metadata"
+                ),
+            ))
+        }
+    }
 }
 
 /// The backend's answer, as it sent it.
@@ -111,7 +171,7 @@ async fn fallback(
     remote: &RemoteModel,
     headers: &HeaderMap,
     request: InferRequest,
-) -> (Fallback, Response) {
+) -> Result<(Fallback, InferResponse), ApiError> {
     let config = remote.config();
     let candidates = [
         (Fallback::LastGood, Some(config.name.as_str())),
@@ -121,30 +181,24 @@ async fn fallback(
         let Some(model) = model.and_then(|m| state.registry().live(m)) else {
             continue;
         };
-        match serve_request(state, model, headers, request.clone(), Some(fallback)).await {
-            Ok(response) => return (fallback, response),
+        match predict(state, model, headers, request.clone(), Some(fallback)).await {
+            Ok(response) => return Ok((fallback, response)),
             Err(err) => {
                 tracing::debug!(model = %config.name, fallback = fallback.as_str(), error = %err.message, "fallback refused the request");
             }
         }
     }
-    (Fallback::Neutral, neutral(state, config, request).await)
+    Ok((Fallback::Neutral, neutral(state, config, request).await?))
 }
 
 async fn neutral(
     state: &AppState,
     config: &crate::backend::RemoteModelConfig,
     request: InferRequest,
-) -> Response {
-    let rows = match batch_rows(&request, state.config().max_batch_rows) {
-        Ok(rows) => rows,
-        Err(err) => {
-            inject_latency(state).await;
-            return err.into_response();
-        }
-    };
+) -> Result<InferResponse, ApiError> {
+    let rows = batch_rows(&request, state.config().max_batch_rows)?;
     inject_latency(state).await;
-    let response = InferResponse {
+    Ok(InferResponse {
         model_name: config.name.clone(),
         model_version: "neutral".to_owned(),
         id: request.id,
@@ -158,8 +212,7 @@ async fn neutral(
             datatype: Datatype::Fp64,
             data: vec![config.neutral; rows],
         }],
-    };
-    json_response(&response, 256 + rows * 25).unwrap_or_else(IntoResponse::into_response)
+    })
 }
 
 /// The rows of a batch whose model is unknown here: one tensor `[rows, n]` or `[n]` (one

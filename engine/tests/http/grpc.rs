@@ -16,11 +16,11 @@ use tonic::transport::Channel;
 
 use super::*;
 
-type Client = GrpcInferenceServiceClient<Channel>;
+pub(super) type Client = GrpcInferenceServiceClient<Channel>;
 
 /// Serves `state` over gRPC on an ephemeral loopback port; the server stops when the
 /// returned sender is dropped.
-async fn start(state: AppState) -> (Client, tokio::sync::oneshot::Sender<()>) {
+pub(super) async fn start(state: AppState) -> (Client, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -33,7 +33,7 @@ async fn start(state: AppState) -> (Client, tokio::sync::oneshot::Sender<()>) {
     (client, tx)
 }
 
-fn tensor(
+pub(super) fn tensor(
     name: &str,
     datatype: &str,
     shape: &[i64],
@@ -48,14 +48,14 @@ fn tensor(
     }
 }
 
-fn fp64(values: &[f64]) -> InferTensorContents {
+pub(super) fn fp64(values: &[f64]) -> InferTensorContents {
     InferTensorContents {
         fp64_contents: values.to_vec(),
         ..Default::default()
     }
 }
 
-fn infer(model: &str, inputs: Vec<InferInputTensor>) -> ModelInferRequest {
+pub(super) fn infer(model: &str, inputs: Vec<InferInputTensor>) -> ModelInferRequest {
     ModelInferRequest {
         model_name: model.into(),
         id: "req-1".into(),
@@ -65,7 +65,11 @@ fn infer(model: &str, inputs: Vec<InferInputTensor>) -> ModelInferRequest {
 }
 
 /// The error status of a call, asserting its code and that its message has every fragment.
-fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, fragments: &[&str]) {
+pub(super) fn refused<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: Code,
+    fragments: &[&str],
+) {
     let status = result.unwrap_err();
     assert_eq!(status.code(), code, "{status:?}");
     for f in fragments {

@@ -65,6 +65,14 @@ fn frontend(
     breaker: BreakerConfig,
     local: &[ModelArtifact],
 ) -> Router {
+    app(frontend_state(backend, breaker, local))
+}
+
+fn frontend_state(
+    backend: std::net::SocketAddr,
+    breaker: BreakerConfig,
+    local: &[ModelArtifact],
+) -> AppState {
     let config = EngineConfig {
         remote_models: vec![RemoteModelConfig {
             name: "lin".into(),
@@ -78,7 +86,7 @@ fn frontend(
         ..EngineConfig::default()
     };
     config.validate().unwrap();
-    app(state_with(config, local))
+    state_with(config, local)
 }
 
 async fn infer(app: &Router) -> Reply {
@@ -383,4 +391,133 @@ async fn a_bad_backend_switch_is_refused_and_changes_nothing() {
     }
     assert_eq!(served_by(&infer(&app).await), "blue");
     blue.stop().await;
+}
+
+/// Over gRPC a remote model takes the same path as over HTTP: the backend's prediction while
+/// it answers, then a fallback flagged in the parameter `degraded`, the same calls counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_model_over_grpc_answers_from_its_backend_then_a_flagged_fallback() {
+    use gauntlet_oip_grpc::inference::{
+        ModelMetadataRequest, ModelReadyRequest, infer_parameter::ParameterChoice,
+    };
+    let backend = Backend::start("127.0.0.1:0", Duration::ZERO).await;
+    let state = frontend_state(backend.addr, breaker(), &[constant("rule", 3)]);
+    let http = app(state.clone());
+    let (mut c, _stop) = super::grpc::start(state).await;
+    let call = || {
+        super::grpc::infer(
+            "lin",
+            vec![super::grpc::tensor(
+                "features",
+                "FP64",
+                &[2, 2],
+                super::grpc::fp64(&[1.0, 2.0, 0.0, 0.0]),
+            )],
+        )
+    };
+    let degraded = |r: &gauntlet_oip_grpc::inference::ModelInferResponse| {
+        r.parameters
+            .get("degraded")
+            .and_then(|p| p.parameter_choice.clone())
+    };
+
+    let served = c.model_infer(call()).await.unwrap().into_inner();
+    assert_eq!(
+        served.outputs[0].contents.as_ref().unwrap().fp64_contents,
+        [0.5, 0.5],
+        "the backend's prediction (0.5 + 2a - b)"
+    );
+    assert_eq!((served.id.as_str(), degraded(&served)), ("req-1", None));
+    // Metadata and readiness of a model only the backend has: the backend's, under our name.
+    let meta = c
+        .model_metadata(ModelMetadataRequest {
+            name: "lin".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(meta.name, "lin");
+    assert_eq!(meta.inputs[0].shape, [-1, 2]);
+    assert_eq!(meta.outputs[0].name, "prediction");
+    let ready = |name: &str| ModelReadyRequest {
+        name: name.into(),
+        version: String::new(),
+    };
+    assert!(
+        c.model_ready(ready("lin"))
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+    let over_http = get(&http, "/v2/models/lin").await;
+    assert_eq!(over_http.status, StatusCode::OK);
+    assert_eq!(over_http.json()["name"], "lin");
+    assert_eq!(
+        get(&http, "/v2/models/lin/ready").await.status,
+        StatusCode::OK
+    );
+    // A request the backend refuses is refused with its message, and is no backend failure.
+    let wide = super::grpc::infer(
+        "lin",
+        vec![super::grpc::tensor(
+            "features",
+            "FP64",
+            &[1, 3],
+            super::grpc::fp64(&[1.0, 2.0, 3.0]),
+        )],
+    );
+    super::grpc::refused(
+        c.model_infer(wide).await,
+        tonic::Code::InvalidArgument,
+        &["inputs[0].shape[1]: expected 2"],
+    );
+
+    backend.stop().await;
+    let fallen = c.model_infer(call()).await.unwrap().into_inner();
+    assert_eq!(
+        fallen.outputs[0].contents.as_ref().unwrap().fp64_contents,
+        [3.0, 3.0]
+    );
+    assert_eq!(
+        degraded(&fallen),
+        Some(ParameterChoice::StringParam("rule".into())),
+        "flagged as the HTTP answer's parameters.degraded"
+    );
+    // The same call over HTTP says the same.
+    assert_eq!(
+        answer(&infer(&http).await),
+        (vec![3.0, 3.0], Some(Fallback::Rule))
+    );
+    // Without a backend there is no metadata to give, but the model still answers.
+    super::grpc::refused(
+        c.model_metadata(ModelMetadataRequest {
+            name: "lin".into(),
+            version: String::new(),
+        })
+        .await,
+        tonic::Code::Unavailable,
+        &["remote backend"],
+    );
+    assert!(
+        c.model_ready(ready("lin"))
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+    get(&http, "/v2/models/lin")
+        .await
+        .error(StatusCode::SERVICE_UNAVAILABLE, &["remote backend"]);
+    let text = metrics(&http).await;
+    for line in [
+        "gauntlet_breaker_calls_total{model=\"lin\",outcome=\"success\"} 1",
+        "gauntlet_breaker_calls_total{model=\"lin\",outcome=\"ignored\"} 1",
+        "gauntlet_degraded_responses_total{fallback=\"rule\",model=\"lin\"} 2",
+        "gauntlet_requests_total{model=\"lin\",status=\"200\"} 3",
+        "gauntlet_requests_total{model=\"lin\",status=\"400\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
 }

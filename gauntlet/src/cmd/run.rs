@@ -358,7 +358,7 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
         ..HttpOptions::default()
     };
     let target = match (target_url.as_deref(), secure) {
-        (Some(url), secure) if secure.is_some() || metrics_url.is_some() => {
+        (Some(url), secure) if metrics_url.is_some() => {
             let secure = secure.unwrap_or_default();
             let connected =
                 match gauntlet_harness::HttpTarget::connect_with(url, options, secure).await {
@@ -377,7 +377,9 @@ async fn execute(registry: &Registry, plan: Plan<'_>) -> Result<ExitCode, Failur
             };
             Arc::new(connected) as Arc<dyn gauntlet_harness::Target>
         }
-        (url, _) => plumbing::connect(url, options, Some(&settings.report_dir)).await?,
+        (url, secure) => {
+            plumbing::connect(url, options, secure, Some(&settings.report_dir)).await?
+        }
     };
     let check = served_references(target.as_ref(), reference).await;
     let mut err = std::io::stderr();

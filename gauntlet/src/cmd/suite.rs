@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use gauntlet_harness::command::{CommandOutput, Host, SuiteCommand};
 use gauntlet_harness::config::{Profile, Settings};
-use gauntlet_harness::{HttpOptions, Registry, SuiteError, Target};
+use gauntlet_harness::{ClientSecurity, ExtraHeader, HttpOptions, Registry, SuiteError, Target};
 use gauntlet_reports::ExitCode;
 
 use crate::plumbing::{self, Failure, Meta};
@@ -52,7 +52,11 @@ impl Host for RootHost<'_> {
         Ok(())
     }
 
-    async fn connect(&self, url: Option<&str>) -> Result<Arc<dyn Target>, SuiteError> {
+    async fn connect(
+        &self,
+        url: Option<&str>,
+        headers: &[ExtraHeader],
+    ) -> Result<Arc<dyn Target>, SuiteError> {
         // Only a container's log goes into the report directory: given one, the in-process
         // engine would be the audited twin, which `gauntlet run` alone asks for.
         let dir = url
@@ -64,7 +68,11 @@ impl Host for RootHost<'_> {
                     .clone()
             })
             .flatten();
-        plumbing::connect(url, HttpOptions::default(), dir.as_deref())
+        let security = (!headers.is_empty()).then(|| ClientSecurity {
+            headers: headers.to_vec(),
+            ..ClientSecurity::default()
+        });
+        plumbing::connect(url, HttpOptions::default(), security, dir.as_deref())
             .await
             .map_err(to_suite_error)
     }

@@ -356,6 +356,7 @@ impl Target for ContainerTarget {
                 timeout: self.options.request_timeout,
                 connect_timeout: self.options.connect_timeout,
                 server: None,
+                headers: super::CallHeaders::default(),
             }),
             None => Err(TargetError::Unsupported {
                 target: self.describe(),

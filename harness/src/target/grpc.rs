@@ -2,21 +2,92 @@
 //! `inference.GRPCInferenceService`, HTTP/2 cleartext), driven with tonic.
 //!
 //! Such a target offers [`Capability::Grpc`] and speaks no HTTP API: cases over HTTP are
-//! skipped with that reason ([`Target::speaks_http`]).
+//! skipped with that reason ([`Target::speaks_http`]). The `--header`s of a run
+//! ([`GrpcTarget::connect_with`]) go as metadata with every call ([`CallHeaders`]), their
+//! values never shown.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 
 use gauntlet_oip_grpc::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use super::security::{ClientSecurity, ExtraHeader, HeaderError};
 use super::{Capabilities, Capability, HttpOptions, ServedEngine, Target, TargetError};
 
-/// A tonic client of a target's `GRPCInferenceService`.
-pub type GrpcClient = GrpcInferenceServiceClient<Channel>;
+/// A tonic client of a target's `GRPCInferenceService`, adding the target's [`CallHeaders`]
+/// to every call.
+pub type GrpcClient = GrpcInferenceServiceClient<InterceptedService<Channel, CallHeaders>>;
+
+/// Metadata added to every gRPC call: the run's `--header`s (ASCII metadata; values marked
+/// sensitive). `Debug` shows the names only.
+#[derive(Clone, Default)]
+pub struct CallHeaders {
+    entries: std::sync::Arc<[(MetadataKey<Ascii>, MetadataValue<Ascii>)]>,
+    authorization: Option<HeaderValue>,
+}
+
+impl std::fmt::Debug for CallHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|(k, _)| format!("{k}: ***")))
+            .finish()
+    }
+}
+
+impl CallHeaders {
+    /// `headers` as gRPC metadata.
+    ///
+    /// # Errors
+    /// [`HeaderError::Reserved`] for a name gRPC sets itself (`te`, `content-type`,
+    /// `grpc-…`), [`HeaderError::Name`] for a binary (`…-bin`) name, [`HeaderError::Value`]
+    /// for a value that is not ASCII metadata; none shows the value.
+    pub fn new(headers: &[ExtraHeader]) -> Result<CallHeaders, HeaderError> {
+        let mut entries = Vec::with_capacity(headers.len());
+        for h in headers {
+            let name = h.name().as_str();
+            if matches!(name, "te" | "content-type") || name.starts_with("grpc-") {
+                return Err(HeaderError::Reserved(name.to_owned()));
+            }
+            let key = MetadataKey::<Ascii>::from_bytes(name.as_bytes())
+                .map_err(|_| HeaderError::Name(name.to_owned()))?;
+            let mut value = MetadataValue::<Ascii>::try_from(h.value().as_bytes())
+                .map_err(|_| HeaderError::Value(name.to_owned()))?;
+            value.set_sensitive(true);
+            entries.push((key, value));
+        }
+        let authorization = headers
+            .iter()
+            .find(|h| h.name() == http::header::AUTHORIZATION)
+            .map(|h| h.value().clone());
+        Ok(CallHeaders {
+            entries: entries.into(),
+            authorization,
+        })
+    }
+
+    /// The `authorization` value among them (sensitive), for the load driver's own calls.
+    pub fn authorization(&self) -> Option<&HeaderValue> {
+        self.authorization.as_ref()
+    }
+}
+
+impl tonic::service::Interceptor for CallHeaders {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        for (key, value) in self.entries.iter() {
+            request.metadata_mut().insert(key.clone(), value.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// Where a target serves the OIP over gRPC, and what keeps it served.
 #[derive(Debug, Clone)]
@@ -29,6 +100,8 @@ pub struct GrpcEndpoint {
     pub connect_timeout: Duration,
     /// The in-process engine serving it, when there is one (stops when the last clone drops).
     pub server: Option<std::sync::Arc<ServedEngine>>,
+    /// Metadata for every call (the run's `--header`s).
+    pub headers: CallHeaders,
 }
 
 impl GrpcEndpoint {
@@ -55,7 +128,10 @@ impl GrpcEndpoint {
             .connect()
             .await
             .map_err(|e| unreachable(error_chain(&e)))?;
-        Ok(GrpcInferenceServiceClient::new(channel))
+        Ok(GrpcInferenceServiceClient::with_interceptor(
+            channel,
+            self.headers.clone(),
+        ))
     }
 }
 
@@ -109,12 +185,39 @@ impl GrpcTarget {
     /// # Errors
     /// [`TargetError::InvalidUrl`] or [`TargetError::Unreachable`].
     pub async fn connect(url: &str, options: HttpOptions) -> Result<Self, TargetError> {
+        GrpcTarget::connect_with(url, options, ClientSecurity::default()).await
+    }
+
+    /// [`GrpcTarget::connect`] with the extra headers of `security` as metadata on every
+    /// call (a bearer token: `authorization: Bearer …`). Admin credentials and keyrings are
+    /// for the HTTP API's admin routes, which gRPC has none of: they are not used here.
+    ///
+    /// # Errors
+    /// [`TargetError::InvalidUrl`] also for a CA file (a `grpc://` target is cleartext HTTP/2)
+    /// and for a header that cannot be gRPC metadata (naming it, never its value).
+    pub async fn connect_with(
+        url: &str,
+        options: HttpOptions,
+        security: ClientSecurity,
+    ) -> Result<Self, TargetError> {
         let authority = grpc_authority(url)?;
+        let invalid = |reason: String| TargetError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        if security.ca_file.is_some() {
+            return Err(invalid(
+                "--ca-file is for https:// targets; a grpc:// target is cleartext HTTP/2"
+                    .to_owned(),
+            ));
+        }
+        let headers = CallHeaders::new(&security.headers).map_err(|e| invalid(e.to_string()))?;
         let endpoint = GrpcEndpoint {
             authority,
             timeout: options.request_timeout,
             connect_timeout: options.connect_timeout,
             server: None,
+            headers,
         };
         endpoint.client().await?;
         Ok(GrpcTarget {
@@ -176,6 +279,43 @@ mod tests {
         ] {
             let e = grpc_authority(url).unwrap_err().to_string();
             assert!(e.contains(why), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn headers_become_sensitive_metadata_and_reserved_names_are_refused() {
+        let bearer = ExtraHeader::parse("authorization: Bearer s3cr3t-t0ken").unwrap();
+        let tenant = ExtraHeader::parse("x-tenant: desk-7").unwrap();
+        let h = CallHeaders::new(&[bearer, tenant]).unwrap();
+        assert_eq!(h.authorization().unwrap(), "Bearer s3cr3t-t0ken");
+        let shown = format!("{h:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("x-tenant"), "{shown}");
+        let mut request = tonic::Request::new(());
+        request = tonic::service::Interceptor::call(&mut h.clone(), request).unwrap();
+        let metadata = request.metadata();
+        assert_eq!(
+            metadata.get("authorization").unwrap(),
+            "Bearer s3cr3t-t0ken"
+        );
+        assert!(metadata.get("authorization").unwrap().is_sensitive());
+        assert_eq!(metadata.get("x-tenant").unwrap(), "desk-7");
+        for (header, error) in [
+            (
+                "grpc-timeout: 1S",
+                "--header grpc-timeout: this header is set by gauntlet itself",
+            ),
+            (
+                "te: trailers",
+                "--header te: this header is set by gauntlet itself",
+            ),
+            (
+                "x-key-bin: c2VjcmV0",
+                "--header: `x-key-bin` is not a valid header name",
+            ),
+        ] {
+            let e = CallHeaders::new(&[ExtraHeader::parse(header).unwrap()]).unwrap_err();
+            assert_eq!(e.to_string(), error);
         }
     }
 

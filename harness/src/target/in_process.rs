@@ -304,6 +304,7 @@ impl Target for InProcess {
             timeout: defaults.request_timeout,
             connect_timeout: defaults.connect_timeout,
             server: Some(Arc::new(server)),
+            headers: super::CallHeaders::default(),
         })
     }
 

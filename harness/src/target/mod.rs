@@ -25,7 +25,7 @@ use gauntlet_engine::oip::{ErrorBody, InferRequest, InferResponse};
 
 pub use container::{ContainerTarget, LABEL as CONTAINER_LABEL, split_image};
 pub use endpoint::{ENGINE_THREAD_PREFIX, HttpEndpoint, ServedEngine};
-pub use grpc::{GrpcClient, GrpcEndpoint, GrpcTarget, grpc_authority};
+pub use grpc::{CallHeaders, GrpcClient, GrpcEndpoint, GrpcTarget, grpc_authority};
 pub use http_url::{HttpOptions, HttpTarget, redact_url};
 pub use in_process::{InProcess, InProcessError};
 pub use retries::{ConnectionRetry, Exchange, Retries, with_case};

@@ -361,7 +361,7 @@ pub async fn prepare(
             if url.starts_with("container:") {
                 host.check_report_dir(&args.report_dir)?;
             }
-            let target = host.connect(Some(url)).await?;
+            let target = host.connect(Some(url), &[]).await?;
             let description = target.describe();
             let signals = TargetModel::connect(target, name, plan.batch_rows, plan.concurrency)
                 .await

@@ -14,7 +14,7 @@ use clap::{Args, FromArgMatches, Subcommand};
 use gauntlet_harness::command::{CommandOutput, CommandReport, Host, SuiteCommand};
 use gauntlet_harness::config::{Profile, Settings};
 use gauntlet_harness::suite::{SuiteError, gate_results};
-use gauntlet_harness::{Target, error_chain, redact_url};
+use gauntlet_harness::{ExtraHeader, Target, error_chain, redact_url};
 use gauntlet_reports::{CaseResult, Section};
 
 use crate::gates::{self, ms};
@@ -89,6 +89,17 @@ pub struct LoadArgs {
     /// Bodies rendered from a payload template, sent in turn (1 to 1024; default 16).
     #[arg(long, env = "GAUNTLET_LOAD_PAYLOAD_VARIANTS", value_name = "N")]
     pub payload_variants: Option<usize>,
+    /// A header for the target, `'Name: value'` (repeatable; the variable takes one per
+    /// line): the metadata read sends them all, the load's own requests the `Authorization`
+    /// one (over gRPC as metadata). Never printed or reported.
+    #[arg(
+        long = "header",
+        value_name = "'NAME: VALUE'",
+        env = "GAUNTLET_HEADER",
+        hide_env_values = true,
+        value_delimiter = '\n'
+    )]
+    pub headers: Vec<String>,
 }
 
 /// `gauntlet report …`.
@@ -503,7 +514,14 @@ impl SuiteCommand for LoadCommand {
         }
         let started_at = SystemTime::now();
         let url = Some(args.target.as_str()).filter(|t| *t != "in-process");
-        let target = host.connect(url).await?;
+        let headers = args
+            .headers
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| ExtraHeader::parse(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SuiteError::Config(e.to_string()))?;
+        let target = host.connect(url, &headers).await?;
         let outcome = load(&args, &settings, target, host.progress()).await?;
         let mut summary = outcome.summary;
         if outcome.all_failed {

@@ -55,18 +55,30 @@ pub const DEFAULT_PACING: Duration = Duration::from_micros(100);
 /// Largest response body read; a larger one is a transport error.
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
+/// The gRPC answer [`ResponseCheck::check_grpc`] reads (re-exported: it is part of the trait).
+pub use gauntlet_oip_grpc::inference::ModelInferResponse;
+
 /// Checks a response and optionally tags it (with the model version it names).
 pub trait ResponseCheck: Send + Sync {
     /// `Ok(tag)` for a good 2xx response; `Err(reason)` for a body that fails the check.
     fn check(&self, body: &[u8]) -> Result<Option<String>, String>;
+
+    /// The same check of a gRPC answer: `response` decoded, naming the model asked (when it
+    /// names one), its outputs' data already found consistent with their shapes and
+    /// datatypes.
+    fn check_grpc(&self, response: &ModelInferResponse) -> Result<Option<String>, String>;
 }
 
-/// Accepts any 2xx body.
+/// Accepts any 2xx body (any consistent gRPC answer).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AnyBody;
 
 impl ResponseCheck for AnyBody {
     fn check(&self, _body: &[u8]) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+
+    fn check_grpc(&self, _response: &ModelInferResponse) -> Result<Option<String>, String> {
         Ok(None)
     }
 }
@@ -83,8 +95,7 @@ pub struct RequestSpec {
     /// names.
     pub path: String,
     /// Body (sent as `application/json` when not empty); over gRPC, the JSON infer request
-    /// sent as a `ModelInferRequest`, and the response is checked by the gRPC path's own check
-    /// (`check` applies to HTTP responses).
+    /// sent as a `ModelInferRequest` (the answer checked with [`ResponseCheck::check_grpc`]).
     pub body: Bytes,
     /// Further bodies: request `k` of the schedule sends `[body, variants…][k mod (1 + len)]`
     /// (a payload template's renderings). Empty: every request sends `body`.
@@ -638,6 +649,7 @@ impl Worker {
                     self.connect_timeout,
                     self.request_timeout,
                     MAX_RESPONSE_BYTES,
+                    self.check.as_ref(),
                 )
                 .await;
             let done = Instant::now();
@@ -774,6 +786,10 @@ mod tests {
             } else {
                 Err(format!("no {:?}", self.0))
             }
+        }
+
+        fn check_grpc(&self, _response: &ModelInferResponse) -> Result<Option<String>, String> {
+            Err("not over gRPC".into())
         }
     }
 

@@ -8,9 +8,11 @@
 //! The worker tasks share [`STREAMS_PER_CONNECTION`] streams per HTTP/2 connection (so the
 //! connection task writes several calls per system call); each worker has one call in flight.
 //!
-//! An answer is good when its `grpc-status` is 0 and its message decodes as a
-//! `ModelInferResponse` naming the model asked (when it names one) with at least one output
-//! holding data; any other status is a failure of the class gRPC's HTTP mapping gives it
+//! An answer is good when its `grpc-status` is 0, its message decodes as a
+//! `ModelInferResponse` naming the model asked (when it names one) with at least one output,
+//! each output's data hold the elements its shape says in the form its datatype says
+//! ([`consistent`]), and the run's [`ResponseCheck::check_grpc`] passes it (the outputs of the
+//! model's metadata, as over HTTP); a failed check is a body mismatch. Any other status is a failure of the class gRPC's HTTP mapping gives it
 //! (`INVALID_ARGUMENT`, `NOT_FOUND`, … as 4xx; `UNAVAILABLE`, `INTERNAL`, … as 5xx), its detail
 //! the status code and message.
 
@@ -28,6 +30,7 @@ use http::{HeaderValue, Request};
 use prost::Message as _;
 use tokio::net::TcpStream;
 
+use crate::driver::ResponseCheck;
 use crate::recorder::{Completion, ErrorClass, Failure, MAX_BODY_BYTES};
 
 /// Worker tasks (calls in flight) per HTTP/2 connection.
@@ -276,6 +279,7 @@ impl GrpcWorker {
         connect_timeout: Duration,
         request_timeout: Duration,
         max_response: usize,
+        check: &dyn ResponseCheck,
     ) -> (Option<std::time::Instant>, Completion) {
         let send = match &mut self.send {
             Some(s) => s,
@@ -299,7 +303,7 @@ impl GrpcWorker {
                 ),
             )),
             Ok(Err(message)) => Completion::Failed(Failure::new(ErrorClass::Transport, message)),
-            Ok(Ok(answer)) => classify(answer, &self.shared.model),
+            Ok(Ok(answer)) => classify(answer, &self.shared.model, check),
         };
         if let Completion::Failed(f) = &how
             && matches!(f.class, ErrorClass::Timeout | ErrorClass::Transport)
@@ -446,7 +450,7 @@ const CODES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
-fn classify(answer: Answer, model: &str) -> Completion {
+fn classify(answer: Answer, model: &str, check: &dyn ResponseCheck) -> Completion {
     if answer.status != 0 {
         let name = CODES.get(answer.status as usize).copied().unwrap_or("?");
         // The client's fault, as gRPC's HTTP mapping has it; the rest is the server's.
@@ -458,18 +462,24 @@ fn classify(answer: Answer, model: &str) -> Completion {
         detail.truncate(MAX_BODY_BYTES);
         return Completion::Failed(Failure::new(class, detail));
     }
-    match check(&answer.body, model) {
-        Ok(()) => Completion::Ok(None),
-        Err(reason) => Completion::Failed(Failure::new(
-            ErrorClass::BodyMismatch,
-            format!("body mismatch: {reason}"),
-        )),
+    let checked = decode(&answer.body).and_then(|response| {
+        consistent(&response, model)?;
+        check.check_grpc(&response)
+    });
+    match checked {
+        Ok(tag) => Completion::Ok(tag),
+        Err(mut reason) => {
+            reason.truncate(MAX_BODY_BYTES);
+            Completion::Failed(Failure::new(
+                ErrorClass::BodyMismatch,
+                format!("body mismatch: {reason}"),
+            ))
+        }
     }
 }
 
-/// A good answer: one uncompressed frame holding a `ModelInferResponse` for `model` with
-/// data in every output.
-fn check(mut body: &[u8], model: &str) -> Result<(), String> {
+/// The `ModelInferResponse` of an answer: one uncompressed frame holding it.
+fn decode(mut body: &[u8]) -> Result<ModelInferResponse, String> {
     if body.len() < 5 {
         return Err(format!(
             "an answer of {} bytes holds no gRPC frame",
@@ -487,8 +497,15 @@ fn check(mut body: &[u8], model: &str) -> Result<(), String> {
             body.len()
         ));
     }
-    let response =
-        ModelInferResponse::decode(body).map_err(|e| format!("not a ModelInferResponse: {e}"))?;
+    ModelInferResponse::decode(body).map_err(|e| format!("not a ModelInferResponse: {e}"))
+}
+
+/// What every answer must be, whatever the model's metadata says (as the HTTP path's JSON
+/// check): naming `model` when it names one, with at least one output, each holding as many
+/// elements as its shape says — in the typed field its datatype calls for, or as
+/// `raw_output_contents` of the datatype's width (one entry per output, and then no typed
+/// contents).
+pub(crate) fn consistent(response: &ModelInferResponse, model: &str) -> Result<(), String> {
     if !response.model_name.is_empty() && response.model_name != model {
         return Err(format!(
             "model_name {:?} is not the model asked, {model:?}",
@@ -498,26 +515,165 @@ fn check(mut body: &[u8], model: &str) -> Result<(), String> {
     if response.outputs.is_empty() {
         return Err("no outputs in the answer".to_owned());
     }
+    let raw = &response.raw_output_contents;
+    if !raw.is_empty() && raw.len() != response.outputs.len() {
+        return Err(format!(
+            "raw_output_contents has {} entries for {} outputs",
+            raw.len(),
+            response.outputs.len()
+        ));
+    }
     for (i, o) in response.outputs.iter().enumerate() {
-        let typed = o.contents.as_ref().is_some_and(|c| {
-            !(c.fp64_contents.is_empty()
-                && c.fp32_contents.is_empty()
-                && c.int64_contents.is_empty()
-                && c.int_contents.is_empty()
-                && c.uint_contents.is_empty()
-                && c.uint64_contents.is_empty()
-                && c.bool_contents.is_empty()
-                && c.bytes_contents.is_empty())
-        });
-        let raw = response
-            .raw_output_contents
-            .get(i)
-            .is_some_and(|r| !r.is_empty());
-        if !typed && !raw {
-            return Err(format!("output {:?} holds no data", o.name));
+        let want = shape_elements(&o.shape).ok_or_else(|| {
+            format!(
+                "output {:?} has shape {:?}, not a tensor's",
+                o.name, o.shape
+            )
+        })?;
+        let typed = o.contents.as_ref().map(|c| typed_elements(&o.datatype, c));
+        let got = match (raw.get(i), typed) {
+            (Some(_), Some(Ok(n) | Err((_, n)))) if n > 0 => {
+                return Err(format!(
+                    "output {:?} has typed contents and raw_output_contents; the protocol allows one",
+                    o.name
+                ));
+            }
+            (Some(bytes), _) => raw_elements(&o.datatype, bytes)
+                .map_err(|why| format!("output {:?}: raw_output_contents[{i}] {why}", o.name))?,
+            (None, Some(Ok(n))) => n,
+            (None, Some(Err((why, _)))) => return Err(format!("output {:?}: {why}", o.name)),
+            (None, None) => 0,
+        };
+        if got != want {
+            return Err(format!(
+                "output {:?} has shape {:?} ({want} elements) but {got} data elements",
+                o.name, o.shape
+            ));
         }
     }
     Ok(())
+}
+
+/// The elements a shape holds; `None` for a negative dimension or an overflow.
+fn shape_elements(shape: &[i64]) -> Option<u64> {
+    shape
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(u64::try_from(d).ok()?))
+}
+
+/// The elements of the typed field `datatype` calls for; an error (with every element
+/// counted) when another field holds any, or the datatype has no typed field.
+fn typed_elements(datatype: &str, c: &InferTensorContents) -> Result<u64, (String, u64)> {
+    let fields = [
+        ("bool_contents", c.bool_contents.len()),
+        ("int_contents", c.int_contents.len()),
+        ("int64_contents", c.int64_contents.len()),
+        ("uint_contents", c.uint_contents.len()),
+        ("uint64_contents", c.uint64_contents.len()),
+        ("fp32_contents", c.fp32_contents.len()),
+        ("fp64_contents", c.fp64_contents.len()),
+        ("bytes_contents", c.bytes_contents.len()),
+    ];
+    let total = fields.iter().map(|(_, n)| *n as u64).sum();
+    let field = match datatype {
+        "BOOL" => "bool_contents",
+        "INT8" | "INT16" | "INT32" => "int_contents",
+        "INT64" => "int64_contents",
+        "UINT8" | "UINT16" | "UINT32" => "uint_contents",
+        "UINT64" => "uint64_contents",
+        "FP32" => "fp32_contents",
+        "FP64" => "fp64_contents",
+        "BYTES" => "bytes_contents",
+        "FP16" | "BF16" if total == 0 => return Ok(0),
+        "FP16" | "BF16" => {
+            return Err((
+                format!(
+                    "a {datatype} tensor has no typed contents; its data go in raw_output_contents"
+                ),
+                total,
+            ));
+        }
+        other => {
+            return Err((
+                format!("datatype {other:?} is not a KServe V2 datatype"),
+                total,
+            ));
+        }
+    };
+    match fields.iter().find(|(f, n)| *n > 0 && *f != field) {
+        Some((wrong, _)) => Err((
+            format!("{datatype} data in {wrong}, where a {datatype} tensor's go in {field}"),
+            total,
+        )),
+        None => Ok(total),
+    }
+}
+
+/// The elements of a raw output: little-endian elements of the datatype's width, or for
+/// BYTES, elements each prefixed by its 4-byte little-endian length.
+fn raw_elements(datatype: &str, bytes: &[u8]) -> Result<u64, String> {
+    let width = match datatype {
+        "BOOL" | "INT8" | "UINT8" => 1,
+        "INT16" | "UINT16" | "FP16" | "BF16" => 2,
+        "INT32" | "UINT32" | "FP32" => 4,
+        "INT64" | "UINT64" | "FP64" => 8,
+        "BYTES" => {
+            let mut rest = bytes;
+            let mut n = 0;
+            while !rest.is_empty() {
+                if rest.len() < 4 {
+                    return Err("ends inside a BYTES element's length".to_owned());
+                }
+                let len = rest.get_u32_le() as usize;
+                if rest.len() < len {
+                    return Err(format!(
+                        "has a BYTES element of {len} bytes but only {} left",
+                        rest.len()
+                    ));
+                }
+                rest.advance(len);
+                n += 1;
+            }
+            return Ok(n);
+        }
+        other => {
+            return Err(format!(
+                "is of datatype {other:?}, not a KServe V2 datatype"
+            ));
+        }
+    };
+    if !bytes.len().is_multiple_of(width) {
+        return Err(format!(
+            "holds {} bytes, not a whole number of {datatype} elements of {width} bytes",
+            bytes.len()
+        ));
+    }
+    Ok((bytes.len() / width) as u64)
+}
+
+/// The FP64 elements of output `i`, typed or raw; `None` when it is not FP64.
+pub(crate) fn fp64_output(response: &ModelInferResponse, i: usize) -> Option<Vec<f64>> {
+    let o = response.outputs.get(i)?;
+    if o.datatype != gauntlet_oip_grpc::datatype::FP64 {
+        return None;
+    }
+    match response.raw_output_contents.get(i) {
+        Some(raw) => Some(
+            raw.chunks_exact(8)
+                .map(|c| {
+                    let mut b = [0; 8];
+                    b.copy_from_slice(c);
+                    f64::from_le_bytes(b)
+                })
+                .collect(),
+        ),
+        None => Some(
+            o.contents
+                .as_ref()
+                .map(|c| c.fp64_contents.clone())
+                .unwrap_or_default(),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -560,6 +716,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("inputs[0].data[0]: null"), "{e}");
+    }
+
+    /// The driver's own checks of an answer's bytes.
+    fn check(body: &[u8], model: &str) -> Result<(), String> {
+        consistent(&decode(body)?, model)
     }
 
     fn framed(m: &ModelInferResponse) -> Vec<u8> {
@@ -608,12 +769,12 @@ mod tests {
             body: Bytes::new(),
         };
         assert!(matches!(
-            classify(answer(5), "m"),
+            classify(answer(5), "m", &crate::driver::AnyBody),
             Completion::Failed(Failure { class: ErrorClass::Status4xx, ref detail, .. })
                 if detail == "grpc-status 5 NOT_FOUND: unknown model \"x\""
         ));
         assert!(matches!(
-            classify(answer(14), "m"),
+            classify(answer(14), "m", &crate::driver::AnyBody),
             Completion::Failed(Failure {
                 class: ErrorClass::Status5xx,
                 ..

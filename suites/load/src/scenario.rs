@@ -127,10 +127,51 @@ pub async fn endpoint(
     let grpc = target.grpc_endpoint().await?;
     let endpoint = gauntlet_harness::HttpEndpoint {
         url: grpc.url(),
-        authorization: None,
+        authorization: grpc.headers.authorization().cloned(),
         server: None,
     };
     Ok((endpoint, Some(grpc)))
+}
+
+/// The model's metadata from a gRPC-only target's `ModelMetadata`, as the JSON of
+/// `GET /v2/models/{model}`, or why it could not be read.
+async fn grpc_metadata(target: &dyn Target, model: &str) -> (serde_json::Value, Option<String>) {
+    let failed = |why: String| (serde_json::Value::Null, Some(why));
+    let endpoint = match target.grpc_endpoint().await {
+        Ok(endpoint) => endpoint,
+        Err(e) => return failed(gauntlet_harness::error_chain(&e)),
+    };
+    let mut client = match endpoint.client().await {
+        Ok(client) => client,
+        Err(e) => return failed(gauntlet_harness::error_chain(&e)),
+    };
+    let request = gauntlet_oip_grpc::inference::ModelMetadataRequest {
+        name: model.to_owned(),
+        version: String::new(),
+    };
+    match client.model_metadata(request).await {
+        Ok(reply) => {
+            let m = reply.into_inner();
+            let tensors = |list: &[gauntlet_oip_grpc::inference::model_metadata_response::TensorMetadata]| {
+                list.iter()
+                    .map(|t| serde_json::json!({"name": t.name, "datatype": t.datatype, "shape": t.shape}))
+                    .collect::<Vec<_>>()
+            };
+            let json = serde_json::json!({
+                "name": m.name,
+                "versions": m.versions,
+                "platform": m.platform,
+                "inputs": tensors(&m.inputs),
+                "outputs": tensors(&m.outputs),
+            });
+            (json, None)
+        }
+        Err(status) => failed(format!(
+            "ModelMetadata of {model} answered {:?}: {}",
+            status.code(),
+            status.message()
+        )),
+    }
 }
 
 impl ScenarioCtx {
@@ -191,26 +232,31 @@ impl ScenarioCtx {
                 ),
             ),
         };
-        let path = format!("/v2/models/{model}");
-        let (metadata, read) = match self.target.get(&path).await {
-            Ok(reply) if reply.status.is_success() => match reply.json::<serde_json::Value>() {
-                Ok(meta) => (meta, None),
+        let grpc = !self.target.speaks_http();
+        let (metadata, read) = if grpc {
+            grpc_metadata(self.target.as_ref(), &model).await
+        } else {
+            let path = format!("/v2/models/{model}");
+            match self.target.get(&path).await {
+                Ok(reply) if reply.status.is_success() => match reply.json::<serde_json::Value>() {
+                    Ok(meta) => (meta, None),
+                    Err(e) => (
+                        serde_json::Value::Null,
+                        Some(format!("its metadata is not JSON ({e})")),
+                    ),
+                },
+                Ok(reply) => (
+                    serde_json::Value::Null,
+                    Some(format!("GET {path} answered {}", reply.status)),
+                ),
                 Err(e) => (
                     serde_json::Value::Null,
-                    Some(format!("its metadata is not JSON ({e})")),
+                    Some(format!(
+                        "GET {path} failed: {}",
+                        gauntlet_harness::error_chain(&e)
+                    )),
                 ),
-            },
-            Ok(reply) => (
-                serde_json::Value::Null,
-                Some(format!("GET {path} answered {}", reply.status)),
-            ),
-            Err(e) => (
-                serde_json::Value::Null,
-                Some(format!(
-                    "GET {path} failed: {}",
-                    gauntlet_harness::error_chain(&e)
-                )),
-            ),
+            }
         };
         let expected = workload::expected_outputs(&metadata, requested.as_deref());
         let outputs: Vec<String> = expected
@@ -236,10 +282,15 @@ impl ScenarioCtx {
             ),
             Some(why) => format!("{why}: checked without the model's metadata"),
         };
+        let answer = if grpc {
+            "Each answer with grpc-status 0 is decoded as a ModelInferResponse"
+        } else {
+            "Each 2xx response is parsed as JSON"
+        };
         let note = format!(
-            "Requests to model {model}: {source}. Each 2xx response is parsed as JSON and must \
-             name the model when it names one, carry outputs whose data match their shape and \
-             datatype, and {held}; anything else counts as a body mismatch."
+            "Requests to model {model}: {source}. {answer} and must name the model when it names \
+             one, carry outputs whose data match their shape and datatype, and {held}; anything \
+             else counts as a body mismatch."
         );
         self.workload = Some(Arc::new(Workload {
             bodies,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use gauntlet_engine::oip::{Datatype, InferRequest, InferResponse, RequestInput};
+use gauntlet_oip_grpc::inference::ModelInferResponse;
 
 use crate::driver::ResponseCheck;
 
@@ -309,28 +310,75 @@ impl ResponseCheck for NamesModel {
                 ));
             }
         }
+        let views: Vec<OutputView<'_>> = outputs
+            .iter()
+            .map(|o| OutputView {
+                name: &o.name,
+                datatype: o.datatype.as_deref(),
+                shape: std::borrow::Cow::Borrowed(&o.shape),
+            })
+            .collect();
+        self.check_expected(&views)?;
+        Ok(r.model_version.map(std::borrow::Cow::into_owned))
+    }
+
+    fn check_grpc(&self, response: &ModelInferResponse) -> Result<Option<String>, String> {
+        // The driver found the model name, the outputs and their data consistent.
+        let views = response
+            .outputs
+            .iter()
+            .map(|o| {
+                Ok(OutputView {
+                    name: &o.name,
+                    datatype: Some(o.datatype.as_str()),
+                    shape: std::borrow::Cow::Owned(
+                        o.shape
+                            .iter()
+                            .map(|&d| u64::try_from(d))
+                            .collect::<Result<_, _>>()
+                            .map_err(|_| format!("output {:?} has shape {:?}", o.name, o.shape))?,
+                    ),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        self.check_expected(&views)?;
+        Ok((!response.model_version.is_empty()).then(|| response.model_version.clone()))
+    }
+}
+
+/// What the metadata check reads of one output, from JSON or from a gRPC answer.
+struct OutputView<'a> {
+    name: &'a str,
+    datatype: Option<&'a str>,
+    shape: std::borrow::Cow<'a, [u64]>,
+}
+
+impl NamesModel {
+    /// Every output the model's metadata promises is among `outputs`, with the metadata's
+    /// datatype and shape (`-1` matching any size).
+    fn check_expected(&self, outputs: &[OutputView<'_>]) -> Result<(), String> {
         for e in &self.expected {
             let Some(o) = outputs.iter().find(|o| o.name == e.name.as_str()) else {
-                let names: Vec<&str> = outputs.iter().map(|o| o.name.as_ref()).collect();
+                let names: Vec<&str> = outputs.iter().map(|o| o.name).collect();
                 return Err(format!(
                     "output {:?} of the model's metadata is not in the response (outputs: {names:?})",
                     e.name
                 ));
             };
             if let Some(want) = &e.datatype
-                && o.datatype.as_deref() != Some(want.as_str())
+                && o.datatype != Some(want.as_str())
             {
                 return Err(format!(
                     "output {:?} has datatype {:?} but the model's metadata says {want:?}",
                     e.name,
-                    o.datatype.as_deref().unwrap_or("(none)")
+                    o.datatype.unwrap_or("(none)")
                 ));
             }
             if let Some(want) = &e.shape
                 && (want.len() != o.shape.len()
                     || want
                         .iter()
-                        .zip(&o.shape)
+                        .zip(o.shape.iter())
                         .any(|(w, g)| *w >= 0 && u64::try_from(*w).ok() != Some(*g)))
             {
                 return Err(format!(
@@ -339,7 +387,7 @@ impl ResponseCheck for NamesModel {
                 ));
             }
         }
-        Ok(r.model_version.map(std::borrow::Cow::into_owned))
+        Ok(())
     }
 }
 
@@ -357,16 +405,38 @@ impl ResponseCheck for ExactVersion {
         // Derived Deserialize rejects a duplicated field, so two versions cannot hide here.
         let response: InferResponse =
             serde_json::from_slice(body).map_err(|e| format!("not an infer response: {e}"))?;
-        let Some(want) = self.expected.get(&response.model_version) else {
-            return Err(format!(
-                "model_version {:?} is none of {:?}",
-                response.model_version,
-                self.expected.keys().collect::<Vec<_>>()
-            ));
-        };
         let got = match response.outputs.as_slice() {
             [one] => &one.data,
             other => return Err(format!("{} output tensors, expected 1", other.len())),
+        };
+        self.judge(&response.model_version, got)
+    }
+
+    fn check_grpc(&self, response: &ModelInferResponse) -> Result<Option<String>, String> {
+        if response.outputs.len() != 1 {
+            return Err(format!(
+                "{} output tensors, expected 1",
+                response.outputs.len()
+            ));
+        }
+        let got = crate::grpc::fp64_output(response, 0).ok_or_else(|| {
+            format!(
+                "output {:?} is {}, expected FP64",
+                response.outputs[0].name, response.outputs[0].datatype
+            )
+        })?;
+        self.judge(&response.model_version, &got)
+    }
+}
+
+impl ExactVersion {
+    /// `got` are exactly the predictions of `version`, one of the expected versions.
+    fn judge(&self, version: &str, got: &[f64]) -> Result<Option<String>, String> {
+        let Some(want) = self.expected.get(version) else {
+            return Err(format!(
+                "model_version {version:?} is none of {:?}",
+                self.expected.keys().collect::<Vec<_>>()
+            ));
         };
         if got.len() != want.len()
             || got
@@ -375,11 +445,10 @@ impl ResponseCheck for ExactVersion {
                 .any(|(g, w)| g.to_bits() != w.to_bits())
         {
             return Err(format!(
-                "predictions {got:?} are not version {}'s {want:?}",
-                response.model_version
+                "predictions {got:?} are not version {version}'s {want:?}"
             ));
         }
-        Ok(Some(response.model_version))
+        Ok(Some(version.to_owned()))
     }
 }
 

@@ -559,3 +559,202 @@ fn the_suite_sends_the_configured_payload_and_keeps_failure_bodies() {
     assert!(row[3].starts_with("400 ×"), "{row:?}");
     assert!(row[4].starts_with("[400] {\"error\""), "{row:?}");
 }
+
+/// A gRPC server on 127.0.0.1:0 (HTTP/2 with `h2`, no tonic) whose every answer is
+/// `answer` with grpc-status 0, whatever was asked; it lives until the test process exits.
+fn grpc_answering(
+    answer: gauntlet_oip_grpc::inference::ModelInferResponse,
+) -> std::net::SocketAddr {
+    use prost::Message as _;
+    let message = answer.encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+    let frame = bytes::Bytes::from(frame);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let frame = frame.clone();
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(tcp).await else {
+                        return;
+                    };
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        let frame = frame.clone();
+                        tokio::spawn(async move {
+                            let mut body = request.into_body();
+                            while let Some(Ok(chunk)) = body.data().await {
+                                let _ = body.flow_control().release_capacity(chunk.len());
+                            }
+                            let head = http::Response::builder()
+                                .header("content-type", "application/grpc")
+                                .body(())
+                                .unwrap();
+                            let Ok(mut send) = respond.send_response(head, false) else {
+                                return;
+                            };
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            if send.send_data(frame, false).is_ok() {
+                                let _ = send.send_trailers(trailers);
+                            }
+                        });
+                    }
+                });
+            }
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// The gRPC path checks each decoded answer as the HTTP path checks JSON: data consistent
+/// with shape and datatype (raw bytes too), and the outputs of the model's metadata present
+/// with its datatype and shape; a failed check is a body mismatch with the reason sampled.
+#[test]
+fn grpc_answers_that_disagree_with_shape_datatype_or_metadata_are_body_mismatches() {
+    use gauntlet_load::workload::ExpectedOutput;
+    use gauntlet_oip_grpc::inference::InferTensorContents;
+    use gauntlet_oip_grpc::inference::ModelInferResponse;
+    use gauntlet_oip_grpc::inference::model_infer_response::InferOutputTensor;
+
+    let output =
+        |name: &str, datatype: &str, shape: &[i64], contents: Option<InferTensorContents>| {
+            InferOutputTensor {
+                name: name.into(),
+                datatype: datatype.into(),
+                shape: shape.to_vec(),
+                parameters: Default::default(),
+                contents,
+            }
+        };
+    let fp64 = |values: &[f64]| {
+        Some(InferTensorContents {
+            fp64_contents: values.to_vec(),
+            ..Default::default()
+        })
+    };
+    let answer = |o: InferOutputTensor, raw: Vec<bytes::Bytes>| ModelInferResponse {
+        model_name: "ref-linear".into(),
+        model_version: "1".into(),
+        outputs: vec![o],
+        raw_output_contents: raw,
+        ..Default::default()
+    };
+    let check = Arc::new(
+        NamesModel::new("ref-linear").expecting(vec![ExpectedOutput {
+            name: "prediction".into(),
+            datatype: Some("FP64".into()),
+            shape: Some(vec![-1]),
+        }]),
+    );
+    let raw_half = bytes::Bytes::from(0.5f64.to_le_bytes().to_vec());
+    let cases = [
+        (
+            answer(output("prediction", "FP64", &[1], fp64(&[0.5])), vec![]),
+            None,
+        ),
+        (
+            answer(
+                output("prediction", "FP64", &[1], None),
+                vec![raw_half.clone()],
+            ),
+            None,
+        ),
+        (
+            answer(output("prediction", "FP64", &[2], fp64(&[0.5])), vec![]),
+            Some("output \"prediction\" has shape [2] (2 elements) but 1 data elements"),
+        ),
+        (
+            answer(
+                output(
+                    "prediction",
+                    "FP32",
+                    &[1],
+                    Some(InferTensorContents {
+                        fp32_contents: vec![0.5],
+                        ..Default::default()
+                    }),
+                ),
+                vec![],
+            ),
+            Some(
+                "output \"prediction\" has datatype \"FP32\" but the model's metadata says \"FP64\"",
+            ),
+        ),
+        (
+            answer(
+                output(
+                    "prediction",
+                    "FP64",
+                    &[1],
+                    fp64(&[]).map(|mut c| {
+                        c.fp32_contents = vec![0.5];
+                        c
+                    }),
+                ),
+                vec![],
+            ),
+            Some("FP64 data in fp32_contents, where a FP64 tensor's go in fp64_contents"),
+        ),
+        (
+            answer(output("prediction", "FP64", &[1, 1], fp64(&[0.5])), vec![]),
+            Some("has shape [1, 1] but the model's metadata says [-1]"),
+        ),
+        (
+            answer(
+                output("prediction", "FP64", &[1], None),
+                vec![bytes::Bytes::from_static(&[0; 12])],
+            ),
+            Some("raw_output_contents[0] holds 12 bytes, not a whole number of FP64 elements"),
+        ),
+        (
+            answer(output("prediction", "FP64", &[2], None), vec![raw_half]),
+            Some("has shape [2] (2 elements) but 1 data elements"),
+        ),
+        (
+            answer(output("score", "FP64", &[1], fp64(&[0.5])), vec![]),
+            Some("output \"prediction\" of the model's metadata is not in the response"),
+        ),
+    ];
+    for (i, (answer, failure)) in cases.into_iter().enumerate() {
+        let addr = grpc_answering(answer);
+        let stats = driver::run(config(
+            &format!("grpc://{addr}"),
+            "/v2/models/ref-linear/infer",
+            50.0,
+            1.0,
+            check.clone(),
+        ))
+        .unwrap();
+        let c = &stats.counters;
+        assert_eq!(c.scheduled, 50, "case {i}: {c:?}");
+        match failure {
+            None => {
+                assert_eq!(c.ok, 50, "case {i}: {:?}", stats.samples);
+                assert_eq!(
+                    c.tags.get("1"),
+                    Some(&50),
+                    "case {i}: tagged with its version"
+                );
+            }
+            Some(reason) => {
+                assert_eq!(c.errors.body_mismatch, 50, "case {i}: {c:?}");
+                assert_eq!(c.ok, 0, "case {i}");
+                assert!(
+                    stats.samples[0].starts_with("body mismatch: ")
+                        && stats.samples[0].contains(reason),
+                    "case {i}: {:?} lacks {reason:?}",
+                    stats.samples
+                );
+            }
+        }
+    }
+}

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use gauntlet_engine::backend::BreakerConfig;
 use gauntlet_harness::{ServedEngine, TargetExt as _};
-use gauntlet_load::driver::{self, AnyBody, DriverConfig, RequestSpec, ResponseCheck};
+use gauntlet_load::driver::{
+    self, AnyBody, DriverConfig, ModelInferResponse, RequestSpec, ResponseCheck,
+};
 use gauntlet_load::schedule::{Schedule, Shard};
 
 use crate::Setup;
@@ -40,6 +42,13 @@ impl ResponseCheck for NotDegraded {
             return Err("a degraded (fallback) answer".to_owned());
         }
         AnyBody.check(body)
+    }
+
+    fn check_grpc(&self, response: &ModelInferResponse) -> Result<Option<String>, String> {
+        if response.parameters.contains_key("degraded") {
+            return Err("a degraded (fallback) answer".to_owned());
+        }
+        AnyBody.check_grpc(response)
     }
 }
 

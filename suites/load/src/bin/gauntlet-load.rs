@@ -23,7 +23,10 @@ use async_trait::async_trait;
 use gauntlet_harness::command::{CommandReport, Host, SuiteCommand};
 use gauntlet_harness::config::{ConfigFile, Profile, Settings};
 use gauntlet_harness::target::TargetError;
-use gauntlet_harness::{HttpOptions, HttpTarget, SuiteError, Target, error_chain};
+use gauntlet_harness::{
+    ClientSecurity, ExtraHeader, GrpcTarget, HttpOptions, HttpTarget, SuiteError, Target,
+    error_chain,
+};
 use gauntlet_load::cli::{LoadCommand, ReportCommandGroup};
 use gauntlet_reports::{ExitCode as ReportExit, RunMeta, RunReport};
 
@@ -81,15 +84,28 @@ impl Host for WorkerHost {
         std::fs::remove_file(&probe).map_err(|e| fail("clean up a probe file in", e))
     }
 
-    async fn connect(&self, url: Option<&str>) -> Result<Arc<dyn Target>, SuiteError> {
-        if let Some(u) = url.filter(|u| u.starts_with("grpc://")) {
-            return match gauntlet_harness::GrpcTarget::connect(u, HttpOptions::default()).await {
+    async fn connect(
+        &self,
+        url: Option<&str>,
+        headers: &[ExtraHeader],
+    ) -> Result<Arc<dyn Target>, SuiteError> {
+        fn reached<T: Target + 'static>(
+            result: Result<T, TargetError>,
+        ) -> Result<Arc<dyn Target>, SuiteError> {
+            match result {
                 Ok(t) => Ok(Arc::new(t)),
                 Err(e @ TargetError::InvalidUrl { .. }) => {
                     Err(SuiteError::Config(format!("--target: {}", error_chain(&e))))
                 }
                 Err(e) => Err(SuiteError::Setup(error_chain(&e))),
-            };
+            }
+        }
+        let security = ClientSecurity {
+            headers: headers.to_vec(),
+            ..ClientSecurity::default()
+        };
+        if let Some(u) = url.filter(|u| u.starts_with("grpc://")) {
+            return reached(GrpcTarget::connect_with(u, HttpOptions::default(), security).await);
         }
         let url = match url {
             Some(u) if u.starts_with("http://") || u.starts_with("https://") => u,
@@ -101,13 +117,7 @@ impl Host for WorkerHost {
                 )));
             }
         };
-        match HttpTarget::connect(url, HttpOptions::default()).await {
-            Ok(t) => Ok(Arc::new(t)),
-            Err(e @ TargetError::InvalidUrl { .. }) => {
-                Err(SuiteError::Config(format!("--target: {}", error_chain(&e))))
-            }
-            Err(e) => Err(SuiteError::Setup(error_chain(&e))),
-        }
+        reached(HttpTarget::connect_with(url, HttpOptions::default(), security).await)
     }
 
     fn progress(&self) -> bool {

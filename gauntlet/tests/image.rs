@@ -171,7 +171,12 @@ fn the_engine_image_serves_the_conformance_suite_and_stops_on_sigterm() {
     let stop = docker(&["stop", "--time", "10", &container.name]);
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     let took = stopping.elapsed();
-    let exit = docker(&["inspect", "--format", "{{.State.ExitCode}}", &container.name]);
+    let exit = docker(&[
+        "inspect",
+        "--format",
+        "{{.State.ExitCode}}",
+        &container.name,
+    ]);
     assert_eq!(text(&exit.stdout).trim(), "0", "exit code after SIGTERM");
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
     eprintln!("figure: SIGTERM to exit {} ms", took.as_millis());

@@ -50,4 +50,33 @@ pub mod datatype {
     pub const FP32: &str = "FP32";
     /// 64-bit signed integer.
     pub const INT64: &str = "INT64";
+
+    /// Bytes one element of `datatype` takes in the raw form (`raw_input_contents`,
+    /// `raw_output_contents`); `None` for BYTES (each element carries its own 4-byte length)
+    /// and for a name outside the spec's table.
+    pub fn element_size(datatype: &str) -> Option<usize> {
+        Some(match datatype {
+            "BOOL" | "INT8" | "UINT8" => 1,
+            "INT16" | "UINT16" | "FP16" | "BF16" => 2,
+            "INT32" | "UINT32" | "FP32" => 4,
+            "INT64" | "UINT64" | "FP64" => 8,
+            _ => return None,
+        })
+    }
+
+    /// The field of `InferTensorContents` that holds `datatype`'s elements; `None` for FP16 and
+    /// BF16 (raw only) and for a name outside the spec's table.
+    pub fn typed_field(datatype: &str) -> Option<&'static str> {
+        Some(match datatype {
+            "BOOL" => "bool_contents",
+            "INT8" | "INT16" | "INT32" => "int_contents",
+            "INT64" => "int64_contents",
+            "UINT8" | "UINT16" | "UINT32" => "uint_contents",
+            "UINT64" => "uint64_contents",
+            "FP32" => "fp32_contents",
+            "FP64" => "fp64_contents",
+            "BYTES" => "bytes_contents",
+            _ => return None,
+        })
+    }
 }

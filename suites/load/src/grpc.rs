@@ -575,17 +575,10 @@ fn typed_elements(datatype: &str, c: &InferTensorContents) -> Result<u64, (Strin
         ("bytes_contents", c.bytes_contents.len()),
     ];
     let total = fields.iter().map(|(_, n)| *n as u64).sum();
-    let field = match datatype {
-        "BOOL" => "bool_contents",
-        "INT8" | "INT16" | "INT32" => "int_contents",
-        "INT64" => "int64_contents",
-        "UINT8" | "UINT16" | "UINT32" => "uint_contents",
-        "UINT64" => "uint64_contents",
-        "FP32" => "fp32_contents",
-        "FP64" => "fp64_contents",
-        "BYTES" => "bytes_contents",
-        "FP16" | "BF16" if total == 0 => return Ok(0),
-        "FP16" | "BF16" => {
+    let field = match (gauntlet_oip_grpc::datatype::typed_field(datatype), datatype) {
+        (Some(field), _) => field,
+        (None, "FP16" | "BF16") if total == 0 => return Ok(0),
+        (None, "FP16" | "BF16") => {
             return Err((
                 format!(
                     "a {datatype} tensor has no typed contents; its data go in raw_output_contents"
@@ -593,7 +586,7 @@ fn typed_elements(datatype: &str, c: &InferTensorContents) -> Result<u64, (Strin
                 total,
             ));
         }
-        other => {
+        (None, other) => {
             return Err((
                 format!("datatype {other:?} is not a KServe V2 datatype"),
                 total,
@@ -612,12 +605,12 @@ fn typed_elements(datatype: &str, c: &InferTensorContents) -> Result<u64, (Strin
 /// The elements of a raw output: little-endian elements of the datatype's width, or for
 /// BYTES, elements each prefixed by its 4-byte little-endian length.
 fn raw_elements(datatype: &str, bytes: &[u8]) -> Result<u64, String> {
-    let width = match datatype {
-        "BOOL" | "INT8" | "UINT8" => 1,
-        "INT16" | "UINT16" | "FP16" | "BF16" => 2,
-        "INT32" | "UINT32" | "FP32" => 4,
-        "INT64" | "UINT64" | "FP64" => 8,
-        "BYTES" => {
+    let width = match (
+        gauntlet_oip_grpc::datatype::element_size(datatype),
+        datatype,
+    ) {
+        (Some(width), _) => width,
+        (None, "BYTES") => {
             let mut rest = bytes;
             let mut n = 0;
             while !rest.is_empty() {
@@ -636,7 +629,7 @@ fn raw_elements(datatype: &str, bytes: &[u8]) -> Result<u64, String> {
             }
             return Ok(n);
         }
-        other => {
+        (None, other) => {
             return Err(format!(
                 "is of datatype {other:?}, not a KServe V2 datatype"
             ));

@@ -610,17 +610,6 @@ fn raw_form(datatype: &str, c: &InferTensorContents) -> Option<Vec<u8>> {
     Some(raw)
 }
 
-/// Bytes an element of `datatype` takes in the raw form; `None` for BYTES (variable).
-fn element_size(datatype: &str) -> Option<usize> {
-    Some(match datatype {
-        "BOOL" | "UINT8" | "INT8" => 1,
-        "UINT16" | "INT16" | "FP16" | "BF16" => 2,
-        "UINT32" | "INT32" | "FP32" => 4,
-        "UINT64" | "INT64" | "FP64" => 8,
-        _ => return None,
-    })
-}
-
 /// One output of a response: name, datatype, shape and its elements in the raw form.
 type Output = (String, String, Vec<i64>, Vec<u8>);
 
@@ -685,7 +674,7 @@ fn check_response(
             }
         };
         let elements: i64 = o.shape.iter().product();
-        if let Some(size) = element_size(&o.datatype) {
+        if let Some(size) = gauntlet_oip_grpc::datatype::element_size(&o.datatype) {
             ensure_eq!(
                 i64::try_from(bytes.len() / size).ok(),
                 Some(elements),

@@ -168,17 +168,7 @@ pub fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime,
 
 /// Creates `dir` and proves a file can be written there, before any work.
 pub fn check_report_dir(dir: &Path) -> Result<(), Failure> {
-    let fail = |what: &str, e: std::io::Error| {
-        Failure::setup(format!(
-            "failed to {what} report directory {}: {e}",
-            dir.display()
-        ))
-    };
-    std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
-    let probe = dir.join(format!(".gauntlet-write-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| fail("write into", e))?;
-    std::fs::remove_file(&probe).map_err(|e| fail("clean up a probe file in", e))?;
-    Ok(())
+    gauntlet_reports::check_dir(dir).map_err(Failure::setup_err)
 }
 
 /// Whether stderr takes colour.

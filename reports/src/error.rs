@@ -77,6 +77,16 @@ pub enum ReportError {
         /// The file system's error.
         source: io::Error,
     },
+    /// A probe file could not be written into, or removed from, the report directory.
+    #[error("failed to {action} report directory {}", path.display())]
+    Probe {
+        /// What failed: `write into` or `clean up a probe file in`.
+        action: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// The file system's error.
+        source: io::Error,
+    },
     /// A report file could not be created, flushed or moved into place.
     #[error("failed to write report file {}", path.display())]
     Persist {

@@ -17,6 +17,28 @@ pub const MARKDOWN_FILE: &str = "summary.md";
 /// File name of the self-contained HTML page written by [`write_all`].
 pub const HTML_FILE: &str = "report.html";
 
+/// Creates `dir` and proves a file can be written there, so that a run fails before any work
+/// when its reports could not be written afterwards.
+///
+/// # Errors
+/// [`ReportError::CreateDir`] or [`ReportError::Probe`], naming the directory.
+pub fn check_dir(dir: &Path) -> Result<(), ReportError> {
+    fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let probe = dir.join(format!(".gauntlet-write-probe-{}", process::id()));
+    let failed = |action| {
+        move |source| ReportError::Probe {
+            action,
+            path: dir.to_owned(),
+            source,
+        }
+    };
+    fs::write(&probe, b"").map_err(failed("write into"))?;
+    fs::remove_file(&probe).map_err(failed("clean up a probe file in"))
+}
+
 /// Creates `dir` (and its parents) and writes [`JUNIT_FILE`], [`JSON_FILE`],
 /// [`MARKDOWN_FILE`] and [`HTML_FILE`] into it, returning their paths in that order.
 ///

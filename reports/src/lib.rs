@@ -74,7 +74,7 @@ mod timeaxis;
 mod traceability;
 
 pub use error::{Format, ReportError};
-pub use files::{HTML_FILE, JSON_FILE, JUNIT_FILE, MARKDOWN_FILE, write_all};
+pub use files::{HTML_FILE, JSON_FILE, JUNIT_FILE, MARKDOWN_FILE, check_dir, write_all};
 pub use model::{
     CaseResult, ExitCode, Location, MIN_SCHEMA_VERSION, Outcome, RunMeta, RunReport,
     SCHEMA_VERSION, Summary, parse_seed, parse_seed_arg,

@@ -72,16 +72,7 @@ impl Host for WorkerHost {
                 dir.display()
             )));
         }
-        let fail = |what: &str, e: std::io::Error| {
-            SuiteError::Setup(format!(
-                "failed to {what} report directory {}: {e}",
-                dir.display()
-            ))
-        };
-        std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
-        let probe = dir.join(format!(".gauntlet-write-probe-{}", std::process::id()));
-        std::fs::write(&probe, b"").map_err(|e| fail("write into", e))?;
-        std::fs::remove_file(&probe).map_err(|e| fail("clean up a probe file in", e))
+        gauntlet_reports::check_dir(dir).map_err(|e| SuiteError::Setup(error_chain(&e)))
     }
 
     async fn connect(

@@ -414,6 +414,83 @@ fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
     assert!(html.contains("Swap under load"));
 }
 
+/// An engine process on this host's loopback is found by its port: its CPU is the target's
+/// (not "other processes" that would excuse its failed gates as the host's), and the soak
+/// measures its memory.
+#[test]
+fn a_target_process_on_loopback_is_measured_as_the_target() {
+    let engine = spawn_engine(&[]);
+    let url = engine.url();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gauntlet.toml"),
+        "[profile.default.load]\nsustained = false\nswap = false\nstress = false\nsoak = true\n\
+         soak-rate = 300\nsoak-duration = \"3s\"\nwarm-up = \"500ms\"\n",
+    )
+    .unwrap();
+    let out = gauntlet(
+        &[
+            "run",
+            "--target",
+            &url,
+            "--suite",
+            "load",
+            "--report-dir",
+            "rep",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("rep/report.json")).unwrap())
+            .unwrap();
+    let soak = report["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "load.soak")
+        .expect("a soak section");
+    let notes = soak["notes"].to_string();
+    assert!(
+        notes.contains("the resident set of the target, process")
+            && notes.contains("(gauntlet-engine)"),
+        "{notes}"
+    );
+    let runs = soak["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["title"].as_str().unwrap().starts_with("Runs"))
+        .unwrap();
+    let column = runs["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c == "target CPU")
+        .unwrap();
+    let cpu = runs["rows"][0][column].as_str().unwrap();
+    assert!(cpu.ends_with(" cores"), "target CPU {cpu:?}");
+    let case = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "load::soak_memory")
+        .unwrap();
+    assert!(
+        case["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("resident memory grew"),
+        "{case}"
+    );
+}
+
 /// Every infer answered 500: the defect a load run without `--report-dir` must not pass.
 async fn broken_infer(req: Request, next: Next) -> Response {
     if req.uri().path().ends_with("/infer") {

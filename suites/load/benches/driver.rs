@@ -114,7 +114,7 @@ fn config(url: &str, endpoint: Endpoint, rate: f64, duration: Duration) -> Drive
         pacing: driver::DEFAULT_PACING,
         threads: 1,
         check: Arc::new(AnyBody),
-        target_threads: None,
+        target_process: None,
         progress: None,
         raw_latencies: None,
     }

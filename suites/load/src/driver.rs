@@ -136,8 +136,8 @@ pub struct DriverConfig {
     pub threads: usize,
     /// The response check.
     pub check: Arc<dyn ResponseCheck>,
-    /// Thread-name prefix of the target's threads, when it runs in this process.
-    pub target_threads: Option<String>,
+    /// Whose CPU is the target's, when it runs in this process or on this host.
+    pub target_process: Option<crate::sampler::TargetProcess>,
     /// Called about once a second with a snapshot, for progress lines.
     pub progress: Option<ProgressFn>,
     /// A file to write every measured latency to (µs, one per line), for audits and for
@@ -418,7 +418,7 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
         .clamp((config.connections * 4).max(64), 1 << 20);
     let (tx, rx) = async_channel::bounded::<Slot>(queue_cap);
 
-    let sampler = Sampler::start(DRIVER_THREAD_PREFIX, config.target_threads.clone(), start)
+    let sampler = Sampler::start(DRIVER_THREAD_PREFIX, config.target_process.clone(), start)
         .map_err(|e| DriverError::Start(format!("sampler thread: {e}")))?;
 
     // Connection tasks.

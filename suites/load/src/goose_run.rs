@@ -184,7 +184,7 @@ mod imp {
         let attack = attack(ctx, body).map_err(|e| setup(format!("{e:?}")))?;
         let started_at = SystemTime::now();
         let start = Instant::now();
-        let sampler = Sampler::start(DRIVER_THREAD_PREFIX, ctx.target_threads.clone(), start)
+        let sampler = Sampler::start(DRIVER_THREAD_PREFIX, ctx.target_process.clone(), start)
             .map_err(setup)?;
         let metrics = tokio::task::spawn_blocking(move || execute(attack))
             .await

@@ -284,9 +284,10 @@ pub fn cpu_chart(title: &str, cpu: &[CpuSample]) -> Chart {
         .with_series(series("generator (all threads)", &|s| s.generator_cpu))
         .with_series(series("generator busiest thread", &|s| s.generator_busiest));
     if cpu.iter().any(|s| s.target_cpu.is_some()) {
-        chart = chart.with_series(series("target (in-process)", &|s| {
-            s.target_cpu.unwrap_or(0.0)
-        }));
+        chart = chart.with_series(series(
+            "target (in-process, or its process on this host)",
+            &|s| s.target_cpu.unwrap_or(0.0),
+        ));
     }
     chart.with_series(series("host busy (fraction of all cores)", &|s| {
         s.host_busy
@@ -295,16 +296,24 @@ pub fn cpu_chart(title: &str, cpu: &[CpuSample]) -> Chart {
 
 /// Resident memory over time.
 pub fn memory_chart(title: &str, cpu: &[CpuSample]) -> Chart {
-    let points: Vec<[f64; 2]> = cpu
-        .iter()
-        .filter(|s| s.rss_bytes > 0)
-        .map(|s| [f64::from(s.second), s.rss_bytes as f64 / (1024.0 * 1024.0)])
-        .collect();
-    Chart::line(title, "time (s)", "MiB").with_series(Series::downsampled(
-        "resident memory",
-        &points,
-        MAX_POINTS,
-    ))
+    let series = |name: &str, f: &dyn Fn(&CpuSample) -> Option<u64>| {
+        let points: Vec<[f64; 2]> = cpu
+            .iter()
+            .filter_map(|s| {
+                f(s).filter(|b| *b > 0)
+                    .map(|b| [f64::from(s.second), b as f64 / (1024.0 * 1024.0)])
+            })
+            .collect();
+        Series::downsampled(name, &points, MAX_POINTS)
+    };
+    let chart = Chart::line(title, "time (s)", "MiB");
+    if cpu.iter().any(|s| s.target_rss_bytes.is_some()) {
+        chart
+            .with_series(series("target process", &|s| s.target_rss_bytes))
+            .with_series(series("this process (the driver)", &|s| Some(s.rss_bytes)))
+    } else {
+        chart.with_series(series("resident memory", &|s| Some(s.rss_bytes)))
+    }
 }
 
 /// Rate steps as bars: achieved rate and p99 per run.

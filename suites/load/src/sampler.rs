@@ -1,5 +1,6 @@
-//! The sampler: once a second, the CPU time of the driver's threads and of the in-process
-//! target's threads (`/proc/self/task/*/stat`, by thread-name prefix), the host's busy
+//! The sampler: once a second, the CPU time of the driver's threads and of the target — the
+//! in-process target's threads (`/proc/self/task/*/stat`, by thread-name prefix), or the
+//! process on this host that listens on a loopback target's port ([`TargetProcess`]) —, the host's busy
 //! fraction (`/proc/stat`), its load average (`/proc/loadavg`) and this process's resident
 //! memory (`/proc/self/status`), as [`CpuSample`]s the validity guard judges.
 //!
@@ -30,7 +31,8 @@ pub struct CpuSample {
     pub generator_cpu: f64,
     /// CPU of the busiest generator thread, as a fraction of one core.
     pub generator_busiest: f64,
-    /// CPU of the in-process target's threads, in cores; `None` for a remote target.
+    /// CPU of the target (its threads in this process, or its process on this host), in
+    /// cores; `None` when the target is not on this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_cpu: Option<f64>,
     /// Busy fraction of all the host's cores (0 to 1).
@@ -39,6 +41,10 @@ pub struct CpuSample {
     pub loadavg: f64,
     /// Resident memory of this process, bytes.
     pub rss_bytes: u64,
+    /// Resident memory of the target's process on this host ([`TargetProcess::Local`]),
+    /// bytes; `None` for any other target, or once that process is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rss_bytes: Option<u64>,
     /// Largest hiccup in the second: how much later than asked the hiccup meter's 1 ms
     /// sleep woke, µs.
     #[serde(default)]
@@ -94,6 +100,144 @@ fn hiccup_loop(hiccups: &Hiccups, stop: &AtomicBool) {
     }
 }
 
+/// Whose CPU is the target's: a target on this host is not one of the "other processes"
+/// that make a host too busy to blame a failed gate on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetProcess {
+    /// Threads of this process whose names start with the prefix (the in-process engine).
+    InProcess(String),
+    /// Another process of this host (a target on a loopback address).
+    Local {
+        /// Its pid.
+        pid: u32,
+        /// Its command name (`comm`), for the report.
+        name: String,
+    },
+}
+
+impl TargetProcess {
+    /// The process of this host listening on the port of `url` (`http://`, `https://` or
+    /// `grpc://`) when its host is a loopback address and `/proc` shows whose socket it is
+    /// (this user's processes, or any as root); `None` otherwise — a remote target, or one
+    /// this process cannot see.
+    pub fn listening_on(url: &str) -> Option<TargetProcess> {
+        let (host, port) = host_port(url)?;
+        let loopback = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => host.eq_ignore_ascii_case("localhost"),
+        };
+        if !loopback {
+            return None;
+        }
+        let inodes = listening_inodes(port);
+        if inodes.is_empty() {
+            return None;
+        }
+        let pid = socket_owner(&inodes)?;
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_default();
+        Some(TargetProcess::Local { pid, name })
+    }
+
+    /// How the report names it.
+    pub fn describe(&self) -> String {
+        match self {
+            TargetProcess::InProcess(_) => "the in-process target's threads".to_owned(),
+            TargetProcess::Local { pid, name } => format!("process {pid} ({name}) on this host"),
+        }
+    }
+}
+
+/// `(host, port)` of a URL with an explicit or scheme-default port; IPv6 hosts unbracketed.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => match scheme {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        },
+    };
+    Some((host.to_owned(), port))
+}
+
+/// Inodes of the listening TCP sockets (IPv4 and IPv6) bound to `port`.
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            inodes.extend(parse_listeners(&text, port));
+        }
+    }
+    inodes
+}
+
+/// The inodes of `/proc/net/tcp{,6}` rows in state LISTEN (`0A`) on `port`.
+fn parse_listeners(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let local = fields.get(1)?;
+            let (_, hex_port) = local.rsplit_once(':')?;
+            let listening = *fields.get(3)? == "0A";
+            (listening && u16::from_str_radix(hex_port, 16).ok()? == port)
+                .then(|| fields.get(9)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// The pid, other than this process, holding a socket with one of `inodes` open.
+fn socket_owner(inodes: &[u64]) -> Option<u32> {
+    let me = std::process::id();
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path())
+                && wanted.iter().any(|w| link.as_os_str() == w.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// `utime + stime` ticks of process `pid`.
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|(_, ticks)| ticks)
+}
+
 /// The running sampler; [`Sampler::stop`] returns its samples.
 #[derive(Debug)]
 pub struct Sampler {
@@ -106,7 +250,7 @@ impl Sampler {
     /// Starts sampling each second from `start`.
     pub fn start(
         generator_prefix: &str,
-        target_prefix: Option<String>,
+        target: Option<TargetProcess>,
         start: Instant,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -123,15 +267,7 @@ impl Sampler {
         let thread = std::thread::Builder::new()
             // Not under the generator's prefix: the sampler is the guard, not the load.
             .name("gx-sampler".to_owned())
-            .spawn(move || {
-                sample_loop(
-                    &generator_prefix,
-                    target_prefix.as_deref(),
-                    start,
-                    &flag,
-                    &hiccups,
-                )
-            });
+            .spawn(move || sample_loop(&generator_prefix, target.as_ref(), start, &flag, &hiccups));
         let thread = match thread {
             Ok(t) => t,
             Err(e) => {
@@ -174,13 +310,22 @@ struct HostTicks {
 
 fn sample_loop(
     generator: &str,
-    target: Option<&str>,
+    target: Option<&TargetProcess>,
     start: Instant,
     stop: &AtomicBool,
     hiccups: &Hiccups,
 ) -> Vec<CpuSample> {
     let mut samples = Vec::new();
+    let local_pid = match target {
+        Some(TargetProcess::Local { pid, .. }) => Some(*pid),
+        _ => None,
+    };
+    let prefix = match target {
+        Some(TargetProcess::InProcess(p)) => Some(p.as_str()),
+        _ => None,
+    };
     let mut last_threads = thread_ticks();
+    let mut last_process = local_pid.and_then(process_ticks);
     let mut last_host = host_ticks();
     let mut last_at = Instant::now();
     let mut second: u32 = 0;
@@ -199,6 +344,7 @@ fn sample_loop(
             .as_secs_f64()
             .max(1e-3);
         let threads = thread_ticks();
+        let process = local_pid.and_then(process_ticks);
         let host = host_ticks();
         let mut generator_cpu = 0.0;
         let mut generator_busiest: f64 = 0.0;
@@ -209,9 +355,13 @@ fn sample_loop(
             if name.starts_with(generator) {
                 generator_cpu += cores;
                 generator_busiest = generator_busiest.max(cores);
-            } else if target.is_some_and(|p| name.starts_with(p)) {
+            } else if prefix.is_some_and(|p| name.starts_with(p)) {
                 target_cpu += cores;
             }
+        }
+        // A target process that exited (or restarted under another pid) adds nothing.
+        if let (Some(now_ticks), Some(before)) = (process, last_process) {
+            target_cpu += now_ticks.saturating_sub(before) as f64 / CLOCK_TICKS / elapsed;
         }
         let host_busy = match (host, last_host) {
             (Some(h), Some(l)) if h.total > l.total => {
@@ -228,10 +378,12 @@ fn sample_loop(
             host_busy,
             loadavg: loadavg().unwrap_or(0.0),
             rss_bytes: rss_bytes().unwrap_or(0),
+            target_rss_bytes: local_pid.and_then(|pid| rss_of(&format!("/proc/{pid}/status"))),
             hiccup_max_us,
             stalled_us,
         });
         last_threads = threads;
+        last_process = process;
         last_host = host;
         last_at = now;
     }
@@ -308,7 +460,12 @@ fn loadavg() -> Option<f64> {
 
 /// Resident memory of this process (`VmRSS`), bytes.
 pub fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    rss_of("/proc/self/status")
+}
+
+/// `VmRSS` of a `/proc/*/status` file, bytes.
+fn rss_of(status_path: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(status_path).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
@@ -372,5 +529,116 @@ mod tests {
             assert!(s.hiccup_max_us > 0 && s.hiccup_max_us < 1_000_000, "{s:?}");
             assert!(s.stalled_us <= 1_000_000, "{s:?}");
         }
+    }
+
+    #[test]
+    fn urls_give_their_host_and_port() {
+        let hp = |u: &str| host_port(u);
+        assert_eq!(
+            hp("http://127.0.0.1:8080"),
+            Some(("127.0.0.1".into(), 8080))
+        );
+        assert_eq!(hp("grpc://[::1]:50051/"), Some(("::1".into(), 50051)));
+        assert_eq!(
+            hp("https://u:p@localhost/v2"),
+            Some(("localhost".into(), 443))
+        );
+        assert_eq!(hp("http://example.com"), Some(("example.com".into(), 80)));
+        assert_eq!(
+            hp("grpc://127.0.0.1"),
+            None,
+            "gRPC has no default port here"
+        );
+        assert_eq!(hp("127.0.0.1:80"), None);
+    }
+
+    #[test]
+    fn listeners_are_the_rows_in_state_listen_on_the_port() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0 20 4 30 10 -1
+   2: 00000000:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0 100 0 0 10 0
+";
+        assert_eq!(
+            parse_listeners(table, 8080),
+            vec![4242],
+            "not the established row"
+        );
+        assert_eq!(parse_listeners(table, 8081), vec![4444]);
+        assert!(parse_listeners(table, 9).is_empty());
+    }
+
+    #[test]
+    fn a_remote_or_unheard_url_has_no_local_process() {
+        assert_eq!(TargetProcess::listening_on("http://192.0.2.1:8080"), None);
+        // A port nobody listens on: bind, note the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert_eq!(
+            TargetProcess::listening_on(&format!("http://127.0.0.1:{port}")),
+            None
+        );
+        // This process's own listener is the in-process target's business, not a process.
+        let own = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://127.0.0.1:{}", own.local_addr().unwrap().port());
+        assert_eq!(TargetProcess::listening_on(&url), None);
+    }
+
+    /// A child process that listens on loopback and keeps one core busy for a few seconds
+    /// is found by its port, and its CPU is sampled as the target's.
+    #[test]
+    fn a_local_target_process_is_found_by_its_port_and_its_cpu_counted() {
+        let script = "import socket, sys, time\n\
+                      s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
+                      print(s.getsockname()[1], flush=True)\n\
+                      end = time.time() + 6\n\
+                      while time.time() < end: pass\n";
+        let child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            eprintln!("skipped: python3 is not installed (it plays the target process)");
+            return;
+        };
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        let child = Kill(child);
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap();
+        let found = TargetProcess::listening_on(&format!("http://127.0.0.1:{port}"));
+        let Some(TargetProcess::Local { pid, name }) = &found else {
+            panic!("python3 listening on {port} not found: {found:?}");
+        };
+        assert_eq!(*pid, child.0.id());
+        assert!(name.starts_with("python"), "{name}");
+        let started = Instant::now();
+        let sampler = Sampler::start("gx-none", found.clone(), started).unwrap();
+        std::thread::sleep(Duration::from_millis(3_200));
+        let samples = sampler.stop();
+        let busiest = samples
+            .iter()
+            .filter_map(|s| s.target_cpu)
+            .fold(0.0, f64::max);
+        // The child spins for the whole window: at least half a core in its best second,
+        // even on a busy 2-core host.
+        assert!(busiest > 0.5, "{samples:?}");
+        // Its memory is sampled too: a Python interpreter holds a few MiB at least.
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.target_rss_bytes.is_some_and(|b| b > 1 << 20)),
+            "{samples:?}"
+        );
     }
 }

@@ -15,6 +15,7 @@ use gauntlet_harness::{Capability, Target, TargetExt};
 use crate::driver::{self, DriverConfig, RequestSpec, ResponseCheck, RunStats};
 use crate::gates::{self, GateResult, Measurement, Verdict};
 use crate::payload::Payload;
+use crate::sampler::TargetProcess;
 use crate::schedule::{Schedule, Shard};
 use crate::settings::LoadSettings;
 use crate::validity::{self, Tolerance, Validity};
@@ -41,8 +42,9 @@ pub struct ScenarioCtx {
     pub url: String,
     /// `Authorization` header for the endpoint, if any.
     pub authorization: Option<HeaderValue>,
-    /// Thread-name prefix of the target's threads when it runs in this process.
-    pub target_threads: Option<String>,
+    /// Whose CPU is the target's: its threads when it runs in this process, its process
+    /// when it listens on a loopback address of this host (see [`TargetProcess`]).
+    pub target_process: Option<TargetProcess>,
     /// The settings.
     pub settings: LoadSettings,
     /// The run seed (the request rows derive from it).
@@ -189,10 +191,12 @@ impl ScenarioCtx {
             target,
             url: endpoint.url.clone(),
             authorization: endpoint.authorization.clone(),
-            target_threads: endpoint
-                .server
-                .as_ref()
-                .map(|_| gauntlet_harness::ENGINE_THREAD_PREFIX.to_owned()),
+            target_process: match &endpoint.server {
+                Some(_) => Some(TargetProcess::InProcess(
+                    gauntlet_harness::ENGINE_THREAD_PREFIX.to_owned(),
+                )),
+                None => TargetProcess::listening_on(&endpoint.url),
+            },
             settings,
             seed,
             progress: progress.then(crate::progress::terminal),
@@ -364,7 +368,7 @@ impl ScenarioCtx {
             pacing: s.pacing,
             threads: s.threads,
             check,
-            target_threads: self.target_threads.clone(),
+            target_process: self.target_process.clone(),
             progress: self.progress.as_ref().map(|make| make(label)),
             raw_latencies: None,
         }
@@ -408,7 +412,7 @@ impl ScenarioCtx {
 }
 
 /// The reason of the first invalid gate, if any.
-fn invalid_reason(gates: &[GateResult]) -> Option<&String> {
+pub(crate) fn invalid_reason(gates: &[GateResult]) -> Option<&String> {
     gates.iter().find_map(|g| match &g.verdict {
         Verdict::Invalid(reason) => Some(reason),
         _ => None,
@@ -849,14 +853,25 @@ pub async fn soak(ctx: &ScenarioCtx) -> Result<ScenarioRun, ScenarioError> {
         s.soak_rate,
         humantime::format_duration(s.soak_duration)
     );
-    if ctx.target_threads.is_none() {
-        return Ok(skipped(
-            "soak",
-            &title,
-            &["soak_memory"],
-            "the target's memory is only measured in-process (run without --target)",
-        ));
-    }
+    let whose = match &ctx.target_process {
+        Some(TargetProcess::InProcess(_)) => {
+            "this process's resident set (the in-process engine and the driver, whose memory \
+             is bounded)"
+                .to_owned()
+        }
+        Some(local @ TargetProcess::Local { .. }) => {
+            format!("the resident set of the target, {}", local.describe())
+        }
+        None => {
+            return Ok(skipped(
+                "soak",
+                &title,
+                &["soak_memory"],
+                "the target's memory is only measured in this process or on this host (run \
+                 without --target, or against a target listening on a loopback address)",
+            ));
+        }
+    };
     let run = ctx.infer_run("soak", s.soak_rate, s.soak_duration).await?;
     let gate = memory_gate(&run, s);
     Ok(ScenarioRun {
@@ -864,24 +879,31 @@ pub async fn soak(ctx: &ScenarioCtx) -> Result<ScenarioRun, ScenarioError> {
         title,
         gates: vec![gate],
         runs: vec![run],
-        notes: vec![
-            "Memory is this process's resident set (the in-process engine and the driver, whose \
-             memory is bounded), sampled each second; growth is the median of the last three \
+        notes: vec![format!(
+            "Memory is {whose}, sampled each second; growth is the median of the last three \
              samples minus the median of the first three after the warm-up."
-                .to_owned(),
-        ],
+        )],
     })
 }
 
-/// `(start, end)` resident memory of a run after its warm-up, bytes.
+/// `(start, end)` resident memory of a run's target after its warm-up, bytes: its process's
+/// on this host when sampled, else this process's (the in-process target's).
 pub fn rss_start_end(run: &LabelledRun) -> Option<(u64, u64)> {
     let from = run.stats.warm_up.as_secs();
+    let local = run.stats.cpu.iter().any(|s| s.target_rss_bytes.is_some());
     let rss: Vec<u64> = run
         .stats
         .cpu
         .iter()
-        .filter(|s| u64::from(s.second) > from && s.rss_bytes > 0)
-        .map(|s| s.rss_bytes)
+        .filter(|s| u64::from(s.second) > from)
+        .map(|s| {
+            if local {
+                s.target_rss_bytes.unwrap_or(0)
+            } else {
+                s.rss_bytes
+            }
+        })
+        .filter(|b| *b > 0)
         .collect();
     if rss.len() < 2 {
         return None;

@@ -56,10 +56,16 @@ pub struct LoadSettings {
     pub min_achieved_rate: f64,
     /// Largest fraction of requests the scheduler may dispatch late before the run is invalid.
     pub max_late_fraction: f64,
+    /// How many times a scenario whose measurement came out invalid (a saturated or late
+    /// generator, a failed gate on a busy or stalled host) is measured again before its
+    /// invalid verdict stands; each discarded attempt stays in the report. A failed or
+    /// passed verdict is never measured again.
+    pub invalid_retries: u32,
     /// Busiest generator thread's CPU (fraction of a core) at which the run is invalid.
     pub max_generator_cpu: f64,
-    /// Other processes' mean CPU (host busy − generator − in-process target, fraction of
-    /// the host's cores) above which a gate that fails is invalid, blamed on the host.
+    /// Other processes' mean CPU (host busy − generator − the target when it runs in this
+    /// process or on this host; fraction of the host's cores) above which a gate that fails
+    /// is invalid, blamed on the host.
     pub max_host_other_cpu: f64,
     /// A request sent more than this after its intended time is late.
     #[serde(with = "humantime_serde")]
@@ -144,6 +150,7 @@ impl Default for LoadSettings {
             // The quick default shares its machine with whatever else runs: a stall of a
             // few tens of milliseconds must not make a smoke run invalid.
             max_late_fraction: 0.05,
+            invalid_retries: 1,
             max_generator_cpu: 0.9,
             max_host_other_cpu: 0.25,
             late_after: Duration::from_millis(10),
@@ -349,6 +356,13 @@ impl LoadSettings {
         if !(1..=10_000).contains(&self.rows) {
             return Err(out_of_range("rows", self.rows, "1 to 10000"));
         }
+        if self.invalid_retries > 5 {
+            return Err(out_of_range(
+                "invalid-retries",
+                self.invalid_retries,
+                "0 to 5",
+            ));
+        }
         if !(1..=100).contains(&self.knee_steps) {
             return Err(out_of_range("knee-steps", self.knee_steps, "1 to 100"));
         }
@@ -429,6 +443,9 @@ mod tests {
         assert!(duration.contains("p99"), "{duration}");
         let range = parse("rate = 0").unwrap_err().to_string();
         assert_eq!(range, "rate = 0 is out of range: 1 to 1000000 req/s");
+        let retries = parse("invalid-retries = 6").unwrap_err().to_string();
+        assert_eq!(retries, "invalid-retries = 6 is out of range: 0 to 5");
+        assert_eq!(parse("invalid-retries = 0").unwrap().invalid_retries, 0);
         let warm = parse("duration = \"2s\"\nwarm-up = \"2s\"")
             .unwrap_err()
             .to_string();

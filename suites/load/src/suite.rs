@@ -12,7 +12,8 @@ use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOut
 use gauntlet_reports::Outcome;
 
 use crate::report;
-use crate::scenario::{self, ScenarioCtx, ScenarioError, ScenarioRun};
+use crate::sampler::TargetProcess;
+use crate::scenario::{self, LabelledRun, ScenarioCtx, ScenarioError, ScenarioRun};
 use crate::settings::LoadSettings;
 
 /// The suite name.
@@ -122,6 +123,61 @@ pub fn planned(settings: &LoadSettings) -> Vec<PlannedCase> {
         .filter(|s| s.enabled(settings))
         .flat_map(|s| s.gates())
         .collect()
+}
+
+/// Runs `measure` again while its gates hold an invalid verdict, up to `retries` more times:
+/// an invalid measurement (a saturated or late generator, a failed gate on a busy or stalled
+/// host) says nothing of the target, and one more measurement may. The kept attempt's
+/// verdicts stand; the discarded attempts' runs follow its own in the runs table, labelled,
+/// and a note says why each was discarded. A pass or a failure is never measured again.
+async fn measured_until_valid<F, Fut>(
+    retries: u32,
+    mut measure: F,
+) -> Result<ScenarioRun, ScenarioError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<ScenarioRun, ScenarioError>>,
+{
+    let mut discarded: Vec<(u32, String, Vec<LabelledRun>)> = Vec::new();
+    let mut attempt: u32 = 1;
+    loop {
+        let mut run = measure().await?;
+        match scenario::invalid_reason(&run.gates) {
+            Some(reason) if attempt <= retries => {
+                discarded.push((attempt, reason.clone(), std::mem::take(&mut run.runs)));
+                attempt += 1;
+            }
+            still => {
+                if discarded.is_empty() {
+                    return Ok(run);
+                }
+                let why: Vec<String> = discarded
+                    .iter()
+                    .map(|(n, reason, _)| format!("attempt {n}: {reason}"))
+                    .collect();
+                run.notes.insert(
+                    0,
+                    format!(
+                        "Measured {attempt} times (invalid-retries = {retries}): {}. {} The \
+                         discarded attempts' runs follow in the runs table, labelled.",
+                        why.join("; "),
+                        if still.is_some() {
+                            format!("Attempt {attempt} was invalid too: the verdicts stay invalid.")
+                        } else {
+                            format!("The verdicts are attempt {attempt}'s.")
+                        }
+                    ),
+                );
+                for (n, _, runs) in discarded {
+                    run.runs.extend(runs.into_iter().map(|mut r| {
+                        r.label = format!("{} (attempt {n}, invalid, discarded)", r.label);
+                        r
+                    }));
+                }
+                return Ok(run);
+            }
+        }
+    }
 }
 
 /// One line of the settings in force, for each section.
@@ -253,7 +309,9 @@ impl Suite for LoadSuite {
                 continue;
             }
             let started = Instant::now();
-            let result = scenario.run(&scenario_ctx).await;
+            let result =
+                measured_until_valid(settings.invalid_retries, || scenario.run(&scenario_ctx))
+                    .await;
             let took = started.elapsed();
             let case = |name: &str| planned.iter().find(|p| p.name == name);
             match result {
@@ -269,6 +327,14 @@ impl Suite for LoadSuite {
                         }
                     }
                     let mut section = report::scenario_section(&run, &note);
+                    if let Some(local @ TargetProcess::Local { .. }) = &scenario_ctx.target_process
+                    {
+                        section.notes.push(format!(
+                            "Target CPU is that of {}, found listening on the target's port: \
+                             it is not counted among the host's other processes.",
+                            local.describe()
+                        ));
+                    }
                     // Swap under load sends the fixture rows to its own model.
                     if let Some(w) = scenario_ctx
                         .workload
@@ -295,5 +361,72 @@ impl Suite for LoadSuite {
         }
         drop((endpoint, grpc_endpoint));
         Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gates::{GateResult, Verdict};
+
+    fn run_with(verdict: Verdict) -> ScenarioRun {
+        ScenarioRun {
+            id: "sustained",
+            title: "Sustained".to_owned(),
+            gates: vec![GateResult {
+                name: "sustained_p99".to_owned(),
+                verdict,
+                message: String::new(),
+            }],
+            runs: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The verdict kept and how many measurements it took, for verdicts given in turn.
+    fn measure(retries: u32, verdicts: &[Verdict]) -> (ScenarioRun, usize) {
+        let calls = std::cell::Cell::new(0);
+        let run = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(measured_until_valid(retries, || {
+                let verdict = verdicts[calls.get()].clone();
+                calls.set(calls.get() + 1);
+                async move { Ok(run_with(verdict)) }
+            }))
+            .unwrap();
+        (run, calls.get())
+    }
+
+    #[test]
+    fn an_invalid_measurement_is_taken_again_and_the_next_verdict_stands() {
+        let busy = || Verdict::Invalid("host h busy".to_owned());
+        let (run, calls) = measure(1, &[busy(), Verdict::Pass]);
+        assert_eq!((run.gates[0].verdict.clone(), calls), (Verdict::Pass, 2));
+        assert_eq!(
+            run.notes[0],
+            "Measured 2 times (invalid-retries = 1): attempt 1: host h busy. The verdicts are \
+             attempt 2's. The discarded attempts' runs follow in the runs table, labelled."
+        );
+        // A failure after an invalid attempt is a failure: not measured until it passes.
+        let (run, calls) = measure(3, &[busy(), Verdict::Fail, Verdict::Pass]);
+        assert_eq!((run.gates[0].verdict.clone(), calls), (Verdict::Fail, 2));
+        // Out of retries: the last invalid verdict stands, and the note says so.
+        let (run, calls) = measure(1, &[busy(), busy(), Verdict::Pass]);
+        assert_eq!((run.gates[0].verdict.clone(), calls), (busy(), 2));
+        assert!(
+            run.notes[0].contains("Attempt 2 was invalid too"),
+            "{:?}",
+            run.notes
+        );
+    }
+
+    #[test]
+    fn a_pass_or_a_failure_is_measured_once() {
+        for verdict in [Verdict::Pass, Verdict::Fail] {
+            let (run, calls) = measure(5, &[verdict.clone(), Verdict::Pass]);
+            assert_eq!((run.gates[0].verdict.clone(), calls), (verdict, 1));
+            assert!(run.notes.is_empty());
+        }
     }
 }

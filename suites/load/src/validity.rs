@@ -20,7 +20,7 @@ pub struct Tolerance {
     pub max_generator_cpu: f64,
     /// Fraction of measured requests the scheduler dispatched late above this: behind.
     pub max_behind_fraction: f64,
-    /// Mean CPU of other processes (host busy − generator − in-process target), as a
+    /// Mean CPU of other processes (host busy − generator − the target when local), as a
     /// fraction of the host's cores, above which the host is too busy for a failed gate
     /// to be the target's.
     pub max_other_cpu: f64,
@@ -52,7 +52,7 @@ pub struct Validity {
     pub generator_busiest: f64,
     /// Mean CPU of all generator threads (cores).
     pub generator_cpu: f64,
-    /// Mean CPU of the in-process target (cores), when known.
+    /// Mean CPU of the target (cores) when it runs in this process or on this host.
     pub target_cpu: Option<f64>,
     /// Mean host busy fraction.
     pub host_busy: f64,
@@ -69,7 +69,7 @@ pub struct Validity {
     #[serde(default)]
     pub stalled_fraction: f64,
     /// Mean CPU of other processes over the measured window, as a fraction of the host's
-    /// cores: host busy less the generator and the in-process target.
+    /// cores: host busy less the generator and the target (when local).
     #[serde(default)]
     pub other_cpu: f64,
     /// When other processes kept the host busier than the tolerance: the host and the

@@ -332,18 +332,42 @@ fn a_breaking_knee_step_is_run_again_before_it_counts() {
 
 #[test]
 fn a_saturated_generator_makes_every_gate_invalid_never_passed() {
-    // A tolerance of 0 % CPU: any generator is "saturated", so the guard must fire.
-    let load = "rate = 200\nduration = \"2s\"\nwarm-up = \"500ms\"\nmax-generator-cpu = 0.0\n\
-                swap = false\nstress = false";
-    let out = run_phase(load, Arc::new(engine()));
-    assert_eq!(out.cases.len(), 6);
-    for case in &out.cases {
-        match &case.outcome {
-            Outcome::Invalid { reason } => {
-                assert!(reason.contains("generator saturated"), "{reason}");
+    // A tolerance of 0 % CPU: any generator is "saturated", so the guard must fire, on the
+    // first measurement and on each one again (invalid-retries).
+    for retries in [0_usize, 2] {
+        let load = format!(
+            "rate = 200\nduration = \"1s\"\nwarm-up = \"200ms\"\nmax-generator-cpu = 0.0\n\
+             swap = false\nstress = false\ninvalid-retries = {retries}"
+        );
+        let out = run_phase(&load, Arc::new(engine()));
+        assert_eq!(out.cases.len(), 6);
+        for case in &out.cases {
+            match &case.outcome {
+                Outcome::Invalid { reason } => {
+                    assert!(reason.contains("generator saturated"), "{reason}");
+                }
+                other => panic!("{}: {other:?}", case.id),
             }
-            other => panic!("{}: {other:?}", case.id),
         }
+        // Every attempt is in the runs table: the kept one first, then the discarded ones.
+        let section = &out.sections[0];
+        let runs = section
+            .tables
+            .iter()
+            .find(|t| t.title.starts_with("Runs"))
+            .unwrap();
+        let labels: Vec<&str> = runs.rows.iter().map(|r| r[0].as_str()).collect();
+        let mut expected = vec!["sustained".to_owned()];
+        expected
+            .extend((1..=retries).map(|n| format!("sustained (attempt {n}, invalid, discarded)")));
+        assert_eq!(labels, expected);
+        let measured_again = section.notes.iter().any(|n| {
+            n.starts_with(&format!(
+                "Measured {} times (invalid-retries = {retries})",
+                retries + 1
+            )) && n.contains("the verdicts stay invalid")
+        });
+        assert_eq!(measured_again, retries > 0, "{:?}", section.notes);
     }
 }
 

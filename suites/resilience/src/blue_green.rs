@@ -100,7 +100,7 @@ pub(crate) async fn run(setup: &Setup) -> Result<Verdict, String> {
         pacing: driver::DEFAULT_PACING,
         threads: 1,
         check: Arc::new(NotDegraded),
-        target_threads: None,
+        target_process: None,
         progress: None,
         raw_latencies: None,
     };

@@ -14,6 +14,7 @@ use gauntlet_harness::suite::{Suite, SuiteCtx, SuiteOutput};
 use gauntlet_harness::{ENGINE_THREAD_PREFIX, InProcess, ServedEngine};
 use gauntlet_load::LoadSuite;
 use gauntlet_load::driver::{self, DriverConfig, RequestSpec, ResponseCheck};
+use gauntlet_load::sampler::TargetProcess;
 use gauntlet_load::schedule::{Schedule, Shard};
 use gauntlet_load::workload;
 
@@ -54,7 +55,7 @@ pub fn config(
         pacing: driver::DEFAULT_PACING,
         threads: 1,
         check,
-        target_threads: Some(ENGINE_THREAD_PREFIX.to_owned()),
+        target_process: Some(TargetProcess::InProcess(ENGINE_THREAD_PREFIX.to_owned())),
         progress: None,
         raw_latencies: None,
     }

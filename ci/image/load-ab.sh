@@ -15,6 +15,8 @@
 # CARGO_TARGET_DIR. The engine it starts stops on exit; the containers go with their runs.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=../ab.sh
+source "$root/ci/ab.sh"
 target=${CARGO_TARGET_DIR:-$root/target}
 engine=$target/x86_64-unknown-linux-gnu/release/gauntlet-engine
 gauntlet=$target/release/gauntlet
@@ -47,7 +49,6 @@ for round in $(seq "$rounds"); do
     rates[$side]="${rates[$side]:-} $(printf '%s\n' "$line" | grep -o 'achieved [0-9]*' | awk '{print $2}')"
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "?"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 m_url=$(printf '%s' "${p99s[url]}" | median)
 for side in url published host; do
   m=$(printf '%s' "${p99s[$side]}" | median)

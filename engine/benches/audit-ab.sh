@@ -16,6 +16,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=../../ci/ab.sh
+source "$root/ci/ab.sh"
 target=${CARGO_TARGET_DIR:-$root/target}
 engine=$target/release/gauntlet-engine
 gauntlet=$target/release/gauntlet
@@ -84,7 +86,6 @@ for round in $(seq "$rounds"); do
   done
 done
 echo "p99 (ms) off:${p99s[off]}  on:${p99s[on]}"
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "?"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 m_off=$(printf '%s' "${p99s[off]}" | median)
 m_on=$(printf '%s' "${p99s[on]}" | median)
 echo "median p99 (ms) off $m_off, on $m_on: on/off $(awk -v a="$m_on" -v b="$m_off" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "undefined" }') (target ≤ 1.10)"

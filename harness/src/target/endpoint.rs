@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use tokio::sync::oneshot;
 
 use gauntlet_engine::AppState;
@@ -27,8 +27,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub struct HttpEndpoint {
     /// The base URL without a trailing slash (`http://127.0.0.1:41234`).
     pub url: String,
-    /// The `Authorization` header value the target's URL carried, if any.
-    pub authorization: Option<HeaderValue>,
+    /// The headers every request to `url` carries: the run's `--header`s and, when none of
+    /// them is `authorization`, the one the URL's credentials call for (values sensitive).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The engine serving `url` when the target is in-process: dropping it stops the server.
     pub server: Option<ServedEngine>,
 }

@@ -29,7 +29,7 @@ pub type GrpcClient = GrpcInferenceServiceClient<InterceptedService<Channel, Cal
 #[derive(Clone, Default)]
 pub struct CallHeaders {
     entries: std::sync::Arc<[(MetadataKey<Ascii>, MetadataValue<Ascii>)]>,
-    authorization: Option<HeaderValue>,
+    headers: std::sync::Arc<[(http::HeaderName, HeaderValue)]>,
 }
 
 impl std::fmt::Debug for CallHeaders {
@@ -61,19 +61,18 @@ impl CallHeaders {
             value.set_sensitive(true);
             entries.push((key, value));
         }
-        let authorization = headers
-            .iter()
-            .find(|h| h.name() == http::header::AUTHORIZATION)
-            .map(|h| h.value().clone());
         Ok(CallHeaders {
             entries: entries.into(),
-            authorization,
+            headers: headers
+                .iter()
+                .map(|h| (h.name().clone(), h.value().clone()))
+                .collect(),
         })
     }
 
-    /// The `authorization` value among them (sensitive), for the load driver's own calls.
-    pub fn authorization(&self) -> Option<&HeaderValue> {
-        self.authorization.as_ref()
+    /// The same as HTTP/2 headers (values sensitive), for the load driver's own calls.
+    pub fn headers(&self) -> &[(http::HeaderName, HeaderValue)] {
+        &self.headers
     }
 }
 
@@ -287,7 +286,9 @@ mod tests {
         let bearer = ExtraHeader::parse("authorization: Bearer s3cr3t-t0ken").unwrap();
         let tenant = ExtraHeader::parse("x-tenant: desk-7").unwrap();
         let h = CallHeaders::new(&[bearer, tenant]).unwrap();
-        assert_eq!(h.authorization().unwrap(), "Bearer s3cr3t-t0ken");
+        let names: Vec<&str> = h.headers().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["authorization", "x-tenant"]);
+        assert!(h.headers().iter().all(|(_, v)| v.is_sensitive()));
         let shown = format!("{h:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("x-tenant"), "{shown}");

@@ -438,7 +438,7 @@ impl Target for HttpTarget {
         self.log.retries()
     }
 
-    /// The base URL itself, with the `Authorization` header its credentials or `--header`
+    /// The base URL itself, with the `--header`s and the `Authorization` its credentials
     /// call for. An `https://` target has none: the load driver speaks no TLS.
     async fn http_endpoint(&self) -> Result<HttpEndpoint, TargetError> {
         if matches!(self.transport, Transport::Tls(_)) {
@@ -447,16 +447,22 @@ impl Target for HttpTarget {
                 what: "a plain-HTTP endpoint (the load driver speaks no TLS)".to_owned(),
             });
         }
-        let authorization = self
+        let mut headers: Vec<(http::HeaderName, http::HeaderValue)> = self
             .security
             .headers
             .iter()
-            .find(|h| h.name() == http::header::AUTHORIZATION)
-            .map(|h| h.value().clone())
-            .or_else(|| self.basic.clone());
+            .map(|h| (h.name().clone(), h.value().clone()))
+            .collect();
+        if let Some(basic) = &self.basic
+            && !headers
+                .iter()
+                .any(|(n, _)| n == http::header::AUTHORIZATION)
+        {
+            headers.push((http::header::AUTHORIZATION, basic.clone()));
+        }
         Ok(HttpEndpoint {
             url: self.base.clone(),
-            authorization,
+            headers,
             server: None,
         })
     }

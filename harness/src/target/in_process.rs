@@ -288,7 +288,7 @@ impl Target for InProcess {
         let server = ServedEngine::start(self.state.clone(), cores.saturating_sub(1).max(1))?;
         Ok(HttpEndpoint {
             url: server.url(),
-            authorization: None,
+            headers: Vec::new(),
             server: Some(server),
         })
     }

@@ -100,7 +100,7 @@ fn config(url: &str, endpoint: Endpoint, rate: f64, duration: Duration) -> Drive
             path: endpoint.path().to_owned(),
             body: endpoint.body(),
             variants: Vec::new(),
-            authorization: None,
+            headers: Vec::new(),
         },
         schedule: Schedule::constant(rate, duration),
         shard: Shard::WHOLE,

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 
 use crate::grpc;
 use crate::histogram::{Latencies, SecondStats};
@@ -100,8 +100,9 @@ pub struct RequestSpec {
     /// Further bodies: request `k` of the schedule sends `[body, variants…][k mod (1 + len)]`
     /// (a payload template's renderings). Empty: every request sends `body`.
     pub variants: Vec<Bytes>,
-    /// An `Authorization` header, when the target needs one.
-    pub authorization: Option<HeaderValue>,
+    /// Headers every request carries (the target's `--header`s and credentials; values
+    /// sensitive).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Everything a run needs.
@@ -361,7 +362,7 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
             .map_err(DriverError::Request)?;
         let shared = grpc::Shared::new(
             &dest.authority,
-            spec.authorization.as_ref(),
+            &spec.headers,
             calls,
             model,
             config.connections,
@@ -370,15 +371,7 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
         Proto::Grpc(Arc::new(shared))
     } else {
         let prepared = bodies
-            .map(|body| {
-                http1::prepare(
-                    &spec.method,
-                    &spec.path,
-                    &dest.host,
-                    spec.authorization.as_ref(),
-                    body,
-                )
-            })
+            .map(|body| http1::prepare(&spec.method, &spec.path, &dest.host, &spec.headers, body))
             .collect::<Result<Vec<Prepared>, String>>()
             .map_err(DriverError::Request)?;
         Proto::Http1(Arc::new(prepared))

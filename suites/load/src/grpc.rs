@@ -164,7 +164,7 @@ impl Shared {
     /// (never empty) to `model`.
     pub(crate) fn new(
         authority: &str,
-        authorization: Option<&HeaderValue>,
+        headers: &[(http::HeaderName, HeaderValue)],
         calls: Vec<Call>,
         model: String,
         workers: usize,
@@ -177,8 +177,8 @@ impl Shared {
             ))
             .header(http::header::CONTENT_TYPE, "application/grpc")
             .header(http::header::TE, "trailers");
-        if let Some(auth) = authorization {
-            head = head.header(http::header::AUTHORIZATION, auth.clone());
+        for (name, value) in headers {
+            head = head.header(name, value.clone());
         }
         let head = head
             .body(())

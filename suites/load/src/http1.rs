@@ -14,7 +14,7 @@ use std::io;
 use std::task::Poll;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -33,12 +33,13 @@ pub(crate) struct Prepared {
     head: bool,
 }
 
-/// Serialises `method path` with its `Host`, optional `Authorization` and body.
+/// Serialises `method path` with its `Host`, `headers` and body (`content-type:
+/// application/json` unless `headers` name another).
 pub(crate) fn prepare(
     method: &Method,
     path: &str,
     host: &HeaderValue,
-    authorization: Option<&HeaderValue>,
+    headers: &[(HeaderName, HeaderValue)],
     body: &[u8],
 ) -> Result<Prepared, String> {
     if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
@@ -53,14 +54,18 @@ pub(crate) fn prepare(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    if let Some(auth) = authorization {
-        out.extend_from_slice(b"authorization: ");
-        out.extend_from_slice(auth.as_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     let carries_body =
         !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
-    if !body.is_empty() {
+    let typed = headers
+        .iter()
+        .any(|(name, _)| name == http::header::CONTENT_TYPE);
+    if !body.is_empty() && !typed {
         out.extend_from_slice(b"content-type: application/json\r\n");
     }
     if carries_body {
@@ -354,6 +359,7 @@ fn find_crlf(bytes: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::{AUTHORIZATION, CONTENT_TYPE};
     use tokio::net::TcpListener;
 
     /// A one-shot server on loopback that answers each request with the next canned reply
@@ -378,14 +384,7 @@ mod tests {
     }
 
     fn get() -> Prepared {
-        prepare(
-            &Method::GET,
-            "/x",
-            &HeaderValue::from_static("h"),
-            None,
-            b"",
-        )
-        .unwrap()
+        prepare(&Method::GET, "/x", &HeaderValue::from_static("h"), &[], b"").unwrap()
     }
 
     #[test]
@@ -394,21 +393,44 @@ mod tests {
             &Method::POST,
             "/v2/models/m/infer",
             &HeaderValue::from_static("127.0.0.1:9"),
-            Some(&HeaderValue::from_static("Bearer t")),
+            &[
+                (AUTHORIZATION, HeaderValue::from_static("Bearer t")),
+                (
+                    HeaderName::from_static("x-api-key"),
+                    HeaderValue::from_static("k"),
+                ),
+            ],
             b"{}",
         )
         .unwrap();
         assert_eq!(
             &p.bytes[..],
             b"POST /v2/models/m/infer HTTP/1.1\r\nhost: 127.0.0.1:9\r\nauthorization: Bearer t\r\n\
-              content-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+              x-api-key: k\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+        );
+        // A content type of the user's replaces the default.
+        let typed = prepare(
+            &Method::POST,
+            "/p",
+            &HeaderValue::from_static("h"),
+            &[(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            )],
+            b"{}",
+        )
+        .unwrap();
+        assert_eq!(
+            &typed.bytes[..],
+            b"POST /p HTTP/1.1\r\nhost: h\r\ncontent-type: application/x-ndjson\r\n\
+              content-length: 2\r\n\r\n{}"
         );
         assert_eq!(&get().bytes[..], b"GET /x HTTP/1.1\r\nhost: h\r\n\r\n");
         let err = prepare(
             &Method::GET,
             "/a b",
             &HeaderValue::from_static("h"),
-            None,
+            &[],
             b"",
         )
         .unwrap_err();

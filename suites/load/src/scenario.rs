@@ -40,8 +40,8 @@ pub struct ScenarioCtx {
     pub target: Arc<dyn Target>,
     /// Base URL of its HTTP endpoint.
     pub url: String,
-    /// `Authorization` header for the endpoint, if any.
-    pub authorization: Option<HeaderValue>,
+    /// Headers every request to the endpoint carries (`--header`s, credentials).
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
     /// Whose CPU is the target's: its threads when it runs in this process, its process
     /// when it listens on a loopback address of this host (see [`TargetProcess`]).
     pub target_process: Option<TargetProcess>,
@@ -129,7 +129,7 @@ pub async fn endpoint(
     let grpc = target.grpc_endpoint().await?;
     let endpoint = gauntlet_harness::HttpEndpoint {
         url: grpc.url(),
-        authorization: grpc.headers.authorization().cloned(),
+        headers: grpc.headers.headers().to_vec(),
         server: None,
     };
     Ok((endpoint, Some(grpc)))
@@ -190,7 +190,7 @@ impl ScenarioCtx {
         ScenarioCtx {
             target,
             url: endpoint.url.clone(),
-            authorization: endpoint.authorization.clone(),
+            headers: endpoint.headers.clone(),
             target_process: match &endpoint.server {
                 Some(_) => Some(TargetProcess::InProcess(
                     gauntlet_harness::ENGINE_THREAD_PREFIX.to_owned(),
@@ -354,7 +354,7 @@ impl ScenarioCtx {
                 path,
                 body,
                 variants: bodies.collect(),
-                authorization: self.authorization.clone(),
+                headers: self.headers.clone(),
             },
             schedule,
             shard: Shard::WHOLE,

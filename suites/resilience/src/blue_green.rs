@@ -84,7 +84,7 @@ pub(crate) async fn run(setup: &Setup) -> Result<Verdict, String> {
             path: gauntlet_load::workload::infer_path(&model.name),
             body,
             variants: Vec::new(),
-            authorization: None,
+            headers: Vec::new(),
         },
         schedule: Schedule::constant(rate, duration),
         shard: Shard::WHOLE,

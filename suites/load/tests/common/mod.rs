@@ -41,7 +41,7 @@ pub fn config(
             path: path.to_owned(),
             body: workload::infer_body(1, 7).unwrap(),
             variants: Vec::new(),
-            authorization: None,
+            headers: Vec::new(),
         },
         schedule: Schedule::constant(rate, Duration::from_secs_f64(secs)),
         shard: Shard::WHOLE,

@@ -13,7 +13,10 @@
 //! the fallback chain, the fallback named in the parameter `degraded` as in the HTTP
 //! answer's `parameters.degraded`.
 
+mod batch;
 mod convert;
+
+pub use batch::BatchedWrites;
 
 use std::future::Future;
 use std::time::Instant;
@@ -53,7 +56,11 @@ pub async fn serve_grpc(
     if let Some(limit) = config.request_timeout {
         builder = builder.timeout(limit);
     }
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Each connection's answers ready together leave in one write (see `BatchedWrites`).
+    let incoming = tonic::codegen::tokio_stream::StreamExt::map(
+        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        |accepted| accepted.map(BatchedWrites::new),
+    );
     builder
         .add_service(service(state))
         .serve_with_incoming_shutdown(incoming, shutdown)

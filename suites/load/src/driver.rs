@@ -256,6 +256,9 @@ struct Slot {
     intended: Instant,
     /// Its index in the whole schedule: which body it sends.
     index: u64,
+    /// The pacer's wake-up that released it (counted from 0): the calls of one release
+    /// share a gRPC connection.
+    release: u64,
 }
 
 /// Where to connect and what to put in the request head.
@@ -416,13 +419,12 @@ pub fn run(config: DriverConfig) -> Result<RunStats, DriverError> {
 
     // Connection tasks.
     let mut tasks = Vec::with_capacity(config.connections);
-    for index in 0..config.connections {
+    for _ in 0..config.connections {
         let worker = Worker {
             rx: rx.clone(),
             recorder: Arc::clone(&recorder),
             authority: dest.authority.clone(),
             proto: proto.clone(),
-            index,
             check: Arc::clone(&config.check),
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
@@ -554,6 +556,7 @@ async fn pace(
     // The previous wake-up's target time (not when it happened: a wake-up that comes late
     // must not push the next one back, or every release would slip by the wake-up latency).
     let mut last: Option<Instant> = None;
+    let mut release = 0;
     while let Some(&(_, first)) = offsets.peek() {
         let target = last.map_or(first, |l| first.max(l + resolution));
         pacer
@@ -565,12 +568,17 @@ async fn pace(
         let mut r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some((index, intended)) = offsets.next_if(|(_, at)| *at <= now) {
             r.dispatched(intended, now.saturating_duration_since(intended));
-            match tx.try_send(Slot { intended, index }) {
+            match tx.try_send(Slot {
+                intended,
+                index,
+                release,
+            }) {
                 Ok(()) => {}
                 Err(async_channel::TrySendError::Full(_)) => r.dropped(intended, now),
                 Err(async_channel::TrySendError::Closed(_)) => return Ok(()),
             }
         }
+        release += 1;
     }
     Ok(())
 }
@@ -590,8 +598,6 @@ struct Worker {
     recorder: Arc<Mutex<Recorder>>,
     authority: String,
     proto: Proto,
-    /// Its index among the connection tasks.
-    index: usize,
     check: Arc<dyn ResponseCheck>,
     connect_timeout: Duration,
     request_timeout: Duration,
@@ -603,7 +609,7 @@ impl Worker {
         let requests = match &self.proto {
             Proto::Http1(requests) => Arc::clone(requests),
             Proto::Grpc(shared) => {
-                let worker = grpc::GrpcWorker::new(self.index, Arc::clone(shared));
+                let worker = grpc::GrpcWorker::new(Arc::clone(shared));
                 return self.run_grpc(worker).await;
             }
         };
@@ -639,6 +645,7 @@ impl Worker {
             let (sent, how) = worker
                 .exchange(
                     call,
+                    slot.release,
                     self.connect_timeout,
                     self.request_timeout,
                     MAX_RESPONSE_BYTES,

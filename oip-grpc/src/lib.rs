@@ -79,4 +79,21 @@ pub mod datatype {
             _ => return None,
         })
     }
+
+    /// Each typed field of `contents` with its element count, in the proto's order.
+    pub fn field_lengths(
+        contents: &crate::inference::InferTensorContents,
+    ) -> [(&'static str, usize); 8] {
+        let c = contents;
+        [
+            ("bool_contents", c.bool_contents.len()),
+            ("int_contents", c.int_contents.len()),
+            ("int64_contents", c.int64_contents.len()),
+            ("uint_contents", c.uint_contents.len()),
+            ("uint64_contents", c.uint64_contents.len()),
+            ("fp32_contents", c.fp32_contents.len()),
+            ("fp64_contents", c.fp64_contents.len()),
+            ("bytes_contents", c.bytes_contents.len()),
+        ]
+    }
 }

@@ -148,16 +148,7 @@ fn from_contents(
                 .collect::<Result<_, _>>()?,
         ),
     };
-    let set = [
-        ("bool_contents", c.bool_contents.len()),
-        ("int_contents", c.int_contents.len()),
-        ("int64_contents", c.int64_contents.len()),
-        ("uint_contents", c.uint_contents.len()),
-        ("uint64_contents", c.uint64_contents.len()),
-        ("fp32_contents", c.fp32_contents.len()),
-        ("fp64_contents", c.fp64_contents.len()),
-        ("bytes_contents", c.bytes_contents.len()),
-    ];
+    let set = datatype::field_lengths(&c);
     if let Some((field, _)) = set.iter().find(|(f, n)| *n > 0 && *f != expected) {
         return Err(ApiError::bad_request(format!(
             "inputs[{i}].contents.{field}: set, but a {} tensor's elements go in {expected}",

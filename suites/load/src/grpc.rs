@@ -599,16 +599,7 @@ fn shape_elements(shape: &[i64]) -> Option<u64> {
 /// The elements of the typed field `datatype` calls for; an error (with every element
 /// counted) when another field holds any, or the datatype has no typed field.
 fn typed_elements(datatype: &str, c: &InferTensorContents) -> Result<u64, (String, u64)> {
-    let fields = [
-        ("bool_contents", c.bool_contents.len()),
-        ("int_contents", c.int_contents.len()),
-        ("int64_contents", c.int64_contents.len()),
-        ("uint_contents", c.uint_contents.len()),
-        ("uint64_contents", c.uint64_contents.len()),
-        ("fp32_contents", c.fp32_contents.len()),
-        ("fp64_contents", c.fp64_contents.len()),
-        ("bytes_contents", c.bytes_contents.len()),
-    ];
+    let fields = gauntlet_oip_grpc::datatype::field_lengths(c);
     let total = fields.iter().map(|(_, n)| *n as u64).sum();
     let field = match (gauntlet_oip_grpc::datatype::typed_field(datatype), datatype) {
         (Some(field), _) => field,

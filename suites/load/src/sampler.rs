@@ -151,27 +151,32 @@ impl TargetProcess {
 
 /// `(host, port)` of a URL with an explicit or scheme-default port; IPv6 hosts unbracketed.
 fn host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => match scheme {
-            "http" => 80,
-            "https" => 443,
-            _ => return None,
-        },
-    };
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?;
+    let port = authority.port_u16().or(match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    })?;
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     Some((host.to_owned(), port))
+}
+
+/// The entries of `dir` named by a number (`/proc`'s pids, a process's thread ids).
+fn numbered(dir: &str) -> impl Iterator<Item = (u64, std::path::PathBuf)> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let n = entry.file_name().to_str()?.parse().ok()?;
+            Some((n, entry.path()))
+        })
 }
 
 /// Inodes of the listening TCP sockets (IPv4 and IPv6) bound to `port`.
@@ -205,27 +210,20 @@ fn parse_listeners(table: &str, port: u16) -> Vec<u64> {
 
 /// The pid, other than this process, holding a socket with one of `inodes` open.
 fn socket_owner(inodes: &[u64]) -> Option<u32> {
-    let me = std::process::id();
+    let me = u64::from(std::process::id());
     let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (pid, path) in numbered("/proc") {
         if pid == me {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+        let Ok(fds) = std::fs::read_dir(path.join("fd")) else {
             continue;
         };
         for fd in fds.flatten() {
             if let Ok(link) = std::fs::read_link(fd.path())
                 && wanted.iter().any(|w| link.as_os_str() == w.as_str())
             {
-                return Some(pid);
+                return u32::try_from(pid).ok();
             }
         }
     }
@@ -393,18 +391,8 @@ fn sample_loop(
 /// `tid → (thread name, utime + stime ticks)` of this process's threads.
 fn thread_ticks() -> HashMap<u64, (String, u64)> {
     let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(tid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+    for (tid, path) in numbered("/proc/self/task") {
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
             continue;
         };
         if let Some((name, ticks)) = parse_stat(&stat) {

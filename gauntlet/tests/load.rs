@@ -26,17 +26,38 @@ fn gauntlet(args: &[&str], cwd: &Path) -> Output {
 
 /// Serves the reference engine on 127.0.0.1:0, optionally slowed by `delay` per infer.
 fn serve_engine(delay: Option<Duration>) -> SocketAddr {
+    serve_engine_behind(move |app| match delay {
+        Some(delay) => app.layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| slow(delay, req, next),
+        )),
+        None => app,
+    })
+}
+
+/// Serves the reference engine's router as `wrap` changes it, on 127.0.0.1:0.
+fn serve_engine_behind(
+    wrap: impl FnOnce(axum::Router) -> axum::Router + Send + 'static,
+) -> SocketAddr {
     gauntlet_testkit::serve_router(move || {
         let target = gauntlet_suites::reference_target().expect("reference target");
-        let app = gauntlet_engine::app(target.state().clone());
-        match delay {
-            Some(delay) => app.layer(axum::middleware::from_fn(
-                move |req: Request, next: Next| slow(delay, req, next),
-            )),
-            None => app,
-        }
+        wrap(gauntlet_engine::app(target.state().clone()))
     })
     .expect("server up")
+}
+
+/// `gauntlet load` against `url` at 200 req/s for 1 s, no warm-up.
+fn quick_load(url: &str) -> Vec<&str> {
+    vec![
+        "load",
+        "--target",
+        url,
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--warm-up",
+        "0s",
+    ]
 }
 
 /// The defect a load gate must catch: every infer takes `delay` longer.
@@ -510,24 +531,10 @@ async fn keyed_gateway(req: Request, next: Next) -> Response {
 /// Every `--header` reaches the target on every load request, not only `authorization`.
 #[test]
 fn load_sends_every_header_it_is_given() {
-    let addr = gauntlet_testkit::serve_router(|| {
-        let target = gauntlet_suites::reference_target().expect("reference target");
-        gauntlet_engine::app(target.state().clone()).layer(axum::middleware::from_fn(keyed_gateway))
-    })
-    .expect("server up");
+    let addr = serve_engine_behind(|app| app.layer(axum::middleware::from_fn(keyed_gateway)));
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}");
-    let base = [
-        "load",
-        "--target",
-        &url,
-        "--rate",
-        "200",
-        "--duration",
-        "1s",
-        "--warm-up",
-        "0s",
-    ];
+    let base = quick_load(&url);
     let bearer = "authorization: Bearer t0k3n-load";
     let key = "x-api-key: k3y-l0ad";
     let with = |extra: &[&str]| {
@@ -561,24 +568,10 @@ async fn broken_infer(req: Request, next: Next) -> Response {
 /// without a report.
 #[test]
 fn load_without_a_report_dir_exits_1_when_every_request_fails() {
-    let addr = gauntlet_testkit::serve_router(|| {
-        let target = gauntlet_suites::reference_target().expect("reference target");
-        gauntlet_engine::app(target.state().clone()).layer(axum::middleware::from_fn(broken_infer))
-    })
-    .expect("server up");
+    let addr = serve_engine_behind(|app| app.layer(axum::middleware::from_fn(broken_infer)));
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}");
-    let args = [
-        "load",
-        "--target",
-        &url,
-        "--rate",
-        "200",
-        "--duration",
-        "1s",
-        "--warm-up",
-        "0s",
-    ];
+    let args = quick_load(&url);
     let out = gauntlet(&args, dir.path());
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), 1, "{stderr}");

@@ -820,8 +820,14 @@ pub(crate) async fn timestamps_are_utc_microseconds(ctx: CaseCtx) -> CaseOutcome
         checkpoint(target, &who).await?;
     }
     let after = now_micros();
+    // Newest first: keep every record back to this case's oldest one (concurrent cases may
+    // have written many after it), and at least the newest 50 for the order checks.
     let mut records = recent_records(target, &who).await?;
-    records.truncate(50);
+    let oldest_ours = records
+        .iter()
+        .rposition(|r| r["principal"] == who.as_str())
+        .map_or(0, |p| p + 1);
+    records.truncate(oldest_ours.max(50));
     records.reverse();
     ensure!(
         records.len() >= 3,

@@ -73,3 +73,40 @@ fn mutants_of_a_diff_are_tested_by_the_suites_and_scored() {
     assert!(report_dir.join("mutants.out/caught.txt").is_file());
     assert!(stderr.contains("mutation score 100.0 %"), "{stderr}");
 }
+
+/// The mutants `gauntlet mutants --list` prints, with `extra` flags.
+fn listed(root: &Path, extra: &[&str]) -> Vec<String> {
+    let out = Command::new(BIN)
+        .args(["mutants", "--list", "--workspace"])
+        .arg(root)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// `--sharding round-robin` makes a shard every Nth mutant of the whole engine (an even
+/// sample), where the default `slice` makes it one consecutive stretch. Seconds: cargo-mutants
+/// only lists; skipped with the reason where it is not installed.
+#[test]
+fn a_round_robin_shard_is_every_nth_mutant() {
+    let installed = Command::new("cargo")
+        .args(["mutants", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!("skipped: cargo-mutants is not installed (cargo install cargo-mutants --locked)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let all = listed(root, &[]);
+    assert!(all.len() > 100, "{} mutants", all.len());
+    let every_fourth: Vec<String> = all.iter().skip(1).step_by(4).cloned().collect();
+    let round_robin = listed(root, &["--shard", "1/4", "--sharding", "round-robin"]);
+    assert_eq!(round_robin, every_fourth);
+    let slice = listed(root, &["--shard", "1/4"]);
+    let start = all.iter().position(|m| *m == slice[0]).unwrap();
+    assert_eq!(slice, all[start..start + slice.len()]);
+    assert_ne!(slice, round_robin);
+}

@@ -60,12 +60,26 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// cargo-mutants' `--sharding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sharding {
+    /// Consecutive ranges of mutants on each shard.
+    Slice,
+    /// Mutant `i` on shard `i % N`.
+    RoundRobin,
+}
+
 /// Flags of `gauntlet mutants`.
 #[derive(Debug, Args)]
 pub struct MutantsArgs {
     /// Run shard K of N (K from 0): one Nth of the mutants, for parallel CI jobs.
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
+    /// How --shard splits the mutants: `slice` (consecutive ranges, cargo-mutants'
+    /// default: builds share the most) or `round-robin` (every Nth mutant: a shard is an
+    /// even sample of the whole engine, to estimate its score from one shard).
+    #[arg(long, value_enum, default_value_t = Sharding::Slice, requires = "shard")]
+    sharding: Sharding,
     /// Only mutants on lines this unified diff adds or changes (`git diff > d.diff`).
     #[arg(long, value_name = "FILE")]
     in_diff: Option<PathBuf>,
@@ -141,6 +155,13 @@ pub fn mutants(
         .args(["--test-package", "gauntlet"]);
     if let Some(shard) = args.shard {
         cmd.args(["--shard", &shard.to_string()]);
+        cmd.args([
+            "--sharding",
+            match args.sharding {
+                Sharding::Slice => "slice",
+                Sharding::RoundRobin => "round-robin",
+            },
+        ]);
     }
     if let Some(diff) = &args.in_diff {
         let diff = diff
@@ -197,12 +218,17 @@ pub fn mutants(
     // cargo test's own arguments, then the test binary's: the suites' test, ignored by
     // default so the ordinary test run does not repeat the main job.
     cmd.args(["--", "--test", "mutation_suites", "--", "--ignored"]);
+    let shard_text = args
+        .shard
+        .map(|s| match args.sharding {
+            Sharding::Slice => format!(", shard {s}"),
+            Sharding::RoundRobin => format!(", shard {s} (round-robin: every {}th mutant)", s.n),
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         std::io::stderr(),
         "gauntlet: {version}: mutants of gauntlet-engine{}{} with the suites in process",
-        args.shard
-            .map(|s| format!(", shard {s}"))
-            .unwrap_or_default(),
+        shard_text,
         args.in_diff
             .as_ref()
             .map(|d| format!(", lines changed in {}", d.display()))
@@ -227,9 +253,7 @@ pub fn mutants(
         "{version}; gauntlet-engine{}{}; the suites ({}) in process as the test command; \
          wall time {:.0} s with {} job(s). Timeouts count as caught; unviable mutants (that do \
          not build) are not counted. Exclusions, each with its reason: .cargo/mutants.toml.",
-        args.shard
-            .map(|s| format!(", shard {s}"))
-            .unwrap_or_default(),
+        shard_text,
         args.in_diff
             .as_ref()
             .map(|d| format!(", lines changed in {}", d.display()))

@@ -4,7 +4,7 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use gauntlet_engine::artifact::{ImputePolicy, ModelArtifact};
+use gauntlet_engine::artifact::{ImputePolicy, ModelArtifact, ModelParams, Node, Objective, Tree};
 use gauntlet_engine::model::Model;
 use gauntlet_engine::oip::{
     Datatype, InferRequest, InferResponse, RequestInput, SanitiserAction, SanitiserChange,
@@ -270,22 +270,94 @@ pub(crate) fn library_model(artifact: &ModelArtifact) -> Result<Model, CaseError
     })
 }
 
-/// What the library makes of a batch: its sanitiser report and predictions.
+/// What the library makes of a batch: its sanitiser report, and the predictions of the
+/// artifact read plainly on the sanitised rows.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Expected {
-    /// The library's predictions, one per row.
+    /// The predictions, one per row ([`plain_predict`]).
     pub(crate) predictions: Vec<f64>,
     /// The library's sanitiser changes.
     pub(crate) changes: Vec<SanitiserChange>,
 }
 
-/// Sanitises and predicts `data` with the library; `Err` when the library rejects the batch.
+/// Sanitises `data` with the library and predicts the sanitised rows with [`plain_predict`];
+/// `Err` when the library rejects the batch.
 pub(crate) fn library_expect(model: &Model, data: &[Option<f64>]) -> Result<Expected, String> {
     let sanitised = model.sanitise(data).map_err(|e| e.to_string())?;
     Ok(Expected {
-        predictions: model.predict_batch(&sanitised.values),
+        predictions: plain_predict(model.artifact(), &sanitised.values),
         changes: sanitised.changes,
     })
+}
+
+/// The artifact's predictions of row-major `rows`, read the plainest way: the linear sum in
+/// feature order, each tree walked from node 0 to its leaf and summed in tree order after
+/// the base score, then the link. Independent of the engine's compiled models (its column
+/// blocks, levelled trees, folded weights), so a fault there differs from this oracle even
+/// when the engine in the same build is the target; the engine's contract is to equal it
+/// bit for bit (the same additions in the same order).
+pub(crate) fn plain_predict(artifact: &ModelArtifact, rows: &[f64]) -> Vec<f64> {
+    let n = artifact.features.len().max(1);
+    let sigmoid = |x: f64| {
+        if x >= 0.0 {
+            1.0 / (1.0 + (-x).exp())
+        } else {
+            let e = x.exp();
+            e / (1.0 + e)
+        }
+    };
+    rows.chunks_exact(n)
+        .map(|row| match &artifact.model {
+            ModelParams::Linear { intercept, weights } => linear(*intercept, weights, row),
+            ModelParams::Logistic { intercept, weights } => {
+                sigmoid(linear(*intercept, weights, row))
+            }
+            ModelParams::TreeEnsemble {
+                base_score,
+                objective,
+                trees,
+            } => {
+                let raw = trees
+                    .iter()
+                    .fold(*base_score, |raw, tree| raw + leaf_of(tree, row));
+                match objective {
+                    Objective::Regression => raw,
+                    Objective::BinaryLogistic => sigmoid(raw),
+                }
+            }
+        })
+        .collect()
+}
+
+fn linear(intercept: f64, weights: &[f64], row: &[f64]) -> f64 {
+    weights
+        .iter()
+        .zip(row)
+        .fold(intercept, |acc, (w, x)| acc + w * x)
+}
+
+/// The leaf value `row` reaches: left when `x < threshold`, or when `x` is NaN and the split
+/// sends missing values left. A malformed tree (the library refuses those) gives NaN.
+fn leaf_of(tree: &Tree, row: &[f64]) -> f64 {
+    let mut i = 0;
+    for _ in 0..=tree.nodes.len() {
+        match tree.nodes.get(i) {
+            Some(Node::Leaf { value }) => return *value,
+            Some(Node::Split {
+                feature,
+                threshold,
+                left,
+                right,
+                default_left,
+            }) => {
+                let x = row.get(*feature).copied().unwrap_or(f64::NAN);
+                let go_left = x < *threshold || (x.is_nan() && *default_left);
+                i = if go_left { *left } else { *right };
+            }
+            None => return f64::NAN,
+        }
+    }
+    f64::NAN
 }
 
 /// The lower and upper clip bounds of feature `j`, when the artifact clips it.
@@ -428,6 +500,54 @@ mod tests {
         assert_eq!(columns.inputs[3].name, a.features[3].name);
         assert_eq!(columns.inputs[3].shape, [2, 1]);
         assert_eq!(columns.inputs[3].data, [data[3], data[n + 3]]);
+    }
+
+    /// The plain reading equals the engine's compiled models bit for bit on every
+    /// reference model (a linear, a logistic-linked ensemble), on rows with NaNs (each
+    /// split's default direction) and in batches past the ensemble's column block.
+    #[test]
+    fn the_plain_reading_equals_the_library_bit_for_bit() {
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut draws = Draws::new(7);
+        for a in gauntlet_fixtures::load_embedded().unwrap() {
+            let model = library_model(&a).unwrap();
+            let mut rows = typical_rows(&a, 5, 67);
+            let trees = matches!(a.model, ModelParams::TreeEnsemble { .. });
+            for x in rows.iter_mut() {
+                if trees && draws.next_u64().is_multiple_of(7) {
+                    *x = f64::NAN;
+                }
+            }
+            let plain = plain_predict(&a, &rows);
+            assert_eq!(plain.len(), 67);
+            assert!(plain.iter().all(|p| p.is_finite()), "{}", a.name);
+            assert_eq!(
+                bits(&plain),
+                bits(&model.predict_batch(&rows)),
+                "{}",
+                a.name
+            );
+        }
+    }
+
+    /// A fault the library could have (the wrong side of one split) shows against the plain
+    /// reading: the oracle does not share the engine's code.
+    #[test]
+    fn a_flipped_split_differs_from_the_plain_reading() {
+        let a = gauntlet_fixtures::load_embedded()
+            .unwrap()
+            .into_iter()
+            .find(|a| matches!(a.model, ModelParams::TreeEnsemble { .. }))
+            .unwrap();
+        let mut flipped = a.clone();
+        let ModelParams::TreeEnsemble { trees, .. } = &mut flipped.model else {
+            unreachable!()
+        };
+        if let Some(Node::Split { left, right, .. }) = trees[0].nodes.get_mut(0) {
+            std::mem::swap(left, right);
+        }
+        let rows = typical_rows(&a, 5, 40);
+        assert_ne!(plain_predict(&a, &rows), plain_predict(&flipped, &rows));
     }
 
     #[test]

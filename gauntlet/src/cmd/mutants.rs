@@ -258,8 +258,9 @@ pub fn mutants(
             .as_ref()
             .map(|d| format!(", lines changed in {}", d.display()))
             .unwrap_or_default(),
-        std::env::var("GAUNTLET_MUTANTS_SUITES")
-            .unwrap_or_else(|_| "conformance, property, security, compliance".to_owned()),
+        std::env::var("GAUNTLET_MUTANTS_SUITES").unwrap_or_else(|_| {
+            "conformance, property, security, compliance, resilience".to_owned()
+        }),
         wall.as_secs_f64(),
         args.jobs
     )];

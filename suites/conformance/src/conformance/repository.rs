@@ -40,8 +40,19 @@ pub(super) fn cases() -> Vec<Case> {
             ["ENG-BG"],
             [Capability::Repository, Capability::ArtifactUpload]
         ),
+        case!(
+            "conformance",
+            deep_trees_predict_like_the_artifact,
+            ["ENG-PRED"],
+            [Capability::Repository, Capability::ArtifactUpload]
+        ),
     ]
 }
+
+/// Depth of [`deep_trees_predict_like_the_artifact`]'s trees: past the reference ensemble's
+/// and past the depth the reference engine lays out level by level (10), so its other
+/// evaluation path (walking each tree node by node) answers.
+const DEEP: usize = 11;
 
 /// Rows each check sends.
 const ROWS: usize = 3;
@@ -307,6 +318,30 @@ async fn promote_without_staged_is_409(ctx: CaseCtx) -> CaseOutcome {
             &rows,
             &p1,
             "after the refused promote and rollback",
+        )
+        .await
+    })
+    .await
+}
+
+/// ENG-PRED: an ensemble of trees deeper than the reference ones (two full trees of
+/// [`DEEP`] levels, seeded random splits around each feature's median: ~0.8 MB of artifact)
+/// predicts what the artifact read plainly says, on more rows than one evaluation block.
+async fn deep_trees_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome {
+    let reference = ctx.template(REF_ENSEMBLE)?;
+    let name = scratch_name("conf-deep", ctx.seed);
+    let target = ctx.target.as_ref();
+    let deep = gauntlet_fixtures::random_forest(reference, 2, DEEP, ctx.seed);
+    with_scratch(&ctx.target, &name, || async {
+        let v1 = live_version_1(target, &deep, &name).await?;
+        let rows = typical_rows(reference, ctx.seed, 40);
+        let expected = predicted(&v1, &rows)?;
+        expect_serving(
+            target,
+            &v1,
+            &rows,
+            &expected,
+            &format!("(2 trees of depth {DEEP})"),
         )
         .await
     })

@@ -404,17 +404,16 @@ fn the_engine_binary_with_injected_latency_fails_the_p99_gate() {
     slowed_target_fails_the_p99_gate(&engine.url());
 }
 
-#[test]
-fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
-    let engine = spawn_engine(&[]);
-    let url = engine.url();
+/// `gauntlet run --suite load` against `url` with `config` as gauntlet.toml, in a directory
+/// of its own: it must exit 0. The directory (reports in `rep/`) and report.json.
+fn load_suite_passes(url: &str, config: &str) -> (tempfile::TempDir, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("gauntlet.toml"), QUICK).unwrap();
+    std::fs::write(dir.path().join("gauntlet.toml"), config).unwrap();
     let out = gauntlet(
         &[
             "run",
             "--target",
-            &url,
+            url,
             "--suite",
             "load",
             "--report-dir",
@@ -429,9 +428,16 @@ fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    let report: serde_json::Value =
+    let report =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("rep/report.json")).unwrap())
             .unwrap();
+    (dir, report)
+}
+
+#[test]
+fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
+    let engine = spawn_engine(&[]);
+    let (dir, report) = load_suite_passes(&engine.url(), QUICK);
     assert_eq!(report["summary"]["passed"], 10, "{}", report["summary"]);
     let html = std::fs::read_to_string(dir.path().join("rep/report.html")).unwrap();
     assert!(html.contains("<svg"), "report.html has charts");
@@ -445,36 +451,11 @@ fn run_suite_load_passes_against_the_engine_binary_and_writes_the_charts() {
 #[test]
 fn a_target_process_on_loopback_is_measured_as_the_target() {
     let engine = spawn_engine(&[]);
-    let url = engine.url();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gauntlet.toml"),
+    let (_dir, report) = load_suite_passes(
+        &engine.url(),
         "[profile.default.load]\nsustained = false\nswap = false\nstress = false\nsoak = true\n\
          soak-rate = 300\nsoak-duration = \"3s\"\nwarm-up = \"500ms\"\n",
-    )
-    .unwrap();
-    let out = gauntlet(
-        &[
-            "run",
-            "--target",
-            &url,
-            "--suite",
-            "load",
-            "--report-dir",
-            "rep",
-        ],
-        dir.path(),
     );
-    assert_eq!(
-        code(&out),
-        0,
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("rep/report.json")).unwrap())
-            .unwrap();
     let soak = report["sections"]
         .as_array()
         .unwrap()

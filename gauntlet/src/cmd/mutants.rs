@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use clap::Args;
+use clap::{Args, ValueEnum as _};
 
 use gauntlet_harness::Registry;
 use gauntlet_harness::config::Profile;
@@ -60,7 +60,7 @@ impl std::fmt::Display for Shard {
     }
 }
 
-/// cargo-mutants' `--sharding`.
+/// cargo-mutants' `--sharding`; the variants' flag names are its values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Sharding {
     /// Consecutive ranges of mutants on each shard.
@@ -155,13 +155,10 @@ pub fn mutants(
         .args(["--test-package", "gauntlet"]);
     if let Some(shard) = args.shard {
         cmd.args(["--shard", &shard.to_string()]);
-        cmd.args([
-            "--sharding",
-            match args.sharding {
-                Sharding::Slice => "slice",
-                Sharding::RoundRobin => "round-robin",
-            },
-        ]);
+        // clap's names of the variants are cargo-mutants' own (`slice`, `round-robin`).
+        if let Some(name) = args.sharding.to_possible_value() {
+            cmd.args(["--sharding", name.get_name()]);
+        }
     }
     if let Some(diff) = &args.in_diff {
         let diff = diff

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use prometheus::core::{Collector as _, MetricVec, MetricVecBuilder};
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
+    Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    TextEncoder,
 };
 
 use crate::oip::{SanitiserAction, SanitiserChange};
@@ -35,6 +36,15 @@ pub(crate) struct Metrics {
     degraded: IntCounterVec,
     /// 1 for each remote model's current breaker state; rebuilt at scrape time.
     breaker_state: IntGaugeVec,
+    /// Each remote model's breaker window at scrape time (resilience4j's
+    /// `buffered_calls{kind}` and `slow_calls`): calls, by `kind` successful or failed.
+    breaker_buffered: IntGaugeVec,
+    /// Slow calls in each remote model's breaker window, at scrape time.
+    breaker_slow: IntGaugeVec,
+    /// Failure and slow-call rates of each breaker window, percent; a model's series is
+    /// absent while its window holds fewer than `minimum-number-of-calls` (undefined, not 0).
+    breaker_failure_rate: GaugeVec,
+    breaker_slow_rate: GaugeVec,
     /// Serialises scrapes: each rebuilds the live-version gauge before gathering.
     scrape: Mutex<()>,
     /// Held shared while a request's series are recorded and exclusively while a model's are
@@ -96,7 +106,39 @@ impl Metrics {
             ),
             &["model", "state"],
         )?;
+        let breaker_buffered = IntGaugeVec::new(
+            Opts::new(
+                "gauntlet_breaker_buffered_calls",
+                "Calls in each remote model's breaker window at scrape time, by kind (successful, failed); a time-based window holds its last seconds only.",
+            ),
+            &["model", "kind"],
+        )?;
+        let breaker_slow = IntGaugeVec::new(
+            Opts::new(
+                "gauntlet_breaker_slow_calls",
+                "Slow calls in each remote model's breaker window at scrape time.",
+            ),
+            &["model"],
+        )?;
+        let breaker_failure_rate = GaugeVec::new(
+            Opts::new(
+                "gauntlet_breaker_failure_rate",
+                "Failed calls over calls in each remote model's breaker window, percent; absent below minimum-number-of-calls.",
+            ),
+            &["model"],
+        )?;
+        let breaker_slow_rate = GaugeVec::new(
+            Opts::new(
+                "gauntlet_breaker_slow_call_rate",
+                "Slow calls over calls in each remote model's breaker window, percent; absent below minimum-number-of-calls.",
+            ),
+            &["model"],
+        )?;
         registry.register(Box::new(breaker_calls.clone()))?;
+        registry.register(Box::new(breaker_buffered.clone()))?;
+        registry.register(Box::new(breaker_slow.clone()))?;
+        registry.register(Box::new(breaker_failure_rate.clone()))?;
+        registry.register(Box::new(breaker_slow_rate.clone()))?;
         registry.register(Box::new(degraded.clone()))?;
         registry.register(Box::new(breaker_state.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -112,6 +154,10 @@ impl Metrics {
             breaker_calls,
             degraded,
             breaker_state,
+            breaker_buffered,
+            breaker_slow,
+            breaker_failure_rate,
+            breaker_slow_rate,
             scrape: Mutex::new(()),
             series: RwLock::new(()),
         })
@@ -226,12 +272,37 @@ impl Metrics {
         backends: &crate::backend::Backends,
     ) -> Result<Vec<u8>, prometheus::Error> {
         let _guard = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        self.breaker_failure_rate.reset();
+        self.breaker_slow_rate.reset();
         for remote in backends.iter() {
+            let name = remote.config().name.as_str();
             let current = remote.breaker().state();
             for state in crate::backend::State::ALL {
                 self.breaker_state
-                    .with_label_values(&[remote.config().name.as_str(), state.as_str()])
+                    .with_label_values(&[name, state.as_str()])
                     .set(i64::from(state == current));
+            }
+            let window = remote.breaker().snapshot();
+            for (kind, calls) in [
+                ("successful", window.successful_calls),
+                ("failed", window.failed_calls),
+            ] {
+                self.breaker_buffered
+                    .with_label_values(&[name, kind])
+                    .set(i64::from(calls));
+            }
+            self.breaker_slow
+                .with_label_values(&[name])
+                .set(i64::from(window.slow_calls));
+            if let Some(rate) = window.failure_rate {
+                self.breaker_failure_rate
+                    .with_label_values(&[name])
+                    .set(f64::from(rate));
+            }
+            if let Some(rate) = window.slow_call_rate {
+                self.breaker_slow_rate
+                    .with_label_values(&[name])
+                    .set(f64::from(rate));
             }
         }
         self.live_version.reset();

@@ -146,6 +146,10 @@ async fn remote_model_is_served_by_its_backend() {
         "gauntlet_breaker_state{model=\"lin\",state=\"closed\"} 1",
         "gauntlet_requests_total{model=\"lin\",status=\"200\"} 1",
         "gauntlet_requests_total{model=\"lin\",status=\"400\"} 1",
+        // The window holds the one success; the client error was not the backend's.
+        "gauntlet_breaker_buffered_calls{kind=\"successful\",model=\"lin\"} 1",
+        "gauntlet_breaker_buffered_calls{kind=\"failed\",model=\"lin\"} 0",
+        "gauntlet_breaker_slow_calls{model=\"lin\"} 0",
     ] {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
@@ -153,6 +157,9 @@ async fn remote_model_is_served_by_its_backend() {
         !text.contains("gauntlet_degraded_responses_total{"),
         "{text}"
     );
+    // 1 call of the 4 the rates need: undefined, so absent rather than 0.
+    assert!(!text.contains("gauntlet_breaker_failure_rate{"), "{text}");
+    assert!(!text.contains("gauntlet_breaker_slow_call_rate{"), "{text}");
     // Malformed JSON is refused before the backend is asked.
     let reply = post_raw(&app, "/v2/models/lin/infer", "{").await;
     reply.error(StatusCode::BAD_REQUEST, &["invalid JSON body"]);

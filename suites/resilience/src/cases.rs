@@ -75,6 +75,18 @@ pub(crate) const CASES: &[CaseDef] = &[
         run: |s| Box::pin(failed_load_keeps_live_model(s)),
     },
     CaseDef {
+        name: "neutral_fallback_answers_every_row",
+        requirements: &["ENG-FB", "ENG-VAL"],
+        container: false,
+        run: |s| Box::pin(crate::neutral::neutral_fallback_answers_every_row(s)),
+    },
+    CaseDef {
+        name: "time_window_forgets_old_calls",
+        requirements: &["ENG-CB", "ENG-OBS"],
+        container: false,
+        run: |s| Box::pin(crate::window::time_window_forgets_old_calls(s)),
+    },
+    CaseDef {
         name: "container_pause_opens_breaker",
         requirements: &["ENG-CB", "ENG-FB", "SLA-AVAIL"],
         container: true,

@@ -19,6 +19,15 @@
 //!   threshold and the timeout; the calls succeed, slowly, and the slow-call rate opens it.
 //! - `failed_load_keeps_live_model` (ENG-FB, SLA-AVAIL): loading an invalid artifact over
 //!   the frontend's live model is refused and the live model keeps answering.
+//! - `neutral_fallback_answers_every_row` (ENG-FB, ENG-VAL): a remote model with no local
+//!   copy and no rule model, its backend's port closed: the neutral prediction answers each
+//!   row of well-formed batches (`[rows, n]`, `[n]`, columns `[rows]`, up to `max-batch-rows`)
+//!   with the configured neutral value flagged `degraded: neutral`, and refuses malformed
+//!   ones as a local model would (400 naming the field; 413 over `max-batch-rows`).
+//! - `time_window_forgets_old_calls` (ENG-CB, ENG-OBS): a breaker with a 2-second
+//!   time-based window; 3 successful and 2 failed calls show in `/metrics`
+//!   (`gauntlet_breaker_buffered_calls`, a failure rate of 40 %), and 2 s after the last call
+//!   the window is empty and the rate absent (undefined).
 //!
 //! A frontend that never opens its breaker fails the first four cases. The frontends are
 //! built here, so a URL or container target is skipped with the reason.
@@ -78,7 +87,9 @@
 mod blue_green;
 mod cases;
 pub mod container;
+mod neutral;
 mod pair;
+mod window;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

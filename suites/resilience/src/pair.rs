@@ -56,12 +56,17 @@ impl Pair {
     /// Starts the three, the backend in process; the frontend holds a copy of the model as
     /// its last good fallback.
     pub(crate) async fn start(setup: &Setup) -> Result<Pair, String> {
+        Pair::start_with(setup, setup.config.breaker.clone()).await
+    }
+
+    /// [`Pair::start`] with the frontend's breaker set to `breaker`.
+    pub(crate) async fn start_with(setup: &Setup, breaker: BreakerConfig) -> Result<Pair, String> {
         let model = fixture(&setup.config.model)?;
         let backend_state = AppState::new(EngineConfig::default());
         load(&backend_state, &model)?;
         let backend = ServedEngine::start(backend_state, 1).map_err(|e| e.to_string())?;
         let addr = backend.addr();
-        Pair::around(setup, model, Backend::Engine(Some(backend)), addr).await
+        Pair::around(setup, model, Backend::Engine(Some(backend)), addr, breaker).await
     }
 
     /// Starts the three, the backend a container of `setup.config.image` reached through
@@ -70,7 +75,8 @@ impl Pair {
         let model = fixture(&setup.config.model)?;
         let container = EngineContainer::start(&setup.config.image, "backend", &model.name).await?;
         let addr = container.addr();
-        Pair::around(setup, model, Backend::Container(container), addr).await
+        let breaker = setup.config.breaker.clone();
+        Pair::around(setup, model, Backend::Container(container), addr, breaker).await
     }
 
     async fn around(
@@ -78,6 +84,7 @@ impl Pair {
         model: ModelArtifact,
         backend: Backend,
         backend_addr: std::net::SocketAddr,
+        breaker: BreakerConfig,
     ) -> Result<Pair, String> {
         let proxy = FaultProxy::bind(
             std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -89,7 +96,7 @@ impl Pair {
             &model,
             &format!("http://{}", proxy.addr()),
             setup.config.timeout,
-            setup.config.breaker.clone(),
+            breaker,
         )?;
         Ok(Pair {
             request: request(&model),
@@ -174,6 +181,20 @@ impl Pair {
             .lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse::<u64>().ok())
             .unwrap_or(0))
+    }
+
+    /// A sample of the frontend's `/metrics`, `series` being its name and labels as printed
+    /// (`None` when the series is absent).
+    pub(crate) async fn sample(&self, series: &str) -> Result<Option<f64>, String> {
+        let text = self.metrics().await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| {
+                v.trim()
+                    .parse::<f64>()
+                    .map_err(|e| format!("{series} in /metrics: {v:?} is not a number: {e}"))
+            })
+            .transpose()
     }
 
     async fn metrics(&self) -> Result<String, String> {

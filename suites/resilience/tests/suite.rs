@@ -68,7 +68,7 @@ fn in_process() -> Arc<dyn Target> {
 #[test]
 fn every_case_passes_against_the_reference_engine() {
     let results = run_only(in_process(), Settings::default(), in_process_only);
-    assert_eq!(results.len(), 5);
+    assert_eq!(results.len(), 7);
     for (id, outcome, message) in &results {
         assert_eq!(outcome, "pass", "{id}: {message}");
     }
@@ -91,7 +91,11 @@ fn a_breaker_that_never_opens_fails_the_breaker_cases() {
         in_process_only,
     );
     for (id, outcome, message) in &results {
-        let expected = if id.ends_with("failed_load_keeps_live_model") {
+        // These three never need the breaker to open.
+        let expected = if id.ends_with("failed_load_keeps_live_model")
+            || id.ends_with("neutral_fallback_answers_every_row")
+            || id.ends_with("time_window_forgets_old_calls")
+        {
             "pass"
         } else {
             "fail"
@@ -133,7 +137,7 @@ fn a_url_target_is_skipped_with_the_reason() {
     let results = run(Arc::new(Url), Settings::default());
     assert_eq!(
         results.len(),
-        5,
+        7,
         "the container cases are not planned by default"
     );
     for (id, outcome, message) in &results {
@@ -152,7 +156,7 @@ fn the_container_cases_are_planned_with_containers_true() {
     let planned = ResilienceSuite
         .gates(&settings("containers = true"))
         .unwrap();
-    assert_eq!(planned.len(), 11);
+    assert_eq!(planned.len(), 13);
     assert_eq!(
         planned
             .iter()
@@ -161,7 +165,7 @@ fn the_container_cases_are_planned_with_containers_true() {
         6
     );
     let results = run(Arc::new(Url), settings("containers = true"));
-    assert_eq!(results.len(), 11);
+    assert_eq!(results.len(), 13);
     assert!(results.iter().all(|r| r.1 == "skip"), "{results:?}");
 }
 
@@ -187,5 +191,72 @@ fn container_cases_without_their_image_are_skipped_with_the_reason() {
                     && message.contains("ci/image/build")),
             "{id}: {message}"
         );
+    }
+}
+
+/// A frontend whose neutral fallback answers one row whatever the batch (what a fallback that
+/// ignores the batch's shape would send).
+struct OneNeutralRow {
+    inner: Arc<dyn Target>,
+}
+
+#[async_trait]
+impl Target for OneNeutralRow {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capabilities(&self) -> &Capabilities {
+        self.inner.capabilities()
+    }
+    async fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TargetError> {
+        let response = self.inner.send(request).await?;
+        let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(response.body()) else {
+            return Ok(response);
+        };
+        if body["parameters"]["degraded"] != "neutral" {
+            return Ok(response);
+        }
+        let output = &mut body["outputs"][0];
+        output["shape"] = serde_json::json!([1]);
+        if let Some(data) = output["data"].as_array_mut() {
+            data.truncate(1);
+        }
+        Ok(http::Response::new(Bytes::from(body.to_string())))
+    }
+}
+
+/// The neutral case fails a frontend whose neutral answer has one row for a batch of three,
+/// and only that case.
+#[test]
+fn a_neutral_fallback_of_one_row_fails_the_neutral_case() {
+    let settings = Settings::default();
+    let mut planned = ResilienceSuite.gates(&settings).unwrap();
+    planned.retain(|p| {
+        p.name == "neutral_fallback_answers_every_row" || p.name == "failed_load_keeps_live_model"
+    });
+    assert_eq!(planned.len(), 2);
+    let ctx = SuiteCtx {
+        target: in_process(),
+        settings,
+        planned,
+        progress: false,
+    };
+    let wrap: gauntlet_resilience::WrapFrontend =
+        Arc::new(|inner| Arc::new(OneNeutralRow { inner }) as Arc<dyn Target>);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let output = runtime
+        .block_on(ResilienceSuite.run_with_frontend(ctx, wrap))
+        .unwrap();
+    for case in &output.cases {
+        let message = case.message.clone().unwrap_or_default();
+        if case.id.ends_with("neutral_fallback_answers_every_row") {
+            assert_eq!(case.outcome.label(), "fail", "{message}");
+            assert!(message.contains("[3, n]: expected 3 rows"), "{message}");
+        } else {
+            assert_eq!(case.outcome.label(), "pass", "{}: {message}", case.id);
+        }
     }
 }

@@ -1,0 +1,106 @@
+//! `time_window_forgets_old_calls` (ENG-CB, ENG-OBS): a breaker with a time-based window
+//! counts the calls of its last seconds, as `/metrics` shows them, and forgets each call once
+//! its second has left the window. A window that never forgets opens on faults long gone; one
+//! that forgets early never opens.
+
+use std::time::{Duration, Instant};
+
+use gauntlet_engine::backend::{BreakerConfig, SlidingWindowType};
+
+use crate::Setup;
+use crate::cases::{Verdict, fail, ms, pass};
+use crate::pair::Pair;
+
+/// The window, in seconds: calls in the seconds `now - 1` and `now` count.
+const WINDOW_SECONDS: u32 = 2;
+const SUCCESSES: u32 = 3;
+const FAILURES: u32 = 2;
+
+pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdict, String> {
+    let breaker = BreakerConfig {
+        sliding_window_type: SlidingWindowType::TimeBased,
+        sliding_window_size: WINDOW_SECONDS,
+        minimum_number_of_calls: SUCCESSES + FAILURES,
+        // 40 % failed stays under it: the breaker stays closed and keeps its window.
+        failure_rate_threshold: 100.0,
+        slow_call_rate_threshold: 100.0,
+        ..setup.config.breaker.clone()
+    };
+    let mut pair = Pair::start_with(setup, breaker).await?;
+    let first = Instant::now();
+    for _ in 0..SUCCESSES {
+        let answer = pair.infer().await?;
+        if answer.status != 200 || answer.degraded.is_some() {
+            return Err(format!(
+                "the backend did not answer before any fault: status {}, degraded {:?}",
+                answer.status, answer.degraded
+            ));
+        }
+    }
+    pair.stop_backend().await?;
+    for _ in 0..FAILURES {
+        pair.infer().await?;
+    }
+    let last = Instant::now();
+    let held = read(&pair).await?;
+    let read_at = first.elapsed();
+    let expected_rate = f64::from(FAILURES) * 100.0 / f64::from(SUCCESSES + FAILURES);
+    let rate_right = held.2.is_some_and(|r| (r - expected_rate).abs() < 1e-3);
+    // Read within a second of the first call, every call is still in the window.
+    if read_at < Duration::from_secs(1)
+        && (held.0 != Some(f64::from(SUCCESSES))
+            || held.1 != Some(f64::from(FAILURES))
+            || !rate_right)
+    {
+        return fail(format!(
+            "{SUCCESSES} successful then {FAILURES} failed calls, read {} after the first: /metrics shows buffered successful {:?}, failed {:?}, failure rate {:?} % (expected {SUCCESSES}, {FAILURES}, {expected_rate} %)",
+            ms(read_at),
+            held.0,
+            held.1,
+            held.2
+        ));
+    }
+    // Every call was made in a second at or before `last`'s: by `last` + the window, all of
+    // those seconds have left it.
+    let forget_by = last + Duration::from_secs(u64::from(WINDOW_SECONDS));
+    tokio::time::sleep_until(tokio::time::Instant::from_std(forget_by)).await;
+    let later = read(&pair).await?;
+    if later != (Some(0.0), Some(0.0), None) {
+        return fail(format!(
+            "{WINDOW_SECONDS} s after the last call of a {WINDOW_SECONDS}-second window, /metrics still shows buffered successful {:?}, failed {:?}, failure rate {:?} % (expected 0, 0 and no rate: below minimum-number-of-calls)",
+            later.0, later.1, later.2
+        ));
+    }
+    let counted = if read_at < Duration::from_secs(1) {
+        format!(
+            "{SUCCESSES} successful and {FAILURES} failed calls counted (failure rate {expected_rate} %) {} after the first",
+            ms(read_at)
+        )
+    } else {
+        // A stalled host: some calls may have left the window by the read, so the counts
+        // prove nothing either way.
+        format!(
+            "the counts not checked: read {} after the first call, past the 1 s in which every call is surely in the window",
+            ms(read_at)
+        )
+    };
+    pass(format!(
+        "time-based window of {WINDOW_SECONDS} s: {counted}; all forgotten {WINDOW_SECONDS} s after the last, the rate undefined again"
+    ))
+}
+
+/// Buffered successful and failed calls and the failure rate of the pair's breaker, as its
+/// `/metrics` shows them (`None`: the series is absent).
+async fn read(pair: &Pair) -> Result<(Option<f64>, Option<f64>, Option<f64>), String> {
+    let name = &pair.model.name;
+    let buffered =
+        |kind: &str| format!("gauntlet_breaker_buffered_calls{{kind=\"{kind}\",model=\"{name}\"}}");
+    Ok((
+        pair.sample(&buffered("successful")).await?,
+        pair.sample(&buffered("failed")).await?,
+        pair.sample(&format!(
+            "gauntlet_breaker_failure_rate{{model=\"{name}\"}}"
+        ))
+        .await?,
+    ))
+}

@@ -318,6 +318,114 @@ pub(crate) async fn pretrade_controls_name_the_control(ctx: CaseCtx) -> CaseOutc
     outcome
 }
 
+/// CMP-PRETRADE: a signal that names neither quantity nor limit gets them from the prediction
+/// and the configured sizing: quantity `round(|prediction| × quantity-scale)` (at least 1), limit
+/// the reference moved `limit-offset-bps` towards the aggressive side, then rounded to the tick
+/// towards the passive side (down for a buy, up for a sell); a prediction inside the dead band
+/// gives no intent. Both sides are priced half a tick from the grid, where the two roundings
+/// differ.
+pub(crate) async fn derived_orders_round_to_the_passive_tick(ctx: CaseCtx) -> CaseOutcome {
+    let subject = subject(&ctx.target).0;
+    let target = subject.as_ref();
+    require_extensions(target, &[TRADING_EXTENSION]).await?;
+    let model = scratch("cmp-derive", ctx.seed);
+    stage(target, &feature_model(&model), "cmp-loader").await?;
+    let outcome = derived_body(target, &model, ctx.seed).await;
+    unload(target, &model, "cmp-loader").await;
+    outcome
+}
+
+/// A one-feature linear model predicting its feature, version `1`.
+fn feature_model(name: &str) -> ModelArtifact {
+    let mut artifact = signal_model(name, 0.0);
+    artifact.model = ModelParams::Linear {
+        intercept: 0.0,
+        weights: vec![1.0],
+    };
+    artifact
+}
+
+/// A signal for version `1` of `model` with one feature and no quantity or limit.
+fn derived_signal(model: &str, algo: &str, trader: &str, reference: f64, feature: f64) -> Value {
+    json!({
+        "algo_id": algo, "trader_id": trader, "instrument": INSTRUMENT,
+        "model": model, "version": "1", "features": [feature], "reference_price": reference,
+    })
+}
+
+async fn derived_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutcome {
+    let reply = call(target, Method::GET, "/v2/trading/controls", None, None).await?;
+    let controls = expect_status(&reply, 200, "GET /v2/trading/controls")?;
+    let limits = &controls["limits"];
+    let number = |key: &str| -> Result<f64, CaseError> {
+        limits[key].as_f64().ok_or_else(|| {
+            CaseError::Fail(format!(
+                "GET /v2/trading/controls: limits.{key} is not a number: {}",
+                excerpt(&limits.to_string())
+            ))
+        })
+    };
+    let (tick, collar_bps, max_value, scale, dead_band, offset_bps) = (
+        number("tick-size")?,
+        number("price-collar-bps")?,
+        number("max-order-value")?,
+        number("quantity-scale")?,
+        number("dead-band")?,
+        number("limit-offset-bps")?,
+    );
+    let max_quantity = number("max-order-quantity")?;
+    if offset_bps > collar_bps {
+        return Err(CaseError::Skip(format!(
+            "limit-offset-bps {offset_bps} is beyond price-collar-bps {collar_bps}: every derived limit is refused by the collar"
+        )));
+    }
+    // A prediction outside the dead band that sizes 2 units (2.4 × scale rounds to 2), or
+    // more where the dead band is wider.
+    let prediction = (2.4 / scale).max(2.0 * dead_band);
+    let quantity = (prediction * scale).round().max(1.0);
+    ensure!(
+        quantity <= max_quantity,
+        "the configured sizing cannot be tested: a prediction of {prediction} (twice the dead band) sizes {quantity} units, over max-order-quantity {max_quantity}"
+    );
+    // About 100, or less where the value limit needs it, in whole ticks.
+    let ticks = ((max_value / quantity / 4.0).min(100.0) / tick)
+        .floor()
+        .max(1.0);
+    let (algo, trader) = (scratch("algo-derive", seed), scratch("trader-derive", seed));
+    for (side, sign) in [("buy", 1.0), ("sell", -1.0)] {
+        // The raw limit falls half a tick above `ticks` ticks.
+        let reference = (ticks + 0.5) * tick / (1.0 + sign * offset_bps / 10_000.0);
+        let expected = if sign > 0.0 { ticks } else { ticks + 1.0 } * tick;
+        let body = derived_signal(model, &algo, &trader, reference, sign * prediction);
+        let (status, reply) = send_signal(target, &body).await?;
+        ensure!(
+            status == 200,
+            "a {side} signal without quantity or limit (prediction {}, reference {reference}): expected 200, got {status} {}",
+            sign * prediction,
+            excerpt(&reply.to_string())
+        );
+        let intent = &reply["intent"];
+        let served = intent["limit_price"].as_f64().unwrap_or(f64::NAN);
+        ensure!(
+            intent["side"] == side
+                && intent["quantity"].as_f64() == Some(quantity)
+                && (served - expected).abs() < tick / 4.0,
+            "a {side} signal, prediction {}, reference {reference}, quantity-scale {scale}, limit-offset-bps {offset_bps}, tick {tick}: expected side {side}, quantity {quantity}, limit {expected} (the raw limit {} rounded towards the passive side); got {}",
+            sign * prediction,
+            reference * (1.0 + sign * offset_bps / 10_000.0),
+            excerpt(&intent.to_string())
+        );
+    }
+    let body = derived_signal(model, &algo, &trader, ticks * tick, 0.0);
+    let (status, reply) = send_signal(target, &body).await?;
+    ensure!(
+        status == 200 && reply["intent"].is_null(),
+        "a prediction of 0 (inside dead band {dead_band}): expected 200 and no intent, got {status} {}",
+        excerpt(&reply.to_string())
+    );
+    Ok(())
+}
+
 async fn pretrade_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutcome {
     let reply = call(target, Method::GET, "/v2/trading/controls", None, None).await?;
     let controls = expect_status(&reply, 200, "GET /v2/trading/controls")?;

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `kill_switch_stops_every_intent` | CMP-KILL |
 //! | `pretrade_controls_name_the_control` | CMP-PRETRADE |
+//! | `derived_orders_round_to_the_passive_tick` | CMP-PRETRADE |
 //! | `self_approval_is_refused` | CMP-4EYES |
 //! | `promotion_needs_a_passing_run` | CMP-TEST, CMP-4EYES |
 //! | `record_proves_inclusion_and_consistency` | CMP-AUDIT |
@@ -92,6 +93,12 @@ pub fn all_cases() -> Vec<Case> {
         case!(
             "compliance",
             pretrade_controls_name_the_control,
+            ["CMP-PRETRADE"],
+            [Repository, ArtifactUpload]
+        ),
+        case!(
+            "compliance",
+            derived_orders_round_to_the_passive_tick,
             ["CMP-PRETRADE"],
             [Repository, ArtifactUpload]
         ),

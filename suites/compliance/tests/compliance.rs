@@ -238,7 +238,9 @@ async fn without_the_extensions_the_cases_skip_with_the_reason() {
     for r in run_all(target).await {
         let needs_audit_or_four_eyes = !matches!(
             r.name.as_str(),
-            "kill_switch_stops_every_intent" | "pretrade_controls_name_the_control"
+            "kill_switch_stops_every_intent"
+                | "pretrade_controls_name_the_control"
+                | "derived_orders_round_to_the_passive_tick"
         );
         if needs_audit_or_four_eyes {
             match &r.outcome {
@@ -268,6 +270,9 @@ enum Defect {
     SelfApprovalAccepted,
     /// A kill engages the switch without the audit record.
     AuditRecordMissing,
+    /// Signals without a limit are priced with the raw limit rounded towards the aggressive
+    /// side (up for a buy, down for a sell; the answer shows that price).
+    DerivedLimitRoundedAggressively,
 }
 
 struct Defective {
@@ -351,6 +356,31 @@ impl Target for Defective {
                     return Ok(response);
                 }
             }
+            Defect::DerivedLimitRoundedAggressively
+                if path == "/v2/trading/signal" && body["limit_price"].is_null() =>
+            {
+                let mut response = self.inner.send(request).await?;
+                if let Ok(mut answer) = serde_json::from_slice::<Value>(response.body())
+                    && answer["intent"].is_object()
+                {
+                    let sign = if answer["intent"]["side"] == "buy" {
+                        1.0
+                    } else {
+                        -1.0
+                    };
+                    let reference = body["reference_price"].as_f64().unwrap();
+                    let raw = reference * (1.0 + sign * 5.0 / 10_000.0);
+                    let ticks = if sign > 0.0 {
+                        (raw / 0.01).ceil()
+                    } else {
+                        (raw / 0.01).floor()
+                    };
+                    answer["intent"]["limit_price"] = json!(ticks * 0.01);
+                    *response.body_mut() = Bytes::from(answer.to_string());
+                    response.headers_mut().remove(http::header::CONTENT_LENGTH);
+                }
+                return Ok(response);
+            }
             _ => {}
         }
         self.inner.send(request).await
@@ -400,6 +430,16 @@ async fn a_collar_off_by_one_tick_is_caught() {
         Defect::CollarOffByOneTick,
         "pretrade_controls_name_the_control",
         "one tick beyond the collar",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_derived_limit_rounded_aggressively_is_caught() {
+    caught(
+        Defect::DerivedLimitRoundedAggressively,
+        "derived_orders_round_to_the_passive_tick",
+        "rounded towards the passive side",
     )
     .await;
 }

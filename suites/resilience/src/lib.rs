@@ -25,9 +25,9 @@
 //!   with the configured neutral value flagged `degraded: neutral`, and refuses malformed
 //!   ones as a local model would (400 naming the field; 413 over `max-batch-rows`).
 //! - `time_window_forgets_old_calls` (ENG-CB, ENG-OBS): a breaker with a 2-second
-//!   time-based window; 3 successful and 2 failed calls show in `/metrics`
-//!   (`gauntlet_breaker_buffered_calls`, a failure rate of 40 %), and 2 s after the last call
-//!   the window is empty and the rate absent (undefined).
+//!   time-based window; 2 s after its first 2 calls `/metrics` shows the window empty
+//!   (`gauntlet_breaker_buffered_calls` 0, the failure rate absent: undefined); then 3
+//!   successful and 2 failed calls show there, a failure rate of 40 %.
 //!
 //! A frontend that never opens its breaker fails the first four cases. The frontends are
 //! built here, so a URL or container target is skipped with the reason.

@@ -1,6 +1,8 @@
 //! `time_window_forgets_old_calls` (ENG-CB, ENG-OBS): a breaker with a time-based window
 //! counts the calls of its last seconds, as `/metrics` shows them, and forgets each call once
-//! its second has left the window. A window that never forgets opens on faults long gone; one
+//! its second has left the window. Its first calls are checked forgotten, then calls made
+//! seconds into the breaker's clock are checked counted (a window that counts only from its
+//! clock's zero would pass a check made in its first second). A window that never forgets opens on faults long gone; one
 //! that forgets early never opens.
 
 use std::time::{Duration, Instant};
@@ -13,6 +15,9 @@ use crate::pair::Pair;
 
 /// The window, in seconds: calls in the seconds `now - 1` and `now` count.
 const WINDOW_SECONDS: u32 = 2;
+/// Calls made first, then forgotten.
+const EARLY: u32 = 2;
+/// Calls made once the breaker's clock is past the window's first seconds, then counted.
 const SUCCESSES: u32 = 3;
 const FAILURES: u32 = 2;
 
@@ -27,21 +32,30 @@ pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdi
         ..setup.config.breaker.clone()
     };
     let mut pair = Pair::start_with(setup, breaker).await?;
+    // First, calls the window must forget: by `last` + the window, every second they were
+    // made in has left it.
+    for _ in 0..EARLY {
+        succeed(&pair).await?;
+    }
+    let last = Instant::now();
+    let forget_by = last + Duration::from_secs(u64::from(WINDOW_SECONDS));
+    tokio::time::sleep_until(tokio::time::Instant::from_std(forget_by)).await;
+    let later = read(&pair).await?;
+    if later != (Some(0.0), Some(0.0), None) {
+        return fail(format!(
+            "{WINDOW_SECONDS} s after the last of {EARLY} calls, a {WINDOW_SECONDS}-second window still shows buffered successful {:?}, failed {:?}, failure rate {:?} % in /metrics (expected 0, 0 and no rate: below minimum-number-of-calls)",
+            later.0, later.1, later.2
+        ));
+    }
+    // Then, seconds into the breaker's clock, calls it must count.
     let first = Instant::now();
     for _ in 0..SUCCESSES {
-        let answer = pair.infer().await?;
-        if answer.status != 200 || answer.degraded.is_some() {
-            return Err(format!(
-                "the backend did not answer before any fault: status {}, degraded {:?}",
-                answer.status, answer.degraded
-            ));
-        }
+        succeed(&pair).await?;
     }
     pair.stop_backend().await?;
     for _ in 0..FAILURES {
         pair.infer().await?;
     }
-    let last = Instant::now();
     let held = read(&pair).await?;
     let read_at = first.elapsed();
     let expected_rate = f64::from(FAILURES) * 100.0 / f64::from(SUCCESSES + FAILURES);
@@ -60,17 +74,6 @@ pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdi
             held.2
         ));
     }
-    // Every call was made in a second at or before `last`'s: by `last` + the window, all of
-    // those seconds have left it.
-    let forget_by = last + Duration::from_secs(u64::from(WINDOW_SECONDS));
-    tokio::time::sleep_until(tokio::time::Instant::from_std(forget_by)).await;
-    let later = read(&pair).await?;
-    if later != (Some(0.0), Some(0.0), None) {
-        return fail(format!(
-            "{WINDOW_SECONDS} s after the last call of a {WINDOW_SECONDS}-second window, /metrics still shows buffered successful {:?}, failed {:?}, failure rate {:?} % (expected 0, 0 and no rate: below minimum-number-of-calls)",
-            later.0, later.1, later.2
-        ));
-    }
     let counted = if read_at < Duration::from_secs(1) {
         format!(
             "{SUCCESSES} successful and {FAILURES} failed calls counted (failure rate {expected_rate} %) {} after the first",
@@ -85,8 +88,20 @@ pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdi
         )
     };
     pass(format!(
-        "time-based window of {WINDOW_SECONDS} s: {counted}; all forgotten {WINDOW_SECONDS} s after the last, the rate undefined again"
+        "time-based window of {WINDOW_SECONDS} s: {EARLY} calls all forgotten {WINDOW_SECONDS} s after the last; then {counted}"
     ))
+}
+
+/// One call the backend must answer.
+async fn succeed(pair: &Pair) -> Result<(), String> {
+    let answer = pair.infer().await?;
+    if answer.status != 200 || answer.degraded.is_some() {
+        return Err(format!(
+            "the backend did not answer before any fault: status {}, degraded {:?}",
+            answer.status, answer.degraded
+        ));
+    }
+    Ok(())
 }
 
 /// Buffered successful and failed calls and the failure rate of the pair's breaker, as its

@@ -323,7 +323,7 @@ pub(crate) async fn pretrade_controls_name_the_control(ctx: CaseCtx) -> CaseOutc
 /// the reference moved `limit-offset-bps` towards the aggressive side, then rounded to the tick
 /// towards the passive side (down for a buy, up for a sell); a prediction inside the dead band
 /// gives no intent. Both sides are priced half a tick from the grid, where the two roundings
-/// differ.
+/// differ, and on the grid, where neither may move the limit.
 pub(crate) async fn derived_orders_round_to_the_passive_tick(ctx: CaseCtx) -> CaseOutcome {
     let subject = subject(&ctx.target).0;
     let target = subject.as_ref();
@@ -345,6 +345,27 @@ fn feature_model(name: &str) -> ModelArtifact {
     artifact
 }
 
+/// The trading limits in force, as `GET /v2/trading/controls` lists them.
+struct Limits(Value);
+
+impl Limits {
+    async fn read(target: &dyn Target) -> Result<Limits, CaseError> {
+        let reply = call(target, Method::GET, "/v2/trading/controls", None, None).await?;
+        let controls = expect_status(&reply, 200, "GET /v2/trading/controls")?;
+        Ok(Limits(controls["limits"].clone()))
+    }
+
+    /// The limit `key` (kebab-case), which must be a number.
+    fn number(&self, key: &str) -> Result<f64, CaseError> {
+        self.0[key].as_f64().ok_or_else(|| {
+            CaseError::Fail(format!(
+                "GET /v2/trading/controls: limits.{key} is not a number: {}",
+                excerpt(&self.0.to_string())
+            ))
+        })
+    }
+}
+
 /// A signal for version `1` of `model` with one feature and no quantity or limit.
 fn derived_signal(model: &str, algo: &str, trader: &str, reference: f64, feature: f64) -> Value {
     json!({
@@ -354,17 +375,8 @@ fn derived_signal(model: &str, algo: &str, trader: &str, reference: f64, feature
 }
 
 async fn derived_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutcome {
-    let reply = call(target, Method::GET, "/v2/trading/controls", None, None).await?;
-    let controls = expect_status(&reply, 200, "GET /v2/trading/controls")?;
-    let limits = &controls["limits"];
-    let number = |key: &str| -> Result<f64, CaseError> {
-        limits[key].as_f64().ok_or_else(|| {
-            CaseError::Fail(format!(
-                "GET /v2/trading/controls: limits.{key} is not a number: {}",
-                excerpt(&limits.to_string())
-            ))
-        })
-    };
+    let limits = Limits::read(target).await?;
+    let number = |key: &str| limits.number(key);
     let (tick, collar_bps, max_value, scale, dead_band, offset_bps) = (
         number("tick-size")?,
         number("price-collar-bps")?,
@@ -393,28 +405,33 @@ async fn derived_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutcom
         .max(1.0);
     let (algo, trader) = (scratch("algo-derive", seed), scratch("trader-derive", seed));
     for (side, sign) in [("buy", 1.0), ("sell", -1.0)] {
-        // The raw limit falls half a tick above `ticks` ticks.
-        let reference = (ticks + 0.5) * tick / (1.0 + sign * offset_bps / 10_000.0);
-        let expected = if sign > 0.0 { ticks } else { ticks + 1.0 } * tick;
-        let body = derived_signal(model, &algo, &trader, reference, sign * prediction);
-        let (status, reply) = send_signal(target, &body).await?;
-        ensure!(
-            status == 200,
-            "a {side} signal without quantity or limit (prediction {}, reference {reference}): expected 200, got {status} {}",
-            sign * prediction,
-            excerpt(&reply.to_string())
-        );
-        let intent = &reply["intent"];
-        let served = intent["limit_price"].as_f64().unwrap_or(f64::NAN);
-        ensure!(
-            intent["side"] == side
-                && intent["quantity"].as_f64() == Some(quantity)
-                && (served - expected).abs() < tick / 4.0,
-            "a {side} signal, prediction {}, reference {reference}, quantity-scale {scale}, limit-offset-bps {offset_bps}, tick {tick}: expected side {side}, quantity {quantity}, limit {expected} (the raw limit {} rounded towards the passive side); got {}",
-            sign * prediction,
-            reference * (1.0 + sign * offset_bps / 10_000.0),
-            excerpt(&intent.to_string())
-        );
+        // Half a tick above `ticks` ticks, where the passive rounding differs from the
+        // aggressive one; then on the grid, where it must not round at all (the division by
+        // the tick lands a hair either side of the whole number).
+        let passive = if sign > 0.0 { 0.0 } else { 1.0 };
+        for (raw_ticks, expected_ticks) in [(ticks + 0.5, ticks + passive), (ticks, ticks)] {
+            let reference = raw_ticks * tick / (1.0 + sign * offset_bps / 10_000.0);
+            let expected = expected_ticks * tick;
+            let body = derived_signal(model, &algo, &trader, reference, sign * prediction);
+            let (status, reply) = send_signal(target, &body).await?;
+            ensure!(
+                status == 200,
+                "a {side} signal without quantity or limit (prediction {}, reference {reference}): expected 200, got {status} {}",
+                sign * prediction,
+                excerpt(&reply.to_string())
+            );
+            let intent = &reply["intent"];
+            let served = intent["limit_price"].as_f64().unwrap_or(f64::NAN);
+            ensure!(
+                intent["side"] == side
+                    && intent["quantity"].as_f64() == Some(quantity)
+                    && (served - expected).abs() < tick / 4.0,
+                "a {side} signal, prediction {}, reference {reference}, quantity-scale {scale}, limit-offset-bps {offset_bps}, tick {tick}: expected side {side}, quantity {quantity}, limit {expected} (the raw limit {} rounded towards the passive side); got {}",
+                sign * prediction,
+                reference * (1.0 + sign * offset_bps / 10_000.0),
+                excerpt(&intent.to_string())
+            );
+        }
     }
     let body = derived_signal(model, &algo, &trader, ticks * tick, 0.0);
     let (status, reply) = send_signal(target, &body).await?;
@@ -427,17 +444,8 @@ async fn derived_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutcom
 }
 
 async fn pretrade_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutcome {
-    let reply = call(target, Method::GET, "/v2/trading/controls", None, None).await?;
-    let controls = expect_status(&reply, 200, "GET /v2/trading/controls")?;
-    let limits = &controls["limits"];
-    let number = |key: &str| -> Result<f64, CaseError> {
-        limits[key].as_f64().ok_or_else(|| {
-            CaseError::Fail(format!(
-                "GET /v2/trading/controls: limits.{key} is not a number: {}",
-                excerpt(&limits.to_string())
-            ))
-        })
-    };
+    let limits = Limits::read(target).await?;
+    let number = |key: &str| limits.number(key);
     let (tick, collar_bps, max_value) = (
         number("tick-size")?,
         number("price-collar-bps")?,

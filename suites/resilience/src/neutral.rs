@@ -9,10 +9,11 @@ use gauntlet_engine::backend::RemoteModelConfig;
 use gauntlet_engine::oip::{Datatype, InferRequest, InferResponse, RequestInput};
 use gauntlet_engine::{AppState, EngineConfig};
 use gauntlet_harness::{Target, TargetExt as _};
+use gauntlet_load::recorder::excerpt;
 
 use crate::Setup;
 use crate::cases::{Verdict, fail, pass};
-use crate::pair::fixture;
+use crate::pair::{fixture, remote_model};
 
 /// The frontend's neutral prediction: not 0, so an answer of zeros shows.
 const NEUTRAL: f64 = 0.25;
@@ -112,13 +113,13 @@ fn frontend(setup: &Setup, name: &str) -> Result<std::sync::Arc<dyn Target>, Str
     let config = EngineConfig {
         max_batch_rows: MAX_ROWS as usize,
         remote_models: vec![RemoteModelConfig {
-            name: name.to_owned(),
-            backend: format!("http://{closed}"),
-            remote_name: None,
-            timeout: setup.config.timeout,
-            rule_model: None,
             neutral: NEUTRAL,
-            breaker: setup.config.breaker.clone(),
+            ..remote_model(
+                name,
+                &format!("http://{closed}"),
+                setup.config.timeout,
+                setup.config.breaker.clone(),
+            )
         }],
         ..EngineConfig::default()
     };
@@ -145,7 +146,7 @@ pub(crate) async fn neutral_fallback_answers_every_row(setup: &Setup) -> Result<
                     problems.push(format!(
                         "{}: expected 200 with {rows} neutral rows, got {status} {}",
                         probe.what,
-                        excerpt(&reply.text())
+                        excerpt(reply.text().as_bytes(), 200)
                     ));
                     continue;
                 }
@@ -177,7 +178,7 @@ pub(crate) async fn neutral_fallback_answers_every_row(setup: &Setup) -> Result<
                     problems.push(format!(
                         "{}: expected {code} naming {names:?}, got {status} {}",
                         probe.what,
-                        excerpt(&text)
+                        excerpt(text.as_bytes(), 200)
                     ));
                 }
             }
@@ -203,8 +204,4 @@ pub(crate) async fn neutral_fallback_answers_every_row(setup: &Setup) -> Result<
             problems.join("; ")
         ))
     }
-}
-
-fn excerpt(text: &str) -> String {
-    text.chars().take(200).collect()
 }

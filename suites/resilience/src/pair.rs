@@ -183,21 +183,20 @@ impl Pair {
             .unwrap_or(0))
     }
 
-    /// A sample of the frontend's `/metrics`, `series` being its name and labels as printed
-    /// (`None` when the series is absent).
-    pub(crate) async fn sample(&self, series: &str) -> Result<Option<f64>, String> {
-        let text = self.metrics().await?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .map(|v| {
-                v.trim()
-                    .parse::<f64>()
-                    .map_err(|e| format!("{series} in /metrics: {v:?} is not a number: {e}"))
-            })
-            .transpose()
+    /// One infer call that the backend must answer (200, not degraded).
+    pub(crate) async fn answered_by_backend(&self) -> Result<(), String> {
+        let answer = self.infer().await?;
+        if answer.status != 200 || answer.degraded.is_some() {
+            return Err(format!(
+                "the backend did not answer before any fault: status {}, degraded {:?}",
+                answer.status, answer.degraded
+            ));
+        }
+        Ok(())
     }
 
-    async fn metrics(&self) -> Result<String, String> {
+    /// The frontend's `/metrics` text.
+    pub(crate) async fn metrics(&self) -> Result<String, String> {
         let reply = self
             .frontend
             .get("/metrics")
@@ -238,6 +237,38 @@ impl Pair {
     }
 }
 
+/// A sample of `/metrics` `text`, `series` being its name and labels as printed (`None`
+/// when the series is absent).
+pub(crate) fn sample(text: &str, series: &str) -> Result<Option<f64>, String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|e| format!("{series} in /metrics: {v:?} is not a number: {e}"))
+        })
+        .transpose()
+}
+
+/// `[[remote-model]]` `name` calling `backend` with `timeout` and `breaker`: no rule model,
+/// a neutral prediction of 0.
+pub(crate) fn remote_model(
+    name: &str,
+    backend: &str,
+    timeout: Duration,
+    breaker: BreakerConfig,
+) -> RemoteModelConfig {
+    RemoteModelConfig {
+        name: name.to_owned(),
+        backend: backend.to_owned(),
+        remote_name: None,
+        timeout,
+        rule_model: None,
+        neutral: 0.0,
+        breaker,
+    }
+}
+
 /// The fixture model `name`.
 pub(crate) fn fixture(name: &str) -> Result<ModelArtifact, String> {
     gauntlet_fixtures::load_embedded()
@@ -256,15 +287,7 @@ pub(crate) fn frontend_state(
     breaker: BreakerConfig,
 ) -> Result<AppState, String> {
     let frontend_config = EngineConfig {
-        remote_models: vec![RemoteModelConfig {
-            name: model.name.clone(),
-            backend: backend.to_owned(),
-            remote_name: None,
-            timeout,
-            rule_model: None,
-            neutral: 0.0,
-            breaker,
-        }],
+        remote_models: vec![remote_model(&model.name, backend, timeout, breaker)],
         ..EngineConfig::default()
     };
     frontend_config

@@ -2,8 +2,8 @@
 //! counts the calls of its last seconds, as `/metrics` shows them, and forgets each call once
 //! its second has left the window. Its first calls are checked forgotten, then calls made
 //! seconds into the breaker's clock are checked counted (a window that counts only from its
-//! clock's zero would pass a check made in its first second). A window that never forgets opens on faults long gone; one
-//! that forgets early never opens.
+//! clock's zero would pass a check made in its first second). A window that never forgets
+//! opens on faults long gone; one that forgets early never opens.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use gauntlet_engine::backend::{BreakerConfig, SlidingWindowType};
 
 use crate::Setup;
 use crate::cases::{Verdict, fail, ms, pass};
-use crate::pair::Pair;
+use crate::pair::{Pair, sample};
 
 /// The window, in seconds: calls in the seconds `now - 1` and `now` count.
 const WINDOW_SECONDS: u32 = 2;
@@ -35,7 +35,7 @@ pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdi
     // First, calls the window must forget: by `last` + the window, every second they were
     // made in has left it.
     for _ in 0..EARLY {
-        succeed(&pair).await?;
+        pair.answered_by_backend().await?;
     }
     let last = Instant::now();
     let forget_by = last + Duration::from_secs(u64::from(WINDOW_SECONDS));
@@ -50,7 +50,7 @@ pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdi
     // Then, seconds into the breaker's clock, calls it must count.
     let first = Instant::now();
     for _ in 0..SUCCESSES {
-        succeed(&pair).await?;
+        pair.answered_by_backend().await?;
     }
     pair.stop_backend().await?;
     for _ in 0..FAILURES {
@@ -60,8 +60,10 @@ pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdi
     let read_at = first.elapsed();
     let expected_rate = f64::from(FAILURES) * 100.0 / f64::from(SUCCESSES + FAILURES);
     let rate_right = held.2.is_some_and(|r| (r - expected_rate).abs() < 1e-3);
-    // Read within a second of the first call, every call is still in the window.
-    if read_at < Duration::from_secs(1)
+    // Read within a second of the first call, every call is still in the window; later (a
+    // stalled host), some may have left it, so the counts prove nothing either way.
+    let checked = read_at < Duration::from_secs(1);
+    if checked
         && (held.0 != Some(f64::from(SUCCESSES))
             || held.1 != Some(f64::from(FAILURES))
             || !rate_right)
@@ -74,14 +76,12 @@ pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdi
             held.2
         ));
     }
-    let counted = if read_at < Duration::from_secs(1) {
+    let counted = if checked {
         format!(
             "{SUCCESSES} successful and {FAILURES} failed calls counted (failure rate {expected_rate} %) {} after the first",
             ms(read_at)
         )
     } else {
-        // A stalled host: some calls may have left the window by the read, so the counts
-        // prove nothing either way.
         format!(
             "the counts not checked: read {} after the first call, past the 1 s in which every call is surely in the window",
             ms(read_at)
@@ -92,30 +92,20 @@ pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdi
     ))
 }
 
-/// One call the backend must answer.
-async fn succeed(pair: &Pair) -> Result<(), String> {
-    let answer = pair.infer().await?;
-    if answer.status != 200 || answer.degraded.is_some() {
-        return Err(format!(
-            "the backend did not answer before any fault: status {}, degraded {:?}",
-            answer.status, answer.degraded
-        ));
-    }
-    Ok(())
-}
-
 /// Buffered successful and failed calls and the failure rate of the pair's breaker, as its
 /// `/metrics` shows them (`None`: the series is absent).
 async fn read(pair: &Pair) -> Result<(Option<f64>, Option<f64>, Option<f64>), String> {
     let name = &pair.model.name;
+    // One scrape, so the three figures are of one moment.
+    let text = pair.metrics().await?;
     let buffered =
         |kind: &str| format!("gauntlet_breaker_buffered_calls{{kind=\"{kind}\",model=\"{name}\"}}");
     Ok((
-        pair.sample(&buffered("successful")).await?,
-        pair.sample(&buffered("failed")).await?,
-        pair.sample(&format!(
-            "gauntlet_breaker_failure_rate{{model=\"{name}\"}}"
-        ))
-        .await?,
+        sample(&text, &buffered("successful"))?,
+        sample(&text, &buffered("failed"))?,
+        sample(
+            &text,
+            &format!("gauntlet_breaker_failure_rate{{model=\"{name}\"}}"),
+        )?,
     ))
 }

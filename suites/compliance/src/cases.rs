@@ -75,11 +75,10 @@ fn signal(
     quantity: u64,
     limit: f64,
 ) -> Value {
-    json!({
-        "algo_id": algo, "trader_id": trader, "instrument": INSTRUMENT,
-        "model": model, "version": "1", "features": [0.0],
-        "reference_price": reference, "quantity": quantity, "limit_price": limit,
-    })
+    let mut body = derived_signal(model, algo, trader, reference, 0.0);
+    body["quantity"] = json!(quantity);
+    body["limit_price"] = json!(limit);
+    body
 }
 
 /// Sends a signal; returns the status and body.

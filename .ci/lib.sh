@@ -6,6 +6,10 @@ export CARGO_INCREMENTAL=0
 # A machine that keeps this directory between runs builds warm; a new machine starts empty.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME}/.cache/gauntlet/target}"
 mkdir -p "$CARGO_TARGET_DIR"
+# The workspace's own crates compile through Clippy and rustdoc's lints (.ci/lint-rustc). Set
+# for every step and lane alike: cargo fingerprints the wrapper, so a step without it would
+# rebuild them.
+export RUSTC_WORKSPACE_WRAPPER="$PWD/.ci/lint-rustc"
 
 ci_started=$(date +%s)
 step_name=""

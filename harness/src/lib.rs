@@ -58,7 +58,7 @@ pub use command::{CommandOutput, CommandReport, Host, SuiteCommand};
 pub use registry::{Registry, RegistryError};
 pub use suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
 pub use target::{
-    Audited, CallHeaders, Capabilities, Capability, ClientSecurity, ContainerTarget,
+    AuditKeyFiles, Audited, CallHeaders, Capabilities, Capability, ClientSecurity, ContainerTarget,
     ENGINE_THREAD_PREFIX, ExtraHeader, GrpcClient, GrpcEndpoint, GrpcTarget, HttpEndpoint,
     HttpOptions, HttpTarget, InProcess, InProcessError, Reply, SecurityAccess, ServedEngine,
     Target, TargetError, TargetExt, Unsigned, infer_path, redact_url,

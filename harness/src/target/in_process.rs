@@ -42,7 +42,8 @@ pub struct InProcess {
     audit_home: Option<PathBuf>,
     /// The audited twin, made on first use.
     audited: Arc<OnceLock<Option<Audited>>>,
-    /// Temporary directories this engine's audit log uses, removed with the last clone.
+    /// The temporary directory of this engine's audit keys or admin key files, removed with
+    /// the last clone.
     _scratch: Option<Arc<ScratchDir>>,
 }
 
@@ -186,9 +187,11 @@ fn make_audited(engine: &InProcess) -> Result<Audited, InProcessError> {
         // A clone with a lock of its own: the twin must not hold the lock it is kept in.
         let mut same = engine.clone();
         same.audited = Arc::new(OnceLock::new());
+        let keys = engine.state.config().audit.as_ref().map(key_files);
         return Ok(Audited {
             target: Arc::new(same),
             dir: log.dir().to_owned(),
+            keys,
         });
     }
     let scratch = ScratchDir::create()
@@ -202,6 +205,7 @@ fn make_audited(engine: &InProcess) -> Result<Audited, InProcessError> {
     };
     let mut audit = AuditConfig::new(&dir, scratch.0.join("keys"));
     audit.four_eyes = true;
+    let keys = Some(key_files(&audit));
     let config = EngineConfig {
         audit: Some(audit),
         ..engine.state.config().clone()
@@ -214,7 +218,15 @@ fn make_audited(engine: &InProcess) -> Result<Audited, InProcessError> {
     Ok(Audited {
         target: Arc::new(target),
         dir,
+        keys,
     })
+}
+
+fn key_files(audit: &gauntlet_engine::audit::AuditConfig) -> super::AuditKeyFiles {
+    super::AuditKeyFiles {
+        signing: audit.signing_key_file.clone(),
+        pseudonym: audit.pseudonym_key_file.clone(),
+    }
 }
 
 /// Empties `dir` for a new log: removes it when it holds a former run's log (its public key
@@ -346,7 +358,13 @@ fn make_secured(
         model: "(secured engine)".to_owned(),
         reason,
     };
-    let mut keys = AdminKeys::default();
+    use base64::Engine as _;
+    // The twin reads its admin keys and keyring as the engine binary does: from owner-only
+    // files in the formats `gauntlet-engine admin-key` and `keys add` write, in a directory
+    // of the run (mode 0700) removed with the twin.
+    let files = ScratchDir::create()
+        .map_err(|e| setup(format!("failed to create a temporary directory: {e}")))?;
+    let mut keys_toml = String::new();
     let mut admin = Vec::new();
     let mut secrets: Vec<Vec<u8>> = Vec::new();
     for (id, principal, role) in [
@@ -355,8 +373,11 @@ fn make_secured(
         ("gx-viewer", "gauntlet-viewer", Role::Viewer),
     ] {
         let secret = random_secret();
-        keys.insert(id.to_owned(), secret.to_vec(), principal.to_owned(), role)
-            .map_err(|id| setup(format!("duplicate key id {id}")))?;
+        keys_toml.push_str(&format!(
+            "[[keys]]\nid = \"{id}\"\nsecret = \"{}\"\nprincipal = \"{principal}\"\nrole = \"{}\"\n\n",
+            base64::engine::general_purpose::STANDARD.encode(secret),
+            role.as_str()
+        ));
         admin.push(
             Credentials::from_secret(id, &secret)
                 .map_err(|e| setup(e.to_string()))?
@@ -380,12 +401,17 @@ fn make_secured(
     let bearer = ExtraHeader::parse(&format!("authorization: Bearer {token}"))
         .map_err(|e| setup(e.to_string()))?;
 
+    let admin_keys = files.0.join("admin-keys.toml");
+    let keyring = files.0.join("keyring.toml");
+    gauntlet_engine::security::keyring::write_private(&admin_keys, keys_toml.as_bytes())
+        .map_err(|e| setup(format!("failed to write `{}`: {e}", admin_keys.display())))?;
+    ring.save(&keyring).map_err(|e| setup(e.to_string()))?;
     let config = EngineConfig {
         // The slowloris attack waits for this cut-off: short, so the run stays quick.
         header_read_timeout: std::time::Duration::from_secs(3),
         security: SecurityConfig {
-            admin_keys: Some("generated-admin-keys.toml".into()),
-            keyring: Some("generated-keyring.toml".into()),
+            admin_keys: Some(admin_keys.clone()),
+            keyring: Some(keyring.clone()),
             read_tokens: Some("generated-read-tokens.toml".into()),
             ..config.security
         },
@@ -393,8 +419,8 @@ fn make_secured(
     };
     let security = Security::from_parts(
         &config.security,
-        Some(ring.clone()),
-        Some(keys),
+        Some(Keyring::load(&keyring).map_err(|e| setup(e.to_string()))?),
+        Some(AdminKeys::load(&admin_keys).map_err(|e| setup(e.to_string()))?),
         Some(tokens),
     );
     let state = AppState::with_security(config, security);
@@ -416,6 +442,7 @@ fn make_secured(
     };
     let mut target = InProcess::new(state);
     target.models = Arc::new(models);
+    target._scratch = Some(Arc::new(files));
     target.secured = Some(Arc::new(Secured {
         access,
         headers: vec![bearer],

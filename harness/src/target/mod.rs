@@ -203,6 +203,18 @@ pub struct Audited {
     /// Its audit log's directory (segments, checkpoints, public key; never the keys), for
     /// offline checks such as `gauntlet audit verify DIR`.
     pub dir: std::path::PathBuf,
+    /// Its signing and pseudonymisation key files, when the harness can read them (the
+    /// in-process engine's): the compliance suite checks their modes and contents.
+    pub keys: Option<AuditKeyFiles>,
+}
+
+/// The two key files of an audit log (`audit.signing-key-file`, `audit.pseudonym-key-file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditKeyFiles {
+    /// The Ed25519 key that signs the checkpoints.
+    pub signing: std::path::PathBuf,
+    /// The HMAC key of the client pseudonyms.
+    pub pseudonym: std::path::PathBuf,
 }
 
 impl fmt::Debug for Audited {
@@ -210,6 +222,7 @@ impl fmt::Debug for Audited {
         f.debug_struct("Audited")
             .field("target", &self.target.describe())
             .field("dir", &self.dir)
+            .field("keys", &self.keys)
             .finish()
     }
 }

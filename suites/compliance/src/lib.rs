@@ -21,7 +21,11 @@
 //! Gates, measured after the cases: `audit_log_verifies` (CMP-AUDIT: every served record
 //! proves its inclusion under the signed checkpoint, see [`remote`]) and `tamper_located`
 //! (CMP-AUDIT: on copies of a file-backed target's directory, `[profile.X.compliance]
-//! audit-dir`, a flipped byte, a rewritten record and a forged checkpoint are each named).
+//! audit-dir`, a flipped byte, a rewritten record and a forged checkpoint are each named),
+//! and, on the log's key files (the in-process engine's, or `[profile.X.compliance]
+//! signing-key-file` and `pseudonym-key-file`; see [`keys`]), `audit_keys_private` (CMP-AUDIT,
+//! CMP-GDPR: owner-only, random, distinct, weak copies refused) and `audit_log_reopens`
+//! (CMP-AUDIT: a copy reopens where the log stopped).
 //!
 //! In process, cases and gates check the engine's audited twin ([`support::subject`]): the
 //! same build and models with an audit log and four-eyes promotion, its log in the report
@@ -40,6 +44,7 @@
 #![deny(missing_docs)]
 
 mod cases;
+pub mod keys;
 pub mod remote;
 pub mod support;
 mod tamper;
@@ -53,7 +58,7 @@ use http::Method;
 use gauntlet_harness::config::Settings;
 use gauntlet_harness::gate::{GateResult, Verdict};
 use gauntlet_harness::suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
-use gauntlet_harness::{Capability, Case, case};
+use gauntlet_harness::{AuditKeyFiles, Capability, Case, case};
 use gauntlet_reports::{AuditEvidence, Clause, Section, TraceabilitySpec};
 
 pub use cases::KILL_BOUND;
@@ -158,6 +163,12 @@ pub struct ComplianceConfig {
     /// The log's public key (64 hex digits), obtained out of band; unset: the key the target
     /// names in its checkpoints.
     pub public_key: Option<String>,
+    /// A file-backed target's `audit.signing-key-file`, with `pseudonym-key-file`: the key
+    /// gates check them (on copies; the files are only read). Unset: the in-process engine's,
+    /// or, by URL, those gates are skipped.
+    pub signing_key_file: Option<PathBuf>,
+    /// Its `audit.pseudonym-key-file`; set with `signing-key-file`.
+    pub pseudonym_key_file: Option<PathBuf>,
 }
 
 impl ComplianceConfig {
@@ -172,7 +183,21 @@ impl ComplianceConfig {
                 SuiteError::Config(format!("[compliance] {}", e.message()))
             })?;
         c.key()?;
+        c.key_files()?;
         Ok(c)
+    }
+
+    fn key_files(&self) -> Result<Option<AuditKeyFiles>, SuiteError> {
+        match (&self.signing_key_file, &self.pseudonym_key_file) {
+            (Some(signing), Some(pseudonym)) => Ok(Some(AuditKeyFiles {
+                signing: signing.clone(),
+                pseudonym: pseudonym.clone(),
+            })),
+            (None, None) => Ok(None),
+            _ => Err(SuiteError::Config(
+                "compliance.signing-key-file and compliance.pseudonym-key-file go together: set both or neither".to_owned(),
+            )),
+        }
     }
 
     fn key(&self) -> Result<Option<[u8; 32]>, SuiteError> {
@@ -212,13 +237,15 @@ impl Suite for Compliance {
         Ok(vec![
             PlannedCase::new("audit_log_verifies", &["CMP-AUDIT"]),
             PlannedCase::new("tamper_located", &["CMP-AUDIT"]),
+            PlannedCase::new("audit_keys_private", &["CMP-AUDIT", "CMP-GDPR"]),
+            PlannedCase::new("audit_log_reopens", &["CMP-AUDIT"]),
         ])
     }
     async fn run(&self, ctx: SuiteCtx) -> Result<SuiteOutput, SuiteError> {
         let started = Instant::now();
         let config = ComplianceConfig::from_settings(&ctx.settings)?;
         let key = config.key()?;
-        let (subject, own_dir) = support::subject(&ctx.target);
+        let (subject, own_dir, own_keys) = support::subject(&ctx.target);
         let target = subject.as_ref();
         let audited = support::extensions(target)
             .await
@@ -316,6 +343,9 @@ impl Suite for Compliance {
             },
         };
         gates.push(tamper);
+        let dir = config.audit_dir.as_ref().or(own_dir.as_ref());
+        let files = config.key_files()?.or(own_keys);
+        gates.extend(key_gates(dir.map(PathBuf::as_path), files.as_ref()).await);
         let mut output =
             SuiteOutput::from_gates(self.name(), &ctx.planned, &gates, started.elapsed());
         let mut section = Section::new(
@@ -334,6 +364,43 @@ impl Suite for Compliance {
         output.sections.push(section);
         Ok(output)
     }
+}
+
+/// `audit_keys_private` and `audit_log_reopens`, each skipped with the setting it needs.
+async fn key_gates(
+    dir: Option<&std::path::Path>,
+    files: Option<&AuditKeyFiles>,
+) -> Vec<GateResult> {
+    let gate = |name: &str, outcome: Result<String, String>| GateResult {
+        name: name.to_owned(),
+        verdict: if outcome.is_ok() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        },
+        message: outcome.unwrap_or_else(|e| e),
+    };
+    let skip = |name: &str, reason: &str| GateResult {
+        name: name.to_owned(),
+        verdict: Verdict::Skip(reason.to_owned()),
+        message: reason.to_owned(),
+    };
+    const NO_KEYS: &str = "no key files: set [profile.X.compliance] signing-key-file and pseudonym-key-file to a file-backed target's audit key files (the in-process engine's are found)";
+    let Some(files) = files else {
+        return vec![
+            skip("audit_keys_private", NO_KEYS),
+            skip("audit_log_reopens", NO_KEYS),
+        ];
+    };
+    let private = gate("audit_keys_private", keys::keys_check(files).await);
+    let reopens = match dir {
+        Some(dir) => gate("audit_log_reopens", keys::reopen_check(dir, files).await),
+        None => skip(
+            "audit_log_reopens",
+            "no audit directory: set [profile.X.compliance] audit-dir with the key files",
+        ),
+    };
+    vec![private, reopens]
 }
 
 #[cfg(test)]

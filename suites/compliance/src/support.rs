@@ -8,7 +8,7 @@ use http::{Method, Request, header};
 use serde_json::Value;
 
 use gauntlet_engine::http::PRINCIPAL_HEADER;
-use gauntlet_harness::{CaseError, Reply, Target, TargetError};
+use gauntlet_harness::{AuditKeyFiles, CaseError, Reply, Target, TargetError};
 
 /// The audit extension's name in `GET /v2` (`extensions`).
 pub const AUDIT_EXTENSION: &str = "gauntlet_audit";
@@ -21,12 +21,14 @@ pub const FOUR_EYES_EXTENSION: &str = "gauntlet_four_eyes";
 pub const RISK_PRINCIPAL: &str = "risk-officer";
 
 /// What the cases and gates check: the target's audited twin when the harness can make one
-/// (the in-process engine, [`Target::audited`]), with its log's directory; else the target
-/// itself, as its operator configured it, and no directory.
-pub fn subject(target: &Arc<dyn Target>) -> (Arc<dyn Target>, Option<PathBuf>) {
+/// (the in-process engine, [`Target::audited`]), with its log's directory and key files; else
+/// the target itself, as its operator configured it, and neither.
+pub fn subject(
+    target: &Arc<dyn Target>,
+) -> (Arc<dyn Target>, Option<PathBuf>, Option<AuditKeyFiles>) {
     match target.audited() {
-        Some(a) => (a.target, Some(a.dir)),
-        None => (Arc::clone(target), None),
+        Some(a) => (a.target, Some(a.dir), a.keys),
+        None => (Arc::clone(target), None, None),
     }
 }
 

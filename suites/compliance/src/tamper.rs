@@ -30,8 +30,21 @@ fn reseal(data: &mut [u8], offset: usize, len: usize) {
     data[offset + 4..offset + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+/// A scratch directory of the run, removed on drop.
+pub(crate) struct Scratch(pub(crate) PathBuf);
+
+impl Scratch {
+    /// A new path under the system's temporary directory, `gauntlet-{prefix}-…` (not yet
+    /// created: copies create what they need).
+    pub(crate) fn new(prefix: &str) -> Scratch {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Scratch(
+            std::env::temp_dir().join(format!("gauntlet-{prefix}-{}-{nanos}", std::process::id())),
+        )
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -39,7 +52,8 @@ impl Drop for Scratch {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies the files of `from` (not its subdirectories) into `to`, creating it.
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
@@ -60,12 +74,7 @@ pub fn tamper_check(dir: &Path, public_key: Option<[u8; 32]>) -> Result<String, 
     let options = VerifyOptions { public_key };
     let baseline =
         verify_dir(dir, &options).map_err(|e| format!("the untouched log does not verify: {e}"))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let scratch = Scratch(
-        std::env::temp_dir().join(format!("gauntlet-tamper-{}-{nanos}", std::process::id())),
-    );
+    let scratch = Scratch::new("tamper");
     let copy = |name: &str| -> Result<PathBuf, String> {
         let to = scratch.0.join(name);
         copy_dir(dir, &to).map_err(|e| format!("failed to copy `{}`: {e}", dir.display()))?;

@@ -226,6 +226,80 @@ async fn every_case_passes_against_the_engine_by_url() {
     assert_all_pass(&run_all(target).await);
 }
 
+/// The compliance gates of a run against `target` with the `[compliance]` table `table`.
+async fn gates(target: &Arc<dyn Target>, table: &str) -> Vec<gauntlet_reports::CaseResult> {
+    let settings = settings(table);
+    let planned = Compliance.gates(&settings).unwrap();
+    Compliance
+        .run(SuiteCtx {
+            target: Arc::clone(target),
+            settings,
+            planned,
+            progress: false,
+        })
+        .await
+        .unwrap()
+        .cases
+}
+
+fn gate<'a>(
+    gates: &'a [gauntlet_reports::CaseResult],
+    name: &str,
+) -> &'a gauntlet_reports::CaseResult {
+    gates.iter().find(|g| g.name == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_gates_check_the_files_named_and_fail_on_a_key_group_may_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let served = ServedEngine::start(audited_state(tmp.path()), 1).unwrap();
+    let target: Arc<dyn Target> = Arc::new(
+        HttpTarget::connect(&served.url(), HttpOptions::default())
+            .await
+            .unwrap(),
+    );
+    // By URL with no key files named, both key gates skip, saying which settings they need.
+    let none = gates(&target, "").await;
+    for name in ["audit_keys_private", "audit_log_reopens"] {
+        let g = gate(&none, name);
+        assert!(
+            matches!(&g.outcome, Outcome::Skip { reason } if reason.contains("signing-key-file")),
+            "{name}: {:?}",
+            g.outcome
+        );
+    }
+    let keys = tmp.path().join("keys");
+    let signing = keys.join("audit-signing.key");
+    let table = format!(
+        "audit-dir = {:?}\nsigning-key-file = {:?}\npseudonym-key-file = {:?}",
+        tmp.path().join("log"),
+        signing,
+        keys.join("audit-pseudonym.key")
+    );
+    let named = gates(&target, &table).await;
+    for name in ["audit_keys_private", "audit_log_reopens"] {
+        let g = gate(&named, name);
+        assert_eq!(g.outcome, Outcome::Pass, "{name}: {:?}", g.message);
+    }
+    let reopens = gate(&named, "audit_log_reopens").message.clone().unwrap();
+    assert!(reopens.contains("upper-case hex"), "{reopens}");
+    // The control removed: a signing key file that group may read fails the key gate, which
+    // names the mode and not the key.
+    let key = std::fs::read_to_string(&signing).unwrap();
+    std::fs::set_permissions(&signing, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let wide = gates(&target, &table).await;
+    let g = gate(&wide, "audit_keys_private");
+    let message = g.message.clone().unwrap();
+    assert_eq!(g.outcome, Outcome::Fail, "{message}");
+    assert!(message.contains("mode 640"), "{message}");
+    assert!(!message.contains(key.trim()), "the key in {message}");
+    // One key file without the other is a setting error naming both.
+    let half = settings(&format!("signing-key-file = {signing:?}"));
+    let err = Compliance.gates(&half).unwrap_err().to_string();
+    assert!(err.contains("pseudonym-key-file"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_extensions_the_cases_skip_with_the_reason() {
     // By URL: the in-process engine would give its audited twin.

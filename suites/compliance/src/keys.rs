@@ -1,0 +1,226 @@
+//! The audit log's key files and its restart, checked on disk (CMP-AUDIT, CMP-GDPR):
+//!
+//! - `audit_keys_private`: the signing and pseudonymisation key files may be read by their
+//!   owner only, each holds 64 hex digits, and the two keys are distinct and not one byte
+//!   repeated. The engine refuses copies that group may read or that are cut short, and makes
+//!   new keys `0600`, at random, in a directory it creates.
+//! - `audit_log_reopens`: a copy of the log and its keys, the keys written in upper-case hex,
+//!   reopens where the log stopped: every record read back, the latest checkpoint's size and
+//!   root unchanged, no torn tail, and the copy verifies.
+//!
+//! Both work on copies in a scratch directory; the target's own files are only read. A key's
+//! value never appears in a message.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use gauntlet_engine::audit::{AuditConfig, AuditLog, VerifyOptions, hex, verify_dir};
+use gauntlet_harness::AuditKeyFiles;
+
+use crate::tamper::{Scratch, copy_dir};
+
+/// Reads a key file as the checks need it: its permission bits and its 32 bytes. The error
+/// names the file, never its content.
+fn read_key(what: &str, path: &Path) -> Result<(u32, [u8; 32]), String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("the {what} key file `{}`: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("the {what} key file `{}`: {e}", path.display()))?;
+    let key = hex::decode32(text.trim()).map_err(|_| {
+        format!(
+            "the {what} key file `{}` does not hold 64 hex digits",
+            path.display()
+        )
+    })?;
+    Ok((mode, key))
+}
+
+/// Checks one pair of key files: owner-only, distinct, not one repeated byte.
+fn check_pair(files: &AuditKeyFiles) -> Result<([u8; 32], [u8; 32]), String> {
+    let mut keys = Vec::new();
+    for (what, path) in [("signing", &files.signing), ("pseudonym", &files.pseudonym)] {
+        let (mode, key) = read_key(what, path)?;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "the {what} key file `{}` has mode {mode:o}: group or others may access it (0600 expected)",
+                path.display()
+            ));
+        }
+        if key.iter().all(|b| *b == key[0]) {
+            return Err(format!(
+                "the {what} key in `{}` is one byte repeated 32 times: not a random key",
+                path.display()
+            ));
+        }
+        keys.push(key);
+    }
+    if keys[0] == keys[1] {
+        return Err("the signing and pseudonym key files hold the same key".to_owned());
+    }
+    Ok((keys[0], keys[1]))
+}
+
+fn config(dir: &Path, keys: &AuditKeyFiles) -> AuditConfig {
+    let mut c = AuditConfig::new(dir, dir);
+    c.signing_key_file.clone_from(&keys.signing);
+    c.pseudonym_key_file.clone_from(&keys.pseudonym);
+    c
+}
+
+/// Writes `bytes` to a new file of mode `mode`.
+fn write_key(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("failed to write `{}`: {e}", path.display()))
+}
+
+/// Opens a log on `dir` with `keys` expecting a refusal whose message holds `expect`.
+async fn refused(dir: &Path, keys: &AuditKeyFiles, why: &str, expect: &str) -> Result<(), String> {
+    match AuditLog::open(&config(dir, keys)) {
+        Ok(log) => {
+            log.close().await;
+            Err(format!("the engine opened its audit log with {why}"))
+        }
+        Err(e) if e.to_string().contains(expect) => Ok(()),
+        Err(e) => Err(format!(
+            "with {why} the engine refused its audit log for another reason: {e}"
+        )),
+    }
+}
+
+/// `audit_keys_private`. `Ok` says what was checked, `Err` what failed.
+///
+/// # Errors
+/// A message naming the file and the check.
+pub async fn keys_check(files: &AuditKeyFiles) -> Result<String, String> {
+    let (signing, pseudonym) = check_pair(files)?;
+    let scratch = Scratch::new("audit-keys");
+    std::fs::create_dir_all(&scratch.0)
+        .map_err(|e| format!("failed to create `{}`: {e}", scratch.0.display()))?;
+    let copy = |name: &str, text: &str, mode: u32| -> Result<PathBuf, String> {
+        let path = scratch.0.join(name);
+        write_key(&path, text, mode)?;
+        Ok(path)
+    };
+    let line = |key: &[u8; 32]| format!("{}\n", hex::encode(key));
+    let pseudonym_copy = copy("pseudonym.key", &line(&pseudonym), 0o600)?;
+    // A copy of the signing key group may read: refused, naming the mode.
+    let wide = AuditKeyFiles {
+        signing: copy("signing-0640.key", &line(&signing), 0o640)?,
+        pseudonym: pseudonym_copy.clone(),
+    };
+    refused(
+        &scratch.0.join("log-wide"),
+        &wide,
+        "a signing key file of mode 0640",
+        "mode 640",
+    )
+    .await?;
+    // A key cut short by one digit: refused, naming the format.
+    let mut short = line(&signing);
+    short.truncate(63);
+    let cut = AuditKeyFiles {
+        signing: copy("signing-short.key", &short, 0o600)?,
+        pseudonym: pseudonym_copy,
+    };
+    refused(
+        &scratch.0.join("log-short"),
+        &cut,
+        "a signing key of 63 hex digits",
+        "64 hex digits",
+    )
+    .await?;
+    // A log started with no key files: the engine makes both, in a directory it creates.
+    let fresh = AuditKeyFiles {
+        signing: scratch.0.join("new/keys/signing.key"),
+        pseudonym: scratch.0.join("new/keys/pseudonym.key"),
+    };
+    let log = AuditLog::open(&config(&scratch.0.join("new/log"), &fresh))
+        .map_err(|e| format!("the engine failed to start a log with new keys: {e}"))?;
+    log.close().await;
+    let (new_signing, new_pseudonym) =
+        check_pair(&fresh).map_err(|e| format!("keys the engine made: {e}"))?;
+    if new_signing == signing || new_pseudonym == pseudonym {
+        return Err(
+            "a new log got the same key as the run's log: keys are not drawn at random".to_owned(),
+        );
+    }
+    Ok(format!(
+        "`{}` and `{}`: mode 0600, distinct random keys; a 0640 copy and a 63-digit copy refused; new keys made 0600 at random",
+        files.signing.display(),
+        files.pseudonym.display()
+    ))
+}
+
+/// `audit_log_reopens`: a copy of the log in `dir` with copies of `files` (in upper-case hex)
+/// reopens where the log stopped. `Ok` says what was checked, `Err` what failed.
+///
+/// # Errors
+/// A message naming what did not match.
+pub async fn reopen_check(dir: &Path, files: &AuditKeyFiles) -> Result<String, String> {
+    let (signing, pseudonym) = check_pair(files)?;
+    let options = VerifyOptions { public_key: None };
+    let before = verify_dir(dir, &options).map_err(|e| {
+        format!(
+            "the log in `{}` does not verify as it is: {e}",
+            dir.display()
+        )
+    })?;
+    let scratch = Scratch::new("audit-reopen");
+    let log_copy = scratch.0.join("log");
+    copy_dir(dir, &log_copy).map_err(|e| format!("failed to copy `{}`: {e}", dir.display()))?;
+    let upper = |key: &[u8; 32]| format!("{}\n", hex::encode(key).to_uppercase());
+    let keys = AuditKeyFiles {
+        signing: scratch.0.join("signing.key"),
+        pseudonym: scratch.0.join("pseudonym.key"),
+    };
+    write_key(&keys.signing, &upper(&signing), 0o600)?;
+    write_key(&keys.pseudonym, &upper(&pseudonym), 0o600)?;
+    let log = AuditLog::open(&config(&log_copy, &keys)).map_err(|e| {
+        format!("a copy of the log with its keys in upper-case hex failed to reopen: {e}")
+    })?;
+    let records = log.len();
+    let checkpoint = log.latest_checkpoint();
+    let torn = log.recovery().torn.len();
+    log.close().await;
+    let expected = before.latest_checkpoint.as_ref().map(|c| (c.size, c.root));
+    let got = checkpoint.as_ref().map(|c| (c.size, c.root));
+    if records != before.records {
+        return Err(format!(
+            "the reopened copy holds {records} records; the log holds {}",
+            before.records
+        ));
+    }
+    if torn != 0 {
+        return Err(format!(
+            "the reopened copy cut {torn} torn tail(s) off a log that verified whole"
+        ));
+    }
+    if got != expected {
+        return Err(format!(
+            "the reopened copy's latest checkpoint is {}; the log's is {}",
+            describe(got),
+            describe(expected)
+        ));
+    }
+    verify_dir(&log_copy, &options)
+        .map_err(|e| format!("the reopened copy does not verify: {e}"))?;
+    Ok(format!(
+        "a copy of `{}` reopened with its keys in upper-case hex: {records} records, latest checkpoint {} unchanged, no torn tail, verifies",
+        dir.display(),
+        describe(got)
+    ))
+}
+
+fn describe(checkpoint: Option<(u64, [u8; 32])>) -> String {
+    match checkpoint {
+        Some((size, root)) => format!("size {size}, root {}", hex::encode(&root)),
+        None => "none".to_owned(),
+    }
+}

@@ -12,8 +12,11 @@ fn main() {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
+    // `--no-optional-locks`: a plain `git status` refreshes and rewrites the index it finds
+    // stale (always, in a fresh clone), and the index is watched below, so the next build
+    // would rebuild this crate for nothing.
     let dirty = Command::new("git")
-        .args(["status", "--porcelain"])
+        .args(["--no-optional-locks", "status", "--porcelain"])
         .output()
         .ok()
         .filter(|o| o.status.success())

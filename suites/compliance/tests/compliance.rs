@@ -167,18 +167,7 @@ async fn a_plain_in_process_engine_is_checked_through_its_audited_twin_whose_log
     let target: Arc<dyn Target> = Arc::new(plain);
     assert_all_pass(&run_all(Arc::clone(&target)).await);
     // No audit-dir setting: the tamper gate finds the twin's log.
-    let settings = settings("");
-    let planned = Compliance.gates(&settings).unwrap();
-    let output = Compliance
-        .run(SuiteCtx {
-            target: Arc::clone(&target),
-            settings,
-            planned,
-            progress: false,
-        })
-        .await
-        .unwrap();
-    for gate in &output.cases {
+    for gate in &gates(&target, "").await {
         assert_eq!(
             gate.outcome,
             Outcome::Pass,
@@ -217,13 +206,17 @@ async fn a_directory_that_holds_something_else_is_not_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_case_passes_against_the_engine_by_url() {
     let tmp = tempfile::tempdir().unwrap();
-    let served = ServedEngine::start(audited_state(tmp.path()), 1).unwrap();
-    let target: Arc<dyn Target> = Arc::new(
-        HttpTarget::connect(&served.url(), HttpOptions::default())
-            .await
-            .unwrap(),
-    );
+    let (_served, target) = by_url(audited_state(tmp.path())).await;
     assert_all_pass(&run_all(target).await);
+}
+
+/// `state` served on loopback, and a target that reaches it by URL.
+async fn by_url(state: AppState) -> (ServedEngine, Arc<dyn Target>) {
+    let served = ServedEngine::start(state, 1).unwrap();
+    let target = HttpTarget::connect(&served.url(), HttpOptions::default())
+        .await
+        .unwrap();
+    (served, Arc::new(target))
 }
 
 /// The compliance gates of a run against `target` with the `[compliance]` table `table`.
@@ -253,12 +246,7 @@ fn gate<'a>(
 async fn the_key_gates_check_the_files_named_and_fail_on_a_key_group_may_read() {
     use std::os::unix::fs::PermissionsExt as _;
     let tmp = tempfile::tempdir().unwrap();
-    let served = ServedEngine::start(audited_state(tmp.path()), 1).unwrap();
-    let target: Arc<dyn Target> = Arc::new(
-        HttpTarget::connect(&served.url(), HttpOptions::default())
-            .await
-            .unwrap(),
-    );
+    let (_served, target) = by_url(audited_state(tmp.path())).await;
     // By URL with no key files named, both key gates skip, saying which settings they need.
     let none = gates(&target, "").await;
     for name in ["audit_keys_private", "audit_log_reopens"] {
@@ -303,12 +291,7 @@ async fn the_key_gates_check_the_files_named_and_fail_on_a_key_group_may_read() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_extensions_the_cases_skip_with_the_reason() {
     // By URL: the in-process engine would give its audited twin.
-    let served = ServedEngine::start(AppState::new(EngineConfig::default()), 1).unwrap();
-    let target: Arc<dyn Target> = Arc::new(
-        HttpTarget::connect(&served.url(), HttpOptions::default())
-            .await
-            .unwrap(),
-    );
+    let (_served, target) = by_url(AppState::new(EngineConfig::default())).await;
     for r in run_all(target).await {
         let needs_audit_or_four_eyes = !matches!(
             r.name.as_str(),

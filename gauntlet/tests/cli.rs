@@ -286,6 +286,40 @@ fn in_process_run_writes_reports_and_passes() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
 }
 
+/// The compliance suite checks the engine's audited twin, whose log goes to the report
+/// directory's `audit-log/`. When that directory holds something else, the twin does not start:
+/// the run is a setup error that says why (exit 3), the file is kept, and no compliance case
+/// passes or skips on the plain engine instead.
+#[test]
+fn an_audited_twin_that_cannot_start_is_a_setup_error_naming_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("out/audit-log");
+    std::fs::create_dir_all(&log).unwrap();
+    std::fs::write(log.join("notes.txt"), "mine").unwrap();
+    let out = gauntlet(
+        &["run", "--suite", "compliance", "--report-dir", "out"],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 3, "{stderr}");
+    assert!(
+        stderr.contains("failed to start the audited twin")
+            && stderr.contains("holds no audit log"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|l| l.starts_with("ERROR compliance::"))
+            && !stderr
+                .lines()
+                .any(|l| l.starts_with("PASS ") || l.starts_with("SKIP ")),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(log.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
 #[test]
 fn http_target_passes_the_same_cases_as_in_process() {
     let addr = serve_engine(false);

@@ -34,14 +34,14 @@ pub struct InProcess {
     capabilities: Capabilities,
     /// The artifacts it was started with, for its secured twin.
     models: Arc<Vec<ModelArtifact>>,
-    /// The secured twin, made on first use.
-    twin: Arc<OnceLock<Option<Arc<InProcess>>>>,
+    /// The secured twin, made on first use, or why it could not be made.
+    twin: Arc<OnceLock<Result<Arc<InProcess>, String>>>,
     /// Set on a secured engine: its keys, token and TLS server.
     secured: Option<Arc<Secured>>,
     /// Where the audited twin writes its log; `None`: a temporary directory.
     audit_home: Option<PathBuf>,
-    /// The audited twin, made on first use.
-    audited: Arc<OnceLock<Option<Audited>>>,
+    /// The audited twin, made on first use, or why it could not be made.
+    audited: Arc<OnceLock<Result<Audited, String>>>,
     /// The temporary directory of this engine's audit keys or admin key files, removed with
     /// the last clone.
     _scratch: Option<Arc<ScratchDir>>,
@@ -171,6 +171,26 @@ impl InProcess {
     pub fn state(&self) -> &AppState {
         &self.state
     }
+
+    fn twin_failed(&self, twin: &'static str, reason: &str) -> TargetError {
+        TargetError::Twin {
+            twin,
+            target: self.describe(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Why a twin did not start, logged once (when it is made): the engine's reason, with the
+/// model's name when a model failed to load.
+fn twin_reason(twin: &'static str, e: InProcessError) -> String {
+    let reason = if e.model.starts_with('(') {
+        e.reason
+    } else {
+        e.to_string()
+    };
+    tracing::error!(twin, %reason, "failed to start a twin of the in-process engine");
+    reason
 }
 
 /// See [`Target::audited`]: this engine when it already has four-eyes promotion and an audit
@@ -265,32 +285,34 @@ impl Target for InProcess {
         self.secured.as_ref().map(|s| &s.access)
     }
 
-    fn secured(&self) -> Option<Arc<dyn Target>> {
+    /// This engine when it is the secured one, else its secured twin, made once: a twin that
+    /// failed to start is an error every time it is asked for, never the plain engine (whose
+    /// controls are off, so the security cases would pass or skip for the wrong reason).
+    fn secured(&self) -> Result<Option<Arc<dyn Target>>, TargetError> {
         if self.secured.is_some() {
-            return Some(Arc::new(self.clone()));
+            return Ok(Some(Arc::new(self.clone())));
         }
         let twin = self.twin.get_or_init(|| {
-            match make_secured(self.state.config().clone(), self.models.to_vec()) {
-                Ok(t) => Some(Arc::new(t)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "failed to make the secured in-process engine");
-                    None
-                }
-            }
+            make_secured(self.state.config().clone(), self.models.to_vec())
+                .map(Arc::new)
+                .map_err(|e| twin_reason("secured", e))
         });
-        twin.clone().map(|t| t as Arc<dyn Target>)
+        match twin {
+            Ok(t) => Ok(Some(Arc::clone(t) as Arc<dyn Target>)),
+            Err(reason) => Err(self.twin_failed("secured", reason)),
+        }
     }
 
-    fn audited(&self) -> Option<Audited> {
-        self.audited
-            .get_or_init(|| match make_audited(self) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    tracing::warn!(error = %e, "failed to make the audited in-process engine");
-                    None
-                }
-            })
-            .clone()
+    /// This engine's audited twin, made once; a twin that failed to start is an error every
+    /// time (see [`Target::secured`] above).
+    fn audited(&self) -> Result<Option<Audited>, TargetError> {
+        match self
+            .audited
+            .get_or_init(|| make_audited(self).map_err(|e| twin_reason("audited", e)))
+        {
+            Ok(a) => Ok(Some(a.clone())),
+            Err(reason) => Err(self.twin_failed("audited", reason)),
+        }
     }
 
     /// Serves this engine's state (same registry, same models) on `127.0.0.1:0` with its own

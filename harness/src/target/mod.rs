@@ -123,6 +123,18 @@ pub enum TargetError {
         /// Why.
         reason: String,
     },
+    /// The harness should have made a twin of the target with controls on ([`Target::secured`],
+    /// [`Target::audited`]) and could not: the cases that check those controls have no
+    /// verdict, and say why.
+    #[error("failed to start the {twin} twin of {target}: {reason}")]
+    Twin {
+        /// Which twin: `secured` or `audited`.
+        twin: &'static str,
+        /// The target, as described in reports.
+        target: String,
+        /// Why it did not start.
+        reason: String,
+    },
 }
 
 /// A system under test that serves the Open Inference Protocol over HTTP.
@@ -175,16 +187,22 @@ pub trait Target: Send + Sync {
     /// the in-process engine gives an engine of the same build with admin keys, a keyring, a
     /// read token and TLS, all generated for the run. `None` (the default) when the target is
     /// what it is (a URL).
-    fn secured(&self) -> Option<Arc<dyn Target>> {
-        None
+    ///
+    /// # Errors
+    /// [`TargetError::Twin`] when the harness should make one and could not.
+    fn secured(&self) -> Result<Option<Arc<dyn Target>>, TargetError> {
+        Ok(None)
     }
 
     /// This target with the compliance controls on, when the harness can make one: the
     /// in-process engine gives an engine of the same build and models with an audit log and
     /// four-eyes promotion, in a directory of the run. `None` (the default) when the target is
     /// what it is (a URL): its controls are as its operator configured them.
-    fn audited(&self) -> Option<Audited> {
-        None
+    ///
+    /// # Errors
+    /// [`TargetError::Twin`] when the harness should make one and could not.
+    fn audited(&self) -> Result<Option<Audited>, TargetError> {
+        Ok(None)
     }
 
     /// The requests so far that failed on a reused connection the server had dropped and

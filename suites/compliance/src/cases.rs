@@ -152,7 +152,7 @@ fn find<'a>(records: &'a [Value], action: &str, outcome: &str, needle: &str) -> 
 /// refuses every following intent of it within [`KILL_BOUND`]; another principal may not
 /// release it; the engagement is an audit record (when the target has the audit log).
 pub(crate) async fn kill_switch_stops_every_intent(ctx: CaseCtx) -> CaseOutcome {
-    let subject = subject(&ctx.target).0;
+    let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
     require_extensions(target, &[TRADING_EXTENSION]).await?;
     let audited = extensions(target)
@@ -307,7 +307,7 @@ async fn kill_switch_body(
 /// repeated breaches throttle the algorithm until a risk principal re-enables it; a burst over
 /// the message limit is refused by `message_rate`.
 pub(crate) async fn pretrade_controls_name_the_control(ctx: CaseCtx) -> CaseOutcome {
-    let subject = subject(&ctx.target).0;
+    let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
     require_extensions(target, &[TRADING_EXTENSION]).await?;
     let model = scratch("cmp-pretrade", ctx.seed);
@@ -324,7 +324,7 @@ pub(crate) async fn pretrade_controls_name_the_control(ctx: CaseCtx) -> CaseOutc
 /// gives no intent. Both sides are priced half a tick from the grid, where the two roundings
 /// differ, and on the grid, where neither may move the limit.
 pub(crate) async fn derived_orders_round_to_the_passive_tick(ctx: CaseCtx) -> CaseOutcome {
-    let subject = subject(&ctx.target).0;
+    let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
     require_extensions(target, &[TRADING_EXTENSION]).await?;
     let model = scratch("cmp-derive", ctx.seed);
@@ -622,7 +622,7 @@ async fn staged_digest(target: &dyn Target, model: &str) -> Result<String, CaseE
 /// CMP-4EYES (SOX-style change control): the principal who loaded a model may not approve
 /// it; another may, and both attempts are audit records.
 pub(crate) async fn self_approval_is_refused(ctx: CaseCtx) -> CaseOutcome {
-    let subject = subject(&ctx.target).0;
+    let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
     require_extensions(target, &[FOUR_EYES_EXTENSION]).await?;
     let model = scratch("cmp-4eyes", ctx.seed);
@@ -682,7 +682,7 @@ async fn self_approval_body(target: &dyn Target, model: &str) -> CaseOutcome {
 /// Gauntlet run recorded for its exact digest; with one it is, and the promotion's audit
 /// record names the digest.
 pub(crate) async fn promotion_needs_a_passing_run(ctx: CaseCtx) -> CaseOutcome {
-    let subject = subject(&ctx.target).0;
+    let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
     require_extensions(target, &[FOUR_EYES_EXTENSION]).await?;
     let model = scratch("cmp-tested", ctx.seed);
@@ -817,7 +817,7 @@ async fn promotion_body(target: &dyn Target, model: &str) -> CaseOutcome {
 /// next checkpoint proves the log only grew (RFC 6962 inclusion and consistency proofs).
 pub(crate) async fn record_proves_inclusion_and_consistency(ctx: CaseCtx) -> CaseOutcome {
     use gauntlet_engine::audit::{Checkpoint, hex, merkle};
-    let subject = subject(&ctx.target).0;
+    let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
     require_extensions(target, &[AUDIT_EXTENSION]).await?;
     let who = scratch("cmp-auditor", ctx.seed);
@@ -925,7 +925,7 @@ pub(crate) async fn record_proves_inclusion_and_consistency(ctx: CaseCtx) -> Cas
 /// CMP-CLOCK (RTS 25): record times are UTC with microseconds, never go back, and are close
 /// to this machine's clock.
 pub(crate) async fn timestamps_are_utc_microseconds(ctx: CaseCtx) -> CaseOutcome {
-    let subject = subject(&ctx.target).0;
+    let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
     require_extensions(target, &[AUDIT_EXTENSION]).await?;
     let who = scratch("cmp-clock", ctx.seed);
@@ -1007,7 +1007,7 @@ pub(crate) async fn timestamps_are_utc_microseconds(ctx: CaseCtx) -> CaseOutcome
 /// CMP-GDPR (Art. 25, 32): a client id sent with a prediction and a trader id sent with a
 /// signal never appear in the log in clear; both are keyed pseudonyms.
 pub(crate) async fn client_ids_are_pseudonymised(ctx: CaseCtx) -> CaseOutcome {
-    let subject = subject(&ctx.target).0;
+    let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
     require_extensions(target, &[AUDIT_EXTENSION, TRADING_EXTENSION]).await?;
     let model = scratch("cmp-gdpr", ctx.seed);
@@ -1083,7 +1083,7 @@ async fn pseudonym_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutc
 /// CMP-AUDIT, CMP-RETAIN: no route deletes or edits a record: every such method on the audit
 /// routes is refused, the record reads the same after, and the log only grew.
 pub(crate) async fn no_route_deletes_records(ctx: CaseCtx) -> CaseOutcome {
-    let subject = subject(&ctx.target).0;
+    let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
     require_extensions(target, &[AUDIT_EXTENSION]).await?;
     let who = scratch("cmp-eraser", ctx.seed);
@@ -1140,7 +1140,7 @@ pub(crate) async fn no_route_deletes_records(ctx: CaseCtx) -> CaseOutcome {
 /// retention period is refused by `retention`; the default prune keeps every record younger
 /// than five years.
 pub(crate) async fn retention_refuses_young_prunes(ctx: CaseCtx) -> CaseOutcome {
-    let subject = subject(&ctx.target).0;
+    let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
     require_extensions(target, &[AUDIT_EXTENSION]).await?;
     let who = scratch("cmp-retention", ctx.seed);

@@ -245,7 +245,11 @@ impl Suite for Compliance {
         let started = Instant::now();
         let config = ComplianceConfig::from_settings(&ctx.settings)?;
         let key = config.key()?;
-        let (subject, own_dir, own_keys) = support::subject(&ctx.target);
+        let support::Subject {
+            target: subject,
+            dir: own_dir,
+            keys: own_keys,
+        } = support::subject(&ctx.target).map_err(|e| SuiteError::Setup(e.to_string()))?;
         let target = subject.as_ref();
         let audited = support::extensions(target)
             .await

@@ -23,13 +23,33 @@ pub const RISK_PRINCIPAL: &str = "risk-officer";
 /// What the cases and gates check: the target's audited twin when the harness can make one
 /// (the in-process engine, [`Target::audited`]), with its log's directory and key files; else
 /// the target itself, as its operator configured it, and neither.
-pub fn subject(
-    target: &Arc<dyn Target>,
-) -> (Arc<dyn Target>, Option<PathBuf>, Option<AuditKeyFiles>) {
-    match target.audited() {
-        Some(a) => (a.target, Some(a.dir), a.keys),
-        None => (Arc::clone(target), None, None),
-    }
+///
+/// # Errors
+/// [`TargetError::Twin`] when the harness should have made the twin and could not: the
+/// cases then have no verdict (an error naming why), rather than checking the plain engine.
+pub fn subject(target: &Arc<dyn Target>) -> Result<Subject, TargetError> {
+    Ok(match target.audited()? {
+        Some(a) => Subject {
+            target: a.target,
+            dir: Some(a.dir),
+            keys: a.keys,
+        },
+        None => Subject {
+            target: Arc::clone(target),
+            dir: None,
+            keys: None,
+        },
+    })
+}
+
+/// What [`subject`] gives: the target the compliance cases and gates check.
+pub struct Subject {
+    /// The audited twin, or the target itself.
+    pub target: Arc<dyn Target>,
+    /// The twin's audit log directory; `None` by URL.
+    pub dir: Option<PathBuf>,
+    /// The twin's key files; `None` by URL.
+    pub keys: Option<AuditKeyFiles>,
 }
 
 /// Sends `method path` as `principal` (header `x-gauntlet-principal`), with a JSON body.

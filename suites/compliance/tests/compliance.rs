@@ -177,7 +177,7 @@ async fn a_plain_in_process_engine_is_checked_through_its_audited_twin_whose_log
         );
     }
     // The log is a real directory, verified offline after the run with the key it holds.
-    let twin = target.audited().unwrap();
+    let twin = target.audited().unwrap().unwrap();
     assert_eq!(twin.dir, dir);
     let report = gauntlet_engine::audit::verify_dir(&dir, &Default::default()).unwrap();
     assert!(report.records > 50 && report.checkpoints >= 2, "{report:?}");
@@ -191,16 +191,50 @@ async fn a_plain_in_process_engine_is_checked_through_its_audited_twin_whose_log
     }
 }
 
+/// A twin that cannot start (here: its log directory holds someone else's file) leaves the
+/// file alone, and every case and gate that needed it errs, naming why: none passes or skips
+/// on the plain engine, whose controls are off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_directory_that_holds_something_else_is_not_replaced() {
+async fn a_directory_that_holds_something_else_is_not_replaced_and_the_cases_err() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
     let plain = InProcess::new(AppState::new(EngineConfig::default())).audit_log_in(tmp.path());
-    assert!(plain.audited().is_none());
+    let Err(TargetError::Twin { twin, reason, .. }) = plain.audited() else {
+        panic!("the audited twin started in a directory that holds notes.txt");
+    };
+    assert_eq!(twin, "audited");
+    assert!(reason.contains("holds no audit log"), "{reason}");
     assert_eq!(
         std::fs::read_to_string(tmp.path().join("notes.txt")).unwrap(),
         "mine"
     );
+
+    let target: Arc<dyn Target> = Arc::new(plain);
+    let results = run_all(Arc::clone(&target)).await;
+    assert_eq!(results.len(), all_cases().len());
+    for r in &results {
+        let message = r.message.clone().unwrap_or_default();
+        assert!(
+            r.outcome == Outcome::Error && message.contains("holds no audit log"),
+            "{}: {:?} {message}",
+            r.id,
+            r.outcome
+        );
+    }
+    let settings = settings("");
+    let planned = Compliance.gates(&settings).unwrap();
+    let Err(e) = Compliance
+        .run(SuiteCtx {
+            target,
+            settings,
+            planned,
+            progress: false,
+        })
+        .await
+    else {
+        panic!("the gates ran without their audited twin");
+    };
+    assert!(e.to_string().contains("holds no audit log"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

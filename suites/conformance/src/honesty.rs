@@ -497,7 +497,7 @@ struct SecDefective {
 impl SecDefective {
     fn new(defect: SecDefect) -> Self {
         SecDefective {
-            inner: reference_target().unwrap().secured().unwrap(),
+            inner: reference_target().unwrap().secured().unwrap().unwrap(),
             defect,
         }
     }

@@ -68,6 +68,7 @@ impl Ctx {
         let target = ctx
             .target
             .secured()
+            .map_err(|e| e.to_string())?
             .unwrap_or_else(|| Arc::clone(&ctx.target));
         let access = target.security().cloned();
         let templates = gauntlet_fixtures::load_embedded()

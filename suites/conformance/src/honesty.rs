@@ -617,7 +617,17 @@ async fn security_caught(defect: SecDefect, cases: &[&str], needles: &[&str]) {
         let message = result.message.clone().unwrap_or_default();
         eprintln!("--- {} against {defect:?}:\n{message}\n", result.id);
         if defect == SecDefect::None {
-            assert_eq!(result.outcome, Outcome::Pass, "{}: {message}", result.id);
+            // A proxy is not this build's engine: its key files were read before the run.
+            let own_build_only = result.id == "security::weak_key_files_are_refused";
+            if own_build_only {
+                assert!(
+                    matches!(result.outcome, Outcome::Skip { .. }),
+                    "{}: {message}",
+                    result.id
+                );
+            } else {
+                assert_eq!(result.outcome, Outcome::Pass, "{}: {message}", result.id);
+            }
             continue;
         }
         assert_eq!(

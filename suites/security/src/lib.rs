@@ -11,6 +11,10 @@
 //!   cut off.
 //! - SEC-SECRETS: no secret the run used (raw, hex or base64) and no stack trace appears in an
 //!   error body or in `/metrics`; the TLS port refuses plain HTTP and TLS below 1.2.
+//! - SEC-SECRETS, SEC-SIG, SEC-ENC: key files group or others may read, or malformed ones
+//!   (admin keys, read tokens, keyring), are refused at start naming the file or field, and
+//!   no refusal quotes a secret (in process only: by URL the engine read its files before the
+//!   run).
 //!
 //! Against the in-process engine the suite attacks its secured twin ([`Target::secured`]): the
 //! same build with admin keys, a keyring, a read token and TLS, all generated for the run. A
@@ -44,6 +48,7 @@
 #![deny(missing_docs)]
 
 mod artifacts;
+mod files;
 mod input;
 mod leaks;
 mod probe;
@@ -109,6 +114,10 @@ fn attacks() -> Vec<Attack> {
         attack!(input::deep_json_is_refused, ["SEC-INPUT"]),
         attack!(input::header_flood_is_refused, ["SEC-INPUT"]),
         attack!(input::slowloris_is_cut_off, ["SEC-INPUT"]),
+        attack!(
+            files::weak_key_files_are_refused,
+            ["SEC-SECRETS", "SEC-SIG", "SEC-ENC"]
+        ),
         attack!(leaks::tls_port_refuses_plain_http, ["SEC-SECRETS"]),
         attack!(leaks::tls_below_1_2_is_refused, ["SEC-SECRETS"]),
         attack!(

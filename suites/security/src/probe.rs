@@ -54,6 +54,9 @@ pub(crate) type Step<T> = Result<T, Verdict>;
 pub(crate) struct Ctx {
     pub(crate) target: Arc<dyn Target>,
     pub(crate) access: Option<SecurityAccess>,
+    /// Whether the target is this build's engine in process (the harness made its secured
+    /// twin), so that the engine's own loaders can be tried on files of the suite's.
+    pub(crate) own_build: bool,
     /// Suffix of every model name this run creates (from the run seed).
     pub(crate) tag: String,
     pub(crate) max_body_bytes: usize,
@@ -65,17 +68,16 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub(crate) fn new(ctx: &SuiteCtx) -> Result<Ctx, String> {
-        let target = ctx
-            .target
-            .secured()
-            .map_err(|e| e.to_string())?
-            .unwrap_or_else(|| Arc::clone(&ctx.target));
+        let twin = ctx.target.secured().map_err(|e| e.to_string())?;
+        let own_build = twin.is_some();
+        let target = twin.unwrap_or_else(|| Arc::clone(&ctx.target));
         let access = target.security().cloned();
         let templates = gauntlet_fixtures::load_embedded()
             .map_err(|e| format!("failed to load the reference artifacts: {e}"))?;
         Ok(Ctx {
             target,
             access,
+            own_build,
             tag: format!("{:012x}", ctx.settings.seed & 0xffff_ffff_ffff),
             max_body_bytes: ctx.settings.max_body_bytes,
             templates,

@@ -64,16 +64,30 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
     let target: Arc<dyn Target> =
         Arc::new(InProcess::with_models(EngineConfig::default(), models).unwrap());
     let cases = run(target).await;
-    assert_eq!(cases.len(), 20);
+    assert_eq!(cases.len(), 21);
     for c in &cases {
         assert_eq!(c.outcome, Outcome::Pass, "{}: {:?}", c.id, c.message);
         let message = c.message.as_deref().unwrap();
         assert!(
             message.starts_with("sent")
                 || message.starts_with("a good")
+                || message.starts_with("the well-formed")
                 || message.starts_with("scanned"),
             "{message}"
         );
+    }
+    // Each weak key file is refused by the engine's own loader, naming the file or field.
+    let files = outcome(&cases, "weak_key_files_are_refused")
+        .message
+        .as_deref()
+        .unwrap();
+    for named in [
+        "mode 0640 lets group or others read it",
+        "keys[0].secret: must be at least 32 bytes",
+        "tokens[0].sha256: must be 64 lowercase hex digits",
+        "primary: names a retired key",
+    ] {
+        assert!(files.contains(named), "{files}");
     }
     assert!(
         outcome(&cases, "forged_signature_is_refused")
@@ -128,6 +142,12 @@ async fn an_open_engine_by_url_fails_the_unsigned_load() {
     assert!(
         matches!(&forged.outcome, Outcome::Skip { reason } if reason.contains("--admin-credentials")),
         "{forged:?}"
+    );
+    // By URL the engine read its key files before the run: the loader case says so.
+    let files = outcome(&cases, "weak_key_files_are_refused");
+    assert!(
+        matches!(&files.outcome, Outcome::Skip { reason } if reason.contains("before the run")),
+        "{files:?}"
     );
     for name in [
         "deep_json_is_refused",

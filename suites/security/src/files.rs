@@ -1,0 +1,363 @@
+//! SEC-SECRETS, SEC-SIG, SEC-ENC: the key files the engine reads when it starts. A file that
+//! group or others may read, or whose contents are malformed (a short or non-base64 secret, a
+//! duplicate or invalid key id, a digest that is not 64 lowercase hex digits, a primary that
+//! names a retired key, ...), is refused with an error naming the file or the field, and no
+//! error quotes a secret.
+//!
+//! Only this build's own loader can be tried: by URL the engine read its files before the run.
+//! So the case runs when the harness made the secured twin (the in-process engine, the same
+//! build as this `gauntlet`), through the loader the `gauntlet-engine` binary starts with
+//! ([`Security::load`]), on real files in a private directory of the run.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+use gauntlet_engine::security::keyring::Keyring;
+use gauntlet_engine::security::sign::MIN_SECRET_LEN;
+use gauntlet_engine::security::{Security, SecurityConfig};
+
+use crate::probe::{Ctx, Verdict};
+
+/// One file of a variant: which config key reads it, its text and its mode.
+struct File {
+    key: Key,
+    text: String,
+    mode: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    AdminKeys,
+    ReadTokens,
+    Keyring,
+}
+
+impl Key {
+    fn name(self) -> &'static str {
+        match self {
+            Key::AdminKeys => "admin-keys",
+            Key::ReadTokens => "read-tokens",
+            Key::Keyring => "keyring",
+        }
+    }
+}
+
+/// What the run wrote: the well-formed files, the token digest, and the secrets in them
+/// (base64, as written).
+struct Good {
+    admin: String,
+    tokens: String,
+    digest: String,
+    keyring: String,
+    secrets: Vec<String>,
+}
+
+fn good(tag: &str) -> Result<Good, String> {
+    let secret: Vec<u8> = (0..MIN_SECRET_LEN)
+        .map(|i| (i as u8).wrapping_mul(37) ^ 0x5a)
+        .collect();
+    let secret_b64 = base64::engine::general_purpose::STANDARD.encode(&secret);
+    let admin = format!(
+        "[[keys]]\nid = \"ops-{tag}\"\nsecret = \"{secret_b64}\"\nprincipal = \"alice\"\nrole = \"operator\"\n"
+    );
+    // The loader checks a digest's form only: any 32 bytes in lowercase hex will do.
+    let digest = gauntlet_engine::security::sign::hex(&[0xab; 32]);
+    let tokens = format!("[[tokens]]\nprincipal = \"reader\"\nsha256 = \"{digest}\"\n");
+    let mut ring = Keyring::new();
+    ring.add("k0", [7; 32]).map_err(|e| e.to_string())?;
+    ring.add("k1", [9; 32]).map_err(|e| e.to_string())?;
+    ring.set_primary("k1").map_err(|e| e.to_string())?;
+    ring.retire("k0").map_err(|e| e.to_string())?;
+    let keyring = ring.to_toml_string();
+    let ring_b64 = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    Ok(Good {
+        admin,
+        tokens,
+        digest,
+        keyring,
+        secrets: vec![secret_b64, ring_b64],
+    })
+}
+
+/// The variants: a description, the one file that differs from the good set, and what the
+/// refusal must name.
+fn variants(g: &Good) -> Vec<(&'static str, File, &'static str)> {
+    let admin = |text: String, mode| File {
+        key: Key::AdminKeys,
+        text,
+        mode,
+    };
+    let tokens = |text: String, mode| File {
+        key: Key::ReadTokens,
+        text,
+        mode,
+    };
+    let ring = |text: String, mode| File {
+        key: Key::Keyring,
+        text,
+        mode,
+    };
+    let short = base64::engine::general_purpose::STANDARD.encode([1u8; MIN_SECRET_LEN - 1]);
+    let first = g.admin.clone();
+    let twice = format!("{first}\n{}", first.replace("alice", "bob"));
+    let digest = g.digest.as_str();
+    vec![
+        (
+            "admin keys readable by the group (0640)",
+            admin(g.admin.clone(), 0o640),
+            "lets group or others read it",
+        ),
+        (
+            "admin keys readable by anyone (0604)",
+            admin(g.admin.clone(), 0o604),
+            "lets group or others read it",
+        ),
+        (
+            "an admin secret one byte short",
+            admin(replace_secret(&g.admin, &short), 0o600),
+            "keys[0].secret",
+        ),
+        (
+            "an admin secret that is not base64",
+            admin(replace_secret(&g.admin, "not*base64!"), 0o600),
+            "keys[0].secret",
+        ),
+        (
+            "a duplicate admin key id",
+            admin(twice, 0o600),
+            "keys[1].id",
+        ),
+        (
+            "an admin key id with a space",
+            admin(first.replacen("id = \"ops-", "id = \"ops ", 1), 0o600),
+            "keys[0].id",
+        ),
+        (
+            "an admin key with no principal",
+            admin(first.replace("\"alice\"", "\"\""), 0o600),
+            "keys[0].principal",
+        ),
+        (
+            "an admin key with an unknown field",
+            admin(format!("{first}expires = 1\n"), 0o600),
+            "unknown field",
+        ),
+        (
+            "read tokens readable by anyone (0644)",
+            tokens(g.tokens.clone(), 0o644),
+            "lets group or others read it",
+        ),
+        (
+            "a token digest in upper case",
+            tokens(g.tokens.replace(digest, &digest.to_uppercase()), 0o600),
+            "tokens[0].sha256",
+        ),
+        (
+            "a token digest one digit short",
+            tokens(g.tokens.replace(digest, &digest[1..]), 0o600),
+            "tokens[0].sha256",
+        ),
+        (
+            "a keyring readable by the group (0640)",
+            ring(g.keyring.clone(), 0o640),
+            "lets group or others read it",
+        ),
+        (
+            "a keyring key of 31 bytes",
+            ring(
+                g.keyring.replace(
+                    &base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+                    &base64::engine::general_purpose::STANDARD.encode([9u8; 31]),
+                ),
+                0o600,
+            ),
+            "keys[1].key",
+        ),
+        (
+            "a keyring whose primary is retired",
+            ring(
+                g.keyring.replace("primary = \"k1\"", "primary = \"k0\""),
+                0o600,
+            ),
+            "primary",
+        ),
+        (
+            "a keyring with a duplicate key id",
+            ring(g.keyring.replace("id = \"k1\"", "id = \"k0\""), 0o600),
+            "keys[1].id",
+        ),
+        (
+            "a retired keyring key that keeps its material",
+            ring(
+                g.keyring.replacen(
+                    "state = \"retired\"",
+                    &format!(
+                        "state = \"retired\"\nkey = \"{}\"",
+                        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+                    ),
+                    1,
+                ),
+                0o600,
+            ),
+            "keys[0].key",
+        ),
+        (
+            "a keyring with max-uses 0",
+            ring(
+                g.keyring
+                    .lines()
+                    .map(|l| {
+                        if l.starts_with("max-uses") {
+                            "max-uses = 0"
+                        } else {
+                            l
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                0o600,
+            ),
+            "max-uses",
+        ),
+    ]
+}
+
+fn replace_secret(admin: &str, secret: &str) -> String {
+    admin
+        .lines()
+        .map(|l| {
+            if l.starts_with("secret = ") {
+                format!("secret = \"{secret}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A private directory of the run (mode 0700), removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create(tag: &str) -> std::io::Result<Scratch> {
+        let path =
+            std::env::temp_dir().join(format!("gauntlet-keyfiles-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&path)?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str, mode: u32) -> std::io::Result<PathBuf> {
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(&path)?, text.as_bytes())?;
+    #[cfg(unix)]
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    #[cfg(not(unix))]
+    let _ = mode;
+    Ok(path)
+}
+
+/// Loads the three files as the engine binary does at start.
+fn load(dir: &Path, g: &Good, swap: Option<&File>) -> std::io::Result<Result<Security, String>> {
+    let mut config = SecurityConfig::default();
+    for key in [Key::AdminKeys, Key::ReadTokens, Key::Keyring] {
+        let (text, mode) = match swap {
+            Some(f) if f.key == key => (f.text.as_str(), f.mode),
+            _ => (
+                match key {
+                    Key::AdminKeys => g.admin.as_str(),
+                    Key::ReadTokens => g.tokens.as_str(),
+                    Key::Keyring => g.keyring.as_str(),
+                },
+                0o600,
+            ),
+        };
+        let path = write(dir, &format!("{}.toml", key.name()), text, mode)?;
+        match key {
+            Key::AdminKeys => config.admin_keys = Some(path),
+            Key::ReadTokens => config.read_tokens = Some(path),
+            Key::Keyring => config.keyring = Some(path),
+        }
+    }
+    Ok(Security::load(&config).map_err(|e| gauntlet_harness::error_chain(&e)))
+}
+
+/// Weak or malformed key files are refused at start, each naming the file or the field, and
+/// no refusal quotes a secret; the well-formed set loads (so a loader that refuses everything
+/// fails too).
+pub(crate) async fn weak_key_files_are_refused(c: &Ctx) -> Verdict {
+    if !c.own_build {
+        return Verdict::skip(
+            "by URL the engine read its key files when it started, before the run: only the \
+             in-process engine's loader (this build's) can be given weak files",
+        );
+    }
+    let g = match good(&c.tag) {
+        Ok(g) => g,
+        Err(e) => return Verdict::error(format!("failed to make the key files: {e}")),
+    };
+    let dir = match Scratch::create(&c.tag) {
+        Ok(d) => d,
+        Err(e) => return Verdict::error(format!("failed to create a private directory: {e}")),
+    };
+    match load(&dir.0, &g, None) {
+        Err(e) => return Verdict::error(format!("failed to write the key files: {e}")),
+        Ok(Err(e)) => {
+            return Verdict::fail(format!(
+                "well-formed owner-only admin keys, read tokens and keyring were refused: {e}"
+            ));
+        }
+        Ok(Ok(_)) => {}
+    }
+    let mut problems = Vec::new();
+    let mut refused = String::new();
+    let variants = variants(&g);
+    for (what, file, names) in &variants {
+        match load(&dir.0, &g, Some(file)) {
+            Err(e) => return Verdict::error(format!("failed to write the key files: {e}")),
+            Ok(Ok(_)) => problems.push(format!("{what}: accepted")),
+            Ok(Err(e)) => {
+                if g.secrets.iter().any(|s| e.contains(s.as_str())) {
+                    problems.push(format!(
+                        "{what}: the refusal quotes a secret of the file (redacted here)"
+                    ));
+                } else if !e.contains(names) {
+                    problems.push(format!("{what}: refused without naming `{names}`: {e}"));
+                } else {
+                    let _ = write!(refused, "\n- {what}: {e}");
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Verdict::pass(format!(
+            "the well-formed files load; {} weak or malformed ones are refused:{refused}",
+            variants.len()
+        ))
+    } else {
+        Verdict::fail(format!(
+            "{} of {} weak or malformed key files were not refused as they should be:\n- {}",
+            problems.len(),
+            variants.len(),
+            problems.join("\n- ")
+        ))
+    }
+}

@@ -6,7 +6,10 @@
 //!   new keys `0600`, at random, in a directory it creates.
 //! - `audit_log_reopens`: a copy of the log and its keys, the keys written in upper-case hex,
 //!   reopens where the log stopped: every record read back, the latest checkpoint's size and
-//!   root unchanged, no torn tail, and the copy verifies.
+//!   root unchanged, no torn tail, and the copy verifies. Then what a restart after a crash
+//!   finds: a half-written last frame is cut and quarantined and a new segment without its
+//!   magic dropped, every record kept; a record edited under the checkpoint (a flipped byte,
+//!   a rewrite with a valid CRC) or written twice is refused, naming the record.
 //!
 //! Both work on copies in a scratch directory; the target's own files are only read. A key's
 //! value never appears in a message.
@@ -15,10 +18,13 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use gauntlet_engine::audit::{AuditConfig, AuditLog, VerifyOptions, hex, verify_dir};
+use gauntlet_engine::audit::{
+    AuditConfig, AuditError, AuditLog, PAYLOAD_HEADER, SEGMENT_EXT, VerifyError, VerifyOptions,
+    hex, verify_dir,
+};
 use gauntlet_harness::AuditKeyFiles;
 
-use crate::tamper::{Scratch, copy_dir};
+use crate::tamper::{Middle, Scratch, copy_dir, frames, middle_record, reseal, segments};
 
 /// Reads a key file as the checks need it: its permission bits and its 32 bytes. The error
 /// names the file, never its content.
@@ -211,11 +217,217 @@ pub async fn reopen_check(dir: &Path, files: &AuditKeyFiles) -> Result<String, S
     }
     verify_dir(&log_copy, &options)
         .map_err(|e| format!("the reopened copy does not verify: {e}"))?;
+    let crashes = crash_check(dir, &scratch.0, &keys, records).await?;
     Ok(format!(
-        "a copy of `{}` reopened with its keys in upper-case hex: {records} records, latest checkpoint {} unchanged, no torn tail, verifies",
+        "a copy of `{}` reopened with its keys in upper-case hex: {records} records, latest checkpoint {} unchanged, no torn tail, verifies; {crashes}",
         dir.display(),
         describe(got)
     ))
+}
+
+/// What a restart after a crash finds, on more copies of the log in `dir` (`records` records,
+/// all under its latest checkpoint): a half-written frame at the end of the last segment is cut
+/// off and quarantined, a new segment whose magic never reached the disk is dropped, and the
+/// log reopens with every record; a record edited under the checkpoint (a flipped byte, or a
+/// rewrite with a valid CRC) or one written twice is no crash, and the log refuses to open,
+/// naming the record.
+async fn crash_check(
+    dir: &Path,
+    scratch: &Path,
+    keys: &AuditKeyFiles,
+    records: u64,
+) -> Result<String, String> {
+    let copy = |name: &str| -> Result<PathBuf, String> {
+        let to = scratch.join(name);
+        copy_dir(dir, &to).map_err(|e| format!("failed to copy `{}`: {e}", dir.display()))?;
+        Ok(to)
+    };
+    let last_segment = |log: &Path| -> Result<PathBuf, String> {
+        segments(log)?
+            .pop()
+            .ok_or_else(|| format!("`{}` holds no segment", log.display()))
+    };
+    let mut said = Vec::new();
+
+    // 1. A torn tail: the header of a 16-byte frame and 2 of its bytes.
+    let torn = copy("crash-torn")?;
+    let segment = last_segment(&torn)?;
+    let length = file_len(&segment)?;
+    append(&segment, &[16, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2])?;
+    reopens(&torn, keys, records, "a half-written frame", |t| {
+        t.offset == length && t.index == Some(records) && t.bytes == 10 && t.file == segment
+    })
+    .await?;
+    if file_len(&segment)? != length {
+        return Err(format!(
+            "after a half-written frame was cut, `{}` is {} bytes, not the {length} it had",
+            segment.display(),
+            file_len(&segment)?
+        ));
+    }
+    said.push(format!(
+        "a half-written frame at offset {length} cut and quarantined"
+    ));
+
+    // 2. A new segment whose 8-byte magic never reached the disk.
+    let empty = copy("crash-empty")?;
+    let new_segment = empty.join(format!("{records:020}.{SEGMENT_EXT}"));
+    append(&new_segment, b"GAU")?;
+    reopens(&empty, keys, records, "a new segment of 3 bytes", |t| {
+        t.offset == 0 && t.index.is_none() && t.bytes == 3 && t.file == new_segment
+    })
+    .await?;
+    if new_segment.exists() {
+        return Err(format!(
+            "`{}`, a new segment of 3 bytes, was left in the log",
+            new_segment.display()
+        ));
+    }
+    said.push("a new segment without its magic dropped".to_owned());
+
+    // 3–5. Edits no crash explains: each refused, naming the record. They need a record with
+    // a successor in its segment; a log that short says so.
+    let Ok(Middle {
+        name,
+        data,
+        offset,
+        len,
+        index,
+    }) = middle_record(dir)
+    else {
+        said.push(format!(
+            "no segment holds three records ({records} in all): edits not tried"
+        ));
+        return Ok(said.join("; "));
+    };
+    let flipped = copy("crash-flipped")?;
+    let mut bytes = data.clone();
+    bytes[offset + 8 + PAYLOAD_HEADER + 1] ^= 0x20;
+    write(&flipped.join(&name), &bytes)?;
+    refuses(&flipped, keys, &format!("record {index} with a flipped byte"), |e| {
+        matches!(e, VerifyError::BadFrame { index: i, offset: o, .. } if *i == index && *o == offset as u64)
+    })
+    .await?;
+    let rewritten = copy("crash-rewritten")?;
+    let mut bytes = data.clone();
+    let at = (offset + 8 + PAYLOAD_HEADER..offset + 8 + len)
+        .find(|&i| bytes[i].is_ascii_alphabetic())
+        .ok_or_else(|| format!("record {index} has no letter to change"))?;
+    bytes[at] ^= 0x20;
+    reseal(&mut bytes, offset, len);
+    write(&rewritten.join(&name), &bytes)?;
+    refuses(
+        &rewritten,
+        keys,
+        &format!("record {index} rewritten with a valid CRC"),
+        |e| matches!(e, VerifyError::LinkMismatch { index: i, .. } if *i == index + 1),
+    )
+    .await?;
+    let twice = copy("crash-twice")?;
+    let segment = last_segment(&twice)?;
+    let tail = std::fs::read(&segment)
+        .map_err(|e| format!("failed to read `{}`: {e}", segment.display()))?;
+    let &(last, last_len) = frames(&tail)
+        .last()
+        .ok_or_else(|| format!("`{}` holds no record", segment.display()))?;
+    append(&segment, &tail[last..last + 8 + last_len])?;
+    refuses(
+        &twice,
+        keys,
+        &format!("record {} written twice", records - 1),
+        |e| {
+            matches!(e, VerifyError::IndexMismatch { expected, found, .. } if *expected == records && *found + 1 == records)
+        },
+    )
+    .await?;
+    said.push(format!(
+        "record {index} with a flipped byte, record {index} rewritten with a valid CRC and record {} written twice refused",
+        records - 1
+    ));
+    Ok(said.join("; "))
+}
+
+/// Opens the log in `dir` expecting it to recover from one torn tail that `expected` accepts,
+/// with `records` records.
+async fn reopens(
+    dir: &Path,
+    keys: &AuditKeyFiles,
+    records: u64,
+    what: &str,
+    expected: impl Fn(&gauntlet_engine::audit::TornTail) -> bool,
+) -> Result<(), String> {
+    let log = AuditLog::open(&config(dir, keys))
+        .map_err(|e| format!("after {what} the log failed to reopen: {e}"))?;
+    let found = log.len();
+    let torn = log.recovery().torn.clone();
+    log.close().await;
+    if found != records {
+        return Err(format!(
+            "after {what} the log reopened with {found} records, not {records}"
+        ));
+    }
+    match torn.as_slice() {
+        [t] if expected(t) && t.quarantine.is_file() => Ok(()),
+        other => Err(format!(
+            "after {what} the log reopened cutting {}",
+            if other.is_empty() {
+                "no torn tail".to_owned()
+            } else {
+                other
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} bytes at offset {} of `{}` (record {:?}, quarantined in `{}`)",
+                            t.bytes,
+                            t.offset,
+                            t.file.display(),
+                            t.index,
+                            t.quarantine.display()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )),
+    }
+}
+
+/// Opens the log in `dir` expecting a refusal that `expected` accepts.
+async fn refuses(
+    dir: &Path,
+    keys: &AuditKeyFiles,
+    what: &str,
+    expected: impl Fn(&VerifyError) -> bool,
+) -> Result<(), String> {
+    match AuditLog::open(&config(dir, keys)) {
+        Ok(log) => {
+            log.close().await;
+            Err(format!("the log opened with {what}"))
+        }
+        Err(AuditError::Corrupt(e)) if expected(&e) => Ok(()),
+        Err(e) => Err(format!(
+            "with {what} the log was refused for another reason: {e}"
+        )),
+    }
+}
+
+fn file_len(path: &Path) -> Result<u64, String> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| format!("failed to read `{}`: {e}", path.display()))
+}
+
+fn append(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| format!("failed to write `{}`: {e}", path.display()))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("failed to write `{}`: {e}", path.display()))
 }
 
 fn describe(checkpoint: Option<(u64, [u8; 32])>) -> String {

@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use gauntlet_engine::audit::{
-    CHECKPOINT_FILE, PAYLOAD_HEADER, VerifyError, VerifyOptions, verify_dir,
+    CHECKPOINT_FILE, PAYLOAD_HEADER, SEGMENT_EXT, VerifyError, VerifyOptions, verify_dir,
 };
 
 /// Frames of an audit file after its 8 magic bytes: (offset, payload length).
-fn frames(data: &[u8]) -> Vec<(usize, usize)> {
+pub(crate) fn frames(data: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut pos = 8;
     while pos + 8 <= data.len() {
@@ -24,8 +24,64 @@ fn frames(data: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
+/// A record with a successor in the same segment, to tamper with.
+pub(crate) struct Middle {
+    /// Its segment's file name.
+    pub(crate) name: std::ffi::OsString,
+    /// The segment's bytes.
+    pub(crate) data: Vec<u8>,
+    /// The record's frame: offset and payload length.
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+    /// The record's index in the log.
+    pub(crate) index: u64,
+}
+
+/// The segments of `dir` in order (their file names are the first index, zero-padded).
+pub(crate) fn segments(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("failed to list `{}`: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == SEGMENT_EXT))
+        .collect();
+    segments.sort();
+    Ok(segments)
+}
+
+/// The middle record of the first segment holding three records or more.
+///
+/// # Errors
+/// When no segment holds three records, or one cannot be read.
+pub(crate) fn middle_record(dir: &Path) -> Result<Middle, String> {
+    for path in segments(dir)? {
+        let data = std::fs::read(&path)
+            .map_err(|e| format!("failed to read `{}`: {e}", path.display()))?;
+        let f = frames(&data);
+        if let (true, Some(name)) = (f.len() >= 3, path.file_name()) {
+            let first: u64 = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let k = f.len() / 2;
+            let (offset, len) = f[k];
+            return Ok(Middle {
+                name: name.to_owned(),
+                data,
+                offset,
+                len,
+                index: first + k as u64,
+            });
+        }
+    }
+    Err(format!(
+        "no segment of `{}` holds three records to tamper with",
+        dir.display()
+    ))
+}
+
 /// Rewrites a frame's CRC after its payload changed.
-fn reseal(data: &mut [u8], offset: usize, len: usize) {
+pub(crate) fn reseal(data: &mut [u8], offset: usize, len: usize) {
     let crc = crc32fast::hash(&data[offset + 8..offset + 8 + len]);
     data[offset + 4..offset + 8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -80,37 +136,13 @@ pub fn tamper_check(dir: &Path, public_key: Option<[u8; 32]>) -> Result<String, 
         copy_dir(dir, &to).map_err(|e| format!("failed to copy `{}`: {e}", dir.display()))?;
         Ok(to)
     };
-    // The first segment holding three records or more: its middle record has a successor.
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("failed to list `{}`: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segments.sort();
-    let mut chosen = None;
-    for path in &segments {
-        let data =
-            std::fs::read(path).map_err(|e| format!("failed to read `{}`: {e}", path.display()))?;
-        let f = frames(&data);
-        if f.len() >= 3 {
-            let first: u64 = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            chosen = Some((path.file_name().map(ToOwned::to_owned), data, f, first));
-            break;
-        }
-    }
-    let Some((Some(name), data, f, first)) = chosen else {
-        return Err(format!(
-            "no segment of `{}` holds three records to tamper with",
-            dir.display()
-        ));
-    };
-    let k = f.len() / 2;
-    let (offset, len) = f[k];
-    let index = first + k as u64;
+    let Middle {
+        name,
+        data,
+        offset,
+        len,
+        index,
+    } = middle_record(dir)?;
     let mut said = Vec::new();
 
     // 1. A flipped byte in the record's JSON.

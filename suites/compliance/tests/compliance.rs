@@ -102,6 +102,16 @@ async fn every_case_and_gate_passes_in_process_and_the_matrix_traces_every_claus
             gate.message
         );
     }
+    let reopens = gate(&output.cases, "audit_log_reopens")
+        .message
+        .clone()
+        .unwrap();
+    assert!(
+        reopens.contains("a half-written frame at offset")
+            && reopens.contains("rewritten with a valid CRC")
+            && reopens.contains("written twice refused"),
+        "{reopens}"
+    );
     let tamper = output.cases[1].message.clone().unwrap();
     assert!(
         tamper.contains("a flipped byte: record")
@@ -305,7 +315,12 @@ async fn the_key_gates_check_the_files_named_and_fail_on_a_key_group_may_read() 
         assert_eq!(g.outcome, Outcome::Pass, "{name}: {:?}", g.message);
     }
     let reopens = gate(&named, "audit_log_reopens").message.clone().unwrap();
-    assert!(reopens.contains("upper-case hex"), "{reopens}");
+    assert!(
+        reopens.contains("upper-case hex")
+            && reopens.contains("a half-written frame at offset")
+            && reopens.contains("a new segment without its magic dropped"),
+        "{reopens}"
+    );
     // The control removed: a signing key file that group may read fails the key gate, which
     // names the mode and not the key.
     let key = std::fs::read_to_string(&signing).unwrap();

@@ -59,8 +59,10 @@ fn good(tag: &str) -> Result<Good, String> {
         .map(|i| (i as u8).wrapping_mul(37) ^ 0x5a)
         .collect();
     let secret_b64 = base64::engine::general_purpose::STANDARD.encode(&secret);
+    // The longest principal the engine takes: 128 bytes.
+    let principal = format!("alice-{}", "x".repeat(122));
     let admin = format!(
-        "[[keys]]\nid = \"ops-{tag}\"\nsecret = \"{secret_b64}\"\nprincipal = \"alice\"\nrole = \"operator\"\n"
+        "[[keys]]\nid = \"ops-{tag}\"\nsecret = \"{secret_b64}\"\nprincipal = \"{principal}\"\nrole = \"operator\"\n"
     );
     // The loader checks a digest's form only: any 32 bytes in lowercase hex will do.
     let digest = gauntlet_engine::security::sign::hex(&[0xab; 32]);
@@ -70,7 +72,8 @@ fn good(tag: &str) -> Result<Good, String> {
     ring.add("k1", [9; 32]).map_err(|e| e.to_string())?;
     ring.set_primary("k1").map_err(|e| e.to_string())?;
     ring.retire("k0").map_err(|e| e.to_string())?;
-    let keyring = ring.to_toml_string();
+    // The largest use limit the engine takes: half the 2^32 nonce bound.
+    let keyring = replace_line(&ring.to_toml_string(), "max-uses = ", "2147483648");
     let ring_b64 = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
     Ok(Good {
         admin,
@@ -101,7 +104,7 @@ fn variants(g: &Good) -> Vec<(&'static str, File, &'static str)> {
     };
     let short = base64::engine::general_purpose::STANDARD.encode([1u8; MIN_SECRET_LEN - 1]);
     let first = g.admin.clone();
-    let twice = format!("{first}\n{}", first.replace("alice", "bob"));
+    let twice = format!("{first}\n{}", first.replace("alice-", "bob-"));
     let digest = g.digest.as_str();
     vec![
         (
@@ -136,7 +139,12 @@ fn variants(g: &Good) -> Vec<(&'static str, File, &'static str)> {
         ),
         (
             "an admin key with no principal",
-            admin(first.replace("\"alice\"", "\"\""), 0o600),
+            admin(replace_line(&first, "principal = ", "\"\""), 0o600),
+            "keys[0].principal",
+        ),
+        (
+            "an admin principal of 129 bytes",
+            admin(first.replace("alice-", "alice-x"), 0o600),
             "keys[0].principal",
         ),
         (
@@ -205,31 +213,27 @@ fn variants(g: &Good) -> Vec<(&'static str, File, &'static str)> {
         ),
         (
             "a keyring with max-uses 0",
-            ring(
-                g.keyring
-                    .lines()
-                    .map(|l| {
-                        if l.starts_with("max-uses") {
-                            "max-uses = 0"
-                        } else {
-                            l
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                0o600,
-            ),
+            ring(replace_line(&g.keyring, "max-uses = ", "0"), 0o600),
+            "max-uses",
+        ),
+        (
+            "a keyring with max-uses 2^31 + 1",
+            ring(replace_line(&g.keyring, "max-uses = ", "2147483649"), 0o600),
             "max-uses",
         ),
     ]
 }
 
 fn replace_secret(admin: &str, secret: &str) -> String {
-    admin
-        .lines()
+    replace_line(admin, "secret = ", &format!("\"{secret}\""))
+}
+
+/// `text` with the value of every line that starts with `key` (`name = `) replaced.
+fn replace_line(text: &str, key: &str, value: &str) -> String {
+    text.lines()
         .map(|l| {
-            if l.starts_with("secret = ") {
-                format!("secret = \"{secret}\"")
+            if l.starts_with(key) {
+                format!("{key}{value}")
             } else {
                 l.to_owned()
             }

@@ -7,8 +7,8 @@
 //! - `audit_log_reopens`: a copy of the log and its keys, the keys written in upper-case hex,
 //!   reopens where the log stopped: every record read back, the latest checkpoint's size and
 //!   root unchanged, no torn tail, and the copy verifies. Then what a restart after a crash
-//!   finds: a half-written last frame is cut and quarantined and a new segment without its
-//!   magic dropped, every record kept; a record edited under the checkpoint (a flipped byte,
+//!   finds: a half-written last frame is cut and quarantined, a new segment without its
+//!   magic dropped and one holding only its magic kept, every record kept; a record edited under the checkpoint (a flipped byte,
 //!   a rewrite with a valid CRC) or written twice is refused, naming the record.
 //!
 //! Both work on copies in a scratch directory; the target's own files are only read. A key's
@@ -285,7 +285,30 @@ async fn crash_check(
     }
     said.push("a new segment without its magic dropped".to_owned());
 
-    // 3–5. Edits no crash explains: each refused, naming the record. They need a record with
+    // 3. A new segment that holds its magic and nothing more (a crash right after a rotation)
+    // is a segment, not a torn tail: kept, and nothing cut.
+    let rotated = copy("crash-rotated")?;
+    let magic = std::fs::read(last_segment(&rotated)?)
+        .map_err(|e| format!("failed to read a segment of `{}`: {e}", rotated.display()))?;
+    let new_segment = rotated.join(format!("{records:020}.{SEGMENT_EXT}"));
+    append(&new_segment, magic.get(..8).unwrap_or_default())?;
+    let log = AuditLog::open(&config(&rotated, keys))
+        .map_err(|e| format!("after a rotation the log failed to reopen: {e}"))?;
+    let (found, torn) = (log.len(), log.recovery().torn.len());
+    log.close().await;
+    if found != records || torn != 0 || !new_segment.is_file() {
+        return Err(format!(
+            "with a new segment holding only its magic the log reopened with {found} records (not {records}), cut {torn} torn tail(s), and {} the segment",
+            if new_segment.is_file() {
+                "kept"
+            } else {
+                "dropped"
+            }
+        ));
+    }
+    said.push("a new segment holding only its magic kept".to_owned());
+
+    // 4–6. Edits no crash explains: each refused, naming the record. They need a record with
     // a successor in its segment; a log that short says so.
     let Ok(Middle {
         name,

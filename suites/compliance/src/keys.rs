@@ -8,8 +8,9 @@
 //!   reopens where the log stopped: every record read back, the latest checkpoint's size and
 //!   root unchanged, no torn tail, and the copy verifies. Then what a restart after a crash
 //!   finds: a half-written last frame is cut and quarantined, a new segment without its
-//!   magic dropped and one holding only its magic kept, every record kept; a record edited under the checkpoint (a flipped byte,
-//!   a rewrite with a valid CRC) or written twice is refused, naming the record.
+//!   magic dropped and one holding only its magic kept, every record kept; a record edited
+//!   under the checkpoint (a flipped byte, a rewrite with a valid CRC) or written twice is
+//!   refused, naming the record.
 //!
 //! Both work on copies in a scratch directory; the target's own files are only read. A key's
 //! value never appears in a message.
@@ -19,12 +20,11 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use gauntlet_engine::audit::{
-    AuditConfig, AuditError, AuditLog, PAYLOAD_HEADER, SEGMENT_EXT, VerifyError, VerifyOptions,
-    hex, verify_dir,
+    AuditConfig, AuditError, AuditLog, SEGMENT_EXT, VerifyError, VerifyOptions, hex, verify_dir,
 };
 use gauntlet_harness::AuditKeyFiles;
 
-use crate::tamper::{Middle, Scratch, copy_dir, frames, middle_record, reseal, segments};
+use crate::tamper::{Scratch, copy_dir, frames, middle_record, segments};
 
 /// Reads a key file as the checks need it: its permission bits and its 32 bytes. The error
 /// names the file, never its content.
@@ -310,35 +310,21 @@ async fn crash_check(
 
     // 4–6. Edits no crash explains: each refused, naming the record. They need a record with
     // a successor in its segment; a log that short says so.
-    let Ok(Middle {
-        name,
-        data,
-        offset,
-        len,
-        index,
-    }) = middle_record(dir)
-    else {
+    let Ok(middle) = middle_record(dir) else {
         said.push(format!(
             "no segment holds three records ({records} in all): edits not tried"
         ));
         return Ok(said.join("; "));
     };
+    let (offset, index) = (middle.offset, middle.index);
     let flipped = copy("crash-flipped")?;
-    let mut bytes = data.clone();
-    bytes[offset + 8 + PAYLOAD_HEADER + 1] ^= 0x20;
-    write(&flipped.join(&name), &bytes)?;
+    write(&flipped.join(&middle.name), &middle.flipped())?;
     refuses(&flipped, keys, &format!("record {index} with a flipped byte"), |e| {
         matches!(e, VerifyError::BadFrame { index: i, offset: o, .. } if *i == index && *o == offset as u64)
     })
     .await?;
     let rewritten = copy("crash-rewritten")?;
-    let mut bytes = data.clone();
-    let at = (offset + 8 + PAYLOAD_HEADER..offset + 8 + len)
-        .find(|&i| bytes[i].is_ascii_alphabetic())
-        .ok_or_else(|| format!("record {index} has no letter to change"))?;
-    bytes[at] ^= 0x20;
-    reseal(&mut bytes, offset, len);
-    write(&rewritten.join(&name), &bytes)?;
+    write(&rewritten.join(&middle.name), &middle.rewritten()?)?;
     refuses(
         &rewritten,
         keys,

@@ -37,6 +37,31 @@ pub(crate) struct Middle {
     pub(crate) index: u64,
 }
 
+impl Middle {
+    /// The segment with one byte of the record's JSON flipped (its CRC no longer matches).
+    pub(crate) fn flipped(&self) -> Vec<u8> {
+        let mut bytes = self.data.clone();
+        bytes[self.offset + 8 + PAYLOAD_HEADER + 1] ^= 0x20;
+        bytes
+    }
+
+    /// The segment with one letter of the record's JSON changed and the frame resealed (a
+    /// valid CRC: only the successor's link shows the edit).
+    ///
+    /// # Errors
+    /// When the record's JSON holds no letter.
+    pub(crate) fn rewritten(&self) -> Result<Vec<u8>, String> {
+        let mut bytes = self.data.clone();
+        let json = self.offset + 8 + PAYLOAD_HEADER;
+        let at = (json..self.offset + 8 + self.len)
+            .find(|&i| bytes[i].is_ascii_alphabetic())
+            .ok_or_else(|| format!("record {} has no letter to change", self.index))?;
+        bytes[at] ^= 0x20;
+        reseal(&mut bytes, self.offset, self.len);
+        Ok(bytes)
+    }
+}
+
 /// The segments of `dir` in order (their file names are the first index, zero-padded).
 pub(crate) fn segments(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -81,7 +106,7 @@ pub(crate) fn middle_record(dir: &Path) -> Result<Middle, String> {
 }
 
 /// Rewrites a frame's CRC after its payload changed.
-pub(crate) fn reseal(data: &mut [u8], offset: usize, len: usize) {
+fn reseal(data: &mut [u8], offset: usize, len: usize) {
     let crc = crc32fast::hash(&data[offset + 8..offset + 8 + len]);
     data[offset + 4..offset + 8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -136,20 +161,13 @@ pub fn tamper_check(dir: &Path, public_key: Option<[u8; 32]>) -> Result<String, 
         copy_dir(dir, &to).map_err(|e| format!("failed to copy `{}`: {e}", dir.display()))?;
         Ok(to)
     };
-    let Middle {
-        name,
-        data,
-        offset,
-        len,
-        index,
-    } = middle_record(dir)?;
+    let middle = middle_record(dir)?;
+    let (offset, index) = (middle.offset, middle.index);
     let mut said = Vec::new();
 
     // 1. A flipped byte in the record's JSON.
     let flipped = copy("flipped")?;
-    let mut bytes = data.clone();
-    bytes[offset + 8 + PAYLOAD_HEADER + 1] ^= 0x20;
-    std::fs::write(flipped.join(&name), &bytes).map_err(|e| e.to_string())?;
+    std::fs::write(flipped.join(&middle.name), middle.flipped()).map_err(|e| e.to_string())?;
     match verify_dir(&flipped, &options) {
         Err(VerifyError::BadFrame {
             index: i,
@@ -168,14 +186,7 @@ pub fn tamper_check(dir: &Path, public_key: Option<[u8; 32]>) -> Result<String, 
 
     // 2. The same record rewritten with a valid CRC.
     let rewritten = copy("rewritten")?;
-    let mut bytes = data.clone();
-    let json = offset + 8 + PAYLOAD_HEADER;
-    let at = (json..offset + 8 + len)
-        .find(|&i| bytes[i].is_ascii_alphabetic())
-        .ok_or_else(|| format!("record {index} has no letter to change"))?;
-    bytes[at] ^= 0x20;
-    reseal(&mut bytes, offset, len);
-    std::fs::write(rewritten.join(&name), &bytes).map_err(|e| e.to_string())?;
+    std::fs::write(rewritten.join(&middle.name), middle.rewritten()?).map_err(|e| e.to_string())?;
     match verify_dir(&rewritten, &options) {
         Err(VerifyError::RecordAltered {
             index: i,

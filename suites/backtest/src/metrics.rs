@@ -139,7 +139,20 @@ impl Annualisation {
     /// bars a week apart or more give `365.25 days / median interval`.
     pub fn inferred(ts_ns: &[i64]) -> Self {
         let mut intervals: Vec<i64> = ts_ns.windows(2).map(|w| w[1] - w[0]).collect();
-        if intervals.is_empty() {
+        let median = match intervals.len() {
+            0 => 0,
+            len => *intervals.select_nth_unstable(len / 2).1,
+        };
+        Self::inferred_with_median(ts_ns, median)
+    }
+
+    /// [`Annualisation::inferred`] with the median interval already known (the loader's
+    /// [`crate::data::Gaps`] finds it, with the same rule: the upper median): one pass over
+    /// the UTC days, a division a day rather than three a bar. At 1M bars the three passes
+    /// and the median's 8 MB of intervals were a tenth of `gauntlet backtest --no-sweep`'s
+    /// main thread (suites/backtest/README.md, Figures).
+    pub fn inferred_with_median(ts_ns: &[i64], median: i64) -> Self {
+        if ts_ns.len() < 2 {
             return Annualisation {
                 periods_per_year: 1.0,
                 source: "inferred: under two bars, 1 per year".into(),
@@ -147,11 +160,26 @@ impl Annualisation {
                 overnight_ns: 0,
             };
         }
-        let mid = intervals.len() / 2;
-        let median = *intervals.select_nth_unstable(mid).1;
-        let weekday = |ts: i64| (ts.div_euclid(DAY_NS) + 4).rem_euclid(7); // 0 = Sunday
-        let saturday = ts_ns.iter().filter(|&&t| weekday(t) == 6).count();
-        let sunday = ts_ns.iter().filter(|&&t| weekday(t) == 0).count();
+        // Bars per UTC date and a day's span from its first bar to its last (plus one
+        // interval), with the bars on Saturdays and Sundays counted day by day: the
+        // timestamps are sorted, so a day's bars are the run below the next midnight.
+        let (mut per_day, mut span_ns) = (Vec::new(), Vec::new());
+        let (mut saturday, mut sunday) = (0_usize, 0_usize);
+        let mut k = 0;
+        while k < ts_ns.len() {
+            let day = ts_ns[k].div_euclid(DAY_NS);
+            let next = (day + 1).saturating_mul(DAY_NS);
+            let start = k;
+            // At least this bar: `next` saturates at the end of the i64 range.
+            k += ts_ns[k..].partition_point(|&t| t < next).max(1);
+            match (day + 4).rem_euclid(7) {
+                6 => saturday += k - start,
+                0 => sunday += k - start,
+                _ => {}
+            }
+            per_day.push(k - start);
+            span_ns.push(ts_ns[k - 1] - ts_ns[start] + median);
+        }
         let n = ts_ns.len() as f64;
         let weekends = saturday as f64 > 0.005 * n || sunday as f64 > 0.05 * n;
         let weekend_note = format!(
@@ -169,19 +197,6 @@ impl Annualisation {
                 skip_weekends: false,
                 overnight_ns: 0,
             };
-        }
-        // Bars per UTC date, their median; a day's span from its first bar to its last.
-        let mut per_day = Vec::new();
-        let mut span_ns = Vec::new();
-        let mut k = 0;
-        while k < ts_ns.len() {
-            let day = ts_ns[k].div_euclid(DAY_NS);
-            let start = k;
-            while k < ts_ns.len() && ts_ns[k].div_euclid(DAY_NS) == day {
-                k += 1;
-            }
-            per_day.push(k - start);
-            span_ns.push(ts_ns[k - 1] - ts_ns[start] + median);
         }
         let mid = per_day.len() / 2;
         let bars_per_day = if median_s >= 0.8 * SECONDS_PER_DAY {
@@ -834,6 +849,26 @@ mod tests {
         let weekly: Vec<i64> = (0..100).map(|w| monday + 7 * w * DAY_NS).collect();
         let w = Annualisation::inferred(&weekly);
         assert!((w.periods_per_year - 365.25 / 7.0).abs() < 1e-9, "{w}");
+        // The loader's median gives the same inference as the timestamps' own, and the
+        // day scan ends at both ends of the i64 range.
+        for ts in [
+            weekdays(&[0]),
+            every_day,
+            weekdays(&hours),
+            weekdays(&session),
+            weekly,
+            vec![i64::MIN, i64::MIN + 1, 0, i64::MAX - 1, i64::MAX],
+        ] {
+            let median = crate::data::Gaps::of(&ts).median_interval_ns;
+            let given = Annualisation::inferred_with_median(&ts, median);
+            let own = Annualisation::inferred(&ts);
+            assert_eq!(given.periods_per_year, own.periods_per_year, "{given}");
+            assert_eq!(given.source, own.source);
+            assert_eq!(
+                (given.skip_weekends, given.overnight_ns),
+                (own.skip_weekends, own.overnight_ns)
+            );
+        }
     }
 
     #[test]

@@ -125,7 +125,7 @@ fn check_gaps(bars: &Bars, gaps: &Gaps, max_gap: Option<f64>) -> Result<(), Data
     if gaps.count == 0 || gaps.median_interval_ns <= 0 {
         return Ok(());
     }
-    let shape = Annualisation::inferred(&bars.ts_ns);
+    let shape = Annualisation::inferred_with_median(&bars.ts_ns, gaps.median_interval_ns);
     let Some((after, gap)) =
         data::longest_trading_gap(&bars.ts_ns, shape.skip_weekends, shape.overnight_ns)
     else {
@@ -271,7 +271,8 @@ pub struct Outcome {
 }
 
 /// Runs the plan on `bars`: a strategy plan builds its own signals, a model plan uses
-/// `model`.
+/// `model`. `median_interval_ns` is the bars' median interval, as their
+/// [`crate::data::Gaps`] found it.
 ///
 /// # Errors
 ///
@@ -304,7 +305,7 @@ pub async fn run_plan_with(
         Some(p) => Annualisation::given(p),
         None => match plan.calendar {
             Some(calendar) => Annualisation::derived(median_interval_ns, calendar),
-            None => Annualisation::inferred(&bars.ts_ns),
+            None => Annualisation::inferred_with_median(&bars.ts_ns, median_interval_ns),
         },
     };
     match (&plan.signal, model) {

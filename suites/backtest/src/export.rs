@@ -295,16 +295,32 @@ fn equity_and_drawdown(returns: &[f64]) -> (Vec<f64>, Vec<f64>) {
     (curve, drawdown)
 }
 
+/// Rows a row group of `returns.parquet`: polars' writer default (512²), so readers that
+/// split work by row group get four at 1M rows.
+const ROW_GROUP_ROWS: usize = 512 * 512;
+
 /// `returns.parquet`: the columns of `returns.csv` (timestamp as a UTC nanosecond datetime,
-/// position, equity, return, drawdown), LZ4-compressed (`LZ4_RAW`), 262,144 rows a row group.
+/// position, equity, return, drawdown), LZ4-compressed (`LZ4_RAW`), 262,144 rows a row
+/// group, each column PLAIN-encoded with min/max and null-count statistics.
+///
+/// Written through polars-parquet's `FileWriter` rather than polars' `ParquetWriter`,
+/// whose only encoding choice for numbers is to try a dictionary first: it estimated every
+/// float column's cardinality (a HyperLogLog pass, ~6 % of `gauntlet backtest
+/// --no-sweep`'s instructions at 1M bars) to find, every time, what the data says up front:
+/// these floats barely repeat (suites/backtest/README.md, Figures). The file is what
+/// polars wrote but for the encoding, which every reader handles.
 ///
 /// # Errors
 ///
 /// The writer's error, as an I/O error.
 pub fn write_returns_parquet(out: impl Write, outcome: &Outcome) -> io::Result<()> {
     use polars::prelude::{
-        Column, DataFrame, DataType, Float64Chunked, Int64Chunked, IntoSeries, ParquetCompression,
-        ParquetWriter, TimeUnit, TimeZone,
+        ArrowDataType, ArrowTimeUnit, Column, CompatLevel, DataFrame, DataType, Float64Chunked,
+        Int64Chunked, IntoSeries, SchemaExt, TimeUnit, TimeZone,
+    };
+    use polars_parquet::write::{
+        CompressionOptions, Encoding, FileWriter, RowGroupIterator, StatisticsOptions, Version,
+        WriteOptions,
     };
     let returns = &outcome.execution.returns;
     let n = returns.len();
@@ -331,14 +347,44 @@ pub fn write_returns_parquet(out: impl Write, outcome: &Outcome) -> io::Result<(
         f64s("return", returns.clone()),
         f64s("drawdown", drawdown),
     ];
-    let mut frame = DataFrame::new(n, columns).map_err(to_io)?;
+    let frame = DataFrame::new(n, columns).map_err(to_io)?;
+    let mut schema = frame.schema().to_arrow(CompatLevel::newest());
+    // Tagged UTC (Parquet's `isAdjustedToUTC`), as the values are: polars built without its
+    // `timezones` feature drops the zone in the cast above, and pandas or DuckDB would then
+    // read local-less wall times.
+    if let Some(field) = schema.get_mut("timestamp") {
+        field.dtype = ArrowDataType::Timestamp(ArrowTimeUnit::Nanosecond, Some("UTC".into()));
+    }
     // LZ4 (Parquet's LZ4_RAW, which pyarrow, polars, DuckDB and Spark read): zstd at its
     // default level spent a fifth of `gauntlet backtest --no-sweep`'s instructions on these
     // floats' bytes for a file 11 % smaller (suites/backtest/README.md, Figures).
-    ParquetWriter::new(out)
-        .with_compression(ParquetCompression::Lz4Raw)
-        .finish(&mut frame)
-        .map_err(to_io)?;
+    let options = WriteOptions {
+        statistics: StatisticsOptions::default(),
+        version: Version::V1,
+        compression: CompressionOptions::Lz4Raw,
+        data_page_size: None,
+    };
+    let encodings = vec![vec![Encoding::Plain]; schema.len()];
+    let batches: Vec<_> = (0..n.div_ceil(ROW_GROUP_ROWS))
+        .map(|g| frame.slice((g * ROW_GROUP_ROWS) as i64, ROW_GROUP_ROWS))
+        .flat_map(|g| {
+            g.iter_chunks(CompatLevel::newest(), false)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let rows: Vec<u64> = batches.iter().map(|b| b.len() as u64).collect();
+    let row_groups = RowGroupIterator::try_new(
+        batches.into_iter().map(Ok),
+        &schema,
+        options,
+        encodings.into(),
+    )
+    .map_err(to_io)?;
+    let mut writer = FileWriter::try_new(out, schema, options).map_err(to_io)?;
+    for (rows, columns) in rows.into_iter().zip(row_groups) {
+        writer.write(rows, columns.map_err(to_io)?).map_err(to_io)?;
+    }
+    writer.end(None).map_err(to_io)?;
     Ok(())
 }
 

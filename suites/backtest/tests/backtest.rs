@@ -1017,31 +1017,8 @@ fn the_units_model_agrees_with_vectorbt() {
     use gauntlet_backtest::signals::MaCross;
     use gauntlet_backtest::sweep::{ExecParams, run};
 
-    let python = std::env::var("GAUNTLET_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = std::process::Command::new(&python)
-        .args(["-c", "import vectorbt, pandas; print(vectorbt.__version__)"])
-        .output();
-    let version = match probe {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        other => {
-            let why = match other {
-                // Python's last line names the missing module.
-                Ok(o) => String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .to_owned(),
-                Err(e) => e.to_string(),
-            };
-            let reason = format!("{python} cannot import vectorbt and pandas: {why}");
-            assert!(
-                std::env::var_os("GAUNTLET_REQUIRE_VECTORBT").is_none(),
-                "{reason}"
-            );
-            println!("skipped: {reason}");
-            return;
-        }
+    let Some((python, version)) = python_with("vectorbt, pandas", "vectorbt") else {
+        return;
     };
     println!("vectorbt {version}");
 
@@ -1394,6 +1371,139 @@ fn degenerate_runs_exit_1_naming_the_undefined_metric() {
         v["dsr.trials"], 104.0,
         "5 declared (this one among them) and 99 more swept"
     );
+}
+
+/// The Python interpreter (`GAUNTLET_PYTHON`, else python3) and the version of `module`,
+/// when it imports `modules`; `None`, with the reason printed, when it cannot, unless
+/// `GAUNTLET_REQUIRE_VECTORBT` is set (CI's vectorbt lane, which installs the peers), where
+/// that is a failure.
+fn python_with(modules: &str, module: &str) -> Option<(String, String)> {
+    let python = std::env::var("GAUNTLET_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = std::process::Command::new(&python)
+        .args([
+            "-c",
+            &format!("import {modules}; print({module}.__version__)"),
+        ])
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => {
+            let version = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            println!("{module} {version}");
+            Some((python, version))
+        }
+        other => {
+            let why = match other {
+                // Python's last line names the missing module.
+                Ok(o) => String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_owned(),
+                Err(e) => e.to_string(),
+            };
+            let reason = format!("{python} cannot import {modules}: {why}");
+            assert!(
+                std::env::var_os("GAUNTLET_REQUIRE_VECTORBT").is_none(),
+                "{reason}"
+            );
+            println!("skipped: {reason}");
+            None
+        }
+    }
+}
+
+/// returns.parquet, written through polars-parquet's own writer, reads in pyarrow (the
+/// reader pandas, DuckDB and Spark users have) as polars reads it: the same columns, every
+/// value's bits, the timestamps tagged UTC, one row group per 262,144 rows. Needs python3
+/// with pyarrow; skipped like the vectorbt agreement.
+#[test]
+fn returns_parquet_reads_the_same_in_pyarrow() {
+    let Some((python, _)) = python_with("pyarrow.parquet", "pyarrow") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Two row groups and a part of a third.
+    let bars = gauntlet_fixtures::generate_ohlcv_every(7, 600_000, 60).unwrap();
+    let data = dir.path().join("bars.parquet");
+    gauntlet_backtest::data::write_parquet(&bars, &data).unwrap();
+    let config = dir.path().join("gauntlet.toml");
+    std::fs::write(&config, "[profile.default]\n").unwrap();
+    let out = dir.path().join("out");
+    run_cli([
+        "gauntlet-backtest",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--strategy",
+        "ma-cross:10,50",
+        "--no-sweep",
+        "--report-dir",
+        out.to_str().unwrap(),
+    ]);
+    let file = out.join("returns.parquet");
+    // Each column's values buffer, little-endian, as pyarrow decoded it.
+    let script = r#"
+import sys, pyarrow.parquet as pq
+f = pq.ParquetFile(sys.argv[1])
+t = f.read()
+print(f.metadata.num_row_groups, t.schema.field("timestamp").type, f.schema.column(0).logical_type.to_json())
+for name in t.column_names:
+    a = t.column(name).combine_chunks()
+    assert a.null_count == 0 and a.offset == 0, name
+    open(sys.argv[2] + "/" + name + ".bin", "wb").write(a.buffers()[1].to_pybytes()[: 8 * len(a)])
+"#;
+    let output = std::process::Command::new(&python)
+        .args([
+            "-c",
+            script,
+            file.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let periods = bars.len() - 1;
+    assert!(
+        stdout.starts_with("3 timestamp[ns, tz=UTC] ")
+            && stdout.contains(r#""isAdjustedToUTC":true"#),
+        "{stdout}"
+    );
+    use polars::prelude::{DataType, ParquetReader, SerReader};
+    let frame = ParquetReader::new(std::fs::File::open(&file).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(frame.height(), periods);
+    for name in ["timestamp", "position", "equity", "return", "drawdown"] {
+        let theirs = std::fs::read(dir.path().join(format!("{name}.bin"))).unwrap();
+        let column = frame.column(name).unwrap();
+        let ours: Vec<u8> = if name == "timestamp" {
+            let ts = column.cast(&DataType::Int64).unwrap();
+            ts.i64()
+                .unwrap()
+                .into_no_null_iter()
+                .flat_map(i64::to_le_bytes)
+                .collect()
+        } else {
+            column
+                .f64()
+                .unwrap()
+                .into_no_null_iter()
+                .flat_map(f64::to_le_bytes)
+                .collect()
+        };
+        assert_eq!(theirs.len(), 8 * periods, "{name}");
+        assert!(
+            theirs == ours,
+            "{name}: pyarrow and polars read different values"
+        );
+    }
 }
 
 /// trades.csv and the returns read back, returns.parquet (the default) and returns.csv

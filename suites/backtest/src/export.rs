@@ -388,11 +388,13 @@ pub fn write_returns_parquet(out: impl Write, outcome: &Outcome) -> io::Result<(
     Ok(())
 }
 
-/// Writes `trades.csv` and the returns in `format` into `dir`.
+/// Writes `trades.csv` and the returns in `format` into `dir`, each on a thread of its own:
+/// at 1M bars `trades.csv` (24k trades) is about a third of the exports' time, which then
+/// overlaps the returns file instead of preceding it.
 ///
 /// # Errors
 ///
-/// The I/O error, with the file.
+/// The I/O error, with the file; the trades' first when both fail.
 pub fn write_all(
     dir: &Path,
     outcome: &Outcome,
@@ -405,23 +407,38 @@ pub fn write_all(
             format!("failed to write {}: {e}", dir.join(file).display()),
         )
     };
-    let mut trades = io::BufWriter::new(
-        std::fs::File::create(dir.join("trades.csv")).map_err(|e| named("trades.csv", e))?,
-    );
-    write_trades(&mut trades, outcome, ts_ns)
-        .and_then(|()| trades.flush())
-        .map_err(|e| named("trades.csv", e))?;
-    let file = format.file_name();
-    let mut returns = std::fs::File::create(dir.join(file)).map_err(|e| named(file, e))?;
-    match format {
-        ReturnsFormat::Parquet => {
-            let mut buffered = io::BufWriter::new(returns);
-            write_returns_parquet(&mut buffered, outcome).and_then(|()| buffered.flush())
+    let write_trades_csv = || {
+        let mut trades = io::BufWriter::new(
+            std::fs::File::create(dir.join("trades.csv")).map_err(|e| named("trades.csv", e))?,
+        );
+        write_trades(&mut trades, outcome, ts_ns)
+            .and_then(|()| trades.flush())
+            .map_err(|e| named("trades.csv", e))
+    };
+    let write_returns_file = || {
+        let file = format.file_name();
+        let mut returns = std::fs::File::create(dir.join(file)).map_err(|e| named(file, e))?;
+        match format {
+            ReturnsFormat::Parquet => {
+                let mut buffered = io::BufWriter::new(returns);
+                write_returns_parquet(&mut buffered, outcome).and_then(|()| buffered.flush())
+            }
+            // Whole chunks go straight to the file: no buffer in between.
+            ReturnsFormat::Csv => {
+                write_returns(&mut returns, outcome).and_then(|()| returns.flush())
+            }
         }
-        // Whole chunks go straight to the file: no buffer in between.
-        ReturnsFormat::Csv => write_returns(&mut returns, outcome).and_then(|()| returns.flush()),
-    }
-    .map_err(|e| named(file, e))
+        .map_err(|e| named(file, e))
+    };
+    let (trades, returns) = std::thread::scope(|scope| {
+        let trades = scope.spawn(write_trades_csv);
+        let returns = write_returns_file();
+        let trades = trades
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (trades, returns)
+    });
+    trades.and(returns)
 }
 
 #[cfg(test)]

@@ -71,6 +71,9 @@ fn benchmark_returns(outcome: &Outcome) -> impl Iterator<Item = f64> + '_ {
 /// first lowest and the first highest of each bucket, in order), without the full-length
 /// list it would take. Charts of a 1M-bar run built those lists (16 MB a series) only to
 /// keep 2,000 points of each.
+///
+/// Points come as a Unix-nanosecond time and a value; only the kept points' times become
+/// seconds (the chart's x, [`secs`]): a division a point was a fifth of the charts' work.
 struct Downsampler {
     out: Vec<[f64; 2]>,
     /// Points expected, and buckets (0: every point is kept).
@@ -82,8 +85,8 @@ struct Downsampler {
     start: usize,
     end: usize,
     pushed: usize,
-    lo: Option<(usize, [f64; 2])>,
-    hi: Option<(usize, [f64; 2])>,
+    lo: Option<(usize, (i64, f64))>,
+    hi: Option<(usize, (i64, f64))>,
 }
 
 impl Downsampler {
@@ -106,9 +109,9 @@ impl Downsampler {
     fn flush(&mut self) {
         if let (Some((i, lo)), Some((j, hi))) = (self.lo.take(), self.hi.take()) {
             let (first, second) = if i <= j { (lo, hi) } else { (hi, lo) };
-            self.out.push(first);
+            self.out.push([secs(first.0), first.1]);
             if i != j {
-                self.out.push(second);
+                self.out.push([secs(second.0), second.1]);
             }
         }
     }
@@ -116,11 +119,12 @@ impl Downsampler {
     /// Inlined into each chart's loop, the bucket change out of line: a call a point was
     /// a twentieth of `gauntlet backtest --no-sweep`'s samples at 1M bars (five series).
     #[inline(always)]
-    fn push(&mut self, p: [f64; 2]) {
+    fn push(&mut self, t_ns: i64, y: f64) {
         if self.buckets == 0 {
-            self.out.push(p);
+            self.out.push([secs(t_ns), y]);
             return;
         }
+        let p = (t_ns, y);
         if self.pushed == self.end && self.bucket + 1 < self.buckets {
             self.next_bucket();
         }
@@ -128,10 +132,10 @@ impl Downsampler {
         self.pushed += 1;
         match (&mut self.lo, &mut self.hi) {
             (Some(lo), Some(hi)) => {
-                if p[1] < lo.1[1] {
+                if p.1 < lo.1.1 {
                     *lo = (k, p);
                 }
-                if p[1] > hi.1[1] {
+                if p.1 > hi.1.1 {
                     *hi = (k, p);
                 }
             }
@@ -166,7 +170,6 @@ impl Downsampler {
 /// Equity (start 1) and buy-and-hold against calendar dates, log scale, with a line at the
 /// start of each walk-forward test fold.
 pub fn equity_chart(outcome: &Outcome) -> Chart {
-    let start = [secs(outcome.start_ts_ns), 1.0];
     let ts = &outcome.period_ts_ns;
     let periods = outcome.execution.returns.len().min(ts.len());
     let mut equity = Downsampler::new(periods + 1, MAX_CHART_POINTS);
@@ -179,18 +182,18 @@ pub fn equity_chart(outcome: &Outcome) -> Chart {
             (lo, hi) = (lo.min(y), hi.max(y));
         }
     };
-    equity.push(start);
+    equity.push(outcome.start_ts_ns, 1.0);
     range(1.0);
     let mut e = 1.0;
     for (r, &t) in outcome.execution.returns.iter().zip(ts) {
         e *= 1.0 + r;
-        equity.push([secs(t), e]);
+        equity.push(t, e);
         range(e);
     }
-    benchmark.push(start);
+    benchmark.push(outcome.start_ts_ns, 1.0);
     range(1.0);
     for (&b, &t) in outcome.benchmark.iter().zip(ts) {
-        benchmark.push([secs(t), b]);
+        benchmark.push(t, b);
         range(b);
     }
     // Compounding over years spans orders of magnitude: a log axis keeps early years
@@ -225,12 +228,12 @@ pub fn drawdown_chart(outcome: &Outcome) -> Chart {
         .len()
         .min(outcome.period_ts_ns.len());
     let mut points = Downsampler::new(periods + 1, MAX_CHART_POINTS);
-    points.push([secs(outcome.start_ts_ns), 0.0]);
+    points.push(outcome.start_ts_ns, 0.0);
     let (mut e, mut peak) = (1.0_f64, 1.0_f64);
     for (r, &t) in outcome.execution.returns.iter().zip(&outcome.period_ts_ns) {
         e *= 1.0 + r;
         peak = peak.max(e);
-        points.push([secs(t), -(1.0 - e / peak) * 100.0]);
+        points.push(t, -(1.0 - e / peak) * 100.0);
     }
     // One series, no legend: an unnamed series draws none.
     Chart::timeline("Drawdown", "drawdown (%)").with_series(points.series(""))
@@ -347,7 +350,7 @@ fn rolling_series(
     let mut down = Downsampler::new((shown + 1).saturating_sub(window), MAX_CHART_POINTS);
     rolling_sharpe_each(len, ret, window, rates, |i, s| {
         if let Some(&t) = ts.get(i) {
-            down.push([secs(t), s]);
+            down.push(t, s);
         }
     });
     down.series(name)
@@ -704,7 +707,9 @@ mod tests {
             0, 1, 2, 7, 1_999, 2_000, 2_001, 2_003, 4_001, 10_007, 123_457,
         ] {
             for max_points in [2, 3, 10, 2_000] {
-                let points: Vec<[f64; 2]> = (0..len)
+                // Times a minute apart from 2024, some not whole seconds.
+                let ns = |i: usize| 1_704_067_200_000_000_000 + i as i64 * 60_000_000_007;
+                let points: Vec<(i64, f64)> = (0..len)
                     .map(|i| {
                         x ^= x << 13;
                         x ^= x >> 7;
@@ -714,13 +719,14 @@ mod tests {
                             1 => 0.5,
                             _ => (x >> 11) as f64 / (1u64 << 53) as f64,
                         };
-                        [i as f64, y]
+                        (ns(i), y)
                     })
                     .collect();
-                let want = gauntlet_reports::Series::downsampled("s", &points, max_points);
+                let all: Vec<[f64; 2]> = points.iter().map(|&(t, y)| [secs(t), y]).collect();
+                let want = gauntlet_reports::Series::downsampled("s", &all, max_points);
                 let mut down = Downsampler::new(len, max_points);
-                for &p in &points {
-                    down.push(p);
+                for &(t, y) in &points {
+                    down.push(t, y);
                 }
                 let got = down.series("s");
                 let bits = |s: &Series| -> Vec<[u64; 2]> {

@@ -430,6 +430,11 @@ impl Prepared {
             });
             (reported, written)
         });
+        // The bars and the run (~150 MB at 1M bars) are freed on a thread of their own
+        // while the caller writes the reports: unmapping them took the main thread ~7 ms
+        // (suites/backtest/README.md, Figures).
+        let columns = (self.bars, outcome);
+        std::thread::spawn(move || drop(columns));
         let (table, section) = reported?;
         written?;
         Ok(BacktestOutcome {

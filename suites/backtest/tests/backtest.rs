@@ -1017,10 +1017,9 @@ fn the_units_model_agrees_with_vectorbt() {
     use gauntlet_backtest::signals::MaCross;
     use gauntlet_backtest::sweep::{ExecParams, run};
 
-    let Some((python, version)) = python_with("vectorbt, pandas", "vectorbt") else {
+    let Some(python) = python_with("vectorbt, pandas", "vectorbt") else {
         return;
     };
-    println!("vectorbt {version}");
 
     let (open, close) = regime_bars(16, 2_400);
     let dir = tempfile::tempdir().unwrap();
@@ -1373,11 +1372,11 @@ fn degenerate_runs_exit_1_naming_the_undefined_metric() {
     );
 }
 
-/// The Python interpreter (`GAUNTLET_PYTHON`, else python3) and the version of `module`,
-/// when it imports `modules`; `None`, with the reason printed, when it cannot, unless
+/// The Python interpreter (`GAUNTLET_PYTHON`, else python3), when it imports `modules`
+/// (`module`'s version printed); `None`, with the reason printed, when it cannot, unless
 /// `GAUNTLET_REQUIRE_VECTORBT` is set (CI's vectorbt lane, which installs the peers), where
 /// that is a failure.
-fn python_with(modules: &str, module: &str) -> Option<(String, String)> {
+fn python_with(modules: &str, module: &str) -> Option<String> {
     let python = std::env::var("GAUNTLET_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = std::process::Command::new(&python)
         .args([
@@ -1389,7 +1388,7 @@ fn python_with(modules: &str, module: &str) -> Option<(String, String)> {
         Ok(o) if o.status.success() => {
             let version = String::from_utf8_lossy(&o.stdout).trim().to_owned();
             println!("{module} {version}");
-            Some((python, version))
+            Some(python)
         }
         other => {
             let why = match other {
@@ -1419,7 +1418,7 @@ fn python_with(modules: &str, module: &str) -> Option<(String, String)> {
 /// with pyarrow; skipped like the vectorbt agreement.
 #[test]
 fn returns_parquet_reads_the_same_in_pyarrow() {
-    let Some((python, _)) = python_with("pyarrow.parquet", "pyarrow") else {
+    let Some(python) = python_with("pyarrow.parquet", "pyarrow") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -49,8 +49,10 @@ pub const KEY_LEN: usize = 32;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyringError {
-    /// The file could not be read or written.
-    #[error("failed to {action} keyring file `{}`", path.display())]
+    /// The file could not be read or written. [`check_private`] gives it for every file of
+    /// secrets (admin keys, read tokens, signing and TLS keys too), so it names the file, not
+    /// its kind: the caller's context does.
+    #[error("failed to {action} `{}`", path.display())]
     Io {
         /// `read` or `write`.
         action: &'static str,
@@ -60,9 +62,9 @@ pub enum KeyringError {
         #[source]
         source: std::io::Error,
     },
-    /// The file may be read by group or others.
+    /// The file may be read by group or others (any file of secrets: see [`check_private`]).
     #[error(
-        "refusing keyring file `{}`: mode {mode:04o} lets group or others read it; run `chmod 600` on it",
+        "refusing `{}`: mode {mode:04o} lets group or others read it; run `chmod 600` on it",
         path.display()
     )]
     Permissions {

@@ -304,8 +304,8 @@ fn load(dir: &Path, g: &Good, swap: Option<&File>) -> std::io::Result<Result<Sec
     Ok(Security::load(&config).map_err(|e| gauntlet_harness::error_chain(&e)))
 }
 
-/// Weak or malformed key files are refused at start, each naming the file or the field, and
-/// no refusal quotes a secret; the well-formed set loads (so a loader that refuses everything
+/// Weak or malformed key files are refused at start, each naming the file or the field (and
+/// an admin-keys or read-tokens file never as a keyring), and no refusal quotes a secret; the well-formed set loads (so a loader that refuses everything
 /// fails too).
 pub(crate) async fn weak_key_files_are_refused(c: &Ctx) -> Verdict {
     if !c.own_build {
@@ -345,6 +345,9 @@ pub(crate) async fn weak_key_files_are_refused(c: &Ctx) -> Verdict {
                     ));
                 } else if !e.contains(names) {
                     problems.push(format!("{what}: refused without naming `{names}`: {e}"));
+                } else if file.key != Key::Keyring && e.contains("keyring") {
+                    // An operator told to fix "the keyring" looks at the wrong file.
+                    problems.push(format!("{what}: the refusal calls it a keyring: {e}"));
                 } else {
                     let _ = write!(refused, "\n- {what}: {e}");
                 }

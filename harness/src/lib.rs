@@ -45,6 +45,7 @@ pub mod gate;
 pub mod references;
 pub mod registry;
 pub mod runner;
+pub mod scratch;
 pub mod skips;
 pub mod suite;
 pub mod target;
@@ -56,6 +57,7 @@ pub use case::{
 pub use catalogue::{Catalogue, CatalogueError, Requirement};
 pub use command::{CommandOutput, CommandReport, Host, SuiteCommand};
 pub use registry::{Registry, RegistryError};
+pub use scratch::private_temp_dir;
 pub use suite::{PlannedCase, Suite, SuiteCtx, SuiteError, SuiteOutput};
 pub use target::{
     AuditKeyFiles, Audited, CallHeaders, Capabilities, Capability, ClientSecurity, ContainerTarget,

@@ -44,31 +44,7 @@ pub struct InProcess {
     audited: Arc<OnceLock<Result<Audited, String>>>,
     /// The temporary directory of this engine's audit keys or admin key files, removed with
     /// the last clone.
-    _scratch: Option<Arc<ScratchDir>>,
-}
-
-/// A directory removed (with its contents) on drop.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn create() -> std::io::Result<ScratchDir> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path =
-            std::env::temp_dir().join(format!("gauntlet-audit-{}-{nanos:x}", std::process::id()));
-        let mut builder = std::fs::DirBuilder::new();
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&path)?;
-        Ok(ScratchDir(path))
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _scratch: Option<Arc<tempfile::TempDir>>,
 }
 
 /// What a secured in-process engine holds beside its state.
@@ -214,16 +190,16 @@ fn make_audited(engine: &InProcess) -> Result<Audited, InProcessError> {
             keys,
         });
     }
-    let scratch = ScratchDir::create()
+    let scratch = crate::private_temp_dir("gauntlet-audit-")
         .map_err(|e| setup(format!("failed to create a temporary directory: {e}")))?;
     let dir = match &engine.audit_home {
         Some(dir) => {
             replace_log(dir, PUBLIC_KEY_FILE).map_err(setup)?;
             dir.clone()
         }
-        None => scratch.0.join("log"),
+        None => scratch.path().join("log"),
     };
-    let mut audit = AuditConfig::new(&dir, scratch.0.join("keys"));
+    let mut audit = AuditConfig::new(&dir, scratch.path().join("keys"));
     audit.four_eyes = true;
     let keys = Some(key_files(&audit));
     let config = EngineConfig {
@@ -384,7 +360,7 @@ fn make_secured(
     // The twin reads its admin keys and keyring as the engine binary does: from owner-only
     // files in the formats `gauntlet-engine admin-key` and `keys add` write, in a directory
     // of the run (mode 0700) removed with the twin.
-    let files = ScratchDir::create()
+    let files = crate::private_temp_dir("gauntlet-secured-")
         .map_err(|e| setup(format!("failed to create a temporary directory: {e}")))?;
     let mut keys_toml = String::new();
     let mut admin = Vec::new();
@@ -423,8 +399,8 @@ fn make_secured(
     let bearer = ExtraHeader::parse(&format!("authorization: Bearer {token}"))
         .map_err(|e| setup(e.to_string()))?;
 
-    let admin_keys = files.0.join("admin-keys.toml");
-    let keyring = files.0.join("keyring.toml");
+    let admin_keys = files.path().join("admin-keys.toml");
+    let keyring = files.path().join("keyring.toml");
     gauntlet_engine::security::keyring::write_private(&admin_keys, keys_toml.as_bytes())
         .map_err(|e| setup(format!("failed to write `{}`: {e}", admin_keys.display())))?;
     ring.save(&keyring).map_err(|e| setup(e.to_string()))?;

@@ -24,7 +24,7 @@ use gauntlet_engine::audit::{
 };
 use gauntlet_harness::AuditKeyFiles;
 
-use crate::tamper::{Scratch, copy_dir, frames, middle_record, segments};
+use crate::tamper::{copy_dir, frames, middle_record, scratch, segments};
 
 /// Reads a key file as the checks need it: its permission bits and its 32 bytes. The error
 /// names the file, never its content.
@@ -106,11 +106,9 @@ async fn refused(dir: &Path, keys: &AuditKeyFiles, why: &str, expect: &str) -> R
 /// A message naming the file and the check.
 pub async fn keys_check(files: &AuditKeyFiles) -> Result<String, String> {
     let (signing, pseudonym) = check_pair(files)?;
-    let scratch = Scratch::new("audit-keys");
-    std::fs::create_dir_all(&scratch.0)
-        .map_err(|e| format!("failed to create `{}`: {e}", scratch.0.display()))?;
+    let scratch = scratch("gauntlet-audit-keys-")?;
     let copy = |name: &str, text: &str, mode: u32| -> Result<PathBuf, String> {
-        let path = scratch.0.join(name);
+        let path = scratch.path().join(name);
         write_key(&path, text, mode)?;
         Ok(path)
     };
@@ -122,7 +120,7 @@ pub async fn keys_check(files: &AuditKeyFiles) -> Result<String, String> {
         pseudonym: pseudonym_copy.clone(),
     };
     refused(
-        &scratch.0.join("log-wide"),
+        &scratch.path().join("log-wide"),
         &wide,
         "a signing key file of mode 0640",
         "mode 640",
@@ -136,7 +134,7 @@ pub async fn keys_check(files: &AuditKeyFiles) -> Result<String, String> {
         pseudonym: pseudonym_copy,
     };
     refused(
-        &scratch.0.join("log-short"),
+        &scratch.path().join("log-short"),
         &cut,
         "a signing key of 63 hex digits",
         "64 hex digits",
@@ -144,10 +142,10 @@ pub async fn keys_check(files: &AuditKeyFiles) -> Result<String, String> {
     .await?;
     // A log started with no key files: the engine makes both, in a directory it creates.
     let fresh = AuditKeyFiles {
-        signing: scratch.0.join("new/keys/signing.key"),
-        pseudonym: scratch.0.join("new/keys/pseudonym.key"),
+        signing: scratch.path().join("new/keys/signing.key"),
+        pseudonym: scratch.path().join("new/keys/pseudonym.key"),
     };
-    let log = AuditLog::open(&config(&scratch.0.join("new/log"), &fresh))
+    let log = AuditLog::open(&config(&scratch.path().join("new/log"), &fresh))
         .map_err(|e| format!("the engine failed to start a log with new keys: {e}"))?;
     log.close().await;
     let (new_signing, new_pseudonym) =
@@ -178,13 +176,13 @@ pub async fn reopen_check(dir: &Path, files: &AuditKeyFiles) -> Result<String, S
             dir.display()
         )
     })?;
-    let scratch = Scratch::new("audit-reopen");
-    let log_copy = scratch.0.join("log");
+    let scratch = scratch("gauntlet-audit-reopen-")?;
+    let log_copy = scratch.path().join("log");
     copy_dir(dir, &log_copy).map_err(|e| format!("failed to copy `{}`: {e}", dir.display()))?;
     let upper = |key: &[u8; 32]| format!("{}\n", hex::encode(key).to_uppercase());
     let keys = AuditKeyFiles {
-        signing: scratch.0.join("signing.key"),
-        pseudonym: scratch.0.join("pseudonym.key"),
+        signing: scratch.path().join("signing.key"),
+        pseudonym: scratch.path().join("pseudonym.key"),
     };
     write_key(&keys.signing, &upper(&signing), 0o600)?;
     write_key(&keys.pseudonym, &upper(&pseudonym), 0o600)?;
@@ -217,7 +215,7 @@ pub async fn reopen_check(dir: &Path, files: &AuditKeyFiles) -> Result<String, S
     }
     verify_dir(&log_copy, &options)
         .map_err(|e| format!("the reopened copy does not verify: {e}"))?;
-    let crashes = crash_check(dir, &scratch.0, &keys, records).await?;
+    let crashes = crash_check(dir, scratch.path(), &keys, records).await?;
     Ok(format!(
         "a copy of `{}` reopened with its keys in upper-case hex: {records} records, latest checkpoint {} unchanged, no torn tail, verifies; {crashes}",
         dir.display(),

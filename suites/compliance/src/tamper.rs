@@ -111,26 +111,10 @@ fn reseal(data: &mut [u8], offset: usize, len: usize) {
     data[offset + 4..offset + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// A scratch directory of the run, removed on drop.
-pub(crate) struct Scratch(pub(crate) PathBuf);
-
-impl Scratch {
-    /// A new path under the system's temporary directory, `gauntlet-{prefix}-…` (not yet
-    /// created: copies create what they need).
-    pub(crate) fn new(prefix: &str) -> Scratch {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        Scratch(
-            std::env::temp_dir().join(format!("gauntlet-{prefix}-{}-{nanos}", std::process::id())),
-        )
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A private scratch directory of the run, removed on drop.
+pub(crate) fn scratch(prefix: &str) -> Result<gauntlet_harness::scratch::TempDir, String> {
+    gauntlet_harness::private_temp_dir(prefix)
+        .map_err(|e| format!("failed to create a temporary directory: {e}"))
 }
 
 /// Copies the files of `from` (not its subdirectories) into `to`, creating it.
@@ -155,9 +139,9 @@ pub fn tamper_check(dir: &Path, public_key: Option<[u8; 32]>) -> Result<String, 
     let options = VerifyOptions { public_key };
     let baseline =
         verify_dir(dir, &options).map_err(|e| format!("the untouched log does not verify: {e}"))?;
-    let scratch = Scratch::new("tamper");
+    let scratch = scratch("gauntlet-tamper-")?;
     let copy = |name: &str| -> Result<PathBuf, String> {
-        let to = scratch.0.join(name);
+        let to = scratch.path().join(name);
         copy_dir(dir, &to).map_err(|e| format!("failed to copy `{}`: {e}", dir.display()))?;
         Ok(to)
     };

@@ -242,28 +242,6 @@ fn replace_line(text: &str, key: &str, value: &str) -> String {
         .join("\n")
 }
 
-/// A private directory of the run (mode 0700), removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn create(tag: &str) -> std::io::Result<Scratch> {
-        let path =
-            std::env::temp_dir().join(format!("gauntlet-keyfiles-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        let mut builder = std::fs::DirBuilder::new();
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&path)?;
-        Ok(Scratch(path))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn write(dir: &Path, name: &str, text: &str, mode: u32) -> std::io::Result<PathBuf> {
     let path = dir.join(name);
     let _ = std::fs::remove_file(&path);
@@ -318,11 +296,11 @@ pub(crate) async fn weak_key_files_are_refused(c: &Ctx) -> Verdict {
         Ok(g) => g,
         Err(e) => return Verdict::error(format!("failed to make the key files: {e}")),
     };
-    let dir = match Scratch::create(&c.tag) {
+    let dir = match gauntlet_harness::private_temp_dir(&format!("gauntlet-keyfiles-{}-", c.tag)) {
         Ok(d) => d,
         Err(e) => return Verdict::error(format!("failed to create a private directory: {e}")),
     };
-    match load(&dir.0, &g, None) {
+    match load(dir.path(), &g, None) {
         Err(e) => return Verdict::error(format!("failed to write the key files: {e}")),
         Ok(Err(e)) => {
             return Verdict::fail(format!(
@@ -335,7 +313,7 @@ pub(crate) async fn weak_key_files_are_refused(c: &Ctx) -> Verdict {
     let mut refused = String::new();
     let variants = variants(&g);
     for (what, file, names) in &variants {
-        match load(&dir.0, &g, Some(file)) {
+        match load(dir.path(), &g, Some(file)) {
             Err(e) => return Verdict::error(format!("failed to write the key files: {e}")),
             Ok(Ok(_)) => problems.push(format!("{what}: accepted")),
             Ok(Err(e)) => {

@@ -73,7 +73,8 @@ fn benchmark_returns(outcome: &Outcome) -> impl Iterator<Item = f64> + '_ {
 /// keep 2,000 points of each.
 ///
 /// Points come as a Unix-nanosecond time and a value; only the kept points' times become
-/// seconds (the chart's x, [`secs`]): a division a point was a fifth of the charts' work.
+/// seconds (the chart's x, [`secs`]), rather than a division for every point of which all
+/// but 2,000 are dropped.
 struct Downsampler {
     out: Vec<[f64; 2]>,
     /// Points expected, and buckets (0: every point is kept).

@@ -1005,7 +1005,8 @@ pub(crate) async fn timestamps_are_utc_microseconds(ctx: CaseCtx) -> CaseOutcome
 }
 
 /// CMP-GDPR (Art. 25, 32): a client id sent with a prediction and a trader id sent with a
-/// signal never appear in the log in clear; both are keyed pseudonyms.
+/// signal never appear in the log in clear; both are keyed pseudonyms. A client id that is
+/// not one (a space, over 64 bytes) is refused with 400 naming the header.
 pub(crate) async fn client_ids_are_pseudonymised(ctx: CaseCtx) -> CaseOutcome {
     let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
@@ -1028,6 +1029,24 @@ async fn pseudonym_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutc
         .map_err(|e| CaseError::Error(e.to_string()))?;
     let reply: gauntlet_harness::Reply = target.send(request).await?.into();
     expect_status(&reply, 200, &format!("POST {path} with {CLIENT_HEADER}"))?;
+    // What is not an id (a space, 65 characters) is refused naming the header: it could be
+    // anything, a name or an e-mail address, and is never recorded or pseudonymised.
+    let long = "c".repeat(65);
+    for bad in [format!("{client} x"), long] {
+        let request = http::Request::post(path.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(CLIENT_HEADER, bad.as_str())
+            .body(bytes::Bytes::from(infer.to_string()))
+            .map_err(|e| CaseError::Error(e.to_string()))?;
+        let reply: gauntlet_harness::Reply = target.send(request).await?.into();
+        let what = format!("POST {path} with {CLIENT_HEADER} of {} bytes", bad.len());
+        expect_status(&reply, 400, &what)?;
+        ensure!(
+            reply.text().contains(CLIENT_HEADER),
+            "{what}: the 400 does not name the header: {}",
+            excerpt(&reply.text())
+        );
+    }
     let (status, body) = send_signal(
         target,
         &signal(model, &scratch("algo-gdpr", seed), &trader, 100.0, 1, 100.0),

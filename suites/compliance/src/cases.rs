@@ -1022,23 +1022,24 @@ async fn pseudonym_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutc
     let (client, trader) = (scratch("client-gdpr", seed), scratch("trader-gdpr", seed));
     let path = format!("/v2/models/{model}/versions/1/infer");
     let infer = json!({"id": scratch("req-gdpr", seed), "inputs": [{"name": "features", "shape": [1, 1], "datatype": "FP64", "data": [0.0]}]});
-    let request = http::Request::post(path.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(CLIENT_HEADER, client.as_str())
-        .body(bytes::Bytes::from(infer.to_string()))
-        .map_err(|e| CaseError::Error(e.to_string()))?;
-    let reply: gauntlet_harness::Reply = target.send(request).await?.into();
+    // The prediction, sent with `id` as the client.
+    let infer_as = |id: &str| {
+        let request = http::Request::post(path.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(CLIENT_HEADER, id)
+            .body(bytes::Bytes::from(infer.to_string()));
+        async move {
+            let request = request.map_err(|e| CaseError::Error(e.to_string()))?;
+            Ok::<gauntlet_harness::Reply, CaseError>(target.send(request).await?.into())
+        }
+    };
+    let reply = infer_as(&client).await?;
     expect_status(&reply, 200, &format!("POST {path} with {CLIENT_HEADER}"))?;
     // What is not an id (a space, 65 characters) is refused naming the header: it could be
     // anything, a name or an e-mail address, and is never recorded or pseudonymised.
     let long = "c".repeat(65);
     for bad in [format!("{client} x"), long] {
-        let request = http::Request::post(path.as_str())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(CLIENT_HEADER, bad.as_str())
-            .body(bytes::Bytes::from(infer.to_string()))
-            .map_err(|e| CaseError::Error(e.to_string()))?;
-        let reply: gauntlet_harness::Reply = target.send(request).await?.into();
+        let reply = infer_as(&bad).await?;
         let what = format!("POST {path} with {CLIENT_HEADER} of {} bytes", bad.len());
         expect_status(&reply, 400, &what)?;
         ensure!(

@@ -14,7 +14,13 @@ use crate::probe::{Ctx, Step, Verdict, answer};
 
 const OCTETS: &str = "application/octet-stream";
 
-fn seal(ring: &Keyring, c: &Ctx, name: &str, sealed_as: &str, version: &str) -> Step<Vec<u8>> {
+pub(crate) fn seal(
+    ring: &Keyring,
+    c: &Ctx,
+    name: &str,
+    sealed_as: &str,
+    version: &str,
+) -> Step<Vec<u8>> {
     let artifact = c.artifact(name, version, if version == "1" { 0.0 } else { 1.0 })?;
     let mut artifact = artifact;
     artifact.name = sealed_as.to_owned();
@@ -133,7 +139,7 @@ async fn refuse_all(c: &Ctx, model: &str, control: String, bad: Vec<(String, Vec
     Verdict::pass(lines.join("; "))
 }
 
-fn flip(bytes: &[u8], at: usize) -> Vec<u8> {
+pub(crate) fn flip(bytes: &[u8], at: usize) -> Vec<u8> {
     let mut out = bytes.to_vec();
     if let Some(b) = out.get_mut(at) {
         *b ^= 0x40;

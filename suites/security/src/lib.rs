@@ -15,6 +15,9 @@
 //!   (admin keys, read tokens, keyring), are refused at start naming the file or field, and
 //!   no refusal quotes a secret (in process only: by URL the engine read its files before the
 //!   run).
+//! - SEC-ENC at rest: with `require-encrypted-artifacts`, a load by name from the model
+//!   directory reads only the sealed regular file of that name; plain, tampered, renamed,
+//!   oversized or missing files are refused (in process only, on an engine of the case's own).
 //!
 //! Against the in-process engine the suite attacks its secured twin ([`Target::secured`]): the
 //! same build with admin keys, a keyring, a read token and TLS, all generated for the run. A
@@ -51,6 +54,7 @@ mod artifacts;
 mod files;
 mod input;
 mod leaks;
+mod model_dir;
 mod probe;
 mod sig;
 
@@ -117,6 +121,10 @@ fn attacks() -> Vec<Attack> {
         attack!(
             files::weak_key_files_are_refused,
             ["SEC-SECRETS", "SEC-SIG", "SEC-ENC"]
+        ),
+        attack!(
+            model_dir::model_directory_serves_only_sealed_files,
+            ["SEC-ENC"]
         ),
         attack!(leaks::tls_port_refuses_plain_http, ["SEC-SECRETS"]),
         attack!(leaks::tls_below_1_2_is_refused, ["SEC-SECRETS"]),

@@ -64,7 +64,7 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
     let target: Arc<dyn Target> =
         Arc::new(InProcess::with_models(EngineConfig::default(), models).unwrap());
     let cases = run(target).await;
-    assert_eq!(cases.len(), 21);
+    assert_eq!(cases.len(), 22);
     for c in &cases {
         assert_eq!(c.outcome, Outcome::Pass, "{}: {:?}", c.id, c.message);
         let message = c.message.as_deref().unwrap();
@@ -72,6 +72,7 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
             message.starts_with("sent")
                 || message.starts_with("a good")
                 || message.starts_with("the well-formed")
+                || message.starts_with("loads by name")
                 || message.starts_with("scanned"),
             "{message}"
         );
@@ -88,6 +89,20 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
         "primary: names a retired key",
     ] {
         assert!(files.contains(named), "{files}");
+    }
+    // Loads by name from a model directory: only the sealed regular file of the name loads.
+    let dir = outcome(&cases, "model_directory_serves_only_sealed_files")
+        .message
+        .as_deref()
+        .unwrap();
+    for named in [
+        "beside a directory of the plain file's name: 200",
+        "a plain JSON file: 400",
+        "require-encrypted-artifacts",
+        "over max-artifact-bytes: 413",
+        "no file: 404",
+    ] {
+        assert!(dir.contains(named), "{dir}");
     }
     assert!(
         outcome(&cases, "forged_signature_is_refused")
@@ -148,6 +163,11 @@ async fn an_open_engine_by_url_fails_the_unsigned_load() {
     assert!(
         matches!(&files.outcome, Outcome::Skip { reason } if reason.contains("before the run")),
         "{files:?}"
+    );
+    let dir = outcome(&cases, "model_directory_serves_only_sealed_files");
+    assert!(
+        matches!(&dir.outcome, Outcome::Skip { reason } if reason.contains("model directory")),
+        "{dir:?}"
     );
     for name in [
         "deep_json_is_refused",

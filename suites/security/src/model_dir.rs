@@ -1,0 +1,233 @@
+//! SEC-ENC at rest: the model directory the load route reads when no artifact is posted
+//! (`POST …/models/{m}/load` with an empty body reads `{m}.json`, then `{m}.enc`). With
+//! `require-encrypted-artifacts` set, only a sealed file of that model's name loads; a plain,
+//! tampered, renamed or oversized file is refused and stages nothing, and only regular files
+//! are read.
+//!
+//! Like the key files, only this build's engine can be given a directory: the case runs in
+//! process, on an engine of its own (the secured twin has no model directory), with a keyring
+//! and files written into a private directory of the run.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use bytes::Bytes;
+use http::Method;
+
+use gauntlet_engine::security::keyring::Keyring;
+use gauntlet_engine::security::{Security, SecurityConfig};
+use gauntlet_engine::{AppState, EngineConfig};
+use gauntlet_harness::{InProcess, TargetExt};
+
+use crate::artifacts::{flip, seal};
+use crate::probe::{Ctx, Step, Verdict, answer};
+
+/// `max-artifact-bytes` of the case's engine: small, so that an oversized file is cheap.
+const MAX_ARTIFACT_BYTES: usize = 64 * 1024;
+
+/// One model file (or its absence) and the answer its load must get.
+struct Variant {
+    what: &'static str,
+    model: String,
+    /// The file's name in the directory and its bytes; `None`: no file.
+    file: Option<(String, Vec<u8>)>,
+    /// Expected status, and what the error must name (empty for a 200).
+    status: u16,
+    names: String,
+}
+
+fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
+    let sealed = c.model("dir-sealed");
+    let plain = c.model("dir-plain");
+    let tampered = c.model("dir-tampered");
+    let renamed = c.model("dir-renamed");
+    let oversized = c.model("dir-oversized");
+    let absent = c.model("dir-absent");
+    let plain_json = serde_json::to_vec(&c.artifact(&plain, "1", 0.0)?)
+        .map_err(|e| Verdict::error(format!("failed to serialise an artifact: {e}")))?;
+    let good = seal(ring, c, &tampered, &tampered, "1")?;
+    Ok(vec![
+        Variant {
+            what: "a sealed file, beside a directory of the plain file's name",
+            file: Some((
+                format!("{sealed}.enc"),
+                seal(ring, c, &sealed, &sealed, "1")?,
+            )),
+            model: sealed,
+            status: 200,
+            names: String::new(),
+        },
+        Variant {
+            what: "a plain JSON file",
+            file: Some((format!("{plain}.json"), plain_json)),
+            model: plain,
+            status: 400,
+            names: "require-encrypted-artifacts".to_owned(),
+        },
+        Variant {
+            what: "a sealed file with a flipped ciphertext byte (20 from the end)",
+            file: Some((
+                format!("{tampered}.enc"),
+                flip(&good, good.len().saturating_sub(20)),
+            )),
+            model: tampered,
+            status: 400,
+            names: "model file".to_owned(),
+        },
+        Variant {
+            what: "another model's sealed file under this model's name",
+            file: Some((
+                format!("{renamed}.enc"),
+                seal(ring, c, &renamed, &c.model("dir-other"), "1")?,
+            )),
+            model: renamed,
+            status: 400,
+            names: "model file".to_owned(),
+        },
+        Variant {
+            what: "a file one byte over max-artifact-bytes",
+            file: Some((
+                format!("{oversized}.enc"),
+                vec![0x5a; MAX_ARTIFACT_BYTES + 1],
+            )),
+            model: oversized,
+            status: 413,
+            names: "max-artifact-bytes".to_owned(),
+        },
+        Variant {
+            what: "no file",
+            names: format!("{absent}.json"),
+            model: absent,
+            file: None,
+            status: 404,
+        },
+    ])
+}
+
+/// The case's engine: a keyring, `require-encrypted-artifacts`, and `models/` of `dir`.
+fn engine(dir: &Path, ring: &Keyring) -> Result<InProcess, String> {
+    let keyring = dir.join("keyring.toml");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(
+        &mut options
+            .open(&keyring)
+            .map_err(|e| format!("failed to write {}: {e}", keyring.display()))?,
+        ring.to_toml_string().as_bytes(),
+    )
+    .map_err(|e| format!("failed to write {}: {e}", keyring.display()))?;
+    let models = dir.join("models");
+    std::fs::create_dir(&models)
+        .map_err(|e| format!("failed to create {}: {e}", models.display()))?;
+    let security = SecurityConfig {
+        keyring: Some(keyring),
+        require_encrypted_artifacts: true,
+        ..SecurityConfig::default()
+    };
+    let loaded = Security::load(&security).map_err(|e| gauntlet_harness::error_chain(&e))?;
+    let config = EngineConfig {
+        model_dir: Some(models),
+        max_artifact_bytes: MAX_ARTIFACT_BYTES,
+        security,
+        ..EngineConfig::default()
+    };
+    Ok(InProcess::new(AppState::with_security(config, loaded)))
+}
+
+/// Loads by name from the model directory: the sealed file of the model's own name loads (a
+/// directory named like the plain file is passed over); a plain, tampered, renamed, oversized
+/// or missing file is refused with a status and an error naming why, and nothing is staged.
+pub(crate) async fn model_directory_serves_only_sealed_files(c: &Ctx) -> Verdict {
+    if !c.own_build {
+        return Verdict::skip(
+            "by URL the engine's model directory is not gauntlet's to write: only an \
+             in-process engine of this build can be given one",
+        );
+    }
+    let mut ring = Keyring::new();
+    if let Err(e) = ring.add("at-rest", [0x3c; 32]) {
+        return Verdict::error(format!("failed to make a keyring: {e}"));
+    }
+    if let Err(e) = ring.set_primary("at-rest") {
+        return Verdict::error(format!("failed to make a keyring: {e}"));
+    }
+    let dir = match gauntlet_harness::private_temp_dir(&format!("gauntlet-modeldir-{}-", c.tag)) {
+        Ok(d) => d,
+        Err(e) => return Verdict::error(format!("failed to create a private directory: {e}")),
+    };
+    let target = match engine(dir.path(), &ring) {
+        Ok(t) => t,
+        Err(e) => return Verdict::error(format!("failed to start the case's engine: {e}")),
+    };
+    let variants = match variants(c, &ring) {
+        Ok(v) => v,
+        Err(v) => return v,
+    };
+    let models = dir.path().join("models");
+    let mut problems = Vec::new();
+    let mut seen = String::new();
+    for v in &variants {
+        let written = match &v.file {
+            Some((name, bytes)) => std::fs::write(models.join(name), bytes),
+            None => Ok(()),
+        };
+        // Only regular files are model files: a directory of the plain file's name must
+        // not hide the sealed file behind it.
+        let shadow = if v.status == 200 {
+            std::fs::create_dir(models.join(format!("{}.json", v.model)))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = written.and(shadow) {
+            return Verdict::error(format!("failed to write {}'s file: {e}", v.model));
+        }
+        let path = format!("/v2/repository/models/{}/load", v.model);
+        let reply = match target.call(Method::POST, &path, Bytes::new(), None).await {
+            Ok(r) => r,
+            Err(e) => return Verdict::error(format!("POST {path}: {e}")),
+        };
+        let meta = match target.get(&format!("/v2/models/{}", v.model)).await {
+            Ok(r) => r,
+            Err(e) => return Verdict::error(format!("GET /v2/models/{}: {e}", v.model)),
+        };
+        let got = answer(&reply);
+        if reply.status.as_u16() != v.status {
+            problems.push(format!("{}: expected {}, got {got}", v.what, v.status));
+        } else if !reply.text().contains(&v.names) {
+            problems.push(format!(
+                "{}: the error does not name `{}`: {got}",
+                v.what, v.names
+            ));
+        } else if v.status == 200 && !meta.status.is_success() {
+            problems.push(format!(
+                "{}: loaded, but GET /v2/models/{} answers {}",
+                v.what,
+                v.model,
+                answer(&meta)
+            ));
+        } else if v.status != 200 && meta.status.as_u16() != 404 {
+            problems.push(format!(
+                "{}: refused, but the model exists: GET /v2/models/{} answers {}",
+                v.what,
+                v.model,
+                answer(&meta)
+            ));
+        } else {
+            let _ = write!(seen, "\n- {}: {got}", v.what);
+        }
+    }
+    if problems.is_empty() {
+        Verdict::pass(format!(
+            "loads by name from a model directory with require-encrypted-artifacts:{seen}"
+        ))
+    } else {
+        Verdict::fail(format!(
+            "{} of {} model-directory loads were not answered as they should be:\n- {}",
+            problems.len(),
+            variants.len(),
+            problems.join("\n- ")
+        ))
+    }
+}

@@ -718,6 +718,31 @@ async fn promotion_body(target: &dyn Target, model: &str) -> CaseOutcome {
         "promotion with no Gauntlet run recorded",
     )?;
     let run = |passed: bool| json!({"run_id": format!("cmp-run-{passed}"), "digest": digest, "passed": passed});
+    // A run record with an unknown field of 2 KiB: refused whole, as any malformed call. Its
+    // error quotes the field, so the answer is larger than any successful admin answer: the
+    // audit layer, which reads every admin answer before it is sent, must pass it on intact.
+    let mut malformed = run(true);
+    let unknown = format!("cmp-{}", "u".repeat(2048));
+    malformed[&unknown] = json!(true);
+    let reply = call(
+        target,
+        Method::POST,
+        &format!("{base}/runs"),
+        Some("cmp-ci"),
+        Some(&malformed),
+    )
+    .await?;
+    let body = reply.json::<Value>().unwrap_or(Value::Null);
+    ensure_eq!(
+        reply.status.as_u16(),
+        400,
+        "status of POST {base}/runs with an unknown field of 2 KiB"
+    );
+    ensure!(
+        body["error"].as_str().is_some_and(|e| e.contains(&unknown)),
+        "POST {base}/runs with an unknown field of 2 KiB: the error does not name the field: {}",
+        reply.text().chars().take(160).collect::<String>()
+    );
     let reply = call(
         target,
         Method::POST,

@@ -1,8 +1,8 @@
 //! SEC-ENC at rest: the model directory the load route reads when no artifact is posted
 //! (`POST …/models/{m}/load` with an empty body reads `{m}.json`, then `{m}.enc`). With
 //! `require-encrypted-artifacts` set, only a sealed file of that model's name loads; a plain,
-//! tampered, renamed or oversized file is refused and stages nothing, and only regular files
-//! are read.
+//! tampered, renamed or oversized file is refused and stages nothing; only regular files are
+//! read, and an entry that cannot be examined stops the load rather than being passed over.
 //!
 //! Like the key files, only this build's engine can be given a directory: the case runs in
 //! process, on an engine of its own (the secured twin has no model directory), with a keyring
@@ -42,6 +42,7 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
     let tampered = c.model("dir-tampered");
     let renamed = c.model("dir-renamed");
     let oversized = c.model("dir-oversized");
+    let looped = c.model("dir-loop");
     let absent = c.model("dir-absent");
     let plain_json = serde_json::to_vec(&c.artifact(&plain, "1", 0.0)?)
         .map_err(|e| Verdict::error(format!("failed to serialise an artifact: {e}")))?;
@@ -95,6 +96,17 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
             names: "max-artifact-bytes".to_owned(),
         },
         Variant {
+            what: "a sealed file behind an entry of the plain file's name that cannot be \
+                   examined (a symbolic link to itself)",
+            file: Some((
+                format!("{looped}.enc"),
+                seal(ring, c, &looped, &looped, "1")?,
+            )),
+            model: looped,
+            status: 500,
+            names: "internal server error".to_owned(),
+        },
+        Variant {
             what: "no file",
             names: format!("{absent}.json"),
             model: absent,
@@ -138,7 +150,8 @@ fn engine(dir: &Path, ring: &Keyring) -> Result<InProcess, String> {
 
 /// Loads by name from the model directory: the sealed file of the model's own name loads (a
 /// directory named like the plain file is passed over); a plain, tampered, renamed, oversized
-/// or missing file is refused with a status and an error naming why, and nothing is staged.
+/// or missing file, or one behind an entry that cannot be examined, is refused with a status
+/// and an error naming why, and nothing is staged.
 pub(crate) async fn model_directory_serves_only_sealed_files(c: &Ctx) -> Verdict {
     if !c.own_build {
         return Verdict::skip(
@@ -174,11 +187,15 @@ pub(crate) async fn model_directory_serves_only_sealed_files(c: &Ctx) -> Verdict
             None => Ok(()),
         };
         // Only regular files are model files: a directory of the plain file's name must
-        // not hide the sealed file behind it.
-        let shadow = if v.status == 200 {
-            std::fs::create_dir(models.join(format!("{}.json", v.model)))
-        } else {
-            Ok(())
+        // not hide the sealed file behind it. But an entry that cannot be examined stops the
+        // load (fail closed): the engine never loads another file than the one it looks at
+        // first without knowing what that one is.
+        let plain = models.join(format!("{}.json", v.model));
+        let shadow = match v.status {
+            200 => std::fs::create_dir(&plain),
+            #[cfg(unix)]
+            500 => std::os::unix::fs::symlink(&plain, &plain),
+            _ => Ok(()),
         };
         if let Err(e) = written.and(shadow) {
             return Verdict::error(format!("failed to write {}'s file: {e}", v.model));

@@ -100,6 +100,7 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
         "a plain JSON file: 400",
         "require-encrypted-artifacts",
         "over max-artifact-bytes: 413",
+        "(a symbolic link to itself): 500",
         "no file: 404",
     ] {
         assert!(dir.contains(named), "{dir}");

@@ -14,6 +14,7 @@ use std::path::Path;
 use bytes::Bytes;
 use http::Method;
 
+use gauntlet_engine::security::envelope;
 use gauntlet_engine::security::keyring::Keyring;
 use gauntlet_engine::security::{Security, SecurityConfig};
 use gauntlet_engine::{AppState, EngineConfig};
@@ -49,11 +50,9 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
     let good = seal(ring, c, &tampered, &tampered, "1")?;
     Ok(vec![
         Variant {
-            what: "a sealed file, beside a directory of the plain file's name",
-            file: Some((
-                format!("{sealed}.enc"),
-                seal(ring, c, &sealed, &sealed, "1")?,
-            )),
+            what: "a sealed file of exactly max-artifact-bytes, beside a directory of the \
+                   plain file's name",
+            file: Some((format!("{sealed}.enc"), sealed_at_limit(ring, c, &sealed)?)),
             model: sealed,
             status: 200,
             names: String::new(),
@@ -116,6 +115,27 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
     ])
 }
 
+/// An envelope of `name` v1 of exactly [`MAX_ARTIFACT_BYTES`]: the artifact's JSON padded
+/// with trailing spaces (an envelope's overhead does not depend on its plaintext's bytes).
+fn sealed_at_limit(ring: &Keyring, c: &Ctx, name: &str) -> Step<Vec<u8>> {
+    let mut plain = serde_json::to_vec(&c.artifact(name, "1", 0.0)?)
+        .map_err(|e| Verdict::error(format!("failed to serialise an artifact: {e}")))?;
+    let seal_plain = |plain: &[u8]| {
+        envelope::encrypt(&mut ring.clone(), name, "1", plain)
+            .map_err(|e| Verdict::error(format!("failed to seal an artifact: {e}")))
+    };
+    let overhead = seal_plain(&plain)?.len() - plain.len();
+    plain.resize(MAX_ARTIFACT_BYTES.saturating_sub(overhead), b' ');
+    let sealed = seal_plain(&plain)?;
+    if sealed.len() != MAX_ARTIFACT_BYTES {
+        return Err(Verdict::error(format!(
+            "failed to seal an envelope of exactly {MAX_ARTIFACT_BYTES} bytes: got {}",
+            sealed.len()
+        )));
+    }
+    Ok(sealed)
+}
+
 /// The case's engine: a keyring, `require-encrypted-artifacts`, and `models/` of `dir`.
 fn engine(dir: &Path, ring: &Keyring) -> Result<InProcess, String> {
     let keyring = dir.join("keyring.toml");
@@ -148,8 +168,8 @@ fn engine(dir: &Path, ring: &Keyring) -> Result<InProcess, String> {
     Ok(InProcess::new(AppState::with_security(config, loaded)))
 }
 
-/// Loads by name from the model directory: the sealed file of the model's own name loads (a
-/// directory named like the plain file is passed over); a plain, tampered, renamed, oversized
+/// Loads by name from the model directory: the sealed file of the model's own name loads, at
+/// the size limit too (a directory named like the plain file is passed over); a plain, tampered, renamed, oversized
 /// or missing file, or one behind an entry that cannot be examined, is refused with a status
 /// and an error naming why, and nothing is staged.
 pub(crate) async fn model_directory_serves_only_sealed_files(c: &Ctx) -> Verdict {

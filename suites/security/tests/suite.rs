@@ -96,7 +96,7 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
         .as_deref()
         .unwrap();
     for named in [
-        "beside a directory of the plain file's name: 200",
+        "exactly max-artifact-bytes, beside a directory of the plain file's name: 200",
         "a plain JSON file: 400",
         "require-encrypted-artifacts",
         "over max-artifact-bytes: 413",

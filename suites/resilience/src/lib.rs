@@ -25,7 +25,8 @@
 //!   with the configured neutral value flagged `degraded: neutral`, and refuses malformed
 //!   ones as a local model would (400 naming the field; 413 over `max-batch-rows`).
 //! - `time_window_forgets_old_calls` (ENG-CB, ENG-OBS): a breaker with a 2-second
-//!   time-based window; 2 s after its first 2 calls `/metrics` shows the window empty
+//!   time-based window; its first 2 calls show with no failure rate (fewer than its
+//!   minimum-number-of-calls, 5); 2 s after them `/metrics` shows the window empty
 //!   (`gauntlet_breaker_buffered_calls` 0, the failure rate absent: undefined); then 3
 //!   successful and 2 failed calls show there, a failure rate of 40 %.
 //!

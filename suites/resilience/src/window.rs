@@ -1,6 +1,7 @@
 //! `time_window_forgets_old_calls` (ENG-CB, ENG-OBS): a breaker with a time-based window
-//! counts the calls of its last seconds, as `/metrics` shows them, and forgets each call once
-//! its second has left the window. Its first calls are checked forgotten, then calls made
+//! counts the calls of its last seconds, as `/metrics` shows them (with no failure rate while
+//! it holds fewer than `minimum-number-of-calls`), and forgets each call once its second has
+//! left the window. Its first calls are checked forgotten, then calls made
 //! seconds into the breaker's clock are checked counted (a window that counts only from its
 //! clock's zero would pass a check made in its first second). A window that never forgets
 //! opens on faults long gone; one that forgets early never opens.
@@ -34,10 +35,25 @@ pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdi
     let mut pair = Pair::start_with(setup, breaker).await?;
     // First, calls the window must forget: by `last` + the window, every second they were
     // made in has left it.
+    let early_start = Instant::now();
     for _ in 0..EARLY {
         pair.answered_by_backend().await?;
     }
     let last = Instant::now();
+    // Fewer calls than minimum-number-of-calls: counted, but no rate yet (resilience4j
+    // reports -1 there). A breaker that rated them would open on the first failed call.
+    let early = read(&pair).await?;
+    let early_at = early_start.elapsed();
+    let early_counted = early_at >= Duration::from_secs(1) || early.0 == Some(f64::from(EARLY));
+    if early.2.is_some() || !early_counted {
+        return fail(format!(
+            "{EARLY} successful calls, read {} after the first: /metrics shows buffered successful {:?}, failure rate {:?} % (expected {EARLY} and no rate: below minimum-number-of-calls {})",
+            ms(early_at),
+            early.0,
+            early.2,
+            SUCCESSES + FAILURES
+        ));
+    }
     let forget_by = last + Duration::from_secs(u64::from(WINDOW_SECONDS));
     tokio::time::sleep_until(tokio::time::Instant::from_std(forget_by)).await;
     let later = read(&pair).await?;
@@ -88,7 +104,8 @@ pub(crate) async fn time_window_forgets_old_calls(setup: &Setup) -> Result<Verdi
         )
     };
     pass(format!(
-        "time-based window of {WINDOW_SECONDS} s: {EARLY} calls all forgotten {WINDOW_SECONDS} s after the last; then {counted}"
+        "time-based window of {WINDOW_SECONDS} s: {EARLY} calls shown with no failure rate (below minimum-number-of-calls {}), all forgotten {WINDOW_SECONDS} s after the last; then {counted}",
+        SUCCESSES + FAILURES
     ))
 }
 

@@ -49,10 +49,15 @@ pub(super) fn cases() -> Vec<Case> {
     ]
 }
 
-/// Depth of [`deep_trees_predict_like_the_artifact`]'s trees: past the reference ensemble's
-/// and past the depth the reference engine lays out level by level (10), so its other
-/// evaluation path (walking each tree node by node) answers.
+/// Depth of [`deep_trees_predict_like_the_artifact`]'s deep trees: past the reference
+/// ensemble's and past the depth the reference engine lays out level by level (10), so its
+/// other evaluation path (walking each tree node by node) answers.
 const DEEP: usize = 11;
+
+/// Depth of the same case's other trees: full trees the reference engine lays out level by
+/// level and steps 16 rows at a time, deeper than the reference ensemble's (whose batches in
+/// the property cases are too short for a block of 16).
+const LEVELLED: usize = 6;
 
 /// Rows each check sends.
 const ROWS: usize = 3;
@@ -325,13 +330,22 @@ async fn promote_without_staged_is_409(ctx: CaseCtx) -> CaseOutcome {
 }
 
 /// ENG-PRED: an ensemble of trees deeper than the reference ones (two full trees of
-/// [`DEEP`] levels, seeded random splits around each feature's median: ~0.8 MB of artifact)
-/// predicts what the artifact read plainly says, on more rows than one evaluation block.
+/// [`LEVELLED`] levels, then two of [`DEEP`], seeded random splits around each feature's
+/// median: ~0.8 MB of artifact) predicts what the artifact read plainly says, on more rows
+/// than two evaluation blocks.
 async fn deep_trees_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome {
     let reference = ctx.template(REF_ENSEMBLE)?;
     let name = scratch_name("conf-deep", ctx.seed);
     let target = ctx.target.as_ref();
-    let deep = gauntlet_fixtures::random_forest(reference, 2, DEEP, ctx.seed);
+    let mut deep = gauntlet_fixtures::random_forest(reference, 2, LEVELLED, ctx.seed);
+    let walked = gauntlet_fixtures::random_forest(reference, 2, DEEP, ctx.seed ^ 1);
+    if let (
+        ModelParams::TreeEnsemble { trees, .. },
+        ModelParams::TreeEnsemble { trees: more, .. },
+    ) = (&mut deep.model, walked.model)
+    {
+        trees.extend(more);
+    }
     with_scratch(&ctx.target, &name, || async {
         let v1 = live_version_1(target, &deep, &name).await?;
         let rows = typical_rows(reference, ctx.seed, 40);
@@ -341,7 +355,7 @@ async fn deep_trees_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome {
             &v1,
             &rows,
             &expected,
-            &format!("(2 trees of depth {DEEP})"),
+            &format!("(2 trees of depth {LEVELLED}, 2 of depth {DEEP})"),
         )
         .await
     })

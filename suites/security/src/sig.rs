@@ -31,23 +31,46 @@ async fn run(step: impl Future<Output = Step<Verdict>>) -> Verdict {
     step.await.unwrap_or_else(|v| v)
 }
 
-/// Control: a correctly signed call is accepted, so the refusals below are about the attack.
+/// Control: a correctly signed call is accepted, so the refusals below are about the attack;
+/// and a signed read of the staged version's review, which every role may make, is answered.
 pub(crate) async fn signed_admin_call_is_accepted(c: &Ctx) -> Verdict {
     run(async {
         let (model, path, body, creds) = setup(c, "signed")?;
         let headers = signed_now(creds.key_id(), creds.secret(), &path, &body);
         let sent = format!("POST {path} signed by key {} now", creds.key_id());
         let reply = c.send(&sent, Method::POST, &path, &headers, body).await?;
-        Ok(if reply.status.is_success() {
-            Verdict::pass(format!(
-                "sent {sent}; got {} (model {model} staged)",
-                answer(&reply)
-            ))
-        } else {
-            Verdict::fail(format!(
+        if !reply.status.is_success() {
+            return Ok(Verdict::fail(format!(
                 "sent {sent}; a correctly signed load was not accepted: {}",
                 answer(&reply)
-            ))
+            )));
+        }
+        let loaded = format!("sent {sent}; got {} (model {model} staged)", answer(&reply));
+        // A signed read every role may make: the staged version's review (four-eyes). A
+        // target without the route answers 404 and is not held to it.
+        let review = format!("/v2/repository/models/{model}/review");
+        let (sent, reply) = signed_read(c, creds, &review).await?;
+        Ok(match reply.status.as_u16() {
+            404 => Verdict::pass(format!(
+                "{loaded}; {sent}: {} (no such route)",
+                answer(&reply)
+            )),
+            401 | 403 => Verdict::fail(format!(
+                "{loaded}; sent {sent}: a signed read every role may make was refused: {}",
+                answer(&reply)
+            )),
+            _ if reply.status.is_success()
+                && reply
+                    .json::<serde_json::Value>()
+                    .ok()
+                    .is_some_and(|r| r["name"] == model) =>
+            {
+                Verdict::pass(format!("{loaded}; {sent}: {}", answer(&reply)))
+            }
+            _ => Verdict::fail(format!(
+                "{loaded}; sent {sent}: expected 200 with the staged version of {model}, got {}",
+                answer(&reply)
+            )),
         })
     })
     .await

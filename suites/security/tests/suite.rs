@@ -90,6 +90,13 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
     ] {
         assert!(files.contains(named), "{files}");
     }
+    // The control's signed read of the staged version's review is answered.
+    let control = outcome(&cases, "signed_admin_call_is_accepted")
+        .message
+        .as_deref()
+        .unwrap();
+    assert!(control.contains("/review signed by key"), "{control}");
+    assert!(control.contains("(role operator): 200"), "{control}");
     // Loads by name from a model directory: only the sealed regular file of the name loads.
     let dir = outcome(&cases, "model_directory_serves_only_sealed_files")
         .message

@@ -1,8 +1,8 @@
 //! The `security` suite: attacks on a target's security controls, each a case tagged with
 //! the requirement it checks (see `harness/requirements.toml`).
 //!
-//! - SEC-SIG: forged, expired, future-dated, replayed, body-swapped and unknown-key admin calls
-//!   are refused; an unsigned model load is refused (a target that accepts one **fails**).
+//! - SEC-SIG: forged, expired, future-dated, replayed, body-swapped, query-added and
+//!   unknown-key admin calls are refused; an unsigned model load is refused (a target that accepts one **fails**).
 //! - SEC-AUTHZ: a role without the permission gets 403; reading the audit log needs a signed
 //!   call by a role that may read it.
 //! - SEC-ENC, SEC-KEYROT: tampered artifact bytes, header or AAD, a wrong key and a retired
@@ -101,6 +101,7 @@ fn attacks() -> Vec<Attack> {
         attack!(sig::future_dated_signature_is_refused, ["SEC-SIG"]),
         attack!(sig::replayed_call_is_refused, ["SEC-SIG"]),
         attack!(sig::swapped_body_is_refused, ["SEC-SIG"]),
+        attack!(sig::swapped_query_is_refused, ["SEC-SIG"]),
         attack!(sig::unknown_key_is_refused, ["SEC-SIG"]),
         attack!(sig::wrong_role_is_refused, ["SEC-AUTHZ"]),
         attack!(sig::audit_read_needs_a_role, ["SEC-AUTHZ"]),

@@ -163,6 +163,25 @@ pub(crate) async fn swapped_body_is_refused(c: &Ctx) -> Verdict {
     .await
 }
 
+/// A correctly signed load sent with a query string added: the signature covers the query
+/// (a server that signs only the path would take any query an attacker appends).
+pub(crate) async fn swapped_query_is_refused(c: &Ctx) -> Verdict {
+    run(async {
+        let (_, path, body, creds) = setup(c, "query")?;
+        let headers = signed_now(creds.key_id(), creds.secret(), &path, &body);
+        let tampered = format!("{path}?version=2");
+        let sent = format!(
+            "POST {tampered} signed by key {} over {path} (no query)",
+            creds.key_id()
+        );
+        let reply = c
+            .send(&sent, Method::POST, &tampered, &headers, body)
+            .await?;
+        Ok(refused(&sent, &reply, 401))
+    })
+    .await
+}
+
 /// A key id the server does not know, signed with a real secret.
 pub(crate) async fn unknown_key_is_refused(c: &Ctx) -> Verdict {
     run(async {

@@ -64,7 +64,7 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
     let target: Arc<dyn Target> =
         Arc::new(InProcess::with_models(EngineConfig::default(), models).unwrap());
     let cases = run(target).await;
-    assert_eq!(cases.len(), 22);
+    assert_eq!(cases.len(), 23);
     for c in &cases {
         assert_eq!(c.outcome, Outcome::Pass, "{}: {:?}", c.id, c.message);
         let message = c.message.as_deref().unwrap();

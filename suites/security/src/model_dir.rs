@@ -124,7 +124,7 @@ fn sealed_at_limit(ring: &Keyring, c: &Ctx, name: &str) -> Step<Vec<u8>> {
         envelope::encrypt(&mut ring.clone(), name, "1", plain)
             .map_err(|e| Verdict::error(format!("failed to seal an artifact: {e}")))
     };
-    let overhead = seal_plain(&plain)?.len() - plain.len();
+    let overhead = seal_plain(&plain)?.len().saturating_sub(plain.len());
     plain.resize(MAX_ARTIFACT_BYTES.saturating_sub(overhead), b' ');
     let sealed = seal_plain(&plain)?;
     if sealed.len() != MAX_ARTIFACT_BYTES {

@@ -242,7 +242,8 @@ fn replace_line(text: &str, key: &str, value: &str) -> String {
         .join("\n")
 }
 
-fn write(dir: &Path, name: &str, text: &str, mode: u32) -> std::io::Result<PathBuf> {
+/// Writes `text` to `dir/name` (replacing it) with permission bits `mode`, created owner-only.
+pub(crate) fn write(dir: &Path, name: &str, text: &str, mode: u32) -> std::io::Result<PathBuf> {
     let path = dir.join(name);
     let _ = std::fs::remove_file(&path);
     let mut options = std::fs::OpenOptions::new();

@@ -21,17 +21,30 @@ use gauntlet_engine::{AppState, EngineConfig};
 use gauntlet_harness::{InProcess, TargetExt};
 
 use crate::artifacts::{flip, seal};
+use crate::files::write;
 use crate::probe::{Ctx, Step, Verdict, answer};
 
 /// `max-artifact-bytes` of the case's engine: small, so that an oversized file is cheap.
 const MAX_ARTIFACT_BYTES: usize = 64 * 1024;
 
+/// What stands at `{model}.json`, the name the engine looks at first, before the file.
+#[derive(Clone, Copy)]
+enum Beside {
+    /// Nothing, or the variant's own plain file.
+    Nothing,
+    /// A directory: not a model file, passed over.
+    Directory,
+    /// A symbolic link to itself: an entry that cannot be examined, which stops the load.
+    SelfLink,
+}
+
 /// One model file (or its absence) and the answer its load must get.
 struct Variant {
     what: &'static str,
     model: String,
-    /// The file's name in the directory and its bytes; `None`: no file.
-    file: Option<(String, Vec<u8>)>,
+    /// The file's extension (`enc`, `json`) and bytes; `None`: no file.
+    file: Option<(&'static str, Vec<u8>)>,
+    beside: Beside,
     /// Expected status, and what the error must name (empty for a 200).
     status: u16,
     names: String,
@@ -52,56 +65,50 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
         Variant {
             what: "a sealed file of exactly max-artifact-bytes, beside a directory of the \
                    plain file's name",
-            file: Some((format!("{sealed}.enc"), sealed_at_limit(ring, c, &sealed)?)),
+            file: Some(("enc", sealed_at_limit(ring, c, &sealed)?)),
             model: sealed,
+            beside: Beside::Directory,
             status: 200,
             names: String::new(),
         },
         Variant {
             what: "a plain JSON file",
-            file: Some((format!("{plain}.json"), plain_json)),
+            file: Some(("json", plain_json)),
             model: plain,
+            beside: Beside::Nothing,
             status: 400,
             names: "require-encrypted-artifacts".to_owned(),
         },
         Variant {
             what: "a sealed file with a flipped ciphertext byte (20 from the end)",
-            file: Some((
-                format!("{tampered}.enc"),
-                flip(&good, good.len().saturating_sub(20)),
-            )),
+            file: Some(("enc", flip(&good, good.len().saturating_sub(20)))),
             model: tampered,
+            beside: Beside::Nothing,
             status: 400,
             names: "model file".to_owned(),
         },
         Variant {
             what: "another model's sealed file under this model's name",
-            file: Some((
-                format!("{renamed}.enc"),
-                seal(ring, c, &renamed, &c.model("dir-other"), "1")?,
-            )),
+            file: Some(("enc", seal(ring, c, &renamed, &c.model("dir-other"), "1")?)),
             model: renamed,
+            beside: Beside::Nothing,
             status: 400,
             names: "model file".to_owned(),
         },
         Variant {
             what: "a file one byte over max-artifact-bytes",
-            file: Some((
-                format!("{oversized}.enc"),
-                vec![0x5a; MAX_ARTIFACT_BYTES + 1],
-            )),
+            file: Some(("enc", vec![0x5a; MAX_ARTIFACT_BYTES + 1])),
             model: oversized,
+            beside: Beside::Nothing,
             status: 413,
             names: "max-artifact-bytes".to_owned(),
         },
         Variant {
             what: "a sealed file behind an entry of the plain file's name that cannot be \
                    examined (a symbolic link to itself)",
-            file: Some((
-                format!("{looped}.enc"),
-                seal(ring, c, &looped, &looped, "1")?,
-            )),
+            file: Some(("enc", seal(ring, c, &looped, &looped, "1")?)),
             model: looped,
+            beside: Beside::SelfLink,
             status: 500,
             names: "internal server error".to_owned(),
         },
@@ -110,6 +117,7 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
             names: format!("{absent}.json"),
             model: absent,
             file: None,
+            beside: Beside::Nothing,
             status: 404,
         },
     ])
@@ -138,18 +146,8 @@ fn sealed_at_limit(ring: &Keyring, c: &Ctx, name: &str) -> Step<Vec<u8>> {
 
 /// The case's engine: a keyring, `require-encrypted-artifacts`, and `models/` of `dir`.
 fn engine(dir: &Path, ring: &Keyring) -> Result<InProcess, String> {
-    let keyring = dir.join("keyring.toml");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(
-        &mut options
-            .open(&keyring)
-            .map_err(|e| format!("failed to write {}: {e}", keyring.display()))?,
-        ring.to_toml_string().as_bytes(),
-    )
-    .map_err(|e| format!("failed to write {}: {e}", keyring.display()))?;
+    let keyring = write(dir, "keyring.toml", &ring.to_toml_string(), 0o600)
+        .map_err(|e| format!("failed to write keyring.toml: {e}"))?;
     let models = dir.join("models");
     std::fs::create_dir(&models)
         .map_err(|e| format!("failed to create {}: {e}", models.display()))?;
@@ -169,9 +167,9 @@ fn engine(dir: &Path, ring: &Keyring) -> Result<InProcess, String> {
 }
 
 /// Loads by name from the model directory: the sealed file of the model's own name loads, at
-/// the size limit too (a directory named like the plain file is passed over); a plain, tampered, renamed, oversized
-/// or missing file, or one behind an entry that cannot be examined, is refused with a status
-/// and an error naming why, and nothing is staged.
+/// the size limit too (a directory named like the plain file is passed over); a plain,
+/// tampered, renamed, oversized or missing file, or one behind an entry that cannot be
+/// examined, is refused with a status and an error naming why, and nothing is staged.
 pub(crate) async fn model_directory_serves_only_sealed_files(c: &Ctx) -> Verdict {
     if !c.own_build {
         return Verdict::skip(
@@ -203,7 +201,7 @@ pub(crate) async fn model_directory_serves_only_sealed_files(c: &Ctx) -> Verdict
     let mut seen = String::new();
     for v in &variants {
         let written = match &v.file {
-            Some((name, bytes)) => std::fs::write(models.join(name), bytes),
+            Some((ext, bytes)) => std::fs::write(models.join(format!("{}.{ext}", v.model)), bytes),
             None => Ok(()),
         };
         // Only regular files are model files: a directory of the plain file's name must
@@ -211,11 +209,13 @@ pub(crate) async fn model_directory_serves_only_sealed_files(c: &Ctx) -> Verdict
         // load (fail closed): the engine never loads another file than the one it looks at
         // first without knowing what that one is.
         let plain = models.join(format!("{}.json", v.model));
-        let shadow = match v.status {
-            200 => std::fs::create_dir(&plain),
+        let shadow = match v.beside {
+            Beside::Nothing => Ok(()),
+            Beside::Directory => std::fs::create_dir(&plain),
             #[cfg(unix)]
-            500 => std::os::unix::fs::symlink(&plain, &plain),
-            _ => Ok(()),
+            Beside::SelfLink => std::os::unix::fs::symlink(&plain, &plain),
+            #[cfg(not(unix))]
+            Beside::SelfLink => Err(std::io::Error::other("no symbolic links here")),
         };
         if let Err(e) = written.and(shadow) {
             return Verdict::error(format!("failed to write {}'s file: {e}", v.model));

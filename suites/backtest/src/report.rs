@@ -319,19 +319,21 @@ fn section_with(
             rows,
         });
     }
-    s.tables.push(tearsheet::drawdown_table(outcome, intraday));
-    s.tables.push(tearsheet::monthly_table(outcome));
+    let pass = tearsheet::Pass::of(outcome);
+    s.tables
+        .push(tearsheet::drawdown_table(outcome, &pass, intraday));
+    s.tables.push(tearsheet::monthly_table(&pass));
     s.tables.push(trade_table(outcome));
     s.tables.push(tearsheet::trades_table(outcome, intraday));
     s.tables.push(sweep_table(outcome));
 
-    s.charts.push(tearsheet::equity_chart(outcome));
-    s.charts.push(tearsheet::drawdown_chart(outcome));
+    s.charts.push(tearsheet::equity_chart(outcome, &pass));
+    s.charts.push(tearsheet::drawdown_chart(&pass));
     match rolling() {
         Ok(chart) => s.charts.push(chart),
         Err(why) => s.notes.push(why),
     }
-    match tearsheet::histogram_chart(outcome) {
+    match tearsheet::histogram_chart(&pass) {
         Ok(chart) => s.charts.push(chart),
         Err(why) => s.notes.push(why),
     }

@@ -61,9 +61,10 @@ fn benchmark_return(benchmark: &[f64], i: usize) -> f64 {
     benchmark[i] / previous - 1.0
 }
 
-/// Buy-and-hold's return over each period, computed as read (no column stored).
-fn benchmark_returns(outcome: &Outcome) -> impl Iterator<Item = f64> + '_ {
-    (0..outcome.benchmark.len()).map(|i| benchmark_return(&outcome.benchmark, i))
+/// Buy-and-hold's return over each period of its equity `benchmark`, computed as read (no
+/// column stored).
+fn levels_returns(benchmark: &[f64]) -> impl Iterator<Item = f64> + '_ {
+    (0..benchmark.len()).map(|i| benchmark_return(benchmark, i))
 }
 
 /// [`Series::downsampled`] of points pushed one at a time, when their
@@ -117,33 +118,63 @@ impl Downsampler {
         }
     }
 
-    /// Inlined into each chart's loop, the bucket change out of line: a call a point was
-    /// a twentieth of `gauntlet backtest --no-sweep`'s samples at 1M bars (five series).
-    #[inline(always)]
+    /// One point: the curve's start, or a short series.
     fn push(&mut self, t_ns: i64, y: f64) {
+        self.extend(&[t_ns], &[y]);
+    }
+
+    /// The points `(ts[k], ys[k])` in order, as many pushed one at a time would be: each
+    /// bucket's part of the slice is scanned for its first lowest and first highest value
+    /// in a tight loop, the times read only for the points that win. Five series of a 1M-bar
+    /// run pushed point by point, with an `Option` match each, were a third of the tear
+    /// sheet's time (suites/backtest/README.md, Figures).
+    fn extend(&mut self, ts: &[i64], ys: &[f64]) {
+        let (ts, ys) = (&ts[..ts.len().min(ys.len())], &ys[..ts.len().min(ys.len())]);
         if self.buckets == 0 {
-            self.out.push([secs(t_ns), y]);
+            self.out
+                .extend(ts.iter().zip(ys).map(|(&t, &y)| [secs(t), y]));
             return;
         }
-        let p = (t_ns, y);
-        if self.pushed == self.end && self.bucket + 1 < self.buckets {
-            self.next_bucket();
-        }
-        let k = self.pushed - self.start;
-        self.pushed += 1;
-        match (&mut self.lo, &mut self.hi) {
-            (Some(lo), Some(hi)) => {
-                if p.1 < lo.1.1 {
-                    *lo = (k, p);
+        let mut from = 0;
+        while from < ys.len() {
+            if self.pushed == self.end && self.bucket + 1 < self.buckets {
+                self.next_bucket();
+            }
+            // The last bucket takes whatever comes, as `push` did.
+            let room = if self.bucket + 1 < self.buckets {
+                self.end - self.pushed
+            } else {
+                usize::MAX
+            };
+            let part = &ys[from..from + room.min(ys.len() - from)];
+            let base = self.pushed - self.start;
+            // The bucket's first point starts both extremes, whatever its value (NaN too).
+            let mut skip = 0;
+            if self.lo.is_none() || self.hi.is_none() {
+                let p = (base, (ts[from], part[0]));
+                (self.lo, self.hi, skip) = (Some(p), Some(p), 1);
+            }
+            if let (Some(lo), Some(hi)) = (&mut self.lo, &mut self.hi) {
+                // A later point wins only when strictly lower (higher): the first one stays.
+                let (mut lo_y, mut hi_y) = (lo.1.1, hi.1.1);
+                let (mut lo_k, mut hi_k) = (usize::MAX, usize::MAX);
+                for (k, &y) in part.iter().enumerate().skip(skip) {
+                    if y < lo_y {
+                        (lo_y, lo_k) = (y, k);
+                    }
+                    if y > hi_y {
+                        (hi_y, hi_k) = (y, k);
+                    }
                 }
-                if p.1 > hi.1.1 {
-                    *hi = (k, p);
+                if lo_k != usize::MAX {
+                    *lo = (base + lo_k, (ts[from + lo_k], lo_y));
+                }
+                if hi_k != usize::MAX {
+                    *hi = (base + hi_k, (ts[from + hi_k], hi_y));
                 }
             }
-            _ => {
-                self.lo = Some((k, p));
-                self.hi = Some((k, p));
-            }
+            self.pushed += part.len();
+            from += part.len();
         }
     }
 
@@ -168,37 +199,224 @@ impl Downsampler {
     }
 }
 
+/// Periods a [`Pass`] computes at a time before handing them on: three columns of it
+/// (96 KB) stay in the core's cache for the calendar loop that reads them again.
+const PASS_CHUNK: usize = 4096;
+
+/// What the tear sheet reads of every period, gathered in one pass over the run: the
+/// equity, buy-and-hold and drawdown curves (downsampled), the equity axis's range, the
+/// worst drawdowns, and both series' daily and monthly returns. Each chart and table had
+/// its own pass over the 1M periods of a 1M-bar run, compounding the equity four times and
+/// dividing buy-and-hold's levels three times (suites/backtest/README.md, Figures); the
+/// figures are the same bits.
+#[derive(Debug, Clone)]
+pub struct Pass {
+    equity: Series,
+    benchmark: Series,
+    /// The lowest and highest positive finite value of both curves (the start's 1
+    /// included).
+    range: (f64, f64),
+    drawdown: Series,
+    worst: Vec<Drawdown>,
+    daily: (Vec<f64>, Vec<f64>),
+    monthly: (Vec<Month>, Vec<Month>),
+}
+
+/// A month's return: `(year, month, return)`.
+type Month = (i32, u32, f64);
+
+/// The lowest and highest positive finite values of `ys` and `range`.
+fn positive_range(ys: &[f64], range: (f64, f64)) -> (f64, f64) {
+    ys.iter()
+        .filter(|y| y.is_finite() && **y > 0.0)
+        .fold(range, |(lo, hi), &y| (lo.min(y), hi.max(y)))
+}
+
+/// The drawdown episodes of an equity curve as it is compounded, as [`worst_drawdowns`]
+/// finds them.
+#[derive(Debug, Default)]
+struct Episodes {
+    all: Vec<Drawdown>,
+    current: Option<Drawdown>,
+    peak: usize,
+}
+
+impl Episodes {
+    /// Equity point `i` (after period `i − 1`): a new high when `rising` (at or above the
+    /// running peak), else `depth` (`1 − equity / peak`) below it.
+    #[inline(always)]
+    fn step(&mut self, i: usize, rising: bool, depth: f64) {
+        if rising {
+            if let Some(mut d) = self.current.take() {
+                d.recovered = Some(i);
+                self.all.push(d);
+            }
+            self.peak = i;
+        } else {
+            let d = self.current.get_or_insert(Drawdown {
+                peak: self.peak,
+                trough: i,
+                recovered: None,
+                depth,
+            });
+            if depth > d.depth {
+                d.depth = depth;
+                d.trough = i;
+            }
+        }
+    }
+
+    fn worst(mut self, n: usize) -> Vec<Drawdown> {
+        self.all.extend(self.current);
+        self.all.sort_by(|a, b| b.depth.total_cmp(&a.depth));
+        self.all.truncate(n);
+        self.all
+    }
+}
+
+/// Daily and monthly returns of the strategy and buy-and-hold, compounded together as the
+/// periods come (one day and month change test for both).
+#[derive(Debug, Default)]
+struct Calendar {
+    day: Option<i64>,
+    growth: (f64, f64),
+    daily: (Vec<f64>, Vec<f64>),
+    month: Option<(i32, u32)>,
+    month_growth: (f64, f64),
+    monthly: (Vec<Month>, Vec<Month>),
+}
+
+impl Calendar {
+    #[inline(always)]
+    fn step(&mut self, t: i64, r: f64, b: f64) {
+        let d = t.div_euclid(NS_PER_DAY);
+        if self.day != Some(d) {
+            if self.day.is_some() {
+                self.daily.0.push(self.growth.0 - 1.0);
+                self.daily.1.push(self.growth.1 - 1.0);
+            }
+            self.day = Some(d);
+            self.growth = (1.0, 1.0);
+            // The month can only change with the day: one date conversion a day, not a bar.
+            let current = month_of(t);
+            if self.month != Some(current) {
+                self.close_month();
+                self.month = Some(current);
+                self.month_growth = (1.0, 1.0);
+            }
+        }
+        self.growth.0 *= 1.0 + r;
+        self.growth.1 *= 1.0 + b;
+        self.month_growth.0 *= 1.0 + r;
+        self.month_growth.1 *= 1.0 + b;
+    }
+
+    fn close_month(&mut self) {
+        if let Some((y, m)) = self.month {
+            self.monthly.0.push((y, m, self.month_growth.0 - 1.0));
+            self.monthly.1.push((y, m, self.month_growth.1 - 1.0));
+        }
+    }
+
+    fn finish(mut self) -> Calendar {
+        if self.day.is_some() {
+            self.daily.0.push(self.growth.0 - 1.0);
+            self.daily.1.push(self.growth.1 - 1.0);
+        }
+        self.close_month();
+        self
+    }
+}
+
+impl Pass {
+    /// The pass over `outcome`'s periods.
+    pub fn of(outcome: &Outcome) -> Pass {
+        Pass::over(
+            &outcome.execution.returns,
+            &outcome.period_ts_ns,
+            outcome.start_ts_ns,
+            &outcome.benchmark,
+        )
+    }
+
+    /// The pass over `returns` with the periods' times `ts`, the first bar's `start` and
+    /// buy-and-hold's equity `bench`.
+    fn over(returns: &[f64], ts: &[i64], start: i64, bench: &[f64]) -> Pass {
+        let shown = returns.len().min(ts.len());
+        let mut equity = Downsampler::new(shown + 1, MAX_CHART_POINTS);
+        let mut drawdown = Downsampler::new(shown + 1, MAX_CHART_POINTS);
+        equity.push(start, 1.0);
+        drawdown.push(start, 0.0);
+        let mut range = positive_range(&[1.0], (f64::INFINITY, 0.0));
+        // Both series' calendars in the same loop when every period has a time and a
+        // benchmark (always, for a run); else each on its own, as far as the times go.
+        let together = returns.len() == ts.len() && bench.len() == ts.len();
+        let mut calendar = Calendar::default();
+        let mut episodes = Episodes::default();
+        let (mut e, mut peak) = (1.0_f64, 1.0_f64);
+        let (mut eq, mut dd) = (vec![0.0; PASS_CHUNK], vec![0.0; PASS_CHUNK]);
+        for (c, chunk) in returns.chunks(PASS_CHUNK).enumerate() {
+            let from = c * PASS_CHUNK;
+            for (k, &r) in chunk.iter().enumerate() {
+                e *= 1.0 + r;
+                // At or above the peak before this period: a new high (NaN never is).
+                let rising = e >= peak;
+                peak = peak.max(e);
+                let depth = 1.0 - e / peak;
+                eq[k] = e;
+                dd[k] = -depth * 100.0;
+                episodes.step(from + k + 1, rising, depth);
+            }
+            let m = chunk.len().min(shown.saturating_sub(from));
+            let times = &ts[from.min(ts.len())..][..m];
+            equity.extend(times, &eq[..m]);
+            drawdown.extend(times, &dd[..m]);
+            range = positive_range(&eq[..m], range);
+            if together {
+                for (k, (&r, &t)) in chunk.iter().zip(times).enumerate() {
+                    let i = from + k;
+                    calendar.step(t, r, benchmark_return(bench, i));
+                }
+            }
+        }
+        let shown_bench = bench.len().min(ts.len());
+        let mut benchmark = Downsampler::new(shown_bench + 1, MAX_CHART_POINTS);
+        benchmark.push(start, 1.0);
+        benchmark.extend(&ts[..shown_bench], &bench[..shown_bench]);
+        range = positive_range(&bench[..shown_bench], range);
+        let (daily, monthly) = if together {
+            let c = calendar.finish();
+            (c.daily, c.monthly)
+        } else {
+            (
+                (
+                    daily_returns(returns, ts),
+                    daily_returns_of(levels_returns(bench), ts),
+                ),
+                (
+                    monthly_returns(returns, ts),
+                    monthly_returns_of(levels_returns(bench), ts),
+                ),
+            )
+        };
+        Pass {
+            equity: equity.series("strategy"),
+            benchmark: benchmark.series("buy and hold (no costs)"),
+            range,
+            drawdown: drawdown.series(""),
+            worst: episodes.worst(WORST_DRAWDOWNS),
+            daily,
+            monthly,
+        }
+    }
+}
+
 /// Equity (start 1) and buy-and-hold against calendar dates, log scale, with a line at the
 /// start of each walk-forward test fold.
-pub fn equity_chart(outcome: &Outcome) -> Chart {
-    let ts = &outcome.period_ts_ns;
-    let periods = outcome.execution.returns.len().min(ts.len());
-    let mut equity = Downsampler::new(periods + 1, MAX_CHART_POINTS);
-    let mut benchmark =
-        Downsampler::new(outcome.benchmark.len().min(ts.len()) + 1, MAX_CHART_POINTS);
-    // The range of both curves, for the axis: the positive finite values.
-    let (mut lo, mut hi) = (f64::INFINITY, 0.0_f64);
-    let mut range = |y: f64| {
-        if y.is_finite() && y > 0.0 {
-            (lo, hi) = (lo.min(y), hi.max(y));
-        }
-    };
-    equity.push(outcome.start_ts_ns, 1.0);
-    range(1.0);
-    let mut e = 1.0;
-    for (r, &t) in outcome.execution.returns.iter().zip(ts) {
-        e *= 1.0 + r;
-        equity.push(t, e);
-        range(e);
-    }
-    benchmark.push(outcome.start_ts_ns, 1.0);
-    range(1.0);
-    for (&b, &t) in outcome.benchmark.iter().zip(ts) {
-        benchmark.push(t, b);
-        range(b);
-    }
+pub fn equity_chart(outcome: &Outcome, pass: &Pass) -> Chart {
     // Compounding over years spans orders of magnitude: a log axis keeps early years
     // visible. Within one order plotters' log axis has a single tick: linear reads better.
+    let (lo, hi) = pass.range;
     let log = hi / lo > 10.0;
     let mut chart = Chart::timeline(
         "Equity (net of costs) against buy-and-hold",
@@ -208,8 +426,8 @@ pub fn equity_chart(outcome: &Outcome) -> Chart {
             "equity (start = 1)"
         },
     )
-    .with_series(equity.series("strategy"))
-    .with_series(benchmark.series("buy and hold (no costs)"));
+    .with_series(pass.equity.clone())
+    .with_series(pass.benchmark.clone());
     chart.log_y = log;
     if let Some(w) = &outcome.walk_forward {
         for f in &w.folds {
@@ -222,22 +440,9 @@ pub fn equity_chart(outcome: &Outcome) -> Chart {
 }
 
 /// The drawdown below the running peak, in percent, against calendar dates.
-pub fn drawdown_chart(outcome: &Outcome) -> Chart {
-    let periods = outcome
-        .execution
-        .returns
-        .len()
-        .min(outcome.period_ts_ns.len());
-    let mut points = Downsampler::new(periods + 1, MAX_CHART_POINTS);
-    points.push(outcome.start_ts_ns, 0.0);
-    let (mut e, mut peak) = (1.0_f64, 1.0_f64);
-    for (r, &t) in outcome.execution.returns.iter().zip(&outcome.period_ts_ns) {
-        e *= 1.0 + r;
-        peak = peak.max(e);
-        points.push(t, -(1.0 - e / peak) * 100.0);
-    }
+pub fn drawdown_chart(pass: &Pass) -> Chart {
     // One series, no legend: an unnamed series draws none.
-    Chart::timeline("Drawdown", "drawdown (%)").with_series(points.series(""))
+    Chart::timeline("Drawdown", "drawdown (%)").with_series(pass.drawdown.clone())
 }
 
 /// Bars in the rolling Sharpe window: half a year of periods, as quantstats' 126 days.
@@ -255,24 +460,27 @@ pub fn rolling_sharpe(
     periods_per_year: f64,
 ) -> Vec<f64> {
     let mut out = Vec::with_capacity((returns.len() + 1).saturating_sub(window));
-    rolling_sharpe_each(
+    rolling_sharpe_chunks(
         returns.len(),
         |i| returns[i],
         window,
         (rf_p, periods_per_year),
-        |_, s| out.push(s),
+        |_, s| out.extend_from_slice(s),
     );
     out
 }
 
-/// [`rolling_sharpe`] of the `len` returns `ret(0..len)`, each window's value handed to
-/// `each` with its period index (nothing stored): the same arithmetic in the same order.
-fn rolling_sharpe_each(
+/// [`rolling_sharpe`] of the `len` returns `ret(0..len)`, handed to `each` a chunk at a
+/// time with the period index of its first value (nothing stored): the same arithmetic in
+/// the same order. The running sums go first over a chunk; then the chunk's ratios, which
+/// depend on nothing but their own sums, are computed together (their divisions and square
+/// roots no longer wait on the sums, nor one on another).
+fn rolling_sharpe_chunks(
     len: usize,
     ret: impl Fn(usize) -> f64,
     window: usize,
     (rf_p, periods_per_year): (f64, f64),
-    mut each: impl FnMut(usize, f64),
+    mut each: impl FnMut(usize, &[f64]),
 ) {
     if window < 2 || len < window {
         return;
@@ -284,28 +492,38 @@ fn rolling_sharpe_each(
     let (mut s1, mut s2) = (0.0_f64, 0.0_f64);
     let n = window as f64;
     let ann = periods_per_year.sqrt();
-    for i in 0..len {
-        let c = ret(i) - mean;
-        s1 += c;
-        s2 += c * c;
-        if i >= window {
-            let old = ret(i - window) - mean;
-            s1 -= old;
-            s2 -= old * old;
+    let mut sums = vec![(0.0_f64, 0.0_f64); PASS_CHUNK];
+    let mut ratios = vec![0.0_f64; PASS_CHUNK];
+    let mut from = 0;
+    while from < len {
+        let end = (from + PASS_CHUNK).min(len);
+        for (i, slot) in (from..end).zip(sums.iter_mut()) {
+            let c = ret(i) - mean;
+            s1 += c;
+            s2 += c * c;
+            if i >= window {
+                let old = ret(i - window) - mean;
+                s1 -= old;
+                s2 -= old * old;
+            }
+            *slot = (s1, s2);
         }
-        if i + 1 >= window {
-            let var = (s2 - s1 * s1 / n) / (n - 1.0);
-            // A window of constant returns (flat, out of the market) has no Sharpe ratio;
-            // what the running sums leave there is rounding noise.
-            each(
-                i,
-                if var > overall * 1e-9 && var > 0.0 {
+        let first = from.max(window - 1);
+        if first < end {
+            let chunk = &sums[first - from..end - from];
+            for (ratio, &(s1, s2)) in ratios.iter_mut().zip(chunk) {
+                let var = (s2 - s1 * s1 / n) / (n - 1.0);
+                // A window of constant returns (flat, out of the market) has no Sharpe
+                // ratio; what the running sums leave there is rounding noise.
+                *ratio = if var > overall * 1e-9 && var > 0.0 {
                     (s1 / n + mean - rf_p) / var.sqrt() * ann
                 } else {
                     f64::NAN
-                },
-            );
+                };
+            }
+            each(first, &ratios[..chunk.len()]);
         }
+        from = end;
     }
 }
 
@@ -349,10 +567,9 @@ fn rolling_series(
 ) -> Series {
     let shown = len.min(ts.len());
     let mut down = Downsampler::new((shown + 1).saturating_sub(window), MAX_CHART_POINTS);
-    rolling_sharpe_each(len, ret, window, rates, |i, s| {
-        if let Some(&t) = ts.get(i) {
-            down.push(t, s);
-        }
+    rolling_sharpe_chunks(len, ret, window, rates, |first, ratios| {
+        let times = &ts[first.min(ts.len())..];
+        down.extend(times, ratios);
     });
     down.series(name)
 }
@@ -384,9 +601,8 @@ fn daily_returns_of(returns: impl IntoIterator<Item = f64>, ts_ns: &[i64]) -> Ve
 
 /// The histogram of daily returns (strategy and buy-and-hold on the same bins), or why there
 /// is none.
-pub fn histogram_chart(outcome: &Outcome) -> Result<Chart, String> {
-    let strategy = daily_returns(&outcome.execution.returns, &outcome.period_ts_ns);
-    let benchmark = daily_returns_of(benchmark_returns(outcome), &outcome.period_ts_ns);
+pub fn histogram_chart(pass: &Pass) -> Result<Chart, String> {
+    let (strategy, benchmark) = &pass.daily;
     if strategy.len() < 10 {
         return Err(format!(
             "no return histogram: {} days of data, fewer than 10",
@@ -396,7 +612,7 @@ pub fn histogram_chart(outcome: &Outcome) -> Result<Chart, String> {
     // Bins over the middle 99 % of both series; the rest falls into the end bins.
     let mut all: Vec<f64> = strategy
         .iter()
-        .chain(&benchmark)
+        .chain(benchmark)
         .copied()
         .filter(|r| r.is_finite())
         .collect();
@@ -440,8 +656,8 @@ pub fn histogram_chart(outcome: &Outcome) -> Result<Chart, String> {
         "days",
         categories,
     )
-    .with_series(Series::new("strategy", counts(&strategy)))
-    .with_series(Series::new("buy and hold", counts(&benchmark)));
+    .with_series(Series::new("strategy", counts(strategy)))
+    .with_series(Series::new("buy and hold", counts(benchmark)));
     chart.x_label = "daily return (%), bin centre".into();
     Ok(chart)
 }
@@ -485,13 +701,12 @@ fn monthly_returns_of(
 }
 
 /// Months as rows of years: each month's return, the year's, and buy-and-hold's year.
-pub fn monthly_table(outcome: &Outcome) -> Table {
-    let months = monthly_returns(&outcome.execution.returns, &outcome.period_ts_ns);
-    let bench = monthly_returns_of(benchmark_returns(outcome), &outcome.period_ts_ns);
+pub fn monthly_table(pass: &Pass) -> Table {
+    let (months, bench) = &pass.monthly;
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut year_of_rows: Vec<i32> = Vec::new();
     let mut growth: Vec<(f64, f64)> = Vec::new();
-    for (&(y, m, r), &(_, _, b)) in months.iter().zip(&bench) {
+    for (&(y, m, r), &(_, _, b)) in months.iter().zip(bench) {
         if year_of_rows.last() != Some(&y) {
             year_of_rows.push(y);
             let mut row = vec![String::new(); 15];
@@ -541,44 +756,22 @@ pub struct Drawdown {
 
 /// The `n` deepest drawdowns of `returns`, deepest first.
 pub fn worst_drawdowns(returns: &[f64], n: usize) -> Vec<Drawdown> {
-    let mut all = Vec::new();
-    let (mut e, mut peak_e) = (1.0_f64, 1.0_f64);
-    let mut current: Option<Drawdown> = None;
-    let mut peak = 0;
+    let mut episodes = Episodes::default();
+    let (mut e, mut peak) = (1.0_f64, 1.0_f64);
     for (k, r) in returns.iter().enumerate() {
         e *= 1.0 + r;
-        let i = k + 1;
-        if e >= peak_e {
-            if let Some(mut d) = current.take() {
-                d.recovered = Some(i);
-                all.push(d);
-            }
-            peak_e = e;
-            peak = i;
-        } else {
-            let depth = 1.0 - e / peak_e;
-            let d = current.get_or_insert(Drawdown {
-                peak,
-                trough: i,
-                recovered: None,
-                depth,
-            });
-            if depth > d.depth {
-                d.depth = depth;
-                d.trough = i;
-            }
-        }
+        let rising = e >= peak;
+        peak = peak.max(e);
+        episodes.step(k + 1, rising, 1.0 - e / peak);
     }
-    all.extend(current);
-    all.sort_by(|a, b| b.depth.total_cmp(&a.depth));
-    all.truncate(n);
-    all
+    episodes.worst(n)
 }
 
 /// The five worst drawdowns with their dates, length in days and bars.
-pub fn drawdown_table(outcome: &Outcome, intraday: bool) -> Table {
+pub fn drawdown_table(outcome: &Outcome, pass: &Pass, intraday: bool) -> Table {
     let last = outcome.execution.returns.len();
-    let rows = worst_drawdowns(&outcome.execution.returns, WORST_DRAWDOWNS)
+    let rows = pass
+        .worst
         .iter()
         .enumerate()
         .map(|(rank, d)| {
@@ -697,6 +890,106 @@ pub fn trades_table(outcome: &Outcome, intraday: bool) -> Table {
 mod tests {
     use super::*;
 
+    fn bits(s: &Series) -> Vec<[u64; 2]> {
+        s.points
+            .iter()
+            .map(|p| [p[0].to_bits(), p[1].to_bits()])
+            .collect()
+    }
+
+    /// The one pass gives, bit for bit, what each chart and table computed on its own:
+    /// the curves downsampled from their full lists by the reports' own function, the
+    /// axis range, the worst drawdowns, and both series' daily and monthly returns; at
+    /// lengths around the pass's chunk and the charts' buckets, over month ends, with flat
+    /// stretches, exact new highs and a NaN return.
+    #[test]
+    fn one_pass_gives_what_each_chart_computed_alone() {
+        let mut x: u64 = 29;
+        let mut rand = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for len in [0, 1, 5, 4_095, 4_096, 4_097, 10_007, 123_457] {
+            // Bars 17 minutes apart from 2024-01-30 (a month end within 5,000 bars).
+            let start = 1_706_572_800_000_000_000_i64;
+            let ts: Vec<i64> = (1..=len as i64)
+                .map(|i| start + i * 17 * 60_000_000_000)
+                .collect();
+            let returns: Vec<f64> = (0..len)
+                .map(|i| match i % 997 {
+                    0..=40 => 0.0,
+                    500 if len == 4_097 => f64::NAN,
+                    _ => (rand() - 0.49) * 0.02,
+                })
+                .collect();
+            let mut level = 1.0;
+            let bench: Vec<f64> = (0..len)
+                .map(|_| {
+                    level *= 1.0 + (rand() - 0.5) * 0.01;
+                    level
+                })
+                .collect();
+            let pass = Pass::over(&returns, &ts, start, &bench);
+
+            let (mut e, mut peak) = (1.0_f64, 1.0_f64);
+            let mut equity = vec![[secs(start), 1.0]];
+            let mut drawdown = vec![[secs(start), 0.0]];
+            for (r, &t) in returns.iter().zip(&ts) {
+                e *= 1.0 + r;
+                peak = peak.max(e);
+                equity.push([secs(t), e]);
+                drawdown.push([secs(t), -(1.0 - e / peak) * 100.0]);
+            }
+            let benchmark: Vec<[f64; 2]> = std::iter::once([secs(start), 1.0])
+                .chain(bench.iter().zip(&ts).map(|(&b, &t)| [secs(t), b]))
+                .collect();
+            let down = |points: &[[f64; 2]]| Series::downsampled("", points, MAX_CHART_POINTS);
+            assert_eq!(bits(&pass.equity), bits(&down(&equity)), "{len}");
+            assert_eq!(bits(&pass.drawdown), bits(&down(&drawdown)), "{len}");
+            assert_eq!(bits(&pass.benchmark), bits(&down(&benchmark)), "{len}");
+            let positive = equity
+                .iter()
+                .chain(&benchmark)
+                .map(|p| p[1])
+                .filter(|y| y.is_finite() && *y > 0.0);
+            let range = positive.fold((f64::INFINITY, 0.0_f64), |(lo, hi), y| {
+                (lo.min(y), hi.max(y))
+            });
+            assert_eq!(pass.range, range, "{len}");
+            assert_eq!(
+                pass.worst,
+                worst_drawdowns(&returns, WORST_DRAWDOWNS),
+                "{len}"
+            );
+            let same = |a: &[f64], b: &[f64]| {
+                a.iter()
+                    .map(|v| v.to_bits())
+                    .eq(b.iter().map(|v| v.to_bits()))
+            };
+            assert!(same(&pass.daily.0, &daily_returns(&returns, &ts)), "{len}");
+            let bench_daily = daily_returns_of(levels_returns(&bench), &ts);
+            assert!(same(&pass.daily.1, &bench_daily), "{len}");
+            let month_bits = |m: &[(i32, u32, f64)]| -> Vec<(i32, u32, u64)> {
+                m.iter().map(|&(y, m, r)| (y, m, r.to_bits())).collect()
+            };
+            assert_eq!(
+                month_bits(&pass.monthly.0),
+                month_bits(&monthly_returns(&returns, &ts)),
+                "{len}"
+            );
+            assert_eq!(
+                month_bits(&pass.monthly.1),
+                month_bits(&monthly_returns_of(levels_returns(&bench), &ts)),
+                "{len}"
+            );
+            if len > 10_000 {
+                assert!(pass.monthly.0.len() >= 2 && pass.worst.len() == WORST_DRAWDOWNS);
+            }
+        }
+    }
+
     /// The streamed downsampler keeps the points `downsample` keeps from the whole list, in
     /// order, bit for bit: short series whole, long ones by min/max bucket, with ties (the
     /// first lowest and highest win), NaN (never chosen past a bucket's first point) and
@@ -730,16 +1023,27 @@ mod tests {
                     down.push(t, y);
                 }
                 let got = down.series("s");
-                let bits = |s: &Series| -> Vec<[u64; 2]> {
-                    s.points
-                        .iter()
-                        .map(|p| [p[0].to_bits(), p[1].to_bits()])
-                        .collect()
-                };
                 assert_eq!(
                     bits(&got),
                     bits(&want),
                     "{len} points, at most {max_points}"
+                );
+                // The same points in slices of random lengths, across bucket ends.
+                let (ts, ys): (Vec<i64>, Vec<f64>) = points.iter().copied().unzip();
+                let mut down = Downsampler::new(len, max_points);
+                let mut from = 0;
+                while from < len {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let to = (from + 1 + (x % 3_000) as usize).min(len);
+                    down.extend(&ts[from..to], &ys[from..to]);
+                    from = to;
+                }
+                assert_eq!(
+                    bits(&down.series("s")),
+                    bits(&want),
+                    "{len} points in slices, at most {max_points}"
                 );
             }
         }

@@ -15,6 +15,14 @@ use crate::probe::{Ctx, Step, Verdict, answer};
 const SLOWLORIS_DEADLINE: Duration = Duration::from_secs(30);
 /// Time between the slowloris client's header lines.
 const TRICKLE: Duration = Duration::from_millis(500);
+/// The upload an early answer must survive: under the reference engine's discard limit
+/// (4 MiB), and many times a loopback socket's first buffers.
+const UPLOAD_BYTES: usize = 2 << 20;
+/// The pause after the upload's head and first piece, for the answer to go out (and for a
+/// target that closes at once to have closed) before the rest is sent.
+const UPLOAD_PAUSE: Duration = Duration::from_millis(100);
+/// Longest the rest of the upload and the answer may take.
+const UPLOAD_DEADLINE: Duration = Duration::from_secs(10);
 
 const INFER: &str = "/v2/models/ref-linear/infer";
 
@@ -206,5 +214,97 @@ pub(crate) async fn slowloris_is_cut_off(c: &Ctx) -> Verdict {
                 }
             }
         }
+    }
+}
+
+/// A 2 MiB POST to a model that does not exist: the target answers before reading the body
+/// (404, or 401/413 where a control comes first). The client pauses after the first 64 KiB,
+/// then sends the rest, then reads: it must read the 4xx. A target that closes the
+/// connection with the body unread makes the kernel answer the rest with a reset, which
+/// destroys the answer before the client reads it (the lingering close nginx and the
+/// reference engine do against it: engine/src/http/drain.rs).
+pub(crate) async fn early_answer_reaches_an_uploading_client(c: &Ctx) -> Verdict {
+    let raw = match c.access() {
+        Ok(a) => a.raw.clone(),
+        Err(v) => return v,
+    };
+    let Some(raw) = raw else {
+        return Verdict::skip("the target's socket address is not known");
+    };
+    let sent = format!(
+        "POST /v2/models/no-such-model/infer to {}{} declaring a {UPLOAD_BYTES}-byte body, \
+         {} ms after its first 64 KiB the rest",
+        raw.addr,
+        if raw.tls.is_some() { " over TLS" } else { "" },
+        UPLOAD_PAUSE.as_millis()
+    );
+    let mut stream = match raw.connect().await {
+        Ok(s) => s,
+        Err(e) => return Verdict::error(format!("failed to connect to {}: {e}", raw.addr)),
+    };
+    let head = format!(
+        "POST /v2/models/no-such-model/infer HTTP/1.1\r\nhost: gauntlet\r\n\
+         content-type: application/json\r\ncontent-length: {UPLOAD_BYTES}\r\n\r\n"
+    );
+    let piece = vec![b' '; 64 << 10];
+    let first = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&piece).await?;
+        stream.flush().await
+    };
+    if let Err(e) = first.await {
+        return Verdict::error(format!("sent {sent}; the head and first piece failed: {e}"));
+    }
+    tokio::time::sleep(UPLOAD_PAUSE).await;
+    let mut uploaded = piece.len();
+    let rest = async {
+        while uploaded < UPLOAD_BYTES {
+            let n = piece.len().min(UPLOAD_BYTES - uploaded);
+            stream.write_all(&piece[..n]).await?;
+            uploaded += n;
+        }
+        stream.flush().await?;
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer).await;
+        // A reset after the whole answer arrived still delivered it.
+        match read {
+            Err(e) if answer.is_empty() => Err(e),
+            _ => Ok(answer),
+        }
+    };
+    let answer = match tokio::time::timeout(UPLOAD_DEADLINE, rest).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => {
+            return Verdict::fail(format!(
+                "sent {sent}; after {uploaded} bytes of the body the connection failed ({e}): \
+                 the target closed it with the body unread, and the reset lost its answer"
+            ));
+        }
+        Err(_) => {
+            return Verdict::fail(format!(
+                "sent {sent}; neither the upload ({uploaded} bytes sent) nor an answer finished \
+                 within {} s",
+                UPLOAD_DEADLINE.as_secs()
+            ));
+        }
+    };
+    let text = String::from_utf8_lossy(&answer);
+    let status_line = text.lines().next().unwrap_or("").to_owned();
+    let status = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok());
+    match status {
+        Some(code) if (400..500).contains(&code) => match alive(c).await {
+            Ok(()) => Verdict::pass(format!(
+                "sent {sent}; the whole body went out and `{status_line}` was read; still alive"
+            )),
+            Err(v) => v,
+        },
+        _ => Verdict::fail(format!(
+            "sent {sent}; expected a 4xx answer after the upload, read {} bytes starting `{}`",
+            answer.len(),
+            status_line.chars().take(80).collect::<String>()
+        )),
     }
 }

@@ -8,7 +8,7 @@
 //! - SEC-ENC, SEC-KEYROT: tampered artifact bytes, header or AAD, a wrong key and a retired
 //!   key are refused, and the live model is unchanged afterwards.
 //! - SEC-INPUT: oversized, deeply nested, header-flood and slowloris requests are refused or
-//!   cut off.
+//!   cut off; a client still uploading a body the target answered early reads the answer.
 //! - SEC-SECRETS: no secret the run used (raw, hex or base64) and no stack trace appears in an
 //!   error body or in `/metrics`; the TLS port refuses plain HTTP and TLS below 1.2.
 //! - SEC-SECRETS, SEC-SIG, SEC-ENC: key files group or others may read, or malformed ones
@@ -119,6 +119,10 @@ fn attacks() -> Vec<Attack> {
         attack!(input::deep_json_is_refused, ["SEC-INPUT"]),
         attack!(input::header_flood_is_refused, ["SEC-INPUT"]),
         attack!(input::slowloris_is_cut_off, ["SEC-INPUT"]),
+        attack!(
+            input::early_answer_reaches_an_uploading_client,
+            ["SEC-INPUT"]
+        ),
         attack!(
             files::weak_key_files_are_refused,
             ["SEC-SECRETS", "SEC-SIG", "SEC-ENC"]

@@ -299,9 +299,10 @@ const ROW_GROUP_ROWS: usize = 512 * 512;
 ///
 /// The writer's error, as an I/O error.
 pub fn write_returns_parquet(out: impl Write, outcome: &Outcome) -> io::Result<()> {
-    use polars_arrow::array::{Array, PrimitiveArray};
-    use polars_arrow::datatypes::{ArrowDataType, ArrowSchema, Field, TimeUnit};
-    use polars_arrow::record_batch::RecordBatchT;
+    use polars::prelude::{
+        ArrowDataType, ArrowTimeUnit, Column, CompatLevel, DataFrame, Float64Chunked, Int64Chunked,
+        IntoSeries, PolarsResult, SchemaExt,
+    };
     use polars_parquet::write::{
         CompressionOptions, Encoding, FileWriter, RowGroupIterator, StatisticsOptions, Version,
         WriteOptions,
@@ -317,19 +318,31 @@ pub fn write_returns_parquet(out: impl Write, outcome: &Outcome) -> io::Result<(
     })?;
     let held = &outcome.execution.held;
     let to_io = |e: polars::prelude::PolarsError| io::Error::other(e.to_string());
-    // Tagged UTC (Parquet's `isAdjustedToUTC`), as the values are, so pandas or DuckDB read
-    // instants, not local-less wall times. Every column nullable, as polars' frames are.
-    let time = ArrowDataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
-    let schema: ArrowSchema = [
-        Field::new("timestamp".into(), time.clone(), true),
-        Field::new("position".into(), ArrowDataType::Float64, true),
-        Field::new("equity".into(), ArrowDataType::Float64, true),
-        Field::new("return".into(), ArrowDataType::Float64, true),
-        Field::new("drawdown".into(), ArrowDataType::Float64, true),
-    ]
-    .into_iter()
-    .collect();
-    let schema = std::sync::Arc::new(schema);
+    // One row group's frame: its columns own their values, which move into the arrays
+    // written (no copy). The times stay Int64, the physical type a timestamp is written as:
+    // the schema below makes them UTC nanosecond timestamps; cast to polars' Datetime
+    // first, each group's column was copied again on its way to an arrow array.
+    let frame =
+        |ts: Vec<i64>, columns: [(&str, Vec<f64>); 4]| -> PolarsResult<DataFrame> {
+            let height = ts.len();
+            let mut all = vec![Column::from(
+                Int64Chunked::from_vec("timestamp".into(), ts).into_series(),
+            )];
+            all.extend(columns.map(|(name, v)| {
+                Column::from(Float64Chunked::from_vec(name.into(), v).into_series())
+            }));
+            DataFrame::new(height, all)
+        };
+    let names = ["position", "equity", "return", "drawdown"];
+    let mut schema = frame(Vec::new(), names.map(|name| (name, Vec::new())))
+        .map_err(to_io)?
+        .schema()
+        .to_arrow(CompatLevel::newest());
+    // Timestamps in nanoseconds tagged UTC (Parquet's `isAdjustedToUTC`), as the values are:
+    // pandas or DuckDB would read local-less wall times otherwise.
+    if let Some(field) = schema.get_mut("timestamp") {
+        field.dtype = ArrowDataType::Timestamp(ArrowTimeUnit::Nanosecond, Some("UTC".into()));
+    }
     // LZ4 (Parquet's LZ4_RAW, which pyarrow, polars, DuckDB and Spark read): zstd at its
     // default level spent a fifth of `gauntlet backtest --no-sweep`'s instructions on these
     // floats' bytes for a file 11 % smaller (suites/backtest/README.md, Figures).
@@ -345,7 +358,7 @@ pub fn write_returns_parquet(out: impl Write, outcome: &Outcome) -> io::Result<(
     // arithmetic in the same order as `returns.csv`'s rows): a few MB at a time, where the
     // whole columns copied up front were 40 MB of fresh pages at 1M bars.
     let (mut equity, mut peak) = (1.0_f64, 1.0_f64);
-    let groups = (0..n.div_ceil(ROW_GROUP_ROWS)).map(|g| {
+    let groups = (0..n.div_ceil(ROW_GROUP_ROWS)).flat_map(|g| {
         let range = g * ROW_GROUP_ROWS..((g + 1) * ROW_GROUP_ROWS).min(n);
         let mut curve = Vec::with_capacity(range.len());
         let mut drawdown = Vec::with_capacity(range.len());
@@ -359,24 +372,25 @@ pub fn write_returns_parquet(out: impl Write, outcome: &Outcome) -> io::Result<(
             .clone()
             .map(|k| held.get(k).copied().unwrap_or(0.0))
             .collect();
-        let f64s = |v: Vec<f64>| PrimitiveArray::from_vec(v).boxed();
-        let arrays: Vec<Box<dyn Array>> = vec![
-            PrimitiveArray::from_vec(ts[range.clone()].to_vec())
-                .to(time.clone())
-                .boxed(),
-            f64s(position),
-            f64s(curve),
-            f64s(returns[range.clone()].to_vec()),
-            f64s(drawdown),
+        let columns = [
+            (names[0], position),
+            (names[1], curve),
+            (names[2], returns[range.clone()].to_vec()),
+            (names[3], drawdown),
         ];
-        RecordBatchT::try_new(range.len(), schema.clone(), arrays)
+        match frame(ts[range].to_vec(), columns) {
+            Ok(f) => f
+                .iter_chunks(CompatLevel::newest(), false)
+                .map(Ok)
+                .collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        }
     });
-    let rows = (0..n.div_ceil(ROW_GROUP_ROWS))
-        .map(|g| (((g + 1) * ROW_GROUP_ROWS).min(n) - g * ROW_GROUP_ROWS) as u64);
     let row_groups =
         RowGroupIterator::try_new(groups, &schema, options, encodings.into()).map_err(to_io)?;
-    let mut writer = FileWriter::try_new(out, (*schema).clone(), options).map_err(to_io)?;
-    for (rows, columns) in rows.zip(row_groups) {
+    let mut writer = FileWriter::try_new(out, schema, options).map_err(to_io)?;
+    for (g, columns) in row_groups.enumerate() {
+        let rows = (((g + 1) * ROW_GROUP_ROWS).min(n) - g * ROW_GROUP_ROWS) as u64;
         writer.write(rows, columns.map_err(to_io)?).map_err(to_io)?;
     }
     writer.end(None).map_err(to_io)?;

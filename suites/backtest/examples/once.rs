@@ -5,7 +5,10 @@
 //! page faults and its threads once.
 //!
 //! ```sh
-//! cargo run --release -p gauntlet-backtest --example rss -- write /tmp/bt-1m.parquet 1000000
+//! # With the workspace's features: `-p gauntlet-backtest` alone resolves polars' features
+//! # differently and rebuilds it (~5 min after a workspace build).
+//! cargo build --release --workspace --examples
+//! target/release/examples/rss write /tmp/bt-1m.parquet 1000000
 //! /usr/bin/time target/release/examples/once /tmp/bt-1m.parquet
 //! ```
 //!

@@ -1,7 +1,10 @@
 //! Peak memory of a backtest on a Parquet file, for `/usr/bin/time -v`:
 //!
 //! ```sh
-//! cargo run --release -p gauntlet-backtest --example rss -- write /tmp/bars.parquet 1000000
+//! # With the workspace's features: `-p gauntlet-backtest` alone resolves polars' features
+//! # differently and rebuilds it (~5 min after a workspace build).
+//! cargo build --release --workspace --examples
+//! target/release/examples/rss write /tmp/bars.parquet 1000000
 //! /usr/bin/time -v target/release/examples/rss model /tmp/bars.parquet
 //! /usr/bin/time -v target/release/examples/rss strategy /tmp/bars.parquet
 //! ```

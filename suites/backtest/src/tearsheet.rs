@@ -125,9 +125,8 @@ impl Downsampler {
 
     /// The points `(ts[k], ys[k])` in order, as many pushed one at a time would be: each
     /// bucket's part of the slice is scanned for its first lowest and first highest value
-    /// in a tight loop, the times read only for the points that win. Five series of a 1M-bar
-    /// run pushed point by point, with an `Option` match each, were a third of the tear
-    /// sheet's time (suites/backtest/README.md, Figures).
+    /// in a tight loop, the times read only for the points that win (pushed one at a time,
+    /// every point went through the bucket test and an `Option` match).
     fn extend(&mut self, ts: &[i64], ys: &[f64]) {
         let (ts, ys) = (&ts[..ts.len().min(ys.len())], &ys[..ts.len().min(ys.len())]);
         if self.buckets == 0 {

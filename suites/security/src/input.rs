@@ -264,13 +264,24 @@ pub(crate) async fn early_answer_reaches_an_uploading_client(c: &Ctx) -> Verdict
             uploaded += n;
         }
         stream.flush().await?;
-        let mut answer = Vec::new();
-        let read = stream.read_to_end(&mut answer).await;
-        // A reset after the whole answer arrived still delivered it.
-        match read {
-            Err(e) if answer.is_empty() => Err(e),
-            _ => Ok(answer),
+        // Up to the status line: a target that keeps the connection open after its answer
+        // (it read the whole body) is not waited out.
+        let (mut answer, mut buf) = (Vec::new(), [0u8; 4096]);
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(2).any(|w| w == b"\r\n") {
+                        break;
+                    }
+                }
+                Err(e) if answer.is_empty() => return Err(e),
+                // A reset after part of the answer arrived still delivered it.
+                Err(_) => break,
+            }
         }
+        Ok(answer)
     };
     let answer = match tokio::time::timeout(UPLOAD_DEADLINE, rest).await {
         Ok(Ok(answer)) => answer,

@@ -160,12 +160,9 @@ pub(crate) async fn header_flood_is_refused(c: &Ctx) -> Verdict {
 /// A request head sent one header line every 500 ms, never finished: the target must cut the
 /// connection off (or answer) within 30 s.
 pub(crate) async fn slowloris_is_cut_off(c: &Ctx) -> Verdict {
-    let raw = match c.access() {
-        Ok(a) => a.raw.clone(),
+    let raw = match c.raw() {
+        Ok(raw) => raw,
         Err(v) => return v,
-    };
-    let Some(raw) = raw else {
-        return Verdict::skip("the target's socket address is not known");
     };
     let mut stream = match raw.connect().await {
         Ok(s) => s,
@@ -224,12 +221,9 @@ pub(crate) async fn slowloris_is_cut_off(c: &Ctx) -> Verdict {
 /// destroys the answer before the client reads it (the lingering close nginx and the
 /// reference engine do against it: engine/src/http/drain.rs).
 pub(crate) async fn early_answer_reaches_an_uploading_client(c: &Ctx) -> Verdict {
-    let raw = match c.access() {
-        Ok(a) => a.raw.clone(),
+    let raw = match c.raw() {
+        Ok(raw) => raw,
         Err(v) => return v,
-    };
-    let Some(raw) = raw else {
-        return Verdict::skip("the target's socket address is not known");
     };
     let sent = format!(
         "POST /v2/models/no-such-model/infer to {}{} declaring a {UPLOAD_BYTES}-byte body, \

@@ -8,6 +8,7 @@ use http::{Method, Request};
 
 use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_engine::security::sign::{self, Credentials};
+use gauntlet_harness::target::security::RawEndpoint;
 use gauntlet_harness::{Capability, Reply, SecurityAccess, SuiteCtx, Target, Unsigned};
 use gauntlet_reports::Outcome;
 
@@ -123,6 +124,14 @@ impl Ctx {
         self.access.as_ref().ok_or_else(|| {
             Verdict::skip("the target offers no security access (neither credentials nor keys)")
         })
+    }
+
+    /// The target's socket address, for attacks below HTTP; skips when it is not known.
+    pub(crate) fn raw(&self) -> Step<&RawEndpoint> {
+        self.access()?
+            .raw
+            .as_ref()
+            .ok_or_else(|| Verdict::skip("the target's socket address is not known"))
     }
 
     /// Credentials that may make `method path`; skips when there are none.

@@ -358,8 +358,9 @@ pub fn write_returns_parquet(out: impl Write, outcome: &Outcome) -> io::Result<(
     // arithmetic in the same order as `returns.csv`'s rows): a few MB at a time, where the
     // whole columns copied up front were 40 MB of fresh pages at 1M bars.
     let (mut equity, mut peak) = (1.0_f64, 1.0_f64);
+    let rows_of = |g: usize| g * ROW_GROUP_ROWS..((g + 1) * ROW_GROUP_ROWS).min(n);
     let groups = (0..n.div_ceil(ROW_GROUP_ROWS)).flat_map(|g| {
-        let range = g * ROW_GROUP_ROWS..((g + 1) * ROW_GROUP_ROWS).min(n);
+        let range = rows_of(g);
         let mut curve = Vec::with_capacity(range.len());
         let mut drawdown = Vec::with_capacity(range.len());
         for &r in &returns[range.clone()] {
@@ -390,8 +391,9 @@ pub fn write_returns_parquet(out: impl Write, outcome: &Outcome) -> io::Result<(
         RowGroupIterator::try_new(groups, &schema, options, encodings.into()).map_err(to_io)?;
     let mut writer = FileWriter::try_new(out, schema, options).map_err(to_io)?;
     for (g, columns) in row_groups.enumerate() {
-        let rows = (((g + 1) * ROW_GROUP_ROWS).min(n) - g * ROW_GROUP_ROWS) as u64;
-        writer.write(rows, columns.map_err(to_io)?).map_err(to_io)?;
+        writer
+            .write(rows_of(g).len() as u64, columns.map_err(to_io)?)
+            .map_err(to_io)?;
     }
     writer.end(None).map_err(to_io)?;
     Ok(())

@@ -61,12 +61,6 @@ fn benchmark_return(benchmark: &[f64], i: usize) -> f64 {
     benchmark[i] / previous - 1.0
 }
 
-/// Buy-and-hold's return over each period of its equity `benchmark`, computed as read (no
-/// column stored).
-fn levels_returns(benchmark: &[f64]) -> impl Iterator<Item = f64> + '_ {
-    (0..benchmark.len()).map(|i| benchmark_return(benchmark, i))
-}
-
 /// [`Series::downsampled`] of points pushed one at a time, when their
 /// number is known up front: the same min/max buckets and the same points chosen (the
 /// first lowest and the first highest of each bucket, in order), without the full-length
@@ -347,9 +341,9 @@ impl Pass {
         equity.push(start, 1.0);
         drawdown.push(start, 0.0);
         let mut range = positive_range(&[1.0], (f64::INFINITY, 0.0));
-        // Both series' calendars in the same loop when every period has a time and a
-        // benchmark (always, for a run); else each on its own, as far as the times go.
-        let together = returns.len() == ts.len() && bench.len() == ts.len();
+        // Both series' calendars over the periods with a time and a benchmark (every period
+        // of a run).
+        let dated = shown.min(bench.len());
         let mut calendar = Calendar::default();
         let mut episodes = Episodes::default();
         let (mut e, mut peak) = (1.0_f64, 1.0_f64);
@@ -371,11 +365,9 @@ impl Pass {
             equity.extend(times, &eq[..m]);
             drawdown.extend(times, &dd[..m]);
             range = positive_range(&eq[..m], range);
-            if together {
-                for (k, (&r, &t)) in chunk.iter().zip(times).enumerate() {
-                    let i = from + k;
-                    calendar.step(t, r, benchmark_return(bench, i));
-                }
+            let d = chunk.len().min(dated.saturating_sub(from));
+            for (k, (&r, &t)) in chunk[..d].iter().zip(times).enumerate() {
+                calendar.step(t, r, benchmark_return(bench, from + k));
             }
         }
         let shown_bench = bench.len().min(ts.len());
@@ -383,21 +375,7 @@ impl Pass {
         benchmark.push(start, 1.0);
         benchmark.extend(&ts[..shown_bench], &bench[..shown_bench]);
         range = positive_range(&bench[..shown_bench], range);
-        let (daily, monthly) = if together {
-            let c = calendar.finish();
-            (c.daily, c.monthly)
-        } else {
-            (
-                (
-                    daily_returns(returns, ts),
-                    daily_returns_of(levels_returns(bench), ts),
-                ),
-                (
-                    monthly_returns(returns, ts),
-                    monthly_returns_of(levels_returns(bench), ts),
-                ),
-            )
-        };
+        let Calendar { daily, monthly, .. } = calendar.finish();
         Pass {
             equity: equity.series("strategy"),
             benchmark: benchmark.series("buy and hold (no costs)"),
@@ -888,6 +866,11 @@ pub fn trades_table(outcome: &Outcome, intraday: bool) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Buy-and-hold's return over each period of its equity `benchmark`.
+    fn levels_returns(benchmark: &[f64]) -> impl Iterator<Item = f64> + '_ {
+        (0..benchmark.len()).map(|i| benchmark_return(benchmark, i))
+    }
 
     fn bits(s: &Series) -> Vec<[u64; 2]> {
         s.points

@@ -75,7 +75,7 @@ fn the_github_actions_example_parses_and_its_commands_exist() {
     let wf = load("github-actions.yml");
     let jobs = wf["jobs"].as_object().expect("jobs");
     assert!(
-        ["gate", "coverage", "mutants"]
+        ["gate", "coverage", "mutants", "mutants-score"]
             .iter()
             .all(|j| jobs.contains_key(*j))
     );
@@ -98,6 +98,12 @@ fn the_github_actions_example_parses_and_its_commands_exist() {
     for expected in ["run", "coverage", "mutants"] {
         assert!(subcommands.contains(&expected), "{subcommands:?}");
     }
+    assert!(
+        commands.iter().any(|c| c.contains(&"--merge".to_owned())
+            && c.contains(&"shards/mutants-shard-*".to_owned())),
+        "the score job merges every shard's artifact: {commands:?}"
+    );
+    assert_eq!(wf["jobs"]["mutants-score"]["needs"], "mutants");
     commands.iter().for_each(|c| assert_accepted(c));
     assert_eq!(
         wf["jobs"]["mutants"]["strategy"]["matrix"]["shard"]
@@ -120,7 +126,7 @@ fn the_github_actions_example_parses_and_its_commands_exist() {
 fn the_gitlab_example_parses_and_its_commands_exist() {
     let ci = load("gitlab-ci.yml");
     let mut commands = Vec::new();
-    for job in ["gauntlet", "coverage", "mutants"] {
+    for job in ["gauntlet", "coverage", "mutants", "mutants-score"] {
         let script = ci[job]["script"]
             .as_array()
             .unwrap_or_else(|| panic!("{job}: script"));
@@ -148,7 +154,14 @@ fn the_gitlab_example_parses_and_its_commands_exist() {
     );
     assert_eq!(ci["mutants"]["parallel"], 8);
     let subcommands: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
-    assert_eq!(subcommands, ["run", "coverage", "mutants"]);
+    assert_eq!(subcommands, ["run", "coverage", "mutants", "mutants"]);
+    let merge = &commands[3];
+    assert!(
+        merge.contains(&"--merge".to_owned())
+            && merge.contains(&"mutants-report/shard-*".to_owned()),
+        "the score job merges every shard's directory: {merge:?}"
+    );
+    assert_eq!(ci["mutants-score"]["needs"][0], "mutants");
     commands.iter().for_each(|c| assert_accepted(c));
 }
 

@@ -4,10 +4,12 @@
 //! with is a fault they would not catch. Sharded (`--shard K/N`) and diff-limited
 //! (`--in-diff FILE`) like cargo-mutants; exclusions reviewed in `.cargo/mutants.toml`.
 //! The report gets a mutation section and, with `min-mutation-score`, the gate
-//! `mutants::score`.
+//! `mutants::score`. Each run records what it mutated (`mutants-run.json`); `--merge DIR...`
+//! adds the shards of one run up to the whole engine's score, and the case
+//! `mutants::complete` fails while a shard is missing.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,7 +19,7 @@ use gauntlet_harness::Registry;
 use gauntlet_harness::config::Profile;
 use gauntlet_reports::{CaseResult, ExitCode};
 
-use crate::mutants::{self, Outcomes};
+use crate::mutants::{self, Outcomes, Part, RUN_RECORD, RunRecord};
 use crate::plumbing::{self, Failure, Meta, resolve_settings};
 
 const SUITE: &str = "mutants";
@@ -110,6 +112,16 @@ pub struct MutantsArgs {
     /// Only list the mutants the selection holds, without testing them.
     #[arg(long)]
     list: bool,
+    /// Test nothing: merge the report directories of shards of one run (the same commit,
+    /// N, sharding and suites) into the score of all of them; `mutants::complete` fails
+    /// while a shard of N is missing.
+    #[arg(
+        long,
+        value_name = "DIR",
+        num_args = 1..,
+        conflicts_with_all = ["shard", "in_diff", "list", "in_place", "jobs", "workspace"]
+    )]
+    merge: Vec<PathBuf>,
 }
 
 /// Runs `gauntlet mutants`.
@@ -128,6 +140,9 @@ pub fn mutants(
         "--min-mutation-score",
         args.min_mutation_score.or(settings.min_mutation_score),
     )?;
+    if !args.merge.is_empty() {
+        return merge(registry, &args.merge, &settings, threshold, started_at);
+    }
     if let Some(diff) = &args.in_diff
         && !diff.is_file()
     {
@@ -206,6 +221,8 @@ pub fn mutants(
         std::fs::remove_dir_all(&out_dir)
             .map_err(|e| Failure::setup(format!("{}: {e}", out_dir.display())))?;
     }
+    // Before any mutant touches the tree (--in-place): which commit this run mutates.
+    let (commit, clean) = git_state(&root);
     // The baseline is ours: cargo-mutants' own runs the mutated package's tests (the
     // engine's), not --test-package's. The suites must pass on the unmutated engine, and their
     // time sets the per-mutant test timeout.
@@ -246,6 +263,28 @@ pub fn mutants(
     }
     let outcomes =
         Outcomes::read(&out_dir).map_err(|e| Failure::setup(format!("mutants.out: {e}")))?;
+    let suites = std::env::var("GAUNTLET_MUTANTS_SUITES")
+        .unwrap_or_else(|_| "conformance, property, security, compliance, resilience".to_owned());
+    let record = RunRecord {
+        commit,
+        clean,
+        shard: args.shard.map_or(0, |s| s.k),
+        shards: args.shard.map_or(1, |s| s.n),
+        sharding: args
+            .sharding
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default(),
+        in_diff: args.in_diff.is_some(),
+        suites: suites.clone(),
+        cargo_mutants: version.clone(),
+        selected: selected(&out_dir)?,
+        wall_seconds: wall.as_secs_f64(),
+    };
+    let record_path = report_dir.join(RUN_RECORD);
+    let json = serde_json::to_string_pretty(&record).map_err(Failure::setup_err)?;
+    std::fs::write(&record_path, json + "\n")
+        .map_err(|e| Failure::setup(format!("{}: {e}", record_path.display())))?;
     let notes = vec![format!(
         "{version}; gauntlet-engine{}{}; the suites ({}) in process as the test command; \
          wall time {:.0} s with {} job(s). Timeouts count as caught; unviable mutants (that do \
@@ -255,9 +294,7 @@ pub fn mutants(
             .as_ref()
             .map(|d| format!(", lines changed in {}", d.display()))
             .unwrap_or_default(),
-        std::env::var("GAUNTLET_MUTANTS_SUITES").unwrap_or_else(|_| {
-            "conformance, property, security, compliance, resilience".to_owned()
-        }),
+        suites,
         wall.as_secs_f64(),
         args.jobs
     )];
@@ -286,6 +323,136 @@ pub fn mutants(
     };
     let report = plumbing::report(registry, meta, cases, vec![section]);
     plumbing::publish(&report, &report_dir, true)
+}
+
+/// `git rev-parse HEAD` of `root` (`None` outside git) and whether its tracked files are
+/// those of that commit.
+fn git_state(root: &Path) -> (Option<String>, bool) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "HEAD"]);
+    let clean = commit.is_some()
+        && git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| s.is_empty());
+    (commit, clean)
+}
+
+/// How many mutants the run selected: the length of cargo-mutants' `mutants.json`.
+fn selected(out_dir: &Path) -> Result<usize, Failure> {
+    let path = out_dir.join("mutants.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Failure::setup(format!("{}: {e}", path.display())))?;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| Failure::setup(format!("{}: {e}", path.display())))?;
+    Ok(list.len())
+}
+
+/// `gauntlet mutants --merge`: the shards' outcomes together, with `mutants::complete` (every
+/// shard of N present) and, with a threshold, `mutants::score` over all of them.
+fn merge(
+    registry: &Registry,
+    dirs: &[PathBuf],
+    settings: &gauntlet_harness::config::Settings,
+    threshold: Option<f64>,
+    started_at: SystemTime,
+) -> Result<ExitCode, Failure> {
+    let parts = dirs
+        .iter()
+        .map(|d| Part::read(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Failure::usage)?;
+    let merged = mutants::merge(&parts).map_err(Failure::usage)?;
+    let list = |v: &[u32]| ranges(v);
+    let complete = merged.missing.is_empty();
+    let mut cases = vec![super::coverage::gate_case(
+        SUITE,
+        "complete",
+        REQUIREMENT,
+        complete,
+        if complete {
+            format!(
+                "all {} shards of the run ({}) merged: every mutant of gauntlet-engine at {} tested",
+                merged.shards, merged.sharding, merged.commit
+            )
+        } else {
+            format!(
+                "{} of {} shards merged; missing: {}: the score is of a part of the engine's \
+                 mutants, not of all",
+                merged.present.len(),
+                merged.shards,
+                list(&merged.missing)
+            )
+        },
+    )];
+    if let Some(t) = threshold {
+        cases.push(score_gate(&merged.outcomes, t));
+    }
+    let notes = vec![format!(
+        "{}; gauntlet-engine at {}; shards {} of {} ({}); the suites ({}) in process as the \
+         test command; wall time {:.0} s in all, {:.0} s for the longest shard. Timeouts count \
+         as caught; unviable mutants (that do not build) are not counted. Exclusions, each \
+         with its reason: .cargo/mutants.toml.",
+        merged.cargo_mutants.join(", "),
+        merged.commit,
+        list(&merged.present),
+        merged.shards,
+        merged.sharding,
+        merged.suites,
+        merged.wall_total,
+        merged.wall_max
+    )];
+    let _ = writeln!(
+        std::io::stderr(),
+        "gauntlet: {} of {} shards: mutation score {} ({} caught, {} missed, {} timeout, {} unviable)",
+        merged.present.len(),
+        merged.shards,
+        merged
+            .outcomes
+            .score()
+            .map_or_else(|| "undefined".to_owned(), |p| format!("{p:.1} %")),
+        merged.outcomes.caught.len(),
+        merged.outcomes.missed.len(),
+        merged.outcomes.timeout.len(),
+        merged.outcomes.unviable.len()
+    );
+    let section = mutants::section(&merged.outcomes, notes);
+    let meta = Meta {
+        tool: "gauntlet mutants --merge",
+        seed: settings.seed,
+        target: format!("gauntlet-engine mutants at {}", merged.commit),
+        profile: &settings.profile,
+        started_at,
+    };
+    let report = plumbing::report(registry, meta, cases, vec![section]);
+    std::fs::create_dir_all(&settings.report_dir)
+        .map_err(|e| Failure::setup(format!("{}: {e}", settings.report_dir.display())))?;
+    plumbing::publish(&report, &settings.report_dir, true)
+}
+
+/// Shard numbers as ranges: `0, 2-5, 9`.
+fn ranges(v: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if j == i {
+            v[i].to_string()
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
 }
 
 /// `cargo test -p gauntlet --test mutation_suites -- --ignored` on the unmutated tree: built,
@@ -348,6 +515,13 @@ mod tests {
     use super::*;
     use crate::mutants::Mutant;
     use gauntlet_reports::Outcome;
+
+    #[test]
+    fn shard_lists_read_as_ranges() {
+        assert_eq!(ranges(&[0, 2, 3, 4, 5, 9, 11, 12]), "0, 2-5, 9, 11-12");
+        assert_eq!(ranges(&[]), "");
+        assert_eq!(ranges(&[7]), "7");
+    }
 
     #[test]
     fn shards_are_checked() {

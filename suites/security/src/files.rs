@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
-use gauntlet_engine::security::keyring::Keyring;
+use gauntlet_engine::EngineConfig;
+use gauntlet_engine::security::keyring::{DEFAULT_MAX_USES, Keyring};
 use gauntlet_engine::security::sign::MIN_SECRET_LEN;
 use gauntlet_engine::security::{Security, SecurityConfig};
 
@@ -224,6 +225,14 @@ fn variants(g: &Good) -> Vec<(&'static str, File, &'static str)> {
     ]
 }
 
+/// `text` without the lines that start with `key` (`name = `).
+fn drop_line(text: &str, key: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with(key))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn replace_secret(admin: &str, secret: &str) -> String {
     replace_line(admin, "secret = ", &format!("\"{secret}\""))
 }
@@ -284,8 +293,9 @@ fn load(dir: &Path, g: &Good, swap: Option<&File>) -> std::io::Result<Result<Sec
 }
 
 /// Weak or malformed key files are refused at start, each naming the file or the field (and
-/// an admin-keys or read-tokens file never as a keyring), and no refusal quotes a secret; the well-formed set loads (so a loader that refuses everything
-/// fails too).
+/// an admin-keys or read-tokens file never as a keyring), and no refusal quotes a secret; the
+/// well-formed set loads (so a loader that refuses everything fails too), and so does a
+/// keyring without `max-uses`, with the documented default limit.
 pub(crate) async fn weak_key_files_are_refused(c: &Ctx) -> Verdict {
     if !c.own_build {
         return Verdict::skip(
@@ -309,6 +319,39 @@ pub(crate) async fn weak_key_files_are_refused(c: &Ctx) -> Verdict {
             ));
         }
         Ok(Ok(_)) => {}
+    }
+    // An operator's keyring may leave `max-uses` out: it must load, with the documented
+    // default limit of data keys a key wraps (DEFAULT_MAX_USES), not some other bound.
+    let minimal = drop_line(&g.keyring, "max-uses = ");
+    let swap = File {
+        key: Key::Keyring,
+        text: minimal.clone(),
+        mode: 0o600,
+    };
+    match load(dir.path(), &g, Some(&swap)) {
+        Err(e) => return Verdict::error(format!("failed to write the key files: {e}")),
+        Ok(Err(e)) => {
+            return Verdict::fail(format!(
+                "a well-formed keyring without max-uses (the default applies) was refused: {e}"
+            ));
+        }
+        Ok(Ok(_)) => {}
+    }
+    match Keyring::from_toml_str(&minimal) {
+        Ok(ring) if ring.max_uses() == DEFAULT_MAX_USES => {}
+        Ok(ring) => {
+            return Verdict::fail(format!(
+                "a keyring without max-uses limits each key to {} data keys, not the documented \
+                 default {DEFAULT_MAX_USES}",
+                ring.max_uses()
+            ));
+        }
+        Err(e) => {
+            return Verdict::fail(format!(
+                "a well-formed keyring without max-uses does not parse: {}",
+                gauntlet_harness::error_chain(&e)
+            ));
+        }
     }
     let mut problems = Vec::new();
     let mut refused = String::new();
@@ -335,12 +378,109 @@ pub(crate) async fn weak_key_files_are_refused(c: &Ctx) -> Verdict {
     }
     if problems.is_empty() {
         Verdict::pass(format!(
-            "the well-formed files load; {} weak or malformed ones are refused:{refused}",
+            "the well-formed files load (a keyring without max-uses too, limited to \
+             {DEFAULT_MAX_USES} data keys a key); {} weak or malformed ones are refused:{refused}",
             variants.len()
         ))
     } else {
         Verdict::fail(format!(
             "{} of {} weak or malformed key files were not refused as they should be:\n- {}",
+            problems.len(),
+            variants.len(),
+            problems.join("\n- ")
+        ))
+    }
+}
+
+/// The engine's `[security]` settings as its config file gives them at start: each value that
+/// would weaken a control is refused, naming the setting. A signed call's clock-skew window is
+/// also how long a nonce is remembered (the replay window): 0 or over an hour is refused; no
+/// header may be allowed zero times or without bound; a JSON body cannot be limited to depth
+/// 0; a TLS certificate needs its key. The defaults and the widest window accepted (`1h`)
+/// load, so a loader that refuses everything fails too. In process only, like the key files.
+pub(crate) async fn weak_security_settings_are_refused(c: &Ctx) -> Verdict {
+    if !c.own_build {
+        return Verdict::skip(
+            "by URL the engine read its config when it started, before the run: only the \
+             in-process engine's loader (this build's) can be given weak settings",
+        );
+    }
+    let load = |table: &str| EngineConfig::from_toml_str(&format!("[security]\n{table}\n"));
+    for (what, table) in [
+        ("the defaults", ""),
+        (
+            "a clock-skew window of exactly 1h",
+            "max-clock-skew = \"1h\"",
+        ),
+    ] {
+        if let Err(e) = load(table) {
+            return Verdict::fail(format!("{what}: refused: {e}"));
+        }
+    }
+    let variants = [
+        (
+            "a clock-skew window of 0s",
+            "max-clock-skew = \"0s\"",
+            "security.max-clock-skew",
+        ),
+        (
+            "a clock-skew window of 1h 1s",
+            "max-clock-skew = \"1h 1s\"",
+            "security.max-clock-skew",
+        ),
+        (
+            "a clock-skew window of 2 days",
+            "max-clock-skew = \"2days\"",
+            "security.max-clock-skew",
+        ),
+        ("max-headers 0", "max-headers = 0", "security.max-headers"),
+        (
+            "max-headers 1,000,000",
+            "max-headers = 1000000",
+            "security.max-headers",
+        ),
+        (
+            "max-header-bytes 0",
+            "max-header-bytes = 0",
+            "security.max-header-bytes",
+        ),
+        (
+            "max-json-depth 0",
+            "max-json-depth = 0",
+            "security.max-json-depth",
+        ),
+        (
+            "max-tensor-elements 0",
+            "max-tensor-elements = 0",
+            "security.max-tensor-elements",
+        ),
+        (
+            "a TLS certificate without its key",
+            "tls-cert = \"cert.pem\"",
+            "security.tls-cert",
+        ),
+    ];
+    let mut problems = Vec::new();
+    let mut refused = String::new();
+    for (what, table, names) in variants {
+        match load(table) {
+            Ok(_) => problems.push(format!("{what}: accepted")),
+            Err(e) if !e.to_string().contains(names) => {
+                problems.push(format!("{what}: refused without naming `{names}`: {e}"));
+            }
+            Err(e) => {
+                let _ = write!(refused, "\n- {what}: {e}");
+            }
+        }
+    }
+    if problems.is_empty() {
+        Verdict::pass(format!(
+            "the defaults and a 1h clock-skew window load; {} weakening settings are refused:{refused}",
+            variants.len()
+        ))
+    } else {
+        Verdict::fail(format!(
+            "{} of {} weakening settings were not refused as they should be:\n- {}",
             problems.len(),
             variants.len(),
             problems.join("\n- ")

@@ -14,7 +14,9 @@
 //! - SEC-SECRETS, SEC-SIG, SEC-ENC: key files group or others may read, or malformed ones
 //!   (admin keys, read tokens, keyring), are refused at start naming the file or field, and
 //!   no refusal quotes a secret (in process only: by URL the engine read its files before the
-//!   run).
+//!   run); `[security]` settings that would weaken a control (a clock-skew window of 0 or over
+//!   an hour, zero or unbounded limits, a certificate without its key) are refused naming the
+//!   setting (in process only too).
 //! - SEC-ENC at rest: with `require-encrypted-artifacts`, a load by name from the model
 //!   directory reads only the sealed regular file of that name; plain, tampered, renamed,
 //!   oversized or missing files are refused (in process only, on an engine of the case's own).
@@ -126,6 +128,10 @@ fn attacks() -> Vec<Attack> {
         attack!(
             files::weak_key_files_are_refused,
             ["SEC-SECRETS", "SEC-SIG", "SEC-ENC"]
+        ),
+        attack!(
+            files::weak_security_settings_are_refused,
+            ["SEC-SIG", "SEC-INPUT"]
         ),
         attack!(
             model_dir::model_directory_serves_only_sealed_files,

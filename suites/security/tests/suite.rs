@@ -64,7 +64,7 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
     let target: Arc<dyn Target> =
         Arc::new(InProcess::with_models(EngineConfig::default(), models).unwrap());
     let cases = run(target).await;
-    assert_eq!(cases.len(), 24);
+    assert_eq!(cases.len(), 25);
     for c in &cases {
         assert_eq!(c.outcome, Outcome::Pass, "{}: {:?}", c.id, c.message);
         let message = c.message.as_deref().unwrap();
@@ -72,6 +72,7 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
             message.starts_with("sent")
                 || message.starts_with("a good")
                 || message.starts_with("the well-formed")
+                || message.starts_with("the defaults")
                 || message.starts_with("loads by name")
                 || message.starts_with("scanned"),
             "{message}"
@@ -89,6 +90,19 @@ async fn every_attack_passes_against_the_secured_in_process_engine() {
         "primary: names a retired key",
     ] {
         assert!(files.contains(named), "{files}");
+    }
+    assert!(files.contains("a keyring without max-uses too"), "{files}");
+    // Each weakening `[security]` setting is refused by the engine's config loader, naming it.
+    let settings = outcome(&cases, "weak_security_settings_are_refused")
+        .message
+        .as_deref()
+        .unwrap();
+    for named in [
+        "a clock-skew window of 1h 1s: invalid config: security.max-clock-skew",
+        "max-headers 1,000,000: invalid config: security.max-headers",
+        "a TLS certificate without its key: invalid config: security.tls-cert",
+    ] {
+        assert!(settings.contains(named), "{settings}");
     }
     // The control's signed read of the staged version's review is answered.
     let control = outcome(&cases, "signed_admin_call_is_accepted")
@@ -171,6 +185,11 @@ async fn an_open_engine_by_url_fails_the_unsigned_load() {
     assert!(
         matches!(&files.outcome, Outcome::Skip { reason } if reason.contains("before the run")),
         "{files:?}"
+    );
+    let settings = outcome(&cases, "weak_security_settings_are_refused");
+    assert!(
+        matches!(&settings.outcome, Outcome::Skip { reason } if reason.contains("before the run")),
+        "{settings:?}"
     );
     let dir = outcome(&cases, "model_directory_serves_only_sealed_files");
     assert!(

@@ -10,7 +10,9 @@
 //!   finds: a half-written last frame is cut and quarantined, a new segment without its
 //!   magic dropped and one holding only its magic kept, every record kept; a record edited
 //!   under the checkpoint (a flipped byte, a rewrite with a valid CRC) or written twice is
-//!   refused, naming the record.
+//!   refused, naming the record. And retention (CMP-RETAIN): a copy grown in 4 KiB segments
+//!   and pruned as if the retention period had passed keeps every record's place; it reopens
+//!   and verifies, the pruned records counted from the hashes the prune kept.
 //!
 //! Both work on copies in a scratch directory; the target's own files are only read. A key's
 //! value never appears in a message.
@@ -20,7 +22,8 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use gauntlet_engine::audit::{
-    AuditConfig, AuditError, AuditLog, SEGMENT_EXT, VerifyError, VerifyOptions, hex, verify_dir,
+    Action, AuditConfig, AuditError, AuditEvent, AuditLog, DEFAULT_RETENTION, Outcome, PRUNED_FILE,
+    SEGMENT_EXT, VerifyError, VerifyOptions, hex, now_micros, verify_dir,
 };
 use gauntlet_harness::AuditKeyFiles;
 
@@ -216,10 +219,80 @@ pub async fn reopen_check(dir: &Path, files: &AuditKeyFiles) -> Result<String, S
     verify_dir(&log_copy, &options)
         .map_err(|e| format!("the reopened copy does not verify: {e}"))?;
     let crashes = crash_check(dir, scratch.path(), &keys, records).await?;
+    let pruned = prune_check(dir, scratch.path(), &keys).await?;
     Ok(format!(
-        "a copy of `{}` reopened with its keys in upper-case hex: {records} records, latest checkpoint {} unchanged, no torn tail, verifies; {crashes}",
+        "a copy of `{}` reopened with its keys in upper-case hex: {records} records, latest checkpoint {} unchanged, no torn tail, verifies; {crashes}; {pruned}",
         dir.display(),
         describe(got)
+    ))
+}
+
+/// A copy of the log in `dir`, grown by 64 order intents in 4 KiB segments, pruned as if the
+/// retention period (plus a year) had passed: `prune_as_of` enforces the retention against
+/// the clock it is given, as a replay of a retention decision does. Every segment but the
+/// active one loses its records' content, never their place: the copy must reopen with every
+/// record and verify, the pruned ones counted from the hashes the prune kept in
+/// `pruned.leaves`.
+async fn prune_check(dir: &Path, scratch: &Path, keys: &AuditKeyFiles) -> Result<String, String> {
+    let copy = scratch.join("pruned");
+    copy_dir(dir, &copy).map_err(|e| format!("failed to copy `{}`: {e}", dir.display()))?;
+    let mut small = config(&copy, keys);
+    small.segment_bytes = 4096;
+    let log = AuditLog::open(&small)
+        .map_err(|e| format!("a copy of the log failed to reopen with 4 KiB segments: {e}"))?;
+    for i in 0..64 {
+        let mut event = AuditEvent::new("gauntlet-compliance", Action::OrderIntent, Outcome::Ok);
+        event.request_id = Some(format!("prune-{i}"));
+        log.record(event)
+            .map_err(|e| format!("the copy refused order intent {i}: {e}"))?;
+    }
+    // Written, rotated and signed before the prune looks at the segments.
+    if let Err(e) = log.checkpoint_now().await {
+        log.close().await;
+        return Err(format!("the copy failed to checkpoint 64 new records: {e}"));
+    }
+    let later = i64::try_from(DEFAULT_RETENTION.as_micros())
+        .unwrap_or(i64::MAX)
+        .saturating_add(now_micros())
+        .saturating_add(31_557_600_000_000);
+    let report = log.prune_as_of("gauntlet-compliance", later, None).await;
+    let records = log.len();
+    log.close().await;
+    let report = report.map_err(|e| {
+        format!("a prune past the retention period failed on a copy of the log: {e}")
+    })?;
+    if report.pruned_below == 0 || report.pruned_segments.is_empty() {
+        return Err(format!(
+            "a prune past the retention period removed nothing from a copy of {records} records in 4 KiB segments"
+        ));
+    }
+    if !copy.join(PRUNED_FILE).is_file() {
+        return Err(format!(
+            "a prune of records 0..{} left no `{PRUNED_FILE}` with their hashes",
+            report.pruned_below
+        ));
+    }
+    let reopened = AuditLog::open(&config(&copy, keys))
+        .map_err(|e| format!("a pruned copy of the log failed to reopen: {e}"))?;
+    let (found, torn) = (reopened.len(), reopened.recovery().torn.len());
+    reopened.close().await;
+    if found != records || torn != 0 {
+        return Err(format!(
+            "a pruned copy reopened with {found} records (not {records}) and cut {torn} torn tail(s)"
+        ));
+    }
+    let verified = verify_dir(&copy, &VerifyOptions { public_key: None })
+        .map_err(|e| format!("a pruned copy of the log does not verify: {e}"))?;
+    if verified.records != records || verified.pruned != report.pruned_below {
+        return Err(format!(
+            "a pruned copy verifies {} records, {} of them pruned; the prune left {records}, {} pruned",
+            verified.records, verified.pruned, report.pruned_below
+        ));
+    }
+    Ok(format!(
+        "a copy pruned past the retention period (records 0..{} to their hashes, {} segments deleted) reopens with its {records} records and verifies",
+        report.pruned_below,
+        report.pruned_segments.len()
     ))
 }
 

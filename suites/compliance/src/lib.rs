@@ -25,7 +25,8 @@
 //! and, on the log's key files (the in-process engine's, or `[profile.X.compliance]
 //! signing-key-file` and `pseudonym-key-file`; see [`keys`]), `audit_keys_private` (CMP-AUDIT,
 //! CMP-GDPR: owner-only, random, distinct, weak copies refused) and `audit_log_reopens`
-//! (CMP-AUDIT: a copy reopens where the log stopped).
+//! (CMP-AUDIT: a copy reopens where the log stopped, and after a crash; CMP-RETAIN: a pruned
+//! copy reopens and verifies).
 //!
 //! In process, cases and gates check the engine's audited twin ([`support::subject`]): the
 //! same build and models with an audit log and four-eyes promotion, its log in the report
@@ -238,7 +239,7 @@ impl Suite for Compliance {
             PlannedCase::new("audit_log_verifies", &["CMP-AUDIT"]),
             PlannedCase::new("tamper_located", &["CMP-AUDIT"]),
             PlannedCase::new("audit_keys_private", &["CMP-AUDIT", "CMP-GDPR"]),
-            PlannedCase::new("audit_log_reopens", &["CMP-AUDIT"]),
+            PlannedCase::new("audit_log_reopens", &["CMP-AUDIT", "CMP-RETAIN"]),
         ])
     }
     async fn run(&self, ctx: SuiteCtx) -> Result<SuiteOutput, SuiteError> {

@@ -109,7 +109,8 @@ async fn every_case_and_gate_passes_in_process_and_the_matrix_traces_every_claus
     assert!(
         reopens.contains("a half-written frame at offset")
             && reopens.contains("rewritten with a valid CRC")
-            && reopens.contains("written twice refused"),
+            && reopens.contains("written twice refused")
+            && reopens.contains("pruned past the retention period"),
         "{reopens}"
     );
     let tamper = output.cases[1].message.clone().unwrap();

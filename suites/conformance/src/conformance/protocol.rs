@@ -7,7 +7,7 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use gauntlet_engine::artifact::ModelArtifact;
+use gauntlet_engine::artifact::{ModelArtifact, ModelParams};
 use gauntlet_fixtures::REF_LINEAR;
 use gauntlet_harness::{
     Capability, Case, CaseCtx, CaseError, CaseOutcome, TargetExt, case, ensure, ensure_eq,
@@ -296,6 +296,17 @@ async fn check_model_metadata(ctx: &CaseCtx, artifact: &ModelArtifact) -> CaseOu
         body.get("platform").is_some_and(Value::is_string),
         "{request}: `platform` should be a string, got {}",
         body.get("platform").unwrap_or(&Value::Null)
+    );
+    // The reference engine names the artifact's kind, as the artifact spells it.
+    let kind = match &artifact.model {
+        ModelParams::Linear { .. } => "linear",
+        ModelParams::Logistic { .. } => "logistic",
+        ModelParams::TreeEnsemble { .. } => "tree_ensemble",
+    };
+    ensure_eq!(
+        body["platform"].as_str().unwrap_or_default().to_owned(),
+        format!("gauntlet-{kind}"),
+        "{request}: `platform` (the reference engine's is `gauntlet-` and the artifact's kind)"
     );
     let n = i64::try_from(artifact.features.len()).unwrap_or(i64::MAX);
     let inputs = body.get("inputs").and_then(Value::as_array);

@@ -4,20 +4,22 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use gauntlet_engine::artifact::{ModelArtifact, ModelParams, Node};
+use gauntlet_engine::artifact::{ModelArtifact, ModelParams, Node, Objective};
 use gauntlet_fixtures::{REF_ENSEMBLE, REF_LINEAR};
 use gauntlet_harness::{
     Capability, Case, CaseCtx, CaseError, CaseOutcome, Target, TargetExt, case, ensure, ensure_eq,
     infer_path,
 };
 
+use super::subject::policy_applies;
 use crate::repository::{
     Action, act, action_line, altered, index, live_version_1, load, load_raw, renamed, stage,
     switch, with_scratch,
 };
 use crate::support::{
     Layout, describe, ensure_names, ensure_predictions, excerpt, expect_error, expect_infer_ok,
-    infer_request, library_expect, library_model, predictions, present, scratch_name, typical_rows,
+    infer_request, library_expect, library_model, plain_predict, predictions, present,
+    scratch_name, typical_rows,
 };
 
 pub(super) fn cases() -> Vec<Case> {
@@ -43,6 +45,12 @@ pub(super) fn cases() -> Vec<Case> {
         case!(
             "conformance",
             deep_trees_predict_like_the_artifact,
+            ["ENG-PRED"],
+            [Capability::Repository, Capability::ArtifactUpload]
+        ),
+        case!(
+            "conformance",
+            logistic_models_predict_like_the_artifact,
             ["ENG-PRED"],
             [Capability::Repository, Capability::ArtifactUpload]
         ),
@@ -327,6 +335,90 @@ async fn promote_without_staged_is_409(ctx: CaseCtx) -> CaseOutcome {
         .await
     })
     .await
+}
+
+/// ENG-PRED: the two link functions the reference models do not use. A logistic model (the
+/// reference linear model's weights) and a binary-logistic ensemble (the reference trees),
+/// each with its intercept or base score moved so that typical rows give raw scores of both
+/// signs (the sigmoid has a branch for each), predict what the artifact read plainly says,
+/// and, under the reference engine's policy, their metadata names their kind.
+async fn logistic_models_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome {
+    let target = ctx.target.as_ref();
+    // `platform` is the reference engine's policy, not the protocol's.
+    let names_platform = policy_applies(&ctx, "`platform` names the model's kind")
+        .await
+        .is_ok();
+    let mut checked = Vec::new();
+    for template in [ctx.template(REF_LINEAR)?, ctx.template(REF_ENSEMBLE)?] {
+        let rows = typical_rows(template, ctx.seed, 40);
+        let raw = plain_predict(template, &rows);
+        let mut sorted = raw.clone();
+        sorted.sort_by(f64::total_cmp);
+        let middle = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+        let (kind, model) = match &template.model {
+            ModelParams::Linear { intercept, weights } => (
+                "logistic",
+                ModelParams::Logistic {
+                    intercept: intercept - middle,
+                    weights: weights.clone(),
+                },
+            ),
+            ModelParams::TreeEnsemble {
+                base_score, trees, ..
+            } => (
+                "tree_ensemble",
+                ModelParams::TreeEnsemble {
+                    base_score: base_score - middle,
+                    objective: Objective::BinaryLogistic,
+                    trees: trees.clone(),
+                },
+            ),
+            ModelParams::Logistic { .. } => {
+                return Err(CaseError::Error(format!(
+                    "reference model {} is already logistic",
+                    template.name
+                )));
+            }
+        };
+        let mut logistic = template.clone();
+        logistic.model = model;
+        let signs = |above: bool| raw.iter().filter(|r| (**r > middle) == above).count();
+        ensure!(
+            signs(true) > 0 && signs(false) > 0,
+            "typical rows of {} give raw scores of one sign only around {middle}",
+            template.name
+        );
+        let name = scratch_name(&format!("conf-{kind}"), ctx.seed);
+        with_scratch(&ctx.target, &name, || async {
+            let v1 = live_version_1(target, &logistic, &name).await?;
+            let expected = predicted(&v1, &rows)?;
+            expect_serving(
+                target,
+                &v1,
+                &rows,
+                &expected,
+                &format!("({kind} with a sigmoid link)"),
+            )
+            .await?;
+            if !names_platform {
+                return Ok(());
+            }
+            let reply = target.get(&format!("/v2/models/{name}")).await?;
+            let body: Value = reply.json().map_err(|e| {
+                CaseError::Fail(format!("GET /v2/models/{name}: the body is not JSON ({e})"))
+            })?;
+            ensure_eq!(
+                body["platform"].as_str().unwrap_or_default().to_owned(),
+                format!("gauntlet-{kind}"),
+                "GET /v2/models/{name}: `platform` names the artifact's kind"
+            );
+            Ok(())
+        })
+        .await?;
+        checked.push(format!("{kind} from {}", template.name));
+    }
+    ensure!(checked.len() == 2, "checked {checked:?}");
+    Ok(())
 }
 
 /// ENG-PRED: an ensemble of trees deeper than the reference ones (two full trees of

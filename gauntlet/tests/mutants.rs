@@ -288,3 +288,58 @@ fn real_shards_merge_into_one_report() {
         ("mutants::complete".to_owned(), "fail".to_owned())
     );
 }
+
+/// The shards of the full run kept in `ci/mutants/<commit>/` (README, mutation testing) merge:
+/// each commit's records parse, agree with one another and are whole shards, so a later
+/// session can add its shards to them. Seconds: nothing is built.
+#[test]
+fn the_kept_shards_of_the_full_run_merge() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let kept = root.join("ci/mutants");
+    let mut commits: Vec<_> = std::fs::read_dir(&kept)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    commits.sort();
+    assert!(!commits.is_empty(), "no run kept in {}", kept.display());
+    for commit in commits {
+        let mut shards: Vec<_> = std::fs::read_dir(&commit)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        shards.sort();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .current_dir(tmp.path())
+            .args(["mutants", "--report-dir", "merged", "--merge"])
+            .args(&shards)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert!(
+            matches!(code(&out), 0 | 1),
+            "{}: {stderr}",
+            commit.display()
+        );
+        let name = commit.file_name().unwrap().to_str().unwrap();
+        for shard in &shards {
+            let record: Value = serde_json::from_str(
+                &std::fs::read_to_string(shard.join("mutants-run.json")).unwrap(),
+            )
+            .unwrap();
+            assert!(
+                record["commit"].as_str().unwrap().starts_with(name),
+                "{}: {record}",
+                shard.display()
+            );
+        }
+        let (values, cases) = merged(&tmp.path().join("merged"));
+        assert_eq!(cases[0].0, "mutants::complete", "{cases:?}");
+        assert!(values["score"].as_f64().is_some(), "{values}");
+        assert!(
+            stderr.contains(&format!("{} of 48 shards", shards.len())),
+            "{name}: {stderr}"
+        );
+    }
+}

@@ -348,7 +348,6 @@ async fn logistic_models_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome 
     let names_platform = policy_applies(&ctx, "`platform` names the model's kind")
         .await
         .is_ok();
-    let mut checked = Vec::new();
     for template in [ctx.template(REF_LINEAR)?, ctx.template(REF_ENSEMBLE)?] {
         let rows = typical_rows(template, ctx.seed, 40);
         let raw = plain_predict(template, &rows);
@@ -415,9 +414,7 @@ async fn logistic_models_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome 
             Ok(())
         })
         .await?;
-        checked.push(format!("{kind} from {}", template.name));
     }
-    ensure!(checked.len() == 2, "checked {checked:?}");
     Ok(())
 }
 

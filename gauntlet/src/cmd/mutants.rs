@@ -373,7 +373,6 @@ fn merge(
         .collect::<Result<Vec<_>, _>>()
         .map_err(Failure::usage)?;
     let merged = mutants::merge(&parts).map_err(Failure::usage)?;
-    let list = |v: &[u32]| ranges(v);
     let complete = merged.missing.is_empty();
     let mut cases = vec![super::coverage::gate_case(
         SUITE,
@@ -391,7 +390,7 @@ fn merge(
                  mutants, not of all",
                 merged.present.len(),
                 merged.shards,
-                list(&merged.missing)
+                ranges(&merged.missing)
             )
         },
     )];
@@ -405,7 +404,7 @@ fn merge(
          with its reason: .cargo/mutants.toml.",
         merged.cargo_mutants.join(", "),
         merged.commit,
-        list(&merged.present),
+        ranges(&merged.present),
         merged.shards,
         merged.sharding,
         merged.suites,
@@ -435,28 +434,20 @@ fn merge(
         started_at,
     };
     let report = plumbing::report(registry, meta, cases, vec![section]);
-    std::fs::create_dir_all(&settings.report_dir)
-        .map_err(|e| Failure::setup(format!("{}: {e}", settings.report_dir.display())))?;
     plumbing::publish(&report, &settings.report_dir, true)
 }
 
-/// Shard numbers as ranges: `0, 2-5, 9`.
+/// Shard numbers (sorted) as ranges, written as the coverage report writes line ranges:
+/// `0, 2-5, 9`.
 fn ranges(v: &[u32]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < v.len() {
-        let mut j = i;
-        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
-            j += 1;
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &n in v {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == n => *end = n,
+            _ => runs.push((n, n)),
         }
-        out.push(if j == i {
-            v[i].to_string()
-        } else {
-            format!("{}-{}", v[i], v[j])
-        });
-        i = j + 1;
     }
-    out.join(", ")
+    crate::coverage::format_ranges(&runs, usize::MAX)
 }
 
 /// `cargo test -p gauntlet --test mutation_suites -- --ignored` on the unmutated tree: built,

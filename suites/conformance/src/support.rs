@@ -290,6 +290,17 @@ pub(crate) fn library_expect(model: &Model, data: &[Option<f64>]) -> Result<Expe
     })
 }
 
+/// The `platform` the reference engine's metadata gives a model of `artifact`: `gauntlet-` and
+/// the artifact's kind as the artifact spells it (read here, not from the engine's `Model`).
+pub(crate) fn reference_platform(artifact: &ModelArtifact) -> String {
+    let kind = match &artifact.model {
+        ModelParams::Linear { .. } => "linear",
+        ModelParams::Logistic { .. } => "logistic",
+        ModelParams::TreeEnsemble { .. } => "tree_ensemble",
+    };
+    format!("gauntlet-{kind}")
+}
+
 /// The artifact's predictions of row-major `rows`, read the plainest way: the linear sum in
 /// feature order, each tree walked from node 0 to its leaf and summed in tree order after
 /// the base score, then the link. Independent of the engine's compiled models (its column

@@ -376,17 +376,27 @@ pub(crate) async fn weak_key_files_are_refused(c: &Ctx) -> Verdict {
             }
         }
     }
-    if problems.is_empty() {
-        Verdict::pass(format!(
+    refusals(
+        &problems,
+        &format!(
             "the well-formed files load (a keyring without max-uses too, limited to \
              {DEFAULT_MAX_USES} data keys a key); {} weak or malformed ones are refused:{refused}",
             variants.len()
-        ))
+        ),
+        variants.len(),
+        "weak or malformed key files",
+    )
+}
+
+/// The verdict of a set of `n` inputs that should each be refused: a pass saying `passed`
+/// when no `problems` were found, else a failure listing them.
+fn refusals(problems: &[String], passed: &str, n: usize, inputs: &str) -> Verdict {
+    if problems.is_empty() {
+        Verdict::pass(passed.to_owned())
     } else {
         Verdict::fail(format!(
-            "{} of {} weak or malformed key files were not refused as they should be:\n- {}",
+            "{} of {n} {inputs} were not refused as they should be:\n- {}",
             problems.len(),
-            variants.len(),
             problems.join("\n- ")
         ))
     }
@@ -473,17 +483,13 @@ pub(crate) async fn weak_security_settings_are_refused(c: &Ctx) -> Verdict {
             }
         }
     }
-    if problems.is_empty() {
-        Verdict::pass(format!(
+    refusals(
+        &problems,
+        &format!(
             "the defaults and a 1h clock-skew window load; {} weakening settings are refused:{refused}",
             variants.len()
-        ))
-    } else {
-        Verdict::fail(format!(
-            "{} of {} weakening settings were not refused as they should be:\n- {}",
-            problems.len(),
-            variants.len(),
-            problems.join("\n- ")
-        ))
-    }
+        ),
+        variants.len(),
+        "weakening settings",
+    )
 }

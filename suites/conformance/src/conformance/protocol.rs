@@ -7,7 +7,7 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use gauntlet_engine::artifact::{ModelArtifact, ModelParams};
+use gauntlet_engine::artifact::ModelArtifact;
 use gauntlet_fixtures::REF_LINEAR;
 use gauntlet_harness::{
     Capability, Case, CaseCtx, CaseError, CaseOutcome, TargetExt, case, ensure, ensure_eq,
@@ -17,7 +17,8 @@ use gauntlet_harness::{
 use super::both_references;
 use super::subject::{DATATYPES, expect_spec_error, policy_applies, subjects};
 use crate::support::{
-    Layout, describe, excerpt, expect_error, infer_request, present, scratch_name, typical_rows,
+    Layout, describe, excerpt, expect_error, infer_request, present, reference_platform,
+    scratch_name, typical_rows,
 };
 
 pub(super) fn cases() -> Vec<Case> {
@@ -298,14 +299,9 @@ async fn check_model_metadata(ctx: &CaseCtx, artifact: &ModelArtifact) -> CaseOu
         body.get("platform").unwrap_or(&Value::Null)
     );
     // The reference engine names the artifact's kind, as the artifact spells it.
-    let kind = match &artifact.model {
-        ModelParams::Linear { .. } => "linear",
-        ModelParams::Logistic { .. } => "logistic",
-        ModelParams::TreeEnsemble { .. } => "tree_ensemble",
-    };
     ensure_eq!(
         body["platform"].as_str().unwrap_or_default().to_owned(),
-        format!("gauntlet-{kind}"),
+        reference_platform(artifact),
         "{request}: `platform` (the reference engine's is `gauntlet-` and the artifact's kind)"
     );
     let n = i64::try_from(artifact.features.len()).unwrap_or(i64::MAX);

@@ -19,7 +19,7 @@ use crate::repository::{
 use crate::support::{
     Layout, describe, ensure_names, ensure_predictions, excerpt, expect_error, expect_infer_ok,
     infer_request, library_expect, library_model, plain_predict, predictions, present,
-    scratch_name, typical_rows,
+    reference_platform, scratch_name, typical_rows,
 };
 
 pub(super) fn cases() -> Vec<Case> {
@@ -408,7 +408,7 @@ async fn logistic_models_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome 
             })?;
             ensure_eq!(
                 body["platform"].as_str().unwrap_or_default().to_owned(),
-                format!("gauntlet-{kind}"),
+                reference_platform(&v1),
                 "GET /v2/models/{name}: `platform` names the artifact's kind"
             );
             Ok(())

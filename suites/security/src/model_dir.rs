@@ -146,6 +146,11 @@ fn sealed_at_limit(ring: &Keyring, c: &Ctx, name: &str) -> Step<Vec<u8>> {
 
 /// The case's engine: a keyring, `require-encrypted-artifacts`, and `models/` of `dir`.
 fn engine(dir: &Path, ring: &Keyring) -> Result<InProcess, String> {
+    state(dir, ring).map(InProcess::new)
+}
+
+/// [`engine`]'s state, before it serves.
+fn state(dir: &Path, ring: &Keyring) -> Result<AppState, String> {
     let keyring = write(dir, "keyring.toml", &ring.to_toml_string(), 0o600)
         .map_err(|e| format!("failed to write keyring.toml: {e}"))?;
     let models = dir.join("models");
@@ -163,13 +168,69 @@ fn engine(dir: &Path, ring: &Keyring) -> Result<InProcess, String> {
         security,
         ..EngineConfig::default()
     };
-    Ok(InProcess::new(AppState::with_security(config, loaded)))
+    Ok(AppState::with_security(config, loaded))
+}
+
+/// The load at start (`gauntlet-engine --model-dir`, `AppState::load_model_dir`): every
+/// regular `.json` and `.enc` file of the directory and nothing else. A sealed model beside
+/// a note that is no model file and a directory named like a model file loads alone, and is
+/// served. Returns what was seen.
+async fn start_load(c: &Ctx, dir: &Path, ring: &Keyring) -> Step<String> {
+    let fail =
+        |what: String| Verdict::fail(format!("the load of a model directory at start: {what}"));
+    let start = dir.join("start");
+    let state = std::fs::create_dir(&start)
+        .map_err(|e| e.to_string())
+        .and_then(|()| state(&start, ring))
+        .map_err(|e| {
+            Verdict::error(format!(
+                "failed to make the engine for the load at start: {e}"
+            ))
+        })?;
+    let models = start.join("models");
+    let name = c.model("dir-start");
+    let sealed = seal(ring, c, &name, &name, "1")?;
+    std::fs::write(models.join(format!("{name}.enc")), sealed)
+        .and_then(|()| std::fs::write(models.join("README.txt"), "not a model\n"))
+        .and_then(|()| std::fs::create_dir(models.join("notes.json")))
+        .map_err(|e| {
+            Verdict::error(format!(
+                "failed to write the directory loaded at start: {e}"
+            ))
+        })?;
+    let loaded = state.load_model_dir(&models).map_err(|e| {
+        fail(format!(
+            "{name}.enc beside README.txt and a directory notes.json was refused: {}",
+            gauntlet_harness::error_chain(&e)
+        ))
+    })?;
+    if loaded != 1 {
+        return Err(fail(format!(
+            "{name}.enc beside README.txt and a directory notes.json: {loaded} models loaded, \
+             expected 1"
+        )));
+    }
+    let target = InProcess::new(state);
+    let meta = target
+        .get(&format!("/v2/models/{name}"))
+        .await
+        .map_err(|e| Verdict::error(format!("GET /v2/models/{name}: {e}")))?;
+    if !meta.status.is_success() {
+        return Err(fail(format!(
+            "{name}.enc loaded, but GET /v2/models/{name} answers {}",
+            answer(&meta)
+        )));
+    }
+    Ok(format!(
+        "\n- at start: {name}.enc loaded and served, README.txt and the directory notes.json passed over"
+    ))
 }
 
 /// Loads by name from the model directory: the sealed file of the model's own name loads, at
 /// the size limit too (a directory named like the plain file is passed over); a plain,
 /// tampered, renamed, oversized or missing file, or one behind an entry that cannot be
-/// examined, is refused with a status and an error naming why, and nothing is staged.
+/// examined, is refused with a status and an error naming why, and nothing is staged. Then
+/// the load of a whole directory at start takes its model files only ([`start_load`]).
 pub(crate) async fn model_directory_serves_only_sealed_files(c: &Ctx) -> Verdict {
     if !c.own_build {
         return Verdict::skip(
@@ -256,9 +317,12 @@ pub(crate) async fn model_directory_serves_only_sealed_files(c: &Ctx) -> Verdict
         }
     }
     if problems.is_empty() {
-        Verdict::pass(format!(
-            "loads by name from a model directory with require-encrypted-artifacts:{seen}"
-        ))
+        match start_load(c, dir.path(), &ring).await {
+            Ok(at_start) => Verdict::pass(format!(
+                "loads by name from a model directory with require-encrypted-artifacts:{seen}{at_start}"
+            )),
+            Err(v) => v,
+        }
     } else {
         Verdict::fail(format!(
             "{} of {} model-directory loads were not answered as they should be:\n- {}",

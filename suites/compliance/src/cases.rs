@@ -302,8 +302,9 @@ async fn kill_switch_body(
     Ok(())
 }
 
-/// CMP-PRETRADE (RTS 6 Art. 15): a limit on the price collar passes and one tick beyond it is
-/// refused by `price_collar`; `max_order_volume` and `max_order_value` refuse one unit over;
+/// CMP-PRETRADE (RTS 6 Art. 15): a limit or reference price of 0 is refused as bad input (400
+/// naming the field) before any control prices it; a limit on the price collar passes and one
+/// tick beyond it is refused by `price_collar`; `max_order_volume` and `max_order_value` refuse one unit over;
 /// repeated breaches throttle the algorithm until a risk principal re-enables it; a burst over
 /// the message limit is refused by `message_rate`.
 pub(crate) async fn pretrade_controls_name_the_control(ctx: CaseCtx) -> CaseOutcome {
@@ -463,6 +464,25 @@ async fn pretrade_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutco
     let beyond = on_collar + tick;
     let (algo, trader) = (scratch("algo-pre", seed), scratch("trader-pre", seed));
 
+    // A price of 0 is no price: refused as input, not judged by the collar (where it would
+    // count as a breach towards the throttle).
+    for (field, order) in [
+        (
+            "limit_price",
+            signal(model, &algo, &trader, reference, 1, 0.0),
+        ),
+        (
+            "reference_price",
+            signal(model, &algo, &trader, 0.0, 1, on_collar),
+        ),
+    ] {
+        let (status, body) = send_signal(target, &order).await?;
+        ensure!(
+            status == 400 && body["error"].as_str().is_some_and(|e| e.contains(field)),
+            "a {field} of 0: expected 400 naming {field}, got {status} {}",
+            excerpt(&body.to_string())
+        );
+    }
     let (status, body) = send_signal(
         target,
         &signal(model, &algo, &trader, reference, 1, on_collar),
@@ -853,6 +873,23 @@ pub(crate) async fn record_proves_inclusion_and_consistency(ctx: CaseCtx) -> Cas
     first
         .verify_with(&first.public_key)
         .map_err(|e| CaseError::Fail(format!("checkpoint of size {}: {e}", first.size)))?;
+    // The verifier must be able to say no: the same checkpoint with a signature bit flipped,
+    // or claiming one more record, is refused (else the check above proves nothing).
+    let mut flipped = first.clone();
+    flipped.signature[0] ^= 1;
+    let mut grown = first.clone();
+    grown.size += 1;
+    for (what, forged) in [
+        ("a signature bit flipped", flipped),
+        ("one record more than it signed", grown),
+    ] {
+        ensure!(
+            forged.verify_with(&first.public_key).is_err(),
+            "the checkpoint of size {} with {what} verifies against its key: the signature \
+             check accepts forgeries",
+            first.size
+        );
+    }
     ensure!(
         first.size > 0,
         "the checkpoint after a recorded request covers no record"

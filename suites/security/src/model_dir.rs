@@ -58,8 +58,20 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
     let oversized = c.model("dir-oversized");
     let looped = c.model("dir-loop");
     let absent = c.model("dir-absent");
+    let mistyped = c.model("dir-mistyped");
     let plain_json = serde_json::to_vec(&c.artifact(&plain, "1", 0.0)?)
         .map_err(|e| Verdict::error(format!("failed to serialise an artifact: {e}")))?;
+    // Sealed, so that it is decrypted and then parsed: a string where a number belongs.
+    let mut bad = serde_json::to_value(c.artifact(&mistyped, "1", 0.0)?)
+        .map_err(|e| Verdict::error(format!("failed to serialise an artifact: {e}")))?;
+    bad["model"]["intercept"] = serde_json::Value::from("high");
+    let bad = envelope::encrypt(
+        &mut ring.clone(),
+        &mistyped,
+        "1",
+        bad.to_string().as_bytes(),
+    )
+    .map_err(|e| Verdict::error(format!("failed to seal an artifact: {e}")))?;
     let good = seal(ring, c, &tampered, &tampered, "1")?;
     Ok(vec![
         Variant {
@@ -94,6 +106,14 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
             beside: Beside::Nothing,
             status: 400,
             names: "model file".to_owned(),
+        },
+        Variant {
+            what: "a sealed file whose model.intercept is a string",
+            file: Some(("enc", bad)),
+            model: mistyped,
+            beside: Beside::Nothing,
+            status: 400,
+            names: "parse artifact at model".to_owned(),
         },
         Variant {
             what: "a file one byte over max-artifact-bytes",

@@ -10,7 +10,7 @@ use gauntlet_harness::{
 };
 
 use super::both_references;
-use super::subject::{check_infer_response, policy_applies, subjects};
+use super::subject::{check_infer_response, flatten, policy_applies, subjects};
 use crate::support::{
     Layout, ensure_predictions, expect_infer_ok, infer_request, library_expect, library_model,
     predictions, present, typical_rows,
@@ -23,6 +23,7 @@ pub(super) fn cases() -> Vec<Case> {
         case!("conformance", infer_requested_output, ["ENG-OIP"], []),
         case!("conformance", infer_echoes_request_id, ["ENG-OIP"], []),
         case!("conformance", infer_by_version, ["ENG-OIP"], []),
+        case!("conformance", infer_nested_data_agrees, ["ENG-OIP"], []),
         case!(
             "conformance",
             infer_layouts_agree,
@@ -180,6 +181,87 @@ async fn infer_accepts_batches(ctx: CaseCtx) -> CaseOutcome {
         }
     }
     Ok(())
+}
+
+/// `data` (flat, row-major) nested to `shape`: `[[a, b], [c, d]]` for `[2, 2]`.
+fn nest(data: &[Value], shape: &[u64]) -> Value {
+    match shape {
+        [] | [_] => Value::Array(data.to_vec()),
+        [d0, rest @ ..] => {
+            let per = data.len() / usize::try_from(*d0).unwrap_or(1).max(1);
+            Value::Array(
+                data.chunks(per.max(1))
+                    .map(|part| nest(part, rest))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Spec: tensor data may be sent "in their natural multi-dimensional representation, or as a
+/// flattened one-dimensional representation": three generated rows sent with every input of
+/// two or more dimensions nested to its shape answer what the same rows sent flat answer
+/// (the same outputs, value for value).
+async fn infer_nested_data_agrees(ctx: CaseCtx) -> CaseOutcome {
+    let subjects = subjects(&ctx).await?;
+    let mut ran = false;
+    for subject in &subjects {
+        let flat = subject.request(ctx.seed, ROWS)?;
+        let mut nested = flat.clone();
+        let mut reshaped = Vec::new();
+        if let Some(inputs) = nested["inputs"].as_array_mut() {
+            for input in inputs {
+                let shape: Vec<u64> = input["shape"]
+                    .as_array()
+                    .map(|s| s.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
+                let data = input["data"].as_array().cloned().unwrap_or_default();
+                if shape.len() >= 2 && shape.iter().product::<u64>() == data.len() as u64 {
+                    input["data"] = nest(&data, &shape);
+                    reshaped.push(format!("{} {shape:?}", input["name"]));
+                }
+            }
+        }
+        if reshaped.is_empty() {
+            continue;
+        }
+        ran = true;
+        let as_flat =
+            post_checked(&ctx, subject, None, &flat, "three generated rows, flat").await?;
+        let what = format!(
+            "the same rows nested to their shapes ({})",
+            reshaped.join(", ")
+        );
+        let as_nested = post_checked(&ctx, subject, None, &nested, &what).await?;
+        for (got, want) in as_nested["outputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(as_flat["outputs"].as_array().into_iter().flatten())
+        {
+            // Either answer may itself be nested or flat: its values are compared.
+            let (mut got_values, mut want_values) = (Vec::new(), Vec::new());
+            flatten(&got["data"], &mut got_values);
+            flatten(&want["data"], &mut want_values);
+            ensure!(
+                got_values == want_values,
+                "model {:?}, output {}: {what} answered {} where flat data answered {}; the \
+                 spec: tensor data may be sent \"in their natural multi-dimensional \
+                 representation, or as a flattened one-dimensional representation\"",
+                subject.name,
+                got["name"],
+                crate::support::excerpt(&got["data"].to_string()),
+                crate::support::excerpt(&want["data"].to_string())
+            );
+        }
+    }
+    if ran {
+        Ok(())
+    } else {
+        Err(CaseError::Skip(
+            "no model of the run has an input of two or more dimensions".into(),
+        ))
+    }
 }
 
 /// Spec: `"outputs" : [ $request_output, ... ] #optional` names "The output tensors requested

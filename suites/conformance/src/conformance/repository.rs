@@ -282,7 +282,17 @@ async fn failed_load_keeps_live_model(ctx: CaseCtx) -> CaseOutcome {
         let message = expect_error(&reply, StatusCode::BAD_REQUEST, &what)?;
         ensure_names(&message, &["format"], &what)?;
 
-        expect_serving(target, &v1, &rows, &p1, "after three failed loads").await?;
+        // A value of the wrong type says nothing of where it is: the error must name the
+        // field's path (the type error alone does not).
+        let mut mistyped = serde_json::to_value(renamed(reference, &name, "2"))
+            .map_err(|e| CaseError::Error(format!("failed to serialise an artifact: {e}")))?;
+        mistyped["model"]["base_score"] = Value::from("high");
+        let reply = load_raw(target, &name, mistyped).await?;
+        let what = line("a string for model.base_score");
+        let message = expect_error(&reply, StatusCode::BAD_REQUEST, &what)?;
+        ensure_names(&message, &["base_score"], &what)?;
+
+        expect_serving(target, &v1, &rows, &p1, "after four failed loads").await?;
         // A failed load stages nothing, so there is nothing to promote.
         let reply = act(target, &name, Action::Promote).await?;
         expect_error(

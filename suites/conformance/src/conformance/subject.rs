@@ -240,7 +240,7 @@ pub(crate) fn expect_spec_error(reply: &Reply, request: &str) -> Result<String, 
 }
 
 /// Flattens nested tensor data: the spec accepts either form.
-fn flatten<'a>(data: &'a Value, out: &mut Vec<&'a Value>) {
+pub(crate) fn flatten<'a>(data: &'a Value, out: &mut Vec<&'a Value>) {
     match data {
         Value::Array(items) => items.iter().for_each(|v| flatten(v, out)),
         other => out.push(other),

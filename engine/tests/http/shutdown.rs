@@ -78,8 +78,14 @@ fn grace_expiry_exits_4_without_waiting_for_the_batch() {
         serde_json::to_vec(&heavy(100_000)).unwrap(),
     )
     .unwrap();
-    let (mut child, port) = spawn_engine(dir.path(), &["--shutdown-grace", "200ms"]);
-    let body = heavy_rows(10_000).to_string();
+    // 100,000 rows × 100,000 trees: at 10,000 rows (the default row limit) a 2-vCPU AMD EPYC
+    // VM finished the batch within the 700 ms before the grace expired (7 Dec 2026), and the
+    // engine then rightly exited 0. The batch must outlast the grace on any machine.
+    let (mut child, port) = spawn_engine(
+        dir.path(),
+        &["--shutdown-grace", "200ms", "--max-batch-rows", "100000"],
+    );
+    let body = heavy_rows(100_000).to_string();
     let request = format!(
         "POST /v2/models/heavy/infer HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()

@@ -304,8 +304,8 @@ async fn kill_switch_body(
 
 /// CMP-PRETRADE (RTS 6 Art. 15): a limit or reference price of 0 is refused as bad input (400
 /// naming the field) before any control prices it; a limit on the price collar passes and one
-/// tick beyond it is refused by `price_collar`; `max_order_volume` and `max_order_value` refuse one unit over;
-/// repeated breaches throttle the algorithm until a risk principal re-enables it; a burst over
+/// tick beyond it is refused by `price_collar`; `max_order_volume` and `max_order_value`
+/// refuse one unit over; repeated breaches throttle the algorithm until a risk principal re-enables it; a burst over
 /// the message limit is refused by `message_rate`.
 pub(crate) async fn pretrade_controls_name_the_control(ctx: CaseCtx) -> CaseOutcome {
     let subject = subject(&ctx.target)?.target;

@@ -26,8 +26,12 @@ pub(crate) fn seal(
     artifact.name = sealed_as.to_owned();
     let plain = serde_json::to_vec(&artifact)
         .map_err(|e| Verdict::error(format!("failed to serialise an artifact: {e}")))?;
-    let mut ring = ring.clone();
-    envelope::encrypt(&mut ring, sealed_as, version, &plain)
+    seal_bytes(ring, sealed_as, version, &plain)
+}
+
+/// `plain` (an artifact's JSON, well-formed or not) sealed as `name` `version` with `ring`.
+pub(crate) fn seal_bytes(ring: &Keyring, name: &str, version: &str, plain: &[u8]) -> Step<Vec<u8>> {
+    envelope::encrypt(&mut ring.clone(), name, version, plain)
         .map_err(|e| Verdict::error(format!("failed to seal an artifact: {e}")))
 }
 

@@ -14,13 +14,12 @@ use std::path::Path;
 use bytes::Bytes;
 use http::Method;
 
-use gauntlet_engine::security::envelope;
 use gauntlet_engine::security::keyring::Keyring;
 use gauntlet_engine::security::{Security, SecurityConfig};
 use gauntlet_engine::{AppState, EngineConfig};
 use gauntlet_harness::{InProcess, TargetExt};
 
-use crate::artifacts::{flip, seal};
+use crate::artifacts::{flip, seal, seal_bytes};
 use crate::files::write;
 use crate::probe::{Ctx, Step, Verdict, answer};
 
@@ -65,13 +64,7 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
     let mut bad = serde_json::to_value(c.artifact(&mistyped, "1", 0.0)?)
         .map_err(|e| Verdict::error(format!("failed to serialise an artifact: {e}")))?;
     bad["model"]["intercept"] = serde_json::Value::from("high");
-    let bad = envelope::encrypt(
-        &mut ring.clone(),
-        &mistyped,
-        "1",
-        bad.to_string().as_bytes(),
-    )
-    .map_err(|e| Verdict::error(format!("failed to seal an artifact: {e}")))?;
+    let bad = seal_bytes(ring, &mistyped, "1", bad.to_string().as_bytes())?;
     let good = seal(ring, c, &tampered, &tampered, "1")?;
     Ok(vec![
         Variant {
@@ -148,10 +141,7 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
 fn sealed_at_limit(ring: &Keyring, c: &Ctx, name: &str) -> Step<Vec<u8>> {
     let mut plain = serde_json::to_vec(&c.artifact(name, "1", 0.0)?)
         .map_err(|e| Verdict::error(format!("failed to serialise an artifact: {e}")))?;
-    let seal_plain = |plain: &[u8]| {
-        envelope::encrypt(&mut ring.clone(), name, "1", plain)
-            .map_err(|e| Verdict::error(format!("failed to seal an artifact: {e}")))
-    };
+    let seal_plain = |plain: &[u8]| seal_bytes(ring, name, "1", plain);
     let overhead = seal_plain(&plain)?.len().saturating_sub(plain.len());
     plain.resize(MAX_ARTIFACT_BYTES.saturating_sub(overhead), b' ');
     let sealed = seal_plain(&plain)?;

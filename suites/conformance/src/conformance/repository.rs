@@ -262,8 +262,9 @@ async fn failed_load_keeps_live_model(ctx: CaseCtx) -> CaseOutcome {
             )));
         };
         let other_name = renamed(reference, &format!("{name}-other"), "2");
-        let mut no_format = serde_json::to_value(renamed(reference, &name, "2"))
+        let v2 = serde_json::to_value(renamed(reference, &name, "2"))
             .map_err(|e| CaseError::Error(format!("failed to serialise an artifact: {e}")))?;
+        let mut no_format = v2.clone();
         no_format["format"] = Value::from("not-a-gauntlet-model");
         let line = |what: &str| format!("POST /v2/repository/models/{name}/load with {what}");
 
@@ -284,8 +285,7 @@ async fn failed_load_keeps_live_model(ctx: CaseCtx) -> CaseOutcome {
 
         // A value of the wrong type says nothing of where it is: the error must name the
         // field's path (the type error alone does not).
-        let mut mistyped = serde_json::to_value(renamed(reference, &name, "2"))
-            .map_err(|e| CaseError::Error(format!("failed to serialise an artifact: {e}")))?;
+        let mut mistyped = v2;
         mistyped["model"]["base_score"] = Value::from("high");
         let reply = load_raw(target, &name, mistyped).await?;
         let what = line("a string for model.base_score");

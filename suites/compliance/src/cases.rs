@@ -150,7 +150,9 @@ fn find<'a>(records: &'a [Value], action: &str, outcome: &str, needle: &str) -> 
 
 /// CMP-KILL (RTS 6 Art. 12): the kill switch, engaged for an algorithm by a risk principal,
 /// refuses every following intent of it within [`KILL_BOUND`]; another principal may not
-/// release it; the engagement is an audit record (when the target has the audit log).
+/// release it; the engagement is an audit record (when the target has the audit log). A
+/// trader's kill stops that trader's other algorithms, and lifting it leaves the algorithm's
+/// own kill engaged.
 pub(crate) async fn kill_switch_stops_every_intent(ctx: CaseCtx) -> CaseOutcome {
     let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
@@ -280,6 +282,47 @@ async fn kill_switch_body(
             "no audit record of the refused release by cmp-intern (scope=algo:{algo})"
         );
     }
+    // Scopes stand apart: the trader's kill stops the trader's other algorithm too, and
+    // lifting it leaves the algorithm's kill engaged.
+    let trader_scope = json!({"scope": {"trader": trader}});
+    for (path, what) in [
+        ("/v2/trading/kill", "engage"),
+        ("/v2/trading/kill/release", "release"),
+    ] {
+        let reply = call(
+            target,
+            Method::POST,
+            path,
+            Some(RISK_PRINCIPAL),
+            Some(&trader_scope),
+        )
+        .await?;
+        expect_status(
+            &reply,
+            200,
+            &format!("POST {path} as {RISK_PRINCIPAL} ({what} trader {trader})"),
+        )?;
+        if what == "engage" {
+            let (status, body) = send_signal(target, &other).await?;
+            expect_refusal(
+                status,
+                &body,
+                403,
+                "kill_switch",
+                &format!("a signal of {algo}-b while its trader {trader} is killed"),
+            )?;
+        }
+    }
+    let (status, body) = send_signal(target, &order).await?;
+    expect_refusal(
+        status,
+        &body,
+        403,
+        "kill_switch",
+        &format!(
+            "a signal of {algo} after trader {trader}'s kill was lifted, its own still engaged"
+        ),
+    )?;
     let reply = call(
         target,
         Method::POST,
@@ -306,7 +349,8 @@ async fn kill_switch_body(
 /// naming the field) before any control prices it; a limit on the price collar passes and one
 /// tick beyond it is refused by `price_collar`; `max_order_volume` and `max_order_value`
 /// refuse one unit over; repeated breaches throttle the algorithm until a risk principal re-enables it; a burst over
-/// the message limit is refused by `message_rate`.
+/// the message limit is refused by `message_rate`, its refusals throttle the algorithm too, and
+/// once re-enabled it is admitted again after a pause that refills the limit.
 pub(crate) async fn pretrade_controls_name_the_control(ctx: CaseCtx) -> CaseOutcome {
     let subject = subject(&ctx.target)?.target;
     let target = subject.as_ref();
@@ -623,6 +667,28 @@ async fn pretrade_body(target: &dyn Target, model: &str, seed: u64) -> CaseOutco
             took.as_secs_f64()
         )));
     }
+    // The burst's refusals count as breaches: they throttled the algorithm, and a risk
+    // principal lifts the throttle. Then the bucket refills at the rate: three messages'
+    // worth of quiet admits one again.
+    let enable = format!("/v2/trading/algos/{burst_algo}/enable");
+    let reply = call(target, Method::POST, &enable, Some(RISK_PRINCIPAL), None).await?;
+    let lifted = expect_status(&reply, 200, &format!("POST {enable} as {RISK_PRINCIPAL}"))?;
+    ensure!(
+        limited < breaches || lifted["was_throttled"] == true,
+        "{limited} signals refused by message_rate did not throttle {burst_algo} \
+         (throttle-after-breaches {breaches}): POST {enable} answered {}",
+        excerpt(&lifted.to_string())
+    );
+    let quiet = Duration::from_secs_f64(3.0 / rate as f64);
+    tokio::time::sleep(quiet).await;
+    let (status, body) = send_signal(target, &burst).await?;
+    ensure!(
+        status == 200,
+        "a signal {:.0} ms after the burst (max-messages-per-second {rate} refills 3 in that \
+         time): expected 200, got {status} {}",
+        quiet.as_secs_f64() * 1e3,
+        excerpt(&body.to_string())
+    );
     Ok(())
 }
 
@@ -981,6 +1047,57 @@ pub(crate) async fn record_proves_inclusion_and_consistency(ctx: CaseCtx) -> Cas
         .map_err(|e| {
             CaseError::Fail(format!("consistency {} → {}: {e}", first.size, second.size))
         })?;
+    // The verifier must be able to say no: the proof with a hash flipped, or for the sizes
+    // swapped, is refused.
+    if let Some(mut forged) = (!hashes.is_empty()).then(|| hashes.clone()) {
+        forged[0][0] ^= 1;
+        ensure!(
+            merkle::verify_consistency(first.size, second.size, &first.root, &second.root, &forged)
+                .is_err(),
+            "a consistency proof {} → {} with a hash flipped verifies: the check accepts forgeries",
+            first.size,
+            second.size
+        );
+    }
+    ensure!(
+        merkle::verify_consistency(second.size, first.size, &second.root, &first.root, &hashes)
+            .is_err(),
+        "a consistency proof from size {} back to {} verifies",
+        second.size,
+        first.size
+    );
+    // A tree is consistent with itself (an empty proof, the same root) and with no other root
+    // of its size; the target proves it so, and refuses a proof from a larger to a smaller tree.
+    let path = format!(
+        "/v2/audit/proof/consistency?first={}&second={}",
+        first.size, first.size
+    );
+    let reply = call(target, Method::GET, &path, None, None).await?;
+    let same = expect_status(&reply, 200, &format!("GET {path}"))?;
+    ensure!(
+        same["proof"].as_array().is_some_and(Vec::is_empty),
+        "GET {path}: expected an empty proof, got {}",
+        excerpt(&same.to_string())
+    );
+    merkle::verify_consistency(first.size, first.size, &first.root, &first.root, &[]).map_err(
+        |e| {
+            CaseError::Fail(format!(
+                "the checkpoint of size {} is not consistent with itself: {e}",
+                first.size
+            ))
+        },
+    )?;
+    ensure!(
+        merkle::verify_consistency(first.size, first.size, &first.root, &second.root, &[]).is_err(),
+        "two different roots of size {} verify as consistent",
+        first.size
+    );
+    let path = format!(
+        "/v2/audit/proof/consistency?first={}&second={}",
+        second.size, first.size
+    );
+    let reply = call(target, Method::GET, &path, None, None).await?;
+    expect_status(&reply, 400, &format!("GET {path} (first above second)"))?;
     Ok(())
 }
 

@@ -227,9 +227,10 @@ pub async fn reopen_check(dir: &Path, files: &AuditKeyFiles) -> Result<String, S
     ))
 }
 
-/// A copy of the log in `dir`, grown by 64 order intents in 4 KiB segments, pruned as if the
-/// retention period (plus a year) had passed: `prune_as_of` enforces the retention against
-/// the clock it is given, as a replay of a retention decision does. Every segment but the
+/// A copy of the log in `dir`, grown by 64 order intents in 4 KiB segments (which must then
+/// verify across every segment), pruned as if the retention period (plus a year) had passed:
+/// `prune_as_of` enforces the retention against the clock it is given, as a replay of a
+/// retention decision does. Every segment but the
 /// active one loses its records' content, never their place: the copy must reopen with every
 /// record and verify, the pruned ones counted from the hashes the prune kept in
 /// `pruned.leaves`.
@@ -250,6 +251,25 @@ async fn prune_check(dir: &Path, scratch: &Path, keys: &AuditKeyFiles) -> Result
     if let Err(e) = log.checkpoint_now().await {
         log.close().await;
         return Err(format!("the copy failed to checkpoint 64 new records: {e}"));
+    }
+    // Before the prune, every segment is read: the records and their signed root span them.
+    let grown = log.len();
+    match verify_dir(&copy, &VerifyOptions { public_key: None }) {
+        Ok(v) if v.records == grown && v.segments > 1 && v.unsigned_records == 0 => {}
+        other => {
+            log.close().await;
+            return Err(format!(
+                "the copy of {grown} records in 4 KiB segments, all signed, before its prune: \
+                 the verifier said {}",
+                match other {
+                    Ok(v) => format!(
+                        "{} records in {} segments, {} unsigned",
+                        v.records, v.segments, v.unsigned_records
+                    ),
+                    Err(e) => e.to_string(),
+                }
+            ));
+        }
     }
     let later = i64::try_from(DEFAULT_RETENTION.as_micros())
         .unwrap_or(i64::MAX)

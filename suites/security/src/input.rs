@@ -7,7 +7,10 @@ use bytes::Bytes;
 use http::Method;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use gauntlet_harness::{Reply, TargetExt};
+use gauntlet_engine::EngineConfig;
+use gauntlet_engine::oip::MAX_NESTING;
+use gauntlet_engine::security::SecurityConfig;
+use gauntlet_harness::{InProcess, Reply, TargetExt};
 
 use crate::probe::{Ctx, Step, Verdict, answer};
 
@@ -132,7 +135,11 @@ pub(crate) async fn oversized_body_is_refused(c: &Ctx) -> Verdict {
     }
 }
 
-/// JSON nested 10,000 deep.
+/// JSON nested 10,000 deep. On this build's engine, also tensor data nested one level past
+/// the tensor reader's own limit ([`MAX_NESTING`]), on an engine of the case's own whose
+/// `security.max-json-depth` is raised to twice that (at the default of 32 the whole body's
+/// depth limit answers first): the refusal names the tensor limit, and data nested exactly
+/// to it is not refused for its nesting.
 pub(crate) async fn deep_json_is_refused(c: &Ctx) -> Verdict {
     let depth = 10_000;
     let body = format!(
@@ -142,46 +149,234 @@ pub(crate) async fn deep_json_is_refused(c: &Ctx) -> Verdict {
     );
     let sent = format!("POST {INFER} with JSON nested {depth} deep");
     let headers = [("content-type", "application/json".to_owned())];
-    match c
+    let verdict = match c
         .send(&sent, Method::POST, INFER, &headers, Bytes::from(body))
         .await
     {
         Ok(reply) => four_xx(c, &sent, &reply, None).await,
         Err(v) => v,
+    };
+    if verdict.outcome.label() != "pass" || !c.own_build {
+        return verdict;
+    }
+    match tensor_nesting(c).await {
+        Ok(said) => Verdict::pass(format!("{}; {said}", verdict.message)),
+        Err(v) => v,
     }
 }
 
-/// 200 headers on one request: over any sane header limit (the reference engine's is 64),
-/// under the 256 its HTTP parser takes, so the engine's own JSON answer is what is checked.
+/// [`deep_json_is_refused`]'s tensor nesting, on an engine of the case's own.
+async fn tensor_nesting(c: &Ctx) -> Step<String> {
+    let config = EngineConfig {
+        security: SecurityConfig {
+            max_json_depth: 2 * MAX_NESTING,
+            ..SecurityConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let models = gauntlet_fixtures::load_embedded()
+        .map_err(|e| Verdict::error(format!("failed to load the reference artifacts: {e}")))?;
+    let target = InProcess::with_models(config, models).map_err(|e| {
+        Verdict::error(format!(
+            "failed to start an engine with max-json-depth {}: {e}",
+            2 * MAX_NESTING
+        ))
+    })?;
+    let mut said = Vec::new();
+    for (levels, refused) in [(MAX_NESTING + 1, true), (MAX_NESTING, false)] {
+        let body = format!(
+            "{{\"inputs\": [{{\"name\": \"x\", \"shape\": [{}], \"datatype\": \"FP64\", \
+             \"data\": {}0{}}}]}}",
+            vec!["1"; levels].join(", "),
+            "[".repeat(levels),
+            "]".repeat(levels)
+        );
+        let sent = format!(
+            "POST {INFER} with tensor data nested {levels} deep (max-json-depth {})",
+            2 * MAX_NESTING
+        );
+        let reply = target
+            .call(
+                Method::POST,
+                INFER,
+                Bytes::from(body),
+                Some("application/json"),
+            )
+            .await
+            .map_err(|e| Verdict::error(format!("{sent}: {e}")))?;
+        c.record(&sent, &reply);
+        let names_limit = reply.status.as_u16() == 400
+            && reply
+                .text()
+                .contains(&format!("nested more than {MAX_NESTING}"));
+        if refused && !names_limit {
+            return Err(Verdict::fail(format!(
+                "sent {sent}; expected 400 naming the nesting limit of {MAX_NESTING}, got {}",
+                answer(&reply)
+            )));
+        }
+        if !refused && (names_limit || !reply.status.is_client_error()) {
+            return Err(Verdict::fail(format!(
+                "sent {sent}; exactly the nesting limit of {MAX_NESTING} must not be refused \
+                 for its nesting (its shape is still wrong: a 4xx), got {}",
+                answer(&reply)
+            )));
+        }
+        said.push(format!("{sent}: {}", answer(&reply)));
+    }
+    Ok(said.join("; "))
+}
+
+/// Header floods: 200 headers on one request (over any sane header limit, the reference
+/// engine's is 64, under the 256 its HTTP parser takes), then one header of 64 KiB (over any
+/// sane size limit, the engine's is 16 KiB and nginx's line buffer 8 KiB, under the ~400 KiB
+/// its HTTP parser buffers), so that the engine's own JSON answer is what is checked. Where the
+/// refusal names the limit and what it measured (the reference engine's do), the limit is
+/// then checked to the unit: exactly the limit is served, one more is refused.
 pub(crate) async fn header_flood_is_refused(c: &Ctx) -> Verdict {
     let n = 200;
-    let headers: Vec<(&str, String)> = (0..n).map(|i| ("x-flood", format!("v{i}"))).collect();
+    let many: Vec<(&str, String)> = (0..n).map(|i| ("x-flood", format!("v{i}"))).collect();
     let sent = format!("GET /v2 with {n} extra headers");
-    match c
-        .send(&sent, Method::GET, "/v2", &headers, Bytes::new())
-        .await
-    {
-        // An HTTP parser's own limit may answer before the application, without a JSON body:
-        // still a refusal.
-        Ok(reply) if reply.status.as_u16() == 431 && reply.body.is_empty() => {
-            match alive(c).await {
-                Ok(()) => Verdict::pass(format!(
-                    "sent {sent}; got 431 with no body (the HTTP parser's limit); still alive"
-                )),
-                Err(v) => v,
+    let (mut said, limit) = match flood(c, &sent, &many, "security.max-headers").await {
+        Ok(seen) => seen,
+        Err(v) => return v,
+    };
+    if let Some((count, limit)) = limit {
+        // What the transport adds (host, accept, …) counts too: learnt from the refusal.
+        let extra = count.saturating_sub(n);
+        if let Some(at) = limit.checked_sub(extra) {
+            let headers = |k: usize| -> Vec<(&str, String)> {
+                (0..k).map(|i| ("x-flood", format!("v{i}"))).collect()
+            };
+            match edge(c, "headers", &headers(at), &headers(at + 1), limit).await {
+                Ok(note) => said = format!("{said}; {note}"),
+                Err(v) => return v,
             }
         }
-        Ok(reply) => four_xx(c, &sent, &reply, Some(431)).await,
-        // A server may also drop such a request's connection: that is a refusal too.
-        Err(v) if v.outcome.label() == "error" => match alive(c).await {
-            Ok(()) => Verdict::pass(format!(
-                "sent {sent}; the connection was refused ({}); still alive",
-                v.message
-            )),
-            Err(v) => v,
-        },
-        Err(v) => v,
     }
+    let pad = 64 << 10;
+    let sent = format!("GET /v2 with one {pad}-byte header");
+    let (big, limit) = match flood(
+        c,
+        &sent,
+        &[("x-pad", "a".repeat(pad))],
+        "security.max-header-bytes",
+    )
+    .await
+    {
+        Ok(seen) => seen,
+        Err(v) => return v,
+    };
+    said = format!("{said}; {big}");
+    if let Some((bytes, limit)) = limit {
+        // A header counts its name and its value; the transport's own headers count too.
+        let extra = bytes.saturating_sub("x-pad".len() + pad);
+        if let Some(at) = limit.checked_sub(extra + "x-pad".len()) {
+            let header = |k: usize| vec![("x-pad", "a".repeat(k))];
+            match edge(c, "header bytes", &header(at), &header(at + 1), limit).await {
+                Ok(note) => said = format!("{said}; {note}"),
+                Err(v) => return v,
+            }
+        }
+    }
+    Verdict::pass(said)
+}
+
+/// Sends `headers` and expects a refusal: a 431 JSON error, a 431 with no body (an HTTP
+/// parser's own limit, answering before the application) or a dropped connection; then the
+/// target must still answer. Returns what was seen and, when the JSON error names `key` and
+/// the figure it measured, `(measured, limit)`.
+async fn flood(
+    c: &Ctx,
+    sent: &str,
+    headers: &[(&str, String)],
+    key: &str,
+) -> Step<(String, Option<(usize, usize)>)> {
+    match c
+        .send(sent, Method::GET, "/v2", headers, Bytes::new())
+        .await
+    {
+        Ok(reply) if reply.status.as_u16() == 431 && reply.body.is_empty() => {
+            alive(c).await?;
+            Ok((
+                format!("sent {sent}; got 431 with no body (the HTTP parser's limit); still alive"),
+                None,
+            ))
+        }
+        Ok(reply) => {
+            let verdict = four_xx(c, sent, &reply, Some(431)).await;
+            if verdict.outcome.label() != "pass" {
+                return Err(verdict);
+            }
+            Ok((verdict.message, measured_and_limit(&reply, key)))
+        }
+        // A server may also drop such a request's connection: that is a refusal too.
+        Err(v) if v.outcome.label() == "error" => {
+            alive(c).await?;
+            Ok((
+                format!(
+                    "sent {sent}; the connection was refused ({}); still alive",
+                    v.message
+                ),
+                None,
+            ))
+        }
+        Err(v) => Err(v),
+    }
+}
+
+/// `(measured, limit)` from an error worded like the reference engine's: "request has 203
+/// headers, over the security.max-headers limit of 64" names `key`, the figure first and the
+/// limit after "limit of".
+fn measured_and_limit(reply: &Reply, key: &str) -> Option<(usize, usize)> {
+    let error = reply.json::<serde_json::Value>().ok()?["error"]
+        .as_str()?
+        .to_owned();
+    if !error.contains(key) {
+        return None;
+    }
+    let number = |text: &str| -> Option<usize> {
+        let digits: String = text
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    let limit = number(error.split("limit of").nth(1)?)?;
+    Some((number(&error)?, limit))
+}
+
+/// A limit of `limit` `what`, to the unit: `at` (exactly the limit) must be served, `over`
+/// (one more) refused with 431.
+async fn edge(
+    c: &Ctx,
+    what: &str,
+    at: &[(&str, String)],
+    over: &[(&str, String)],
+    limit: usize,
+) -> Step<String> {
+    let sent = format!("GET /v2 with {what} exactly at the limit of {limit}");
+    let reply = c.send(&sent, Method::GET, "/v2", at, Bytes::new()).await?;
+    if !reply.status.is_success() {
+        return Err(Verdict::fail(format!(
+            "sent {sent}; the limit itself must be allowed, got {}",
+            answer(&reply)
+        )));
+    }
+    let sent = format!("GET /v2 with {what} one over the limit of {limit}");
+    let reply = c
+        .send(&sent, Method::GET, "/v2", over, Bytes::new())
+        .await?;
+    if reply.status.as_u16() != 431 {
+        return Err(Verdict::fail(format!(
+            "sent {sent}; expected 431, got {}",
+            answer(&reply)
+        )));
+    }
+    Ok(format!(
+        "{what} at the limit of {limit} served, one over refused"
+    ))
 }
 
 /// A request head sent one header line every 500 ms, never finished: the target must cut the

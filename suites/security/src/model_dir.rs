@@ -136,18 +136,23 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
     ])
 }
 
-/// An envelope of `name` v1 of exactly [`MAX_ARTIFACT_BYTES`]: the artifact's JSON padded
-/// with trailing spaces (an envelope's overhead does not depend on its plaintext's bytes).
+/// An envelope of `name` v1 of exactly [`MAX_ARTIFACT_BYTES`].
 fn sealed_at_limit(ring: &Keyring, c: &Ctx, name: &str) -> Step<Vec<u8>> {
+    sealed_of_size(ring, c, name, MAX_ARTIFACT_BYTES)
+}
+
+/// An envelope of `name` v1 of exactly `size` bytes: the artifact's JSON padded with trailing
+/// spaces (an envelope's overhead does not depend on its plaintext's bytes).
+fn sealed_of_size(ring: &Keyring, c: &Ctx, name: &str, size: usize) -> Step<Vec<u8>> {
     let mut plain = serde_json::to_vec(&c.artifact(name, "1", 0.0)?)
         .map_err(|e| Verdict::error(format!("failed to serialise an artifact: {e}")))?;
     let seal_plain = |plain: &[u8]| seal_bytes(ring, name, "1", plain);
     let overhead = seal_plain(&plain)?.len().saturating_sub(plain.len());
-    plain.resize(MAX_ARTIFACT_BYTES.saturating_sub(overhead), b' ');
+    plain.resize(size.saturating_sub(overhead), b' ');
     let sealed = seal_plain(&plain)?;
-    if sealed.len() != MAX_ARTIFACT_BYTES {
+    if sealed.len() != size {
         return Err(Verdict::error(format!(
-            "failed to seal an envelope of exactly {MAX_ARTIFACT_BYTES} bytes: got {}",
+            "failed to seal an envelope of exactly {size} bytes: got {}",
             sealed.len()
         )));
     }
@@ -184,7 +189,8 @@ fn state(dir: &Path, ring: &Keyring) -> Result<AppState, String> {
 /// The load at start (`gauntlet-engine --model-dir`, `AppState::load_model_dir`): every
 /// regular `.json` and `.enc` file of the directory and nothing else. A sealed model beside
 /// a note that is no model file and a directory named like a model file loads alone, and is
-/// served. Returns what was seen.
+/// served; a sealed model one byte over `max-artifact-bytes` stops the load, naming the file
+/// and the limit. Returns what was seen.
 async fn start_load(c: &Ctx, dir: &Path, ring: &Keyring) -> Step<String> {
     let fail =
         |what: String| Verdict::fail(format!("the load of a model directory at start: {what}"));
@@ -231,8 +237,44 @@ async fn start_load(c: &Ctx, dir: &Path, ring: &Keyring) -> Step<String> {
             answer(&meta)
         )));
     }
+    // A file over max-artifact-bytes stops the load at start, naming the file and the limit,
+    // even when it is a good model otherwise.
+    let over = dir.join("start-over");
+    let state = std::fs::create_dir(&over)
+        .map_err(|e| e.to_string())
+        .and_then(|()| self::state(&over, ring))
+        .map_err(|e| {
+            Verdict::error(format!(
+                "failed to make the engine for the oversized load at start: {e}"
+            ))
+        })?;
+    let big = c.model("dir-start-over");
+    let file = format!("{big}.enc");
+    std::fs::write(
+        over.join("models").join(&file),
+        sealed_of_size(ring, c, &big, MAX_ARTIFACT_BYTES + 1)?,
+    )
+    .map_err(|e| Verdict::error(format!("failed to write {file}: {e}")))?;
+    match state.load_model_dir(&over.join("models")) {
+        Ok(n) => {
+            return Err(fail(format!(
+                "{file}, a sealed model one byte over max-artifact-bytes ({MAX_ARTIFACT_BYTES}), \
+                 was accepted: {n} models loaded"
+            )));
+        }
+        Err(e) => {
+            let said = gauntlet_harness::error_chain(&e);
+            if !(said.contains(&file) && said.contains("max-artifact-bytes")) {
+                return Err(fail(format!(
+                    "{file}, one byte over max-artifact-bytes: the error does not name the \
+                     file and the limit: {said}"
+                )));
+            }
+        }
+    }
     Ok(format!(
-        "\n- at start: {name}.enc loaded and served, README.txt and the directory notes.json passed over"
+        "\n- at start: {name}.enc loaded and served, README.txt and the directory notes.json \
+         passed over; {file}, one byte over max-artifact-bytes, refused naming both"
     ))
 }
 

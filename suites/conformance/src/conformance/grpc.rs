@@ -21,7 +21,9 @@ use gauntlet_harness::{
     Capability, Case, CaseCtx, CaseError, CaseOutcome, GrpcClient, TargetExt, case, ensure,
     ensure_eq,
 };
-use gauntlet_oip_grpc::inference::model_infer_request::InferInputTensor;
+use gauntlet_oip_grpc::inference::model_infer_request::{
+    InferInputTensor, InferRequestedOutputTensor,
+};
 use gauntlet_oip_grpc::inference::model_metadata_response::TensorMetadata;
 use gauntlet_oip_grpc::inference::{
     InferTensorContents, ModelInferRequest, ModelInferResponse, ModelMetadataRequest,
@@ -835,8 +837,9 @@ async fn grpc_infer_unknown_model(ctx: CaseCtx) -> CaseOutcome {
 
 /// The reference engine's status codes (policy, not spec: the spec accepts any non-OK code):
 /// `NOT_FOUND` for a model it does not have, on ModelMetadata and ModelInfer (ModelReady
-/// answers `ready: false` or `NOT_FOUND`), and `INVALID_ARGUMENT` for each malformed tensor,
-/// as gRPC's status code guide defines the two.
+/// answers `ready: false` or `NOT_FOUND`), and `INVALID_ARGUMENT` for each malformed tensor
+/// and for an output asked for that the model does not have, as gRPC's status code guide
+/// defines the two.
 async fn grpc_status_codes(ctx: CaseCtx) -> CaseOutcome {
     policy_applies(&ctx, "gRPC status codes NOT_FOUND and INVALID_ARGUMENT").await?;
     let (_guard, mut c) = client(&ctx).await?;
@@ -897,5 +900,21 @@ async fn grpc_status_codes(ctx: CaseCtx) -> CaseOutcome {
             said(&got)
         );
     }
+    // An output the model does not have, asked for by name: refused as the HTTP route
+    // refuses it (400), not answered with the outputs it has.
+    let missing = scratch_name("no-such-output", ctx.seed);
+    let mut request = generated_request(&subject, ctx.seed, 1)?;
+    request.outputs = vec![InferRequestedOutputTensor {
+        name: missing.clone(),
+        parameters: Default::default(),
+    }];
+    let got = code(c.model_infer(request).await.map(drop));
+    ensure_eq!(
+        got.as_ref().map(|(c, _)| *c),
+        Some(Code::InvalidArgument),
+        "ModelInfer {:?} asking for output {missing:?}, which it does not have: {}",
+        subject.name,
+        said(&got)
+    );
     Ok(())
 }

@@ -67,6 +67,10 @@ const DEEP: usize = 11;
 /// the property cases are too short for a block of 16).
 const LEVELLED: usize = 6;
 
+/// Depth of the same case's chain: one split a level, far past any level-by-level layout
+/// (2^70 slots) and past 64, where a full tree's size no longer fits a machine word.
+const CHAIN: usize = 70;
+
 /// Rows each check sends.
 const ROWS: usize = 3;
 
@@ -430,8 +434,8 @@ async fn logistic_models_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome 
 
 /// ENG-PRED: an ensemble of trees deeper than the reference ones (two full trees of
 /// [`LEVELLED`] levels, then two of [`DEEP`], seeded random splits around each feature's
-/// median: ~0.8 MB of artifact) predicts what the artifact read plainly says, on more rows
-/// than two evaluation blocks.
+/// median: ~0.8 MB of artifact, and a chain of [`CHAIN`] splits) predicts what the artifact
+/// read plainly says, on more rows than two evaluation blocks.
 async fn deep_trees_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome {
     let reference = ctx.template(REF_ENSEMBLE)?;
     let name = scratch_name("conf-deep", ctx.seed);
@@ -444,6 +448,7 @@ async fn deep_trees_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome {
     ) = (&mut deep.model, walked.model)
     {
         trees.extend(more);
+        trees.push(chain(CHAIN));
     }
     with_scratch(&ctx.target, &name, || async {
         let v1 = live_version_1(target, &deep, &name).await?;
@@ -459,4 +464,30 @@ async fn deep_trees_predict_like_the_artifact(ctx: CaseCtx) -> CaseOutcome {
         .await
     })
     .await
+}
+
+/// A tree of `depth` splits on feature 0, one a level: split `i` sends `x < t_i` to a leaf of
+/// value `i / 64` and the rest on. The first thresholds pass every finite row on; the last eight
+/// are spread over [-2, 2), so rows stop at different depths near the bottom.
+fn chain(depth: usize) -> gauntlet_engine::artifact::Tree {
+    let mut nodes = Vec::with_capacity(2 * depth + 1);
+    for i in 0..depth {
+        let threshold = match depth - i {
+            left if left <= 8 => -2.0 + 0.5 * (8 - left) as f64,
+            _ => -1e300,
+        };
+        let at = nodes.len();
+        nodes.push(Node::Split {
+            feature: 0,
+            threshold,
+            left: at + 1,
+            right: at + 2,
+            default_left: i % 2 == 0,
+        });
+        nodes.push(Node::Leaf {
+            value: i as f64 / 64.0,
+        });
+    }
+    nodes.push(Node::Leaf { value: 2.0 });
+    gauntlet_engine::artifact::Tree { nodes }
 }

@@ -239,7 +239,48 @@ async fn recovery_closes_breaker(setup: &Setup) -> Result<Verdict, String> {
         return Ok(verdict);
     }
     pair.toxics(Toxics::default())?;
-    closes(&pair, &setup.config, "fault lifted", Instant::now()).await
+    let recovered = Instant::now();
+    let refused = match refused_trial(&pair, &setup.config).await? {
+        Ok(note) => note,
+        Err(verdict) => return Ok(verdict),
+    };
+    let mut verdict = closes(&pair, &setup.config, "fault lifted", recovered).await?;
+    verdict.message = format!("{refused}; {}", verdict.message);
+    Ok(verdict)
+}
+
+/// Once the open wait is over, the first call is a trial of the half-open breaker; made
+/// malformed, the backend refuses it (400, passed on) as the request's fault, which says
+/// nothing of the backend: the breaker must give its permit back (counted `ignored`), or
+/// the trials it still permits can never add up to a verdict and it stays half-open.
+async fn refused_trial(
+    pair: &Pair,
+    config: &ResilienceConfig,
+) -> Result<Result<String, Verdict>, String> {
+    tokio::time::sleep(config.breaker.wait_duration_in_open_state + Duration::from_millis(50))
+        .await;
+    let ignored = format!(
+        "gauntlet_breaker_calls_total{{model=\"{}\",outcome=\"ignored\"}}",
+        pair.model.name
+    );
+    let before = pair.counter(&ignored).await?;
+    let answer = pair
+        .infer_with(&crate::pair::short_request(&pair.model))
+        .await?;
+    let after = pair.counter(&ignored).await?;
+    let state = pair.breaker_state().await?;
+    if answer.status != 400 || after != before + 1 || state != "half-open" {
+        return Ok(Err(fail(format!(
+            "a malformed call once the open wait was over: expected the backend's 400 passed on, \
+             counted as an ignored trial, the breaker half-open; got status {}, {ignored} \
+             {before} → {after}, breaker {state}",
+            answer.status
+        ))?));
+    }
+    Ok(Ok(format!(
+        "a malformed trial call half-open: the backend's 400 passed on, its permit given back \
+         ({ignored} {before} → {after})"
+    )))
 }
 
 async fn container_unpause_closes_breaker(setup: &Setup) -> Result<Verdict, String> {

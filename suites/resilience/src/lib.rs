@@ -13,8 +13,10 @@
 //! - `stopped_backend_falls_back` (ENG-CB, ENG-FB, SLA-AVAIL): the backend process stops;
 //!   the same, with connections refused instead of hanging.
 //! - `recovery_closes_breaker` (ENG-CB): after a blackhole opened it, the fault is lifted;
-//!   the breaker goes half-open then closed within `wait-duration-in-open-state` plus
-//!   `max-time-to-close`. Reports the time from recovery to closed.
+//!   the first trial call half-open is malformed, and the backend's 400 is passed on with its
+//!   permit given back (`outcome="ignored"`); the breaker goes half-open then closed within
+//!   `wait-duration-in-open-state` plus `max-time-to-close`. Reports the time from recovery
+//!   to closed.
 //! - `latency_opens_breaker` (ENG-CB, ENG-FB): a latency toxic between the slow-call
 //!   threshold and the timeout; the calls succeed, slowly, and the slow-call rate opens it.
 //! - `failed_load_keeps_live_model` (ENG-FB, SLA-AVAIL): loading an invalid artifact over

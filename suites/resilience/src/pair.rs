@@ -134,9 +134,14 @@ impl Pair {
 
     /// One infer call of the model through the frontend.
     pub(crate) async fn infer(&self) -> Result<Answer, String> {
+        self.infer_with(&self.request).await
+    }
+
+    /// One infer call of the model through the frontend with `request`.
+    pub(crate) async fn infer_with(&self, request: &InferRequest) -> Result<Answer, String> {
         let reply = self
             .frontend
-            .infer(&self.model.name, None, &self.request)
+            .infer(&self.model.name, None, request)
             .await
             .map_err(|e| e.to_string())?;
         let degraded = if reply.status.is_success() {
@@ -299,6 +304,15 @@ pub(crate) fn frontend_state(
 }
 
 /// One row of the model's feature medians.
+/// The model's request with one value short of its shape: malformed, the client's fault.
+pub(crate) fn short_request(model: &ModelArtifact) -> InferRequest {
+    let mut short = request(model);
+    if let Some(input) = short.inputs.first_mut() {
+        input.data.pop();
+    }
+    short
+}
+
 fn request(model: &ModelArtifact) -> InferRequest {
     InferRequest {
         id: Some("resilience".to_owned()),

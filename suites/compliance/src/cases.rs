@@ -1029,10 +1029,7 @@ pub(crate) async fn record_proves_inclusion_and_consistency(ctx: CaseCtx) -> Cas
         second.size,
         first.size
     );
-    let path = format!(
-        "/v2/audit/proof/consistency?first={}&second={}",
-        first.size, second.size
-    );
+    let path = consistency_path(first.size, second.size);
     let reply = call(target, Method::GET, &path, None, None).await?;
     let proof = expect_status(&reply, 200, &format!("GET {path}"))?;
     let hashes: Vec<merkle::Hash> = proof["proof"]
@@ -1049,7 +1046,8 @@ pub(crate) async fn record_proves_inclusion_and_consistency(ctx: CaseCtx) -> Cas
         })?;
     // The verifier must be able to say no: the proof with a hash flipped, or for the sizes
     // swapped, is refused.
-    if let Some(mut forged) = (!hashes.is_empty()).then(|| hashes.clone()) {
+    if !hashes.is_empty() {
+        let mut forged = hashes.clone();
         forged[0][0] ^= 1;
         ensure!(
             merkle::verify_consistency(first.size, second.size, &first.root, &second.root, &forged)
@@ -1068,10 +1066,7 @@ pub(crate) async fn record_proves_inclusion_and_consistency(ctx: CaseCtx) -> Cas
     );
     // A tree is consistent with itself (an empty proof, the same root) and with no other root
     // of its size; the target proves it so, and refuses a proof from a larger to a smaller tree.
-    let path = format!(
-        "/v2/audit/proof/consistency?first={}&second={}",
-        first.size, first.size
-    );
+    let path = consistency_path(first.size, first.size);
     let reply = call(target, Method::GET, &path, None, None).await?;
     let same = expect_status(&reply, 200, &format!("GET {path}"))?;
     ensure!(
@@ -1092,13 +1087,15 @@ pub(crate) async fn record_proves_inclusion_and_consistency(ctx: CaseCtx) -> Cas
         "two different roots of size {} verify as consistent",
         first.size
     );
-    let path = format!(
-        "/v2/audit/proof/consistency?first={}&second={}",
-        second.size, first.size
-    );
+    let path = consistency_path(second.size, first.size);
     let reply = call(target, Method::GET, &path, None, None).await?;
     expect_status(&reply, 400, &format!("GET {path} (first above second)"))?;
     Ok(())
+}
+
+/// The route of the consistency proof between the trees of `first` and `second` records.
+fn consistency_path(first: u64, second: u64) -> String {
+    format!("/v2/audit/proof/consistency?first={first}&second={second}")
 }
 
 /// CMP-CLOCK (RTS 25): record times are UTC with microseconds, never go back, and are close

@@ -303,7 +303,6 @@ pub(crate) fn frontend_state(
     Ok(state)
 }
 
-/// One row of the model's feature medians.
 /// The model's request with one value short of its shape: malformed, the client's fault.
 pub(crate) fn short_request(model: &ModelArtifact) -> InferRequest {
     let mut short = request(model);
@@ -313,6 +312,7 @@ pub(crate) fn short_request(model: &ModelArtifact) -> InferRequest {
     short
 }
 
+/// One row of the model's feature medians.
 fn request(model: &ModelArtifact) -> InferRequest {
     InferRequest {
         id: Some("resilience".to_owned()),

@@ -174,9 +174,7 @@ async fn tensor_nesting(c: &Ctx) -> Step<String> {
         },
         ..EngineConfig::default()
     };
-    let models = gauntlet_fixtures::load_embedded()
-        .map_err(|e| Verdict::error(format!("failed to load the reference artifacts: {e}")))?;
-    let target = InProcess::with_models(config, models).map_err(|e| {
+    let target = InProcess::with_models(config, c.templates().to_vec()).map_err(|e| {
         Verdict::error(format!(
             "failed to start an engine with max-json-depth {}: {e}",
             2 * MAX_NESTING
@@ -235,9 +233,11 @@ async fn tensor_nesting(c: &Ctx) -> Step<String> {
 /// then checked to the unit: exactly the limit is served, one more is refused.
 pub(crate) async fn header_flood_is_refused(c: &Ctx) -> Verdict {
     let n = 200;
-    let many: Vec<(&str, String)> = (0..n).map(|i| ("x-flood", format!("v{i}"))).collect();
+    let headers = |k: usize| -> Vec<(&str, String)> {
+        (0..k).map(|i| ("x-flood", format!("v{i}"))).collect()
+    };
     let sent = format!("GET /v2 with {n} extra headers");
-    let (mut said, limit) = match flood(c, &sent, &many, "security.max-headers").await {
+    let (mut said, limit) = match flood(c, &sent, &headers(n), "security.max-headers").await {
         Ok(seen) => seen,
         Err(v) => return v,
     };
@@ -245,9 +245,6 @@ pub(crate) async fn header_flood_is_refused(c: &Ctx) -> Verdict {
         // What the transport adds (host, accept, …) counts too: learnt from the refusal.
         let extra = count.saturating_sub(n);
         if let Some(at) = limit.checked_sub(extra) {
-            let headers = |k: usize| -> Vec<(&str, String)> {
-                (0..k).map(|i| ("x-flood", format!("v{i}"))).collect()
-            };
             match edge(c, "headers", &headers(at), &headers(at + 1), limit).await {
                 Ok(note) => said = format!("{said}; {note}"),
                 Err(v) => return v,

@@ -9,7 +9,7 @@
 //! and files written into a private directory of the run.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http::Method;
@@ -70,7 +70,7 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
         Variant {
             what: "a sealed file of exactly max-artifact-bytes, beside a directory of the \
                    plain file's name",
-            file: Some(("enc", sealed_at_limit(ring, c, &sealed)?)),
+            file: Some(("enc", sealed_of_size(ring, c, &sealed, MAX_ARTIFACT_BYTES)?)),
             model: sealed,
             beside: Beside::Directory,
             status: 200,
@@ -136,11 +136,6 @@ fn variants(c: &Ctx, ring: &Keyring) -> Step<Vec<Variant>> {
     ])
 }
 
-/// An envelope of `name` v1 of exactly [`MAX_ARTIFACT_BYTES`].
-fn sealed_at_limit(ring: &Keyring, c: &Ctx, name: &str) -> Step<Vec<u8>> {
-    sealed_of_size(ring, c, name, MAX_ARTIFACT_BYTES)
-}
-
 /// An envelope of `name` v1 of exactly `size` bytes: the artifact's JSON padded with trailing
 /// spaces (an envelope's overhead does not depend on its plaintext's bytes).
 fn sealed_of_size(ring: &Keyring, c: &Ctx, name: &str, size: usize) -> Step<Vec<u8>> {
@@ -186,6 +181,16 @@ fn state(dir: &Path, ring: &Keyring) -> Result<AppState, String> {
     Ok(AppState::with_security(config, loaded))
 }
 
+/// [`state`] of an engine in `dir`'s new subdirectory `sub`, and its model directory.
+fn start_engine(dir: &Path, sub: &str, ring: &Keyring) -> Step<(AppState, PathBuf)> {
+    let root = dir.join(sub);
+    let state = std::fs::create_dir(&root)
+        .map_err(|e| e.to_string())
+        .and_then(|()| state(&root, ring))
+        .map_err(|e| Verdict::error(format!("failed to make the engine of {sub}/: {e}")))?;
+    Ok((state, root.join("models")))
+}
+
 /// The load at start (`gauntlet-engine --model-dir`, `AppState::load_model_dir`): every
 /// regular `.json` and `.enc` file of the directory and nothing else. A sealed model beside
 /// a note that is no model file and a directory named like a model file loads alone, and is
@@ -194,16 +199,7 @@ fn state(dir: &Path, ring: &Keyring) -> Result<AppState, String> {
 async fn start_load(c: &Ctx, dir: &Path, ring: &Keyring) -> Step<String> {
     let fail =
         |what: String| Verdict::fail(format!("the load of a model directory at start: {what}"));
-    let start = dir.join("start");
-    let state = std::fs::create_dir(&start)
-        .map_err(|e| e.to_string())
-        .and_then(|()| state(&start, ring))
-        .map_err(|e| {
-            Verdict::error(format!(
-                "failed to make the engine for the load at start: {e}"
-            ))
-        })?;
-    let models = start.join("models");
+    let (state, models) = start_engine(dir, "start", ring)?;
     let name = c.model("dir-start");
     let sealed = seal(ring, c, &name, &name, "1")?;
     std::fs::write(models.join(format!("{name}.enc")), sealed)
@@ -239,23 +235,15 @@ async fn start_load(c: &Ctx, dir: &Path, ring: &Keyring) -> Step<String> {
     }
     // A file over max-artifact-bytes stops the load at start, naming the file and the limit,
     // even when it is a good model otherwise.
-    let over = dir.join("start-over");
-    let state = std::fs::create_dir(&over)
-        .map_err(|e| e.to_string())
-        .and_then(|()| self::state(&over, ring))
-        .map_err(|e| {
-            Verdict::error(format!(
-                "failed to make the engine for the oversized load at start: {e}"
-            ))
-        })?;
+    let (state, models) = start_engine(dir, "start-over", ring)?;
     let big = c.model("dir-start-over");
     let file = format!("{big}.enc");
     std::fs::write(
-        over.join("models").join(&file),
+        models.join(&file),
         sealed_of_size(ring, c, &big, MAX_ARTIFACT_BYTES + 1)?,
     )
     .map_err(|e| Verdict::error(format!("failed to write {file}: {e}")))?;
-    match state.load_model_dir(&over.join("models")) {
+    match state.load_model_dir(&models) {
         Ok(n) => {
             return Err(fail(format!(
                 "{file}, a sealed model one byte over max-artifact-bytes ({MAX_ARTIFACT_BYTES}), \

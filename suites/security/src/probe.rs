@@ -86,6 +86,11 @@ impl Ctx {
         })
     }
 
+    /// The reference artifacts.
+    pub(crate) fn templates(&self) -> &[ModelArtifact] {
+        &self.templates
+    }
+
     /// A model name for one attack: `sec-{what}-{tag}`.
     pub(crate) fn model(&self, what: &str) -> String {
         format!("sec-{what}-{}", self.tag)

@@ -890,7 +890,19 @@ async fn grpc_status_codes(ctx: CaseCtx) -> CaseOutcome {
         ),
     }
     let subject = grpc_subject(&ctx, &mut c).await?;
-    for (what, request) in malformed(&subject, ctx.seed)? {
+    // Also an output the model does not have, asked for by name: refused as the HTTP route
+    // refuses it (400), not answered with the outputs it has.
+    let missing = scratch_name("no-such-output", ctx.seed);
+    let mut asks_missing = generated_request(&subject, ctx.seed, 1)?;
+    asks_missing.outputs = vec![InferRequestedOutputTensor {
+        name: missing.clone(),
+        parameters: Default::default(),
+    }];
+    let refused = malformed(&subject, ctx.seed)?.into_iter().chain([(
+        format!("output {missing:?} asked for, which it does not have"),
+        asks_missing,
+    )]);
+    for (what, request) in refused {
         let got = code(c.model_infer(request).await.map(drop));
         ensure_eq!(
             got.as_ref().map(|(c, _)| *c),
@@ -900,21 +912,5 @@ async fn grpc_status_codes(ctx: CaseCtx) -> CaseOutcome {
             said(&got)
         );
     }
-    // An output the model does not have, asked for by name: refused as the HTTP route
-    // refuses it (400), not answered with the outputs it has.
-    let missing = scratch_name("no-such-output", ctx.seed);
-    let mut request = generated_request(&subject, ctx.seed, 1)?;
-    request.outputs = vec![InferRequestedOutputTensor {
-        name: missing.clone(),
-        parameters: Default::default(),
-    }];
-    let got = code(c.model_infer(request).await.map(drop));
-    ensure_eq!(
-        got.as_ref().map(|(c, _)| *c),
-        Some(Code::InvalidArgument),
-        "ModelInfer {:?} asking for output {missing:?}, which it does not have: {}",
-        subject.name,
-        said(&got)
-    );
     Ok(())
 }
